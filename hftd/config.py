@@ -1,0 +1,298 @@
+"""Configuration: TOML -> frozen msgspec Structs, validated completely.
+
+`load_config` reports *every* problem in a file at once, each with its path
+(``exchange.flow.cancel_ratio: Expected `float` <= 1.0``), because an operator
+fixing a config one error per restart is an operator losing minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import typing
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import msgspec
+
+PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH and OUCH
+
+
+class ConfigError(Exception):
+    """A config file is unreadable or invalid; `errors` lists every problem."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"invalid config {source}:\n  " + "\n  ".join(errors))
+
+
+class _Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Common settings for every config Struct."""
+
+    def problems(self) -> Iterator[str]:
+        """Cross-field checks a type annotation cannot express (path-relative)."""
+        return iter(())
+
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0.0)]
+Micros = Annotated[float, msgspec.Meta(ge=0.0)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=8, pattern=r"^[A-Z][A-Z0-9.]*$")]
+Alpha6 = Annotated[str, msgspec.Meta(min_length=1, max_length=6, pattern=r"^[ -~]+$")]
+Alpha10 = Annotated[str, msgspec.Meta(min_length=1, max_length=10, pattern=r"^[ -~]+$")]
+PriceText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]{1,4})?$")]
+
+
+def to_fixed(text: str) -> int:
+    """Decimal price text ("189.25") -> 4-decimal fixed point (1892500)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a price: {text!r}") from exc
+    scaled = value * PRICE_SCALE
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"more than 4 decimals: {text!r}")
+    return int(scaled)
+
+
+class LatencyConfig(_Base):
+    """A delay distribution in microseconds; `kind = "none"` adds nothing."""
+
+    kind: Literal["none", "fixed", "uniform", "normal", "lognormal"] = "none"
+    micros: Micros = 0.0  # fixed value, or the mean/median for distributions
+    low_micros: Micros = 0.0  # uniform
+    high_micros: Micros = 0.0  # uniform
+    stdev_micros: Micros = 0.0  # normal; for lognormal, sigma of the underlying normal x 1e6
+    seed: int = 7
+
+    def problems(self) -> Iterator[str]:
+        if self.kind == "uniform" and self.high_micros < self.low_micros:
+            yield "high_micros: must be >= low_micros"
+
+
+class FlowConfig(_Base):
+    """Synthetic background participants for one symbol (or the default for all)."""
+
+    enabled: bool = True
+    arrival_rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0
+    step_ticks: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0  # stdev of the mid walk per event
+    spread_ticks: Positive = 2
+    depth_levels: Positive = 5  # passive orders land within this many ticks of the touch
+    size_lots_mean: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0  # geometric, in round lots
+    size_lots_max: Positive = 20
+    cancel_ratio: Ratio = 0.3
+    marketable_ratio: Ratio = 0.1
+    max_resting_per_side: Positive = 200
+
+
+class SymbolConfig(_Base):
+    """One listed instrument."""
+
+    symbol: Symbol
+    reference_price: PriceText
+    tick_size: PriceText = "0.01"
+    round_lot: Positive = 100
+    flow: FlowConfig | None = None
+
+    @property
+    def reference_price_fp(self) -> int:
+        return to_fixed(self.reference_price)
+
+    @property
+    def tick_fp(self) -> int:
+        return to_fixed(self.tick_size)
+
+    def problems(self) -> Iterator[str]:
+        if to_fixed(self.tick_size) <= 0:
+            yield "tick_size: must be > 0"
+        elif to_fixed(self.reference_price) % to_fixed(self.tick_size) != 0:
+            yield "reference_price: must be a multiple of tick_size"
+        if to_fixed(self.reference_price) <= 0:
+            yield "reference_price: must be > 0"
+
+
+class UserConfig(_Base):
+    """A venue login (SoupBinTCP username/password)."""
+
+    username: Alpha6
+    password: Alpha10
+
+
+class ExchangeConfig(_Base):
+    """The exchange simulator daemon."""
+
+    host: str = "127.0.0.1"
+    order_port: Port = 9000
+    md_port: Port = 9001
+    session: Alpha10 = "HFTD000001"
+    users: list[UserConfig] = msgspec.field(default_factory=list)
+    max_order_size: Positive = 1_000_000
+    heartbeat_interval_s: Seconds = 1.0
+    heartbeat_timeout_s: Seconds = 15.0
+    ack_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    md_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    flow: FlowConfig = msgspec.field(default_factory=FlowConfig)
+    flow_seed: int = 42
+    # A market-data client that falls this many messages behind is cut off:
+    # it can log in again from its last sequence number and catch up.
+    md_client_backlog: Positive = 1_000_000
+
+    def problems(self) -> Iterator[str]:
+        if self.order_port == self.md_port:
+            yield "md_port: must differ from order_port"
+        names = [u.username for u in self.users]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            yield f"users: duplicate username {name!r}"
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
+
+
+class SystemConfig(_Base):
+    """Settings shared by every daemon."""
+
+    name: str = "hftd"
+    run_dir: str = ""  # "" = $HFTD_RUN_DIR, else $XDG_RUNTIME_DIR/hftd, else /tmp/hftd-<uid>
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir:
+            return Path(self.run_dir)
+        env = os.environ.get("HFTD_RUN_DIR")
+        if env:
+            return Path(env)
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        if xdg:
+            return Path(xdg) / "hftd"
+        return Path(f"/tmp/hftd-{os.getuid()}")
+
+
+class HftdConfig(_Base):
+    """The whole system's configuration (one file for every daemon)."""
+
+    symbols: list[SymbolConfig]
+    system: SystemConfig = msgspec.field(default_factory=SystemConfig)
+    exchange: ExchangeConfig = msgspec.field(default_factory=ExchangeConfig)
+
+    def problems(self) -> Iterator[str]:
+        if not self.symbols:
+            yield "symbols: at least one symbol is required"
+        names = [s.symbol for s in self.symbols]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            yield f"symbols: duplicate symbol {name!r}"
+
+    def symbol(self, name: str) -> SymbolConfig:
+        for s in self.symbols:
+            if s.symbol == name:
+                return s
+        raise KeyError(name)
+
+    def flow_for(self, name: str) -> FlowConfig:
+        s = self.symbol(name)
+        return s.flow if s.flow is not None else self.exchange.flow
+
+
+# --- validation ---------------------------------------------------------------
+
+
+def _strip(tp: Any) -> Any:
+    """Annotated[T, ...] -> T."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _struct_of(tp: Any) -> type[_Base] | None:
+    """The config Struct inside `tp` (`T` or `T | None`), if any."""
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, _Base):
+        return tp
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], _Base):
+        return args[0]
+    return None
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _check(value: Any, tp: Any, path: str, errors: list[str]) -> None:
+    """Collect every problem in `value` against type `tp` into `errors`."""
+    struct = _struct_of(tp)
+    if struct is not None and isinstance(value, dict):
+        _check_struct(value, struct, path, errors)
+        return
+    bare = _strip(tp)
+    if get_origin(bare) is list and isinstance(value, list):
+        (item_tp,) = get_args(bare)
+        if _struct_of(item_tp) is not None:
+            for i, item in enumerate(value):
+                _check(item, item_tp, _join(path, i), errors)
+            return
+    try:
+        msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        errors.append(f"{path or '<root>'}: {str(exc).split(' - at ')[0]}")
+
+
+def _check_struct(data: dict[str, Any], cls: type[_Base], path: str, errors: list[str]) -> None:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    for key in data:
+        if key not in fields:
+            errors.append(f"{_join(path, key)}: unknown field")
+    for name, field in fields.items():
+        if name not in data:
+            if field.required:
+                errors.append(f"{_join(path, name)}: required field is missing")
+            continue
+        _check(data[name], hints[field.name], _join(path, name), errors)
+
+
+def _semantic(obj: Any, path: str, errors: list[str]) -> None:
+    """Run `problems()` on every config Struct in the tree."""
+    if isinstance(obj, _Base):
+        try:
+            errors.extend(_join(path, problem) for problem in obj.problems())
+        except ValueError as exc:
+            errors.append(f"{path or '<root>'}: {exc}")
+        for f in msgspec.structs.fields(obj):
+            _semantic(getattr(obj, f.name), _join(path, f.encode_name), errors)
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            _semantic(item, _join(path, i), errors)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> HftdConfig:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    errors: list[str] = []
+    _check_struct(data, HftdConfig, "", errors)
+    if errors:
+        raise ConfigError(source, errors)
+    cfg = msgspec.convert(data, HftdConfig)
+    _semantic(cfg, "", errors)
+    if errors:
+        raise ConfigError(source, errors)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> HftdConfig:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from exc
+    return parse_config(data, str(p))
