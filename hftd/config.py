@@ -61,14 +61,15 @@ def to_fixed(text: str) -> int:
     return int(scaled)
 
 
-class LatencyConfig(_Base):
+class LatencyConfig(_Base, frozen=True, kw_only=True):
     """A delay distribution in microseconds; `kind = "none"` adds nothing."""
 
     kind: Literal["none", "fixed", "uniform", "normal", "lognormal"] = "none"
     micros: Micros = 0.0  # fixed value, or the mean/median for distributions
     low_micros: Micros = 0.0  # uniform
     high_micros: Micros = 0.0  # uniform
-    stdev_micros: Micros = 0.0  # normal; for lognormal, sigma of the underlying normal x 1e6
+    stdev_micros: Micros = 0.0  # normal
+    sigma: Annotated[float, msgspec.Meta(ge=0.0, le=5.0)] = 0.5  # lognormal: median = micros
     seed: int = 7
 
     def problems(self) -> Iterator[str]:
@@ -76,7 +77,7 @@ class LatencyConfig(_Base):
             yield "high_micros: must be >= low_micros"
 
 
-class FlowConfig(_Base):
+class FlowConfig(_Base, frozen=True, kw_only=True):
     """Synthetic background participants for one symbol (or the default for all)."""
 
     enabled: bool = True
@@ -91,7 +92,7 @@ class FlowConfig(_Base):
     max_resting_per_side: Positive = 200
 
 
-class SymbolConfig(_Base):
+class SymbolConfig(_Base, frozen=True, kw_only=True):
     """One listed instrument."""
 
     symbol: Symbol
@@ -117,14 +118,14 @@ class SymbolConfig(_Base):
             yield "reference_price: must be > 0"
 
 
-class UserConfig(_Base):
+class UserConfig(_Base, frozen=True, kw_only=True):
     """A venue login (SoupBinTCP username/password)."""
 
     username: Alpha6
     password: Alpha10
 
 
-class ExchangeConfig(_Base):
+class ExchangeConfig(_Base, frozen=True, kw_only=True):
     """The exchange simulator daemon."""
 
     host: str = "127.0.0.1"
@@ -139,9 +140,6 @@ class ExchangeConfig(_Base):
     md_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
     flow: FlowConfig = msgspec.field(default_factory=FlowConfig)
     flow_seed: int = 42
-    # A market-data client that falls this many messages behind is cut off:
-    # it can log in again from its last sequence number and catch up.
-    md_client_backlog: Positive = 1_000_000
 
     def problems(self) -> Iterator[str]:
         if self.order_port == self.md_port:
@@ -153,7 +151,7 @@ class ExchangeConfig(_Base):
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
 
-class SystemConfig(_Base):
+class SystemConfig(_Base, frozen=True, kw_only=True):
     """Settings shared by every daemon."""
 
     name: str = "hftd"
@@ -172,7 +170,7 @@ class SystemConfig(_Base):
         return Path(f"/tmp/hftd-{os.getuid()}")
 
 
-class HftdConfig(_Base):
+class HftdConfig(_Base, frozen=True, kw_only=True):
     """The whole system's configuration (one file for every daemon)."""
 
     symbols: list[SymbolConfig]

@@ -87,8 +87,14 @@ class Order:
 
     def view(self) -> OrderView:
         return OrderView(
-            self.order_ref, self.owner, self.user_ref, self.symbol, self.wire_side,
-            self.price, self.open_qty, self.tif,
+            self.order_ref,
+            self.owner,
+            self.user_ref,
+            self.symbol,
+            self.wire_side,
+            self.price,
+            self.open_qty,
+            self.tif,
         )
 
 
@@ -212,7 +218,9 @@ class Book:
         return self.ask_prices[0] if self.ask_prices else None
 
     def add(self, order: Order) -> None:
-        levels, prices = (self.bids, self.bid_prices) if order.side == BUY else (self.asks, self.ask_prices)
+        levels, prices = (
+            (self.bids, self.bid_prices) if order.side == BUY else (self.asks, self.ask_prices)
+        )
         level = levels.get(order.price)
         if level is None:
             level = levels[order.price] = Level(order.price)
@@ -221,7 +229,9 @@ class Book:
         level.total += order.open_qty
 
     def remove(self, order: Order) -> None:
-        levels, prices = (self.bids, self.bid_prices) if order.side == BUY else (self.asks, self.ask_prices)
+        levels, prices = (
+            (self.bids, self.bid_prices) if order.side == BUY else (self.asks, self.ask_prices)
+        )
         level = levels[order.price]
         del level.orders[order.order_ref]
         level.total -= order.open_qty
@@ -285,15 +295,24 @@ class MatchingEngine:
             return [OrderRejected(owner, user_ref, reject[0], reject[1])]
         assert book is not None
         order = Order(
-            self.next_order_ref, owner, user_ref, symbol,
-            SELL if side in _SELL_SIDES else BUY, side, price, quantity, tif,
+            self.next_order_ref,
+            owner,
+            user_ref,
+            symbol,
+            SELL if side in _SELL_SIDES else BUY,
+            side,
+            price,
+            quantity,
+            tif,
         )
         self.next_order_ref += 1
         events: list[EngineEvent] = [OrderAccepted(order.view())]
         self._execute(book, order, events)
         return events
 
-    def cancel(self, order_ref: int, open_qty: int = 0, *, reason: str = CANCEL_USER) -> list[EngineEvent]:
+    def cancel(
+        self, order_ref: int, open_qty: int = 0, *, reason: str = CANCEL_USER
+    ) -> list[EngineEvent]:
         """Reduce a resting order to `open_qty` shares (0 = remove it).
 
         Asking for an open size at or above the current one changes nothing,
@@ -303,7 +322,9 @@ class MatchingEngine:
         if order is None:
             return [OrderRejected("", 0, REJECT_UNKNOWN_ORDER, f"no open order {order_ref}")]
         if open_qty < 0:
-            return [OrderRejected(order.owner, order.user_ref, REJECT_INVALID_QUANTITY, "negative size")]
+            return [
+                OrderRejected(order.owner, order.user_ref, REJECT_INVALID_QUANTITY, "negative size")
+            ]
         if open_qty >= order.open_qty:
             return []
         book = self.books[order.symbol]
@@ -315,8 +336,16 @@ class MatchingEngine:
         else:
             book.reduce(order, cut)
         return [
-            OrderCanceled(order_ref, order.owner, order.user_ref, order.symbol, cut,
-                          order.open_qty, reason, True)
+            OrderCanceled(
+                order_ref,
+                order.owner,
+                order.user_ref,
+                order.symbol,
+                cut,
+                order.open_qty,
+                reason,
+                True,
+            )
         ]
 
     def replace(
@@ -331,12 +360,20 @@ class MatchingEngine:
         """Replace a resting order's size and/or price (see the module rules)."""
         order = self.orders.get(order_ref)
         if order is None:
-            return [OrderRejected("", new_user_ref, REJECT_UNKNOWN_ORDER, f"no open order {order_ref}")]
+            return [
+                OrderRejected("", new_user_ref, REJECT_UNKNOWN_ORDER, f"no open order {order_ref}")
+            ]
         new_tif = order.tif if tif is None else tif
         book = self.books[order.symbol]
         if price == MARKET_PRICE:
-            return [OrderRejected(order.owner, new_user_ref, REJECT_INVALID_PRICE,
-                                  "cannot replace into a market order")]
+            return [
+                OrderRejected(
+                    order.owner,
+                    new_user_ref,
+                    REJECT_INVALID_PRICE,
+                    "cannot replace into a market order",
+                )
+            ]
         reject = self._validate(book, order.symbol, order.wire_side, quantity, price, new_tif)
         if reject is not None:
             return [OrderRejected(order.owner, new_user_ref, reject[0], reject[1])]
@@ -350,8 +387,15 @@ class MatchingEngine:
         book.remove(order)
         del self.orders[order_ref]
         new = Order(
-            self.next_order_ref, order.owner, new_user_ref, order.symbol, order.side,
-            order.wire_side, price, quantity, new_tif,
+            self.next_order_ref,
+            order.owner,
+            new_user_ref,
+            order.symbol,
+            order.side,
+            order.wire_side,
+            price,
+            quantity,
+            new_tif,
         )
         self.next_order_ref += 1
         crossed = self._crosses(book, new)
@@ -434,9 +478,18 @@ class MatchingEngine:
                 order.open_qty -= qty
                 events.append(
                     Fill(
-                        self.next_match_number, book.symbol, best, qty,
-                        resting.order_ref, resting.owner, resting.user_ref, resting.side,
-                        resting.open_qty, order.order_ref, order.owner, order.user_ref,
+                        self.next_match_number,
+                        book.symbol,
+                        best,
+                        qty,
+                        resting.order_ref,
+                        resting.owner,
+                        resting.user_ref,
+                        resting.side,
+                        resting.open_qty,
+                        order.order_ref,
+                        order.owner,
+                        order.user_ref,
                         order.open_qty,
                     )
                 )
@@ -458,8 +511,16 @@ class MatchingEngine:
             left = order.open_qty
             order.open_qty = 0
             events.append(
-                OrderCanceled(order.order_ref, order.owner, order.user_ref, order.symbol, left, 0,
-                              CANCEL_IOC, False)
+                OrderCanceled(
+                    order.order_ref,
+                    order.owner,
+                    order.user_ref,
+                    order.symbol,
+                    left,
+                    0,
+                    CANCEL_IOC,
+                    False,
+                )
             )
             return
         book.add(order)

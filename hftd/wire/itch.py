@@ -211,7 +211,12 @@ LAYOUTS = [
     _layout(
         TradingAction,
         b"H",
-        [("stock", "alpha8"), ("trading_state", "char"), ("reserved", "char"), ("reason", "alpha4")],
+        [
+            ("stock", "alpha8"),
+            ("trading_state", "char"),
+            ("reserved", "char"),
+            ("reason", "alpha4"),
+        ],
     ),
     _layout(RegShoRestriction, b"Y", [("stock", "alpha8"), ("action", "char")]),
     _layout(
@@ -228,14 +233,25 @@ LAYOUTS = [
     _layout(
         AddOrder,
         b"A",
-        [("order_ref", "u64"), ("side", "char"), ("shares", "u32"), ("stock", "alpha8"),
-         ("price", "u32")],
+        [
+            ("order_ref", "u64"),
+            ("side", "char"),
+            ("shares", "u32"),
+            ("stock", "alpha8"),
+            ("price", "u32"),
+        ],
     ),
     _layout(
         AddOrderMPID,
         b"F",
-        [("order_ref", "u64"), ("side", "char"), ("shares", "u32"), ("stock", "alpha8"),
-         ("price", "u32"), ("attribution", "alpha4")],
+        [
+            ("order_ref", "u64"),
+            ("side", "char"),
+            ("shares", "u32"),
+            ("stock", "alpha8"),
+            ("price", "u32"),
+            ("attribution", "alpha4"),
+        ],
     ),
     _layout(
         OrderExecuted,
@@ -245,8 +261,13 @@ LAYOUTS = [
     _layout(
         OrderExecutedWithPrice,
         b"C",
-        [("order_ref", "u64"), ("executed_shares", "u32"), ("match_number", "u64"),
-         ("printable", "char"), ("execution_price", "u32")],
+        [
+            ("order_ref", "u64"),
+            ("executed_shares", "u32"),
+            ("match_number", "u64"),
+            ("printable", "char"),
+            ("execution_price", "u32"),
+        ],
     ),
     _layout(OrderCancel, b"X", [("order_ref", "u64"), ("cancelled_shares", "u32")]),
     _layout(OrderDelete, b"D", [("order_ref", "u64")]),
@@ -258,8 +279,14 @@ LAYOUTS = [
     _layout(
         Trade,
         b"P",
-        [("order_ref", "u64"), ("side", "char"), ("shares", "u32"), ("stock", "alpha8"),
-         ("price", "u32"), ("match_number", "u64")],
+        [
+            ("order_ref", "u64"),
+            ("side", "char"),
+            ("shares", "u32"),
+            ("stock", "alpha8"),
+            ("price", "u32"),
+            ("match_number", "u64"),
+        ],
     ),
 ]
 

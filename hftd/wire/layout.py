@@ -74,7 +74,9 @@ class Layout:
         src.append("    n = len(buf)")
         if self.appendage:
             src.append(f"    if n < {size + 2}:")
-            src.append(f"        raise Err(f'{self.cls.__name__}: {{n}} bytes, need at least {size + 2}')")
+            src.append(
+                f"        raise Err(f'{self.cls.__name__}: {{n}} bytes, need at least {size + 2}')"
+            )
             src.append(f"    alen = unpack_u16(buf, {size})[0]")
             src.append(f"    if n != {size + 2} + alen:")
             src.append(
@@ -93,7 +95,7 @@ class Layout:
             "cls": self.cls,
             "Err": RemoteProtocolError,
         }
-        exec("\n".join(src), ns)  # noqa: S102 - generated from the static layout table
+        exec("\n".join(src), ns)
         return ns["decode"]  # type: ignore[no-any-return]
 
     def _compile_encode(self) -> Callable[[Any], bytes]:
@@ -117,7 +119,7 @@ class Layout:
             "pack_u16": struct.Struct(">H").pack,
             "tb": self.type_byte,
         }
-        exec(src, ns)  # noqa: S102 - generated from the static layout table
+        exec(src, ns)
         return ns["encode"]  # type: ignore[no-any-return]
 
 

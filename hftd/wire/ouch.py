@@ -197,18 +197,34 @@ INBOUND_LAYOUTS = [
     Layout(
         EnterOrder,
         b"O",
-        [("user_ref", "u32"), ("side", "char"), ("quantity", "u32"), ("symbol", "alpha8"),
-         ("price", "i64"), ("time_in_force", "char"), ("display", "char"),
-         ("capacity", "char"), ("iso_eligibility", "char"), ("cross_type", "char"),
-         ("cl_ord_id", "alpha14")],
+        [
+            ("user_ref", "u32"),
+            ("side", "char"),
+            ("quantity", "u32"),
+            ("symbol", "alpha8"),
+            ("price", "i64"),
+            ("time_in_force", "char"),
+            ("display", "char"),
+            ("capacity", "char"),
+            ("iso_eligibility", "char"),
+            ("cross_type", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
         appendage=True,
     ),
     Layout(
         ReplaceOrder,
         b"U",
-        [("orig_user_ref", "u32"), ("new_user_ref", "u32"), ("quantity", "u32"),
-         ("price", "i64"), ("time_in_force", "char"), ("display", "char"),
-         ("iso_eligibility", "char"), ("cl_ord_id", "alpha14")],
+        [
+            ("orig_user_ref", "u32"),
+            ("new_user_ref", "u32"),
+            ("quantity", "u32"),
+            ("price", "i64"),
+            ("time_in_force", "char"),
+            ("display", "char"),
+            ("iso_eligibility", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
         appendage=True,
     ),
     Layout(CancelOrder, b"X", [("user_ref", "u32"), ("quantity", "u32")]),
@@ -219,21 +235,44 @@ OUTBOUND_LAYOUTS = [
     Layout(
         Accepted,
         b"A",
-        [("timestamp", "u64"), ("user_ref", "u32"), ("side", "char"), ("quantity", "u32"),
-         ("symbol", "alpha8"), ("price", "i64"), ("time_in_force", "char"),
-         ("display", "char"), ("order_ref", "u64"), ("capacity", "char"),
-         ("iso_eligibility", "char"), ("cross_type", "char"), ("order_state", "char"),
-         ("cl_ord_id", "alpha14")],
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("side", "char"),
+            ("quantity", "u32"),
+            ("symbol", "alpha8"),
+            ("price", "i64"),
+            ("time_in_force", "char"),
+            ("display", "char"),
+            ("order_ref", "u64"),
+            ("capacity", "char"),
+            ("iso_eligibility", "char"),
+            ("cross_type", "char"),
+            ("order_state", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
         appendage=True,
     ),
     Layout(
         Replaced,
         b"U",
-        [("timestamp", "u64"), ("orig_user_ref", "u32"), ("new_user_ref", "u32"),
-         ("side", "char"), ("quantity", "u32"), ("symbol", "alpha8"), ("price", "i64"),
-         ("time_in_force", "char"), ("display", "char"), ("order_ref", "u64"),
-         ("capacity", "char"), ("iso_eligibility", "char"), ("cross_type", "char"),
-         ("order_state", "char"), ("cl_ord_id", "alpha14")],
+        [
+            ("timestamp", "u64"),
+            ("orig_user_ref", "u32"),
+            ("new_user_ref", "u32"),
+            ("side", "char"),
+            ("quantity", "u32"),
+            ("symbol", "alpha8"),
+            ("price", "i64"),
+            ("time_in_force", "char"),
+            ("display", "char"),
+            ("order_ref", "u64"),
+            ("capacity", "char"),
+            ("iso_eligibility", "char"),
+            ("cross_type", "char"),
+            ("order_state", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
         appendage=True,
     ),
     Layout(
@@ -244,8 +283,14 @@ OUTBOUND_LAYOUTS = [
     Layout(
         Executed,
         b"E",
-        [("timestamp", "u64"), ("user_ref", "u32"), ("quantity", "u32"), ("price", "i64"),
-         ("liquidity_flag", "char"), ("match_number", "u64")],
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("quantity", "u32"),
+            ("price", "i64"),
+            ("liquidity_flag", "char"),
+            ("match_number", "u64"),
+        ],
         appendage=True,
     ),
     Layout(
@@ -279,7 +324,9 @@ def encode_outbound(msg: Outbound) -> bytes:
     return _OUT.encode(msg)
 
 
-INBOUND_SIZES = {lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0)
-                 for lay in INBOUND_LAYOUTS}
-OUTBOUND_SIZES = {lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0)
-                  for lay in OUTBOUND_LAYOUTS}
+INBOUND_SIZES = {
+    lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0) for lay in INBOUND_LAYOUTS
+}
+OUTBOUND_SIZES = {
+    lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0) for lay in OUTBOUND_LAYOUTS
+}

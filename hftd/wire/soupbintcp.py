@@ -78,7 +78,9 @@ def login_request(username: str, password: str, session: str = "", sequence: int
 
 def login_accepted(session: str, sequence: int) -> bytes:
     """A: `sequence` is the number of the next sequenced message."""
-    return packet(LOGIN_ACCEPTED, _alpha(session, 10, right=True) + _alpha(str(sequence), 20, right=True))
+    return packet(
+        LOGIN_ACCEPTED, _alpha(session, 10, right=True) + _alpha(str(sequence), 20, right=True)
+    )
 
 
 def login_rejected(reason: str) -> bytes:
@@ -102,28 +104,36 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._pos = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[bytes, bytes]]:
-        """Yield every complete packet; keep the partial tail for next time."""
-        buf = self._buf
-        buf += data
-        pos = 0
-        end = len(buf)
-        try:
-            while end - pos >= 2:
-                (n,) = _U16.unpack_from(buf, pos)
-                if n == 0:
-                    raise RemoteProtocolError("SoupBinTCP packet with length 0")
-                if end - pos - 2 < n:
-                    break
-                yield bytes(buf[pos + 2 : pos + 3]), bytes(buf[pos + 3 : pos + 2 + n])
-                pos += 2 + n
-        finally:
-            del buf[:pos]
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_packet(self) -> tuple[bytes, bytes] | None:
+        """The next complete packet, or None until more bytes arrive."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 2:
+            return None
+        (n,) = _U16.unpack_from(buf, pos)
+        if n == 0:
+            raise RemoteProtocolError("SoupBinTCP packet with length 0")
+        if len(buf) - pos - 2 < n:
+            return None
+        self._pos = pos + 2 + n
+        return bytes(buf[pos + 2 : pos + 3]), bytes(buf[pos + 3 : pos + 2 + n])
+
+    def packets(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[bytes, bytes]]:
+        """Feed `data` and yield every complete packet."""
+        self.feed(data)
+        while (p := self.next_packet()) is not None:
+            yield p
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
 
 # --- events -------------------------------------------------------------------
@@ -189,7 +199,9 @@ def _ascii(raw: bytes, what: str) -> str:
 
 def parse_login_request(body: bytes) -> LoginRequested:
     if len(body) != _LOGIN_BODY:
-        raise RemoteProtocolError(f"login request payload is {len(body)} bytes, expected {_LOGIN_BODY}")
+        raise RemoteProtocolError(
+            f"login request payload is {len(body)} bytes, expected {_LOGIN_BODY}"
+        )
     seq_text = _ascii(body[26:46], "login sequence number").strip()
     if seq_text and not seq_text.isdigit():
         raise RemoteProtocolError(f"login sequence number {seq_text!r} is not numeric")
@@ -203,6 +215,7 @@ def parse_login_request(body: bytes) -> LoginRequested:
 
 class State(enum.Enum):
     AWAITING_LOGIN = "awaiting login"
+    LOGIN_PENDING = "login pending"  # request received, not yet accepted
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -219,12 +232,23 @@ class ServerSession:
         self._frames = FrameDecoder()
 
     def receive_data(self, data: bytes) -> list[ServerSideEvent]:
+        """Events for the complete packets so far.
+
+        After a LoginRequested, later packets wait in the buffer until
+        `accept()` (which returns their events): a client may pipeline its
+        first orders behind its login.
+        """
         if self.state is State.CLOSED:
             raise RemoteProtocolError("data after logout")
+        self._frames.feed(data)
+        return self._drain()
+
+    def _drain(self) -> list[ServerSideEvent]:
         events: list[ServerSideEvent] = []
-        for ptype, body in self._frames.feed(data):
-            events.append(self._on_packet(ptype, body))
-            if self.state is State.CLOSED:
+        while self.state is not State.LOGIN_PENDING and (p := self._frames.next_packet()):
+            ev = self._on_packet(*p)
+            events.append(ev)
+            if isinstance(ev, LogoutRequested):
                 break
         return events
 
@@ -234,7 +258,9 @@ class ServerSession:
         if self.state is State.AWAITING_LOGIN:
             if ptype != LOGIN_REQUEST:
                 raise RemoteProtocolError(f"expected a login request, got packet type {ptype!r}")
-            return parse_login_request(body)
+            login = parse_login_request(body)
+            self.state = State.LOGIN_PENDING
+            return login
         if ptype == UNSEQUENCED:
             return UnsequencedData(body)
         if ptype == CLIENT_HEARTBEAT_T:
@@ -248,11 +274,12 @@ class ServerSession:
             raise RemoteProtocolError("second login request on an established session")
         raise RemoteProtocolError(f"packet type {ptype!r} is not valid from a client")
 
-    def accept(self) -> None:
-        """Record that the login was accepted (the caller sent login_accepted)."""
-        if self.state is not State.AWAITING_LOGIN:
+    def accept(self) -> list[ServerSideEvent]:
+        """Record that the login was accepted; returns events for pipelined packets."""
+        if self.state is not State.LOGIN_PENDING:
             raise LocalProtocolError(f"accept in state {self.state.value}")
         self.state = State.ESTABLISHED
+        return self._drain()
 
 
 class ClientSession:
@@ -268,7 +295,7 @@ class ClientSession:
         return list(self.iter_events(data))
 
     def iter_events(self, data: bytes | bytearray | memoryview) -> Iterator[ClientSideEvent]:
-        for ptype, body in self._frames.feed(data):
+        for ptype, body in self._frames.packets(data):
             yield self._on_packet(ptype, body)
 
     def _on_packet(self, ptype: bytes, body: bytes) -> ClientSideEvent:

@@ -1,0 +1,424 @@
+"""The venue's protocol logic: OUCH sessions and the ITCH stream around the engine.
+
+Pure: the daemon hands it decoded OUCH messages (and synthetic flow) and a
+clock; it appends encoded replies to each user's sequenced OUCH stream and
+market data to the ITCH stream, and keeps each user's fills for
+reconciliation snapshots. Re-login from sequence N is served from the
+streams, so nothing here depends on a connection being up.
+
+OUCH rules this venue applies beyond the engine's:
+- UserRefNum must strictly increase per user (Enter, and Replace's new one);
+  otherwise the message is rejected (reason 8).
+- Cancel/Replace name the order by UserRefNum; an unknown or dead one is
+  rejected with reason 7 (OUCH has no cancel-reject, so Rejected carries it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from hftd.config import HftdConfig
+from hftd.exchange.engine import (
+    EngineEvent,
+    Fill,
+    MatchingEngine,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderReplaced,
+    OrderRested,
+    SymbolRules,
+)
+from hftd.exchange.stream import SequencedStream
+from hftd.wire import itch, ouch
+
+SYNTHETIC = ""  # owner of background flow orders
+
+
+class OrderExtras(msgspec.Struct, gc=False):
+    """OUCH fields the engine does not need but replies must echo."""
+
+    user: str
+    user_ref: int
+    display: str
+    capacity: str
+    iso_eligibility: str
+    cross_type: str
+    cl_ord_id: str
+
+
+class FillRecord(msgspec.Struct, frozen=True, gc=False):
+    """One execution as the venue reported it to a user."""
+
+    match_number: int
+    user_ref: int
+    order_ref: int
+    symbol: str
+    side: str
+    quantity: int
+    price: int
+    liquidity: str  # A added, R removed
+    timestamp: int
+
+
+class OpenOrder(msgspec.Struct, frozen=True, gc=False):
+    user_ref: int
+    order_ref: int
+    symbol: str
+    side: str
+    price: int
+    open_qty: int
+    time_in_force: str
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """What the venue knows about one user: for reconciliation."""
+
+    user: str
+    next_sequence: int  # of the user's OUCH stream
+    open_orders: list[OpenOrder]
+    fills: list[FillRecord]
+
+
+class UserState:
+    """Per-user OUCH bookkeeping."""
+
+    __slots__ = ("fills", "last_user_ref", "live", "stream")
+
+    def __init__(self) -> None:
+        self.stream = SequencedStream()
+        self.last_user_ref = 0
+        self.live: dict[int, int] = {}  # UserRefNum -> order reference
+        self.fills: list[FillRecord] = []
+
+
+class Venue:
+    """Engine + OUCH per-user streams + the ITCH stream."""
+
+    def __init__(self, cfg: HftdConfig, clock_ns: Callable[[], int]) -> None:
+        self.cfg = cfg
+        self.clock_ns = clock_ns  # ns since midnight
+        self.engine = MatchingEngine(
+            {s.symbol: SymbolRules(tick=s.tick_fp) for s in cfg.symbols},
+            max_order_size=cfg.exchange.max_order_size,
+        )
+        self.locate = {s.symbol: i + 1 for i, s in enumerate(cfg.symbols)}
+        self.md = SequencedStream()
+        self.users: dict[str, UserState] = {}
+        self.extras: dict[int, OrderExtras] = {}  # live order reference -> echo fields
+        self.last_trade: dict[str, int] = {}
+        self.counters = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "rejects": 0}
+
+    # --- session-independent streams --------------------------------------------
+
+    def user(self, name: str) -> UserState:
+        st = self.users.get(name)
+        if st is None:
+            st = self.users[name] = UserState()
+            st.stream.append(ouch.encode_outbound(ouch.SystemEventMsg(self.clock_ns(), "S")))
+        return st
+
+    def _md(self, msg: itch.ItchMessage) -> None:
+        self.md.append(itch.encode(msg))
+
+    def _out(self, user: str, msg: ouch.Outbound) -> None:
+        if user != SYNTHETIC:
+            self.user(user).stream.append(ouch.encode_outbound(msg))
+
+    def start_of_day(self) -> None:
+        """Publish the opening ITCH sequence: S O, R and H per symbol, S S, S Q."""
+        ts = self.clock_ns()
+        self._md(itch.SystemEvent(0, 0, ts, "O"))
+        for s in self.cfg.symbols:
+            loc = self.locate[s.symbol]
+            self._md(
+                itch.StockDirectory(
+                    loc,
+                    0,
+                    ts,
+                    s.symbol,
+                    "Q",
+                    "N",
+                    s.round_lot,
+                    "N",
+                    "C",
+                    "Z",
+                    "P",
+                    "N",
+                    "1",
+                    "N",
+                    "N",
+                    0,
+                    "N",
+                )
+            )
+            self._md(itch.TradingAction(loc, 0, ts, s.symbol, "T", " ", ""))
+        self._md(itch.SystemEvent(0, 0, ts, "S"))
+        self._md(itch.SystemEvent(0, 0, ts, "Q"))
+
+    def end_of_day(self) -> None:
+        """Cancel day orders and publish end of market/system hours."""
+        self._publish(self.engine.end_of_day())
+        ts = self.clock_ns()
+        self._md(itch.SystemEvent(0, 0, ts, "M"))
+        self._md(itch.SystemEvent(0, 0, ts, "E"))
+        self._md(itch.SystemEvent(0, 0, ts, "C"))
+        for name in self.users:
+            self._out(name, ouch.SystemEventMsg(ts, "E"))
+
+    # --- OUCH in ------------------------------------------------------------------
+
+    def handle(self, user: str, msg: ouch.Inbound) -> None:
+        """Apply one inbound OUCH message from `user`."""
+        st = self.user(user)
+        if isinstance(msg, ouch.EnterOrder):
+            self._enter(user, st, msg)
+        elif isinstance(msg, ouch.ReplaceOrder):
+            self._replace(user, st, msg)
+        else:
+            self._cancel(user, st, msg)
+
+    def _reject(self, user: str, user_ref: int, reason: int, cl_ord_id: str = "") -> None:
+        self.counters["rejects"] += 1
+        self._out(user, ouch.Rejected(self.clock_ns(), user_ref, reason, cl_ord_id))
+
+    def _enter(self, user: str, st: UserState, m: ouch.EnterOrder) -> None:
+        self.counters["orders"] += 1
+        if m.user_ref <= st.last_user_ref:
+            self._reject(user, m.user_ref, ouch.REJECT_DUPLICATE_USER_REF, m.cl_ord_id)
+            return
+        st.last_user_ref = m.user_ref
+        events = self.engine.enter(
+            owner=user,
+            user_ref=m.user_ref,
+            symbol=m.symbol,
+            side=m.side,
+            quantity=m.quantity,
+            price=m.price,
+            tif=m.time_in_force,
+        )
+        first = events[0]
+        if isinstance(first, OrderAccepted):
+            self.extras[first.order.order_ref] = OrderExtras(
+                user,
+                m.user_ref,
+                m.display,
+                m.capacity,
+                m.iso_eligibility,
+                m.cross_type,
+                m.cl_ord_id,
+            )
+            st.live[m.user_ref] = first.order.order_ref
+        self._publish(events, cl_ord_id=m.cl_ord_id)
+
+    def _replace(self, user: str, st: UserState, m: ouch.ReplaceOrder) -> None:
+        self.counters["replaces"] += 1
+        ref = st.live.get(m.orig_user_ref)
+        if ref is None:
+            self._reject(user, m.new_user_ref, ouch.REJECT_UNKNOWN_ORDER, m.cl_ord_id)
+            return
+        if m.new_user_ref <= st.last_user_ref:
+            self._reject(user, m.new_user_ref, ouch.REJECT_DUPLICATE_USER_REF, m.cl_ord_id)
+            return
+        st.last_user_ref = m.new_user_ref
+        events = self.engine.replace(
+            ref,
+            new_user_ref=m.new_user_ref,
+            quantity=m.quantity,
+            price=m.price,
+            tif=m.time_in_force,
+        )
+        first = events[0]
+        if isinstance(first, OrderReplaced):
+            old = self.extras.pop(ref)
+            del st.live[m.orig_user_ref]
+            new_ref = first.order.order_ref
+            self.extras[new_ref] = OrderExtras(
+                user,
+                m.new_user_ref,
+                m.display,
+                old.capacity,
+                m.iso_eligibility,
+                old.cross_type,
+                m.cl_ord_id,
+            )
+            st.live[m.new_user_ref] = new_ref
+        self._publish(events, cl_ord_id=m.cl_ord_id)
+
+    def _cancel(self, user: str, st: UserState, m: ouch.CancelOrder) -> None:
+        self.counters["cancels"] += 1
+        ref = st.live.get(m.user_ref)
+        if ref is None:
+            self._reject(user, m.user_ref, ouch.REJECT_UNKNOWN_ORDER)
+            return
+        self._publish(self.engine.cancel(ref, m.quantity))
+
+    # --- synthetic flow -----------------------------------------------------------
+
+    def flow_enter(self, symbol: str, side: str, quantity: int, price: int, tif: str) -> int | None:
+        """Enter a background order; returns its reference if it rests."""
+        events = self.engine.enter(
+            owner=SYNTHETIC,
+            user_ref=0,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            tif=tif,
+        )
+        self._publish(events)
+        last = events[-1]
+        return last.order.order_ref if isinstance(last, OrderRested) else None
+
+    def flow_cancel(self, order_ref: int) -> None:
+        if order_ref in self.engine.orders:
+            self._publish(self.engine.cancel(order_ref, 0))
+
+    # --- engine events out ---------------------------------------------------------
+
+    def _publish(self, events: list[EngineEvent], cl_ord_id: str = "") -> None:
+        ts = self.clock_ns()
+        for ev in events:
+            if isinstance(ev, Fill):
+                self._on_fill(ev, ts)
+            elif isinstance(ev, OrderRested):
+                o = ev.order
+                self._md(
+                    itch.AddOrder(
+                        self.locate[o.symbol],
+                        0,
+                        ts,
+                        o.order_ref,
+                        "B" if o.side == "B" else "S",
+                        o.open_qty,
+                        o.symbol,
+                        o.price,
+                    )
+                )
+            elif isinstance(ev, OrderAccepted):
+                o = ev.order
+                x = self.extras.get(o.order_ref)
+                self._out(
+                    o.owner,
+                    ouch.Accepted(
+                        ts,
+                        o.user_ref,
+                        o.side,
+                        o.open_qty,
+                        o.symbol,
+                        o.price,
+                        o.tif,
+                        x.display if x else "Y",
+                        o.order_ref,
+                        x.capacity if x else "A",
+                        x.iso_eligibility if x else "N",
+                        x.cross_type if x else "N",
+                        "L",
+                        x.cl_ord_id if x else cl_ord_id,
+                    ),
+                )
+            elif isinstance(ev, OrderCanceled):
+                self._on_canceled(ev, ts)
+            elif isinstance(ev, OrderReplaced):
+                self._on_replaced(ev, ts)
+            elif isinstance(ev, OrderRejected):
+                self._reject(ev.owner, ev.user_ref, ev.reason, cl_ord_id)
+
+    def _forget(self, order_ref: int) -> None:
+        x = self.extras.pop(order_ref, None)
+        if x is not None:
+            self.users[x.user].live.pop(x.user_ref, None)
+
+    def _on_fill(self, f: Fill, ts: int) -> None:
+        self.counters["fills"] += 1
+        self.last_trade[f.symbol] = f.price
+        self._md(
+            itch.OrderExecuted(
+                self.locate[f.symbol], 0, ts, f.resting_ref, f.quantity, f.match_number
+            )
+        )
+        aggressor_side = "S" if f.resting_side == "B" else "B"
+        for owner, user_ref, ref, side, liq, left in (
+            (
+                f.resting_owner,
+                f.resting_user_ref,
+                f.resting_ref,
+                f.resting_side,
+                "A",
+                f.resting_open_qty,
+            ),
+            (
+                f.aggressor_owner,
+                f.aggressor_user_ref,
+                f.aggressor_ref,
+                aggressor_side,
+                "R",
+                f.aggressor_open_qty,
+            ),
+        ):
+            if owner == SYNTHETIC:
+                continue
+            self._out(owner, ouch.Executed(ts, user_ref, f.quantity, f.price, liq, f.match_number))
+            self.users[owner].fills.append(
+                FillRecord(
+                    f.match_number, user_ref, ref, f.symbol, side, f.quantity, f.price, liq, ts
+                )
+            )
+            if left == 0:
+                self._forget(ref)
+
+    def _on_canceled(self, c: OrderCanceled, ts: int) -> None:
+        if c.was_resting:
+            loc = self.locate[c.symbol]
+            if c.open_qty == 0:
+                self._md(itch.OrderDelete(loc, 0, ts, c.order_ref))
+            else:
+                self._md(itch.OrderCancel(loc, 0, ts, c.order_ref, c.quantity))
+        self._out(c.owner, ouch.Canceled(ts, c.user_ref, c.quantity, c.reason))
+        if c.open_qty == 0:
+            self._forget(c.order_ref)
+
+    def _on_replaced(self, r: OrderReplaced, ts: int) -> None:
+        o = r.order
+        loc = self.locate[o.symbol]
+        if r.kept_priority:
+            if r.old_open_qty > o.open_qty:
+                self._md(itch.OrderCancel(loc, 0, ts, r.old_ref, r.old_open_qty - o.open_qty))
+        elif not r.crossed:
+            self._md(itch.OrderReplace(loc, 0, ts, r.old_ref, o.order_ref, o.open_qty, o.price))
+        else:
+            self._md(itch.OrderDelete(loc, 0, ts, r.old_ref))
+        x = self.extras.get(o.order_ref)
+        self._out(
+            o.owner,
+            ouch.Replaced(
+                ts,
+                r.orig_user_ref,
+                o.user_ref,
+                o.side,
+                o.open_qty,
+                o.symbol,
+                o.price,
+                o.tif,
+                x.display if x else "Y",
+                o.order_ref,
+                x.capacity if x else "A",
+                x.iso_eligibility if x else "N",
+                x.cross_type if x else "N",
+                "L",
+                x.cl_ord_id if x else "",
+            ),
+        )
+
+    # --- reconciliation -----------------------------------------------------------
+
+    def snapshot(self, user: str) -> Snapshot:
+        st = self.user(user)
+        opens = []
+        for user_ref, ref in st.live.items():
+            o = self.engine.order(ref)
+            if o is not None:
+                opens.append(OpenOrder(user_ref, ref, o.symbol, o.side, o.price, o.open_qty, o.tif))
+        return Snapshot(user, st.stream.next_sequence, opens, list(st.fills))

@@ -1,0 +1,105 @@
+"""Control socket server (trio) and clients (trio and blocking).
+
+One request frame, one reply frame, any number of times per connection. A
+malformed request gets an error reply; it never takes the daemon down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from hftd.ipc.framing import FrameError, read_frame, send_frame
+from hftd.msg.control import Command, Reply, command_decoder, encoder, reply_decoder
+
+log = logging.getLogger("hftd.control")
+
+Handler = Callable[[Command], Awaitable[Any]]
+
+
+async def serve_control(
+    path: Path,
+    handler: Handler,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `handler` on a Unix socket at `path` (mode 0660) until cancelled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        os.chmod(path, 0o660)
+        sock.listen(16)
+        listener = trio.SocketListener(sock)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                stream = await listener.accept()
+                nursery.start_soon(_serve_one, stream, handler)
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)
+
+
+async def _serve_one(stream: trio.SocketStream, handler: Handler) -> None:
+    async with stream:
+        try:
+            while True:
+                body = await read_frame(stream)
+                if body is None:
+                    return
+                try:
+                    cmd = command_decoder.decode(body)
+                except msgspec.DecodeError as exc:
+                    reply = Reply(ok=False, error=f"bad request: {exc}")
+                else:
+                    try:
+                        reply = Reply(ok=True, result=await handler(cmd))
+                    except Exception as exc:  # a command failed; the daemon carries on
+                        log.exception("control command %s failed", type(cmd).__name__)
+                        reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+                await send_frame(stream, encoder.encode(reply))
+        except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.warning("control client dropped: %s", exc)
+
+
+async def request(path: Path, cmd: Command) -> Reply:
+    """Send one command from trio code."""
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await send_frame(stream, encoder.encode(cmd))
+        body = await read_frame(stream)
+    if body is None:
+        raise ConnectionError(f"{path}: closed without a reply")
+    return reply_decoder.decode(body)
+
+
+def request_sync(path: Path, cmd: Command, timeout: float = 5.0) -> Reply:
+    """Send one command with a plain blocking socket (hftctl, tests)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        body = encoder.encode(cmd)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        head = _recv_exactly(s, 4)
+        (n,) = struct.unpack(">I", head)
+        return reply_decoder.decode(_recv_exactly(s, n))
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("control socket closed mid-reply")
+        buf += chunk
+    return bytes(buf)
