@@ -28,7 +28,7 @@ from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
 from hftd.exchange.venue import Venue
 from hftd.ipc.control import serve_control
-from hftd.msg.control import Command, Snapshot, Status, StatusInfo
+from hftd.msg.control import Command, Depth, DepthInfo, Snapshot, Status, StatusInfo
 from hftd.runtime.notify import Notifier
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
@@ -145,6 +145,18 @@ class ExchangeDaemon:
             if cmd.user not in self.passwords:
                 raise ValueError(f"unknown user {cmd.user!r}")
             return self.venue.snapshot(cmd.user)
+        if isinstance(cmd, Depth):
+            book = self.venue.engine.books.get(cmd.symbol)
+            if book is None:
+                raise ValueError(f"unknown symbol {cmd.symbol!r}")
+            return DepthInfo(
+                symbol=cmd.symbol,
+                md_sequence=len(self.venue.md),
+                bids=book.depth("B"),
+                asks=book.depth("S"),
+                orders={o.order_ref: ("B" if o.side == "B" else "S", o.price, o.open_qty)
+                        for o in book.orders()},
+            )
         raise ValueError(f"exchange does not handle {type(cmd).__name__}")
 
     # --- background flow and md latency -------------------------------------------

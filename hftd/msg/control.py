@@ -22,7 +22,21 @@ class Snapshot(msgspec.Struct, tag=True, frozen=True):
     user: str
 
 
-Command = Status | Snapshot
+class Depth(msgspec.Struct, tag=True, frozen=True):
+    """Exchange: a symbol's full-depth book and the ITCH sequence it reflects."""
+
+    symbol: str
+
+
+class DepthInfo(msgspec.Struct, frozen=True):
+    symbol: str
+    md_sequence: int  # the book includes ITCH messages 1..md_sequence
+    bids: list[tuple[int, int]]  # (price, shares), best first
+    asks: list[tuple[int, int]]
+    orders: dict[int, tuple[str, int, int]]  # order reference -> (side, price, open shares)
+
+
+Command = Status | Snapshot | Depth
 
 
 class Reply(msgspec.Struct, frozen=True):

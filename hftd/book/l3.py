@@ -1,0 +1,160 @@
+"""Order-level (L3) book reconstruction from ITCH messages. Pure logic.
+
+`BookBuilder.apply(msg)` keeps every symbol's full-depth book: orders by
+reference, aggregated shares per price level, sorted prices for BBO. ITCH
+executions, cancels, deletes and replaces carry only the order reference, so
+the builder remembers which book each live order is in.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from hftd.wire import itch
+
+
+class BookError(Exception):
+    """The update stream is inconsistent with the book (e.g. unknown order)."""
+
+
+class L3Book:
+    """One symbol's book."""
+
+    __slots__ = ("ask_prices", "asks", "bid_prices", "bids", "orders", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.orders: dict[int, tuple[str, int, int]] = {}  # ref -> (side, price, shares)
+        self.bids: dict[int, int] = {}  # price -> total shares
+        self.asks: dict[int, int] = {}
+        self.bid_prices: list[int] = []  # ascending; best bid last
+        self.ask_prices: list[int] = []  # ascending; best ask first
+
+    def add(self, ref: int, side: str, price: int, shares: int) -> None:
+        if ref in self.orders:
+            raise BookError(f"{self.symbol}: order {ref} added twice")
+        self.orders[ref] = (side, price, shares)
+        levels, prices = (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        if price in levels:
+            levels[price] += shares
+        else:
+            levels[price] = shares
+            bisect.insort(prices, price)
+
+    def reduce(self, ref: int, shares: int) -> None:
+        """Take `shares` off an order (execution or partial cancel); remove it at zero."""
+        entry = self.orders.get(ref)
+        if entry is None:
+            raise BookError(f"{self.symbol}: unknown order {ref}")
+        side, price, open_ = entry
+        if shares > open_:
+            raise BookError(f"{self.symbol}: order {ref} reduced by {shares} > {open_}")
+        if shares == open_:
+            del self.orders[ref]
+        else:
+            self.orders[ref] = (side, price, open_ - shares)
+        self._level_sub(side, price, shares)
+
+    def delete(self, ref: int) -> tuple[str, int, int]:
+        entry = self.orders.pop(ref, None)
+        if entry is None:
+            raise BookError(f"{self.symbol}: unknown order {ref}")
+        self._level_sub(entry[0], entry[1], entry[2])
+        return entry
+
+    def _level_sub(self, side: str, price: int, shares: int) -> None:
+        levels, prices = (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        left = levels[price] - shares
+        if left:
+            levels[price] = left
+        else:
+            del levels[price]
+            del prices[bisect.bisect_left(prices, price)]
+
+    def best_bid(self) -> tuple[int, int] | None:
+        if not self.bid_prices:
+            return None
+        p = self.bid_prices[-1]
+        return p, self.bids[p]
+
+    def best_ask(self) -> tuple[int, int] | None:
+        if not self.ask_prices:
+            return None
+        p = self.ask_prices[0]
+        return p, self.asks[p]
+
+    def depth(self, side: str, levels: int = 0) -> list[tuple[int, int]]:
+        """[(price, shares)] best first; `levels` = 0 for all."""
+        if side == "B":
+            prices = self.bid_prices[::-1]
+            book = self.bids
+        else:
+            prices = self.ask_prices
+            book = self.asks
+        if levels:
+            prices = prices[:levels]
+        return [(p, book[p]) for p in prices]
+
+
+class BookBuilder:
+    """Every symbol's L3 book, fed by ITCH messages in sequence order."""
+
+    def __init__(self, symbols: list[str] | None = None) -> None:
+        self.books: dict[str, L3Book] = {}
+        self.by_locate: dict[int, L3Book] = {}
+        self.wanted = set(symbols) if symbols else None
+        self.messages = 0
+
+    def book(self, symbol: str) -> L3Book:
+        b = self.books.get(symbol)
+        if b is None:
+            b = self.books[symbol] = L3Book(symbol)
+        return b
+
+    def apply(self, msg: itch.ItchMessage) -> L3Book | None:
+        """Apply one message; returns the book it changed, if any."""
+        self.messages += 1
+        t = type(msg)
+        if t is itch.AddOrder or t is itch.AddOrderMPID:
+            assert isinstance(msg, itch.AddOrder | itch.AddOrderMPID)
+            b = self._locate(msg.stock_locate, msg.stock)
+            if b is not None:
+                b.add(msg.order_ref, msg.side, msg.price, msg.shares)
+            return b
+        if t is itch.OrderExecuted or t is itch.OrderExecutedWithPrice:
+            assert isinstance(msg, itch.OrderExecuted | itch.OrderExecutedWithPrice)
+            b = self.by_locate.get(msg.stock_locate)
+            if b is not None:
+                b.reduce(msg.order_ref, msg.executed_shares)
+            return b
+        if t is itch.OrderCancel:
+            assert isinstance(msg, itch.OrderCancel)
+            b = self.by_locate.get(msg.stock_locate)
+            if b is not None:
+                b.reduce(msg.order_ref, msg.cancelled_shares)
+            return b
+        if t is itch.OrderDelete:
+            assert isinstance(msg, itch.OrderDelete)
+            b = self.by_locate.get(msg.stock_locate)
+            if b is not None:
+                b.delete(msg.order_ref)
+            return b
+        if t is itch.OrderReplace:
+            assert isinstance(msg, itch.OrderReplace)
+            b = self.by_locate.get(msg.stock_locate)
+            if b is not None:
+                side, _price, _shares = b.delete(msg.original_ref)
+                b.add(msg.new_ref, side, msg.price, msg.shares)
+            return b
+        if t is itch.StockDirectory:
+            assert isinstance(msg, itch.StockDirectory)
+            self._locate(msg.stock_locate, msg.stock)
+        return None
+
+    def _locate(self, locate: int, stock: str) -> L3Book | None:
+        b = self.by_locate.get(locate)
+        if b is None:
+            if self.wanted is not None and stock not in self.wanted:
+                return None
+            b = self.by_locate[locate] = self.book(stock)
+        return b

@@ -1,0 +1,33 @@
+"""Shared fixtures: a real exchange daemon on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import OPEN_CLIENTS, Daemon, make_config, start_daemon
+
+
+@pytest.fixture
+def exchange(tmp_path: Path) -> Iterator[Daemon]:
+    """The exchange simulator with background flow, on free ports."""
+    cfg = make_config(tmp_path)
+    with start_daemon("exchange", cfg) as d:
+        yield d
+
+
+@pytest.fixture
+def quiet_exchange(tmp_path: Path) -> Iterator[Daemon]:
+    """The exchange simulator without background flow (deterministic books)."""
+    cfg = make_config(tmp_path, {"exchange": {"flow": {"enabled": False}}})
+    with start_daemon("exchange", cfg) as d:
+        yield d
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()

@@ -1,0 +1,215 @@
+"""Helpers for tests that start real daemons on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config" / "default.toml"
+ITCH_FILE = ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A tiny TOML writer for test configs (tables, arrays of tables, scalars)."""
+    lines: list[str] = []
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not _is_aot(v)}
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        for k, v in d.items():
+            name = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                lines.append(f"\n[{name}]")
+                table(name, v)
+            elif _is_aot(v):
+                for item in v:
+                    lines.append(f"\n[[{name}]]")
+                    table(name, item)
+
+    table("", data)
+    return "\n".join(lines) + "\n"
+
+
+def _is_aot(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """default.toml with free ports, a private run dir, and `overrides` merged in."""
+    data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    data = deep_merge(
+        data,
+        {
+            "system": {"run_dir": str(tmp / "run")},
+            "exchange": {"order_port": free_port(), "md_port": free_port()},
+        },
+    )
+    data = deep_merge(data, overrides or {})
+    path = tmp / "hftd.toml"
+    path.write_text(dump_toml(data))
+    return path
+
+
+class Daemon:
+    """A daemon process started by a test, ready once it sent READY=1."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, config: dict[str, Any]) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.config = config
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@contextmanager
+def start_daemon(component: str, config_path: Path, ready_timeout: float = 30.0) -> Iterator[Daemon]:
+    """Start `hftd <component>`, wait for its READY=1 on a NOTIFY_SOCKET we serve."""
+    run_dir = config_path.parent
+    notify_path = run_dir / f"notify-{component}.sock"
+    notify_path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    log_path = run_dir / f"{component}.log"
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hftd.cli", component, "--config", str(config_path)],
+            stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+    daemon = Daemon(proc, log_path, tomllib.loads(config_path.read_text()))
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                raise RuntimeError(f"{component} not ready (exit {proc.poll()}):\n{daemon.log}")
+            sock.settimeout(min(left, 0.5))
+            try:
+                msg = sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in msg.split("\n"):
+                break
+        yield daemon
+    finally:
+        daemon.stop()
+        sock.close()
+        notify_path.unlink(missing_ok=True)
+
+
+OPEN_CLIENTS: list[SoupClient] = []
+
+
+class SoupClient:
+    """A blocking SoupBinTCP client for tests (sequenced messages are numbered).
+
+    Every client is closed by the autouse fixture in conftest.py.
+    """
+
+    def __init__(self, port: int, username: str = "TEST", password: str = "test-pass",
+                 sequence: int = 1, session: str = "") -> None:
+        from hftd.wire import soupbintcp as soup
+
+        self.soup = soup
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        OPEN_CLIENTS.append(self)
+        self.session = soup.ClientSession()
+        self.pending: list[Any] = []
+        self.sock.sendall(soup.login_request(username, password, session, sequence))
+        self.login = self.next_event(timeout=10)
+
+    def next_event(self, timeout: float = 10.0) -> Any:
+        """The next SoupBinTCP event (raises TimeoutError, EOFError)."""
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no SoupBinTCP packet in time")
+            self.sock.settimeout(left)
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise EOFError("server closed the connection")
+            self.pending.extend(self.session.receive_data(data))
+        return self.pending.pop(0)
+
+    def sequenced(self, timeout: float = 10.0) -> Any:
+        """The next sequenced message event (heartbeats skipped)."""
+        while True:
+            ev = self.next_event(timeout)
+            if isinstance(ev, self.soup.SequencedData):
+                return ev
+
+    def send_unsequenced(self, payload: bytes) -> None:
+        self.sock.sendall(self.soup.unsequenced(payload))
+
+    def closed_by_server(self, timeout: float = 10.0) -> bool:
+        """Drain until EOF; True if the server closed the connection in time."""
+        try:
+            while True:
+                self.next_event(timeout)
+        except (EOFError, ConnectionResetError):
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            try:
+                self.sock.sendall(self.soup.LOGOUT_REQUEST)
+            except OSError:
+                pass
+        self.sock.close()
