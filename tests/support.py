@@ -169,6 +169,7 @@ class SoupClient:
         OPEN_CLIENTS.append(self)
         self.session = soup.ClientSession()
         self.pending: list[Any] = []
+        self.last_send = time.monotonic()
         self.sock.sendall(soup.login_request(username, password, session, sequence))
         self.login = self.next_event(timeout=10)
 
@@ -176,11 +177,18 @@ class SoupClient:
         """The next SoupBinTCP event (raises TimeoutError, EOFError)."""
         deadline = time.monotonic() + timeout
         while not self.pending:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise TimeoutError("no SoupBinTCP packet in time")
-            self.sock.settimeout(left)
-            data = self.sock.recv(1 << 16)
+            if now - self.last_send >= self.soup.HEARTBEAT_INTERVAL:
+                self.sock.sendall(self.soup.CLIENT_HEARTBEAT)
+                self.last_send = now
+            self.sock.settimeout(min(left, self.soup.HEARTBEAT_INTERVAL))
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                continue
             if not data:
                 raise EOFError("server closed the connection")
             self.pending.extend(self.session.receive_data(data))
@@ -195,6 +203,7 @@ class SoupClient:
 
     def send_unsequenced(self, payload: bytes) -> None:
         self.sock.sendall(self.soup.unsequenced(payload))
+        self.last_send = time.monotonic()
 
     def closed_by_server(self, timeout: float = 10.0) -> bool:
         """Drain until EOF; True if the server closed the connection in time."""

@@ -46,9 +46,7 @@ REJECT_INVALID_SIDE = 5
 REJECT_INVALID_TIF = 6
 REJECT_UNKNOWN_ORDER = 7
 REJECT_DUPLICATE_USER_REF = 8  # UserRefNum not strictly increasing
-REJECT_HALTED = 9
 REJECT_INVALID_TICK = 10
-REJECT_MARKET_CLOSED = 11
 REJECT_REASONS = {
     REJECT_UNKNOWN_SYMBOL: "unknown symbol",
     REJECT_INVALID_QUANTITY: "invalid quantity",
@@ -58,9 +56,7 @@ REJECT_REASONS = {
     REJECT_INVALID_TIF: "invalid time in force",
     REJECT_UNKNOWN_ORDER: "unknown order",
     REJECT_DUPLICATE_USER_REF: "UserRefNum not increasing",
-    REJECT_HALTED: "symbol halted",
     REJECT_INVALID_TICK: "price not a multiple of the tick size",
-    REJECT_MARKET_CLOSED: "market closed",
 }
 
 

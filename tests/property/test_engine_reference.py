@@ -25,9 +25,8 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis import given
 
 from hftd.exchange.engine import (
     Fill,
@@ -391,7 +390,7 @@ _SPECIAL = [
     MARKET_PRICE - 1, MARKET_PRICE + 1, 2**40,  # off tick / above the maximum
 ]
 PRICES = _COARSE * 10 + _FINE + _SPECIAL
-QUANTITIES = list(range(1, 121)) + [0, -5, MAX_SIZE, MAX_SIZE + 1, 10**9]
+QUANTITIES = [*range(1, 121), 0, -5, MAX_SIZE, MAX_SIZE + 1, 10**9]
 
 quantities = st.sampled_from(QUANTITIES)
 prices = st.sampled_from(PRICES)
@@ -428,7 +427,9 @@ _DENSE_STRATEGIES = {
                         st.integers(0, 30)),
     "replace": st.tuples(st.just("replace"),
                          st.tuples(st.just("live"), st.integers(0, 10_000)),
-                         replace_quantities.map(lambda t: t if t[0] == "rel" else ("abs", 1 + t[1] % 60)),
+                         replace_quantities.map(
+                             lambda t: t if t[0] == "rel" else ("abs", 1 + t[1] % 60)
+                         ),
                          st.sampled_from([None] * 9 + _COARSE),
                          st.sampled_from([None] * 4 + [TIF_DAY, TIF_GTX, TIF_IOC])),
 }
@@ -473,10 +474,7 @@ class Harness:
             _, target, (qmode, qval), price, tif = op
             ref = self._resolve(target)
             current = self.ref.find(ref)
-            if qmode == "rel":
-                qty = (current.qty if current else 100) + qval
-            else:
-                qty = qval
+            qty = (current.qty if current else 100) + qval if qmode == "rel" else qval
             if price is None:
                 price = current.price if current else 10_000
             got = self.engine.replace(ref, new_user_ref=self.user_ref, quantity=qty,
@@ -494,9 +492,9 @@ class Harness:
 
         for e in got:
             self.ledger.apply(e)
-            if isinstance(e, OrderAccepted):
-                self.issued.append(e.order.order_ref)
-            elif isinstance(e, OrderReplaced) and not e.kept_priority:
+            if isinstance(e, OrderAccepted) or (
+                isinstance(e, OrderReplaced) and not e.kept_priority
+            ):
                 self.issued.append(e.order.order_ref)
         self.check_state()
         return got_n
