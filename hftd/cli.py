@@ -8,6 +8,7 @@ import sys
 import trio
 
 from hftd.config import ConfigError, HftdConfig, load_config
+from hftd.runtime.daemon import ServiceFactory, run_daemon
 from hftd.runtime.log import setup_logging
 
 
@@ -19,17 +20,25 @@ def _load(path: str) -> HftdConfig:
         raise SystemExit(2) from exc
 
 
-def cmd_exchange(args: argparse.Namespace) -> int:
-    from hftd.exchange.daemon import run_exchange
+def _service(component: str) -> ServiceFactory:
+    """The service class of a component (imported only when that daemon runs)."""
+    if component == "exchange":
+        from hftd.exchange.daemon import ExchangeDaemon
 
-    cfg = _load(args.config)
-    setup_logging("exchange", cfg.system.log_level)
-    trio.run(run_exchange, cfg)
-    return 0
+        return ExchangeDaemon
+    if component == "probe":
+        from hftd.runtime.probe import ProbeService
+
+        return ProbeService
+    raise SystemExit(f"hftd: no daemon called {component!r}")
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    return run_daemon(args.command, args.config, _service(args.command))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from hftd.supervise.up import run_up
+    from hftd.supervise.supervisor import run_up
 
     cfg = _load(args.config)
     setup_logging("supervisor", cfg.system.log_level)
@@ -41,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hftd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (
-        ("exchange", cmd_exchange, "run the exchange simulator daemon"),
         ("up", cmd_up, "run the whole system under the embedded supervisor"),
+        ("exchange", cmd_daemon, "run the exchange simulator daemon"),
+        ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")

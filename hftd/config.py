@@ -151,6 +151,28 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
 
+COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe")
+
+
+class DaemonConfig(_Base, frozen=True, kw_only=True):
+    """How one daemon is run (embedded supervisor; systemd units mirror it)."""
+
+    enabled: bool = True
+    cpus: list[NonNegative] = msgspec.field(default_factory=list)  # CPU affinity; [] = inherit
+    after: list[str] = msgspec.field(default_factory=list)  # started once these are READY
+    watchdog_s: Seconds = 2.0  # restarted when silent this long (WATCHDOG=1 every half)
+
+
+class SupervisorConfig(_Base, frozen=True, kw_only=True):
+    """The embedded supervisor behind `hftd up`."""
+
+    restart_delay_s: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.05
+    start_timeout_s: Seconds = 30.0  # no READY=1 in this time: killed and restarted
+    stop_timeout_s: Seconds = 5.0  # SIGTERM, then SIGKILL after this
+    flap_window_s: Seconds = 30.0
+    flap_max_restarts: Positive = 10  # more restarts than this in the window: given up
+
+
 class SystemConfig(_Base, frozen=True, kw_only=True):
     """Settings shared by every daemon."""
 
@@ -176,13 +198,50 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     symbols: list[SymbolConfig]
     system: SystemConfig = msgspec.field(default_factory=SystemConfig)
     exchange: ExchangeConfig = msgspec.field(default_factory=ExchangeConfig)
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    daemons: dict[str, DaemonConfig] = msgspec.field(
+        default_factory=lambda: {"exchange": DaemonConfig()}
+    )
 
     def problems(self) -> Iterator[str]:
         if not self.symbols:
             yield "symbols: at least one symbol is required"
         names = [s.symbol for s in self.symbols]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            yield f"symbols: duplicate symbol {name!r}"
+        for sym in sorted({n for n in names if names.count(n) > 1}):
+            yield f"symbols: duplicate symbol {sym!r}"
+        for name, d in self.daemons.items():
+            if name not in COMPONENTS:
+                yield f"daemons.{name}: unknown component (known: {', '.join(COMPONENTS)})"
+            for dep in d.after:
+                if dep not in self.daemons:
+                    yield f"daemons.{name}.after: {dep!r} is not a configured daemon"
+                elif not self.daemons[dep].enabled and d.enabled:
+                    yield f"daemons.{name}.after: {dep!r} is disabled"
+        try:
+            self.start_order()
+        except ValueError as exc:
+            yield f"daemons: {exc}"
+
+    def start_order(self) -> list[str]:
+        """Enabled daemons, each after the ones it names in `after` (topological)."""
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise ValueError("dependency cycle: " + " -> ".join((*path, name)))
+            state[name] = 1
+            for dep in self.daemons[name].after:
+                if dep in self.daemons:
+                    visit(dep, (*path, name))
+            state[name] = 2
+            order.append(name)
+
+        for name in self.daemons:
+            visit(name, ())
+        return [n for n in order if self.daemons[n].enabled]
 
     def symbol(self, name: str) -> SymbolConfig:
         for s in self.symbols:
@@ -229,6 +288,13 @@ def _check(value: Any, tp: Any, path: str, errors: list[str]) -> None:
         _check_struct(value, struct, path, errors)
         return
     bare = _strip(tp)
+    if get_origin(bare) is dict and isinstance(value, dict):
+        key_tp, item_tp = get_args(bare)
+        if _struct_of(item_tp) is not None:
+            for key, item in value.items():
+                _check(key, key_tp, _join(path, str(key)), errors)
+                _check(item, item_tp, _join(path, str(key)), errors)
+            return
     if get_origin(bare) is list and isinstance(value, list):
         (item_tp,) = get_args(bare)
         if _struct_of(item_tp) is not None:
@@ -267,6 +333,9 @@ def _semantic(obj: Any, path: str, errors: list[str]) -> None:
     elif isinstance(obj, list):
         for i, item in enumerate(obj):
             _semantic(item, _join(path, i), errors)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            _semantic(item, _join(path, str(key)), errors)
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> HftdConfig:
@@ -294,3 +363,26 @@ def load_config(path: str | os.PathLike[str]) -> HftdConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from exc
     return parse_config(data, str(p))
+
+
+def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths of every leaf that differs between two configs."""
+    if isinstance(old, _Base) and type(old) is type(new):
+        out: list[str] = []
+        for f in msgspec.structs.fields(old):
+            out += config_diff(getattr(old, f.name), getattr(new, f.name), _join(path, f.encode_name))
+        return out
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key not in old or key not in new:
+                out.append(_join(path, str(key)))
+            else:
+                out += config_diff(old[key], new[key], _join(path, str(key)))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += config_diff(a, b, _join(path, i))
+        return out
+    return [] if old == new else [path or "<root>"]

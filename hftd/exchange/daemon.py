@@ -13,8 +13,6 @@ A malformed or out-of-protocol packet ends only the session that sent it.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -27,9 +25,7 @@ from hftd.exchange.flow import FlowCancel, FlowGenerator
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
 from hftd.exchange.venue import Venue
-from hftd.ipc.control import serve_control
-from hftd.msg.control import Command, Depth, DepthInfo, Snapshot, Status, StatusInfo
-from hftd.runtime.notify import Notifier
+from hftd.msg.control import Command, Depth, DepthInfo, Snapshot
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -80,7 +76,7 @@ class ExchangeDaemon:
         self.passwords = {u.username: u.password for u in self.ex.users}
         self.active: dict[str, trio.CancelScope] = {}
         self.md_sessions = 0
-        self.started = time.monotonic()
+        self.flows: dict[str, FlowGenerator] = {}
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
 
@@ -89,7 +85,6 @@ class ExchangeDaemon:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.venue.start_of_day()
         self.md_released = len(self.venue.md)
-        run_dir = self.cfg.system.resolved_run_dir()
         async with trio.open_nursery() as nursery:
             order_listeners = await nursery.start(
                 partial(trio.serve_tcp, self._order_session, self.ex.order_port, host=self.ex.host)
@@ -99,20 +94,17 @@ class ExchangeDaemon:
             )
             self.order_port = order_listeners[0].socket.getsockname()[1]
             self.md_port = md_listeners[0].socket.getsockname()[1]
-            await nursery.start(serve_control, run_dir / "exchange.sock", self._control)
-            if self.md_latency.enabled:
-                nursery.start_soon(self._release_md)
+            nursery.start_soon(self._release_md)
             for i, s in enumerate(self.cfg.symbols):
-                flow = self.cfg.flow_for(s.symbol)
-                if flow.enabled and flow.arrival_rate_per_s > 0:
-                    gen = FlowGenerator(
-                        flow,
-                        s.reference_price_fp,
-                        s.tick_fp,
-                        s.round_lot,
-                        self.ex.flow_seed * 7919 + i,
-                    )
-                    nursery.start_soon(self._flow, s.symbol, gen)
+                gen = FlowGenerator(
+                    self.cfg.flow_for(s.symbol),
+                    s.reference_price_fp,
+                    s.tick_fp,
+                    s.round_lot,
+                    self.ex.flow_seed * 7919 + i,
+                )
+                self.flows[s.symbol] = gen
+                nursery.start_soon(self._flow, s.symbol, gen)
             log.info(
                 "venue up: orders tcp %s:%d, market data tcp %s:%d, %d symbols",
                 self.ex.host,
@@ -125,22 +117,28 @@ class ExchangeDaemon:
 
     # --- control -----------------------------------------------------------------
 
-    async def _control(self, cmd: Command) -> Any:
-        if isinstance(cmd, Status):
-            return StatusInfo(
-                component="exchange",
-                pid=os.getpid(),
-                state="running",
-                uptime_s=time.monotonic() - self.started,
-                detail={
-                    "order_port": self.order_port,
-                    "md_port": self.md_port,
-                    "order_sessions": sorted(self.active),
-                    "md_sessions": self.md_sessions,
-                    "md_messages": len(self.venue.md),
-                    **self.venue.counters,
-                },
-            )
+    def status_detail(self) -> dict[str, Any]:
+        return {
+            "order_port": self.order_port,
+            "md_port": self.md_port,
+            "order_sessions": sorted(self.active),
+            "md_sessions": self.md_sessions,
+            "md_messages": len(self.venue.md),
+            **self.venue.counters,
+        }
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("exchange.flow", "exchange.ack_latency", "exchange.md_latency")
+
+    def apply_config(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        self.ex = cfg.exchange
+        self.ack_latency = LatencyModel(self.ex.ack_latency)
+        self.md_latency = LatencyModel(self.ex.md_latency)
+        for symbol, gen in self.flows.items():
+            gen.cfg = cfg.flow_for(symbol)
+
+    async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Snapshot):
             if cmd.user not in self.passwords:
                 raise ValueError(f"unknown user {cmd.user!r}")
@@ -163,6 +161,9 @@ class ExchangeDaemon:
 
     async def _flow(self, symbol: str, gen: FlowGenerator) -> None:
         while True:
+            if not gen.cfg.enabled or gen.cfg.arrival_rate_per_s <= 0:
+                await trio.sleep(0.25)  # may be switched on by a reload
+                continue
             await trio.sleep(gen.next_delay())
             action = gen.next_action()
             if isinstance(action, FlowCancel):
@@ -185,7 +186,7 @@ class ExchangeDaemon:
         while True:
             ev = self.changed.event
             upto = len(self.venue.md)
-            if upto > self.md_released:
+            if upto > self.md_released and self.md_latency.enabled:
                 await trio.sleep(self.md_latency.sample())
                 self.md_released = upto
                 self.changed.notify()
@@ -387,19 +388,3 @@ def _peer(stream: trio.SocketStream) -> str:
         return f"{host}:{port}"
     except OSError:
         return "?"
-
-
-async def run_exchange(cfg: HftdConfig) -> None:
-    """Run the daemon until SIGTERM/SIGINT; READY=1 once both ports listen."""
-    notifier = Notifier()
-    daemon = ExchangeDaemon(cfg)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(daemon.run)
-        notifier.ready(f"orders :{daemon.order_port}, market data :{daemon.md_port}")
-        nursery.start_soon(notifier.watchdog_loop)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                notifier.stopping()
-                nursery.cancel_scope.cancel()
-                break

@@ -36,7 +36,35 @@ class DepthInfo(msgspec.Struct, frozen=True):
     orders: dict[int, tuple[str, int, int]]  # order reference -> (side, price, open shares)
 
 
-Command = Status | Snapshot | Depth
+class Reload(msgspec.Struct, tag=True, frozen=True):
+    """Re-read the config file; apply what can change live, refuse the rest."""
+
+
+class ReloadResult(msgspec.Struct, frozen=True):
+    applied: list[str]  # config paths now in force
+    refused: list[str]  # paths that need a restart (nothing was applied if any)
+    error: str = ""  # the new file is invalid (nothing was applied)
+
+
+class Hang(msgspec.Struct, tag=True, frozen=True):
+    """Probe daemon only: block the event loop (tests watchdog supervision)."""
+
+    seconds: float
+
+
+class DaemonStatus(msgspec.Struct, frozen=True):
+    """One supervised daemon as the supervisor sees it."""
+
+    name: str
+    state: str  # starting, ready, restarting, stopping, stopped, failed
+    pid: int
+    uptime_s: float
+    restarts: int
+    last_error: str
+    last_recovery_ms: float  # death -> READY=1 of the latest restart (0 if none)
+
+
+Command = Status | Snapshot | Depth | Reload | Hang
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -222,3 +222,30 @@ def test_md_relogin_from_1_rebuilds_the_same_books(tmp_path: Path) -> None:
                 assert reader.books.books[sym].orders == want
                 assert [list(x) for x in reader.books.books[sym].depth("B")] == depth["bids"]
                 assert [list(x) for x in reader.books.books[sym].depth("S")] == depth["asks"]
+
+
+def _wait_log(d: Daemon, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in d.log:
+        assert time.monotonic() < deadline, f"{text!r} not logged:\n{d.log}"
+        time.sleep(0.02)
+
+
+def test_sighup_reload(tmp_path: Path) -> None:
+    import signal
+
+    cfg = make_config(tmp_path)
+    good = cfg.read_text()
+    with start_daemon("exchange", cfg) as d:
+        cfg.write_text(good.replace("cancel_ratio = 0.3", "cancel_ratio = 9"))
+        d.proc.send_signal(signal.SIGHUP)
+        _wait_log(d, "reload refused, config unchanged")
+        assert "exchange.flow.cancel_ratio" in d.log
+        cfg.write_text(good.replace("session = \"HFTD000001\"", "session = \"OTHER\""))
+        d.proc.send_signal(signal.SIGHUP)
+        _wait_log(d, "these changes need a restart: exchange.session")
+        cfg.write_text(good.replace("cancel_ratio = 0.3", "cancel_ratio = 0.5"))
+        d.proc.send_signal(signal.SIGHUP)
+        _wait_log(d, "reloaded: exchange.flow.cancel_ratio")
+        assert d.proc.poll() is None
+        assert request_sync(control(d), Status()).result["state"] == "running"

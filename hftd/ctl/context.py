@@ -1,0 +1,25 @@
+"""Where hftctl finds the system: the config file and the run directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hftd.config import HftdConfig, load_config
+
+CONFIG_CANDIDATES = ("config/default.toml", "/etc/hftd/hftd.toml")
+
+
+class CtlContext:
+    """The config hftctl was pointed at, and the sockets it names."""
+
+    def __init__(self, config_path: str | None, run_dir: str | None) -> None:
+        path = config_path or os.environ.get("HFTD_CONFIG")
+        if path is None:
+            path = next((p for p in CONFIG_CANDIDATES if Path(p).exists()), CONFIG_CANDIDATES[0])
+        self.config_path = path
+        self.cfg: HftdConfig = load_config(path)
+        self.run_dir = Path(run_dir) if run_dir else self.cfg.system.resolved_run_dir()
+
+    def socket(self, name: str) -> Path:
+        return self.run_dir / f"{name}.sock"

@@ -1,0 +1,34 @@
+"""`hftctl`: operate a running hftd system."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hftd.config import ConfigError
+from hftd.ctl.commands import status
+from hftd.ctl.context import CtlContext
+
+COMMANDS = [status]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hftctl", description=__doc__)
+    parser.add_argument("--config", "-c", help="config file (default: $HFTD_CONFIG, "
+                        "config/default.toml, /etc/hftd/hftd.toml)")
+    parser.add_argument("--run-dir", help="run directory (default: from the config)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS:
+        cmd.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        ctx = CtlContext(args.config, args.run_dir)
+    except ConfigError as exc:
+        print(f"hftctl: {exc}", file=sys.stderr)
+        return 2
+    code: int = args.run(ctx, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Runtime pieces without processes: flap detection, config diff, reload rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hftd.config import HftdConfig, config_diff, load_config
+from hftd.msg.control import Command
+from hftd.runtime.daemon import Runtime
+from hftd.supervise.supervisor import FlapDetector
+from tests.support import DEFAULT_CONFIG
+
+
+def test_flap_detector_window() -> None:
+    f = FlapDetector(window=10.0, limit=3)
+    assert not f.record(0.0) and not f.record(1.0) and not f.record(2.0)
+    assert f.record(3.0)  # 4 restarts within 10 s
+    g = FlapDetector(window=10.0, limit=3)
+    assert not any(g.record(t) for t in (0.0, 5.0, 11.0, 16.0, 22.0))  # spread out
+
+
+def test_config_diff_names_paths() -> None:
+    a = load_config(DEFAULT_CONFIG)
+    text = DEFAULT_CONFIG.read_text().replace("cancel_ratio = 0.3", "cancel_ratio = 0.5")
+    text = text.replace("order_port = 9000", "order_port = 9100")
+    p = Path("/tmp") / f"hftd-diff-{id(a)}.toml"
+    p.write_text(text)
+    try:
+        b = load_config(p)
+    finally:
+        p.unlink()
+    assert config_diff(a, b) == ["exchange.order_port", "exchange.flow.cancel_ratio"]
+    assert config_diff(a, a) == []
+
+
+class FakeService:
+    def __init__(self, cfg: HftdConfig) -> None:
+        self.applied: list[HftdConfig] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+    def status_detail(self) -> dict[str, Any]:
+        return {}
+
+    async def handle(self, cmd: Command) -> Any:
+        raise ValueError("no")
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("exchange.flow",)
+
+    def apply_config(self, cfg: HftdConfig) -> None:
+        self.applied.append(cfg)
+
+
+def _runtime(tmp_path: Path) -> tuple[Runtime, FakeService, Path]:
+    path = tmp_path / "c.toml"
+    path.write_text(DEFAULT_CONFIG.read_text())
+    cfg = load_config(path)
+    svc = FakeService(cfg)
+    return Runtime("exchange", str(path), cfg, svc), svc, path
+
+
+def test_reload_applies_live_changes(tmp_path: Path) -> None:
+    rt, svc, path = _runtime(tmp_path)
+    path.write_text(path.read_text().replace("cancel_ratio = 0.3", "cancel_ratio = 0.6"))
+    res = rt.reload()
+    assert res.applied == ["exchange.flow.cancel_ratio"] and not res.refused and not res.error
+    assert svc.applied and rt.cfg.exchange.flow.cancel_ratio == 0.6
+
+
+def test_reload_refuses_restart_changes_and_applies_nothing(tmp_path: Path) -> None:
+    rt, svc, path = _runtime(tmp_path)
+    old = rt.cfg
+    text = path.read_text().replace("cancel_ratio = 0.3", "cancel_ratio = 0.6")
+    path.write_text(text.replace("md_port = 9001", "md_port = 9101"))
+    res = rt.reload()
+    assert res.refused == ["exchange.md_port"] and res.applied == []
+    assert not svc.applied and rt.cfg is old
+
+
+def test_reload_of_an_invalid_file_changes_nothing(tmp_path: Path) -> None:
+    rt, svc, path = _runtime(tmp_path)
+    old = rt.cfg
+    path.write_text(path.read_text().replace("cancel_ratio = 0.3", "cancel_ratio = 7"))
+    res = rt.reload()
+    assert "exchange.flow.cancel_ratio" in res.error
+    assert not svc.applied and rt.cfg is old
