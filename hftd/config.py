@@ -370,7 +370,9 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, _Base) and type(old) is type(new):
         out: list[str] = []
         for f in msgspec.structs.fields(old):
-            out += config_diff(getattr(old, f.name), getattr(new, f.name), _join(path, f.encode_name))
+            out += config_diff(
+                getattr(old, f.name), getattr(new, f.name), _join(path, f.encode_name)
+            )
         return out
     if isinstance(old, dict) and isinstance(new, dict):
         out = []

@@ -8,16 +8,17 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
-ITCH_FILE = ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
+ITCH_FILE = (
+    ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
+)
 
 
 def free_port() -> int:
@@ -95,7 +96,9 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
 class Daemon:
     """A daemon process started by a test, ready once it sent READY=1."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], log_path: Path, config: dict[str, Any]
+    ) -> None:
         self.proc = proc
         self.log_path = log_path
         self.config = config
@@ -116,7 +119,9 @@ class Daemon:
 
 
 @contextmanager
-def start_daemon(component: str, config_path: Path, ready_timeout: float = 30.0) -> Iterator[Daemon]:
+def start_daemon(
+    component: str, config_path: Path, ready_timeout: float = 30.0
+) -> Iterator[Daemon]:
     """Start `hftd <component>`, wait for its READY=1 on a NOTIFY_SOCKET we serve."""
     run_dir = config_path.parent
     notify_path = run_dir / f"notify-{component}.sock"
@@ -128,7 +133,10 @@ def start_daemon(component: str, config_path: Path, ready_timeout: float = 30.0)
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hftd.cli", component, "--config", str(config_path)],
-            stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
         )
     daemon = Daemon(proc, log_path, tomllib.loads(config_path.read_text()))
     try:
@@ -160,8 +168,14 @@ class SoupClient:
     Every client is closed by the autouse fixture in conftest.py.
     """
 
-    def __init__(self, port: int, username: str = "TEST", password: str = "test-pass",
-                 sequence: int = 1, session: str = "") -> None:
+    def __init__(
+        self,
+        port: int,
+        username: str = "TEST",
+        password: str = "test-pass",
+        sequence: int = 1,
+        session: str = "",
+    ) -> None:
         from hftd.wire import soupbintcp as soup
 
         self.soup = soup
@@ -217,8 +231,6 @@ class SoupClient:
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
-            try:
+            with suppress(OSError):
                 self.sock.sendall(self.soup.LOGOUT_REQUEST)
-            except OSError:
-                pass
         self.sock.close()

@@ -34,7 +34,9 @@ class L3Book:
         if ref in self.orders:
             raise BookError(f"{self.symbol}: order {ref} added twice")
         self.orders[ref] = (side, price, shares)
-        levels, prices = (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        levels, prices = (
+            (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        )
         if price in levels:
             levels[price] += shares
         else:
@@ -63,7 +65,9 @@ class L3Book:
         return entry
 
     def _level_sub(self, side: str, price: int, shares: int) -> None:
-        levels, prices = (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        levels, prices = (
+            (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
+        )
         left = levels[price] - shares
         if left:
             levels[price] = left

@@ -14,8 +14,11 @@ COMMANDS = [status]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hftctl", description=__doc__)
-    parser.add_argument("--config", "-c", help="config file (default: $HFTD_CONFIG, "
-                        "config/default.toml, /etc/hftd/hftd.toml)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        help="config file (default: $HFTD_CONFIG, config/default.toml, /etc/hftd/hftd.toml)",
+    )
     parser.add_argument("--run-dir", help="run directory (default: from the config)")
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:

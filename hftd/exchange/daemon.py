@@ -152,8 +152,10 @@ class ExchangeDaemon:
                 md_sequence=len(self.venue.md),
                 bids=book.depth("B"),
                 asks=book.depth("S"),
-                orders={o.order_ref: ("B" if o.side == "B" else "S", o.price, o.open_qty)
-                        for o in book.orders()},
+                orders={
+                    o.order_ref: ("B" if o.side == "B" else "S", o.price, o.open_qty)
+                    for o in book.orders()
+                },
             )
         raise ValueError(f"exchange does not handle {type(cmd).__name__}")
 

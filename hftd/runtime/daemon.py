@@ -79,8 +79,11 @@ class Runtime:
     async def dispatch(self, cmd: Command) -> Any:
         if isinstance(cmd, Status):
             return StatusInfo(
-                component=self.component, pid=os.getpid(), state=self.state,
-                uptime_s=time.monotonic() - self.started, detail=self.service.status_detail(),
+                component=self.component,
+                pid=os.getpid(),
+                state=self.state,
+                uptime_s=time.monotonic() - self.started,
+                detail=self.service.status_detail(),
             )
         if isinstance(cmd, Reload):
             return self.reload()
@@ -115,7 +118,9 @@ async def _serve(runtime: Runtime) -> None:
     log = runtime.log
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_control, run_dir / f"{runtime.component}.sock", runtime.dispatch)
+            await nursery.start(
+                serve_control, run_dir / f"{runtime.component}.sock", runtime.dispatch
+            )
             await nursery.start(runtime.service.run)
             # Everything allocated so far lives for the whole run: keep the
             # collector from ever walking it again mid-trading.

@@ -69,8 +69,12 @@ class Child:
     def status(self) -> DaemonStatus:
         up = time.monotonic() - self.ready_at if self.state == "ready" else 0.0
         return DaemonStatus(
-            name=self.name, state=self.state, pid=self.pid, uptime_s=up,
-            restarts=self.restarts, last_error=self.last_error,
+            name=self.name,
+            state=self.state,
+            pid=self.pid,
+            uptime_s=up,
+            restarts=self.restarts,
+            last_error=self.last_error,
             last_recovery_ms=self.last_recovery_ms,
         )
 
@@ -106,8 +110,11 @@ class Supervisor:
                 await nursery.start(serve_control, self.run_dir / "supervisor.sock", self.handle)
                 nursery.start_soon(self._start_all, nursery)
                 async for signum in signals:
-                    log.info("%s: stopping %s", signal.Signals(signum).name,
-                             ", ".join(reversed(self.order)))
+                    log.info(
+                        "%s: stopping %s",
+                        signal.Signals(signum).name,
+                        ", ".join(reversed(self.order)),
+                    )
                     break
                 for name in reversed(self.order):
                     child = self.children[name]
@@ -177,7 +184,9 @@ class Supervisor:
         child.state = "starting"
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "hftd.cli", child.name, "--config", self.config_path],
-            env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         child.pid = proc.pid
         try:
@@ -215,8 +224,12 @@ class Supervisor:
                 if died_at:
                     child.last_recovery_ms = (now - died_at) * 1000
                     child.recoveries_ms.append(child.last_recovery_ms)
-                    log.info("%s READY again (pid %d) %.0f ms after it died",
-                             child.name, child.pid, child.last_recovery_ms)
+                    log.info(
+                        "%s READY again (pid %d) %.0f ms after it died",
+                        child.name,
+                        child.pid,
+                        child.last_recovery_ms,
+                    )
                 else:
                     log.info("%s READY (pid %d)", child.name, child.pid)
 

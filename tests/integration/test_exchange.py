@@ -26,11 +26,16 @@ def control(d: Daemon) -> Path:
     return Path(d.config["system"]["run_dir"]) / "exchange.sock"
 
 
-def enter(c: SoupClient, ref: int, side: str, qty: int, price: int, tif: str = "0",
-          symbol: str = "AAPL") -> None:
-    c.send_unsequenced(ouch.encode_inbound(
-        ouch.EnterOrder(user_ref=ref, side=side, quantity=qty, symbol=symbol, price=price,
-                        time_in_force=tif)))
+def enter(
+    c: SoupClient, ref: int, side: str, qty: int, price: int, tif: str = "0", symbol: str = "AAPL"
+) -> None:
+    c.send_unsequenced(
+        ouch.encode_inbound(
+            ouch.EnterOrder(
+                user_ref=ref, side=side, quantity=qty, symbol=symbol, price=price, time_in_force=tif
+            )
+        )
+    )
 
 
 def replies(c: SoupClient, n: int) -> list[ouch.Outbound]:
@@ -67,7 +72,7 @@ def test_order_flow_and_relogin_replay(quiet_exchange: Daemon) -> None:
     assert sod == ouch.SystemEventMsg(sod.timestamp, "S")  # type: ignore[union-attr]
     enter(c, 1, "S", 300, 1_900_000)
     enter(c, 2, "B", 100, 1_900_000)
-    acc1, acc2, ex_a, ex_b = replies(c, 4)
+    acc1, _acc2, ex_a, ex_b = replies(c, 4)
     assert isinstance(acc1, ouch.Accepted) and acc1.order_state == "L"
     assert isinstance(ex_a, ouch.Executed) and isinstance(ex_b, ouch.Executed)
     assert {(e.user_ref, e.liquidity_flag) for e in (ex_a, ex_b)} == {(1, "A"), (2, "R")}
@@ -110,8 +115,10 @@ def test_rejects_reach_the_client(quiet_exchange: Daemon) -> None:
         (ouch.EnterOrder(4, "B", 100, "AAPL", 0), ouch.REJECT_INVALID_PRICE),
         (ouch.EnterOrder(5, "B", 100, "AAPL", 1_000_050), ouch.REJECT_INVALID_TICK),
         (ouch.EnterOrder(6, "X", 100, "AAPL", 1_000_000), ouch.REJECT_INVALID_SIDE),
-        (ouch.EnterOrder(7, "B", 100, "AAPL", 1_000_000, time_in_force="9"),
-         ouch.REJECT_INVALID_TIF),
+        (
+            ouch.EnterOrder(7, "B", 100, "AAPL", 1_000_000, time_in_force="9"),
+            ouch.REJECT_INVALID_TIF,
+        ),
         (ouch.EnterOrder(7, "B", 100, "AAPL", 1_000_000), ouch.REJECT_DUPLICATE_USER_REF),
         (ouch.CancelOrder(99), ouch.REJECT_UNKNOWN_ORDER),
     ]
@@ -134,7 +141,9 @@ def test_malformed_packet_ends_only_that_session(quiet_exchange: Daemon) -> None
     raw.sock.sendall(b"\x00\x00")  # zero-length SoupBinTCP packet
     assert raw.closed_by_server()
     short = SoupClient(order_port, "TEST", "test-pass")
-    short.send_unsequenced(ouch.encode_inbound(ouch.EnterOrder(1, "B", 100, "AAPL", 1_000_000))[:-5])
+    short.send_unsequenced(
+        ouch.encode_inbound(ouch.EnterOrder(1, "B", 100, "AAPL", 1_000_000))[:-5]
+    )
     assert short.closed_by_server()
     # The other sessions and the venue carry on.
     enter(good, 1, "B", 100, 1_000_000)
@@ -241,7 +250,7 @@ def test_sighup_reload(tmp_path: Path) -> None:
         d.proc.send_signal(signal.SIGHUP)
         _wait_log(d, "reload refused, config unchanged")
         assert "exchange.flow.cancel_ratio" in d.log
-        cfg.write_text(good.replace("session = \"HFTD000001\"", "session = \"OTHER\""))
+        cfg.write_text(good.replace('session = "HFTD000001"', 'session = "OTHER"'))
         d.proc.send_signal(signal.SIGHUP)
         _wait_log(d, "these changes need a restart: exchange.session")
         cfg.write_text(good.replace("cancel_ratio = 0.3", "cancel_ratio = 0.5"))

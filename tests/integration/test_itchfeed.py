@@ -58,10 +58,16 @@ def test_itchfeed_decodes_the_live_stream(tmp_path: Path) -> None:
         # Some replaces and partial cancels of our own, so U and X appear for sure.
         trader = SoupClient(d.config["exchange"]["order_port"])
         for ref in range(1, 6):
-            trader.send_unsequenced(ouch.encode_inbound(
-                ouch.EnterOrder(ref * 3, "B", 500, "MSFT", 4_000_000 + ref * 100)))
-            trader.send_unsequenced(ouch.encode_inbound(
-                ouch.ReplaceOrder(ref * 3, ref * 3 + 1, 400, 3_990_000 + ref * 100)))
+            trader.send_unsequenced(
+                ouch.encode_inbound(
+                    ouch.EnterOrder(ref * 3, "B", 500, "MSFT", 4_000_000 + ref * 100)
+                )
+            )
+            trader.send_unsequenced(
+                ouch.encode_inbound(
+                    ouch.ReplaceOrder(ref * 3, ref * 3 + 1, 400, 3_990_000 + ref * 100)
+                )
+            )
             trader.send_unsequenced(ouch.encode_inbound(ouch.CancelOrder(ref * 3 + 1, 100)))
         md = SoupClient(d.config["exchange"]["md_port"], sequence=1)
         seen: dict[str, int] = {}

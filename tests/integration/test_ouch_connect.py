@@ -49,8 +49,14 @@ def px(fixed: int) -> float:
 @contextmanager
 def ouch_client(port: int, store: Any, sequence: int, **kw: Any) -> Iterator[Any]:
     clt = ouch_connect.CltAuto(
-        f"127.0.0.1:{port}", store, name="oc", username="TEST", password="test-pass",
-        session_id="", sequence=sequence, **kw,
+        f"127.0.0.1:{port}",
+        store,
+        name="oc",
+        username="TEST",
+        password="test-pass",
+        session_id="",
+        sequence=sequence,
+        **kw,
     )
     try:
         yield clt
@@ -83,8 +89,9 @@ def spec_replies(port: int, first: int, n: int) -> list[ouch.Outbound]:
 
 
 def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, {"exchange": {"flow": {"enabled": False},
-                                              "heartbeat_timeout_s": 3.0}})
+    cfg = make_config(
+        tmp_path, {"exchange": {"flow": {"enabled": False}, "heartbeat_timeout_s": 3.0}}
+    )
     with start_daemon("exchange", cfg) as d:
         port = d.config["exchange"]["order_port"]
         sock = Path(d.config["system"]["run_dir"]) / "exchange.sock"
@@ -93,16 +100,18 @@ def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
         spec = SoupClient(port)
         spec.sequenced()
         for ref, qty, price in ((1, 100, 1_900_000), (2, 200, 1_910_000)):
-            spec.send_unsequenced(ouch.encode_inbound(
-                ouch.EnterOrder(ref, "S", qty, "AAPL", price)))
+            spec.send_unsequenced(
+                ouch.encode_inbound(ouch.EnterOrder(ref, "S", qty, "AAPL", price))
+            )
             assert isinstance(ouch.decode_outbound(spec.sequenced().payload), ouch.Accepted)
         spec.close()
         wait_for(lambda: "TEST" not in sessions(sock), what="spec client logout")
         next_seq = request_sync(sock, Snapshot("TEST")).result["next_sequence"]
 
         store = callbacks.MemoryStoreCallback(default_find_timeout=5.0)
-        with ouch_client(port, store, next_seq, clt_max_hbeat_interval=1.0,
-                         svc_max_hbeat_interval=2.5) as clt:
+        with ouch_client(
+            port, store, next_seq, clt_max_hbeat_interval=1.0, svc_max_hbeat_interval=2.5
+        ) as clt:
             # Login (sequence = the next reply) and heartbeats both ways: the
             # venue drops a client silent for 3 s, ouch-connect a server
             # silent for 2.5 s; after 4 s idle both still hold the session.
@@ -114,8 +123,9 @@ def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
 
             # Executed (decoded by ouch-connect): HFTD takes TEST's offer.
             hftd = SoupClient(port, "HFTD", "hftd-pass", sequence=0)
-            hftd.send_unsequenced(ouch.encode_inbound(
-                ouch.EnterOrder(1, "B", 100, "AAPL", 1_900_000, ouch.TIF_IOC)))
+            hftd.send_unsequenced(
+                ouch.encode_inbound(ouch.EnterOrder(1, "B", 100, "AAPL", 1_900_000, ouch.TIF_IOC))
+            )
             execd = store.find_recv("oc", {"SPayload": {"OrderExecuted": {"user_ref_number": 1}}})
             assert execd is not None, "ouch-connect did not decode the venue's Executed"
             e = execd.msg["SPayload"]["OrderExecuted"]
@@ -128,7 +138,9 @@ def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
             clt.send({"UPayload": {"CancelOrder": {"user_ref_number": 99, "quantity": 0}}})
             rej = store.find_recv("oc", {"SPayload": {"OrderRejected": {"user_ref_number": 99}}})
             assert rej is not None
-            assert rej.msg["SPayload"]["OrderRejected"]["reject_reason"] == ouch.REJECT_UNKNOWN_ORDER
+            assert (
+                rej.msg["SPayload"]["OrderRejected"]["reject_reason"] == ouch.REJECT_UNKNOWN_ORDER
+            )
 
             # Logout.
             clt.send({"LogoutRequest": {}})
@@ -143,11 +155,22 @@ def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
         # spec Replaced/Canceled replies and drops its connection after each,
         # so every request gets a fresh session (from sequence 0 = now).
         requests: list[tuple[dict[str, Any], list[tuple[int, int, int]]]] = [
-            ({"ReplaceOrder": {  # size down at the same price: keeps priority
-                "orig_user_ref_number": 2, "user_ref_number": 10, "quantity": 150,
-                "price": px(1_910_000), "time_in_force": "MARKET_HOURS", "display": "VISIBLE",
-                "int_mkt_sweep_eligibility": "NOT_ELIGIBLE", "clt_order_id": "RPL10",
-                "appendages": {}}}, [(10, 150, 1_910_000)]),
+            (
+                {
+                    "ReplaceOrder": {  # size down at the same price: keeps priority
+                        "orig_user_ref_number": 2,
+                        "user_ref_number": 10,
+                        "quantity": 150,
+                        "price": px(1_910_000),
+                        "time_in_force": "MARKET_HOURS",
+                        "display": "VISIBLE",
+                        "int_mkt_sweep_eligibility": "NOT_ELIGIBLE",
+                        "clt_order_id": "RPL10",
+                        "appendages": {},
+                    }
+                },
+                [(10, 150, 1_910_000)],
+            ),
             ({"CancelOrder": {"user_ref_number": 10, "quantity": 50}}, [(10, 50, 1_910_000)]),
             ({"CancelOrder": {"user_ref_number": 10, "quantity": 0}}, []),
         ]
@@ -168,11 +191,26 @@ def test_ouch_connect_against_the_venue(tmp_path: Path) -> None:
 
         # Departure 1: ouch-connect's Enter Order is not OUCH 5.0; the venue says so.
         with ouch_client(port, store, 0) as clt:
-            clt.send({"UPayload": {"EnterOrder": {
-                "user_ref_number": 20, "side": "BUY", "quantity": 100, "symbol": "AAPL",
-                "price": px(1_800_000), "time_in_force": "MARKET_HOURS", "display": "VISIBLE",
-                "capacity": "AGENCY", "int_mkt_sweep_eligibility": "NOT_ELIGIBLE",
-                "cross_type": "CONTINUOUS_MARKET", "clt_order_id": "E20", "appendages": {}}}})
+            clt.send(
+                {
+                    "UPayload": {
+                        "EnterOrder": {
+                            "user_ref_number": 20,
+                            "side": "BUY",
+                            "quantity": 100,
+                            "symbol": "AAPL",
+                            "price": px(1_800_000),
+                            "time_in_force": "MARKET_HOURS",
+                            "display": "VISIBLE",
+                            "capacity": "AGENCY",
+                            "int_mkt_sweep_eligibility": "NOT_ELIGIBLE",
+                            "cross_type": "CONTINUOUS_MARKET",
+                            "clt_order_id": "E20",
+                            "appendages": {},
+                        }
+                    }
+                }
+            )
             wait_for(lambda: "EnterOrder: 48 bytes" in d.log, what="protocol error logged")
         assert request_sync(sock, Snapshot("TEST")).result["open_orders"] == []
         assert d.proc.poll() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,8 +22,13 @@ pytestmark = pytest.mark.integration
 
 
 def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def statuses(up: Daemon) -> dict[str, dict[str, Any]]:
@@ -44,17 +50,22 @@ def wait_for(pred: Any, timeout: float, what: str) -> Any:
 
 @pytest.fixture
 def system(tmp_path: Path) -> Any:
-    cfg = make_config(tmp_path, {
-        "daemons": {"exchange": {"watchdog_s": 2.0},
-                    "probe": {"after": ["exchange"], "watchdog_s": 1.0}},
-        "supervisor": {"flap_max_restarts": 50},
-    })
+    cfg = make_config(
+        tmp_path,
+        {
+            "daemons": {
+                "exchange": {"watchdog_s": 2.0},
+                "probe": {"after": ["exchange"], "watchdog_s": 1.0},
+            },
+            "supervisor": {"flap_max_restarts": 50},
+        },
+    )
     with start_daemon("up", cfg) as up:
         yield cfg, up
 
 
 def test_up_starts_in_order_and_restarts_killed_daemons_fast(system: Any) -> None:
-    cfg, up = system
+    _cfg, up = system
     st = statuses(up)
     assert list(st) == ["exchange", "probe"]  # dependency order
     assert all(d["state"] == "ready" for d in st.values())
@@ -66,9 +77,12 @@ def test_up_starts_in_order_and_restarts_killed_daemons_fast(system: Any) -> Non
         before = statuses(up)[name]
         os.kill(before["pid"], signal.SIGKILL)
         after = wait_for(
-            lambda n=name, b=before: (lambda d: d if d["state"] == "ready" and d["pid"] != b["pid"]
-                                      else None)(statuses(up)[n]),
-            timeout=10, what=f"{name} back")
+            lambda n=name, b=before: (
+                lambda d: d if d["state"] == "ready" and d["pid"] != b["pid"] else None
+            )(statuses(up)[n]),
+            timeout=10,
+            what=f"{name} back",
+        )
         assert after["restarts"] == before["restarts"] + 1
         assert after["last_error"] == "killed by SIGKILL"
         recoveries.append(after["last_recovery_ms"])
@@ -80,15 +94,18 @@ def test_up_starts_in_order_and_restarts_killed_daemons_fast(system: Any) -> Non
 
 
 def test_watchdog_silent_daemon_is_restarted(system: Any) -> None:
-    cfg, up = system
+    _cfg, up = system
     before = statuses(up)["probe"]
     sock = Path(up.config["system"]["run_dir"]) / "probe.sock"
-    try:
+    with contextlib.suppress(TimeoutError):
         request_sync(sock, Hang(5.0), timeout=0.2)  # its loop now blocks: no WATCHDOG=1
-    except TimeoutError:
-        pass
-    after = wait_for(lambda: (lambda d: d if d["pid"] != before["pid"] and d["state"] == "ready"
-                              else None)(statuses(up)["probe"]), timeout=10, what="probe restart")
+    after = wait_for(
+        lambda: (lambda d: d if d["pid"] != before["pid"] and d["state"] == "ready" else None)(
+            statuses(up)["probe"]
+        ),
+        timeout=10,
+        what="probe restart",
+    )
     assert "watchdog timeout" in after["last_error"]
     assert after["restarts"] == before["restarts"] + 1
     print(f"probe: watchdog-silent -> READY again in {after['last_recovery_ms']:.0f} ms")
@@ -117,4 +134,6 @@ def test_hftctl_status_with_a_bad_config(tmp_path: Path) -> None:
     bad.write_text("[exchange]\norder_port = 'x'\n")
     res = hftctl(bad, "status")
     assert res.returncode == 2
-    assert "exchange.order_port" in res.stderr and "symbols: required field is missing" in res.stderr
+    assert (
+        "exchange.order_port" in res.stderr and "symbols: required field is missing" in res.stderr
+    )

@@ -24,25 +24,39 @@ def test_every_error_is_reported_with_its_path() -> None:
             {"symbol": "aapl", "reference_price": "1.00001", "bogus": 1},
             {"symbol": "MSFT"},
         ],
-        "exchange": {"order_port": 0, "flow": {"cancel_ratio": 2},
-                     "ack_latency": {"kind": "gamma"}},
+        "exchange": {
+            "order_port": 0,
+            "flow": {"cancel_ratio": 2},
+            "ack_latency": {"kind": "gamma"},
+        },
         "nonsense": {},
     }
     with pytest.raises(ConfigError) as info:
         parse_config(bad)
     errors = info.value.errors
-    for path in ("symbols[0].bogus", "symbols[0].symbol", "symbols[0].reference_price",
-                 "symbols[1].reference_price", "exchange.order_port",
-                 "exchange.flow.cancel_ratio", "exchange.ack_latency.kind", "nonsense"):
+    for path in (
+        "symbols[0].bogus",
+        "symbols[0].symbol",
+        "symbols[0].reference_price",
+        "symbols[1].reference_price",
+        "exchange.order_port",
+        "exchange.flow.cancel_ratio",
+        "exchange.ack_latency.kind",
+        "nonsense",
+    ):
         assert any(e.startswith(path + ":") for e in errors), (path, errors)
 
 
 def test_cross_field_problems() -> None:
     bad = {
-        "symbols": [{"symbol": "X", "reference_price": "1.005"},
-                    {"symbol": "X", "reference_price": "1.00"}],
-        "exchange": {"md_port": 9000, "users": [{"username": "A", "password": "p"},
-                                                {"username": "A", "password": "q"}]},
+        "symbols": [
+            {"symbol": "X", "reference_price": "1.005"},
+            {"symbol": "X", "reference_price": "1.00"},
+        ],
+        "exchange": {
+            "md_port": 9000,
+            "users": [{"username": "A", "password": "p"}, {"username": "A", "password": "q"}],
+        },
     }
     with pytest.raises(ConfigError) as info:
         parse_config(bad)

@@ -51,7 +51,13 @@ def test_replace_and_cancel_publish_matching_itch() -> None:
     assert isinstance(delete, itch.OrderDelete) and delete.order_ref == repl.new_ref
     replies = out(v, "HFTD")
     assert [type(r).__name__ for r in replies] == [
-        "SystemEventMsg", "Accepted", "Replaced", "Replaced", "Canceled", "Canceled"]
+        "SystemEventMsg",
+        "Accepted",
+        "Replaced",
+        "Replaced",
+        "Canceled",
+        "Canceled",
+    ]
     assert v.snapshot("HFTD").open_orders == []
 
 
@@ -61,8 +67,12 @@ def test_crossing_replace_deletes_then_trades() -> None:
     v.handle("HFTD", ouch.EnterOrder(1, "B", 300, "AAPL", 1_890_000))
     v.handle("HFTD", ouch.ReplaceOrder(1, 2, 300, 1_900_000))
     tail = md(v)[-4:]
-    assert [type(m).__name__ for m in tail] == ["AddOrder", "OrderDelete", "OrderExecuted",
-                                                "AddOrder"]
+    assert [type(m).__name__ for m in tail] == [
+        "AddOrder",
+        "OrderDelete",
+        "OrderExecuted",
+        "AddOrder",
+    ]
     assert isinstance(tail[-1], itch.AddOrder) and tail[-1].shares == 200
     snap = v.snapshot("HFTD")
     assert [(o.user_ref, o.open_qty) for o in snap.open_orders] == [(2, 200)]
@@ -72,8 +82,12 @@ def test_crossing_replace_deletes_then_trades() -> None:
 def test_itch_stream_rebuilds_the_engine_books() -> None:
     v = make_venue()
     cfg = v.cfg
-    gens = {s.symbol: FlowGenerator(FlowConfig(marketable_ratio=0.2), s.reference_price_fp,
-                                    s.tick_fp, s.round_lot, 99) for s in cfg.symbols}
+    gens = {
+        s.symbol: FlowGenerator(
+            FlowConfig(marketable_ratio=0.2), s.reference_price_fp, s.tick_fp, s.round_lot, 99
+        )
+        for s in cfg.symbols
+    }
     for i in range(4000):
         sym = cfg.symbols[i % 4].symbol
         g = gens[sym]

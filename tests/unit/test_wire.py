@@ -15,8 +15,21 @@ from tests.support import ITCH_FILE
 
 # --- sizes (NASDAQ ITCH 5.0 / OUCH 5.0 specifications) ---------------------------
 
-ITCH_SIZES = {b"S": 12, b"R": 39, b"H": 25, b"Y": 20, b"L": 26, b"A": 36, b"F": 40, b"E": 31,
-              b"C": 36, b"X": 23, b"D": 19, b"U": 35, b"P": 44}
+ITCH_SIZES = {
+    b"S": 12,
+    b"R": 39,
+    b"H": 25,
+    b"Y": 20,
+    b"L": 26,
+    b"A": 36,
+    b"F": 40,
+    b"E": 31,
+    b"C": 36,
+    b"X": 23,
+    b"D": 19,
+    b"U": 35,
+    b"P": 44,
+}
 OUCH_IN_SIZES = {b"O": 47, b"U": 40, b"X": 9}  # with an empty appendage
 OUCH_OUT_SIZES = {b"S": 10, b"A": 64, b"U": 68, b"C": 18, b"E": 36, b"J": 29}
 
@@ -33,9 +46,19 @@ def test_ouch_sizes() -> None:
 
 
 def test_enter_order_field_offsets() -> None:
-    m = ouch.EnterOrder(user_ref=0x01020304, side="B", quantity=0x0A0B0C0D, symbol="AAPL",
-                        price=1_895_000, time_in_force="3", display="Y", capacity="A",
-                        iso_eligibility="N", cross_type="N", cl_ord_id="CL1")
+    m = ouch.EnterOrder(
+        user_ref=0x01020304,
+        side="B",
+        quantity=0x0A0B0C0D,
+        symbol="AAPL",
+        price=1_895_000,
+        time_in_force="3",
+        display="Y",
+        capacity="A",
+        iso_eligibility="N",
+        cross_type="N",
+        cl_ord_id="CL1",
+    )
     b = ouch.encode_inbound(m)
     assert b[0:1] == b"O"
     assert b[1:5] == bytes([1, 2, 3, 4])
@@ -72,8 +95,19 @@ def test_real_nasdaq_file_round_trips_byte_exactly() -> None:
     counts: dict[str, int] = {}
     for m in msgs:
         counts[chr(m[0])] = counts.get(chr(m[0]), 0) + 1
-    assert counts == {"A": 4758, "D": 4083, "E": 849, "P": 240, "L": 52, "U": 7, "X": 6,
-                      "F": 2, "R": 1, "H": 1, "Y": 1}
+    assert counts == {
+        "A": 4758,
+        "D": 4083,
+        "E": 849,
+        "P": 240,
+        "L": 52,
+        "U": 7,
+        "X": 6,
+        "F": 2,
+        "R": 1,
+        "H": 1,
+        "Y": 1,
+    }
 
 
 alpha = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", max_size=8)
@@ -85,8 +119,9 @@ char = st.sampled_from("BSQYNATLD0359")
 
 
 @given(u16, u16, u48, u64, char, u32, alpha, u32)
-def test_itch_add_round_trip(loc: int, trk: int, ts: int, ref: int, side: str, shares: int,
-                             stock: str, price: int) -> None:
+def test_itch_add_round_trip(
+    loc: int, trk: int, ts: int, ref: int, side: str, shares: int, stock: str, price: int
+) -> None:
     m = itch.AddOrder(loc, trk, ts, ref, side, shares, stock, price)
     b = itch.encode(m)
     assert len(b) == 36
@@ -94,8 +129,9 @@ def test_itch_add_round_trip(loc: int, trk: int, ts: int, ref: int, side: str, s
 
 
 @given(u32, char, u32, alpha, st.integers(-(2**63), 2**63 - 1), char, st.binary(max_size=40))
-def test_ouch_enter_round_trip(ref: int, side: str, qty: int, sym: str, price: int, tif: str,
-                               app: bytes) -> None:
+def test_ouch_enter_round_trip(
+    ref: int, side: str, qty: int, sym: str, price: int, tif: str, app: bytes
+) -> None:
     m = ouch.EnterOrder(ref, side, qty, sym, price, tif, cl_ord_id="X" * 14, appendage=app)
     b = ouch.encode_inbound(m)
     assert len(b) == 47 + len(app)

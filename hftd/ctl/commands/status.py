@@ -41,7 +41,10 @@ def _systemd_restarts(name: str) -> int:
     try:
         out = subprocess.run(
             ["systemctl", "show", "-p", "NRestarts", "--value", f"hft@{name}"],
-            capture_output=True, text=True, timeout=2, check=False,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return 0
@@ -58,14 +61,24 @@ def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
     for name in ctx.cfg.start_order():
         raw = _ask(ctx.socket(name))
         if raw is None:
-            rows.append(DaemonStatus(name, "down", 0, 0.0, _systemd_restarts(name),
-                                     "control socket not answering", 0.0))
+            rows.append(
+                DaemonStatus(
+                    name,
+                    "down",
+                    0,
+                    0.0,
+                    _systemd_restarts(name),
+                    "control socket not answering",
+                    0.0,
+                )
+            )
             continue
         any_up = True
         info = msgspec.convert(raw, StatusInfo)
         state = "ready" if info.state == "running" else info.state
-        rows.append(DaemonStatus(name, state, info.pid, info.uptime_s,
-                                 _systemd_restarts(name), "", 0.0))
+        rows.append(
+            DaemonStatus(name, state, info.pid, info.uptime_s, _systemd_restarts(name), "", 0.0)
+        )
     return ("daemons" if any_up else ""), rows
 
 
@@ -77,8 +90,17 @@ def _uptime(s: float) -> str:
 def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     source, rows = collect(ctx)
     if args.json:
-        print(json.dumps({"running": bool(source), "source": source, "run_dir": str(ctx.run_dir),
-                          "daemons": msgspec.to_builtins(rows)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "running": bool(source),
+                    "source": source,
+                    "run_dir": str(ctx.run_dir),
+                    "daemons": msgspec.to_builtins(rows),
+                },
+                indent=2,
+            )
+        )
     elif not source:
         print(f"hftd is not running: no supervisor and no daemon answers in {ctx.run_dir}")
     else:
@@ -88,8 +110,10 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
             err = r.last_error or "-"
             if r.last_recovery_ms:
                 err += f" (back in {r.last_recovery_ms:.0f} ms)"
-            print(f"{r.name:<10} {r.state:<11} {pid:>7} {_uptime(r.uptime_s):>9} "
-                  f"{r.restarts:>8}  {err}")
+            print(
+                f"{r.name:<10} {r.state:<11} {pid:>7} {_uptime(r.uptime_s):>9} "
+                f"{r.restarts:>8}  {err}"
+            )
     if not source:
         return NOT_RUNNING
     return 0 if all(r.state == "ready" for r in rows) else 1
