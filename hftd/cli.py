@@ -46,6 +46,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hftd.replay import format_books, replay_file
+    from hftd.wire.errors import RemoteProtocolError
+
+    try:
+        builder, count = replay_file(Path(args.file), args.symbol or None)
+    except OSError as exc:
+        print(f"hftd replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RemoteProtocolError as exc:
+        print(f"hftd replay: {args.file} is not an ITCH 5.0 BinaryFILE: {exc}", file=sys.stderr)
+        return 2
+    print(f"{count} ITCH messages replayed from {args.file}")
+    print(format_books(builder, args.depth))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hftd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("replay", help="rebuild books from an ITCH 5.0 BinaryFILE")
+    p.add_argument("file", help="NASDAQ BinaryFILE (u16 length + ITCH message, repeated)")
+    p.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
+    p.add_argument("--depth", type=int, default=5, help="price levels to print per side")
+    p.set_defaults(fn=cmd_replay)
     args = parser.parse_args(argv)
     result: int = args.fn(args)
     return result

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import bisect
 
+from hftd.feed.normalize import normalize
+from hftd.msg.hot import (
+    MD_ADD,
+    MD_CANCEL,
+    MD_DELETE,
+    MD_DIRECTORY,
+    MD_EXECUTE,
+    MD_REPLACE,
+    MarketDataUpdate,
+)
 from hftd.wire import itch
 
 
@@ -101,13 +111,14 @@ class L3Book:
 
 
 class BookBuilder:
-    """Every symbol's L3 book, fed by ITCH messages in sequence order."""
+    """Every symbol's L3 book, fed by market-data updates in sequence order."""
 
     def __init__(self, symbols: list[str] | None = None) -> None:
         self.books: dict[str, L3Book] = {}
         self.by_locate: dict[int, L3Book] = {}
         self.wanted = set(symbols) if symbols else None
         self.messages = 0
+        self.last_seq = 0
 
     def book(self, symbol: str) -> L3Book:
         b = self.books.get(symbol)
@@ -115,44 +126,45 @@ class BookBuilder:
             b = self.books[symbol] = L3Book(symbol)
         return b
 
-    def apply(self, msg: itch.ItchMessage) -> L3Book | None:
-        """Apply one message; returns the book it changed, if any."""
+    def reset(self) -> None:
+        """Forget every order (the feed is about to replay from sequence 1)."""
+        self.books.clear()
+        self.by_locate.clear()
+        self.last_seq = 0
+
+    def apply(self, msg: itch.ItchMessage, seq: int = 0) -> L3Book | None:
+        """Apply one ITCH message (replay and tests)."""
+        u = normalize(msg, seq, 0)
+        return None if u is None else self.apply_update(u)
+
+    def apply_update(self, u: MarketDataUpdate) -> L3Book | None:
+        """Apply one update; returns the book it changed, if any."""
         self.messages += 1
-        t = type(msg)
-        if t is itch.AddOrder or t is itch.AddOrderMPID:
-            assert isinstance(msg, itch.AddOrder | itch.AddOrderMPID)
-            b = self._locate(msg.stock_locate, msg.stock)
+        self.last_seq = u.seq
+        kind = u.kind
+        if kind == MD_ADD:
+            b = self._locate(u.locate, u.symbol)
             if b is not None:
-                b.add(msg.order_ref, msg.side, msg.price, msg.shares)
+                b.add(u.order_ref, u.side, u.price, u.qty)
             return b
-        if t is itch.OrderExecuted or t is itch.OrderExecutedWithPrice:
-            assert isinstance(msg, itch.OrderExecuted | itch.OrderExecutedWithPrice)
-            b = self.by_locate.get(msg.stock_locate)
+        if kind == MD_EXECUTE or kind == MD_CANCEL:
+            b = self.by_locate.get(u.locate)
             if b is not None:
-                b.reduce(msg.order_ref, msg.executed_shares)
+                b.reduce(u.order_ref, u.qty)
             return b
-        if t is itch.OrderCancel:
-            assert isinstance(msg, itch.OrderCancel)
-            b = self.by_locate.get(msg.stock_locate)
+        if kind == MD_DELETE:
+            b = self.by_locate.get(u.locate)
             if b is not None:
-                b.reduce(msg.order_ref, msg.cancelled_shares)
+                b.delete(u.order_ref)
             return b
-        if t is itch.OrderDelete:
-            assert isinstance(msg, itch.OrderDelete)
-            b = self.by_locate.get(msg.stock_locate)
+        if kind == MD_REPLACE:
+            b = self.by_locate.get(u.locate)
             if b is not None:
-                b.delete(msg.order_ref)
+                side, _price, _shares = b.delete(u.order_ref)
+                b.add(u.new_ref, side, u.price, u.qty)
             return b
-        if t is itch.OrderReplace:
-            assert isinstance(msg, itch.OrderReplace)
-            b = self.by_locate.get(msg.stock_locate)
-            if b is not None:
-                side, _price, _shares = b.delete(msg.original_ref)
-                b.add(msg.new_ref, side, msg.price, msg.shares)
-            return b
-        if t is itch.StockDirectory:
-            assert isinstance(msg, itch.StockDirectory)
-            self._locate(msg.stock_locate, msg.stock)
+        if kind == MD_DIRECTORY:
+            self._locate(u.locate, u.symbol)
         return None
 
     def _locate(self, locate: int, stock: str) -> L3Book | None:
