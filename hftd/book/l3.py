@@ -147,7 +147,7 @@ class BookBuilder:
             if b is not None:
                 b.add(u.order_ref, u.side, u.price, u.qty)
             return b
-        if kind == MD_EXECUTE or kind == MD_CANCEL:
+        if kind in (MD_EXECUTE, MD_CANCEL):
             b = self.by_locate.get(u.locate)
             if b is not None:
                 b.reduce(u.order_ref, u.qty)
