@@ -8,6 +8,7 @@ from pathlib import Path
 from hftd.config import HftdConfig, load_config
 
 CONFIG_CANDIDATES = ("config/default.toml", "/etc/hftd/hftd.toml")
+SYSTEMD_RUN_DIR = "/run/hftd"  # RuntimeDirectory= of the hft@ units
 
 
 class CtlContext:
@@ -19,7 +20,15 @@ class CtlContext:
             path = next((p for p in CONFIG_CANDIDATES if Path(p).exists()), CONFIG_CANDIDATES[0])
         self.config_path = path
         self.cfg: HftdConfig = load_config(path)
-        self.run_dir = Path(run_dir) if run_dir else self.cfg.system.resolved_run_dir()
+        if run_dir:
+            self.run_dir = Path(run_dir)
+        else:
+            # The config's run dir; else the systemd units' /run/hftd if daemons live there.
+            self.run_dir = self.cfg.system.resolved_run_dir()
+            explicit = self.cfg.system.run_dir or os.environ.get("HFTD_RUN_DIR")
+            if not explicit and not any(self.run_dir.glob("*.sock")):
+                if any(Path(SYSTEMD_RUN_DIR).glob("*.sock")):
+                    self.run_dir = Path(SYSTEMD_RUN_DIR)
 
     def socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.sock"

@@ -1,0 +1,451 @@
+"""The systemd units, for real: static verification, then a crash under a real systemd.
+
+1. `systemd-analyze verify` on every unit as `deploy/systemd/install` renders
+   it (any output at all fails: verify exits 0 on most mistakes).
+2. A throwaway systemd 252 booted as PID 1 of a `systemd-nspawn` container
+   (the host's /usr, an empty volatile /etc) with the rendered units bound
+   into /etc/systemd/system: start hft@exchange, SIGKILL its main process,
+   and measure how long systemd takes to bring it back to READY=1.
+
+How nspawn is driven here, and why, is in /work/shared/recipes/systemd-in-ci.md
+(own cgroup for the launcher, --register=no --keep-unit, systemd.firstboot=off).
+The container test skips, with the reason, where it cannot run (not root, no
+systemd-nspawn: run scripts/install-system-deps; or the container does not boot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, deep_merge, dump_toml
+
+pytestmark = pytest.mark.integration
+
+INSTALL = ROOT / "deploy" / "systemd" / "install"
+COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor")
+LAYOUTS = {  # --layout -> CPUAffinity per component ("" = no affinity drop-in)
+    "2core": {"exchange": "0", "monitor": "0", "feed": "1", "strategy": "1", "gateway": "1"},
+    "wide": {"exchange": "1", "monitor": "0", "feed": "2", "strategy": "3", "gateway": "4"},
+    "none": dict.fromkeys(COMPONENTS, ""),
+}
+ORDER = {"feed": "exchange", "strategy": "feed", "gateway": "exchange"}  # X after/wants Y
+RECOVERY_LIMIT_S = 5.0  # measured 0.17-0.25 s idle, up to ~1.3 s on a loaded box
+
+
+def venv_prefix() -> Path:
+    """The prefix whose bin/hftd the units run (the venv running these tests)."""
+    for p in (Path(sys.prefix), ROOT / ".venv"):
+        if os.access(p / "bin" / "hftd", os.X_OK):
+            return p
+    pytest.skip("no bin/hftd in this Python's prefix nor in .venv (run scripts/setup)")
+
+
+def render(dest: Path, layout: str) -> Path:
+    """Render the units with the real installer into `dest`."""
+    r = subprocess.run(
+        [str(INSTALL), "--dest", str(dest), "--prefix", str(venv_prefix()),
+         "--layout", layout, "--no-config", "--no-reload"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, f"install failed ({r.returncode}):\n{r.stdout}{r.stderr}"
+    return dest
+
+
+def auto_layout() -> str:
+    """What `install --layout auto` picks on this host."""
+    n = os.cpu_count() or 1
+    return "wide" if n >= 6 else "2core" if n >= 2 else "none"
+
+
+def unit_paths(dest: Path) -> list[str]:
+    """Each instance by explicit path (the template beside it is used), and the target."""
+    return [str(dest / f"hft@{c}.service") for c in COMPONENTS] + [str(dest / "hft.target")]
+
+
+# --- static ------------------------------------------------------------------------
+
+
+def verify(dest: Path) -> tuple[int, str]:
+    """`systemd-analyze verify` every unit in `dest`: exit code, all it printed."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (package systemd)")
+    r = subprocess.run(
+        [analyze, "verify", "--man=no", *unit_paths(dest)],
+        capture_output=True, text=True, timeout=60, cwd=dest,
+        env=dict(os.environ, LC_ALL="C", SYSTEMD_LOG_COLOR="0"),
+    )
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_rendered_units_verify_clean(tmp_path: Path, layout: str) -> None:
+    code, output = verify(render(tmp_path / "units", layout))
+    assert code == 0 and not output, f"systemd-analyze verify exit {code}, output:\n{output}"
+
+
+def test_verify_reports_a_mistake_in_a_drop_in(tmp_path: Path) -> None:
+    """The check above relies on verify printing warnings it does not fail on."""
+    dest = render(tmp_path / "units", "2core")
+    conf = dest / "hft@feed.service.d" / "10-affinity.conf"
+    conf.write_text(conf.read_text().replace("CPUAffinity=1", "CPUAffinity=one\nCPUAfinity=1"))
+    _, output = verify(dest)
+    assert "CPU affinity" in output and "CPUAfinity" in output, output
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_rendered_units_layout_and_order(tmp_path: Path, layout: str) -> None:
+    dest = render(tmp_path / "units", layout)
+    for f in dest.rglob("*"):
+        if f.is_file():
+            assert "@HFTD_" not in f.read_text(), f"unrendered placeholder in {f}"
+    service = (dest / "hft@.service").read_text()
+    exec_start = next(ln for ln in service.splitlines() if ln.startswith("ExecStart="))
+    binary = exec_start.removeprefix("ExecStart=").split()[0]
+    assert os.path.isabs(binary) and os.access(binary, os.X_OK), exec_start
+    for c, cpus in LAYOUTS[layout].items():
+        affinity = dest / f"hft@{c}.service.d" / "10-affinity.conf"
+        if cpus:
+            assert f"\nCPUAffinity={cpus}\n" in affinity.read_text()
+        else:
+            assert not affinity.exists()
+        order = dest / f"hft@{c}.service.d" / "20-order.conf"
+        if c in ORDER:
+            text = order.read_text()
+            assert f"\nAfter=hft@{ORDER[c]}.service\n" in text
+            assert f"\nWants=hft@{ORDER[c]}.service\n" in text
+        else:
+            assert not order.exists()
+    wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
+                 if ln.startswith("Wants="))
+    assert sorted(wants.removeprefix("Wants=").split()) == sorted(
+        f"hft@{c}.service" for c in COMPONENTS
+    )
+
+
+def test_check_host_reports_and_exits_0() -> None:
+    r = subprocess.run(
+        ["/usr/bin/env", "python3", str(ROOT / "deploy" / "tuning" / "check-host")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1].split("|")[-1].strip() == "verdict"
+    for check in ("CPU frequency governor", "kernel cmdline isolcpus", "kernel cmdline nohz_full",
+                  "transparent hugepages", "vm.swappiness", "irqbalance", "SMT",
+                  "CPUs online", "/dev/shm"):
+        row = next((ln for ln in lines if ln.startswith(check)), None)
+        assert row is not None, f"no row for {check}:\n{r.stdout}"
+        assert row.split("|")[-1].strip() in ("ok", "TUNE", "info"), row
+    assert "internal error" not in r.stdout, r.stdout
+
+
+# --- a real systemd in a container -------------------------------------------------
+
+# Runs as `sh -c LAUNCH sh NAME LIST nspawn-args...`: moves itself into a cgroup
+# of its own in every hierarchy a systemd uses (never start one in the root
+# cgroup of this machine: it would take over every process there, PID 1
+# included), writing each directory to LIST first, then becomes systemd-nspawn.
+# Exit 97: no cgroup of its own could be made.
+LAUNCH = r"""
+name=$1 list=$2; shift 2
+moved=0
+for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    [ -f "$h/cgroup.procs" ] || continue
+    case $h in
+        /sys/fs/cgroup/systemd) cur=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup) ;;
+        *) cur=$(sed -n 's/^0:://p' /proc/self/cgroup) ;;
+    esac
+    dir="$h${cur%/}/$name"
+    echo "$dir" >> "$list"
+    mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs" || exit 97
+    moved=1
+done
+[ $moved = 1 ] || exit 97
+exec "$@"
+"""
+
+
+class CannotRun(Exception):
+    """This machine cannot run the container (a reason to skip, not to fail)."""
+
+
+class Container:
+    """systemd-nspawn booting the host's /usr as a throwaway system."""
+
+    BOOT_TIMEOUT_S = 25.0
+
+    def __init__(self, tmp: Path, binds: list[tuple[Path, str]]) -> None:
+        self.tmp = tmp
+        self.name = f"hftci-{os.getpid()}-{secrets.token_hex(3)}"
+        self.binds = binds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid1 = 0
+        self.cgroup_list = tmp / "cgroups"
+        self.log_path = tmp / "nspawn.log"
+
+    @property
+    def cgroups(self) -> list[Path]:
+        """The cgroup directories the launcher made (or was about to make)."""
+        try:
+            return [Path(x) for x in self.cgroup_list.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> float:
+        """Launch nspawn; returns the monotonic start time."""
+        args = [
+            "systemd-nspawn", "-D", "/", "--volatile=yes", "-b", "--register=no",
+            "--keep-unit", "--console=passive", "--private-network", "-M", self.name,
+            *(f"--bind-ro={src}:{dst}" for src, dst in self.binds),
+            "--", "systemd.firstboot=off",
+        ]
+        t0 = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["sh", "-c", LAUNCH, "sh", self.name, str(self.cgroup_list), *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return t0
+
+    def wait_booted(self, t0: float) -> float:
+        deadline = t0 + self.BOOT_TIMEOUT_S
+        state = "no PID 1 yet"
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if not self.pid1:
+                self.pid1 = self._find_pid1()
+            else:
+                r = self.sh("systemctl", "is-system-running", timeout=5)
+                state = r.stdout.strip() or r.stderr.strip()
+                if state in ("running", "degraded"):
+                    return time.monotonic() - t0
+            time.sleep(0.05)
+        jobs = self.sh("systemctl", "list-jobs", "--no-pager").stdout if self.pid1 else ""
+        raise CannotRun(
+            f"container did not boot in {self.BOOT_TIMEOUT_S:.1f} s (state: {state});"
+            f" jobs:\n{jobs}\nlog:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """TERM nspawn (the container shuts down), then KILL whatever is left."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        deadline = time.monotonic() + 5
+        while (left := self.processes()) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        for cg in self.cgroups:  # deepest first; cgroup directories go with rmdir only
+            for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                d.rmdir()
+            if cg.is_dir():
+                cg.rmdir()
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def processes(self) -> set[int]:
+        pids: set[int] = set()
+        for cg in self.cgroups:
+            for procs in cg.rglob("cgroup.procs"):
+                with contextlib.suppress(OSError):
+                    pids.update(int(x) for x in procs.read_text().split())
+        return pids
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() == 97:
+            raise CannotRun(f"could not give the launcher a cgroup of its own:\n{self.log_tail()}")
+        if self.proc.poll() is not None:
+            raise CannotRun(
+                f"systemd-nspawn exited with {self.proc.returncode}:\n{self.log_tail()}"
+            )
+
+    def _find_pid1(self) -> int:
+        """The container's PID 1 is the child of the nspawn process."""
+        assert self.proc is not None
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in children:
+                try:
+                    status = Path(f"/proc/{child}/status").read_text()
+                except OSError:
+                    continue
+                nspid = next(ln for ln in status.splitlines() if ln.startswith("NSpid:"))
+                if nspid.split()[-1] == "1":
+                    return int(child)
+        return 0
+
+    def sh(self, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the container (all its namespaces)."""
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-C", *cmd],
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        r = self.sh("systemctl", "show", unit, *(f"--property={p}" for p in props))
+        assert r.returncode == 0, r.stderr
+        return dict(ln.split("=", 1) for ln in r.stdout.splitlines() if "=" in ln)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def nspawn_config(path: Path) -> Path:
+    """config/default.toml with background flow on, for the units' /etc/hftd/hftd.toml.
+
+    run_dir stays "" so the daemons use HFTD_RUN_DIR=/run/hftd from the unit, and
+    no daemon pins itself (`cpus = []`): under systemd, CPUAffinity= pins.
+    """
+    data = tomllib.loads((ROOT / "config" / "default.toml").read_text())
+    over: dict[str, object] = {"system": {"run_dir": ""}, "exchange": {"flow": {"enabled": True}}}
+    if isinstance(data.get("daemons"), dict):
+        over["daemons"] = {name: {"cpus": []} for name in data["daemons"]}
+    path.write_text(dump_toml(deep_merge(data, over)))
+    return path
+
+
+def container_binds(tmp: Path) -> list[tuple[Path, str]]:
+    units = render(tmp / "units", "auto")
+    # Keep first-boot `preset-all` from enabling hft.target (the other daemons
+    # would start, and a missing one would keep the boot from ever finishing).
+    preset = tmp / "00-hftci.preset"
+    preset.write_text("disable hft.target\ndisable hft@.service\n")
+    binds = [(f, f"/etc/systemd/system/{f.name}") for f in sorted(units.iterdir())]
+    binds.append((preset, "/etc/systemd/system-preset/00-hftci.preset"))
+    binds.append((nspawn_config(tmp / "hftd.toml"), "/etc/hftd/hftd.toml"))
+    # The checkout, and the Python the venv links into, at the same paths.
+    prefixes = {ROOT, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for p in sorted(prefixes):
+        if not any(p.is_relative_to(q) for q in prefixes - {p}) and not p.is_relative_to("/usr"):
+            binds.append((p, str(p)))
+    return binds
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Iterator[Container]:
+    if os.geteuid() != 0:
+        pytest.skip("systemd-nspawn needs root")
+    for tool in ("systemd-nspawn", "nsenter", "systemd-analyze"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (scripts/install-system-deps installs it)")
+    c = Container(tmp_path, container_binds(tmp_path))
+    try:
+        t0 = c.start()
+        boot_s = c.wait_booted(t0)
+        print(f"\ncontainer booted in {boot_s:.2f} s")
+        yield c
+    except CannotRun as exc:
+        pytest.skip(f"cannot run systemd in a container here: {exc}")
+    finally:
+        c.stop()
+        assert not c.processes(), f"left running: {c.processes()}"
+        assert not any(cg.exists() for cg in c.cgroups), f"cgroups left: {c.cgroups}"
+
+
+def wait_for(cond: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll `check()` until true (a condition, not a sleep), or fail saying `cond`."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {cond}")
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(90)
+def test_exchange_restarts_under_systemd(
+    container: Container, record_property: Callable[[str, object], None]
+) -> None:
+    c = container
+    unit = "hft@exchange.service"
+
+    # The units as a real systemd parsed them: ordering, affinity, the target.
+    for comp, dep in ORDER.items():
+        deps = c.show(f"hft@{comp}.service", "After", "Wants")
+        assert f"hft@{dep}.service" in deps["After"].split(), (comp, deps)
+        assert f"hft@{dep}.service" in deps["Wants"].split(), (comp, deps)
+    assert "hft@exchange.service" not in c.show("hft@monitor.service", "After")["After"]
+    assert sorted(c.show("hft.target", "Wants")["Wants"].split()) == sorted(
+        f"hft@{x}.service" for x in COMPONENTS
+    )
+
+    r = c.sh("systemctl", "start", unit, timeout=30)  # returns once READY=1 arrived
+    assert r.returncode == 0, (
+        r.stderr + c.sh("journalctl", "-u", unit, "--no-pager", "-n", "40").stdout
+    )
+    before = c.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts", "CPUAffinity")
+    assert before["ActiveState"] == "active", before
+    old_pid = int(before["MainPID"])
+    assert old_pid > 0
+    expected_cpus = LAYOUTS[auto_layout()]["exchange"]
+    if expected_cpus:
+        assert before["CPUAffinity"] == expected_cpus, before
+        status = c.sh("cat", f"/proc/{old_pid}/status").stdout
+        assert f"Cpus_allowed_list:\t{expected_cpus}\n" in status
+
+    # Control socket in the RuntimeDirectory; the unit's /dev/shm is the shared
+    # one (PrivateDevices=/PrivateTmp= must not hide it: the rings live there).
+    assert c.sh("test", "-S", "/run/hftd/exchange.sock").returncode == 0
+    probe = f"{c.name}-probe"
+    r = c.sh("sh", "-c", f"echo x > /dev/shm/{probe}"
+                         f" && test -e /proc/{old_pid}/root/dev/shm/{probe}")
+    assert r.returncode == 0, "the unit does not see the shared /dev/shm"
+    assert not Path("/dev/shm", probe).exists(), "the container's /dev/shm is the host's"
+    assert c.sh("rm", f"/dev/shm/{probe}").returncode == 0
+
+    # Crash it: SIGKILL to the main process only, as a segfault or OOM kill would.
+    r = c.sh("systemctl", "kill", "-s", "KILL", "--kill-whom=main", unit)
+    assert r.returncode == 0, r.stderr
+    props = ("ActiveState", "MainPID", "NRestarts", "ActiveEnterTimestampMonotonic",
+             "ActiveExitTimestampMonotonic", "InactiveExitTimestampMonotonic")
+    after: dict[str, str] = {}
+
+    def restarted() -> bool:
+        after.update(c.show(unit, *props))
+        return (after["ActiveState"] == "active"
+                and after["MainPID"] not in ("0", str(old_pid))
+                and int(after["NRestarts"]) > int(before["NRestarts"]))
+
+    wait_for(f"{unit} to come back with a new MainPID", restarted, timeout=15)
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, after
+    # Death (left "active") -> READY=1 of the new process (entered "active").
+    died, ready = (int(after[p]) for p in ("ActiveExitTimestampMonotonic",
+                                           "ActiveEnterTimestampMonotonic"))
+    relaunched = int(after["InactiveExitTimestampMonotonic"])  # the new ExecStart
+    recovery_s = (ready - died) / 1e6
+    print(f"hft@exchange: killed pid {old_pid}, READY again as pid {after['MainPID']}"
+          f" after {recovery_s * 1000:.0f} ms (relaunched after"
+          f" {(relaunched - died) / 1000:.0f} ms, start-up to READY=1"
+          f" {(ready - relaunched) / 1000:.0f} ms; NRestarts {after['NRestarts']})")
+    record_property("recovery_ms", round(recovery_s * 1000, 1))
+    assert 0 < recovery_s < RECOVERY_LIMIT_S, after
+    # The runtime directory was kept across the restart, and the new daemon serves in it.
+    assert c.sh("test", "-S", "/run/hftd/exchange.sock").returncode == 0
