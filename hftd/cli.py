@@ -26,6 +26,18 @@ def _service(component: str) -> ServiceFactory:
         from hftd.exchange.daemon import ExchangeDaemon
 
         return ExchangeDaemon
+    if component == "feed":
+        from hftd.feed.daemon import FeedService
+
+        return FeedService
+    if component == "strategy":
+        from hftd.strategy.daemon import StrategyService
+
+        return StrategyService
+    if component == "gateway":
+        from hftd.gateway.daemon import GatewayService
+
+        return GatewayService
     if component == "probe":
         from hftd.runtime.probe import ProbeService
 
@@ -71,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn, help_ in (
         ("up", cmd_up, "run the whole system under the embedded supervisor"),
         ("exchange", cmd_daemon, "run the exchange simulator daemon"),
+        ("feed", cmd_daemon, "run the feed handler daemon"),
+        ("strategy", cmd_daemon, "run the strategy daemon"),
+        ("gateway", cmd_daemon, "run the order gateway daemon"),
         ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):
         p = sub.add_parser(name, help=help_)

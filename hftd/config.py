@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from hftd.risk.limits import RiskLimits
+
 PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH and OUCH
 
 
@@ -151,6 +153,95 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
 
+class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
+    """One strategy instance and its parameters (applied live on reload)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
+    kind: Literal["mean_reversion", "momentum"]
+    symbols: list[Symbol]
+    enabled: bool = True
+    order_qty: Positive = 100
+    max_position: Positive = 500  # the strategy's own cap; risk limits are the gateway's
+    cooldown_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0  # between orders per symbol
+    aggression_ticks: NonNegative = 0  # IOC limit = opposite touch +/- this many ticks
+    # mean reversion: z-score of the mid over a rolling window
+    window: Annotated[int, msgspec.Meta(ge=2)] = 50
+    threshold_sigma: Annotated[float, msgspec.Meta(gt=0.0)] = 2.0
+    # momentum: fast/slow moving averages of the mid; passive orders at the touch
+    fast_window: Annotated[int, msgspec.Meta(ge=1)] = 10
+    slow_window: Annotated[int, msgspec.Meta(ge=2)] = 40
+    order_timeout_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0  # cancel if still working
+
+    def problems(self) -> Iterator[str]:
+        if self.kind == "momentum" and self.fast_window >= self.slow_window:
+            yield "fast_window: must be < slow_window"
+        if not self.symbols:
+            yield "symbols: at least one symbol"
+
+
+class StrategyConfig(_Base, frozen=True, kw_only=True):
+    """The strategy daemon."""
+
+    heartbeat_s: Seconds = 0.1  # to the gateway, so it notices a dead strategy
+    mark_interval_s: Seconds = 0.1  # BBO marks sent to the gateway for P&L
+    instances: list[StrategyInstanceConfig] = msgspec.field(default_factory=list)
+
+    def problems(self) -> Iterator[str]:
+        names = [i.name for i in self.instances]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            yield f"instances: duplicate name {name!r}"
+
+
+WaitName = Literal["auto", "spin", "spin-then-sleep", "sleep"]
+
+
+class RingsConfig(_Base, frozen=True, kw_only=True):
+    """The shared-memory rings of the hot path (/dev/shm/<prefix>-<edge>)."""
+
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "hftd"
+    md_capacity: Positive = 1 << 22  # feed -> strategy, bytes (power of two)
+    orders_capacity: Positive = 1 << 20  # strategy -> gateway
+    executions_capacity: Positive = 1 << 20  # gateway -> strategy
+    # Per consumer. "auto": spin-then-sleep with a core to spare, else sleep
+    # (never spin on an oversubscribed machine).
+    strategy_wait: WaitName = "auto"
+    gateway_wait: WaitName = "auto"
+    spin_us: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0
+
+    def problems(self) -> Iterator[str]:
+        for name in ("md_capacity", "orders_capacity", "executions_capacity"):
+            v = getattr(self, name)
+            if v & (v - 1) or v < 4096:
+                yield f"{name}: must be a power of two >= 4096"
+
+    def wait_for(self, consumer: str) -> str:
+        """The wait strategy a consumer uses, with "auto" resolved for this machine."""
+        name: str = getattr(self, f"{consumer}_wait")
+        if name != "auto":
+            return name
+        return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 4 else "sleep"
+
+
+class FeedConfig(_Base, frozen=True, kw_only=True):
+    """The feed handler daemon."""
+
+    username: Alpha6 = "FEED"
+    password: Alpha10 = "feed"
+    reconnect_min_s: Seconds = 0.05
+    reconnect_max_s: Seconds = 2.0
+
+
+class GatewayConfig(_Base, frozen=True, kw_only=True):
+    """The order gateway daemon."""
+
+    username: Alpha6 = "HFTD"
+    password: Alpha10 = "hftd-pass"
+    order_timeout_s: Seconds = 2.0  # no acknowledgement in this time: cancel it
+    strategy_timeout_s: Seconds = 1.0  # no strategy heartbeat: cancel its orders, hold new ones
+    reconnect_min_s: Seconds = 0.05
+    reconnect_max_s: Seconds = 2.0
+
+
 COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe")
 
 
@@ -199,6 +290,11 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     system: SystemConfig = msgspec.field(default_factory=SystemConfig)
     exchange: ExchangeConfig = msgspec.field(default_factory=ExchangeConfig)
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    rings: RingsConfig = msgspec.field(default_factory=RingsConfig)
+    risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     daemons: dict[str, DaemonConfig] = msgspec.field(
         default_factory=lambda: {"exchange": DaemonConfig()}
     )
@@ -221,6 +317,10 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
             self.start_order()
         except ValueError as exc:
             yield f"daemons: {exc}"
+        for i, inst in enumerate(self.strategy.instances):
+            for sym in inst.symbols:
+                if sym not in names:
+                    yield f"strategy.instances[{i}].symbols: {sym!r} is not a configured symbol"
 
     def start_order(self) -> list[str]:
         """Enabled daemons, each after the ones it names in `after` (topological)."""
@@ -264,13 +364,13 @@ def _strip(tp: Any) -> Any:
     return tp
 
 
-def _struct_of(tp: Any) -> type[_Base] | None:
+def _struct_of(tp: Any) -> type[msgspec.Struct] | None:
     """The config Struct inside `tp` (`T` or `T | None`), if any."""
     tp = _strip(tp)
-    if isinstance(tp, type) and issubclass(tp, _Base):
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return tp
     args = [a for a in get_args(tp) if a is not type(None)]
-    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], _Base):
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
         return args[0]
     return None
 
@@ -304,10 +404,14 @@ def _check(value: Any, tp: Any, path: str, errors: list[str]) -> None:
     try:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
-        errors.append(f"{path or '<root>'}: {str(exc).split(' - at ')[0]}")
+        text, _, where = str(exc).partition(" - at `$")
+        suffix = where.rstrip("`")
+        errors.append(f"{(path + suffix) if suffix else (path or '<root>')}: {text}")
 
 
-def _check_struct(data: dict[str, Any], cls: type[_Base], path: str, errors: list[str]) -> None:
+def _check_struct(
+    data: dict[str, Any], cls: type[msgspec.Struct], path: str, errors: list[str]
+) -> None:
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
     for key in data:
@@ -323,9 +427,11 @@ def _check_struct(data: dict[str, Any], cls: type[_Base], path: str, errors: lis
 
 def _semantic(obj: Any, path: str, errors: list[str]) -> None:
     """Run `problems()` on every config Struct in the tree."""
-    if isinstance(obj, _Base):
+    if isinstance(obj, msgspec.Struct):
         try:
-            errors.extend(_join(path, problem) for problem in obj.problems())
+            problems = getattr(obj, "problems", None)
+            if problems is not None:
+                errors.extend(_join(path, problem) for problem in problems())
         except ValueError as exc:
             errors.append(f"{path or '<root>'}: {exc}")
         for f in msgspec.structs.fields(obj):
@@ -367,7 +473,7 @@ def load_config(path: str | os.PathLike[str]) -> HftdConfig:
 
 def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     """Dotted paths of every leaf that differs between two configs."""
-    if isinstance(old, _Base) and type(old) is type(new):
+    if isinstance(old, msgspec.Struct) and type(old) is type(new):
         out: list[str] = []
         for f in msgspec.structs.fields(old):
             out += config_diff(
@@ -388,3 +494,11 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
             out += config_diff(a, b, _join(path, i))
         return out
     return [] if old == new else [path or "<root>"]
+
+
+RING_EDGES = ("md", "orders", "executions")
+
+
+def ring_name(cfg: HftdConfig, edge: str) -> str:
+    """The shared-memory ring of one hot-path edge: /dev/shm/<prefix>-<edge>."""
+    return f"{cfg.rings.prefix}-{edge}"

@@ -26,9 +26,13 @@ class CtlContext:
             # The config's run dir; else the systemd units' /run/hftd if daemons live there.
             self.run_dir = self.cfg.system.resolved_run_dir()
             explicit = self.cfg.system.run_dir or os.environ.get("HFTD_RUN_DIR")
-            if not explicit and not any(self.run_dir.glob("*.sock")):
-                if any(Path(SYSTEMD_RUN_DIR).glob("*.sock")):
-                    self.run_dir = Path(SYSTEMD_RUN_DIR)
+            systemd = Path(SYSTEMD_RUN_DIR)
+            if (
+                not explicit
+                and not any(self.run_dir.glob("*.sock"))
+                and any(systemd.glob("*.sock"))
+            ):
+                self.run_dir = systemd
 
     def socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.sock"

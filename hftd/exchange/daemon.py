@@ -25,7 +25,7 @@ from hftd.exchange.flow import FlowCancel, FlowGenerator
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
 from hftd.exchange.venue import Venue
-from hftd.msg.control import Command, Depth, DepthInfo, Snapshot
+from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Snapshot
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -77,6 +77,7 @@ class ExchangeDaemon:
         self.active: dict[str, trio.CancelScope] = {}
         self.md_sessions = 0
         self.flows: dict[str, FlowGenerator] = {}
+        self.md_scopes: set[trio.CancelScope] = set()
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
 
@@ -143,6 +144,14 @@ class ExchangeDaemon:
             if cmd.user not in self.passwords:
                 raise ValueError(f"unknown user {cmd.user!r}")
             return self.venue.snapshot(cmd.user)
+        if isinstance(cmd, Disconnect):
+            scopes = self.md_scopes if cmd.kind == "md" else set(self.active.values())
+            if cmd.kind not in ("md", "orders"):
+                raise ValueError(f"unknown session kind {cmd.kind!r} (md or orders)")
+            for scope in list(scopes):
+                scope.cancel()
+            log.warning("dropped %d %s sessions on request", len(scopes), cmd.kind)
+            return {"dropped": len(scopes)}
         if isinstance(cmd, Depth):
             book = self.venue.engine.books.get(cmd.symbol)
             if book is None:
@@ -300,12 +309,15 @@ class ExchangeDaemon:
         log.info("market data session up: %s from sequence %d", peer, first)
         self.md_sessions += 1
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, stream, self.venue.md, first, True)
-                if _md_events(pipelined):
-                    await self._md_reader(stream, session)
-                nursery.cancel_scope.cancel()
+            with trio.CancelScope() as scope:
+                self.md_scopes.add(scope)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, stream, self.venue.md, first, True)
+                    if _md_events(pipelined):
+                        await self._md_reader(stream, session)
+                    nursery.cancel_scope.cancel()
         finally:
+            self.md_scopes.discard(scope)
             self.md_sessions -= 1
         log.info("market data session closed: %s", peer)
 

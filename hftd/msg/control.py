@@ -64,7 +64,17 @@ class DaemonStatus(msgspec.Struct, frozen=True):
     last_recovery_ms: float  # death -> READY=1 of the latest restart (0 if none)
 
 
-Command = Status | Snapshot | Depth | Reload | Hang
+class Resync(msgspec.Struct, tag=True, frozen=True):
+    """Feed: publish MD_RESET and replay the venue's stream from sequence 1."""
+
+
+class Disconnect(msgspec.Struct, tag=True, frozen=True):
+    """Exchange: drop every session of a kind ("md" or "orders"); tests and drills."""
+
+    kind: str
+
+
+Command = Status | Snapshot | Depth | Reload | Hang | Resync | Disconnect
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -38,3 +38,55 @@ class MarketDataUpdate(msgspec.Struct, array_like=True, gc=False, frozen=True):
     new_ref: int  # REPLACE: the new reference; EXECUTE/TRADE: the match number
     exch_ts: int  # venue timestamp, ns since midnight
     t1: int  # feed receive time (CLOCK_MONOTONIC ns)
+
+
+# --- strategy -> gateway ---------------------------------------------------------
+
+CMD_NEW = 1
+CMD_CANCEL = 2
+CMD_REPLACE = 3
+CMD_MARK = 4  # the strategy's BBO for marking positions: qty = bid, price = ask
+CMD_HEARTBEAT = 5  # the strategy is alive (sent on a timer)
+
+
+class OrderCommand(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """An instruction to the gateway; `cl_id` is the strategy's order id."""
+
+    kind: int
+    cl_id: int
+    symbol: str
+    side: str  # "B" / "S"
+    qty: int  # NEW/REPLACE: open size wanted
+    price: int  # 4 implied decimals; MARKET_PRICE for a market order
+    tif: str  # OUCH time in force: "0" day, "3" IOC, "5" GTX
+    orig_cl_id: int  # CANCEL/REPLACE: the order acted on
+    strategy: str
+    t1: int  # feed receive time of the update that triggered it (0 if none)
+    t2: int  # strategy decision time
+
+
+# --- gateway -> strategy ---------------------------------------------------------
+
+EX_ACCEPTED = 1  # live at the venue
+EX_REJECTED = 2  # refused by risk (reason says which check) or by the venue
+EX_FILL = 3  # qty traded at price; leaves = open qty after
+EX_CANCELED = 4  # qty came off; leaves = open qty after
+EX_REPLACED = 5  # cl_id is now the order; orig_cl_id is finished
+EX_HEARTBEAT = 6  # the gateway is alive
+
+
+class ExecutionReport(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """What happened to a strategy's order (or the gateway's heartbeat)."""
+
+    kind: int
+    cl_id: int
+    orig_cl_id: int
+    symbol: str
+    side: str
+    qty: int
+    price: int
+    leaves: int
+    position: int  # the symbol's net position after this report
+    reason: str
+    t5: int  # when the gateway saw the venue's reply (0 for risk rejects)
+    venue_seq: int = 0  # the gateway's OUCH stream position when it reported this

@@ -103,8 +103,12 @@ class Runtime:
             self.log.error("reload refused, these changes need a restart: %s", ", ".join(refused))
             return ReloadResult([], refused)
         if changed:
+            try:
+                self.service.apply_config(new)
+            except ValueError as exc:
+                self.log.error("reload refused, config unchanged: %s", exc)
+                return ReloadResult([], [], str(exc))
             logging.getLogger().setLevel(new.system.log_level.upper())
-            self.service.apply_config(new)
             self.cfg = new
             self.log.info("reloaded: %s", ", ".join(changed))
         else:

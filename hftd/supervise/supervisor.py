@@ -24,8 +24,9 @@ from typing import Any
 
 import trio
 
-from hftd.config import DaemonConfig, HftdConfig, SupervisorConfig
+from hftd.config import RING_EDGES, DaemonConfig, HftdConfig, SupervisorConfig, ring_name
 from hftd.ipc.control import serve_control
+from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, DaemonStatus, Status
 from hftd.runtime.notify import Notifier
 
@@ -103,8 +104,16 @@ class Supervisor:
 
     # --- lifecycle ------------------------------------------------------------------
 
+    def remove_rings(self) -> None:
+        """`hftd up` runs a whole system, venue included: rings from another run
+        (a crash, or the last clean stop) hold stale data. Start and end clean."""
+        removed = remove_rings(self.cfg)
+        if removed:
+            log.info("removed rings: %s", ", ".join(removed))
+
     async def run(self) -> None:
         self.notify_dir.mkdir(parents=True, exist_ok=True)
+        self.remove_rings()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_control, self.run_dir / "supervisor.sock", self.handle)
@@ -121,6 +130,7 @@ class Supervisor:
                     child.scope.cancel()
                     await child.stopped.wait()
                 nursery.cancel_scope.cancel()
+        self.remove_rings()
         log.info("all daemons stopped")
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
@@ -257,6 +267,19 @@ class Supervisor:
         log.warning("%s did not stop in %.0f s: killing it", child.name, self.scfg.stop_timeout_s)
         proc.kill()
         await proc.wait()
+
+
+def remove_rings(cfg: HftdConfig) -> list[str]:
+    """Unlink the hot-path rings (and doorbells) of this config's prefix."""
+    removed = []
+    for edge in RING_EDGES:
+        name = ring_name(cfg, edge)
+        try:
+            Ring.unlink(name)
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _first(group: BaseExceptionGroup[_Died]) -> _Died:

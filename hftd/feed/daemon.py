@@ -1,0 +1,289 @@
+"""The feed handler daemon (`hft@feed`).
+
+A SoupBinTCP client to the venue's ITCH port, run in the hot thread: every
+read is stamped T1 (CLOCK_MONOTONIC ns) as it leaves the socket, each ITCH
+message is normalized to a `MarketDataUpdate` carrying T1 and its venue
+sequence number, and published into the md ring. It never blocks on a slow
+strategy: a full ring drops the update and counts it.
+
+Recovery is by sequence number. The feed always knows the next sequence it
+needs: from its last login, or after a restart from the last record it
+committed to the ring. When the link drops (EOF, error, 15 s of silence) it
+reconnects with exponential backoff and logs in from that number, so nothing
+is missed. If the venue cannot serve that number (its answer starts
+elsewhere: it restarted, or skipped), the feed publishes MD_RESET and logs in
+from 1, and the strategy rebuilds its books from the full replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import msgspec
+import trio
+
+from hftd.config import HftdConfig, ring_name
+from hftd.feed.normalize import normalize
+from hftd.ipc.ring import Ring
+from hftd.msg.control import Command, Resync
+from hftd.msg.hot import MD_RESET, MarketDataUpdate
+from hftd.runtime.hotloop import HotLoop
+from hftd.wire import itch
+from hftd.wire import soupbintcp as soup
+from hftd.wire.errors import RemoteProtocolError
+
+log = logging.getLogger("hftd.feed")
+
+_md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
+
+
+def resume_sequence(ring: Ring) -> int:
+    """The next ITCH sequence number to ask for, from what the ring last committed."""
+    last = ring.last_committed()
+    if last is None:
+        return 1
+    u = _md_decoder.decode(last)
+    return 1 if u.kind == MD_RESET else u.seq + 1
+
+
+class FeedAgent:
+    """Socket -> normalize -> ring; all in the hot thread."""
+
+    def __init__(self, cfg: HftdConfig, ring: Ring) -> None:
+        self.cfg = cfg
+        self.ring = ring
+        self.next_seq = resume_sequence(ring)
+        self.requested = 0
+        self.sock: socket.socket | None = None
+        self.session = soup.ClientSession()
+        self.state = "disconnected"
+        self.live = threading.Event()
+        self.pending_reset = False
+        self.backoff = cfg.feed.reconnect_min_s
+        self.reconnect_at = 0.0
+        self.last_rx = 0.0
+        self.last_tx = 0.0
+        self.buf = bytearray(1 << 18)
+        self.view = memoryview(self.buf)
+        self.encoder = msgspec.msgpack.Encoder()
+        self.counters = {
+            "messages": 0,
+            "published": 0,
+            "drops": 0,
+            "gaps": 0,
+            "reconnects": 0,
+            "resets": 0,
+            "bytes": 0,
+        }
+
+    # --- hot loop agent ---------------------------------------------------------------
+
+    def wait_fds(self) -> list[int]:
+        return [self.sock.fileno()] if self.sock is not None else []
+
+    def next_timer_s(self) -> float:
+        if self.sock is None:
+            return max(0.0, self.reconnect_at - time.monotonic())
+        return max(0.0, self.last_tx + soup.HEARTBEAT_INTERVAL - time.monotonic())
+
+    def do_work(self) -> int:
+        sock = self.sock
+        if sock is None:
+            if time.monotonic() >= self.reconnect_at:
+                self._connect()
+                return 1
+            return 0
+        try:
+            n = sock.recv_into(self.buf)
+        except BlockingIOError:
+            n = -1
+        except OSError as exc:
+            self._drop(f"link error: {exc}")
+            return 1
+        if n == 0:
+            self._drop("venue closed the link")
+            return 1
+        if n > 0:
+            t1 = time.monotonic_ns()
+            self.last_rx = time.monotonic()
+            self.counters["bytes"] += n
+            try:
+                return self._on_data(self.view[:n], t1)
+            except RemoteProtocolError as exc:
+                self._drop(f"protocol error: {exc}")
+                return 1
+        now = time.monotonic()
+        if now - self.last_tx >= soup.HEARTBEAT_INTERVAL:
+            self._send(soup.CLIENT_HEARTBEAT)
+        if now - self.last_rx > self.cfg.exchange.heartbeat_timeout_s:
+            self._drop(f"venue silent for {now - self.last_rx:.1f} s")
+            return 1
+        return 0
+
+    # --- link -------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        ex = self.cfg.exchange
+        self.state = "connecting"
+        try:
+            sock = socket.create_connection((ex.host, ex.md_port), timeout=1.0)
+        except OSError as exc:
+            self._schedule_reconnect(f"connect to {ex.host}:{ex.md_port} failed: {exc}")
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setblocking(False)
+        self.sock = sock
+        self.session = soup.ClientSession()
+        self.requested = self.next_seq
+        self.last_rx = self.last_tx = time.monotonic()
+        self._send(
+            soup.login_request(self.cfg.feed.username, self.cfg.feed.password, "", self.requested)
+        )
+        log.info(
+            "connected to %s:%d, logging in from sequence %d", ex.host, ex.md_port, self.requested
+        )
+
+    def _send(self, data: bytes) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:
+            pass  # a heartbeat can wait for the next round
+        except OSError as exc:
+            self._drop(f"send failed: {exc}")
+            return
+        self.last_tx = time.monotonic()
+
+    def _drop(self, why: str) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.live.clear()
+        self.counters["reconnects"] += 1
+        self._schedule_reconnect(why)
+
+    def _schedule_reconnect(self, why: str) -> None:
+        self.state = "disconnected"
+        self.reconnect_at = time.monotonic() + self.backoff
+        log.warning("%s; reconnecting in %.2f s from sequence %d", why, self.backoff, self.next_seq)
+        self.backoff = min(self.backoff * 2, self.cfg.feed.reconnect_max_s)
+
+    # --- data -------------------------------------------------------------------------
+
+    def _on_data(self, data: memoryview, t1: int) -> int:
+        work = 0
+        ring, enc = self.ring, self.encoder
+        for ev in self.session.iter_events(data):
+            if type(ev) is soup.SequencedData:
+                work += 1
+                seq = ev.sequence
+                self.next_seq = seq + 1
+                self.counters["messages"] += 1
+                u = normalize(itch.decode(ev.payload), seq, t1)
+                if u is None:
+                    continue
+                if ring.try_write(enc.encode(u)):
+                    self.counters["published"] += 1
+                else:
+                    self.counters["drops"] += 1
+            elif isinstance(ev, soup.LoginAccepted):
+                self._on_login(ev)
+            elif isinstance(ev, soup.LoginRejected):
+                self._drop(f"login rejected ({ev.reason})")
+                return work + 1
+            elif isinstance(ev, soup.EndOfSession):
+                self._drop("end of session")
+                return work + 1
+        return work
+
+    def resync(self) -> None:
+        """Publish MD_RESET and replay from sequence 1 (a consumer lost its books)."""
+        self.next_seq = 1
+        self.pending_reset = True
+        if self.sock is not None:
+            self._drop("resync requested")
+        self.reconnect_at = time.monotonic()
+
+    def _on_login(self, ev: soup.LoginAccepted) -> None:
+        if ev.sequence != self.requested:
+            # The venue cannot serve what we need: rebuild everything from 1.
+            self.counters["gaps"] += 1
+            log.error(
+                "asked for sequence %d, venue starts at %d: full resync from 1",
+                self.requested,
+                ev.sequence,
+            )
+            self.next_seq = 1
+            self.pending_reset = True
+            self._drop("resync")
+            self.reconnect_at = time.monotonic()
+            return
+        if self.pending_reset:
+            reset = MarketDataUpdate(0, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns())
+            while not self.ring.try_write(self.encoder.encode(reset)):
+                time.sleep(0.001)  # a reset must not be dropped: wait for the strategy
+            self.counters["resets"] += 1
+            self.pending_reset = False
+        self.state = "live"
+        self.backoff = self.cfg.feed.reconnect_min_s
+        self.live.set()
+        log.info("logged in to session %s at sequence %d", ev.session, ev.sequence)
+
+
+class FeedService:
+    """The trio side: start the hot loop, report READY once logged in, watch it."""
+
+    def __init__(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        self.agent: FeedAgent | None = None
+        self.loop: HotLoop | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        rc = self.cfg.rings
+        ring = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
+        agent = self.agent = FeedAgent(self.cfg, ring)
+        loop = self.loop = HotLoop("feed", agent, [], "sleep")
+        loop.start()
+        try:
+            await trio.to_thread.run_sync(agent.live.wait, abandon_on_cancel=True)
+            task_status.started()
+            while loop.alive:
+                await trio.sleep(0.2)
+            raise RuntimeError(f"feed hot loop died: {loop.error!r}")
+        finally:
+            loop.stop()
+            if agent.sock is not None:
+                agent.sock.close()
+            ring.close()
+
+    def status_detail(self) -> dict[str, Any]:
+        a = self.agent
+        if a is None:
+            return {}
+        return {
+            "link": a.state,
+            "next_sequence": a.next_seq,
+            **a.counters,
+            "ring": msgspec.to_builtins(a.ring.statistics()),
+        }
+
+    async def handle(self, cmd: Command) -> Any:
+        if isinstance(cmd, Resync) and self.loop is not None and self.agent is not None:
+            agent = self.agent
+            await self.loop.call(agent.resync)
+            return {"resync": True}
+        raise ValueError(f"feed does not handle {type(cmd).__name__}")
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("feed.reconnect_min_s", "feed.reconnect_max_s")
+
+    def apply_config(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        if self.agent is not None:
+            self.agent.cfg = cfg

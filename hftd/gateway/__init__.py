@@ -1,0 +1,1 @@
+"""The order gateway: pre-trade risk inline, OUCH session, positions and P&L, journal."""

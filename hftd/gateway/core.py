@@ -1,0 +1,566 @@
+"""The gateway's logic (pure): order commands in, OUCH out; OUCH replies in,
+execution reports out; risk inline; positions and P&L from every fill.
+
+The daemon feeds it `OrderCommand`s from the orders ring and decoded OUCH
+messages from the venue, and drains `to_venue` (OUCH payloads to send) and
+`reports` (ExecutionReports for the strategy) after each call.
+
+Recovery without a journal of its own: on start the gateway logs in to its
+OUCH stream from sequence 1 and replays it. Accepted messages echo the
+ClOrdID, where the gateway writes the strategy's cl_id (base 36), so the
+replay rebuilds every order, position and P&L exactly as the venue saw them.
+Reports for replies the strategy already received (up to `quiet_until`, the
+venue sequence of the last report in the executions ring) are not sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from hftd.config import HftdConfig
+from hftd.gateway.positions import PositionBook
+from hftd.msg.hot import (
+    CMD_CANCEL,
+    CMD_HEARTBEAT,
+    CMD_MARK,
+    CMD_NEW,
+    CMD_REPLACE,
+    EX_ACCEPTED,
+    EX_CANCELED,
+    EX_FILL,
+    EX_HEARTBEAT,
+    EX_REJECTED,
+    EX_REPLACED,
+    ExecutionReport,
+    OrderCommand,
+)
+from hftd.risk.engine import RiskEngine
+from hftd.runtime.latency import HopRecorder
+from hftd.wire import ouch
+
+log = logging.getLogger("hftd.gateway")
+
+PENDING = "pending"  # sent, no acknowledgement yet
+LIVE = "live"
+CANCEL_PENDING = "cancel pending"
+REPLACE_PENDING = "replace pending"  # an old order whose replacement is on its way
+DONE = "done"
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def to_b36(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+        if not n:
+            return out
+
+
+def from_b36(text: str) -> int:
+    try:
+        return int(text, 36) if text else 0
+    except ValueError:
+        return 0
+
+
+class GwOrder:
+    __slots__ = (
+        "acked",
+        "cl_id",
+        "leaves",
+        "orig",
+        "price",
+        "qty",
+        "sent_ns",
+        "side",
+        "state",
+        "strategy",
+        "symbol",
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+        "tif",
+        "user_ref",
+    )
+
+    def __init__(
+        self,
+        cl_id: int,
+        user_ref: int,
+        symbol: str,
+        side: str,
+        qty: int,
+        price: int,
+        tif: str,
+        strategy: str,
+    ) -> None:
+        self.cl_id = cl_id
+        self.user_ref = user_ref
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        self.price = price
+        self.tif = tif
+        self.strategy = strategy
+        self.leaves = qty
+        self.state = PENDING
+        self.orig: GwOrder | None = None  # the order a replacement replaces
+        self.acked = False
+        self.t1 = self.t2 = self.t3 = self.t4 = 0
+        self.sent_ns = 0
+
+
+class GatewayCore:
+    def __init__(self, cfg: HftdConfig, clock: Callable[[], int]) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.risk = RiskEngine(cfg.risk)
+        self.book = PositionBook()
+        self.latency = HopRecorder()
+        self.orders: dict[int, GwOrder] = {}  # live orders by cl_id
+        self.by_ref: dict[int, GwOrder] = {}  # live orders by UserRefNum
+        self.next_user_ref = 1
+        self.to_venue: list[bytes] = []
+        self.sent_orders: list[GwOrder] = []  # to stamp T4 once on the wire
+        self.reports: list[ExecutionReport] = []
+        self.venue_seq = 0  # OUCH sequence number of the reply being applied
+        self.quiet_until = 0  # replies up to this sequence were already reported
+        self.strategy_seen_ns = 0
+        self.strategy_up = False
+        self.venue_up = False
+        self.counters = {
+            "commands": 0,
+            "sent": 0,
+            "risk_rejects": 0,
+            "venue_rejects": 0,
+            "fills": 0,
+            "cancels": 0,
+            "replaces": 0,
+            "timeouts": 0,
+            "untracked": 0,
+            "held": 0,
+        }
+
+    # --- strategy -> venue ------------------------------------------------------------
+
+    def on_command(self, c: OrderCommand, now: int) -> None:
+        kind = c.kind
+        if kind == CMD_HEARTBEAT:
+            self.strategy_seen_ns = now
+            if not self.strategy_up:
+                self.strategy_up = True
+                log.info("strategy is up")
+            return
+        if kind == CMD_MARK:
+            mid = (c.qty + c.price) // 2
+            if mid > 0:
+                self.book.set_mark(c.symbol, mid)
+                self.risk.set_pnl(self.book.total())
+            return
+        self.counters["commands"] += 1
+        if kind == CMD_NEW:
+            self._new(c, now)
+        elif kind == CMD_CANCEL:
+            self._cancel(c)
+        elif kind == CMD_REPLACE:
+            self._replace(c, now)
+
+    def _reject(self, c: OrderCommand, reason: str, orig_cl_id: int = 0) -> None:
+        self.reports.append(
+            ExecutionReport(
+                EX_REJECTED,
+                c.cl_id,
+                orig_cl_id,
+                c.symbol,
+                c.side,
+                c.qty,
+                c.price,
+                0,
+                self.book.position(c.symbol).qty if c.symbol else 0,
+                reason,
+                0,
+            )
+        )
+
+    def _new(self, c: OrderCommand, now: int) -> None:
+        if not self.venue_up:
+            self.counters["held"] += 1
+            self._reject(c, "held: no session with the venue")
+            return
+        if not self.strategy_up:
+            self.counters["held"] += 1
+            self._reject(c, "held: the strategy is not up")
+            return
+        market = c.price == ouch.MARKET_PRICE
+        d = self.risk.check_new(c.symbol, c.side, c.qty, c.price, now, market)
+        t3 = self.clock()
+        if not d.ok:
+            self.counters["risk_rejects"] += 1
+            log.warning(
+                "risk REJECT %s %s %d @ %s: %s (%s)",
+                c.symbol,
+                c.side,
+                c.qty,
+                _px(c.price),
+                d.check,
+                d.reason,
+            )
+            self._reject(c, f"risk {d.check}: {d.reason}")
+            return
+        ref = self.next_user_ref
+        self.next_user_ref += 1
+        o = GwOrder(c.cl_id, ref, c.symbol, c.side, c.qty, c.price, c.tif, c.strategy)
+        o.t1, o.t2, o.t3 = c.t1, c.t2, t3
+        o.sent_ns = now
+        self.orders[c.cl_id] = o
+        self.by_ref[ref] = o
+        self.risk.on_sent(c.symbol, c.side, c.qty, now)
+        self.to_venue.append(
+            ouch.encode_inbound(
+                ouch.EnterOrder(
+                    ref, c.side, c.qty, c.symbol, c.price, c.tif, cl_ord_id=to_b36(c.cl_id)
+                )
+            )
+        )
+        self.sent_orders.append(o)
+        self.counters["sent"] += 1
+        log.info(
+            "risk OK, order sent %s %s %d @ %s (cl %d, ref %d)",
+            c.symbol,
+            "BUY" if c.side == "B" else "SELL",
+            c.qty,
+            _px(c.price),
+            c.cl_id,
+            ref,
+        )
+
+    def _cancel(self, c: OrderCommand) -> None:
+        o = self.orders.get(c.orig_cl_id)
+        if o is None or o.state not in (PENDING, LIVE):
+            self._reject(c, "cancel: order not working", c.orig_cl_id)
+            return
+        o.state = CANCEL_PENDING
+        self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+
+    def _replace(self, c: OrderCommand, now: int) -> None:
+        old = self.orders.get(c.orig_cl_id)
+        if old is None or old.state != LIVE:
+            self._reject(c, "replace: order not live", c.orig_cl_id)
+            return
+        d = self.risk.check_replace(old.symbol, old.side, old.leaves, c.qty, c.price, now)
+        if not d.ok:
+            self.counters["risk_rejects"] += 1
+            log.warning("risk REJECT replace %s: %s (%s)", old.symbol, d.check, d.reason)
+            self._reject(c, f"risk {d.check}: {d.reason}", c.orig_cl_id)
+            return
+        ref = self.next_user_ref
+        self.next_user_ref += 1
+        new = GwOrder(c.cl_id, ref, old.symbol, old.side, c.qty, c.price, old.tif, c.strategy)
+        new.orig = old
+        new.t1, new.t2, new.t3 = c.t1, c.t2, self.clock()
+        new.sent_ns = now
+        old.state = REPLACE_PENDING
+        self.orders[c.cl_id] = new
+        self.by_ref[ref] = new
+        self.risk.on_replace_sent(old.symbol, old.side, old.leaves, c.qty, now)
+        self.to_venue.append(
+            ouch.encode_inbound(
+                ouch.ReplaceOrder(
+                    old.user_ref, ref, c.qty, c.price, old.tif, cl_ord_id=to_b36(c.cl_id)
+                )
+            )
+        )
+        self.sent_orders.append(new)
+        self.counters["replaces"] += 1
+
+    def stamp_sent(self, t4: int) -> None:
+        """The queued OUCH bytes are on the socket now (T4)."""
+        for o in self.sent_orders:
+            o.t4 = t4
+        self.sent_orders.clear()
+
+    # --- venue -> strategy ---------------------------------------------------------------
+
+    def _report(self, r: ExecutionReport) -> None:
+        if self.venue_seq > self.quiet_until:
+            self.reports.append(r)
+
+    def stamp(self, r: ExecutionReport) -> ExecutionReport:
+        """The report with the stream position it was made at (for restart dedup)."""
+        return msgspec.structs.replace(r, venue_seq=self.venue_seq)
+
+    def on_venue(self, m: ouch.Outbound, seq: int, now: int) -> None:
+        """Apply one sequenced OUCH reply (sequence `seq` of our stream)."""
+        self.venue_seq = seq
+        t = type(m)
+        if t is ouch.Executed:
+            self._executed(m, now)  # type: ignore[arg-type]
+        elif t is ouch.Accepted:
+            self._accepted(m, now)  # type: ignore[arg-type]
+        elif t is ouch.Canceled:
+            self._canceled(m)  # type: ignore[arg-type]
+        elif t is ouch.Replaced:
+            self._replaced(m, now)  # type: ignore[arg-type]
+        elif t is ouch.Rejected:
+            self._rejected(m)  # type: ignore[arg-type]
+
+    def _accepted(self, m: ouch.Accepted, now: int) -> None:
+        o = self.by_ref.get(m.user_ref)
+        if o is None:  # replaying a previous run's order: rebuild it from the echo
+            o = GwOrder(
+                from_b36(m.cl_ord_id),
+                m.user_ref,
+                m.symbol,
+                m.side,
+                m.quantity,
+                m.price,
+                m.time_in_force,
+                "",
+            )
+            self.orders[o.cl_id] = o
+            self.by_ref[m.user_ref] = o
+            self.risk.on_sent(m.symbol, m.side, m.quantity, now)
+        self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+        o.acked = True
+        if o.state == PENDING:
+            o.state = LIVE
+        if o.t4:
+            self.latency.record(o.t1, o.t2, o.t3, o.t4, now)
+        self._report(
+            ExecutionReport(
+                EX_ACCEPTED,
+                o.cl_id,
+                0,
+                o.symbol,
+                o.side,
+                m.quantity,
+                m.price,
+                o.leaves,
+                self.book.position(o.symbol).qty,
+                "",
+                now,
+            )
+        )
+
+    def _executed(self, m: ouch.Executed, now: int) -> None:
+        o = self.by_ref.get(m.user_ref)
+        if o is None:
+            self.counters["untracked"] += 1
+            log.error("execution for unknown UserRefNum %d", m.user_ref)
+            return
+        side = "B" if o.side == "B" else "S"
+        o.leaves -= m.quantity
+        done = o.leaves <= 0
+        self.book.on_fill(o.symbol, side, m.quantity, m.price)
+        self.risk.on_fill(o.symbol, side, m.quantity, m.price, order_done=done)
+        self.risk.set_pnl(self.book.total())
+        self.counters["fills"] += 1
+        pos = self.book.position(o.symbol)
+        if self.venue_seq > self.quiet_until:
+            log.info(
+                "fill %s %s %d @ %s (cl %d, %s), position %s %d, realized %s",
+                o.symbol,
+                "BUY" if side == "B" else "SELL",
+                m.quantity,
+                _px(m.price),
+                o.cl_id,
+                "partial" if not done else "complete",
+                o.symbol,
+                pos.qty,
+                _px(pos.realized),
+            )
+        self._report(
+            ExecutionReport(
+                EX_FILL,
+                o.cl_id,
+                0,
+                o.symbol,
+                side,
+                m.quantity,
+                m.price,
+                max(o.leaves, 0),
+                pos.qty,
+                m.liquidity_flag,
+                now,
+            )
+        )
+        if done:
+            self._finish(o)
+
+    def _canceled(self, m: ouch.Canceled) -> None:
+        o = self.by_ref.get(m.user_ref)
+        if o is None:
+            self.counters["untracked"] += 1
+            return
+        o.leaves -= m.quantity
+        self.risk.on_open_reduced(o.symbol, o.side, m.quantity)
+        self.counters["cancels"] += 1
+        if o.leaves <= 0:
+            self.risk.on_order_finished()
+        self._report(
+            ExecutionReport(
+                EX_CANCELED,
+                o.cl_id,
+                0,
+                o.symbol,
+                o.side,
+                m.quantity,
+                o.price,
+                max(o.leaves, 0),
+                self.book.position(o.symbol).qty,
+                m.reason,
+                0,
+            )
+        )
+        if o.leaves <= 0:
+            self._finish(o)
+        elif o.state == CANCEL_PENDING:
+            o.state = LIVE
+
+    def _replaced(self, m: ouch.Replaced, now: int) -> None:
+        old = self.by_ref.get(m.orig_user_ref)
+        new = self.by_ref.get(m.new_user_ref)
+        if old is None:
+            self.counters["untracked"] += 1
+            return
+        if new is None:  # replaying a previous run's replace
+            new = GwOrder(
+                from_b36(m.cl_ord_id),
+                m.new_user_ref,
+                m.symbol,
+                m.side,
+                m.quantity,
+                m.price,
+                m.time_in_force,
+                old.strategy,
+            )
+            self.orders[new.cl_id] = new
+            self.by_ref[m.new_user_ref] = new
+            self.risk.on_replace_sent(old.symbol, old.side, old.leaves, m.quantity, now)
+        self.next_user_ref = max(self.next_user_ref, m.new_user_ref + 1)
+        self.risk.on_replace_done(old.symbol, old.side, old.leaves, m.quantity, accepted=True)
+        new.leaves = m.quantity
+        new.state = LIVE
+        new.acked = True
+        if new.t4:
+            self.latency.record(new.t1, new.t2, new.t3, new.t4, now)
+        self._drop(old)
+        self._report(
+            ExecutionReport(
+                EX_REPLACED,
+                new.cl_id,
+                old.cl_id,
+                new.symbol,
+                new.side,
+                m.quantity,
+                m.price,
+                m.quantity,
+                self.book.position(new.symbol).qty,
+                "",
+                now,
+            )
+        )
+
+    def _rejected(self, m: ouch.Rejected) -> None:
+        o = self.by_ref.get(m.user_ref)
+        if o is None:
+            self.counters["untracked"] += 1
+            return
+        self.counters["venue_rejects"] += 1
+        self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+        reason = f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}"
+        if o.orig is not None and o.state != LIVE:  # a refused replace: the old order lives on
+            old = o.orig
+            self.risk.on_replace_done(old.symbol, old.side, old.leaves, o.qty, accepted=False)
+            old.state = LIVE
+            self._drop(o)
+            self._report(
+                ExecutionReport(
+                    EX_REJECTED,
+                    o.cl_id,
+                    old.cl_id,
+                    o.symbol,
+                    o.side,
+                    o.qty,
+                    o.price,
+                    0,
+                    self.book.position(o.symbol).qty,
+                    reason,
+                    0,
+                )
+            )
+            return
+        if o.acked:  # a cancel the venue refused (already gone there)
+            log.warning("venue refused a cancel of cl %d: %s", o.cl_id, reason)
+            return
+        self.risk.on_done(o.symbol, o.side, o.leaves)
+        self._report(
+            ExecutionReport(
+                EX_REJECTED,
+                o.cl_id,
+                0,
+                o.symbol,
+                o.side,
+                o.qty,
+                o.price,
+                0,
+                self.book.position(o.symbol).qty,
+                reason,
+                0,
+            )
+        )
+        self._finish(o)
+
+    def _finish(self, o: GwOrder) -> None:
+        o.state = DONE
+        self._drop(o)
+
+    def _drop(self, o: GwOrder) -> None:
+        if self.orders.get(o.cl_id) is o:
+            del self.orders[o.cl_id]
+        if self.by_ref.get(o.user_ref) is o:
+            del self.by_ref[o.user_ref]
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def on_timer(self, now: int) -> None:
+        """Cancel orders the venue has not acknowledged in time; watch the strategy."""
+        limit = int(self.cfg.gateway.order_timeout_s * 1e9)
+        for o in list(self.orders.values()):
+            if o.state == PENDING and now - o.sent_ns > limit:
+                self.counters["timeouts"] += 1
+                log.warning(
+                    "order cl %d unacknowledged for %.1f s: cancelling",
+                    o.cl_id,
+                    (now - o.sent_ns) / 1e9,
+                )
+                o.state = CANCEL_PENDING
+                o.sent_ns = now
+                self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+        if (
+            self.strategy_up
+            and now - self.strategy_seen_ns > self.cfg.gateway.strategy_timeout_s * 1e9
+        ):
+            self.strategy_up = False
+            log.error(
+                "strategy silent for %.1f s: cancelling its %d working orders, holding new ones",
+                (now - self.strategy_seen_ns) / 1e9,
+                len(self.orders),
+            )
+            for o in list(self.orders.values()):
+                if o.state in (PENDING, LIVE):
+                    o.state = CANCEL_PENDING
+                    self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+
+    def heartbeat(self) -> ExecutionReport:
+        return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, "", self.clock())
+
+
+def _px(price: int) -> str:
+    return "MKT" if price == ouch.MARKET_PRICE else f"{price / 10_000:.4f}"

@@ -1,0 +1,313 @@
+"""The order gateway daemon (`hft@gateway`).
+
+Its hot thread consumes the orders ring, runs risk inline (T3), writes OUCH to
+the venue socket (T4), reads the venue's replies (T5 on acknowledgement), and
+publishes execution reports into the executions ring. The OUCH session is
+kept here: login, heartbeats, sequence numbers, reconnect with backoff from
+the last sequence number seen. See `hftd.gateway.core` for the logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import msgspec
+import trio
+
+from hftd.config import HftdConfig, ring_name
+from hftd.gateway.core import GatewayCore
+from hftd.ipc.control import request
+from hftd.ipc.ring import Ring
+from hftd.msg.control import Command, Snapshot
+from hftd.msg.hot import ExecutionReport, OrderCommand
+from hftd.runtime.hotloop import HotLoop
+from hftd.wire import ouch
+from hftd.wire import soupbintcp as soup
+from hftd.wire.errors import RemoteProtocolError
+
+log = logging.getLogger("hftd.gateway")
+
+BATCH = 256
+TIMER_NS = 10_000_000
+STRATEGY_HEARTBEAT_NS = 100_000_000
+
+
+class GatewayAgent:
+    def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring) -> None:
+        self.cfg = cfg
+        self.orders = orders
+        self.execs = execs
+        self.core = GatewayCore(cfg, time.monotonic_ns)
+        self.enc = msgspec.msgpack.Encoder()
+        self.dec = msgspec.msgpack.Decoder(OrderCommand)
+        last = execs.last_committed()
+        if last is not None:
+            self.core.quiet_until = msgspec.msgpack.decode(last, type=ExecutionReport).venue_seq
+        self.pending: deque[bytes] = deque()  # reports the ring could not take yet
+        self.sock: socket.socket | None = None
+        self.session = soup.ClientSession()
+        self.next_seq = 1  # always replay the whole stream on start: it rebuilds state
+        self.requested = 0
+        self.live = threading.Event()
+        self.backoff = cfg.gateway.reconnect_min_s
+        self.reconnect_at = 0.0
+        self.last_rx = self.last_tx = 0.0
+        self.next_timer = 0
+        self.next_hb = 0
+        self.buf = bytearray(1 << 18)
+        self.view = memoryview(self.buf)
+        self.counters = {"reconnects": 0, "report_backlog": 0}
+
+    # --- agent ------------------------------------------------------------------------
+
+    def wait_fds(self) -> list[int]:
+        return [self.sock.fileno()] if self.sock is not None else []
+
+    def next_timer_s(self) -> float:
+        return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
+
+    def do_work(self) -> int:
+        work = 0
+        core = self.core
+        if self.sock is None and time.monotonic() >= self.reconnect_at:
+            self._connect()
+        if self.sock is not None:
+            work += self._read_venue()
+        orders, dec = self.orders, self.dec
+        n = 0
+        for _ in range(BATCH):
+            raw = orders.read()
+            if raw is None:
+                break
+            n += 1
+            core.on_command(dec.decode(raw), time.monotonic_ns())
+        if n:
+            orders.commit()
+            work += n
+        now = time.monotonic_ns()
+        if now >= self.next_timer:
+            self.next_timer = now + TIMER_NS
+            core.on_timer(now)
+            if now >= self.next_hb:
+                self.next_hb = now + STRATEGY_HEARTBEAT_NS
+                core.reports.append(core.heartbeat())
+            if self.sock is not None:
+                t = time.monotonic()
+                if t - self.last_tx >= soup.HEARTBEAT_INTERVAL:
+                    self._send(soup.CLIENT_HEARTBEAT)
+                if t - self.last_rx > self.cfg.exchange.heartbeat_timeout_s:
+                    self._drop(f"venue silent for {t - self.last_rx:.1f} s")
+        self._flush()
+        return work
+
+    def _flush(self) -> None:
+        core = self.core
+        if core.to_venue:
+            if self.sock is not None:
+                data = b"".join(soup.unsequenced(p) for p in core.to_venue)
+                self._send(data)
+            core.to_venue.clear()
+            core.stamp_sent(time.monotonic_ns())
+        if core.reports:
+            for r in core.reports:
+                self.pending.append(self.enc.encode(core.stamp(r)))
+            core.reports.clear()
+        execs, pending = self.execs, self.pending
+        while pending and execs.try_write(pending[0]):
+            pending.popleft()
+        self.counters["report_backlog"] = len(pending)
+
+    # --- venue session ------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        ex, gw = self.cfg.exchange, self.cfg.gateway
+        try:
+            sock = socket.create_connection((ex.host, ex.order_port), timeout=1.0)
+        except OSError as exc:
+            self._schedule(f"connect to {ex.host}:{ex.order_port} failed: {exc}")
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        self.sock = sock
+        self.session = soup.ClientSession()
+        self.requested = self.next_seq
+        self.last_rx = self.last_tx = time.monotonic()
+        self._send(soup.login_request(gw.username, gw.password, "", self.requested))
+        log.info(
+            "connected to the venue, logging in as %s from sequence %d", gw.username, self.requested
+        )
+
+    def _send(self, data: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sock.setblocking(True)  # orders must not be half-written; the kernel buffer is big
+            sock.sendall(data)
+            sock.setblocking(False)
+        except OSError as exc:
+            self._drop(f"send failed: {exc}")
+            return
+        self.last_tx = time.monotonic()
+
+    def _drop(self, why: str) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.core.venue_up = False
+        self.counters["reconnects"] += 1
+        self._schedule(why)
+
+    def _schedule(self, why: str) -> None:
+        self.reconnect_at = time.monotonic() + self.backoff
+        log.warning("%s; reconnecting in %.2f s from sequence %d", why, self.backoff, self.next_seq)
+        self.backoff = min(self.backoff * 2, self.cfg.gateway.reconnect_max_s)
+
+    def _read_venue(self) -> int:
+        sock = self.sock
+        assert sock is not None
+        try:
+            n = sock.recv_into(self.buf)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._drop(f"link error: {exc}")
+            return 1
+        if n == 0:
+            self._drop("venue closed the session")
+            return 1
+        now = time.monotonic_ns()
+        self.last_rx = time.monotonic()
+        work = 0
+        core = self.core
+        try:
+            for ev in self.session.iter_events(self.view[:n]):
+                if type(ev) is soup.SequencedData:
+                    work += 1
+                    self.next_seq = ev.sequence + 1
+                    core.on_venue(ouch.decode_outbound(ev.payload), ev.sequence, now)
+                elif isinstance(ev, soup.LoginAccepted):
+                    if ev.sequence != self.requested:
+                        log.error(
+                            "asked for sequence %d, venue starts at %d: replies lost",
+                            self.requested,
+                            ev.sequence,
+                        )
+                    self.next_seq = ev.sequence
+                    core.venue_up = True
+                    self.backoff = self.cfg.gateway.reconnect_min_s
+                    log.info(
+                        "logged in to venue session %s at sequence %d", ev.session, ev.sequence
+                    )
+                elif isinstance(ev, soup.LoginRejected):
+                    self._drop(f"login rejected ({ev.reason})")
+                    return work + 1
+                elif isinstance(ev, soup.EndOfSession):
+                    self._drop("end of session")
+                    return work + 1
+        except RemoteProtocolError as exc:
+            self._drop(f"protocol error: {exc}")
+            return work + 1
+        if core.venue_up and core.venue_seq >= self.replay_target:
+            self.live.set()
+        return work
+
+    replay_target = 0
+
+
+class GatewayService:
+    def __init__(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        self.agent: GatewayAgent | None = None
+        self.loop: HotLoop | None = None
+
+    async def _replay_target(self) -> int:
+        """Where our OUCH stream ends now (from the venue's snapshot), so READY
+        waits for the replay that rebuilds positions; 0 if the venue does not say."""
+        path = self.cfg.system.resolved_run_dir() / "exchange.sock"
+        try:
+            with trio.fail_after(2):
+                reply = await request(path, Snapshot(self.cfg.gateway.username))
+        except (OSError, trio.TooSlowError):
+            return 0
+        return int(reply.result["next_sequence"]) - 1 if reply.ok else 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        rc = self.cfg.rings
+        orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
+        execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
+        agent = self.agent = GatewayAgent(self.cfg, orders, execs)
+        agent.replay_target = await self._replay_target()
+        loop = self.loop = HotLoop("gateway", agent, [orders], rc.wait_for("gateway"), rc.spin_us)
+        loop.start()
+        try:
+            await trio.to_thread.run_sync(agent.live.wait, abandon_on_cancel=True)
+            log.info(
+                "venue session live; %d orders and %d symbols recovered from the replay",
+                len(agent.core.orders),
+                len(agent.core.book.symbols()),
+            )
+            task_status.started()
+            while loop.alive:
+                await trio.sleep(0.1)
+                agent.core.latency.fold()
+            raise RuntimeError(f"gateway hot loop died: {loop.error!r}")
+        finally:
+            loop.stop()
+            if agent.sock is not None:
+                agent.sock.close()
+            orders.close()
+            execs.close()
+
+    def status_detail(self) -> dict[str, Any]:
+        a = self.agent
+        if a is None:
+            return {}
+        core = a.core
+        snap = core.book.snapshot()
+        return {
+            "venue_up": core.venue_up,
+            "strategy_up": core.strategy_up,
+            "venue_seq": core.venue_seq,
+            "next_user_ref": core.next_user_ref,
+            **core.counters,
+            **a.counters,
+            "working": [
+                {
+                    "cl_id": o.cl_id,
+                    "user_ref": o.user_ref,
+                    "symbol": o.symbol,
+                    "side": o.side,
+                    "leaves": o.leaves,
+                    "price": o.price,
+                    "state": o.state,
+                }
+                for o in list(core.orders.values())
+            ],
+            "positions": msgspec.to_builtins(snap),
+            "risk": core.risk.utilisation(),
+            "latency_us": msgspec.to_builtins(core.latency.summaries()),
+        }
+
+    async def handle(self, cmd: Command) -> Any:
+        raise ValueError(f"gateway does not handle {type(cmd).__name__}")
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("risk", "gateway.order_timeout_s", "gateway.strategy_timeout_s")
+
+    def apply_config(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        if self.loop is not None and self.agent is not None:
+            agent = self.agent
+
+            def apply() -> None:
+                agent.cfg = cfg
+                agent.core.cfg = cfg
+                agent.core.risk.set_limits(cfg.risk)
+
+            self.loop.post(apply)

@@ -1,0 +1,235 @@
+"""Positions and P&L from fills, average-cost method. Pure logic, integers only.
+
+Prices are 4-decimal fixed point; money (cost basis, P&L, notional) is
+``qty * price`` in the same units ($1.00 = 10_000).
+
+Exactness. A position keeps its cost basis as an exact integer sum (signed:
+positive long, negative short), not an average price. Closing part of a
+position removes the same fraction of the basis, ``cost * closed / |qty|``,
+rounded half-to-even to a whole unit ($0.0001); the rounding residue stays in
+the basis of the shares still held, and closing the rest removes the basis
+exactly. So:
+- realized - cost basis == cash received - cash paid, exactly, always;
+- realized + unrealized == what the fills and the mark say, exactly: only the
+  split between realized and unrealized can differ from exact average-cost
+  arithmetic, by at most 0.5 unit per reducing fill, and by nothing once flat.
+`avg_price` (cost / qty) is a float for display only.
+
+Fill handling (fill side and qty against the current signed position):
+- flat or same direction: shares added at the fill price;
+- opposite direction, qty <= |position|: reduce or close, realizing
+  ``(fill price - avg price) * qty`` (negated for a short);
+- opposite direction, qty > |position|: flip: close everything (realizing),
+  then open the remainder at the fill price.
+
+The mark of a symbol is the latest `set_mark` price (BBO mid or last trade,
+the caller chooses), else the latest fill price.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+BUY: Final = "B"
+SELL: Final = "S"
+
+
+def _scale(value: int, num: int, den: int) -> int:
+    """round(value * num / den), half to even, symmetric in the sign of `value`."""
+    q, r = divmod(abs(value) * num, den)
+    if 2 * r > den or (2 * r == den and q % 2 == 1):
+        q += 1
+    return q if value >= 0 else -q
+
+
+class PositionSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """One symbol's position for reporting."""
+
+    symbol: str
+    qty: int  # signed shares
+    avg_price: float  # display only: cost_basis / qty, 4dp units (0.0 when flat)
+    cost_basis: int  # signed, fixed-point dollars
+    realized: int
+    mark: int | None
+    unrealized: int  # 0 without a mark
+    bought: int  # shares, whole day
+    sold: int
+    fills: int
+
+
+class BookSnapshot(msgspec.Struct, frozen=True):
+    """Every position and the account totals."""
+
+    positions: tuple[PositionSnapshot, ...]
+    realized: int
+    unrealized: int
+    total: int
+    gross_shares: int  # sum |qty|
+    net_shares: int  # sum qty
+    gross_notional: int  # sum |qty| * mark
+    net_notional: int  # sum qty * mark
+
+
+class Position:
+    """A signed position in one symbol with its exact cost basis and realized P&L."""
+
+    __slots__ = ("bought", "cost", "fills", "last_fill_price", "qty", "realized", "sold", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.qty = 0  # signed shares
+        self.cost = 0  # signed cost basis of the open shares (fixed-point dollars)
+        self.realized = 0
+        self.bought = 0
+        self.sold = 0
+        self.fills = 0
+        self.last_fill_price: int | None = None
+
+    @property
+    def avg_price(self) -> float:
+        """Average entry price in 4dp units (float, for display); 0.0 when flat."""
+        return self.cost / self.qty if self.qty else 0.0
+
+    def unrealized(self, mark_price: int) -> int:
+        """P&L of the open shares at `mark_price` (fixed-point dollars)."""
+        return self.qty * mark_price - self.cost
+
+    def on_fill(self, side: str, qty: int, price: int) -> int:
+        """Apply a fill; return the P&L it realized (0 when it only adds)."""
+        if qty <= 0:
+            raise ValueError(f"fill qty must be > 0, got {qty}")
+        if price <= 0:
+            raise ValueError(f"fill price must be > 0, got {price}")
+        if side == BUY:
+            self.bought += qty
+            signed = qty
+        elif side == SELL:
+            self.sold += qty
+            signed = -qty
+        else:
+            raise ValueError(f"side must be 'B' or 'S', got {side!r}")
+        self.fills += 1
+        self.last_fill_price = price
+        held = self.qty
+        if held == 0 or (held > 0) == (signed > 0):  # open or add
+            self.qty = held + signed
+            self.cost += signed * price
+            return 0
+        size = abs(held)
+        direction = 1 if held > 0 else -1
+        closed = min(qty, size)
+        removed = self.cost if closed == size else _scale(self.cost, closed, size)
+        pnl = direction * closed * price - removed
+        self.realized += pnl
+        self.cost -= removed
+        self.qty = held - direction * closed
+        rest = qty - closed
+        if rest:  # flip: the remainder opens at the fill price
+            self.qty = -direction * rest
+            self.cost = -direction * rest * price
+        return pnl
+
+    def snapshot(self, mark: int | None) -> PositionSnapshot:
+        return PositionSnapshot(
+            symbol=self.symbol,
+            qty=self.qty,
+            avg_price=self.avg_price,
+            cost_basis=self.cost,
+            realized=self.realized,
+            mark=mark,
+            unrealized=0 if mark is None else self.unrealized(mark),
+            bought=self.bought,
+            sold=self.sold,
+            fills=self.fills,
+        )
+
+
+class PositionBook:
+    """Positions for every symbol, their marks, and account totals.
+
+    Totals of realized and unrealized P&L are maintained incrementally, so
+    `total()` (fed to `RiskEngine.set_pnl` on every fill and mark) is O(1).
+    """
+
+    def __init__(self) -> None:
+        self._positions: dict[str, Position] = {}
+        self._marks: dict[str, int] = {}  # set_mark prices
+        self._unreal: dict[str, int] = {}  # per symbol, at its current mark
+        self._realized_total = 0
+        self._unreal_total = 0
+
+    def position(self, symbol: str) -> Position:
+        """The position in `symbol` (created flat on first use)."""
+        pos = self._positions.get(symbol)
+        if pos is None:
+            pos = self._positions[symbol] = Position(symbol)
+        return pos
+
+    def symbols(self) -> list[str]:
+        return sorted(self._positions)
+
+    def mark(self, symbol: str) -> int | None:
+        """The latest `set_mark` price, else the latest fill price, else None."""
+        m = self._marks.get(symbol)
+        if m is not None:
+            return m
+        pos = self._positions.get(symbol)
+        return None if pos is None else pos.last_fill_price
+
+    def on_fill(self, symbol: str, side: str, qty: int, price: int) -> int:
+        """Apply a fill; return the P&L it realized."""
+        pnl = self.position(symbol).on_fill(side, qty, price)
+        self._realized_total += pnl
+        self._revalue(symbol)
+        return pnl
+
+    def set_mark(self, symbol: str, price: int) -> None:
+        """Mark `symbol` at `price` (BBO mid or last trade, 4dp)."""
+        if price <= 0:
+            raise ValueError(f"mark price must be > 0, got {price}")
+        self._marks[symbol] = price
+        if symbol in self._positions:
+            self._revalue(symbol)
+
+    def realized(self) -> int:
+        return self._realized_total
+
+    def unrealized(self) -> int:
+        return self._unreal_total
+
+    def total(self) -> int:
+        """Realized + unrealized P&L, fixed-point dollars."""
+        return self._realized_total + self._unreal_total
+
+    def gross_shares(self) -> int:
+        return sum(abs(p.qty) for p in self._positions.values())
+
+    def net_shares(self) -> int:
+        return sum(p.qty for p in self._positions.values())
+
+    def gross_notional(self) -> int:
+        """Sum of |qty| * mark (a position is always marked: at worst its last fill)."""
+        return sum(abs(p.qty) * (self.mark(s) or 0) for s, p in self._positions.items())
+
+    def net_notional(self) -> int:
+        return sum(p.qty * (self.mark(s) or 0) for s, p in self._positions.items())
+
+    def snapshot(self) -> BookSnapshot:
+        return BookSnapshot(
+            positions=tuple(self._positions[s].snapshot(self.mark(s)) for s in self.symbols()),
+            realized=self._realized_total,
+            unrealized=self._unreal_total,
+            total=self.total(),
+            gross_shares=self.gross_shares(),
+            net_shares=self.net_shares(),
+            gross_notional=self.gross_notional(),
+            net_notional=self.net_notional(),
+        )
+
+    def _revalue(self, symbol: str) -> None:
+        mark = self.mark(symbol)
+        new = 0 if mark is None else self._positions[symbol].unrealized(mark)
+        self._unreal_total += new - self._unreal.get(symbol, 0)
+        self._unreal[symbol] = new

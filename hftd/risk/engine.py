@@ -1,0 +1,600 @@
+"""Pre-trade risk: `RiskEngine` checks orders against `RiskLimits`. Pure logic.
+
+No I/O, no clock: every timestamp is passed in (CLOCK_MONOTONIC ns, never
+decreasing). Prices are 4-decimal fixed point, money is `qty * price` in the
+same units (see `hftd.risk.limits`).
+
+A denial is a value, `Decision(ok=False, check=..., reason=...)`, never an
+exception. Exceptions (ValueError) are kept for the caller's own bugs in the
+lifecycle updates (`on_fill` with qty 0, an unknown side...).
+
+Checks, in the order `check_new` runs them; the first failure is returned and
+`check` is its name (limit fields keep their config names):
+
+==================== ===========================================================
+invalid              qty <= 0, side not "B"/"S", limit price <= 0
+mode                 HALTED denies everything; REDUCING denies orders that could
+                     increase |position| (see "reducing" below)
+max_order_qty        qty > limit
+max_order_notional   qty * price > limit; a market order uses the last trade
+                     price and is denied ("no reference price") without one
+price_band           |price - last| > last * bps / 10_000; skipped for market
+                     orders and while no trade has been seen
+max_position         worst case for the order's side: a buy fails when
+                     position + open buys + qty > limit; a sell when
+                     -(position - open sells - qty) > limit
+max_gross_position   sum over symbols of the worst-case |position| (every open
+                     order on the order's side filling) > limit; an order that
+                     does not raise its symbol's worst case always passes
+max_orders_per_s     orders sent in (now - 1 s, now] + this one > limit (new
+                     orders and replaces; cancels are never limited)
+max_working_orders   working orders (global, all symbols) + 1 > limit
+daily_loss           the P&L stop is latched (P&L reached -daily_loss_limit) and
+                     the order is not reducing
+==================== ===========================================================
+
+Every limit is inclusive (at the limit passes, one share / order / 0.0001 past
+fails) except the P&L stop, which is a stop level: it trips when
+``pnl <= -daily_loss_limit``.
+
+"Reducing": an order that cannot increase |position| whatever fills: a sell
+while long with open sells + qty <= position, a buy while short likewise.
+Reducing orders pass `mode` (REDUCING) and `daily_loss`, so a flatten still
+works after the stop; they still obey the rate and size limits.
+
+Lifecycle (the engine records nothing in a check; the caller reports what
+happened):
+
+    d = risk.check_new("AAPL", "B", 100, 1_895_000, now)
+    if d.ok:
+        send(...); risk.on_sent("AAPL", "B", 100, now)
+    # venue events
+    risk.on_fill("AAPL", "B", 40, 1_895_000)                 # partial fill
+    risk.on_fill("AAPL", "B", 60, 1_895_000, order_done=True)  # fully filled
+    risk.on_done("AAPL", "B", 60)   # or: cancelled/expired/rejected with 60 open
+    # replace 100 -> 150
+    d = risk.check_replace("AAPL", "B", 100, 150, 1_896_000, now)
+    if d.ok:
+        risk.on_replace_sent("AAPL", "B", 100, 150, now)   # reserves +50 at once
+    risk.on_replace_done("AAPL", "B", 100, 150, accepted=True)  # or False: releases +50
+
+A replace that lowers the size reserves nothing at send time and releases the
+difference only when the venue confirms it: until then the old size can fill.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final, Literal
+
+import msgspec
+
+from hftd.risk.limits import EffectiveLimits, RiskLimits, format_money
+
+BUY: Final = "B"
+SELL: Final = "S"
+WINDOW_NS: Final = 1_000_000_000  # the order-rate window
+
+RiskMode = Literal["active", "reducing", "halted"]
+ACTIVE: Final = "active"
+REDUCING: Final = "reducing"
+HALTED: Final = "halted"
+_MODES: Final = (ACTIVE, REDUCING, HALTED)
+
+CHECK_INVALID: Final = "invalid"
+CHECK_MODE: Final = "mode"
+CHECK_ORDER_QTY: Final = "max_order_qty"
+CHECK_NOTIONAL: Final = "max_order_notional"
+CHECK_PRICE_BAND: Final = "price_band"
+CHECK_POSITION: Final = "max_position"
+CHECK_GROSS: Final = "max_gross_position"
+CHECK_RATE: Final = "max_orders_per_s"
+CHECK_WORKING: Final = "max_working_orders"
+CHECK_LOSS: Final = "daily_loss"
+CHECKS: Final = (
+    CHECK_INVALID,
+    CHECK_MODE,
+    CHECK_ORDER_QTY,
+    CHECK_NOTIONAL,
+    CHECK_PRICE_BAND,
+    CHECK_POSITION,
+    CHECK_GROSS,
+    CHECK_RATE,
+    CHECK_WORKING,
+    CHECK_LOSS,
+)
+
+
+class Decision(msgspec.Struct, frozen=True, gc=False):
+    """The outcome of a check: `ok`, else the failing `check` and a readable `reason`."""
+
+    ok: bool
+    check: str = ""  # "" when ok, else one of CHECKS
+    reason: str = ""
+
+
+ACCEPT: Final = Decision(True)  # shared: accepting allocates nothing
+
+
+class RiskStatistics(msgspec.Struct, frozen=True):
+    """Counters for monitoring (read by the metrics collector)."""
+
+    checks: int  # check_new + check_replace calls
+    accepted: int
+    rejected: int
+    rejects: dict[str, int]  # per check name, every name present
+    mode: str
+    loss_stopped: bool
+    working_orders: int
+    orders_in_window: int  # as of the latest timestamp seen
+    open_underflows: int  # fills/reductions larger than the open qty (clamped to 0)
+
+
+class _SymbolState:
+    """Mutable per-symbol state; `worst` caches the worst-case |position|."""
+
+    __slots__ = ("last_price", "open_buy", "open_sell", "position", "worst")
+
+    def __init__(self) -> None:
+        self.position = 0  # signed shares
+        self.open_buy = 0
+        self.open_sell = 0
+        self.last_price: int | None = None
+        self.worst = 0  # max(|position + open_buy|, |position - open_sell|)
+
+
+_EMPTY: Final = _SymbolState()  # read-only stand-in for a symbol never seen
+
+
+class RiskEngine:
+    """Account-level pre-trade risk state and checks (see the module docstring)."""
+
+    def __init__(self, limits: RiskLimits | None = None) -> None:
+        self._syms: dict[str, _SymbolState] = {}
+        self._gross_worst = 0  # sum of _SymbolState.worst
+        self._working = 0
+        self._pnl = 0
+        self._loss_stopped = False
+        self._loss_trip_pnl = 0  # the P&L that tripped the stop
+        self._mode: RiskMode = ACTIVE
+        self._sent: deque[int] = deque()  # send times in the rate window, oldest first
+        self._latest_ns = 0
+        self._checks = 0
+        self._rejects = dict.fromkeys(CHECKS, 0)
+        self._underflows = 0
+        self.set_limits(limits if limits is not None else RiskLimits())
+
+    # --- configuration and mode ----------------------------------------------
+
+    @property
+    def limits(self) -> RiskLimits:
+        return self._limits
+
+    def set_limits(self, limits: RiskLimits) -> None:
+        """Apply new limits (config reload); positions and working orders are kept."""
+        self._limits = limits
+        self._default = limits.for_symbol("")
+        self._eff: dict[str, EffectiveLimits] = {s: limits.for_symbol(s) for s in limits.symbols}
+        self._update_loss_stop()
+
+    def limits_for(self, symbol: str) -> EffectiveLimits:
+        return self._eff.get(symbol, self._default)
+
+    @property
+    def mode(self) -> RiskMode:
+        return self._mode
+
+    def set_mode(self, mode: RiskMode) -> None:
+        """ACTIVE trades normally, REDUCING allows only reducing orders, HALTED none."""
+        if mode not in _MODES:
+            raise ValueError(f"unknown risk mode {mode!r}")
+        self._mode = mode
+
+    def resume(self) -> None:
+        """Operator resume: ACTIVE, and clear the P&L stop unless P&L is still past it."""
+        self._mode = ACTIVE
+        self._loss_stopped = False
+        self._update_loss_stop()
+
+    @property
+    def loss_stopped(self) -> bool:
+        return self._loss_stopped
+
+    # --- state read-out -------------------------------------------------------
+
+    def position(self, symbol: str) -> int:
+        return self._syms.get(symbol, _EMPTY).position
+
+    def open_qty(self, symbol: str, side: str) -> int:
+        st = self._syms.get(symbol, _EMPTY)
+        return st.open_buy if side == BUY else st.open_sell
+
+    def last_price(self, symbol: str) -> int | None:
+        return self._syms.get(symbol, _EMPTY).last_price
+
+    @property
+    def working_orders(self) -> int:
+        return self._working
+
+    @property
+    def pnl(self) -> int:
+        return self._pnl
+
+    @property
+    def gross_worst(self) -> int:
+        """Sum over symbols of the worst-case |position| (shares)."""
+        return self._gross_worst
+
+    # --- checks ----------------------------------------------------------------
+
+    def check_new(
+        self,
+        symbol: str,
+        side: str,
+        qty: int,
+        price: int,
+        now_ns: int,
+        is_market: bool = False,
+    ) -> Decision:
+        """May a new order go out now? Records nothing; call `on_sent` when it does."""
+        self._checks += 1
+        if side != BUY and side != SELL:
+            return self._deny(CHECK_INVALID, f"side must be 'B' or 'S', got {side!r}")
+        if qty <= 0:
+            return self._deny(CHECK_INVALID, f"qty must be > 0, got {qty}")
+        if not is_market and price <= 0:
+            return self._deny(CHECK_INVALID, f"limit price must be > 0, got {price}")
+        return self._run(symbol, side, qty, qty, price, now_ns, is_market, True)
+
+    def check_replace(
+        self,
+        symbol: str,
+        side: str,
+        old_open_qty: int,
+        new_qty: int,
+        new_price: int,
+        now_ns: int,
+    ) -> Decision:
+        """May a working order (`old_open_qty` open) become `new_qty` at `new_price`?
+
+        Size, notional and band apply to the new order; position, gross, mode
+        and the P&L stop see only the added shares (new_qty - old_open_qty, so a
+        size-down always passes them); it counts toward the order rate; it does
+        not add a working order.
+        """
+        self._checks += 1
+        if side != BUY and side != SELL:
+            return self._deny(CHECK_INVALID, f"side must be 'B' or 'S', got {side!r}")
+        if new_qty <= 0:
+            return self._deny(CHECK_INVALID, f"new qty must be > 0, got {new_qty}")
+        if old_open_qty < 0:
+            return self._deny(CHECK_INVALID, f"old open qty must be >= 0, got {old_open_qty}")
+        if new_price <= 0:
+            return self._deny(CHECK_INVALID, f"limit price must be > 0, got {new_price}")
+        return self._run(
+            symbol, side, new_qty - old_open_qty, new_qty, new_price, now_ns, False, False
+        )
+
+    def _run(
+        self,
+        symbol: str,
+        side: str,
+        add: int,
+        qty: int,
+        price: int,
+        now_ns: int,
+        is_market: bool,
+        is_new: bool,
+    ) -> Decision:
+        """The checks after input validation; `add` = shares added to open (may be <= 0)."""
+        st = self._syms.get(symbol, _EMPTY)
+        lim = self._eff.get(symbol, self._default)
+        buy = side == BUY
+        pos, ob, os_ = st.position, st.open_buy, st.open_sell
+        reducing = add <= 0 or (pos + ob + add <= 0 if buy else pos - os_ - add >= 0)
+        # mode
+        if self._mode != ACTIVE:
+            if self._mode == HALTED:
+                return self._deny(CHECK_MODE, "trading halted: no new orders or replaces")
+            if not reducing:
+                return self._deny(
+                    CHECK_MODE,
+                    f"reducing only: {symbol} {side} {add} could increase |position| "
+                    f"(position {pos}, open buys {ob}, open sells {os_})",
+                )
+        # max_order_qty
+        if qty > lim.max_order_qty:
+            return self._deny(
+                CHECK_ORDER_QTY, f"order qty {symbol} {qty} > max_order_qty {lim.max_order_qty}"
+            )
+        # max_order_notional
+        last = st.last_price
+        if is_market:
+            if last is None:
+                return self._deny(
+                    CHECK_NOTIONAL,
+                    f"no reference price: market order {symbol} before any trade, "
+                    f"max_order_notional cannot be checked",
+                )
+            price = last
+        notional = qty * price
+        if notional > lim.max_order_notional:
+            return self._deny(
+                CHECK_NOTIONAL,
+                f"notional {symbol} {qty} x {format_money(price)} = {format_money(notional)}"
+                f" > max_order_notional {format_money(lim.max_order_notional)}"
+                + (" (market order at last trade)" if is_market else ""),
+            )
+        # price_band
+        if (
+            not is_market
+            and last is not None
+            and abs(price - last) * 10_000 > lim.price_band_bps * last
+        ):
+            return self._deny(
+                CHECK_PRICE_BAND,
+                f"price {symbol} {format_money(price)} is outside price_band "
+                f"{lim.price_band_bps} bps of last trade {format_money(last)}",
+            )
+        if add > 0:
+            # max_position: worst case on the order's side (every open order there fills)
+            if buy:
+                worst = pos + ob + add
+                if worst > lim.max_position:
+                    return self._deny(
+                        CHECK_POSITION,
+                        f"position {symbol} would be {worst} > max_position {lim.max_position}"
+                        f" (position {pos} + open buys {ob} + order {add})",
+                    )
+                new_worst = max(abs(pos + ob + add), abs(pos - os_))
+            else:
+                worst = os_ + add - pos
+                if worst > lim.max_position:
+                    return self._deny(
+                        CHECK_POSITION,
+                        f"position {symbol} would be {-worst} < -max_position "
+                        f"{lim.max_position} (position {pos} - open sells {os_} - order {add})",
+                    )
+                new_worst = max(abs(pos + ob), abs(pos - os_ - add))
+            # max_gross_position: only an order that raises its symbol's worst case
+            if new_worst > st.worst:
+                gross = self._gross_worst - st.worst + new_worst
+                if gross > self._limits.max_gross_position:
+                    return self._deny(
+                        CHECK_GROSS,
+                        f"gross position would be {gross} > max_gross_position "
+                        f"{self._limits.max_gross_position} if every open order filled "
+                        f"({symbol} worst case {st.worst} -> {new_worst})",
+                    )
+        # max_orders_per_s
+        self._prune(now_ns)
+        if len(self._sent) >= self._limits.max_orders_per_s:
+            return self._deny(
+                CHECK_RATE,
+                f"order rate would be {len(self._sent) + 1} in 1 s > max_orders_per_s "
+                f"{self._limits.max_orders_per_s}",
+            )
+        # max_working_orders
+        if is_new and self._working >= self._limits.max_working_orders:
+            return self._deny(
+                CHECK_WORKING,
+                f"working orders would be {self._working + 1} > max_working_orders "
+                f"{self._limits.max_working_orders}",
+            )
+        # daily_loss
+        if self._loss_stopped and not reducing:
+            return self._deny(
+                CHECK_LOSS,
+                f"daily loss stop: P&L reached {format_money(self._loss_trip_pnl)} <= "
+                f"-daily_loss_limit {format_money(self._limits.daily_loss_limit)} "
+                f"(now {format_money(self._pnl)}); reducing orders only until resume",
+            )
+        return ACCEPT
+
+    def _deny(self, check: str, reason: str) -> Decision:
+        self._rejects[check] += 1
+        return Decision(False, check, reason)
+
+    def _prune(self, now_ns: int) -> None:
+        if now_ns > self._latest_ns:
+            self._latest_ns = now_ns
+        cutoff = now_ns - WINDOW_NS
+        sent = self._sent
+        while sent and sent[0] <= cutoff:
+            sent.popleft()
+
+    # --- lifecycle updates ----------------------------------------------------
+
+    def on_sent(self, symbol: str, side: str, qty: int, now_ns: int) -> None:
+        """A new order went out: open qty, a working order and a rate-window entry."""
+        _require_qty(qty)
+        st = self._state(symbol)
+        if _is_buy(side):
+            st.open_buy += qty
+        else:
+            st.open_sell += qty
+        self._refresh(st)
+        self._working += 1
+        self._prune(now_ns)
+        self._sent.append(now_ns)
+
+    def on_replace_sent(
+        self, symbol: str, side: str, old_open_qty: int, new_qty: int, now_ns: int
+    ) -> None:
+        """A replace went out: reserve any increase now, count it toward the rate."""
+        _require_qty(new_qty)
+        if new_qty > old_open_qty:
+            self.on_open_added(symbol, side, new_qty - old_open_qty)
+        else:
+            _is_buy(side)
+        self._prune(now_ns)
+        self._sent.append(now_ns)
+
+    def on_replace_done(
+        self, symbol: str, side: str, old_open_qty: int, new_qty: int, *, accepted: bool
+    ) -> None:
+        """The venue answered a replace: release the size-down, or the reserved increase.
+
+        If the venue's open quantity after the replace differs from what the
+        engine holds (e.g. fills raced the replace), correct it with
+        `on_open_added` / `on_open_reduced`.
+        """
+        if accepted and old_open_qty > new_qty:
+            self.on_open_reduced(symbol, side, old_open_qty - new_qty)
+        elif not accepted and new_qty > old_open_qty:
+            self.on_open_reduced(symbol, side, new_qty - old_open_qty)
+
+    def on_fill(
+        self, symbol: str, side: str, qty: int, price: int, *, order_done: bool = False
+    ) -> None:
+        """An execution: open qty becomes position; the price becomes the last trade.
+
+        `order_done=True` when this fill completes the order (one fewer working).
+        """
+        _require_qty(qty)
+        st = self._state(symbol)
+        if _is_buy(side):
+            st.position += qty
+            st.open_buy = self._reduce(st.open_buy, qty)
+        else:
+            st.position -= qty
+            st.open_sell = self._reduce(st.open_sell, qty)
+        self._refresh(st)
+        if price > 0:
+            st.last_price = price
+        if order_done:
+            self.on_order_finished()
+
+    def on_open_added(self, symbol: str, side: str, qty: int) -> None:
+        """Open qty grew outside `on_sent` (a replace's increase, a reconciliation)."""
+        _require_qty(qty)
+        st = self._state(symbol)
+        if _is_buy(side):
+            st.open_buy += qty
+        else:
+            st.open_sell += qty
+        self._refresh(st)
+
+    def on_open_reduced(self, symbol: str, side: str, qty: int) -> None:
+        """Open qty left without a fill (cancel, partial cancel, reject, expiry, size-down)."""
+        _require_qty(qty)
+        st = self._state(symbol)
+        if _is_buy(side):
+            st.open_buy = self._reduce(st.open_buy, qty)
+        else:
+            st.open_sell = self._reduce(st.open_sell, qty)
+        self._refresh(st)
+
+    def on_order_finished(self) -> None:
+        """An order is no longer working (filled, cancelled, expired or rejected)."""
+        if self._working > 0:
+            self._working -= 1
+        else:
+            self._underflows += 1
+
+    def on_done(self, symbol: str, side: str, open_qty_removed: int) -> None:
+        """An order ended with `open_qty_removed` shares unfilled (cancel/expire/reject)."""
+        if open_qty_removed > 0:
+            self.on_open_reduced(symbol, side, open_qty_removed)
+        elif open_qty_removed < 0:
+            raise ValueError(f"open_qty_removed must be >= 0, got {open_qty_removed}")
+        else:
+            _is_buy(side)
+        self.on_order_finished()
+
+    def on_trade_price(self, symbol: str, price: int) -> None:
+        """A market trade print: the reference for price bands and market orders."""
+        if price <= 0:
+            raise ValueError(f"trade price must be > 0, got {price}")
+        self._state(symbol).last_price = price
+
+    def set_pnl(self, total: int) -> None:
+        """Realized + unrealized P&L (fixed-point dollars); may trip the latched stop."""
+        self._pnl = total
+        self._update_loss_stop()
+
+    def set_position(self, symbol: str, qty: int) -> None:
+        """Overwrite a net position (start of day, journal rebuild, reconciliation)."""
+        st = self._state(symbol)
+        st.position = qty
+        self._refresh(st)
+
+    # --- monitoring ---------------------------------------------------------------
+
+    def utilisation(self, now_ns: int | None = None) -> dict[str, float]:
+        """Fraction of each limit in use (1.0 = at the limit).
+
+        Keys: ``position.<SYM>`` (|net| / max_position), ``position_worst.<SYM>``
+        (worst case with open orders), ``gross``, ``gross_worst``, ``rate``
+        (orders in the 1 s window ending at `now_ns`, default the latest time
+        seen), ``working`` and ``loss`` (max(0, -P&L) / daily_loss_limit).
+        """
+        lim = self._limits
+        out: dict[str, float] = {}
+        gross = 0
+        for sym, st in self._syms.items():
+            mp = self._eff.get(sym, self._default).max_position
+            out[f"position.{sym}"] = abs(st.position) / mp
+            out[f"position_worst.{sym}"] = st.worst / mp
+            gross += abs(st.position)
+        out["gross"] = gross / lim.max_gross_position
+        out["gross_worst"] = self._gross_worst / lim.max_gross_position
+        out["rate"] = self._window_count(now_ns) / lim.max_orders_per_s
+        out["working"] = self._working / lim.max_working_orders
+        out["loss"] = max(0, -self._pnl) / lim.daily_loss_limit
+        return out
+
+    def statistics(self) -> RiskStatistics:
+        rejected = sum(self._rejects.values())
+        return RiskStatistics(
+            checks=self._checks,
+            accepted=self._checks - rejected,
+            rejected=rejected,
+            rejects=dict(self._rejects),
+            mode=self._mode,
+            loss_stopped=self._loss_stopped,
+            working_orders=self._working,
+            orders_in_window=self._window_count(None),
+            open_underflows=self._underflows,
+        )
+
+    # --- internals ------------------------------------------------------------------
+
+    def _state(self, symbol: str) -> _SymbolState:
+        st = self._syms.get(symbol)
+        if st is None:
+            st = self._syms[symbol] = _SymbolState()
+        return st
+
+    def _refresh(self, st: _SymbolState) -> None:
+        worst = max(abs(st.position + st.open_buy), abs(st.position - st.open_sell))
+        self._gross_worst += worst - st.worst
+        st.worst = worst
+
+    def _reduce(self, open_qty: int, qty: int) -> int:
+        if qty > open_qty:
+            self._underflows += 1
+            return 0
+        return open_qty - qty
+
+    def _update_loss_stop(self) -> None:
+        if self._pnl <= -self._limits.daily_loss_limit and not self._loss_stopped:
+            self._loss_stopped = True
+            self._loss_trip_pnl = self._pnl
+
+    def _window_count(self, now_ns: int | None) -> int:
+        now = self._latest_ns if now_ns is None else now_ns
+        return sum(1 for t in self._sent if now - WINDOW_NS < t <= now)
+
+
+def _require_qty(qty: int) -> None:
+    if qty <= 0:
+        raise ValueError(f"qty must be > 0, got {qty}")
+
+
+def _is_buy(side: str) -> bool:
+    if side == BUY:
+        return True
+    if side == SELL:
+        return False
+    raise ValueError(f"side must be 'B' or 'S', got {side!r}")

@@ -1,0 +1,140 @@
+"""The hot loop: a dedicated thread that polls rings and sockets, outside trio.
+
+Per message the hot path must not pass through trio's scheduler (DESIGN.md:
+~30 µs per wake-up). A daemon's `Agent` does its work in `do_work()` and says
+how much it did; when idle, the loop waits by the configured strategy:
+`spin` polls again, `spin-then-sleep` polls for `spin_us` then sleeps, and
+`sleep` sleeps at once. Sleeping = announce on every input ring, then
+`select()` on their doorbells plus the agent's sockets, bounded by the
+agent's next timer. trio keeps the control plane; it talks to the loop only
+through `call()`, which runs a function between two units of work, so the
+agent's state is never touched by two threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+from hftd.ipc.ring import Ring
+
+log = logging.getLogger("hftd.hotloop")
+T = TypeVar("T")
+
+# Longest sleep: also bounds the one unfenced wake-up race (see hftd.ipc.ring).
+MAX_SLEEP_S = 0.002
+
+
+class Agent(Protocol):
+    def do_work(self) -> int:
+        """Process what is ready; return the number of units of work done."""
+
+    def wait_fds(self) -> list[int]:
+        """Sockets whose readability should wake the loop."""
+
+    def next_timer_s(self) -> float:
+        """Seconds until the agent's next timer is due (bounded sleep)."""
+
+
+class HotLoop:
+    def __init__(
+        self, name: str, agent: Agent, inputs: list[Ring], strategy: str, spin_us: float = 20.0
+    ) -> None:
+        self.name = name
+        self.agent = agent
+        self.inputs = inputs
+        self.strategy = strategy
+        self.spin_ns = int(spin_us * 1000)
+        self.stop_flag = threading.Event()
+        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._main, name=f"hot-{name}", daemon=True)
+        self.error: BaseException | None = None
+        self.loops = 0
+        self.sleeps = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(5.0)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in the hot thread between units of work; await its result."""
+        fut: Future[T] = Future()
+        self.calls.put((fn, fut))
+        return await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` in the hot thread soon; nobody waits for it."""
+        self.calls.put((fn, Future()))
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # surfaced by the daemon's watchdog check
+            self.error = exc
+            log.exception("%s hot loop died", self.name)
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, fut = self.calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fut.set_result(fn())
+            except Exception as exc:
+                fut.set_exception(exc)
+
+    def _run(self) -> None:
+        agent, stop = self.agent, self.stop_flag
+        spin = self.strategy == "spin"
+        spin_first = self.strategy == "spin-then-sleep"
+        idle_since = 0
+        while not stop.is_set():
+            self.loops += 1
+            if not self.calls.empty():
+                self._run_calls()
+            if agent.do_work():
+                idle_since = 0
+                continue
+            if spin:
+                continue
+            if spin_first:
+                now = time.perf_counter_ns()
+                if not idle_since:
+                    idle_since = now
+                if now - idle_since < self.spin_ns:
+                    continue
+            idle_since = 0
+            self._sleep()
+
+    def _sleep(self) -> None:
+        prepared: list[Ring] = []
+        for ring in self.inputs:
+            if not ring.prepare_sleep():
+                for r in prepared:
+                    r.finish_sleep()
+                return
+            prepared.append(ring)
+        timeout = max(0.0, min(self.agent.next_timer_s(), MAX_SLEEP_S))
+        fds = [r.doorbell_fd for r in prepared] + self.agent.wait_fds()
+        self.sleeps += 1
+        try:
+            select.select(fds, [], [], timeout)
+        finally:
+            for r in prepared:
+                r.finish_sleep()

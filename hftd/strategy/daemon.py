@@ -1,0 +1,222 @@
+"""The strategy daemon (`hft@strategy`).
+
+Its hot thread consumes the md ring (feed -> strategy) and the executions
+ring (gateway -> strategy), drives the pure `StrategyEngine`, and writes
+order commands into the orders ring (strategy -> gateway).
+
+Books need the whole ITCH stream. A fresh ring starts at sequence 1; any
+other start (a restarted strategy, or a gap: a dropped update makes the book
+inconsistent) asks the feed to resync: the feed publishes MD_RESET and replays
+from 1, and updates before the reset are skipped. READY=1 once in sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+import trio
+
+from hftd.book.l3 import BookError
+from hftd.config import HftdConfig, ring_name
+from hftd.ipc.control import request
+from hftd.ipc.ring import Ring
+from hftd.msg.control import Command, Depth, DepthInfo, Resync
+from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.runtime.hotloop import HotLoop
+from hftd.strategy.engine import StrategyEngine
+
+log = logging.getLogger("hftd.strategy")
+
+BATCH = 256
+TIMER_NS = 10_000_000
+
+
+class StrategyAgent:
+    def __init__(self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring) -> None:
+        self.md = md
+        self.execs = execs
+        self.orders = orders
+        self.enc = msgspec.msgpack.Encoder()
+        self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
+        self.ex_dec = msgspec.msgpack.Decoder(ExecutionReport)
+        # cl_ids stay unique across restarts: count up from the wall clock
+        # (seconds since 2023, x4096: 4096 ids per second of uptime before
+        # overlapping a later start), below the instance bits at 40.
+        self.engine = StrategyEngine(
+            cfg, self._send, time.monotonic_ns, first_cl_id=(int(time.time()) - 1_672_531_200) << 12
+        )
+        self.synced = False
+        self.want_resync = False
+        self.last_seq = 0
+        self.next_timer = 0
+        self.counters = {
+            "updates": 0,
+            "skipped": 0,
+            "gaps": 0,
+            "reports": 0,
+            "resets": 0,
+            "orders_refused": 0,
+        }
+
+    def _send(self, cmd: OrderCommand) -> bool:
+        if self.orders.try_write(self.enc.encode(cmd)):
+            return True
+        self.counters["orders_refused"] += 1
+        return False
+
+    def wait_fds(self) -> list[int]:
+        return []
+
+    def next_timer_s(self) -> float:
+        return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
+
+    def do_work(self) -> int:
+        work = 0
+        md, engine = self.md, self.engine
+        for _ in range(BATCH):
+            raw = md.read()
+            if raw is None:
+                break
+            work += 1
+            self._on_update(self.md_dec.decode(raw))
+        if work:
+            md.commit()
+        execs = self.execs
+        n = 0
+        for _ in range(BATCH):
+            raw = execs.read()
+            if raw is None:
+                break
+            n += 1
+            engine.on_report(self.ex_dec.decode(raw))
+        if n:
+            execs.commit()
+            self.counters["reports"] += n
+        now = time.monotonic_ns()
+        if now >= self.next_timer:
+            self.next_timer = now + TIMER_NS
+            engine.on_timer()
+        return work + n
+
+    def _on_update(self, u: MarketDataUpdate) -> None:
+        if u.kind == MD_RESET:
+            self.counters["resets"] += 1
+            self.engine.on_update(u)
+            self.synced = True
+            self.want_resync = False
+            self.last_seq = 0
+            log.info("md reset: rebuilding books from sequence 1")
+            return
+        if not self.synced:
+            if u.seq != 1:
+                self.counters["skipped"] += 1
+                return
+            self.synced = True
+        if u.seq != self.last_seq + 1:
+            self._lost(f"md gap: expected {self.last_seq + 1}, got {u.seq}")
+            return
+        self.last_seq = u.seq
+        self.counters["updates"] += 1
+        try:
+            self.engine.on_update(u)
+        except BookError as exc:
+            self._lost(f"book inconsistent: {exc}")
+
+    def _lost(self, why: str) -> None:
+        self.counters["gaps"] += 1
+        self.synced = False
+        self.want_resync = True
+        log.error("%s: requesting a resync from the feed", why)
+
+    def depth(self, symbol: str) -> DepthInfo:
+        book = self.engine.builder.books.get(symbol)
+        if book is None:
+            raise ValueError(f"no book for {symbol!r}")
+        return DepthInfo(symbol, self.last_seq, book.depth("B"), book.depth("S"), dict(book.orders))
+
+
+class StrategyService:
+    def __init__(self, cfg: HftdConfig) -> None:
+        self.cfg = cfg
+        self.agent: StrategyAgent | None = None
+        self.loop: HotLoop | None = None
+
+    async def _resync(self) -> None:
+        path = self.cfg.system.resolved_run_dir() / "feed.sock"
+        while True:
+            try:
+                reply = await request(path, Resync())
+                if reply.ok:
+                    return
+                log.warning("feed refused resync: %s", reply.error)
+            except OSError as exc:
+                log.warning("feed not reachable for a resync (%s); retrying", exc)
+            await trio.sleep(0.2)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        rc = self.cfg.rings
+        md = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
+        execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
+        orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
+        agent = self.agent = StrategyAgent(self.cfg, md, execs, orders)
+        fresh = md.tail == 0
+        if not fresh:
+            agent.want_resync = True
+        loop = self.loop = HotLoop(
+            "strategy", agent, [md, execs], rc.wait_for("strategy"), rc.spin_us
+        )
+        loop.start()
+        try:
+            ready = False
+            while loop.alive:
+                if agent.want_resync:
+                    agent.want_resync = False
+                    await self._resync()
+                if not ready and agent.synced:
+                    ready = True
+                    task_status.started()
+                await trio.sleep(0.05)
+            raise RuntimeError(f"strategy hot loop died: {loop.error!r}")
+        finally:
+            loop.stop()
+            for r in (md, execs, orders):
+                r.close()
+
+    def status_detail(self) -> dict[str, Any]:
+        a = self.agent
+        if a is None:
+            return {}
+        e = a.engine
+        return {
+            "synced": a.synced,
+            "last_seq": a.last_seq,
+            **a.counters,
+            "working": e.working(),
+            "untracked": e.untracked(),
+            "strategies": {
+                s.name: {"signals": s.signals, **s.om.counts, "positions": dict(s.om.positions)}
+                for s in e.strategies
+            },
+        }
+
+    async def handle(self, cmd: Command) -> Any:
+        if isinstance(cmd, Depth) and self.loop is not None and self.agent is not None:
+            agent = self.agent
+            return await self.loop.call(lambda: agent.depth(cmd.symbol))
+        raise ValueError(f"strategy does not handle {type(cmd).__name__}")
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("strategy.heartbeat_s", "strategy.mark_interval_s", "strategy.instances")
+
+    def apply_config(self, cfg: HftdConfig) -> None:
+        old = [(i.name, i.kind) for i in self.cfg.strategy.instances]
+        new = [(i.name, i.kind) for i in cfg.strategy.instances]
+        if old != new:
+            raise ValueError("strategy instances (names, kinds) change only with a restart")
+        self.cfg = cfg
+        if self.loop is not None and self.agent is not None:
+            engine = self.agent.engine
+            self.loop.post(lambda: engine.reconfigure(cfg))

@@ -1,0 +1,135 @@
+"""The strategy engine (pure): books from updates, strategies, order managers.
+
+Fed by a live ring or a replay, it never touches I/O: orders leave through
+the `send` callable the daemon gives it. Each strategy instance has its own
+order manager with its own cl_id range (instance index in bits 40..47), so a
+report is routed by its cl_id alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hftd.book.l3 import BookBuilder
+from hftd.config import HftdConfig
+from hftd.msg.hot import (
+    CMD_HEARTBEAT,
+    CMD_MARK,
+    EX_HEARTBEAT,
+    MD_EXECUTE,
+    MD_RESET,
+    MD_TRADE,
+    ExecutionReport,
+    MarketDataUpdate,
+    OrderCommand,
+)
+from hftd.strategy.orders import OrderManager
+from hftd.strategy.strategies import KINDS, Strategy
+
+_RANGE_SHIFT = 40
+
+
+class StrategyEngine:
+    def __init__(
+        self,
+        cfg: HftdConfig,
+        send: Callable[[OrderCommand], bool],
+        clock: Callable[[], int],
+        first_cl_id: int = 1,
+    ) -> None:
+        self.cfg = cfg
+        self.send = send
+        self.clock = clock
+        self.builder = BookBuilder([s.symbol for s in cfg.symbols])
+        ticks = {s.symbol: s.tick_fp for s in cfg.symbols}
+        self.strategies: list[Strategy] = []
+        self.by_symbol: dict[str, list[Strategy]] = {}
+        for i, inst in enumerate(cfg.strategy.instances):
+            om = OrderManager(inst.name, ((i + 1) << _RANGE_SHIFT) + first_cl_id, send, clock)
+            strat = KINDS[inst.kind](inst, om, ticks)
+            self.strategies.append(strat)
+            if inst.enabled:
+                for sym in inst.symbols:
+                    self.by_symbol.setdefault(sym, []).append(strat)
+        self.last_mark: dict[str, tuple[int, int]] = {}
+        self.next_mark_ns = 0
+        self.next_heartbeat_ns = 0
+        self.updates = 0
+        self.gateway_seen_ns = 0
+
+    # --- market data -----------------------------------------------------------------
+
+    def on_update(self, u: MarketDataUpdate) -> None:
+        self.updates += 1
+        if u.kind == MD_RESET:
+            self.builder.reset()
+            return
+        trade_price = 0
+        if u.kind == MD_EXECUTE:
+            b = self.builder.by_locate.get(u.locate)
+            if b is not None:
+                entry = b.orders.get(u.order_ref)
+                trade_price = u.price or (entry[1] if entry else 0)
+        book = self.builder.apply_update(u)
+        if u.kind == MD_TRADE:
+            book = self.builder.by_locate.get(u.locate)
+            trade_price = u.price
+        if book is None:
+            return
+        strats = self.by_symbol.get(book.symbol)
+        if not strats:
+            return
+        now = self.clock()
+        for s in strats:
+            if trade_price:
+                s.on_trade(book.symbol, trade_price, u.qty, u, now)
+            s.on_book(book, u, now)
+
+    # --- executions --------------------------------------------------------------------
+
+    def on_report(self, r: ExecutionReport) -> None:
+        if r.kind == EX_HEARTBEAT:
+            self.gateway_seen_ns = self.clock()
+            return
+        idx = (r.cl_id >> _RANGE_SHIFT) - 1
+        if not 0 <= idx < len(self.strategies):
+            idx = (r.orig_cl_id >> _RANGE_SHIFT) - 1
+        if not 0 <= idx < len(self.strategies):
+            return
+        strat = self.strategies[idx]
+        order = strat.om.on_report(r)
+        strat.on_execution(r, order)
+
+    # --- timers --------------------------------------------------------------------------
+
+    def on_timer(self) -> None:
+        """Heartbeat, BBO marks for the gateway's P&L, strategy timers."""
+        now = self.clock()
+        scfg = self.cfg.strategy
+        if now >= self.next_heartbeat_ns:
+            self.send(OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, now))
+            self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
+        if now >= self.next_mark_ns:
+            self.next_mark_ns = now + int(scfg.mark_interval_s * 1e9)
+            for sym, book in self.builder.books.items():
+                bid, ask = book.best_bid(), book.best_ask()
+                if bid is None or ask is None:
+                    continue
+                mark = (bid[0], ask[0])
+                if self.last_mark.get(sym) != mark:
+                    self.last_mark[sym] = mark
+                    self.send(OrderCommand(CMD_MARK, 0, sym, "", bid[0], ask[0], "", 0, "", 0, now))
+        for s in self.strategies:
+            s.on_timer(now)
+
+    def reconfigure(self, cfg: HftdConfig) -> None:
+        """Apply new strategy parameters (same instances, same symbols)."""
+        self.cfg = cfg
+        for s, inst in zip(self.strategies, cfg.strategy.instances, strict=True):
+            s.reconfigure(inst)
+
+    def working(self) -> int:
+        return sum(len(s.om.orders) for s in self.strategies)
+
+    def untracked(self) -> int:
+        return sum(s.om.untracked for s in self.strategies)

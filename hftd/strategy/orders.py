@@ -1,0 +1,210 @@
+"""The strategy's order manager: every working order and its state. Pure.
+
+Each lifecycle is one table: `TRANSITIONS[(state, event)] -> state`. A report
+for an order the manager does not know is counted in `untracked` (it would
+mean the gateway and the strategy disagree: a bug or a lost message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hftd.msg.hot import (
+    CMD_CANCEL,
+    CMD_NEW,
+    CMD_REPLACE,
+    EX_ACCEPTED,
+    EX_CANCELED,
+    EX_FILL,
+    EX_REJECTED,
+    EX_REPLACED,
+    ExecutionReport,
+    OrderCommand,
+)
+
+SENT = "sent"  # on its way; no reply yet
+LIVE = "live"  # acknowledged by the venue, nothing traded
+PARTIAL = "partially filled"
+CANCEL_PENDING = "cancel pending"
+REPLACE_PENDING = "replace pending"
+DONE = "done"  # filled, cancelled, rejected or replaced
+
+# (state, event) -> state; events: accepted, fill, filled (leaves 0), cancel_req,
+# replace_req, canceled (leaves > 0 left), done (cancelled out / rejected / replaced)
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (SENT, "accepted"): LIVE,
+    (SENT, "fill"): PARTIAL,
+    (SENT, "filled"): DONE,
+    (SENT, "done"): DONE,
+    (SENT, "cancel_req"): CANCEL_PENDING,
+    (LIVE, "fill"): PARTIAL,
+    (LIVE, "filled"): DONE,
+    (LIVE, "cancel_req"): CANCEL_PENDING,
+    (LIVE, "replace_req"): REPLACE_PENDING,
+    (LIVE, "canceled"): LIVE,
+    (LIVE, "done"): DONE,
+    (PARTIAL, "fill"): PARTIAL,
+    (PARTIAL, "filled"): DONE,
+    (PARTIAL, "cancel_req"): CANCEL_PENDING,
+    (PARTIAL, "replace_req"): REPLACE_PENDING,
+    (PARTIAL, "canceled"): PARTIAL,
+    (PARTIAL, "done"): DONE,
+    (CANCEL_PENDING, "accepted"): CANCEL_PENDING,
+    (CANCEL_PENDING, "fill"): CANCEL_PENDING,
+    (CANCEL_PENDING, "filled"): DONE,
+    (CANCEL_PENDING, "canceled"): CANCEL_PENDING,
+    (CANCEL_PENDING, "done"): DONE,
+    (REPLACE_PENDING, "fill"): REPLACE_PENDING,
+    (REPLACE_PENDING, "filled"): DONE,
+    (REPLACE_PENDING, "canceled"): REPLACE_PENDING,
+    (REPLACE_PENDING, "done"): DONE,
+    (REPLACE_PENDING, "accepted"): LIVE,  # the replace was refused; the order lives on
+}
+
+
+class WorkingOrder:
+    __slots__ = ("cl_id", "filled", "leaves", "price", "qty", "side", "state", "symbol", "tif")
+
+    def __init__(self, cl_id: int, symbol: str, side: str, qty: int, price: int, tif: str) -> None:
+        self.cl_id = cl_id
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        self.price = price
+        self.tif = tif
+        self.state = SENT
+        self.filled = 0
+        self.leaves = qty
+
+
+class OrderManager:
+    """Builds order commands and tracks every order until it is done."""
+
+    def __init__(
+        self,
+        strategy: str,
+        first_cl_id: int,
+        send: Callable[[OrderCommand], bool],
+        clock: Callable[[], int],
+    ) -> None:
+        self.strategy = strategy
+        self.next_cl_id = first_cl_id
+        self.send = send  # False if the command could not be queued (ring full)
+        self.clock = clock
+        self.orders: dict[int, WorkingOrder] = {}
+        self.positions: dict[str, int] = {}
+        self.untracked = 0
+        self.refused = 0  # commands the gateway ring would not take
+        self.counts = {"sent": 0, "fills": 0, "partial_fills": 0, "rejects": 0, "cancels": 0}
+
+    def _event(self, order: WorkingOrder, event: str) -> None:
+        nxt = TRANSITIONS.get((order.state, event))
+        if nxt is None:
+            raise ValueError(f"order {order.cl_id}: {event!r} not valid in state {order.state!r}")
+        order.state = nxt
+        if nxt == DONE:
+            del self.orders[order.cl_id]
+
+    # --- commands -------------------------------------------------------------------
+
+    def new(self, symbol: str, side: str, qty: int, price: int, tif: str, t1: int) -> int | None:
+        """Send a new order; its cl_id, or None if it could not be queued."""
+        cl_id = self.next_cl_id
+        cmd = OrderCommand(
+            CMD_NEW, cl_id, symbol, side, qty, price, tif, 0, self.strategy, t1, self.clock()
+        )
+        if not self.send(cmd):
+            self.refused += 1
+            return None
+        self.next_cl_id += 1
+        self.orders[cl_id] = WorkingOrder(cl_id, symbol, side, qty, price, tif)
+        self.counts["sent"] += 1
+        return cl_id
+
+    def cancel(self, cl_id: int, t1: int = 0) -> bool:
+        o = self.orders.get(cl_id)
+        if o is None or o.state in (CANCEL_PENDING, REPLACE_PENDING):
+            return False
+        cmd = OrderCommand(
+            CMD_CANCEL, cl_id, o.symbol, o.side, 0, 0, o.tif, cl_id, self.strategy, t1, self.clock()
+        )
+        if not self.send(cmd):
+            self.refused += 1
+            return False
+        self._event(o, "cancel_req")
+        return True
+
+    def replace(self, cl_id: int, qty: int, price: int, t1: int = 0) -> int | None:
+        o = self.orders.get(cl_id)
+        if o is None or o.state not in (LIVE, PARTIAL):
+            return None
+        new_id = self.next_cl_id
+        cmd = OrderCommand(
+            CMD_REPLACE,
+            new_id,
+            o.symbol,
+            o.side,
+            qty,
+            price,
+            o.tif,
+            cl_id,
+            self.strategy,
+            t1,
+            self.clock(),
+        )
+        if not self.send(cmd):
+            self.refused += 1
+            return None
+        self.next_cl_id += 1
+        self._event(o, "replace_req")
+        return new_id
+
+    # --- reports --------------------------------------------------------------------
+
+    def on_report(self, r: ExecutionReport) -> WorkingOrder | None:
+        """Apply an execution report; returns the order it concerned."""
+        if r.symbol:
+            self.positions[r.symbol] = r.position
+        if r.kind == EX_REPLACED:
+            old = self.orders.get(r.orig_cl_id)
+            if old is None:
+                self.untracked += 1
+                return None
+            new = WorkingOrder(r.cl_id, old.symbol, old.side, r.qty, r.price, old.tif)
+            new.state = LIVE
+            new.leaves = r.leaves
+            self._event(old, "done")
+            self.orders[r.cl_id] = new
+            return new
+        o = self.orders.get(r.cl_id)
+        if o is None and r.kind == EX_REJECTED and r.orig_cl_id:
+            o = self.orders.get(r.orig_cl_id)  # a refused replace: cl_id was the new id
+        if o is None:
+            self.untracked += 1
+            return None
+        if r.kind == EX_ACCEPTED:
+            self._event(o, "accepted")
+        elif r.kind == EX_FILL:
+            o.filled += r.qty
+            o.leaves = r.leaves
+            self.counts["fills"] += 1
+            if r.leaves:
+                self.counts["partial_fills"] += 1
+            self._event(o, "filled" if r.leaves == 0 else "fill")
+        elif r.kind == EX_CANCELED:
+            o.leaves = r.leaves
+            self.counts["cancels"] += 1
+            self._event(o, "done" if r.leaves == 0 else "canceled")
+        elif r.kind == EX_REJECTED:
+            self.counts["rejects"] += 1
+            if o.state == REPLACE_PENDING:
+                self._event(o, "accepted")  # the replace was refused; the order lives on
+            else:
+                self._event(o, "done")
+        return o
+
+    def working(self, symbol: str | None = None) -> list[WorkingOrder]:
+        return [o for o in self.orders.values() if symbol is None or o.symbol == symbol]
+
+    def position(self, symbol: str) -> int:
+        return self.positions.get(symbol, 0)

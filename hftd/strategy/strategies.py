@@ -1,0 +1,174 @@
+"""Trading strategies (pure): they see books, trades and executions, and act
+through their order manager. Parameters come from config and change live.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+
+from hftd.book.l3 import L3Book
+from hftd.config import StrategyInstanceConfig
+from hftd.msg.hot import ExecutionReport, MarketDataUpdate
+from hftd.strategy.orders import OrderManager, WorkingOrder
+from hftd.wire.ouch import TIF_DAY, TIF_IOC
+
+log = logging.getLogger("hftd.strategy")
+
+
+class Strategy:
+    """Base: per-symbol cooldown and position headroom; subclasses decide."""
+
+    def __init__(
+        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
+    ) -> None:
+        self.cfg = cfg
+        self.om = om
+        self.ticks = ticks
+        self.last_order_ns: dict[str, int] = {}
+        self.signals = 0
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def reconfigure(self, cfg: StrategyInstanceConfig) -> None:
+        self.cfg = cfg
+
+    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
+        """The book of one of our symbols changed."""
+
+    def on_trade(self, symbol: str, price: int, qty: int, u: MarketDataUpdate, now: int) -> None:
+        """A trade printed in one of our symbols."""
+
+    def on_execution(self, r: ExecutionReport, order: WorkingOrder | None) -> None:
+        """One of our orders changed."""
+
+    def on_timer(self, now: int) -> None:
+        """Called periodically (about every 50 ms)."""
+
+    def _can_trade(self, symbol: str, side: str, now: int) -> bool:
+        if now - self.last_order_ns.get(symbol, 0) < self.cfg.cooldown_ms * 1e6:
+            return False
+        if self.om.working(symbol):
+            return False
+        pos = self.om.position(symbol)
+        qty = self.cfg.order_qty
+        limit = self.cfg.max_position
+        return pos + qty <= limit if side == "B" else pos - qty >= -limit
+
+    def _order(
+        self, symbol: str, side: str, price: int, tif: str, u: MarketDataUpdate, now: int, why: str
+    ) -> None:
+        self.signals += 1
+        cl_id = self.om.new(symbol, side, self.cfg.order_qty, price, tif, u.t1)
+        self.last_order_ns[symbol] = now
+        log.info(
+            "signal %s %s %s %d @ %.4f (%s) -> order %s",
+            self.name,
+            symbol,
+            "BUY" if side == "B" else "SELL",
+            self.cfg.order_qty,
+            price / 10_000,
+            why,
+            cl_id if cl_id is not None else "not queued",
+        )
+
+
+class MeanReversion(Strategy):
+    """Trade against the mid when it strays `threshold_sigma` from its rolling mean."""
+
+    def __init__(
+        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
+    ) -> None:
+        super().__init__(cfg, om, ticks)
+        self.mids: dict[str, deque[float]] = {}
+        self.sums: dict[str, tuple[float, float]] = {}
+
+    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is None or ask is None:
+            return
+        sym = book.symbol
+        mid = (bid[0] + ask[0]) / 2.0
+        window = self.mids.get(sym)
+        if window is None:
+            window = self.mids[sym] = deque()
+        s, sq = self.sums.get(sym, (0.0, 0.0))
+        window.append(mid)
+        s += mid
+        sq += mid * mid
+        while len(window) > self.cfg.window:
+            old = window.popleft()
+            s -= old
+            sq -= old * old
+        self.sums[sym] = (s, sq)
+        n = len(window)
+        if n < self.cfg.window:
+            return
+        mean = s / n
+        var = sq / n - mean * mean
+        if var <= 1e-9:
+            return
+        z = (mid - mean) / math.sqrt(var)
+        tick = self.ticks[sym] * self.cfg.aggression_ticks
+        if z <= -self.cfg.threshold_sigma and self._can_trade(sym, "B", now):
+            self._order(sym, "B", ask[0] + tick, TIF_IOC, u, now, f"z={z:.2f}")
+        elif z >= self.cfg.threshold_sigma and self._can_trade(sym, "S", now):
+            self._order(sym, "S", bid[0] - tick, TIF_IOC, u, now, f"z={z:.2f}")
+
+
+class Momentum(Strategy):
+    """Join the touch in the direction of a fast/slow moving-average cross;
+    cancel what is still working after `order_timeout_ms`."""
+
+    def __init__(
+        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
+    ) -> None:
+        super().__init__(cfg, om, ticks)
+        self.mids: dict[str, deque[float]] = {}
+        self.trend: dict[str, int] = {}
+        self.sent_at: dict[int, int] = {}
+
+    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is None or ask is None:
+            return
+        sym = book.symbol
+        window = self.mids.get(sym)
+        if window is None:
+            window = self.mids[sym] = deque(maxlen=self.cfg.slow_window)
+        window.append((bid[0] + ask[0]) / 2.0)
+        if len(window) < self.cfg.slow_window:
+            return
+        fast = sum(list(window)[-self.cfg.fast_window :]) / self.cfg.fast_window
+        slow = sum(window) / len(window)
+        trend = 1 if fast > slow else -1 if fast < slow else 0
+        prev = self.trend.get(sym, 0)
+        self.trend[sym] = trend
+        if trend == prev or trend == 0:
+            return
+        side = "B" if trend > 0 else "S"
+        if self._can_trade(sym, side, now):
+            price = bid[0] if side == "B" else ask[0]
+            self._order(
+                sym, side, price, TIF_DAY, u, now, f"fast={fast / 1e4:.4f} slow={slow / 1e4:.4f}"
+            )
+            for o in self.om.working(sym):
+                self.sent_at.setdefault(o.cl_id, now)
+
+    def on_execution(self, r: ExecutionReport, order: WorkingOrder | None) -> None:
+        if order is not None and order.cl_id not in self.om.orders:
+            self.sent_at.pop(order.cl_id, None)
+
+    def on_timer(self, now: int) -> None:
+        limit = self.cfg.order_timeout_ms * 1e6
+        for cl_id, at in list(self.sent_at.items()):
+            if cl_id not in self.om.orders:
+                del self.sent_at[cl_id]
+            elif now - at > limit and self.om.cancel(cl_id):
+                log.info("%s: order %d working %.0f ms: cancel", self.name, cl_id, (now - at) / 1e6)
+
+
+KINDS: dict[str, type[Strategy]] = {"mean_reversion": MeanReversion, "momentum": Momentum}
