@@ -76,6 +76,7 @@ class GwOrder:
         "orig",
         "price",
         "qty",
+        "reserved",
         "sent_ns",
         "side",
         "state",
@@ -103,7 +104,7 @@ class GwOrder:
         self.cl_id = cl_id
         self.user_ref = user_ref
         self.symbol = symbol
-        self.side = side
+        self.side = "B" if side == "B" else "S"  # T/E (short sells) are sells to risk
         self.qty = qty
         self.price = price
         self.tif = tif
@@ -111,6 +112,7 @@ class GwOrder:
         self.leaves = qty
         self.state = PENDING
         self.orig: GwOrder | None = None  # the order a replacement replaces
+        self.reserved = 0  # shares risk reserved for a pending size-up replace
         self.acked = False
         self.t1 = self.t2 = self.t3 = self.t4 = 0
         self.sent_ns = 0
@@ -268,7 +270,7 @@ class GatewayCore:
         old.state = REPLACE_PENDING
         self.orders[c.cl_id] = new
         self.by_ref[ref] = new
-        self.risk.on_replace_sent(old.symbol, old.side, old.leaves, c.qty, now)
+        new.reserved = self.risk.on_replace_sent(old.symbol, old.side, old.leaves, c.qty, now)
         self.to_venue.append(
             ouch.encode_inbound(
                 ouch.ReplaceOrder(
@@ -325,7 +327,8 @@ class GatewayCore:
             )
             self.orders[o.cl_id] = o
             self.by_ref[m.user_ref] = o
-            self.risk.on_sent(m.symbol, m.side, m.quantity, now)
+            # Rebuilt from a replay: open and working, but not in today's rate window.
+            self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
         o.acked = True
         if o.state == PENDING:
@@ -442,9 +445,13 @@ class GatewayCore:
             )
             self.orders[new.cl_id] = new
             self.by_ref[m.new_user_ref] = new
-            self.risk.on_replace_sent(old.symbol, old.side, old.leaves, m.quantity, now)
+            new.reserved = self.risk.on_replace_sent(
+                old.symbol, old.side, old.leaves, m.quantity, 0
+            )
         self.next_user_ref = max(self.next_user_ref, m.new_user_ref + 1)
-        self.risk.on_replace_done(old.symbol, old.side, old.leaves, m.quantity, accepted=True)
+        self.risk.on_replace_done(
+            old.symbol, old.side, old.leaves, m.quantity, accepted=True, reserved=new.reserved
+        )
         new.leaves = m.quantity
         new.state = LIVE
         new.acked = True
@@ -477,7 +484,9 @@ class GatewayCore:
         reason = f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}"
         if o.orig is not None and o.state != LIVE:  # a refused replace: the old order lives on
             old = o.orig
-            self.risk.on_replace_done(old.symbol, old.side, old.leaves, o.qty, accepted=False)
+            self.risk.on_replace_done(
+                old.symbol, old.side, old.leaves, o.qty, accepted=False, reserved=o.reserved
+            )
             old.state = LIVE
             self._drop(o)
             self._report(

@@ -26,7 +26,7 @@ File layout (offsets in bytes; every index is a little-endian u64)::
          |                   sleep (= the sleeps count when announced)  |
          | 200 full_count    try_write() refusals (producer)            |
          | 208 bells         doorbell rings (producer)                  |
-         | 216 sleeps        sleep announcements (consumer)           |
+         | 216 sleeps        sleep announcements (consumer)             |
          | 224 wakeups       blocks ended by a bell (consumer)          |
          | 232 timeouts      blocks ended by the timeout (consumer)     |
          | 240 missed_wakeups  a timeout found data, no bell (consumer) |
@@ -54,8 +54,10 @@ is ``capacity // 4`` bytes (see the recovery proof for why).
 
 Memory ordering. The indexes are accessed through ``ctypes.c_uint64.from_buffer``:
 CPython's ctypes copies a u64 with a fixed-size 8-byte ``memcpy`` that the
-compiler emits as one ``mov``, so at an 8-aligned address every load and store
-is a single atomic access (no torn values). Ordering then relies on x86-64 TSO
+compiler emits as one ``mov`` (checked by disassembling ``_ctypes`` of CPython
+3.11: ``Q_set`` stores with one ``mov %rbx,(%r12)``, ``Q_get`` loads with one
+``mov (%rdi),%rdi``), so at an 8-aligned address every load and store is a
+single atomic access (no torn values). Ordering then relies on x86-64 TSO
 (stores become visible in program order, loads are not reordered with older
 loads, stores are not reordered with older loads), plus the fact that each
 Python-level access is a separate opaque C call that no compiler can reorder:
@@ -70,12 +72,16 @@ place that matters is the sleep handshake (producer: store head, load
 sleeping; consumer: store sleeping, load head: Dekker's pattern). The consumer
 side issues a full fence (an atomic read-modify-write, see `_full_fence`);
 the producer does not, because a fence on every write would cost ~0.2 µs
-while its doorbell check must be ~free. The one interleaving left, a head store
-still in the producer's store buffer while the consumer re-checks, is caught
-by the consumer's first, short sleep (``confirm_ms``, default 1 ms) after which
-it re-checks ``head`` (a store buffer drains in well under a microsecond and
-across any interrupt or VM exit). Such catches are counted in
-``missed_wakeups``, so a monitor sees if this ever matters. On machines other
+while its doorbell check must be ~free. The one interleaving left, the producer
+loading ``sleeping`` (still 0) while its ``head`` store sits in its store
+buffer until after the consumer's re-check, loses that one bell. It is bounded,
+not excluded: the consumer's first sleep is short (``confirm_ms``, default
+1 ms) and it re-checks ``head`` after it. Store buffers drain continuously (in
+well under a microsecond in practice, and completely at any interrupt or VM
+exit), but x86 promises no time bound, hence a bound of our own rather than a
+claim that the race cannot happen. Timeouts that find data are counted in
+``missed_wakeups`` so a monitor sees whether it ever matters (0 in all our
+runs). On machines other
 than x86-64 (weak memory ordering: ARM, POWER) this module refuses to open a
 ring unless ``HFTD_RING_ALLOW_WEAK_ORDERING=1`` is set (for tests only).
 
@@ -116,16 +122,19 @@ duplicates on restart if it resumes after `last_committed`.
 
 Waiting (`Waiter`): ``spin`` busy-polls ``head`` (needs a dedicated core),
 ``spin-then-sleep`` spins ``spin_us`` and then sleeps, ``sleep`` sleeps at once.
-Sleeping = announce (``sleeping = 1``), fence, re-check, block on the doorbell
+Sleeping = announce (``sleeping = token``), fence, re-check, block on the doorbell
 (`hftd.ipc.doorbell`, a FIFO at ``/dev/shm/<name>.bell``) with a bounded
 timeout as a safety net. The producer rings only when ``sleeping`` is set, so
 its doorbell cost is one load while the consumer is awake, and only once per
 sleep: ``sleeping`` holds a fresh token per sleep and the producer remembers
 the token it rang for, so a burst written while the consumer is still waking
 (e.g. queued behind the producer on the same CPU) costs one syscall, not one
-per record. A trio consumer
-uses the same protocol with ``prepare_sleep()``,
-``trio.lowlevel.wait_readable(ring.doorbell_fd)`` and ``finish_sleep()``.
+per record. A trio consumer uses the same protocol::
+
+    if ring.prepare_sleep():  # False: a record arrived meanwhile
+        with trio.move_on_after(0.001):  # the confirm_ms safety net
+            await trio.lowlevel.wait_readable(ring.doorbell_fd)
+        ring.finish_sleep()
 """
 
 from __future__ import annotations

@@ -52,14 +52,16 @@ happened):
     risk.on_fill("AAPL", "B", 40, 1_895_000)                 # partial fill
     risk.on_fill("AAPL", "B", 60, 1_895_000, order_done=True)  # fully filled
     risk.on_done("AAPL", "B", 60)   # or: cancelled/expired/rejected with 60 open
-    # replace 100 -> 150
+    # replace 100 open -> 150
     d = risk.check_replace("AAPL", "B", 100, 150, 1_896_000, now)
     if d.ok:
-        risk.on_replace_sent("AAPL", "B", 100, 150, now)   # reserves +50 at once
-    risk.on_replace_done("AAPL", "B", 100, 150, accepted=True)  # or False: releases +50
+        reserved = risk.on_replace_sent("AAPL", "B", 100, 150, now)  # +50 held at once
+    # venue answers; old_open = the old order's open qty now, new_open = as reported
+    risk.on_replace_done("AAPL", "B", old_open, new_open, accepted=True, reserved=reserved)
 
 A replace that lowers the size reserves nothing at send time and releases the
 difference only when the venue confirms it: until then the old size can fill.
+Fills that race a replace are settled exactly by `on_replace_done` (see there).
 """
 
 from __future__ import annotations
@@ -420,29 +422,57 @@ class RiskEngine:
 
     def on_replace_sent(
         self, symbol: str, side: str, old_open_qty: int, new_qty: int, now_ns: int
-    ) -> None:
-        """A replace went out: reserve any increase now, count it toward the rate."""
+    ) -> int:
+        """A replace went out: reserve any increase now, count it toward the rate.
+
+        Returns the shares reserved (``max(0, new_qty - old_open_qty)``); keep
+        it with the pending replace and pass it to `on_replace_done`.
+        """
         _require_qty(new_qty)
-        if new_qty > old_open_qty:
-            self.on_open_added(symbol, side, new_qty - old_open_qty)
+        reserved = new_qty - old_open_qty
+        if reserved > 0:
+            self.on_open_added(symbol, side, reserved)
         else:
             _is_buy(side)
+            reserved = 0
         self._prune(now_ns)
         self._sent.append(now_ns)
+        return reserved
 
     def on_replace_done(
-        self, symbol: str, side: str, old_open_qty: int, new_qty: int, *, accepted: bool
+        self,
+        symbol: str,
+        side: str,
+        old_open_qty: int,
+        new_open_qty: int,
+        *,
+        accepted: bool,
+        reserved: int | None = None,
     ) -> None:
-        """The venue answered a replace: release the size-down, or the reserved increase.
+        """The venue answered a replace: settle the open qty it held for that order.
 
-        If the venue's open quantity after the replace differs from what the
-        engine holds (e.g. fills raced the replace), correct it with
-        `on_open_added` / `on_open_reduced`.
+        `old_open_qty`: the old order's open qty now (after any fills that
+        raced the replace, which `on_fill` already took off). `new_open_qty`:
+        the replacement's open qty as the venue reports it. `reserved`: what
+        `on_replace_sent` returned. The engine held ``old_open_qty + reserved``
+        for the order; it now holds `new_open_qty` (accepted) or `old_open_qty`
+        (refused). This is exact whatever the venue does with fills that raced
+        the replace (OUCH: the replacement gets the full new quantity).
+
+        Without `reserved` it is taken as ``max(0, new_open_qty - old_open_qty)``,
+        which is exact only when no fill raced the replace.
         """
-        if accepted and old_open_qty > new_qty:
-            self.on_open_reduced(symbol, side, old_open_qty - new_qty)
-        elif not accepted and new_qty > old_open_qty:
-            self.on_open_reduced(symbol, side, new_qty - old_open_qty)
+        if reserved is None:
+            reserved = max(0, new_open_qty - old_open_qty)
+        elif reserved < 0:
+            raise ValueError(f"reserved must be >= 0, got {reserved}")
+        change = (new_open_qty - old_open_qty - reserved) if accepted else -reserved
+        if change > 0:
+            self.on_open_added(symbol, side, change)
+        elif change < 0:
+            self.on_open_reduced(symbol, side, -change)
+        else:
+            _is_buy(side)
 
     def on_fill(
         self, symbol: str, side: str, qty: int, price: int, *, order_done: bool = False
