@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import OPEN_CLIENTS, Daemon, make_config, start_daemon
+from tests.support import OPEN_CLIENTS, RING_PREFIXES, Daemon, make_config, start_daemon
 
 
 @pytest.fixture
@@ -31,3 +31,12 @@ def _close_clients() -> Iterator[None]:
     yield
     while OPEN_CLIENTS:
         OPEN_CLIENTS.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _remove_rings() -> Iterator[None]:
+    """Every ring a test's config named is gone from /dev/shm afterwards."""
+    yield
+    for prefix in RING_PREFIXES:
+        for path in Path("/dev/shm").glob(f"{prefix}-*"):
+            path.unlink(missing_ok=True)

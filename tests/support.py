@@ -77,14 +77,20 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+RING_PREFIXES: list[str] = []  # removed from /dev/shm after each test (conftest)
+
+
 def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """default.toml with free ports, a private run dir, and `overrides` merged in."""
+    """default.toml with free ports, a private run dir and ring prefix, `overrides` merged in."""
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    prefix = f"hftd-t{os.getpid()}-{len(RING_PREFIXES)}"
+    RING_PREFIXES.append(prefix)
     data = deep_merge(
         data,
         {
             "system": {"run_dir": str(tmp / "run")},
             "exchange": {"order_port": free_port(), "md_port": free_port()},
+            "rings": {"prefix": prefix},
         },
     )
     data = deep_merge(data, overrides or {})

@@ -1,0 +1,264 @@
+"""The whole trading loop as real processes: exchange, feed, gateway, strategy.
+
+Orders are sent, filled and partially filled; afterwards the gateway's
+positions and realized P&L equal those recomputed from the exchange's own
+record of fills, and no order is left working unknown to the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hftd.gateway.positions import PositionBook
+from hftd.ipc.control import request_sync
+from hftd.msg.control import Depth, Disconnect, Snapshot, Status
+from tests.support import Daemon, SoupClient, make_config, start_daemon
+
+pytestmark = pytest.mark.integration
+
+STRATEGIES = [
+    {
+        "name": "mr1",
+        "kind": "mean_reversion",
+        "symbols": ["AAPL", "MSFT"],
+        "order_qty": 400,
+        "max_position": 1200,
+        "window": 20,
+        "threshold_sigma": 1.0,
+        "cooldown_ms": 10.0,
+        "aggression_ticks": 1,
+    },
+    {
+        "name": "mom1",
+        "kind": "momentum",
+        "symbols": ["GOOG", "AMZN"],
+        "order_qty": 300,
+        "max_position": 900,
+        "fast_window": 5,
+        "slow_window": 20,
+        "order_timeout_ms": 300.0,
+    },
+]
+
+
+def trading_config(tmp: Path, extra: dict[str, Any] | None = None) -> Path:
+    over: dict[str, Any] = {
+        "exchange": {"flow": {"arrival_rate_per_s": 150.0}},
+        "strategy": {"instances": STRATEGIES},
+        "gateway": {"strategy_timeout_s": 0.5},
+        "system": {"log_level": "info"},
+    }
+    if extra:
+        for k, v in extra.items():
+            over[k] = {**over.get(k, {}), **v} if isinstance(v, dict) else v
+    return make_config(tmp, over)
+
+
+def status(d: Daemon, name: str) -> dict[str, Any]:
+    reply = request_sync(Path(d.config["system"]["run_dir"]) / f"{name}.sock", Status())
+    assert reply.ok, reply.error
+    detail: dict[str, Any] = reply.result["detail"]
+    return detail
+
+
+def ask(d: Daemon, name: str, cmd: Any) -> Any:
+    reply = request_sync(Path(d.config["system"]["run_dir"]) / f"{name}.sock", cmd)
+    assert reply.ok, reply.error
+    return reply.result
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def partial_fills(st: Daemon) -> int:
+    return sum(s["partial_fills"] for s in status(st, "strategy")["strategies"].values())
+
+
+def test_trading_loop_positions_match_the_venue(tmp_path: Path) -> None:
+    cfg = trading_config(tmp_path)
+    with (
+        start_daemon("exchange", cfg) as ex,
+        start_daemon("feed", cfg),
+        start_daemon("gateway", cfg) as gw,
+    ):
+        with start_daemon("strategy", cfg) as st:
+            wait_for(
+                lambda: (
+                    status(gw, "gateway")["fills"] >= 20
+                    and partial_fills(st) >= 2
+                    and status(gw, "gateway")["cancels"] >= 1
+                ),
+                timeout=120,
+                what="fills, partial fills and cancels",
+            )
+            sdet = status(st, "strategy")
+            assert sdet["untracked"] == 0 and sdet["gaps"] == 0
+            assert "signal mr1" in st.log or "signal mom1" in st.log
+        # The strategy is gone: the gateway cancels what it had working.
+        wait_for(lambda: not status(gw, "gateway")["strategy_up"], 10, "strategy down noticed")
+        wait_for(lambda: not status(gw, "gateway")["working"], 10, "working orders cancelled")
+        snap = ask(ex, "exchange", Snapshot("HFTD"))
+        assert snap["open_orders"] == [], "zombie orders at the venue"
+        gdet = status(gw, "gateway")
+        assert gdet["untracked"] == 0
+        assert gdet["fills"] == len(snap["fills"])
+
+        # Recompute positions and realized P&L from the venue's record of fills.
+        ref = PositionBook()
+        for f in sorted(snap["fills"], key=lambda f: f["match_number"]):
+            ref.on_fill(f["symbol"], f["side"], f["quantity"], f["price"])
+        mine = {p["symbol"]: p for p in gdet["positions"]["positions"]}
+        for sym in ref.symbols():
+            pos = ref.position(sym)
+            assert mine[sym]["qty"] == pos.qty, sym
+            assert mine[sym]["realized"] == pos.realized, sym
+            assert mine[sym]["cost_basis"] == pos.cost, sym
+        assert gdet["positions"]["realized"] == ref.realized()
+        assert gdet["sent"] >= 5
+        log = gw.log
+        for line in ("risk OK, order sent", "fill ", "position "):
+            assert line in log
+
+
+def test_feed_gap_recovery_books_match_the_venue(tmp_path: Path) -> None:
+    cfg = trading_config(
+        tmp_path,
+        {
+            "exchange": {"flow": {"enabled": False}},
+            "strategy": {"instances": []},
+        },
+    )
+    with (
+        start_daemon("exchange", cfg) as ex,
+        start_daemon("feed", cfg) as feed,
+        start_daemon("strategy", cfg) as st,
+    ):
+        trader = SoupClient(ex.config["exchange"]["order_port"])
+        ref = 1
+
+        def burst(n: int) -> None:
+            nonlocal ref
+            for i in range(n):
+                trader.send_unsequenced(
+                    _enter(
+                        ref,
+                        "B" if i % 2 else "S",
+                        100 + i,
+                        1_894_000 + (i % 7) * 100 if i % 2 else 1_896_000 + (i % 5) * 100,
+                    )
+                )
+                ref += 1
+
+        burst(50)
+        md_before = ask(ex, "exchange", Depth("AAPL"))["md_sequence"]
+        wait_for(lambda: status(st, "strategy")["last_seq"] >= md_before, 10, "strategy caught up")
+        # Cut the feed's link, publish more while it is down, let it recover.
+        assert ask(ex, "exchange", Disconnect("md"))["dropped"] == 1
+        burst(80)
+        want = ask(ex, "exchange", Depth("AAPL"))
+        wait_for(
+            lambda: status(st, "strategy")["last_seq"] >= want["md_sequence"],
+            20,
+            "strategy recovered every message",
+        )
+        fdet = status(feed, "feed")
+        assert fdet["reconnects"] >= 1 and fdet["drops"] == 0
+        got = ask(st, "strategy", Depth("AAPL"))
+        assert got["md_sequence"] == want["md_sequence"]
+        assert got["orders"] == want["orders"] and got["bids"] == want["bids"]
+        assert got["asks"] == want["asks"]
+        assert status(st, "strategy")["gaps"] == 0
+        assert "reconnecting in" in feed.log
+
+
+def _enter(ref: int, side: str, qty: int, price: int) -> bytes:
+    from hftd.wire import ouch
+
+    return ouch.encode_inbound(ouch.EnterOrder(ref, side, qty, "AAPL", price))
+
+
+def test_nothing_beyond_a_risk_limit_reaches_the_venue(tmp_path: Path) -> None:
+    from hftd.wire import ouch
+
+    strategies = [
+        {**STRATEGIES[0], "order_qty": 300, "max_position": 5000, "threshold_sigma": 0.5},
+        {**STRATEGIES[1], "order_qty": 300, "max_position": 5000},
+        {
+            "name": "big",
+            "kind": "mean_reversion",
+            "symbols": ["MSFT"],
+            "order_qty": 700,
+            "max_position": 5000,
+            "window": 10,
+            "threshold_sigma": 0.5,
+            "cooldown_ms": 5.0,
+        },
+    ]
+    limits = {
+        "max_position": 600,
+        "max_order_qty": 500,
+        "max_orders_per_s": 8,
+        "max_gross_position": 8000,
+    }
+    cfg = trading_config(tmp_path, {"strategy": {"instances": strategies}, "risk": limits})
+    with start_daemon("exchange", cfg) as ex:
+        with (
+            start_daemon("feed", cfg),
+            start_daemon("gateway", cfg) as gw,
+            start_daemon("strategy", cfg) as st,
+        ):
+
+            def rejected_by() -> set[str]:
+                log = gw.log
+                return {
+                    c
+                    for c in ("max_position", "max_order_qty", "max_orders_per_s")
+                    if "risk REJECT" in log and f": {c} (" in log
+                }
+
+            wait_for(
+                lambda: rejected_by() == {"max_position", "max_order_qty", "max_orders_per_s"},
+                timeout=120,
+                what="each limit hit",
+            )
+            assert status(st, "strategy")["strategies"]["big"]["rejects"] >= 1
+        # Everything the venue ever saw from us, read back from our OUCH stream.
+        c = SoupClient(ex.config["exchange"]["order_port"], "HFTD", "hftd-pass", sequence=1)
+        end = ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"]
+        accepted: list[ouch.Accepted] = []
+        position: dict[str, int] = {}
+        seq = 0
+        while seq < end - 1:
+            ev = c.sequenced()
+            seq = ev.sequence
+            m = ouch.decode_outbound(ev.payload)
+            if isinstance(m, ouch.Accepted):
+                accepted.append(m)
+                assert m.quantity <= limits["max_order_qty"], m
+            elif isinstance(m, ouch.Executed):
+                a = next(a for a in accepted if a.user_ref == m.user_ref)
+                delta = m.quantity if a.side == "B" else -m.quantity
+                position[a.symbol] = position.get(a.symbol, 0) + delta
+                assert abs(position[a.symbol]) <= limits["max_position"], position
+    assert accepted, "no order reached the venue"
+    # The gateway's 1 s window runs on its clock at send time; the venue stamps
+    # on arrival, later by a varying delay. Counting in 0.95 s venue windows
+    # leaves 50 ms for that jitter.
+    times = sorted(a.timestamp for a in accepted)
+    worst = max(sum(1 for t in times if t0 <= t < t0 + 950_000_000) for t0 in times)
+    assert worst <= limits["max_orders_per_s"], worst
+    print(
+        f"{len(accepted)} orders reached the venue; busiest second {worst}; "
+        f"final positions {position}"
+    )
