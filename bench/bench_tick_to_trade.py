@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Tick-to-trade and order throughput of the whole system (real processes).
+
+    python bench/bench_tick_to_trade.py [--seconds S] [--rate R] [--throughput-seconds T]
+
+Phase 1, latency: `hftd up` runs exchange, feed, gateway and strategy. The
+venue's synthetic flow publishes a fixed load (`--rate` events per second per
+symbol, 4 symbols); the strategies trade on it. After `--seconds`, the
+gateway's HDR histograms give every hop: T1 feed receive -> T2 strategy
+decision -> T3 risk done -> T4 on the socket -> T5 venue acknowledgement, and
+tick-to-trade T1 -> T4. Logging is at "warning" so log lines do not sit on the
+hot path.
+
+Phase 2, throughput: the strategy is replaced by this process writing order
+commands straight into the orders ring as fast as the ring takes them
+(non-marketable IOC orders: the venue acknowledges and cancels each), for
+`--throughput-seconds`; orders/s = orders the venue acknowledged / time.
+
+Targets from the brief (reported, not asserted): tick-to-trade p50 < 50 us,
+p99 < 200 us; > 10,000 orders/s sustained for 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+
+from hftd.ipc.control import request_sync  # noqa: E402
+from hftd.ipc.ring import Ring  # noqa: E402
+from hftd.msg.control import Status  # noqa: E402
+from hftd.msg.hot import CMD_HEARTBEAT, CMD_NEW, OrderCommand  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def write_config(tmp: Path, phase: str, rate: float, with_monitor: bool = False) -> Path:
+    """default.toml, with the bench's load, limits and a private run dir/ports/rings."""
+    text = (ROOT / "config" / "default.toml").read_text()
+    data = tomllib.loads(text)
+    prefix = f"hftd-bench{os.getpid()}-{phase}"
+    lines = [
+        "[system]", f'run_dir = "{tmp / "run"}"', 'log_level = "warning"', "",
+    ]
+    for s in data["symbols"]:
+        lines += ["[[symbols]]", *(f"{k} = {toml_value(v)}" for k, v in s.items()), ""]
+    ex = dict(data["exchange"])
+    users = ex.pop("users")
+    for sub in ("ack_latency", "md_latency", "flow"):
+        ex.pop(sub, None)
+    ex.update(order_port=free_port(), md_port=free_port())
+    lines += ["[exchange]", *(f"{k} = {toml_value(v)}" for k, v in ex.items()), ""]
+    for u in users:
+        lines += ["[[exchange.users]]", *(f"{k} = {toml_value(v)}" for k, v in u.items()), ""]
+    lines += ["[exchange.flow]", f"arrival_rate_per_s = {rate if phase == 'latency' else 5.0}",
+              "cancel_ratio = 0.35", "marketable_ratio = 0.15", "max_resting_per_side = 300", ""]
+    lines += ["[rings]", f'prefix = "{prefix}"', ""]
+    lines += ["[risk]", "max_orders_per_s = 1000000", "max_working_orders = 100000",
+              "max_position = 1000000", "max_gross_position = 4000000", ""]
+    lines += ["[daemons.exchange]", "", '[daemons.feed]', 'after = ["exchange"]', "",
+              "[daemons.gateway]", 'after = ["exchange"]', ""]
+    if phase == "latency":
+        lines += ["[daemons.strategy]", 'after = ["feed", "gateway"]', ""]
+        lines += ["[[strategy.instances]]", 'name = "mr1"', 'kind = "mean_reversion"',
+                  'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
+                  "max_position = 100000", "window = 20", "threshold_sigma = 1.0",
+                  "cooldown_ms = 1.0", "aggression_ticks = 1", ""]
+        lines += ["[[strategy.instances]]", 'name = "mom1"', 'kind = "momentum"',
+                  'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
+                  "max_position = 100000", "fast_window = 5", "slow_window = 20",
+                  "cooldown_ms = 1.0", "order_timeout_ms = 200.0", ""]
+    if with_monitor:
+        lines += ["[daemons.monitor]", ""]
+    path = tmp / f"{phase}.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+class System:
+    """`hftd up` in a subprocess, ready once the supervisor sends READY=1."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.run_dir = config.parent / "run"
+        notify = config.parent / f"notify-{config.stem}.sock"
+        notify.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(notify))
+        self.log = open(config.parent / f"{config.stem}.log", "wb")  # noqa: SIM115
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hftd.cli", "up", "--config", str(config)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+        self.sock.settimeout(60)
+        while b"READY=1" not in self.sock.recv(4096):
+            pass
+
+    def status(self, name: str) -> dict[str, Any]:
+        reply = request_sync(self.run_dir / f"{name}.sock", Status())
+        detail: dict[str, Any] = reply.result["detail"]
+        return detail
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.sock.close()
+        self.log.close()
+
+
+def print_hops(summaries: list[dict[str, Any]]) -> None:
+    names = {"t1_t2": "T1->T2 feed->strategy", "t2_t3": "T2->T3 strategy->risk",
+             "t3_t4": "T3->T4 risk->wire", "t4_t5": "T4->T5 wire->venue ack",
+             "t1_t4": "T1->T4 tick-to-trade"}
+    print(f"  {'hop (us)':<26} {'count':>7} {'p50':>9} {'p95':>9} {'p99':>9} {'p99.9':>9} "
+          f"{'max':>9}")
+    for s in summaries:
+        print(f"  {names[s['hop']]:<26} {s['count']:>7} {s['p50']:>9.1f} {s['p95']:>9.1f} "
+              f"{s['p99']:>9.1f} {s['p999']:>9.1f} {s['max']:>9.1f}")
+
+
+def latency_phase(tmp: Path, seconds: float, rate: float, with_monitor: bool) -> dict[str, Any]:
+    system = System(write_config(tmp, "latency", rate, with_monitor))
+    try:
+        g0 = system.status("gateway")
+        time.sleep(seconds)  # the measurement window (a fixed load runs meanwhile)
+        g1 = system.status("gateway")
+        f1 = system.status("feed")
+    finally:
+        system.stop()
+    sent = g1["sent"] - g0["sent"]
+    print(f"latency phase: {seconds:.0f} s, synthetic flow {rate:g} events/s/symbol x 4, "
+          f"feed {f1['messages']} ITCH messages ({f1['messages'] / seconds:.0f}/s), "
+          f"orders sent {sent} ({sent / seconds:.1f}/s), fills {g1['fills']}, "
+          f"md drops {f1['drops']}")
+    print_hops(g1["latency_us"])
+    return g1
+
+
+def throughput_phase(tmp: Path, seconds: float) -> float:
+    cfg_path = write_config(tmp, "throughput", 5.0)
+    system = System(cfg_path)
+    prefix = tomllib.loads(cfg_path.read_text())["rings"]["prefix"]
+    ring = Ring.attach(f"{prefix}-orders")
+    enc = msgspec.msgpack.Encoder()
+    try:
+        hb = OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0)
+        ring.write(enc.encode(hb))
+        time.sleep(0.3)  # let the gateway see the strategy as up (heartbeat timeout path)
+        g0 = system.status("gateway")
+        cl = 1 << 40
+        t0 = time.monotonic()
+        next_hb = t0
+        full = 0
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if now - t0 >= seconds:
+                break
+            if now >= next_hb and ring.try_write(enc.encode(hb)):
+                next_hb = now + 0.05
+            for _ in range(64):
+                side = "B" if cl & 1 else "S"
+                price = 1_880_000 if side == "B" else 1_910_000  # off the touch, in the band
+                cmd = OrderCommand(CMD_NEW, cl, "AAPL", side, 100, price, "3", 0, "bench",
+                                   0, time.monotonic_ns())
+                if ring.try_write(enc.encode(cmd)):
+                    cl += 1
+                    sent += 1
+                else:
+                    full += 1
+                    break
+        elapsed = time.monotonic() - t0
+        time.sleep(1.0)
+        g1 = system.status("gateway")
+    finally:
+        ring.close()
+        system.stop()
+    acked = g1["latency_us"][3]["count"] - g0["latency_us"][3]["count"]
+    rejects = g1["risk_rejects"] - g0["risk_rejects"]
+    print(f"throughput phase: {elapsed:.1f} s, commands written {sent} ({sent / elapsed:.0f}/s), "
+          f"venue acknowledgements {acked} ({acked / elapsed:.0f} orders/s), risk rejects "
+          f"{rejects}, ring-full retries {full}")
+    print_hops(g1["latency_us"])
+    return acked / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
+    ap.add_argument("--rate", type=float, default=250.0, help="flow events/s per symbol")
+    ap.add_argument("--throughput-seconds", type=float, default=20.0)
+    ap.add_argument("--with-monitor", action="store_true", help="also run the monitor daemon")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
+          f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
+          f"{platform.platform()}")
+    with tempfile.TemporaryDirectory(prefix="hftd-bench-") as d:
+        latency_phase(Path(d), args.seconds, args.rate, args.with_monitor)
+        if args.throughput_seconds > 0:
+            throughput_phase(Path(d), args.throughput_seconds)
+
+
+if __name__ == "__main__":
+    main()
