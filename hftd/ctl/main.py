@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from hftd.config import ConfigError
-from hftd.ctl.commands import status
+from hftd.ctl.commands import status, verbs
 from hftd.ctl.context import CtlContext
 
 COMMANDS = [status]
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
         cmd.add_parser(sub)
+    verbs.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         ctx = CtlContext(args.config, args.run_dir)

@@ -16,6 +16,8 @@ venue sequence of the last report in the executions ring) are not sent again.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
@@ -136,6 +138,7 @@ class GatewayCore:
         self.strategy_seen_ns = 0
         self.strategy_up = False
         self.venue_up = False
+        self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
         self.counters = {
             "commands": 0,
             "sent": 0,
@@ -364,6 +367,17 @@ class GatewayCore:
         self.risk.on_fill(o.symbol, side, m.quantity, m.price, order_done=done)
         self.risk.set_pnl(self.book.total())
         self.counters["fills"] += 1
+        # (wall time ns, symbol, side, qty, price, tick-to-trade ns of the order)
+        self.recent_fills.append(
+            (
+                time.time_ns(),
+                o.symbol,
+                side,
+                m.quantity,
+                m.price,
+                o.t4 - o.t1 if o.t1 and o.t4 else 0,
+            )
+        )
         pos = self.book.position(o.symbol)
         if self.venue_seq > self.quiet_until:
             log.info(

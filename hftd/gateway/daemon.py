@@ -292,6 +292,18 @@ class GatewayService:
             "positions": msgspec.to_builtins(snap),
             "risk": core.risk.utilisation(),
             "latency_us": msgspec.to_builtins(core.latency.summaries()),
+            "latency_hdr": core.latency.encoded(),
+            "recent_fills": [
+                {
+                    "time_ns": t,
+                    "symbol": sym,
+                    "side": side,
+                    "qty": q,
+                    "price": p,
+                    "tick_to_trade_us": ttt / 1000,
+                }
+                for t, sym, side, q, p, ttt in list(core.recent_fills)
+            ],
         }
 
     async def handle(self, cmd: Command) -> Any:

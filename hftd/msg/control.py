@@ -74,7 +74,29 @@ class Disconnect(msgspec.Struct, tag=True, frozen=True):
     kind: str
 
 
-Command = Status | Snapshot | Depth | Reload | Hang | Resync | Disconnect
+class Pause(msgspec.Struct, tag=True, frozen=True):
+    """Gateway: hold new orders (working ones stay); undone by Resume."""
+
+
+class Resume(msgspec.Struct, tag=True, frozen=True):
+    """Gateway: back to ACTIVE after Pause, Halt or a tripped circuit breaker."""
+
+
+class Halt(msgspec.Struct, tag=True, frozen=True):
+    """Gateway kill switch: cancel every working order, refuse new ones until Resume."""
+
+    reason: str = "operator halt"
+
+
+class Flatten(msgspec.Struct, tag=True, frozen=True):
+    """Gateway: cancel working orders, close every position with marketable orders
+    through the risk path (REDUCING), then stay REDUCING until Resume."""
+
+
+Command = (
+    Status | Snapshot | Depth | Reload | Hang | Resync | Disconnect | Pause | Resume | Halt
+    | Flatten
+)
 
 
 class Reply(msgspec.Struct, frozen=True):
