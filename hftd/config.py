@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from hftd.risk.breaker import BreakerConfig
 from hftd.risk.limits import RiskLimits
 
 PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH and OUCH
@@ -295,6 +296,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     rings: RingsConfig = msgspec.field(default_factory=RingsConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
     daemons: dict[str, DaemonConfig] = msgspec.field(
         default_factory=lambda: {"exchange": DaemonConfig()}
     )

@@ -28,10 +28,20 @@ VERBS: dict[str, Verb] = {
         Verb("pause", Pause(), ("gateway",), False, "hold new orders; working ones stay"),
         Verb("resume", Resume(), ("gateway",), False, "trade again (after pause/halt/breaker)"),
         Verb("halt", Halt(), ("gateway",), True, "kill switch: cancel all, refuse new orders"),
-        Verb("flatten", Flatten(), ("gateway",), True,
-             "cancel all and close every position with marketable orders"),
-        Verb("reload", Reload(), ("exchange", "feed", "strategy", "gateway", "monitor"), False,
-             "re-read the config; apply what can change live"),
+        Verb(
+            "flatten",
+            Flatten(),
+            ("gateway",),
+            True,
+            "cancel all and close every position with marketable orders",
+        ),
+        Verb(
+            "reload",
+            Reload(),
+            ("exchange", "feed", "strategy", "gateway", "monitor"),
+            False,
+            "re-read the config; apply what can change live",
+        ),
     )
 }
 

@@ -30,13 +30,15 @@ from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import normalize
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Resync
-from hftd.msg.hot import MD_RESET, MarketDataUpdate
+from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
 from hftd.runtime.hotloop import HotLoop
 from hftd.wire import itch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
 log = logging.getLogger("hftd.feed")
+
+MD_HEARTBEAT_S = 0.1  # idle this long: publish MD_HEARTBEAT
 
 _md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
 
@@ -47,7 +49,7 @@ def resume_sequence(ring: Ring) -> int:
     if last is None:
         return 1
     u = _md_decoder.decode(last)
-    return 1 if u.kind == MD_RESET else u.seq + 1
+    return 1 if u.kind == MD_RESET else u.seq + 1  # a heartbeat carries the last sequence
 
 
 class FeedAgent:
@@ -67,6 +69,7 @@ class FeedAgent:
         self.reconnect_at = 0.0
         self.last_rx = 0.0
         self.last_tx = 0.0
+        self.last_publish = 0.0
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
         self.encoder = msgspec.msgpack.Encoder()
@@ -86,9 +89,13 @@ class FeedAgent:
         return [self.sock.fileno()] if self.sock is not None else []
 
     def next_timer_s(self) -> float:
+        now = time.monotonic()
         if self.sock is None:
-            return max(0.0, self.reconnect_at - time.monotonic())
-        return max(0.0, self.last_tx + soup.HEARTBEAT_INTERVAL - time.monotonic())
+            return max(0.0, self.reconnect_at - now)
+        return max(
+            0.0,
+            min(self.last_tx + soup.HEARTBEAT_INTERVAL, self.last_publish + MD_HEARTBEAT_S) - now,
+        )
 
     def do_work(self) -> int:
         sock = self.sock
@@ -117,12 +124,23 @@ class FeedAgent:
                 self._drop(f"protocol error: {exc}")
                 return 1
         now = time.monotonic()
+        if self.state == "live" and now - self.last_publish >= MD_HEARTBEAT_S:
+            self._publish_heartbeat(now)
         if now - self.last_tx >= soup.HEARTBEAT_INTERVAL:
             self._send(soup.CLIENT_HEARTBEAT)
         if now - self.last_rx > self.cfg.exchange.heartbeat_timeout_s:
             self._drop(f"venue silent for {now - self.last_rx:.1f} s")
             return 1
         return 0
+
+    def _publish_heartbeat(self, now: float) -> None:
+        """Tell the strategy the link is up though nothing traded (staleness check);
+        `seq` is the last sequence number published, so a consumer can spot drops."""
+        hb = MarketDataUpdate(
+            self.next_seq - 1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
+        )
+        self.ring.try_write(self.encoder.encode(hb))
+        self.last_publish = now
 
     # --- link -------------------------------------------------------------------------
 
@@ -190,6 +208,7 @@ class FeedAgent:
                     continue
                 if ring.try_write(enc.encode(u)):
                     self.counters["published"] += 1
+                    self.last_publish = self.last_rx
                 else:
                     self.counters["drops"] += 1
             elif isinstance(ev, soup.LoginAccepted):

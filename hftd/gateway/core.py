@@ -39,7 +39,8 @@ from hftd.msg.hot import (
     ExecutionReport,
     OrderCommand,
 )
-from hftd.risk.engine import RiskEngine
+from hftd.risk.breaker import CircuitBreaker
+from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
 from hftd.runtime.latency import HopRecorder
 from hftd.wire import ouch
 
@@ -52,6 +53,8 @@ REPLACE_PENDING = "replace pending"  # an old order whose replacement is on its 
 DONE = "done"
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+INTERNAL_CL_ID = 1 << 47  # the gateway's own orders (flatten), apart from any strategy's
+FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
 
 
 def to_b36(n: int) -> str:
@@ -138,6 +141,10 @@ class GatewayCore:
         self.strategy_seen_ns = 0
         self.strategy_up = False
         self.venue_up = False
+        self.breaker = CircuitBreaker(cfg.breaker)
+        self.paused = False
+        self.flattening = False
+        self.next_internal_cl_id = INTERNAL_CL_ID
         self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
         self.counters = {
             "commands": 0,
@@ -161,6 +168,8 @@ class GatewayCore:
             if not self.strategy_up:
                 self.strategy_up = True
                 log.info("strategy is up")
+            if c.qty and c.price:  # books in sync: is market data fresh?
+                self._maybe_trip(self.breaker.check_md_age(c.price / 1000))
             return
         if kind == CMD_MARK:
             mid = (c.qty + c.price) // 2
@@ -202,48 +211,150 @@ class GatewayCore:
             self.counters["held"] += 1
             self._reject(c, "held: the strategy is not up")
             return
-        market = c.price == ouch.MARKET_PRICE
-        d = self.risk.check_new(c.symbol, c.side, c.qty, c.price, now, market)
+        if self.paused:
+            self.counters["held"] += 1
+            self._reject(c, "held: trading is paused")
+            return
+        reason = self._send_new(
+            c.cl_id, c.symbol, c.side, c.qty, c.price, c.tif, c.strategy, c.t1, c.t2, now
+        )
+        if reason:
+            self._reject(c, reason)
+
+    def _send_new(
+        self,
+        cl_id: int,
+        symbol: str,
+        side: str,
+        qty: int,
+        price: int,
+        tif: str,
+        strategy: str,
+        t1: int,
+        t2: int,
+        now: int,
+    ) -> str:
+        """Risk-check and send one new order; "" if sent, else why not."""
+        market = price == ouch.MARKET_PRICE
+        d = self.risk.check_new(symbol, side, qty, price, now, market)
         t3 = self.clock()
         if not d.ok:
             self.counters["risk_rejects"] += 1
             log.warning(
                 "risk REJECT %s %s %d @ %s: %s (%s)",
-                c.symbol,
-                c.side,
-                c.qty,
-                _px(c.price),
+                symbol,
+                side,
+                qty,
+                _px(price),
                 d.check,
                 d.reason,
             )
-            self._reject(c, f"risk {d.check}: {d.reason}")
-            return
+            self._maybe_trip(self.breaker.record("risk_rejects", now))
+            return f"risk {d.check}: {d.reason}"
         ref = self.next_user_ref
         self.next_user_ref += 1
-        o = GwOrder(c.cl_id, ref, c.symbol, c.side, c.qty, c.price, c.tif, c.strategy)
-        o.t1, o.t2, o.t3 = c.t1, c.t2, t3
+        o = GwOrder(cl_id, ref, symbol, side, qty, price, tif, strategy)
+        o.t1, o.t2, o.t3 = t1, t2, t3
         o.sent_ns = now
-        self.orders[c.cl_id] = o
+        self.orders[cl_id] = o
         self.by_ref[ref] = o
-        self.risk.on_sent(c.symbol, c.side, c.qty, now)
+        self.risk.on_sent(symbol, side, qty, now)
         self.to_venue.append(
             ouch.encode_inbound(
-                ouch.EnterOrder(
-                    ref, c.side, c.qty, c.symbol, c.price, c.tif, cl_ord_id=to_b36(c.cl_id)
-                )
+                ouch.EnterOrder(ref, side, qty, symbol, price, tif, cl_ord_id=to_b36(cl_id))
             )
         )
         self.sent_orders.append(o)
         self.counters["sent"] += 1
         log.info(
             "risk OK, order sent %s %s %d @ %s (cl %d, ref %d)",
-            c.symbol,
-            "BUY" if c.side == "B" else "SELL",
-            c.qty,
-            _px(c.price),
-            c.cl_id,
+            symbol,
+            "BUY" if side == "B" else "SELL",
+            qty,
+            _px(price),
+            cl_id,
             ref,
         )
+        return ""
+
+    # --- operator controls, circuit breaker ----------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        if self.risk.mode == HALTED:
+            return "halted"
+        if self.risk.mode == REDUCING:
+            return "reducing"
+        return "paused" if self.paused else "active"
+
+    def _maybe_trip(self, reason: str | None) -> None:
+        if reason:
+            log.error("CIRCUIT BREAKER tripped: %s: halting, cancelling working orders", reason)
+            self.halt(f"circuit breaker: {reason}")
+
+    def cancel_all(self) -> int:
+        n = 0
+        for o in list(self.orders.values()):
+            if o.state in (PENDING, LIVE):
+                o.state = CANCEL_PENDING
+                self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+                n += 1
+        return n
+
+    def pause(self) -> dict[str, object]:
+        self.paused = True
+        log.warning("PAUSED by operator: new orders held, working orders stay")
+        return {"mode": self.mode}
+
+    def resume(self) -> dict[str, object]:
+        self.paused = False
+        self.flattening = False
+        self.breaker.rearm()
+        self.risk.set_mode(ACTIVE)
+        self.risk.resume()
+        log.warning("RESUMED by operator: trading active (breaker re-armed)")
+        return {"mode": self.mode}
+
+    def halt(self, reason: str) -> dict[str, object]:
+        self.risk.set_mode(HALTED)
+        self.flattening = False
+        n = self.cancel_all()
+        log.error(
+            "HALTED (%s): %d working orders cancelled, new orders refused until resume", reason, n
+        )
+        return {"mode": self.mode, "cancelled": n}
+
+    def flatten(self) -> dict[str, object]:
+        self.risk.set_mode(REDUCING)
+        self.paused = False
+        self.flattening = True
+        n = self.cancel_all()
+        log.warning("FLATTEN: %d working orders cancelled; closing every position", n)
+        return {"mode": self.mode, "cancelled": n}
+
+    def _flatten_step(self, now: int) -> None:
+        """Close what is still open with marketable IOC orders once nothing works."""
+        if not self.venue_up or any(o.state != DONE for o in self.orders.values()):
+            return
+        open_positions = [p for p in (self.book.position(s) for s in self.book.symbols()) if p.qty]
+        if not open_positions:
+            self.flattening = False
+            log.warning("FLAT: every position is zero, nothing working (mode stays reducing)")
+            return
+        for p in open_positions:
+            side = "S" if p.qty > 0 else "B"
+            mark = self.book.mark(p.symbol)
+            if mark is None:
+                price = ouch.MARKET_PRICE
+            else:
+                cross = FLATTEN_TICKS * 100
+                price = mark - cross if side == "S" else mark + cross
+                price -= price % 100
+            cl_id = self.next_internal_cl_id
+            self.next_internal_cl_id += 1
+            self._send_new(
+                cl_id, p.symbol, side, abs(p.qty), price, ouch.TIF_IOC, "flatten", 0, 0, now
+            )
 
     def _cancel(self, c: OrderCommand) -> None:
         o = self.orders.get(c.orig_cl_id)
@@ -418,6 +529,8 @@ class GatewayCore:
         o.leaves -= m.quantity
         self.risk.on_open_reduced(o.symbol, o.side, m.quantity)
         self.counters["cancels"] += 1
+        if self.venue_seq > self.quiet_until and m.reason == ouch.CANCEL_USER:
+            self._maybe_trip(self.breaker.record("cancels", self.clock()))
         if o.leaves <= 0:
             self.risk.on_order_finished()
         self._report(
@@ -495,6 +608,8 @@ class GatewayCore:
             return
         self.counters["venue_rejects"] += 1
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+        if self.venue_seq > self.quiet_until:
+            self._maybe_trip(self.breaker.record("venue_rejects", self.clock()))
         reason = f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}"
         if o.orig is not None and o.state != LIVE:  # a refused replace: the old order lives on
             old = o.orig
@@ -553,7 +668,8 @@ class GatewayCore:
     # --- timers ---------------------------------------------------------------------------
 
     def on_timer(self, now: int) -> None:
-        """Cancel orders the venue has not acknowledged in time; watch the strategy."""
+        """Cancel orders the venue has not acknowledged in time; watch the strategy;
+        drive a flatten."""
         limit = int(self.cfg.gateway.order_timeout_s * 1e9)
         for o in list(self.orders.values()):
             if o.state == PENDING and now - o.sent_ns > limit:
@@ -566,20 +682,18 @@ class GatewayCore:
                 o.state = CANCEL_PENDING
                 o.sent_ns = now
                 self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
-        if (
-            self.strategy_up
-            and now - self.strategy_seen_ns > self.cfg.gateway.strategy_timeout_s * 1e9
-        ):
+        silent = now - self.strategy_seen_ns
+        if self.strategy_up and silent > self.cfg.gateway.strategy_timeout_s * 1e9:
             self.strategy_up = False
+            n = self.cancel_all()
             log.error(
-                "strategy silent for %.1f s: cancelling its %d working orders, holding new ones",
-                (now - self.strategy_seen_ns) / 1e9,
-                len(self.orders),
+                "strategy silent for %.1f s: cancelled its %d working orders, holding "
+                "new ones until it is back",
+                silent / 1e9,
+                n,
             )
-            for o in list(self.orders.values()):
-                if o.state in (PENDING, LIVE):
-                    o.state = CANCEL_PENDING
-                    self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+        if self.flattening:
+            self._flatten_step(now)
 
     def heartbeat(self) -> ExecutionReport:
         return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, "", self.clock())

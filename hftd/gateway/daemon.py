@@ -23,7 +23,7 @@ from hftd.config import HftdConfig, ring_name
 from hftd.gateway.core import GatewayCore
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
-from hftd.msg.control import Command, Snapshot
+from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, OrderCommand
 from hftd.runtime.hotloop import HotLoop
 from hftd.wire import ouch
@@ -271,6 +271,12 @@ class GatewayService:
         core = a.core
         snap = core.book.snapshot()
         return {
+            "mode": core.mode,
+            "breaker": {
+                "tripped": core.breaker.tripped,
+                "reason": core.breaker.reason,
+                "trips": core.breaker.trips,
+            },
             "venue_up": core.venue_up,
             "strategy_up": core.strategy_up,
             "venue_seq": core.venue_seq,
@@ -307,6 +313,17 @@ class GatewayService:
         }
 
     async def handle(self, cmd: Command) -> Any:
+        if self.loop is None or self.agent is None:
+            raise ValueError("the gateway is still starting")
+        core = self.agent.core
+        if isinstance(cmd, Pause):
+            return await self.loop.call(core.pause)
+        if isinstance(cmd, Resume):
+            return await self.loop.call(core.resume)
+        if isinstance(cmd, Halt):
+            return await self.loop.call(lambda: core.halt(cmd.reason))
+        if isinstance(cmd, Flatten):
+            return await self.loop.call(core.flatten)
         raise ValueError(f"gateway does not handle {type(cmd).__name__}")
 
     def live_config(self) -> tuple[str, ...]:

@@ -94,7 +94,16 @@ class Flatten(msgspec.Struct, tag=True, frozen=True):
 
 
 Command = (
-    Status | Snapshot | Depth | Reload | Hang | Resync | Disconnect | Pause | Resume | Halt
+    Status
+    | Snapshot
+    | Depth
+    | Reload
+    | Hang
+    | Resync
+    | Disconnect
+    | Pause
+    | Resume
+    | Halt
     | Flatten
 )
 

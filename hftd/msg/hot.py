@@ -22,6 +22,7 @@ MD_DIRECTORY = 7  # a symbol and its locate code (R)
 MD_TRADING = 8  # trading state change (H); side carries the state
 MD_SYSTEM = 9  # system event (S); side carries the event code
 MD_RESET = 10  # feed handler: books must be rebuilt from the replay that follows
+MD_HEARTBEAT = 11  # feed handler: link up, nothing new; seq = last sequence published
 
 
 class MarketDataUpdate(msgspec.Struct, array_like=True, gc=False, frozen=True):
@@ -46,7 +47,7 @@ CMD_NEW = 1
 CMD_CANCEL = 2
 CMD_REPLACE = 3
 CMD_MARK = 4  # the strategy's BBO for marking positions: qty = bid, price = ask
-CMD_HEARTBEAT = 5  # the strategy is alive (sent on a timer)
+CMD_HEARTBEAT = 5  # alive (on a timer); qty = 1 if books are in sync, price = md age in ms
 
 
 class OrderCommand(msgspec.Struct, array_like=True, gc=False, frozen=True):

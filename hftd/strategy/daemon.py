@@ -24,7 +24,7 @@ from hftd.config import HftdConfig, ring_name
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync
-from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.runtime.hotloop import HotLoop
 from hftd.strategy.engine import StrategyEngine
 
@@ -98,10 +98,16 @@ class StrategyAgent:
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS
+            engine.in_sync = self.synced
             engine.on_timer()
         return work + n
 
     def _on_update(self, u: MarketDataUpdate) -> None:
+        self.engine.last_md_ns = time.monotonic_ns()
+        if u.kind == MD_HEARTBEAT:
+            if self.synced and u.seq > self.last_seq:
+                self._lost(f"md drop: feed published up to {u.seq}, last seen {self.last_seq}")
+            return
         if u.kind == MD_RESET:
             self.counters["resets"] += 1
             self.engine.on_update(u)

@@ -56,6 +56,8 @@ class StrategyEngine:
         self.next_heartbeat_ns = 0
         self.updates = 0
         self.gateway_seen_ns = 0
+        self.last_md_ns = 0  # any market data, feed heartbeats included
+        self.in_sync = True  # books consistent (the daemon sets this)
 
     # --- market data -----------------------------------------------------------------
 
@@ -107,7 +109,10 @@ class StrategyEngine:
         now = self.clock()
         scfg = self.cfg.strategy
         if now >= self.next_heartbeat_ns:
-            self.send(OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, now))
+            age_ms = (now - self.last_md_ns) // 1_000_000 if self.last_md_ns else 0
+            self.send(
+                OrderCommand(CMD_HEARTBEAT, 0, "", "", int(self.in_sync), age_ms, "", 0, "", 0, now)
+            )
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
         if now >= self.next_mark_ns:
             self.next_mark_ns = now + int(scfg.mark_interval_s * 1e9)

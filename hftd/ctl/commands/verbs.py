@@ -21,8 +21,10 @@ NOT_RUNNING = 3
 def run_verb(verb: Verb, ctx: CtlContext, args: argparse.Namespace) -> int:
     if verb.confirm and not args.yes:
         if not sys.stdin.isatty():
-            print(f"hftctl {verb.name}: {verb.help}. Refusing without --yes (no terminal to "
-                  "ask on).", file=sys.stderr)
+            print(
+                f"hftctl {verb.name}: {verb.help}. Refusing without --yes (no terminal to ask on).",
+                file=sys.stderr,
+            )
             return 2
         answer = input(f"{verb.name}: {verb.help}. Type '{verb.name}' to confirm: ")
         if answer.strip() != verb.name:
