@@ -1,0 +1,121 @@
+"""Operator controls end to end: flatten leaves nothing open, halt lets nothing out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hftd.ipc.control import request_sync
+from hftd.msg.control import Snapshot
+from hftd.wire import ouch
+from tests.integration.test_trading import ask, status, trading_config, wait_for
+from tests.support import Daemon, SoupClient, start_daemon
+
+pytestmark = pytest.mark.integration
+
+
+def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
+                         capture_output=True, text=True, timeout=30, check=False)
+    return res
+
+
+def venue_replies(ex: Daemon, first: int) -> list[ouch.Outbound]:
+    """Every OUCH reply to HFTD from sequence `first` to now."""
+    end = ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"]
+    if first >= end:
+        return []
+    c = SoupClient(ex.config["exchange"]["order_port"], "HFTD", "hftd-pass", sequence=first)
+    out = []
+    seq = first - 1
+    while seq < end - 1:
+        ev = c.sequenced()
+        seq = ev.sequence
+        out.append(ouch.decode_outbound(ev.payload))
+    return out
+
+
+def gross(gw: Daemon) -> int:
+    return int(status(gw, "gateway")["positions"]["gross_shares"])
+
+
+def test_flatten_then_halt(tmp_path: Path) -> None:
+    cfg = trading_config(tmp_path)
+    with (
+        start_daemon("exchange", cfg) as ex,
+        start_daemon("feed", cfg),
+        start_daemon("gateway", cfg) as gw,
+        start_daemon("strategy", cfg) as st,
+    ):
+        wait_for(lambda: gross(gw) >= 300, 120, "some positions")
+
+        # Flatten: every position to zero, nothing working at the venue.
+        res = hftctl(cfg, "flatten", "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "gateway: ok" in res.stdout
+
+        def flat() -> bool:
+            d = status(gw, "gateway")
+            snap = ask(ex, "exchange", Snapshot("HFTD"))
+            return (d["positions"]["gross_shares"] == 0 and not d["working"]
+                    and not snap["open_orders"])
+
+        wait_for(flat, 30, "flat")
+        d = status(gw, "gateway")
+        assert d["mode"] == "reducing"
+        assert all(p["qty"] == 0 for p in d["positions"]["positions"])
+        assert "FLAT: every position is zero" in gw.log
+        # The venue agrees: positions from its own fills are all zero.
+        pos: dict[str, int] = {}
+        for f in ask(ex, "exchange", Snapshot("HFTD"))["fills"]:
+            pos[f["symbol"]] = pos.get(f["symbol"], 0) + (
+                f["quantity"] if f["side"] == "B" else -f["quantity"])
+        assert set(pos.values()) <= {0}, pos
+
+        # Resume: trading again.
+        sent = status(gw, "gateway")["sent"]
+        assert hftctl(cfg, "resume").returncode == 0
+        assert status(gw, "gateway")["mode"] == "active"
+        wait_for(lambda: status(gw, "gateway")["sent"] > sent, 60, "orders after resume")
+
+        # Halt: nothing reaches the venue until re-armed, though the strategy keeps trying.
+        res = hftctl(cfg, "halt", "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        halted_at = ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"]
+        d0 = status(gw, "gateway")
+        assert d0["mode"] == "halted"
+        wait_for(lambda: status(gw, "gateway")["risk_rejects"] >= d0["risk_rejects"] + 3, 60,
+                 "the strategy trying while halted")
+        wait_for(lambda: not status(gw, "gateway")["working"], 10, "working orders cancelled")
+        after = venue_replies(ex, halted_at)
+        assert not [m for m in after if isinstance(m, ouch.Accepted)], "an order got out"
+        assert not ask(ex, "exchange", Snapshot("HFTD"))["open_orders"]
+        assert "HALTED (operator halt)" in gw.log
+        strat: dict[str, Any] = status(st, "strategy")
+        assert sum(s["rejects"] for s in strat["strategies"].values()) >= 3
+
+        # Re-armed by the operator: orders flow again.
+        assert hftctl(cfg, "resume").returncode == 0
+        wait_for(lambda: any(isinstance(m, ouch.Accepted)
+                             for m in venue_replies(ex, halted_at)), 60, "orders after re-arm")
+
+
+def test_verbs_need_confirmation_and_a_running_system(tmp_path: Path) -> None:
+    cfg = trading_config(tmp_path)
+    res = hftctl(cfg, "halt")
+    assert res.returncode == 2 and "--yes" in res.stderr
+    res = hftctl(cfg, "pause")
+    assert res.returncode == 3 and "not running" in res.stdout
+    with start_daemon("exchange", cfg), start_daemon("gateway", cfg) as gw:
+        res = hftctl(cfg, "pause")
+        assert res.returncode == 0
+        assert status(gw, "gateway")["mode"] == "paused"
+        reply = request_sync(Path(gw.config["system"]["run_dir"]) / "exchange.sock",
+                             Snapshot("HFTD"))
+        assert reply.ok
+        assert hftctl(cfg, "resume").returncode == 0
+        assert status(gw, "gateway")["mode"] == "active"
