@@ -291,7 +291,9 @@ class GatewayService:
                     "side": o.side,
                     "leaves": o.leaves,
                     "price": o.price,
+                    "tif": o.tif,
                     "state": o.state,
+                    "strategy": o.strategy,
                 }
                 for o in list(core.orders.values())
             ],

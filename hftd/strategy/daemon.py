@@ -23,7 +23,7 @@ from hftd.book.l3 import BookError
 from hftd.config import HftdConfig, ring_name
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
-from hftd.msg.control import Command, Depth, DepthInfo, Resync
+from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
 from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.runtime.hotloop import HotLoop
 from hftd.strategy.engine import StrategyEngine
@@ -162,12 +162,34 @@ class StrategyService:
                 log.warning("feed not reachable for a resync (%s); retrying", exc)
             await trio.sleep(0.2)
 
+    async def _recover(self, agent: StrategyAgent) -> None:
+        """Take over the working orders and positions a previous run left (from the
+        gateway, which owns them); nothing to do on a first start."""
+        path = self.cfg.system.resolved_run_dir() / "gateway.sock"
+        try:
+            with trio.fail_after(3):
+                reply = await request(path, Status())
+        except (OSError, trio.TooSlowError):
+            log.info("gateway not reachable: starting with no working orders")
+            return
+        if not reply.ok or not reply.result.get("detail"):
+            return
+        detail = reply.result["detail"]
+        positions = {p["symbol"]: p["qty"] for p in detail["positions"]["positions"]}
+        n = agent.engine.adopt(detail["working"], positions)
+        log.info(
+            "recovered from the gateway: %d working orders, positions %s",
+            n,
+            {k: v for k, v in positions.items() if v},
+        )
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         rc = self.cfg.rings
         md = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
         agent = self.agent = StrategyAgent(self.cfg, md, execs, orders)
+        await self._recover(agent)
         fresh = md.tail == 0
         if not fresh:
             agent.want_resync = True
@@ -202,6 +224,7 @@ class StrategyService:
             **a.counters,
             "working": e.working(),
             "untracked": e.untracked(),
+            "stale_reports": e.stale(),
             "strategies": {
                 s.name: {"signals": s.signals, **s.om.counts, "positions": dict(s.om.positions)}
                 for s in e.strategies

@@ -9,6 +9,7 @@ report is routed by its cl_id alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from hftd.book.l3 import BookBuilder
 from hftd.config import HftdConfig
@@ -127,6 +128,29 @@ class StrategyEngine:
         for s in self.strategies:
             s.on_timer(now)
 
+    def adopt(self, working: list[dict[str, Any]], positions: dict[str, int]) -> int:
+        """Recover what a previous run left: working orders (routed by cl_id) and
+        each symbol's net position, as the gateway knows them."""
+        n = 0
+        for w in working:
+            idx = (w["cl_id"] >> _RANGE_SHIFT) - 1
+            if 0 <= idx < len(self.strategies):
+                self.strategies[idx].om.adopt(
+                    w["cl_id"],
+                    w["symbol"],
+                    w["side"],
+                    w["leaves"],
+                    w["price"],
+                    w.get("tif", "0"),
+                    w["state"] != "live",
+                )
+                n += 1
+        for s in self.strategies:
+            for sym in s.cfg.symbols:
+                if sym in positions:
+                    s.om.positions[sym] = positions[sym]
+        return n
+
     def reconfigure(self, cfg: HftdConfig) -> None:
         """Apply new strategy parameters (same instances, same symbols)."""
         self.cfg = cfg
@@ -138,3 +162,6 @@ class StrategyEngine:
 
     def untracked(self) -> int:
         return sum(s.om.untracked for s in self.strategies)
+
+    def stale(self) -> int:
+        return sum(s.om.stale for s in self.strategies)

@@ -93,7 +93,9 @@ class OrderManager:
         self.clock = clock
         self.orders: dict[int, WorkingOrder] = {}
         self.positions: dict[str, int] = {}
-        self.untracked = 0
+        self.first_cl_id = first_cl_id
+        self.untracked = 0  # reports for this run's orders that we do not know: a bug
+        self.stale = 0  # reports for a previous run's orders (after a restart)
         self.refused = 0  # commands the gateway ring would not take
         self.counts = {"sent": 0, "fills": 0, "partial_fills": 0, "rejects": 0, "cancels": 0}
 
@@ -168,7 +170,7 @@ class OrderManager:
         if r.kind == EX_REPLACED:
             old = self.orders.get(r.orig_cl_id)
             if old is None:
-                self.untracked += 1
+                self._unknown(r.orig_cl_id)
                 return None
             new = WorkingOrder(r.cl_id, old.symbol, old.side, r.qty, r.price, old.tif)
             new.state = LIVE
@@ -180,7 +182,7 @@ class OrderManager:
         if o is None and r.kind == EX_REJECTED and r.orig_cl_id:
             o = self.orders.get(r.orig_cl_id)  # a refused replace: cl_id was the new id
         if o is None:
-            self.untracked += 1
+            self._unknown(r.cl_id)
             return None
         if r.kind == EX_ACCEPTED:
             self._event(o, "accepted")
@@ -202,6 +204,27 @@ class OrderManager:
             else:
                 self._event(o, "done")
         return o
+
+    def _unknown(self, cl_id: int) -> None:
+        if cl_id >= self.first_cl_id:
+            self.untracked += 1
+        else:
+            self.stale += 1
+
+    def adopt(
+        self,
+        cl_id: int,
+        symbol: str,
+        side: str,
+        leaves: int,
+        price: int,
+        tif: str,
+        pending_cancel: bool,
+    ) -> None:
+        """Take over an order a previous run of this strategy left working."""
+        o = WorkingOrder(cl_id, symbol, side, leaves, price, tif)
+        o.state = CANCEL_PENDING if pending_cancel else LIVE
+        self.orders[cl_id] = o
 
     def working(self, symbol: str | None = None) -> list[WorkingOrder]:
         return [o for o in self.orders.values() if symbol is None or o.symbol == symbol]
