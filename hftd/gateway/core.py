@@ -156,6 +156,7 @@ class GatewayCore:
             "replaces": 0,
             "timeouts": 0,
             "untracked": 0,
+            "late_cancel_rejects": 0,
             "held": 0,
         }
 
@@ -604,7 +605,11 @@ class GatewayCore:
     def _rejected(self, m: ouch.Rejected) -> None:
         o = self.by_ref.get(m.user_ref)
         if o is None:
-            self.counters["untracked"] += 1
+            if m.user_ref < self.next_user_ref and m.reason == ouch.REJECT_UNKNOWN_ORDER:
+                # A cancel that crossed the order's last fill: the order is done already.
+                self.counters["late_cancel_rejects"] += 1
+            else:
+                self.counters["untracked"] += 1
             return
         self.counters["venue_rejects"] += 1
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
