@@ -19,6 +19,7 @@ import msgspec
 
 from hftd.risk.breaker import BreakerConfig
 from hftd.risk.limits import RiskLimits
+from hftd.runtime.journal import FsyncPolicy
 
 PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH and OUCH
 
@@ -143,6 +144,11 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     md_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
     flow: FlowConfig = msgspec.field(default_factory=FlowConfig)
     flow_seed: int = 42
+    # Every venue input is journaled before it is applied; a restart replays it.
+    journal: str = ""  # "" = <run_dir>/exchange.journal
+    journal_fsync: FsyncPolicy = "batch"
+    journal_batch_interval_s: Seconds = 0.1  # "batch": fdatasync at most this often
+    fresh_start: bool = False  # true: discard the journal and open a new day
 
     def problems(self) -> Iterator[str]:
         if self.order_port == self.md_port:
@@ -239,8 +245,66 @@ class GatewayConfig(_Base, frozen=True, kw_only=True):
     password: Alpha10 = "hftd-pass"
     order_timeout_s: Seconds = 2.0  # no acknowledgement in this time: cancel it
     strategy_timeout_s: Seconds = 1.0  # no strategy heartbeat: cancel its orders, hold new ones
+    journal: str = ""  # "" = <run_dir>/gateway.journal
+    journal_fsync: FsyncPolicy = "batch"
+    journal_batch_s: Seconds = 0.05  # batch policy: fdatasync at most this often
     reconnect_min_s: Seconds = 0.05
     reconnect_max_s: Seconds = 2.0
+
+
+ALERT_RULES = (
+    "daemon_down",
+    "daemon_restarted",
+    "latency",
+    "feed_gaps",
+    "ring_drops",
+    "risk_utilisation",
+    "pnl_stop",
+    "breaker",
+    "trading_mode",
+    "link_down",
+)
+LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
+
+
+class AlertRulesConfig(_Base, frozen=True, kw_only=True):
+    """The monitor's alert rules and thresholds (applied live on reload)."""
+
+    latency_hop: LatencyHop = "t1_t4"  # tick-to-trade by default
+    latency_p99_us: Annotated[float, msgspec.Meta(gt=0.0)] = 5000.0  # over monitor.latency_window_s
+    latency_min_samples: Positive = 5  # fewer orders in the window: no verdict
+    max_gaps_per_min: NonNegative = 0  # feed sequence gaps in the last 60 s
+    max_drops_per_min: NonNegative = 0  # md ring drops + orders refused (ring full), last 60 s
+    risk_utilisation: Ratio = 0.8  # any risk limit used past this fraction
+    pnl_stop_fraction: Ratio = 0.8  # loss past this fraction of risk.daily_loss_limit
+    down_after_s: Seconds = 1.0  # a control socket silent this long: daemon down
+    start_grace_s: Seconds = 30.0  # a daemon never seen up is "down" only after this
+    restart_hold_s: Seconds = 60.0  # a restart stays an alert this long
+    link_down_after_s: Seconds = 2.0  # venue/md session or strategy heartbeat lost this long
+    disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
+
+    def problems(self) -> Iterator[str]:
+        for name in self.disabled:
+            if name not in ALERT_RULES:
+                yield f"disabled: unknown rule {name!r} (known: {', '.join(ALERT_RULES)})"
+
+
+class MonitorConfig(_Base, frozen=True, kw_only=True):
+    """The monitor daemon: polling, rolling window, web dashboard, /metrics, alerts."""
+
+    poll_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=5.0)] = 0.25
+    request_timeout_s: Seconds = 1.0  # one control-socket request
+    window_s: Annotated[float, msgspec.Meta(ge=10.0, le=86400.0)] = 300.0  # charts, 1 point/s
+    latency_window_s: Annotated[float, msgspec.Meta(ge=1.0)] = 60.0  # "recent" percentiles
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"  # loopback: the page can pause, halt and flatten
+    web_port: Port = 8080
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0 = /metrics on web_port
+    alerts: AlertRulesConfig = msgspec.field(default_factory=AlertRulesConfig)
+
+    def problems(self) -> Iterator[str]:
+        if self.metrics_port and self.metrics_port == self.web_port:
+            yield "metrics_port: must differ from web_port (0 = serve /metrics on web_port)"
 
 
 COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe")
@@ -295,6 +359,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     rings: RingsConfig = msgspec.field(default_factory=RingsConfig)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
     daemons: dict[str, DaemonConfig] = msgspec.field(
@@ -499,6 +564,12 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 RING_EDGES = ("md", "orders", "executions")
+
+
+def gateway_journal_path(cfg: HftdConfig) -> Path:
+    """Where the gateway journals orders sent and executions received."""
+    j = cfg.gateway.journal
+    return Path(j) if j else cfg.system.resolved_run_dir() / "gateway.journal"
 
 
 def ring_name(cfg: HftdConfig, edge: str) -> str:

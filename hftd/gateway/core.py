@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -41,6 +42,7 @@ from hftd.msg.hot import (
 )
 from hftd.risk.breaker import CircuitBreaker
 from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
+from hftd.runtime.journal import Journal
 from hftd.runtime.latency import HopRecorder
 from hftd.wire import ouch
 
@@ -53,6 +55,8 @@ REPLACE_PENDING = "replace pending"  # an old order whose replacement is on its 
 DONE = "done"
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_jenc = msgspec.msgpack.Encoder()
+_jdec = msgspec.msgpack.Decoder(tuple[str, int, Any, Any])
 INTERNAL_CL_ID = 1 << 47  # the gateway's own orders (flatten), apart from any strategy's
 FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
 
@@ -145,6 +149,7 @@ class GatewayCore:
         self.paused = False
         self.flattening = False
         self.next_internal_cl_id = INTERNAL_CL_ID
+        self.journal: Journal | None = None
         self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
         self.counters = {
             "commands": 0,
@@ -260,10 +265,10 @@ class GatewayCore:
         self.orders[cl_id] = o
         self.by_ref[ref] = o
         self.risk.on_sent(symbol, side, qty, now)
-        self.to_venue.append(
-            ouch.encode_inbound(
-                ouch.EnterOrder(ref, side, qty, symbol, price, tif, cl_ord_id=to_b36(cl_id))
-            )
+        self._out(
+            cl_id,
+            strategy,
+            ouch.EnterOrder(ref, side, qty, symbol, price, tif, cl_ord_id=to_b36(cl_id)),
         )
         self.sent_orders.append(o)
         self.counters["sent"] += 1
@@ -298,7 +303,7 @@ class GatewayCore:
         for o in list(self.orders.values()):
             if o.state in (PENDING, LIVE):
                 o.state = CANCEL_PENDING
-                self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+                self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
                 n += 1
         return n
 
@@ -363,7 +368,7 @@ class GatewayCore:
             self._reject(c, "cancel: order not working", c.orig_cl_id)
             return
         o.state = CANCEL_PENDING
-        self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+        self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
 
     def _replace(self, c: OrderCommand, now: int) -> None:
         old = self.orders.get(c.orig_cl_id)
@@ -386,15 +391,110 @@ class GatewayCore:
         self.orders[c.cl_id] = new
         self.by_ref[ref] = new
         new.reserved = self.risk.on_replace_sent(old.symbol, old.side, old.leaves, c.qty, now)
-        self.to_venue.append(
-            ouch.encode_inbound(
-                ouch.ReplaceOrder(
-                    old.user_ref, ref, c.qty, c.price, old.tif, cl_ord_id=to_b36(c.cl_id)
-                )
-            )
+        self._out(
+            c.cl_id,
+            c.strategy,
+            ouch.ReplaceOrder(
+                old.user_ref, ref, c.qty, c.price, old.tif, cl_ord_id=to_b36(c.cl_id)
+            ),
         )
         self.sent_orders.append(new)
         self.counters["replaces"] += 1
+
+    def _out(self, cl_id: int, strategy: str, msg: ouch.Inbound) -> None:
+        """Queue one OUCH message for the venue, journaled first (it is acted on)."""
+        payload = ouch.encode_inbound(msg)
+        if self.journal is not None:
+            self.journal.append(_jenc.encode(("O", cl_id, strategy, payload)))
+        self.to_venue.append(payload)
+
+    # --- journal replay -------------------------------------------------------------------
+
+    def replay(self, records: list[bytes], now: int) -> int:
+        """Rebuild state from journal records; returns the last venue sequence seen.
+
+        "O" records restore what was sent (orders, replaces, cancels pending);
+        "V" records re-apply the venue's replies. Reports for replies past
+        `quiet_until` (the strategy never got them) are produced again.
+        """
+        last_seq = 0
+        journal, self.journal = self.journal, None  # replaying is not acting anew
+        try:
+            for raw in records:
+                rec = _jdec.decode(raw)
+                if rec[0] == "V":
+                    last_seq = rec[1]
+                    self.on_venue(ouch.decode_outbound(rec[2]), rec[1], now)
+                else:
+                    self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]))
+        finally:
+            self.journal = journal
+        return last_seq
+
+    def _replay_sent(self, cl_id: int, strategy: str, m: ouch.Inbound) -> None:
+        if isinstance(m, ouch.EnterOrder):
+            if m.user_ref in self.by_ref:
+                return
+            o = GwOrder(
+                cl_id, m.user_ref, m.symbol, m.side, m.quantity, m.price, m.time_in_force, strategy
+            )
+            self.orders[cl_id] = o
+            self.by_ref[m.user_ref] = o
+            self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
+            self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+        elif isinstance(m, ouch.ReplaceOrder):
+            old = self.by_ref.get(m.orig_user_ref)
+            if old is None or m.new_user_ref in self.by_ref:
+                return
+            new = GwOrder(
+                cl_id, m.new_user_ref, old.symbol, old.side, m.quantity, m.price, old.tif, strategy
+            )
+            new.orig = old
+            old.state = REPLACE_PENDING
+            self.orders[cl_id] = new
+            self.by_ref[m.new_user_ref] = new
+            new.reserved = self.risk.on_replace_sent(
+                old.symbol, old.side, old.leaves, m.quantity, 0
+            )
+            self.next_user_ref = max(self.next_user_ref, m.new_user_ref + 1)
+        else:
+            target = self.by_ref.get(m.user_ref)
+            if target is not None and target.state in (PENDING, LIVE):
+                target.state = CANCEL_PENDING
+
+    def journal_venue(self, seq: int, payload: bytes) -> None:
+        """Journal a venue reply before it is applied."""
+        if self.journal is not None:
+            self.journal.append(_jenc.encode(("V", seq, payload)))
+
+    # --- reconciliation ----------------------------------------------------------------------
+
+    def reconcile(self, snap: dict[str, Any]) -> list[str]:
+        """Compare with the venue's snapshot of our orders and fills; the differences."""
+        problems: list[str] = []
+        venue_open = {o["user_ref"]: o["open_qty"] for o in snap["open_orders"]}
+        mine = {o.user_ref: o.leaves for o in self.by_ref.values() if o.state != DONE and o.acked}
+        for ref in sorted(set(venue_open) | set(mine)):
+            if venue_open.get(ref) != mine.get(ref):
+                problems.append(
+                    f"order UserRefNum {ref}: venue open {venue_open.get(ref)}, "
+                    f"gateway open {mine.get(ref)}"
+                )
+        pos: dict[str, int] = {}
+        for f in snap["fills"]:
+            pos[f["symbol"]] = pos.get(f["symbol"], 0) + (
+                f["quantity"] if f["side"] == "B" else -f["quantity"]
+            )
+        for sym in sorted(set(pos) | set(self.book.symbols())):
+            mine_qty = self.book.position(sym).qty
+            if pos.get(sym, 0) != mine_qty:
+                problems.append(
+                    f"position {sym}: venue fills say {pos.get(sym, 0)}, gateway has {mine_qty}"
+                )
+        fills = sum(self.book.position(s).fills for s in self.book.symbols())
+        if fills != len(snap["fills"]):
+            problems.append(f"fills: venue {len(snap['fills'])}, gateway {fills}")
+        return problems
 
     def stamp_sent(self, t4: int) -> None:
         """The queued OUCH bytes are on the socket now (T4)."""
@@ -686,7 +786,7 @@ class GatewayCore:
                 )
                 o.state = CANCEL_PENDING
                 o.sent_ns = now
-                self.to_venue.append(ouch.encode_inbound(ouch.CancelOrder(o.user_ref, 0)))
+                self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
         silent = now - self.strategy_seen_ns
         if self.strategy_up and silent > self.cfg.gateway.strategy_timeout_s * 1e9:
             self.strategy_up = False

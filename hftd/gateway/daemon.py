@@ -19,13 +19,14 @@ from typing import Any
 import msgspec
 import trio
 
-from hftd.config import HftdConfig, ring_name
+from hftd.config import HftdConfig, gateway_journal_path, ring_name
 from hftd.gateway.core import GatewayCore
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, OrderCommand
 from hftd.runtime.hotloop import HotLoop
+from hftd.runtime.journal import Journal
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -51,7 +52,7 @@ class GatewayAgent:
         self.pending: deque[bytes] = deque()  # reports the ring could not take yet
         self.sock: socket.socket | None = None
         self.session = soup.ClientSession()
-        self.next_seq = 1  # always replay the whole stream on start: it rebuilds state
+        self.next_seq = 1  # set from the journal by the service before the loop starts
         self.requested = 0
         self.live = threading.Event()
         self.backoff = cfg.gateway.reconnect_min_s
@@ -62,6 +63,9 @@ class GatewayAgent:
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
         self.counters = {"reconnects": 0, "report_backlog": 0}
+        self.replay_target = 0  # our OUCH stream's end at the snapshot cut
+        self.snapshot: dict[str, Any] | None = None  # the venue's view at that cut
+        self.reconciled = False
 
     # --- agent ------------------------------------------------------------------------
 
@@ -80,7 +84,7 @@ class GatewayAgent:
             work += self._read_venue()
         orders, dec = self.orders, self.dec
         n = 0
-        for _ in range(BATCH):
+        for _ in range(BATCH if self.reconciled else 0):
             raw = orders.read()
             if raw is None:
                 break
@@ -190,7 +194,9 @@ class GatewayAgent:
                 if type(ev) is soup.SequencedData:
                     work += 1
                     self.next_seq = ev.sequence + 1
-                    core.on_venue(ouch.decode_outbound(ev.payload), ev.sequence, now)
+                    msg = ouch.decode_outbound(ev.payload)
+                    core.journal_venue(ev.sequence, ev.payload)
+                    core.on_venue(msg, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
                     if ev.sequence != self.requested:
                         log.error(
@@ -213,11 +219,27 @@ class GatewayAgent:
         except RemoteProtocolError as exc:
             self._drop(f"protocol error: {exc}")
             return work + 1
-        if core.venue_up and core.venue_seq >= self.replay_target:
-            self.live.set()
+        if not self.reconciled and core.venue_up and core.venue_seq >= self.replay_target:
+            self._reconcile()
         return work
 
-    replay_target = 0
+    def _reconcile(self) -> None:
+        """Our state at the venue's snapshot cut (no new orders sent yet) must match it."""
+        self.reconciled = True
+        core = self.core
+        if self.snapshot is not None:
+            problems = core.reconcile(self.snapshot)
+            if problems:
+                for p in problems:
+                    log.error("reconciliation mismatch: %s", p)
+                core.halt(f"reconciliation found {len(problems)} mismatches")
+            else:
+                log.info(
+                    "reconciled with the venue: %d open orders, %d fills agree",
+                    len(self.snapshot["open_orders"]),
+                    len(self.snapshot["fills"]),
+                )
+        self.live.set()
 
 
 class GatewayService:
@@ -226,23 +248,40 @@ class GatewayService:
         self.agent: GatewayAgent | None = None
         self.loop: HotLoop | None = None
 
-    async def _replay_target(self) -> int:
-        """Where our OUCH stream ends now (from the venue's snapshot), so READY
-        waits for the replay that rebuilds positions; 0 if the venue does not say."""
+    async def _venue_snapshot(self) -> dict[str, Any] | None:
+        """The venue's record of our orders and fills (None if it cannot say)."""
         path = self.cfg.system.resolved_run_dir() / "exchange.sock"
         try:
             with trio.fail_after(2):
                 reply = await request(path, Snapshot(self.cfg.gateway.username))
         except (OSError, trio.TooSlowError):
-            return 0
-        return int(reply.result["next_sequence"]) - 1 if reply.ok else 0
+            log.warning("no venue snapshot: starting without reconciliation")
+            return None
+        snap: dict[str, Any] = reply.result
+        return snap if reply.ok else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         rc = self.cfg.rings
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         agent = self.agent = GatewayAgent(self.cfg, orders, execs)
-        agent.replay_target = await self._replay_target()
+        gw = self.cfg.gateway
+        journal, records = Journal.recover(
+            gateway_journal_path(self.cfg), gw.journal_fsync, gw.journal_batch_s
+        )
+        agent.core.journal = journal
+        t0 = time.monotonic()
+        last_seq = agent.core.replay(records, time.monotonic_ns())
+        agent.next_seq = last_seq + 1
+        log.info(
+            "journal: %d records replayed in %.0f ms; logging in from sequence %d",
+            len(records),
+            (time.monotonic() - t0) * 1000,
+            agent.next_seq,
+        )
+        agent.snapshot = await self._venue_snapshot()
+        if agent.snapshot is not None:
+            agent.replay_target = int(agent.snapshot["next_sequence"]) - 1
         loop = self.loop = HotLoop("gateway", agent, [orders], rc.wait_for("gateway"), rc.spin_us)
         loop.start()
         try:
@@ -254,8 +293,9 @@ class GatewayService:
             )
             task_status.started()
             while loop.alive:
-                await trio.sleep(0.1)
+                await trio.sleep(0.05)
                 agent.core.latency.fold()
+                await trio.to_thread.run_sync(journal.maybe_sync)
             raise RuntimeError(f"gateway hot loop died: {loop.error!r}")
         finally:
             loop.stop()
@@ -263,6 +303,7 @@ class GatewayService:
                 agent.sock.close()
             orders.close()
             execs.close()
+            journal.close()
 
     def status_detail(self) -> dict[str, Any]:
         a = self.agent

@@ -24,7 +24,15 @@ from typing import Any
 
 import trio
 
-from hftd.config import RING_EDGES, DaemonConfig, HftdConfig, SupervisorConfig, ring_name
+from hftd.config import (
+    RING_EDGES,
+    DaemonConfig,
+    HftdConfig,
+    SupervisorConfig,
+    gateway_journal_path,
+    ring_name,
+)
+from hftd.exchange.journal import journal_path as exchange_journal_path
 from hftd.ipc.control import serve_control
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, DaemonStatus, Status
@@ -105,11 +113,16 @@ class Supervisor:
     # --- lifecycle ------------------------------------------------------------------
 
     def remove_rings(self) -> None:
-        """`hftd up` runs a whole system, venue included: rings from another run
-        (a crash, or the last clean stop) hold stale data. Start and end clean."""
+        """`hftd up` runs a whole system, venue included, as a new trading day:
+        rings and journals from another run (a crash, or the last clean stop)
+        hold stale state. Start and end clean; restarts in between keep them."""
         removed = remove_rings(self.cfg)
+        for path in (gateway_journal_path(self.cfg), exchange_journal_path(self.cfg)):
+            if path.exists():
+                path.unlink()
+                removed.append(path.name)
         if removed:
-            log.info("removed rings: %s", ", ".join(removed))
+            log.info("removed state of another run: %s", ", ".join(removed))
 
     async def run(self) -> None:
         self.notify_dir.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,9 @@ def system(tmp_path: Path) -> Any:
         {
             "daemons": {
                 "exchange": {"watchdog_s": 2.0},
+                "feed": {"enabled": False},
+                "gateway": {"enabled": False},
+                "strategy": {"enabled": False},
                 "probe": {"after": ["exchange"], "watchdog_s": 1.0},
             },
             "supervisor": {"flap_max_restarts": 50},
