@@ -38,6 +38,10 @@ def _service(component: str) -> ServiceFactory:
         from hftd.gateway.daemon import GatewayService
 
         return GatewayService
+    if component == "monitor":
+        from hftd.monitor.daemon import MonitorService
+
+        return MonitorService
     if component == "probe":
         from hftd.runtime.probe import ProbeService
 
@@ -46,7 +50,10 @@ def _service(component: str) -> ServiceFactory:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    return run_daemon(args.command, args.config, _service(args.command))
+    factory = _service(args.command)  # imports everything the daemon needs
+    if args.standby and sys.stdin.readline() != "go\n":
+        return 0  # the supervisor no longer needs this spare
+    return run_daemon(args.command, args.config, factory)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -86,10 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         ("feed", cmd_daemon, "run the feed handler daemon"),
         ("strategy", cmd_daemon, "run the strategy daemon"),
         ("gateway", cmd_daemon, "run the order gateway daemon"),
+        ("monitor", cmd_daemon, "run the monitor daemon (web dashboard, /metrics, alerts)"),
         ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")
+        if fn is cmd_daemon:
+            p.add_argument(
+                "--standby",
+                action="store_true",
+                help="import everything, then wait for 'go' on stdin (warm spare)",
+            )
         p.set_defaults(fn=fn)
     p = sub.add_parser("replay", help="rebuild books from an ITCH 5.0 BinaryFILE")
     p.add_argument("file", help="NASDAQ BinaryFILE (u16 length + ITCH message, repeated)")

@@ -147,7 +147,7 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     # Every venue input is journaled before it is applied; a restart replays it.
     journal: str = ""  # "" = <run_dir>/exchange.journal
     journal_fsync: FsyncPolicy = "batch"
-    journal_batch_interval_s: Seconds = 0.1  # "batch": fdatasync at most this often
+    journal_batch_s: Seconds = 0.1  # "batch": fdatasync at most this often
     fresh_start: bool = False  # true: discard the journal and open a new day
 
     def problems(self) -> Iterator[str]:

@@ -5,9 +5,15 @@
   from N; a new login for a user replaces that user's old connection).
 - tcp `md_port`: ITCH 5.0 over SoupBinTCP 3.0 (any username/password; login
   from sequence 1 replays the whole day, 0 starts from now).
-- control socket `<run_dir>/exchange.sock`: Status, Snapshot(user).
+- control socket `<run_dir>/exchange.sock`: Status, Snapshot(user), Depth(symbol),
+  Disconnect(kind).
 
 A malformed or out-of-protocol packet ends only the session that sent it.
+
+Every input to the venue (OUCH messages, synthetic flow steps, start of day)
+is journaled before it is applied (`hftd.exchange.journal`); a restarted
+exchange replays the journal before it says READY, so its books and its
+sequenced streams are exactly those it had when it died.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ from typing import Any
 import trio
 
 from hftd.config import HftdConfig
-from hftd.exchange.flow import FlowCancel, FlowGenerator
+from hftd.exchange.journal import JournaledVenue, JournalMismatch, open_venue
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
-from hftd.exchange.venue import Venue
 from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Snapshot
+from hftd.runtime.journal import JournalCorrupt
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -68,7 +74,8 @@ class ExchangeDaemon:
     def __init__(self, cfg: HftdConfig) -> None:
         self.cfg = cfg
         self.ex = cfg.exchange
-        self.venue = Venue(cfg, make_clock())
+        self.jv = JournaledVenue(cfg, make_clock())  # replaced by the journal's in run()
+        self.venue = self.jv.venue
         self.changed = Broadcast()
         self.ack_latency = LatencyModel(self.ex.ack_latency)
         self.md_latency = LatencyModel(self.ex.md_latency)
@@ -76,7 +83,6 @@ class ExchangeDaemon:
         self.passwords = {u.username: u.password for u in self.ex.users}
         self.active: dict[str, trio.CancelScope] = {}
         self.md_sessions = 0
-        self.flows: dict[str, FlowGenerator] = {}
         self.md_scopes: set[trio.CancelScope] = set()
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
@@ -84,9 +90,36 @@ class ExchangeDaemon:
     # --- entry point -----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.venue.start_of_day()
+        try:
+            self.jv, rec = open_venue(self.cfg, self.jv.live_clock)
+        except (JournalCorrupt, JournalMismatch) as exc:
+            log.error(
+                "cannot replay the journal: %s (set exchange.fresh_start or remove it "
+                "to open a new day)",
+                exc,
+            )
+            raise
+        self.venue = self.jv.venue
+        log.info(
+            "journal %s: replayed %d records (%d venue inputs) in %.3f s%s",
+            rec.path,
+            rec.records,
+            rec.inputs,
+            rec.seconds,
+            f", torn tail of {rec.torn.discarded} bytes discarded" if rec.torn else "",
+        )
+        if not self.jv.started:
+            self.jv.start_of_day()
         self.md_released = len(self.venue.md)
+        try:
+            await self._serve(task_status)
+        finally:
+            if self.jv.journal is not None:
+                self.jv.journal.close()  # after every task that appends is gone
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sync_journal)
             order_listeners = await nursery.start(
                 partial(trio.serve_tcp, self._order_session, self.ex.order_port, host=self.ex.host)
             )
@@ -96,16 +129,8 @@ class ExchangeDaemon:
             self.order_port = order_listeners[0].socket.getsockname()[1]
             self.md_port = md_listeners[0].socket.getsockname()[1]
             nursery.start_soon(self._release_md)
-            for i, s in enumerate(self.cfg.symbols):
-                gen = FlowGenerator(
-                    self.cfg.flow_for(s.symbol),
-                    s.reference_price_fp,
-                    s.tick_fp,
-                    s.round_lot,
-                    self.ex.flow_seed * 7919 + i,
-                )
-                self.flows[s.symbol] = gen
-                nursery.start_soon(self._flow, s.symbol, gen)
+            for i in range(len(self.cfg.symbols)):
+                nursery.start_soon(self._flow, i)
             log.info(
                 "venue up: orders tcp %s:%d, market data tcp %s:%d, %d symbols",
                 self.ex.host,
@@ -116,6 +141,15 @@ class ExchangeDaemon:
             )
             task_status.started()
 
+    async def _sync_journal(self) -> None:
+        """The journal's "batch" fsync, off the input path (in a worker thread)."""
+        journal = self.jv.journal
+        if journal is None or journal.fsync != "batch":
+            return
+        while True:
+            await trio.sleep(journal.batch_interval_s)
+            await trio.to_thread.run_sync(journal.sync)
+
     # --- control -----------------------------------------------------------------
 
     def status_detail(self) -> dict[str, Any]:
@@ -125,6 +159,7 @@ class ExchangeDaemon:
             "order_sessions": sorted(self.active),
             "md_sessions": self.md_sessions,
             "md_messages": len(self.venue.md),
+            "journal_records": self.jv.journal.records if self.jv.journal else 0,
             **self.venue.counters,
         }
 
@@ -136,8 +171,8 @@ class ExchangeDaemon:
         self.ex = cfg.exchange
         self.ack_latency = LatencyModel(self.ex.ack_latency)
         self.md_latency = LatencyModel(self.ex.md_latency)
-        for symbol, gen in self.flows.items():
-            gen.cfg = cfg.flow_for(symbol)
+        for i, s in enumerate(cfg.symbols):
+            self.jv.set_flow(i, cfg.flow_for(s.symbol))
 
     async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Snapshot):
@@ -170,21 +205,15 @@ class ExchangeDaemon:
 
     # --- background flow and md latency -------------------------------------------
 
-    async def _flow(self, symbol: str, gen: FlowGenerator) -> None:
+    async def _flow(self, index: int) -> None:
+        jv = self.jv
         while True:
-            if not gen.cfg.enabled or gen.cfg.arrival_rate_per_s <= 0:
+            cfg = jv.flows[index].cfg
+            if not cfg.enabled or cfg.arrival_rate_per_s <= 0:
                 await trio.sleep(0.25)  # may be switched on by a reload
                 continue
-            await trio.sleep(gen.next_delay())
-            action = gen.next_action()
-            if isinstance(action, FlowCancel):
-                self.venue.flow_cancel(action.order_ref)
-            else:
-                ref = self.venue.flow_enter(
-                    symbol, action.side, action.quantity, action.price, action.tif
-                )
-                if ref is not None:
-                    gen.rested(ref)
+            await trio.sleep(jv.next_flow_delay(index))
+            jv.flow_step(index)
             self._published()
 
     def _published(self) -> None:
@@ -286,7 +315,7 @@ class ExchangeDaemon:
                 msg = ouch.decode_inbound(ev.payload)
                 if self.ack_latency.enabled:
                     await trio.sleep(self.ack_latency.sample())
-                self.venue.handle(user, msg)
+                self.jv.handle(user, ev.payload, msg)  # journaled, then applied
                 self._published()
             elif isinstance(ev, soup.LogoutRequested):
                 return False

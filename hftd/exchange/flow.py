@@ -4,11 +4,15 @@ Each event is drawn from a Poisson arrival process: the mid price takes a
 Gaussian random-walk step, then the participant either cancels one of its
 resting orders, sends a marketable order, or posts a passive limit order
 within `depth_levels` ticks of the touch implied by the mid and the spread.
-The same seed gives the same sequence of actions, so runs are reproducible.
+The same seed gives the same sequence of actions, so runs are reproducible;
+the generator's state after n steps depends only on the seed, the config of
+each step and the `rested()` calls, which is what lets the exchange rebuild it
+from its journal by taking the same n steps again.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 import msgspec
@@ -45,9 +49,15 @@ class FlowGenerator:
         self.resting: list[int] = []  # our resting order references (may include dead ones)
 
     def next_delay(self) -> float:
-        """Seconds until the next event."""
+        """Seconds until the next event (exponential; the same draws as `expovariate`).
+
+        Always consumes exactly one random number, whatever the rate, so that
+        replaying a journal of steps restores the generator's state even when
+        the rate was changed between drawing a delay and taking the step.
+        """
+        u = self.rng.random()
         rate = self.cfg.arrival_rate_per_s
-        return self.rng.expovariate(rate) if rate > 0 else 3600.0
+        return -math.log(1.0 - u) / rate if rate > 0 else 3600.0
 
     def _size(self) -> int:
         c = self.cfg

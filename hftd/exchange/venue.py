@@ -3,7 +3,9 @@
 Pure: the daemon hands it decoded OUCH messages (and synthetic flow) and a
 clock; it appends encoded replies to each user's sequenced OUCH stream and
 market data to the ITCH stream, and keeps each user's fills for
-reconciliation snapshots. Re-login from sequence N is served from the
+reconciliation snapshots. The daemon's clock (`journal.StepClock`) holds one
+timestamp per input, journaled with the input, so that replaying the journal
+into a new Venue reproduces every byte of every stream. Re-login from sequence N is served from the
 streams, so nothing here depends on a connection being up.
 
 OUCH rules this venue applies beyond the engine's:
@@ -128,7 +130,8 @@ class Venue:
             self.user(user).stream.append(ouch.encode_outbound(msg))
 
     def start_of_day(self) -> None:
-        """Publish the opening ITCH sequence: S O, R and H per symbol, S S, S Q."""
+        """Publish the opening ITCH sequence (S O, R and H per symbol, S S, S Q) and
+        open each configured user's OUCH stream (System Event S)."""
         ts = self.clock_ns()
         self._md(itch.SystemEvent(0, 0, ts, "O"))
         for s in self.cfg.symbols:
@@ -157,6 +160,10 @@ class Venue:
             self._md(itch.TradingAction(loc, 0, ts, s.symbol, "T", " ", ""))
         self._md(itch.SystemEvent(0, 0, ts, "S"))
         self._md(itch.SystemEvent(0, 0, ts, "Q"))
+        # Every configured user's OUCH stream opens now, not at its first
+        # login, so that logins and snapshots never change the venue's state.
+        for u in self.cfg.exchange.users:
+            self.user(u.username)
 
     def end_of_day(self) -> None:
         """Cancel day orders and publish end of market/system hours."""

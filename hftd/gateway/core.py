@@ -56,7 +56,7 @@ DONE = "done"
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _jenc = msgspec.msgpack.Encoder()
-_jdec = msgspec.msgpack.Decoder(tuple[str, int, Any, Any])
+_jdec = msgspec.msgpack.Decoder(tuple[Any, ...])
 INTERNAL_CL_ID = 1 << 47  # the gateway's own orders (flatten), apart from any strategy's
 FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
 

@@ -72,6 +72,7 @@ class Child:
         self.recoveries_ms: list[float] = []
         self.flaps = FlapDetector(scfg.flap_window_s, scfg.flap_max_restarts)
         self.scope = trio.CancelScope()
+        self.spare: trio.Process | None = None  # warm standby process for the next restart
         self.first_ready = trio.Event()  # READY once, or given up on
         self.stopped = trio.Event()
 
@@ -102,6 +103,7 @@ class Supervisor:
         self.order = cfg.start_order()
         self.children = {n: Child(n, cfg.daemons[n], self.scfg) for n in self.order}
         self.notifier = Notifier()
+        self.stopping = False
 
     # --- control -----------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Supervisor:
         self.remove_rings()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
+                self.nursery = nursery
                 await nursery.start(serve_control, self.run_dir / "supervisor.sock", self.handle)
                 nursery.start_soon(self._start_all, nursery)
                 async for signum in signals:
@@ -138,10 +141,12 @@ class Supervisor:
                         ", ".join(reversed(self.order)),
                     )
                     break
+                self.stopping = True
                 for name in reversed(self.order):
                     child = self.children[name]
                     child.scope.cancel()
                     await child.stopped.wait()
+                    await _dismiss(child)
                 nursery.cancel_scope.cancel()
         self.remove_rings()
         log.info("all daemons stopped")
@@ -205,13 +210,14 @@ class Supervisor:
         )
         env.pop("WATCHDOG_PID", None)
         child.state = "starting"
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "hftd.cli", child.name, "--config", self.config_path],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = child.spare if child.spare is not None else await self._spawn(child, env)
+        child.spare = None
+        assert proc.stdin is not None
+        await proc.stdin.send_all(b"go\n")
         child.pid = proc.pid
+        # The next restart uses a warm spare: interpreter up, modules imported,
+        # so a restart costs the daemon's own start-up only.
+        self.nursery.start_soon(self._prepare_spare, child, env)
         try:
             async with trio.open_nursery() as nursery:
                 last_ping = [time.monotonic()]
@@ -229,6 +235,30 @@ class Supervisor:
             path.unlink(missing_ok=True)
             with trio.CancelScope(shield=True):
                 await self._stop(child, proc)
+
+    async def _spawn(self, child: Child, env: dict[str, str]) -> trio.Process:
+        return await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "hftd.cli",
+                child.name,
+                "--config",
+                self.config_path,
+                "--standby",
+            ],
+            env=env,
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    async def _prepare_spare(self, child: Child, env: dict[str, str]) -> None:
+        if child.spare is not None or self.stopping:
+            return
+        spare = await self._spawn(child, env)
+        child.spare = spare
+        if self.stopping:  # shutdown began meanwhile
+            await _dismiss(child)
 
     async def _notifications(
         self, child: Child, sock: trio.socket.SocketType, last_ping: list[float], died_at: float
@@ -293,6 +323,21 @@ def remove_rings(cfg: HftdConfig) -> list[str]:
         except FileNotFoundError:
             pass
     return removed
+
+
+async def _dismiss(child: Child) -> None:
+    """Send an unused spare away (EOF on its stdin ends it)."""
+    spare, child.spare = child.spare, None
+    if spare is None:
+        return
+    with trio.CancelScope(shield=True):
+        if spare.stdin is not None:
+            await spare.stdin.aclose()
+        with trio.move_on_after(5):
+            await spare.wait()
+        if spare.returncode is None:
+            spare.kill()
+            await spare.wait()
 
 
 def _first(group: BaseExceptionGroup[_Died]) -> _Died:

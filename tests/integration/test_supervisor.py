@@ -58,6 +58,7 @@ def system(tmp_path: Path) -> Any:
                 "feed": {"enabled": False},
                 "gateway": {"enabled": False},
                 "strategy": {"enabled": False},
+                "monitor": {"enabled": False},
                 "probe": {"after": ["exchange"], "watchdog_s": 1.0},
             },
             "supervisor": {"flap_max_restarts": 50},

@@ -1,0 +1,339 @@
+"""The exchange's write-ahead journal: every venue input, replayed on restart.
+
+A SIGKILLed exchange must come back with the same books and the same
+sequenced streams, or sequence-number recovery by the gateway and the feed
+means nothing. The venue is deterministic given its inputs and the clock
+value each input saw, so `JournaledVenue` appends every input with its
+timestamp to a `hftd.runtime.journal.Journal` *before* applying it, and a
+restart applies the same records through the same code paths: the OUCH and
+ITCH streams come out byte-identical, so a client re-logging in from
+sequence N gets exactly what it would have got without the crash.
+
+Records (msgpack arrays, tag first), in the order they happened::
+
+    ["B", version, identity, flows]  first record: what the venue is (symbols,
+                                     users, seed, limits) and each symbol's flow config
+    ["S", ts]                        start of day
+    ["I", ts, user, raw]             one inbound OUCH message (raw bytes as received)
+    ["F", ts, index]                 one synthetic flow step for symbols[index]
+    ["P", index, flow]               symbols[index]'s flow config changed (reload)
+    ["E", ts]                        end of day
+
+Why this is enough:
+- The clock is a `StepClock` holding one value per input: every timestamp an
+  input stamps (OUCH replies, ITCH messages, fills) is the journaled `ts`.
+- Users' OUCH streams open at start of day, so logins and snapshots change
+  nothing; latency injection happens before an input is journaled.
+- A flow step is `next_delay()` then `next_action()` on the symbol's seeded
+  generator, then the venue, then `rested()`; replay takes the same draws
+  (`next_delay` consumes one random number whatever the rate) with the
+  journaled flow config, so the generator's RNG and resting list match too.
+
+An input journaled but not applied when the process died is applied by the
+replay: its replies are then in the streams for the client to fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from hftd.config import FlowConfig, HftdConfig
+from hftd.exchange.flow import FlowCancel, FlowGenerator
+from hftd.exchange.venue import Venue
+from hftd.runtime.journal import Journal, TornInfo
+from hftd.wire import ouch
+
+log = logging.getLogger("hftd.exchange")
+
+VERSION: Final = 1
+
+
+class StepClock:
+    """The venue's clock: the timestamp of the input being applied."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: int = 0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class JournalMismatch(Exception):
+    """The journal is not this venue's (other symbols, users or seed), or not a journal."""
+
+
+# --- records ------------------------------------------------------------------------
+
+
+class VenueIdentity(msgspec.Struct, frozen=True, array_like=True):
+    """The config a journal's replay depends on and that cannot change live."""
+
+    symbols: list[tuple[str, int, int, int]]  # symbol, reference price, tick, round lot
+    users: list[str]
+    max_order_size: int
+    flow_seed: int
+
+    @classmethod
+    def of(cls, cfg: HftdConfig) -> VenueIdentity:
+        return cls(
+            [(s.symbol, s.reference_price_fp, s.tick_fp, s.round_lot) for s in cfg.symbols],
+            [u.username for u in cfg.exchange.users],
+            cfg.exchange.max_order_size,
+            cfg.exchange.flow_seed,
+        )
+
+
+class Begin(msgspec.Struct, tag="B", frozen=True, array_like=True):
+    version: int
+    identity: VenueIdentity
+    flows: list[FlowConfig]  # per symbol, in config order
+
+
+class StartOfDay(msgspec.Struct, tag="S", frozen=True, array_like=True):
+    ts: int
+
+
+class Inbound(msgspec.Struct, tag="I", frozen=True, array_like=True):
+    ts: int
+    user: str
+    raw: bytes  # the OUCH message as received
+
+
+class FlowStep(msgspec.Struct, tag="F", frozen=True, array_like=True):
+    ts: int
+    index: int  # into cfg.symbols
+
+
+class FlowParams(msgspec.Struct, tag="P", frozen=True, array_like=True):
+    index: int
+    flow: FlowConfig
+
+
+class EndOfDay(msgspec.Struct, tag="E", frozen=True, array_like=True):
+    ts: int
+
+
+Record = Begin | StartOfDay | Inbound | FlowStep | FlowParams | EndOfDay
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Record).decode
+
+
+def journal_path(cfg: HftdConfig) -> Path:
+    """Where the exchange journals: `exchange.journal`, else <run_dir>/exchange.journal."""
+    if cfg.exchange.journal:
+        return Path(cfg.exchange.journal)
+    return cfg.system.resolved_run_dir() / "exchange.journal"
+
+
+# --- the journaled venue --------------------------------------------------------------
+
+
+class JournaledVenue:
+    """A `Venue` and its flow generators; each input is journaled, then applied.
+
+    Without a journal it is the same venue, unrecorded (tests, backtests).
+    """
+
+    def __init__(
+        self, cfg: HftdConfig, clock_ns: Callable[[], int], journal: Journal | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.live_clock = clock_ns
+        self.clock = StepClock()
+        self.venue = Venue(cfg, self.clock)
+        self.flows = [
+            FlowGenerator(
+                cfg.flow_for(s.symbol),
+                s.reference_price_fp,
+                s.tick_fp,
+                s.round_lot,
+                cfg.exchange.flow_seed * 7919 + i,
+            )
+            for i, s in enumerate(cfg.symbols)
+        ]
+        self.journal = journal
+        self.begun = False
+        self.started = False
+        self.ended = False
+        self.inputs = 0  # applied, replayed ones included
+
+    def _now(self) -> int:
+        """The live clock, never behind the last input's timestamp."""
+        ts = self.live_clock()
+        return ts if ts > self.clock.now else self.clock.now
+
+    def _record(self, rec: Record) -> None:
+        if self.journal is not None:
+            self.journal.append(_encode(rec))
+
+    # --- live inputs: journal, then apply ----------------------------------------------
+
+    def begin(self) -> None:
+        """Write the journal's first record (a new journal only)."""
+        if self.begun:
+            raise RuntimeError("journal already begun")
+        self._apply(Begin(VERSION, VenueIdentity.of(self.cfg), [g.cfg for g in self.flows]))
+
+    def start_of_day(self) -> None:
+        self._apply(StartOfDay(self._now()))
+
+    def end_of_day(self) -> None:
+        self._apply(EndOfDay(self._now()))
+
+    def handle(self, user: str, raw: bytes, msg: ouch.Inbound | None = None) -> None:
+        """Apply one OUCH message from `user`; `msg` is `raw` decoded, if already done.
+
+        RemoteProtocolError (raw is not OUCH) is raised before anything is journaled.
+        """
+        if msg is None:
+            msg = ouch.decode_inbound(raw)
+        ts = self._now()
+        self._record(Inbound(ts, user, raw))
+        self._inbound(ts, user, msg)
+
+    def next_flow_delay(self, index: int) -> float:
+        """Seconds until symbols[index]'s next flow step; call once before each step."""
+        return self.flows[index].next_delay()
+
+    def flow_step(self, index: int) -> None:
+        """One synthetic flow action for symbols[index] (after `next_flow_delay`)."""
+        ts = self._now()
+        self._record(FlowStep(ts, index))
+        self._flow_step(ts, index)
+
+    def set_flow(self, index: int, flow: FlowConfig) -> bool:
+        """Change symbols[index]'s flow config; False if it is unchanged."""
+        if flow == self.flows[index].cfg:
+            return False
+        self._apply(FlowParams(index, flow))
+        return True
+
+    def _apply(self, rec: Record) -> None:
+        self._record(rec)
+        self._replay_one(rec)
+
+    # --- applying (live and replay share these) -----------------------------------------
+
+    def _inbound(self, ts: int, user: str, msg: ouch.Inbound) -> None:
+        self.clock.now = ts
+        self.inputs += 1
+        self.venue.handle(user, msg)
+
+    def _flow_step(self, ts: int, index: int) -> None:
+        self.clock.now = ts
+        self.inputs += 1
+        gen = self.flows[index]
+        action = gen.next_action()
+        if isinstance(action, FlowCancel):
+            self.venue.flow_cancel(action.order_ref)
+        else:
+            ref = self.venue.flow_enter(
+                self.cfg.symbols[index].symbol,
+                action.side,
+                action.quantity,
+                action.price,
+                action.tif,
+            )
+            if ref is not None:
+                gen.rested(ref)
+
+    def _replay_one(self, rec: Record) -> None:
+        if isinstance(rec, Inbound):
+            self._inbound(rec.ts, rec.user, ouch.decode_inbound(rec.raw))
+        elif isinstance(rec, FlowStep):
+            self.flows[rec.index].next_delay()
+            self._flow_step(rec.ts, rec.index)
+        elif isinstance(rec, Begin):
+            self._begin(rec)
+        elif isinstance(rec, StartOfDay):
+            self.clock.now = rec.ts
+            self.inputs += 1
+            self.venue.start_of_day()
+            self.started = True
+        elif isinstance(rec, FlowParams):
+            self.flows[rec.index].cfg = rec.flow
+        else:
+            self.clock.now = rec.ts
+            self.inputs += 1
+            self.venue.end_of_day()
+            self.ended = True
+
+    def _begin(self, rec: Begin) -> None:
+        if self.begun:
+            raise JournalMismatch("a second Begin record")
+        if rec.version != VERSION:
+            raise JournalMismatch(f"journal format {rec.version}, this code reads {VERSION}")
+        mine = VenueIdentity.of(self.cfg)
+        if rec.identity != mine:
+            diff = [
+                f"{f}: journal {getattr(rec.identity, f)!r}, config {getattr(mine, f)!r}"
+                for f in mine.__struct_fields__
+                if getattr(rec.identity, f) != getattr(mine, f)
+            ]
+            raise JournalMismatch("written for another venue: " + "; ".join(diff))
+        for gen, flow in zip(self.flows, rec.flows, strict=True):
+            gen.cfg = flow
+        self.begun = True
+
+    # --- replay -----------------------------------------------------------------------
+
+    def replay(self, records: Iterable[bytes]) -> int:
+        """Apply journaled records (not journaling them again); returns how many."""
+        n = 0
+        for payload in records:
+            try:
+                rec = _decode(payload)
+            except msgspec.DecodeError as exc:
+                raise JournalMismatch(f"record {n + 1} is not an exchange record: {exc}") from exc
+            if n == 0 and not isinstance(rec, Begin):
+                raise JournalMismatch("first record is not Begin: not an exchange journal")
+            self._replay_one(rec)
+            n += 1
+        return n
+
+
+class Recovery(msgspec.Struct, frozen=True):
+    """What opening the journal found and did."""
+
+    path: str
+    records: int  # replayed
+    inputs: int  # of which venue inputs
+    seconds: float
+    torn: TornInfo | None  # the torn tail that was cut off
+
+
+def open_venue(cfg: HftdConfig, clock_ns: Callable[[], int]) -> tuple[JournaledVenue, Recovery]:
+    """The venue rebuilt from `journal_path(cfg)` (unless `fresh_start`), journaling on.
+
+    Raises JournalCorrupt or JournalMismatch if the journal cannot be replayed.
+    """
+    ex = cfg.exchange
+    path = journal_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ex.fresh_start and path.exists():
+        log.warning("fresh start: discarding journal %s", path)
+        path.unlink()
+    t0 = time.perf_counter()
+    journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s)
+    try:
+        jv = JournaledVenue(cfg, clock_ns, journal)
+        n = jv.replay(records)
+        del records
+        if not jv.begun:
+            jv.begin()
+        for i, s in enumerate(cfg.symbols):  # a reload the journal does not know of
+            if jv.set_flow(i, cfg.flow_for(s.symbol)):
+                log.info("flow config of %s differs from the journal's: now the config's", s.symbol)
+    except BaseException:
+        journal.close()
+        raise
+    return jv, Recovery(str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn)

@@ -1,0 +1,296 @@
+"""An append-only journal file of checksummed records (single writer).
+
+The gateway journals every order sent and execution received, the exchange
+simulator every input to its venue, *before* acting on it; a restarted
+process replays the records to rebuild its state.
+
+Record layout (big-endian; the payload is opaque, msgpack by convention)::
+
+    0        4        8                     8 + length
+    +--------+--------+---------------------+
+    | length | crc32  | payload             |
+    |  u32   |  u32   | `length` bytes      |
+    +--------+--------+---------------------+
+
+    crc32 = zlib.crc32(length field bytes + payload)
+
+The checksum covers the length field too, so a header of zeros (what a file
+extended but not yet written holds after a power loss) is never a valid
+record. A file is records back to back, nothing else.
+
+Reading (`read_all`, `recover`):
+- every whole record with a good checksum is returned, in order;
+- a damaged tail (short header, short payload, bad length or bad checksum,
+  with no valid record after it) is what an interrupted append leaves: it is
+  discarded, never misread, and reported as `TornInfo(offset, reason)`;
+- a damaged record *followed by a valid one* cannot come from an interrupted
+  append: that is corruption and raises `JournalCorrupt(offset)` rather than
+  silently skipping a record that was acted upon.
+
+Durability of `append` (the record is handed to the OS with one `os.write`,
+never buffered in Python, so a killed process never loses an appended record):
+- ``always``: fdatasync after every append (survives power loss per record);
+- ``batch``: fdatasync at most every `batch_interval_s`, done by `maybe_sync()`
+  or `sync()` which the owner calls (a timer; `sync()` may run in a worker
+  thread while `append` runs in the owner's);
+- ``never``: the OS decides (survives a process crash, not a power loss).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Literal
+
+import msgspec
+
+FsyncPolicy = Literal["always", "batch", "never"]
+FSYNC_POLICIES: Final = ("always", "batch", "never")
+
+HEADER: Final = struct.Struct(">II")  # length, crc32
+LENGTH: Final = struct.Struct(">I")
+MAX_RECORD: Final = 1 << 24  # payload bytes; a larger length field is damage
+
+log = logging.getLogger("hftd.journal")
+
+
+class JournalCorrupt(Exception):
+    """A damaged record with valid records after it: not a torn tail."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(
+            f"journal {path} is corrupt at byte {offset} ({reason}) with valid records "
+            "after it; refusing to skip a record that was acted upon"
+        )
+
+
+class TornInfo(msgspec.Struct, frozen=True):
+    """A damaged tail that was discarded: where it started and why."""
+
+    offset: int  # the end of the last whole record = where the damage starts
+    reason: str  # "short header", "short payload", "bad length", "bad crc"
+    discarded: int  # bytes from `offset` to the end of the file
+
+
+def frame(payload: bytes) -> bytes:
+    """One record: header + payload."""
+    n = len(payload)
+    if n > MAX_RECORD:
+        raise ValueError(f"journal record of {n} bytes exceeds {MAX_RECORD}")
+    length = LENGTH.pack(n)
+    return length + LENGTH.pack(zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def _record_at(buf: memoryview, off: int) -> tuple[int, str]:
+    """(end offset, "") of a valid record at `off`, or (-1, why not)."""
+    end = len(buf)
+    if end - off < HEADER.size:
+        return -1, "short header"
+    length, crc = HEADER.unpack_from(buf, off)
+    if length > MAX_RECORD:
+        return -1, "bad length"
+    stop = off + HEADER.size + length
+    if stop > end:
+        return -1, "short payload"
+    if zlib.crc32(buf[off + HEADER.size : stop], zlib.crc32(buf[off : off + 4])) != crc:
+        return -1, "bad crc"
+    return stop, ""
+
+
+def _valid_after(buf: memoryview, off: int) -> int:
+    """Offset of a valid record starting after `off`, or -1 (error path only)."""
+    if len(buf) - off >= HEADER.size:  # where the next one is if only the payload is bad
+        length: int = LENGTH.unpack_from(buf, off)[0]
+        natural = off + HEADER.size + length
+        if length <= MAX_RECORD and _record_at(buf, natural)[0] >= 0:
+            return natural
+    for p in range(off + 1, len(buf) - HEADER.size + 1):
+        if _record_at(buf, p)[0] >= 0:
+            return p
+    return -1
+
+
+def scan(data: bytes, path: str = "<journal>") -> tuple[list[bytes], int, TornInfo | None]:
+    """(payloads, end of the last whole record, torn tail) of a journal's bytes."""
+    buf = memoryview(data)
+    records: list[bytes] = []
+    off, end = 0, len(buf)
+    hs = HEADER.size
+    unpack, crc32 = HEADER.unpack_from, zlib.crc32
+    while off < end:
+        # Fast path inline; `_record_at` says why a record is bad.
+        if end - off >= hs:
+            length, crc = unpack(buf, off)
+            stop = off + hs + length
+            if (
+                length <= MAX_RECORD
+                and stop <= end
+                and crc32(buf[off + hs : stop], crc32(buf[off : off + 4])) == crc
+            ):
+                records.append(bytes(buf[off + hs : stop]))
+                off = stop
+                continue
+        _, reason = _record_at(buf, off)
+        later = _valid_after(buf, off)
+        if later >= 0:
+            raise JournalCorrupt(path, off, f"{reason}; a valid record follows at byte {later}")
+        return records, off, TornInfo(off, reason, end - off)
+    return records, off, None
+
+
+def read_all(path: str | os.PathLike[str]) -> tuple[list[bytes], TornInfo | None]:
+    """Every whole record of a journal and its torn tail, if any (file unchanged).
+
+    A missing file reads as empty. Raises JournalCorrupt for damage in the middle.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [], None
+    records, _, torn = scan(data, str(path))
+    return records, torn
+
+
+class Journal:
+    """An open journal, appending records durably per its fsync policy."""
+
+    def __init__(
+        self, path: Path, fd: int, fsync: FsyncPolicy, batch_interval_s: float, size: int
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, not {fsync!r}")
+        self.path = path
+        self.fsync = fsync
+        self.batch_interval_s = batch_interval_s
+        self.size = size  # bytes in the file = end of the last record
+        self.records = 0  # appended since open
+        self.syncs = 0
+        self.torn: TornInfo | None = None  # what `recover` cut off, if anything
+        self._fd = fd
+        self._dirty = False
+        self._last_sync = time.monotonic()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        fsync: FsyncPolicy = "batch",
+        batch_interval_s: float = 0.1,
+    ) -> Journal:
+        """Open (or create) `path` for appending, after cutting off a torn tail."""
+        journal, _ = cls.recover(path, fsync, batch_interval_s)
+        return journal
+
+    @classmethod
+    def recover(
+        cls,
+        path: str | os.PathLike[str],
+        fsync: FsyncPolicy = "batch",
+        batch_interval_s: float = 0.1,
+    ) -> tuple[Journal, list[bytes]]:
+        """Open `path` for appending and return the records already in it.
+
+        A torn tail is truncated away (and logged) so that new records follow
+        the last whole one. Raises JournalCorrupt for damage in the middle.
+        """
+        p = Path(path)
+        created = not p.exists()
+        fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+            records, good, torn = scan(data, str(p))
+            if torn is not None:
+                log.warning(
+                    "journal %s: torn tail at byte %d (%s): discarded %d bytes after %d records",
+                    p,
+                    torn.offset,
+                    torn.reason,
+                    torn.discarded,
+                    len(records),
+                )
+                os.ftruncate(fd, good)
+                if fsync != "never":
+                    os.fsync(fd)
+            if created and fsync != "never":
+                _sync_dir(p.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        journal = cls(p, fd, fsync, batch_interval_s, good)
+        journal.torn = torn
+        return journal, records
+
+    # --- writing -------------------------------------------------------------------
+
+    def append(self, payload: bytes) -> None:
+        """Append one record; on return it is as durable as the policy promises."""
+        rec = frame(payload)
+        n = os.write(self._fd, rec)
+        while n < len(rec):  # regular files write whole unless the disk is full
+            n += os.write(self._fd, rec[n:])
+        self.size += n
+        self.records += 1
+        if self.fsync == "always":
+            os.fdatasync(self._fd)
+            self.syncs += 1
+        elif self.fsync == "batch":
+            self._dirty = True
+
+    def maybe_sync(self) -> bool:
+        """fdatasync if there is unsynced data and `batch_interval_s` has passed."""
+        if self._dirty and time.monotonic() - self._last_sync >= self.batch_interval_s:
+            self.sync()
+            return True
+        return False
+
+    def sync(self) -> None:
+        """fdatasync now if anything was appended since the last sync."""
+        if self._dirty:
+            self._dirty = False
+            os.fdatasync(self._fd)
+            self.syncs += 1
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if self.fsync != "never":
+                self._dirty = True
+                self.sync()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _sync_dir(path: Path) -> None:
+    """Make a new file's directory entry durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
