@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from hftd.config import HftdConfig
-from hftd.exchange.journal import JournaledVenue, JournalMismatch, open_venue
+from hftd.exchange.journal import JournaledVenue, JournalMismatch, Recovery, open_venue
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
 from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Snapshot
@@ -76,6 +76,7 @@ class ExchangeDaemon:
         self.ex = cfg.exchange
         self.jv = JournaledVenue(cfg, make_clock())  # replaced by the journal's in run()
         self.venue = self.jv.venue
+        self.recovery: Recovery | None = None
         self.changed = Broadcast()
         self.ack_latency = LatencyModel(self.ex.ack_latency)
         self.md_latency = LatencyModel(self.ex.md_latency)
@@ -100,6 +101,7 @@ class ExchangeDaemon:
             )
             raise
         self.venue = self.jv.venue
+        self.recovery = rec
         log.info(
             "journal %s: replayed %d records (%d venue inputs) in %.3f s%s",
             rec.path,
@@ -148,7 +150,8 @@ class ExchangeDaemon:
             return
         while True:
             await trio.sleep(journal.batch_interval_s)
-            await trio.to_thread.run_sync(journal.sync)
+            if journal.unsynced:
+                await trio.to_thread.run_sync(journal.sync)
 
     # --- control -----------------------------------------------------------------
 
@@ -159,7 +162,8 @@ class ExchangeDaemon:
             "order_sessions": sorted(self.active),
             "md_sessions": self.md_sessions,
             "md_messages": len(self.venue.md),
-            "journal_records": self.jv.journal.records if self.jv.journal else 0,
+            "journal_replayed": self.recovery.records if self.recovery else 0,
+            "journal_appended": self.jv.journal.records if self.jv.journal else 0,
             **self.venue.counters,
         }
 

@@ -404,6 +404,8 @@ class GatewayCore:
     def _out(self, cl_id: int, strategy: str, msg: ouch.Inbound) -> None:
         """Queue one OUCH message for the venue, journaled first (it is acted on)."""
         payload = ouch.encode_inbound(msg)
+        if type(msg) is ouch.CancelOrder:
+            self.risk.on_cancel_sent(self.clock())
         if self.journal is not None:
             self.journal.append(_jenc.encode(("O", cl_id, strategy, payload)))
         self.to_venue.append(payload)
@@ -426,18 +428,21 @@ class GatewayCore:
                     last_seq = rec[1]
                     self.on_venue(ouch.decode_outbound(rec[2]), rec[1], now)
                 else:
-                    self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]))
+                    self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]), now)
         finally:
             self.journal = journal
         return last_seq
 
-    def _replay_sent(self, cl_id: int, strategy: str, m: ouch.Inbound) -> None:
+    def _replay_sent(self, cl_id: int, strategy: str, m: ouch.Inbound, now: int) -> None:
+        # Orders sent before the crash get a full timeout from now: their
+        # acknowledgement may still come with the re-login.
         if isinstance(m, ouch.EnterOrder):
             if m.user_ref in self.by_ref:
                 return
             o = GwOrder(
                 cl_id, m.user_ref, m.symbol, m.side, m.quantity, m.price, m.time_in_force, strategy
             )
+            o.sent_ns = now
             self.orders[cl_id] = o
             self.by_ref[m.user_ref] = o
             self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
@@ -450,6 +455,7 @@ class GatewayCore:
                 cl_id, m.new_user_ref, old.symbol, old.side, m.quantity, m.price, old.tif, strategy
             )
             new.orig = old
+            new.sent_ns = now
             old.state = REPLACE_PENDING
             self.orders[cl_id] = new
             self.by_ref[m.new_user_ref] = new

@@ -26,6 +26,13 @@ max_position         worst case for the order's side: a buy fails when
 max_gross_position   sum over symbols of the worst-case |position| (every open
                      order on the order's side filling) > limit; an order that
                      does not raise its symbol's worst case always passes
+max_net_position     worst case |sum over symbols of position| on the order's side
+                     (all open orders on that side filling) > limit
+max_exposure_notional sum over symbols of worst-case |position| x last trade price
+                     (the order's own price for its symbol when no trade yet) > limit;
+                     like gross, only an order that raises its symbol's worst case
+max_messages_per_s   messages sent in (now - 1 s, now] (new orders, replaces AND
+                     cancels) + this one > limit; cancels are counted, never denied
 max_orders_per_s     orders sent in (now - 1 s, now] + this one > limit (new
                      orders and replaces; cancels are never limited)
 max_working_orders   working orders (global, all symbols) + 1 > limit
@@ -90,6 +97,9 @@ CHECK_NOTIONAL: Final = "max_order_notional"
 CHECK_PRICE_BAND: Final = "price_band"
 CHECK_POSITION: Final = "max_position"
 CHECK_GROSS: Final = "max_gross_position"
+CHECK_NET: Final = "max_net_position"
+CHECK_EXPOSURE: Final = "max_exposure_notional"
+CHECK_MESSAGES: Final = "max_messages_per_s"
 CHECK_RATE: Final = "max_orders_per_s"
 CHECK_WORKING: Final = "max_working_orders"
 CHECK_LOSS: Final = "daily_loss"
@@ -101,7 +111,10 @@ CHECKS: Final = (
     CHECK_PRICE_BAND,
     CHECK_POSITION,
     CHECK_GROSS,
+    CHECK_NET,
+    CHECK_EXPOSURE,
     CHECK_RATE,
+    CHECK_MESSAGES,
     CHECK_WORKING,
     CHECK_LOSS,
 )
@@ -160,6 +173,7 @@ class RiskEngine:
         self._loss_trip_pnl = 0  # the P&L that tripped the stop
         self._mode: RiskMode = ACTIVE
         self._sent: deque[int] = deque()  # send times in the rate window, oldest first
+        self._messages: deque[int] = deque()  # every message (incl. cancels) in the window
         self._latest_ns = 0
         self._checks = 0
         self._rejects = dict.fromkeys(CHECKS, 0)
@@ -368,6 +382,31 @@ class RiskEngine:
                         f"{self._limits.max_gross_position} if every open order filled "
                         f"({symbol} worst case {st.worst} -> {new_worst})",
                     )
+            # max_net_position: the account's net, every open order on this side filling
+            net = sum(x.position for x in self._syms.values())
+            if buy:
+                net_worst = net + sum(x.open_buy for x in self._syms.values()) + add
+            else:
+                net_worst = net - sum(x.open_sell for x in self._syms.values()) - add
+            if abs(net_worst) > self._limits.max_net_position:
+                return self._deny(
+                    CHECK_NET,
+                    f"net position would be {net_worst} beyond max_net_position "
+                    f"{self._limits.max_net_position} if every open {side} order filled",
+                )
+            # max_exposure_notional: worst-case |position| x reference price, all symbols
+            if new_worst > st.worst:
+                exposure = new_worst * (last if last is not None else price)
+                for sym, x in self._syms.items():
+                    if sym != symbol:
+                        exposure += x.worst * (x.last_price or 0)
+                if exposure > self._limits.max_exposure_notional:
+                    return self._deny(
+                        CHECK_EXPOSURE,
+                        f"exposure would be {format_money(exposure)} > max_exposure_notional "
+                        f"{format_money(self._limits.max_exposure_notional)} if every open "
+                        f"order filled ({symbol} worst case {st.worst} -> {new_worst})",
+                    )
         # max_orders_per_s
         self._prune(now_ns)
         if len(self._sent) >= self._limits.max_orders_per_s:
@@ -375,6 +414,13 @@ class RiskEngine:
                 CHECK_RATE,
                 f"order rate would be {len(self._sent) + 1} in 1 s > max_orders_per_s "
                 f"{self._limits.max_orders_per_s}",
+            )
+        # max_messages_per_s
+        if len(self._messages) >= self._limits.max_messages_per_s:
+            return self._deny(
+                CHECK_MESSAGES,
+                f"message rate would be {len(self._messages) + 1} in 1 s > max_messages_per_s "
+                f"{self._limits.max_messages_per_s} (orders, replaces and cancels)",
             )
         # max_working_orders
         if is_new and self._working >= self._limits.max_working_orders:
@@ -404,6 +450,14 @@ class RiskEngine:
         sent = self._sent
         while sent and sent[0] <= cutoff:
             sent.popleft()
+        msgs = self._messages
+        while msgs and msgs[0] <= cutoff:
+            msgs.popleft()
+
+    def on_cancel_sent(self, now_ns: int) -> None:
+        """A cancel went out: it counts toward the message rate (never denied)."""
+        self._prune(now_ns)
+        self._messages.append(now_ns)
 
     # --- lifecycle updates ----------------------------------------------------
 
@@ -419,6 +473,7 @@ class RiskEngine:
         self._working += 1
         self._prune(now_ns)
         self._sent.append(now_ns)
+        self._messages.append(now_ns)
 
     def on_replace_sent(
         self, symbol: str, side: str, old_open_qty: int, new_qty: int, now_ns: int
@@ -437,6 +492,7 @@ class RiskEngine:
             reserved = 0
         self._prune(now_ns)
         self._sent.append(now_ns)
+        self._messages.append(now_ns)
         return reserved
 
     def on_replace_done(

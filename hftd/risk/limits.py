@@ -76,6 +76,9 @@ class RiskLimits(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     price_band_bps: PositiveInt = 500  # 5 % around the last trade
     # account wide
     max_gross_position: PositiveInt = 20_000  # sum over symbols of |position|, shares
+    max_net_position: PositiveInt = 20_000  # |sum over symbols of position|, shares
+    max_exposure_notional: PositiveInt = 5_000_000 * PRICE_SCALE  # sum |position| x last price
+    max_messages_per_s: PositiveInt = 1_000  # new + replace + cancel messages in any 1 s
     max_orders_per_s: PositiveInt = 100  # new orders + replaces in any 1 s window
     max_working_orders: PositiveInt = 200  # open orders across all symbols
     daily_loss_limit: PositiveInt = 50_000 * PRICE_SCALE  # $50,000 realized + unrealized

@@ -245,6 +245,11 @@ class Journal:
         elif self.fsync == "batch":
             self._dirty = True
 
+    @property
+    def unsynced(self) -> bool:
+        """Something was appended since the last sync ("batch" only)."""
+        return self._dirty
+
     def maybe_sync(self) -> bool:
         """fdatasync if there is unsynced data and `batch_interval_s` has passed."""
         if self._dirty and time.monotonic() - self._last_sync >= self.batch_interval_s:

@@ -790,3 +790,45 @@ def test_approved_orders_never_breach_exposure_limits(
         assert gross == r.gross_worst <= 1_000
         assert r.working_orders == len(orders) <= 6
         assert all(sum(1 for t in sends if s - SEC < t <= s) <= 8 for s in sends)
+
+
+# --- net position, notional exposure, message rate --------------------------------------
+
+
+def test_net_position_boundary() -> None:
+    r = engine(
+        max_net_position=1_000,
+        max_position=5_000,
+        max_gross_position=20_000,
+        max_order_qty=1_000,
+        max_order_notional=10**15,
+    )
+    fill(r, "AAPL", "B", 600)
+    assert r.check_new("GOOG", "B", 400, PX, 1).ok  # net 1000: at the limit
+    d = r.check_new("GOOG", "B", 401, PX, 1)
+    assert not d.ok and d.check == "max_net_position"
+    assert r.check_new("GOOG", "S", 401, PX, 1).ok  # selling lowers the net
+
+
+def test_exposure_notional_boundary() -> None:
+    # AAPL long 100 at PX traded; MSFT order priced at PX: exposure = shares x price.
+    limit = 300 * PX
+    r = engine(max_exposure_notional=limit, max_order_notional=10**15, max_order_qty=1_000)
+    fill(r, "AAPL", "B", 100)
+    assert r.check_new("GOOG", "B", 200, PX, 1).ok  # 300 x PX: at the limit
+    d = r.check_new("GOOG", "B", 201, PX, 1)
+    assert not d.ok and d.check == "max_exposure_notional"
+    assert "max_exposure_notional" in d.reason
+    # Reducing AAPL never raises exposure.
+    assert r.check_new("AAPL", "S", 100, PX, 1).ok
+
+
+def test_message_rate_counts_cancels_but_never_denies_them() -> None:
+    r = engine(max_messages_per_s=3, max_orders_per_s=100)
+    r.on_sent("AAPL", "B", 1, 10)
+    r.on_cancel_sent(20)
+    assert r.check_new("AAPL", "B", 1, PX, 30).ok  # 2 in the window + this one = 3
+    r.on_cancel_sent(30)
+    d = r.check_new("AAPL", "B", 1, PX, 40)
+    assert not d.ok and d.check == "max_messages_per_s"
+    assert r.check_new("AAPL", "B", 1, PX, 10 + 1_000_000_000).ok  # the first slid out
