@@ -299,13 +299,29 @@ class GatewayCore:
             self.halt(f"circuit breaker: {reason}")
 
     def cancel_all(self) -> int:
+        """Cancel every working order, re-sending cancels still unanswered."""
         n = 0
+        now = self.clock()
         for o in list(self.orders.values()):
-            if o.state in (PENDING, LIVE):
-                o.state = CANCEL_PENDING
-                self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
+            if o.state in (PENDING, LIVE, CANCEL_PENDING):
+                self._send_cancel(o, now)
                 n += 1
         return n
+
+    def _send_cancel(self, o: GwOrder, now: int) -> None:
+        o.state = CANCEL_PENDING
+        o.sent_ns = now  # from now on: when the cancel went out
+        self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
+
+    def on_login(self) -> None:
+        """A new venue session: cancels that may have died with the old link go again
+        (a cancel of an order that is gone is answered "unknown order": harmless)."""
+        now = self.clock()
+        pending = [o for o in self.orders.values() if o.state == CANCEL_PENDING]
+        for o in pending:
+            self._send_cancel(o, now)
+        if pending:
+            log.warning("re-sent %d cancels after reconnecting", len(pending))
 
     def pause(self) -> dict[str, object]:
         self.paused = True
@@ -367,8 +383,7 @@ class GatewayCore:
         if o is None or o.state not in (PENDING, LIVE):
             self._reject(c, "cancel: order not working", c.orig_cl_id)
             return
-        o.state = CANCEL_PENDING
-        self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
+        self._send_cancel(o, self.clock())
 
     def _replace(self, c: OrderCommand, now: int) -> None:
         old = self.orders.get(c.orig_cl_id)
@@ -790,9 +805,15 @@ class GatewayCore:
                     o.cl_id,
                     (now - o.sent_ns) / 1e9,
                 )
-                o.state = CANCEL_PENDING
-                o.sent_ns = now
-                self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
+                self._send_cancel(o, now)
+            elif o.state == CANCEL_PENDING and now - o.sent_ns > limit:
+                self.counters["timeouts"] += 1
+                log.warning(
+                    "cancel of cl %d unanswered for %.1f s: sending it again",
+                    o.cl_id,
+                    (now - o.sent_ns) / 1e9,
+                )
+                self._send_cancel(o, now)
         silent = now - self.strategy_seen_ns
         if self.strategy_up and silent > self.cfg.gateway.strategy_timeout_s * 1e9:
             self.strategy_up = False

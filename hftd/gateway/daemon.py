@@ -206,6 +206,7 @@ class GatewayAgent:
                         )
                     self.next_seq = ev.sequence
                     core.venue_up = True
+                    core.on_login()
                     self.backoff = self.cfg.gateway.reconnect_min_s
                     log.info(
                         "logged in to venue session %s at sequence %d", ev.session, ev.sequence
