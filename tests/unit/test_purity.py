@@ -1,0 +1,40 @@
+"""Pure cores stay pure: protocol, matching, book, risk, strategy and gateway logic
+import no trio, sockets, selectors or subprocesses (the daemons are thin shells)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PURE = [
+    "hftd.wire.soupbintcp",
+    "hftd.wire.itch",
+    "hftd.wire.ouch",
+    "hftd.exchange.engine",
+    "hftd.exchange.venue",
+    "hftd.exchange.flow",
+    "hftd.book.l3",
+    "hftd.feed.normalize",
+    "hftd.risk.engine",
+    "hftd.risk.breaker",
+    "hftd.strategy.orders",
+    "hftd.strategy.strategies",
+    "hftd.strategy.engine",
+    "hftd.gateway.positions",
+]
+FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_io(module: str) -> None:
+    code = (
+        "import sys\n"
+        f"import {module}\n"
+        f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    assert out == "", f"{module} pulls in {out}"
