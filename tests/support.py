@@ -240,3 +240,60 @@ class SoupClient:
             with suppress(OSError):
                 self.sock.sendall(self.soup.LOGOUT_REQUEST)
         self.sock.close()
+
+
+def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `pred` until it returns something truthy (a daemon between lives, whose
+    socket does not answer yet, counts as not yet); AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ask(d: Daemon, name: str, cmd: Any) -> Any:
+    """A control command's result from daemon `name` of the system `d` belongs to."""
+    from hftd.ipc.control import request_sync
+
+    reply = request_sync(Path(d.config["system"]["run_dir"]) / f"{name}.sock", cmd)
+    assert reply.ok, reply.error
+    return reply.result
+
+
+def status(d: Daemon, name: str) -> dict[str, Any]:
+    """Daemon `name`'s Status detail."""
+    from hftd.msg.control import Status
+
+    detail: dict[str, Any] = ask(d, name, Status())["detail"]
+    return detail
+
+
+def assert_gateway_matches_venue(gateway: dict[str, Any], snap: dict[str, Any]) -> None:
+    """The gateway's positions, cost, realized P&L and fills equal those recomputed
+    from the exchange's own record of fills, and nothing rests there unknown."""
+    from hftd.gateway.positions import PositionBook
+
+    assert not snap["open_orders"], "orders resting at the venue"
+    matches = [f["match_number"] for f in snap["fills"]]
+    assert len(matches) == len(set(matches))
+    assert gateway["fills"] == len(snap["fills"]), "lost or double-counted fills"
+    ref = PositionBook()
+    for f in sorted(snap["fills"], key=lambda f: f["match_number"]):
+        ref.on_fill(f["symbol"], f["side"], f["quantity"], f["price"])
+    mine = {p["symbol"]: p for p in gateway["positions"]["positions"]}
+    for sym in ref.symbols():
+        pos = ref.position(sym)
+        got = mine[sym]
+        assert (got["qty"], got["cost_basis"], got["realized"]) == (
+            pos.qty,
+            pos.cost,
+            pos.realized,
+        ), sym
+    assert gateway["positions"]["realized"] == ref.realized()
+    assert gateway["untracked"] == 0

@@ -13,17 +13,22 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hftd.gateway.positions import PositionBook
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Snapshot, Status
 from tests.integration.test_trading import STRATEGIES
-from tests.support import Daemon, make_config, start_daemon
+from tests.support import (
+    Daemon,
+    assert_gateway_matches_venue,
+    make_config,
+    start_daemon,
+    wait_for,
+)
+from tests.support import status as detail
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -36,34 +41,16 @@ def sup(up: Daemon) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in reply.result}
 
 
-def detail(up: Daemon, name: str) -> dict[str, Any]:
-    reply = request_sync(Path(up.config["system"]["run_dir"]) / f"{name}.sock", Status())
-    assert reply.ok, reply.error
-    d: dict[str, Any] = reply.result["detail"]
-    return d
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-        except OSError:
-            last = None  # a daemon between lives: its socket does not answer yet
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def chaos_config(tmp: Path) -> Path:
-    return make_config(tmp, {
-        "exchange": {"flow": {"arrival_rate_per_s": 120.0}},
-        "strategy": {"instances": STRATEGIES},
-        "gateway": {"strategy_timeout_s": 0.5},
-        "supervisor": {"flap_max_restarts": 100},
-    })
+    return make_config(
+        tmp,
+        {
+            "exchange": {"flow": {"arrival_rate_per_s": 120.0}},
+            "strategy": {"instances": STRATEGIES},
+            "gateway": {"strategy_timeout_s": 0.5},
+            "supervisor": {"flap_max_restarts": 100},
+        },
+    )
 
 
 def test_kill_every_daemon_repeatedly_nothing_lost(tmp_path: Path) -> None:
@@ -77,24 +64,36 @@ def test_kill_every_daemon_repeatedly_nothing_lost(tmp_path: Path) -> None:
                 before = sup(up)[name]
                 os.kill(before["pid"], signal.SIGKILL)
                 after = wait_for(
-                    lambda n=name, b=before: (lambda d: d if d["state"] == "ready"
-                                              and d["pid"] != b["pid"] else None)(sup(up)[n]),
-                    15, f"{name} back")
+                    lambda n=name, b=before: (
+                        lambda d: d if d["state"] == "ready" and d["pid"] != b["pid"] else None
+                    )(sup(up)[n]),
+                    15,
+                    f"{name} back",
+                )
                 recoveries[name].append(after["last_recovery_ms"])
                 # Let it trade a little between kills (and the strategy resync).
                 fills = detail(up, "gateway")["fills"]
-                wait_for(lambda f=fills: detail(up, "gateway")["fills"] > f, 60,
-                         f"trading after {name} restart")
+                wait_for(
+                    lambda f=fills: detail(up, "gateway")["fills"] > f,
+                    60,
+                    f"trading after {name} restart",
+                )
         everything = [ms for v in recoveries.values() for ms in v]
         for name, v in recoveries.items():
             print(f"{name:9s} SIGKILL -> READY: " + ", ".join(f"{ms:.0f}" for ms in v) + " ms")
-        print(f"all daemons: p50 {statistics.median(everything):.0f} ms, "
-              f"max {max(everything):.0f} ms over {len(everything)} kills")
+        print(
+            f"all daemons: p50 {statistics.median(everything):.0f} ms, "
+            f"max {max(everything):.0f} ms over {len(everything)} kills"
+        )
         assert max(everything) < 1000, recoveries
 
         # Stop trading, then compare with the venue's own record.
-        res = subprocess.run([sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg),
-                              "halt", "--yes"], capture_output=True, text=True, timeout=30)
+        res = subprocess.run(
+            [sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), "halt", "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         run_dir = Path(up.config["system"]["run_dir"])
 
@@ -105,18 +104,5 @@ def test_kill_every_daemon_repeatedly_nothing_lost(tmp_path: Path) -> None:
         wait_for(settled, 15, "nothing working anywhere")
         gw = detail(up, "gateway")
         snap = request_sync(run_dir / "exchange.sock", Snapshot("HFTD")).result
-        assert not snap["open_orders"], "zombie orders at the venue"
-        matches = [f["match_number"] for f in snap["fills"]]
-        assert len(matches) == len(set(matches))
-        assert gw["fills"] == len(snap["fills"]), "lost or double-counted fills"
-        ref = PositionBook()
-        for f in sorted(snap["fills"], key=lambda f: f["match_number"]):
-            ref.on_fill(f["symbol"], f["side"], f["quantity"], f["price"])
-        mine = {p["symbol"]: p for p in gw["positions"]["positions"]}
-        for sym in ref.symbols():
-            assert mine[sym]["qty"] == ref.position(sym).qty, sym
-            assert mine[sym]["realized"] == ref.position(sym).realized, sym
-            assert mine[sym]["cost_basis"] == ref.position(sym).cost, sym
-        assert gw["positions"]["realized"] == ref.realized()
-        assert gw["untracked"] == 0
+        assert_gateway_matches_venue(gw, snap)
         assert "reconciliation mismatch" not in up.log

@@ -27,12 +27,11 @@ from typing import Any
 
 import pytest
 
-from hftd.gateway.positions import PositionBook
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Snapshot, Status
 from tests.integration.test_trading import STRATEGIES
 from tests.nspawn import Container, booted, container_binds, venv_prefix
-from tests.support import ROOT, deep_merge, dump_toml
+from tests.support import ROOT, assert_gateway_matches_venue, deep_merge, dump_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -44,9 +43,15 @@ BUDGET_S = 135.0  # every wait below shares this; pytest-timeout (150 s) is the 
 # while other test runs loaded it (the supervisor: ~0.45 s). 1 s would be flaky
 # here; a quiet box can ask for it with HFTD_CHAOS_SYSTEMD_LIMIT_S=1.
 RECOVERY_LIMIT_S = float(os.environ.get("HFTD_CHAOS_SYSTEMD_LIMIT_S", "2.0"))
-KILL_PROPS = ("ActiveState", "SubState", "MainPID", "NRestarts",
-              "ActiveExitTimestampMonotonic", "InactiveExitTimestampMonotonic",
-              "ActiveEnterTimestampMonotonic")
+KILL_PROPS = (
+    "ActiveState",
+    "SubState",
+    "MainPID",
+    "NRestarts",
+    "ActiveExitTimestampMonotonic",
+    "InactiveExitTimestampMonotonic",
+    "ActiveEnterTimestampMonotonic",
+)
 
 
 def chaos_config(path: Path, ring_prefix: str) -> Path:
@@ -78,8 +83,13 @@ class Desk:
         self.c = c
         self.deadline = time.monotonic() + BUDGET_S
 
-    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float,
-                 why: Callable[[], str] = lambda: "") -> Any:
+    def wait_for(
+        self,
+        what: str,
+        pred: Callable[[], Any],
+        timeout: float,
+        why: Callable[[], str] = lambda: "",
+    ) -> Any:
         """Poll `pred()` until truthy (OSError: a daemon between lives), or fail saying `what`."""
         end = min(time.monotonic() + timeout, self.deadline)
         while True:
@@ -90,9 +100,11 @@ class Desk:
             if last:
                 return last
             if time.monotonic() > end:
-                pytest.fail(f"timed out after {timeout} s (or the test's {BUDGET_S} s budget)"
-                            f" waiting for {what}; {why()}\n{self.journals(60)}"
-                            f"\nthe whole journal: {self.save_journal()}")
+                pytest.fail(
+                    f"timed out after {timeout} s (or the test's {BUDGET_S} s budget)"
+                    f" waiting for {what}; {why()}\n{self.journals(60)}"
+                    f"\nthe whole journal: {self.save_journal()}"
+                )
             time.sleep(0.02)
 
     def ask(self, name: str, cmd: Any) -> Any:
@@ -133,24 +145,35 @@ class Desk:
         return dict(snap)
 
     def hftctl(self, *args: str) -> tuple[int, str]:
-        r = self.c.sh(str(venv_prefix() / "bin" / "hftctl"), "--config", "/etc/hftd/hftd.toml",
-                      "--run-dir", RUN_DIR, *args, timeout=30)
+        r = self.c.sh(
+            str(venv_prefix() / "bin" / "hftctl"),
+            "--config",
+            "/etc/hftd/hftd.toml",
+            "--run-dir",
+            RUN_DIR,
+            *args,
+            timeout=30,
+        )
         return r.returncode, r.stdout + r.stderr
 
     def journals(self, lines: int) -> str:
         """The last `lines` of each unit's log (risk rejects left out: halted, they flood it)."""
         out = []
         for n in ORDER:
-            log = [ln for ln in self.c.journal(f"hft@{n}.service").splitlines()
-                   if "risk REJECT" not in ln]
+            log = [
+                ln
+                for ln in self.c.journal(f"hft@{n}.service").splitlines()
+                if "risk REJECT" not in ln
+            ]
             out.append(f"--- hft@{n}\n" + "\n".join(log[-lines:]))
         return "\n".join(out)
 
     def save_journal(self) -> Path:
         """The container's whole journal, kept in the test's tmp_path for a post-mortem."""
         path = self.c.tmp / "journal.txt"
-        path.write_text(self.c.sh("journalctl", "--no-pager", "-o", "short-monotonic",
-                                  timeout=30).stdout)
+        path.write_text(
+            self.c.sh("journalctl", "--no-pager", "-o", "short-monotonic", timeout=30).stdout
+        )
         return path
 
     def kill(self, name: str) -> float:
@@ -169,21 +192,30 @@ class Desk:
 
         def back() -> bool:
             after.update(self.c.show(unit, *KILL_PROPS))
-            return (after["ActiveState"] == "active"
-                    and after["MainPID"] not in ("0", before["MainPID"])
-                    and int(after["NRestarts"]) > int(before["NRestarts"]))
+            return (
+                after["ActiveState"] == "active"
+                and after["MainPID"] not in ("0", before["MainPID"])
+                and int(after["NRestarts"]) > int(before["NRestarts"])
+            )
 
         self.wait_for(f"{unit} back with a new MainPID", back, 20)
         assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
-        died, relaunched, ready = (int(after[p]) for p in (
-            "ActiveExitTimestampMonotonic", "InactiveExitTimestampMonotonic",
-            "ActiveEnterTimestampMonotonic"))
+        died, relaunched, ready = (
+            int(after[p])
+            for p in (
+                "ActiveExitTimestampMonotonic",
+                "InactiveExitTimestampMonotonic",
+                "ActiveEnterTimestampMonotonic",
+            )
+        )
         assert t_kill_us <= died < ready <= time.monotonic() * 1e6, (t_kill_us, after)
         recovery = (ready - died) / 1e6
-        print(f"  {unit:22s} pid {before['MainPID']:>4} -> {after['MainPID']:>4}:"
-              f" READY again after {recovery * 1000:4.0f} ms"
-              f" (relaunch {(relaunched - died) / 1000:3.0f} ms +"
-              f" start-up {(ready - relaunched) / 1000:4.0f} ms)")
+        print(
+            f"  {unit:22s} pid {before['MainPID']:>4} -> {after['MainPID']:>4}:"
+            f" READY again after {recovery * 1000:4.0f} ms"
+            f" (relaunch {(relaunched - died) / 1000:3.0f} ms +"
+            f" start-up {(ready - relaunched) / 1000:4.0f} ms)"
+        )
         return recovery
 
 
@@ -230,11 +262,12 @@ def run_chaos(
             desk.wait_trading(f"trading after the {name} restart", 30)
     everything = [s for v in recoveries.values() for s in v]
     for name, v in recoveries.items():
-        print(f"hft@{name:9s} SIGKILL -> READY: " + ", ".join(f"{s * 1000:.0f}" for s in v)
-              + " ms")
+        print(f"hft@{name:9s} SIGKILL -> READY: " + ", ".join(f"{s * 1000:.0f}" for s in v) + " ms")
     p50, worst = statistics.median(everything), max(everything)
-    print(f"all units: p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
-          f" over {len(everything)} kills (limit {RECOVERY_LIMIT_S * 1000:.0f} ms)")
+    print(
+        f"all units: p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+        f" over {len(everything)} kills (limit {RECOVERY_LIMIT_S * 1000:.0f} ms)"
+    )
     record_property("recovery_p50_ms", round(p50 * 1000, 1))
     record_property("recovery_max_ms", round(worst * 1000, 1))
     assert worst < RECOVERY_LIMIT_S, recoveries
@@ -270,20 +303,8 @@ def run_chaos(
     assert gw is not None
     snap = desk.snapshot()
     assert not snap["open_orders"], "zombie orders at the venue"
-    matches = [f["match_number"] for f in snap["fills"]]
-    assert len(matches) == len(set(matches))
-    assert gw["fills"] == len(snap["fills"]), "lost or double-counted fills"
-    ref = PositionBook()
-    for f in sorted(snap["fills"], key=lambda f: f["match_number"]):
-        ref.on_fill(f["symbol"], f["side"], f["quantity"], f["price"])
-    mine = {p["symbol"]: p for p in gw["positions"]["positions"]}
-    for sym in ref.symbols():
-        assert mine[sym]["qty"] == ref.position(sym).qty, sym
-        assert mine[sym]["realized"] == ref.position(sym).realized, sym
-        assert mine[sym]["cost_basis"] == ref.position(sym).cost, sym
-    assert gw["positions"]["realized"] == ref.realized()
-    assert gw["untracked"] == 0
-    print(f"{gw['fills']} fills, realized {ref.realized()}, reconciled with the venue")
+    assert_gateway_matches_venue(gw, snap)
+    print(f"{gw['fills']} fills, realized {gw['positions']['realized']}, matches the venue")
     log = c.journal("hft@gateway.service")
     assert "reconciliation mismatch" not in log, log[-4000:]
     # The rings are in the container's /dev/shm, shared by every unit.

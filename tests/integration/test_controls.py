@@ -12,15 +12,20 @@ import pytest
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Snapshot
 from hftd.wire import ouch
-from tests.integration.test_trading import ask, status, trading_config, wait_for
-from tests.support import Daemon, SoupClient, start_daemon
+from tests.integration.test_trading import trading_config
+from tests.support import Daemon, SoupClient, ask, start_daemon, status, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
-                         capture_output=True, text=True, timeout=30, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return res
 
 
@@ -61,8 +66,9 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
         def flat() -> bool:
             d = status(gw, "gateway")
             snap = ask(ex, "exchange", Snapshot("HFTD"))
-            return (d["positions"]["gross_shares"] == 0 and not d["working"]
-                    and not snap["open_orders"])
+            return (
+                d["positions"]["gross_shares"] == 0 and not d["working"] and not snap["open_orders"]
+            )
 
         wait_for(flat, 30, "flat")
         d = status(gw, "gateway")
@@ -73,7 +79,8 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
         pos: dict[str, int] = {}
         for f in ask(ex, "exchange", Snapshot("HFTD"))["fills"]:
             pos[f["symbol"]] = pos.get(f["symbol"], 0) + (
-                f["quantity"] if f["side"] == "B" else -f["quantity"])
+                f["quantity"] if f["side"] == "B" else -f["quantity"]
+            )
         assert set(pos.values()) <= {0}, pos
 
         # Resume: trading again.
@@ -88,8 +95,11 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
         halted_at = ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"]
         d0 = status(gw, "gateway")
         assert d0["mode"] == "halted"
-        wait_for(lambda: status(gw, "gateway")["risk_rejects"] >= d0["risk_rejects"] + 3, 60,
-                 "the strategy trying while halted")
+        wait_for(
+            lambda: status(gw, "gateway")["risk_rejects"] >= d0["risk_rejects"] + 3,
+            60,
+            "the strategy trying while halted",
+        )
         wait_for(lambda: not status(gw, "gateway")["working"], 10, "working orders cancelled")
         after = venue_replies(ex, halted_at)
         assert not [m for m in after if isinstance(m, ouch.Accepted)], "an order got out"
@@ -100,8 +110,11 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
 
         # Re-armed by the operator: orders flow again.
         assert hftctl(cfg, "resume").returncode == 0
-        wait_for(lambda: any(isinstance(m, ouch.Accepted)
-                             for m in venue_replies(ex, halted_at)), 60, "orders after re-arm")
+        wait_for(
+            lambda: any(isinstance(m, ouch.Accepted) for m in venue_replies(ex, halted_at)),
+            60,
+            "orders after re-arm",
+        )
 
 
 def test_verbs_need_confirmation_and_a_running_system(tmp_path: Path) -> None:
@@ -114,8 +127,9 @@ def test_verbs_need_confirmation_and_a_running_system(tmp_path: Path) -> None:
         res = hftctl(cfg, "pause")
         assert res.returncode == 0
         assert status(gw, "gateway")["mode"] == "paused"
-        reply = request_sync(Path(gw.config["system"]["run_dir"]) / "exchange.sock",
-                             Snapshot("HFTD"))
+        reply = request_sync(
+            Path(gw.config["system"]["run_dir"]) / "exchange.sock", Snapshot("HFTD")
+        )
         assert reply.ok
         assert hftctl(cfg, "resume").returncode == 0
         assert status(gw, "gateway")["mode"] == "active"

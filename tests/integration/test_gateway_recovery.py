@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hftd.gateway.positions import PositionBook
 from hftd.msg.control import Snapshot
 from hftd.runtime.journal import read_all
-from tests.integration.test_trading import ask, status, trading_config, wait_for
-from tests.support import start_daemon
+from tests.integration.test_trading import trading_config
+from tests.support import ask, assert_gateway_matches_venue, start_daemon, status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +23,6 @@ def record_starts(data: bytes) -> list[int]:
         starts.append(pos)
         pos += 8 + n
     return starts
-
-
-def venue_positions(snap: dict) -> PositionBook:  # type: ignore[type-arg]
-    ref = PositionBook()
-    for f in sorted(snap["fills"], key=lambda f: f["match_number"]):
-        ref.on_fill(f["symbol"], f["side"], f["quantity"], f["price"])
-    return ref
 
 
 def test_truncated_journal_recovers_exactly(tmp_path: Path) -> None:
@@ -59,11 +51,7 @@ def test_truncated_journal_recovers_exactly(tmp_path: Path) -> None:
             assert "reconciled with the venue" in log and "mismatch" not in log
             assert after["mode"] == "active"
             snap = ask(ex, "exchange", Snapshot("HFTD"))
-            ref = venue_positions(snap)
-            mine = {p["symbol"]: p for p in after["positions"]["positions"]}
-            for sym in ref.symbols():
-                assert mine[sym]["qty"] == ref.position(sym).qty
-                assert mine[sym]["realized"] == ref.position(sym).realized
+            assert_gateway_matches_venue(after, snap)
             assert after["positions"]["realized"] == before["positions"]["realized"]
             assert after["fills"] == len(snap["fills"]) == before["fills"]
             assert after["venue_seq"] == before["venue_seq"]

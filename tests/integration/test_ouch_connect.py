@@ -33,7 +33,7 @@ import pytest
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Snapshot, Status
 from hftd.wire import ouch
-from tests.support import SoupClient, make_config, start_daemon
+from tests.support import SoupClient, make_config, start_daemon, wait_for
 
 ouch_connect = pytest.importorskip("ouch_connect")
 callbacks = pytest.importorskip("links_connect.callbacks")
@@ -62,16 +62,6 @@ def ouch_client(port: int, store: Any, sequence: int, **kw: Any) -> Iterator[Any
         yield clt
     finally:
         clt.__exit__(None, None, None)
-
-
-def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sessions(sock: Path) -> list[str]:

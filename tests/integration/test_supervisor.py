@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Hang, Status
-from tests.support import Daemon, make_config, start_daemon
+from tests.support import Daemon, make_config, start_daemon, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +35,6 @@ def statuses(up: Daemon) -> dict[str, dict[str, Any]]:
     reply = request_sync(sock, Status())
     assert reply.ok, reply.error
     return {d["name"]: d for d in reply.result}
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
