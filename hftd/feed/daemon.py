@@ -18,7 +18,6 @@ from 1, and the strategy rebuilds its books from the full replay.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Any
@@ -29,6 +28,7 @@ import trio
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import normalize
 from hftd.ipc.ring import Ring
+from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
 from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
 from hftd.runtime.hotloop import HotLoop
@@ -58,17 +58,22 @@ class FeedAgent:
     def __init__(self, cfg: HftdConfig, ring: Ring) -> None:
         self.cfg = cfg
         self.ring = ring
-        self.next_seq = resume_sequence(ring)
-        self.requested = 0
-        self.sock: socket.socket | None = None
-        self.session = soup.ClientSession()
-        self.state = "disconnected"
+        ex, fc = cfg.exchange, cfg.feed
+        self.link = SoupLink(
+            "feed",
+            ex.host,
+            ex.md_port,
+            fc.username,
+            fc.password,
+            backoff_min_s=fc.reconnect_min_s,
+            backoff_max_s=fc.reconnect_max_s,
+            silence_s=ex.heartbeat_timeout_s,
+            log=log,
+            rcvbuf=4 << 20,
+        )
+        self.link.next_seq = resume_sequence(ring)
         self.live = threading.Event()
         self.pending_reset = False
-        self.backoff = cfg.feed.reconnect_min_s
-        self.reconnect_at = 0.0
-        self.last_rx = 0.0
-        self.last_tx = 0.0
         self.last_publish = 0.0
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
@@ -78,137 +83,86 @@ class FeedAgent:
             "published": 0,
             "drops": 0,
             "gaps": 0,
-            "reconnects": 0,
             "resets": 0,
             "bytes": 0,
         }
 
+    @property
+    def next_seq(self) -> int:
+        return self.link.next_seq
+
+    @property
+    def state(self) -> str:
+        if not self.link.up:
+            return "disconnected"
+        return "live" if self.live.is_set() else "logging in"
+
     # --- hot loop agent ---------------------------------------------------------------
 
     def wait_fds(self) -> list[int]:
-        return [self.sock.fileno()] if self.sock is not None else []
+        return self.link.fds()
 
     def next_timer_s(self) -> float:
-        now = time.monotonic()
-        if self.sock is None:
-            return max(0.0, self.reconnect_at - now)
-        return max(
-            0.0,
-            min(self.last_tx + soup.HEARTBEAT_INTERVAL, self.last_publish + MD_HEARTBEAT_S) - now,
-        )
+        t = self.link.next_timer_s()
+        if self.link.up:
+            t = min(t, max(0.0, self.last_publish + MD_HEARTBEAT_S - time.monotonic()))
+        return t
 
     def do_work(self) -> int:
-        sock = self.sock
-        if sock is None:
-            if time.monotonic() >= self.reconnect_at:
-                self._connect()
-                return 1
-            return 0
-        try:
-            n = sock.recv_into(self.buf)
-        except BlockingIOError:
-            n = -1
-        except OSError as exc:
-            self._drop(f"link error: {exc}")
+        link = self.link
+        if link.connect_if_due():
             return 1
-        if n == 0:
-            self._drop("venue closed the link")
-            return 1
+        n = link.recv_into(self.buf)
         if n > 0:
             t1 = time.monotonic_ns()
-            self.last_rx = time.monotonic()
             self.counters["bytes"] += n
             try:
                 return self._on_data(self.view[:n], t1)
             except RemoteProtocolError as exc:
                 self._drop(f"protocol error: {exc}")
                 return 1
+        if n == 0:
+            self.live.clear()
+            return 0
         now = time.monotonic()
-        if self.state == "live" and now - self.last_publish >= MD_HEARTBEAT_S:
+        if self.live.is_set() and now - self.last_publish >= MD_HEARTBEAT_S:
             self._publish_heartbeat(now)
-        if now - self.last_tx >= soup.HEARTBEAT_INTERVAL:
-            self._send(soup.CLIENT_HEARTBEAT)
-        if now - self.last_rx > self.cfg.exchange.heartbeat_timeout_s:
-            self._drop(f"venue silent for {now - self.last_rx:.1f} s")
-            return 1
+        link.keepalive()
+        if not link.up:
+            self.live.clear()
         return 0
 
     def _publish_heartbeat(self, now: float) -> None:
         """Tell the strategy the link is up though nothing traded (staleness check);
         `seq` is the last sequence number published, so a consumer can spot drops."""
         hb = MarketDataUpdate(
-            self.next_seq - 1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
+            self.link.next_seq - 1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
         )
         self.ring.try_write(self.encoder.encode(hb))
         self.last_publish = now
 
-    # --- link -------------------------------------------------------------------------
-
-    def _connect(self) -> None:
-        ex = self.cfg.exchange
-        self.state = "connecting"
-        try:
-            sock = socket.create_connection((ex.host, ex.md_port), timeout=1.0)
-        except OSError as exc:
-            self._schedule_reconnect(f"connect to {ex.host}:{ex.md_port} failed: {exc}")
-            return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.setblocking(False)
-        self.sock = sock
-        self.session = soup.ClientSession()
-        self.requested = self.next_seq
-        self.last_rx = self.last_tx = time.monotonic()
-        self._send(
-            soup.login_request(self.cfg.feed.username, self.cfg.feed.password, "", self.requested)
-        )
-        log.info(
-            "connected to %s:%d, logging in from sequence %d", ex.host, ex.md_port, self.requested
-        )
-
-    def _send(self, data: bytes) -> None:
-        if self.sock is None:
-            return
-        try:
-            self.sock.sendall(data)
-        except BlockingIOError:
-            pass  # a heartbeat can wait for the next round
-        except OSError as exc:
-            self._drop(f"send failed: {exc}")
-            return
-        self.last_tx = time.monotonic()
-
-    def _drop(self, why: str) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+    def _drop(self, why: str, *, at_once: bool = False) -> None:
         self.live.clear()
-        self.counters["reconnects"] += 1
-        self._schedule_reconnect(why)
-
-    def _schedule_reconnect(self, why: str) -> None:
-        self.state = "disconnected"
-        self.reconnect_at = time.monotonic() + self.backoff
-        log.warning("%s; reconnecting in %.2f s from sequence %d", why, self.backoff, self.next_seq)
-        self.backoff = min(self.backoff * 2, self.cfg.feed.reconnect_max_s)
+        self.link.drop(why, at_once=at_once)
 
     # --- data -------------------------------------------------------------------------
 
     def _on_data(self, data: memoryview, t1: int) -> int:
         work = 0
         ring, enc = self.ring, self.encoder
-        for ev in self.session.iter_events(data):
+        link = self.link
+        for ev in link.session.iter_events(data):
             if type(ev) is soup.SequencedData:
                 work += 1
                 seq = ev.sequence
-                self.next_seq = seq + 1
+                link.next_seq = seq + 1
                 self.counters["messages"] += 1
                 u = normalize(itch.decode(ev.payload), seq, t1)
                 if u is None:
                     continue
                 if ring.try_write(enc.encode(u)):
                     self.counters["published"] += 1
-                    self.last_publish = self.last_rx
+                    self.last_publish = link.last_rx
                 else:
                     self.counters["drops"] += 1
             elif isinstance(ev, soup.LoginAccepted):
@@ -223,25 +177,22 @@ class FeedAgent:
 
     def resync(self) -> None:
         """Publish MD_RESET and replay from sequence 1 (a consumer lost its books)."""
-        self.next_seq = 1
+        self.link.next_seq = 1
         self.pending_reset = True
-        if self.sock is not None:
-            self._drop("resync requested")
-        self.reconnect_at = time.monotonic()
+        self._drop("resync requested", at_once=True)
 
     def _on_login(self, ev: soup.LoginAccepted) -> None:
-        if ev.sequence != self.requested:
+        if ev.sequence != self.link.requested:
             # The venue cannot serve what we need: rebuild everything from 1.
             self.counters["gaps"] += 1
             log.error(
                 "asked for sequence %d, venue starts at %d: full resync from 1",
-                self.requested,
+                self.link.requested,
                 ev.sequence,
             )
-            self.next_seq = 1
+            self.link.next_seq = 1
             self.pending_reset = True
-            self._drop("resync")
-            self.reconnect_at = time.monotonic()
+            self._drop("resync", at_once=True)
             return
         if self.pending_reset:
             reset = MarketDataUpdate(0, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns())
@@ -249,8 +200,7 @@ class FeedAgent:
                 time.sleep(0.001)  # a reset must not be dropped: wait for the strategy
             self.counters["resets"] += 1
             self.pending_reset = False
-        self.state = "live"
-        self.backoff = self.cfg.feed.reconnect_min_s
+        self.link.logged_in()
         self.live.set()
         log.info("logged in to session %s at sequence %d", ev.session, ev.sequence)
 
@@ -277,8 +227,7 @@ class FeedService:
             raise RuntimeError(f"feed hot loop died: {loop.error!r}")
         finally:
             loop.stop()
-            if agent.sock is not None:
-                agent.sock.close()
+            agent.link.drop("stopping")
             ring.close()
 
     def status_detail(self) -> dict[str, Any]:
@@ -287,6 +236,7 @@ class FeedService:
             return {}
         return {
             "link": a.state,
+            "reconnects": a.link.reconnects,
             "next_sequence": a.next_seq,
             **a.counters,
             "ring": msgspec.to_builtins(a.ring.statistics()),
@@ -306,3 +256,5 @@ class FeedService:
         self.cfg = cfg
         if self.agent is not None:
             self.agent.cfg = cfg
+            self.agent.link.backoff_min_s = cfg.feed.reconnect_min_s
+            self.agent.link.backoff_max_s = cfg.feed.reconnect_max_s

@@ -10,7 +10,6 @@ the last sequence number seen. See `hftd.gateway.core` for the logic.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from hftd.config import HftdConfig, gateway_journal_path, ring_name
 from hftd.gateway.core import GatewayCore
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
+from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, OrderCommand
 from hftd.runtime.hotloop import HotLoop
@@ -50,19 +50,25 @@ class GatewayAgent:
         if last is not None:
             self.core.quiet_until = msgspec.msgpack.decode(last, type=ExecutionReport).venue_seq
         self.pending: deque[bytes] = deque()  # reports the ring could not take yet
-        self.sock: socket.socket | None = None
-        self.session = soup.ClientSession()
-        self.next_seq = 1  # set from the journal by the service before the loop starts
-        self.requested = 0
+        ex, gw = cfg.exchange, cfg.gateway
+        # link.next_seq is set from the journal by the service before the loop starts
+        self.link = SoupLink(
+            "gateway",
+            ex.host,
+            ex.order_port,
+            gw.username,
+            gw.password,
+            backoff_min_s=gw.reconnect_min_s,
+            backoff_max_s=gw.reconnect_max_s,
+            silence_s=ex.heartbeat_timeout_s,
+            log=log,
+        )
         self.live = threading.Event()
-        self.backoff = cfg.gateway.reconnect_min_s
-        self.reconnect_at = 0.0
-        self.last_rx = self.last_tx = 0.0
         self.next_timer = 0
         self.next_hb = 0
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
-        self.counters = {"reconnects": 0, "report_backlog": 0}
+        self.counters = {"report_backlog": 0}
         self.replay_target = 0  # our OUCH stream's end at the snapshot cut
         self.snapshot: dict[str, Any] | None = None  # the venue's view at that cut
         self.reconciled = False
@@ -70,7 +76,7 @@ class GatewayAgent:
     # --- agent ------------------------------------------------------------------------
 
     def wait_fds(self) -> list[int]:
-        return [self.sock.fileno()] if self.sock is not None else []
+        return self.link.fds()
 
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
@@ -78,9 +84,9 @@ class GatewayAgent:
     def do_work(self) -> int:
         work = 0
         core = self.core
-        if self.sock is None and time.monotonic() >= self.reconnect_at:
-            self._connect()
-        if self.sock is not None:
+        link = self.link
+        link.connect_if_due()
+        if link.up:
             work += self._read_venue()
         orders, dec = self.orders, self.dec
         n = 0
@@ -100,21 +106,17 @@ class GatewayAgent:
             if now >= self.next_hb:
                 self.next_hb = now + STRATEGY_HEARTBEAT_NS
                 core.reports.append(core.heartbeat())
-            if self.sock is not None:
-                t = time.monotonic()
-                if t - self.last_tx >= soup.HEARTBEAT_INTERVAL:
-                    self._send(soup.CLIENT_HEARTBEAT)
-                if t - self.last_rx > self.cfg.exchange.heartbeat_timeout_s:
-                    self._drop(f"venue silent for {t - self.last_rx:.1f} s")
+            link.keepalive()
+            if not link.up:
+                core.venue_up = False
         self._flush()
         return work
 
     def _flush(self) -> None:
         core = self.core
         if core.to_venue:
-            if self.sock is not None:
-                data = b"".join(soup.unsequenced(p) for p in core.to_venue)
-                self._send(data)
+            if self.link.up:
+                self.link.send(b"".join(soup.unsequenced(p) for p in core.to_venue))
             core.to_venue.clear()
             core.stamp_sent(time.monotonic_ns())
         if core.reports:
@@ -128,86 +130,40 @@ class GatewayAgent:
 
     # --- venue session ------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        ex, gw = self.cfg.exchange, self.cfg.gateway
-        try:
-            sock = socket.create_connection((ex.host, ex.order_port), timeout=1.0)
-        except OSError as exc:
-            self._schedule(f"connect to {ex.host}:{ex.order_port} failed: {exc}")
-            return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        self.sock = sock
-        self.session = soup.ClientSession()
-        self.requested = self.next_seq
-        self.last_rx = self.last_tx = time.monotonic()
-        self._send(soup.login_request(gw.username, gw.password, "", self.requested))
-        log.info(
-            "connected to the venue, logging in as %s from sequence %d", gw.username, self.requested
-        )
-
-    def _send(self, data: bytes) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            sock.setblocking(True)  # orders must not be half-written; the kernel buffer is big
-            sock.sendall(data)
-            sock.setblocking(False)
-        except OSError as exc:
-            self._drop(f"send failed: {exc}")
-            return
-        self.last_tx = time.monotonic()
-
     def _drop(self, why: str) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
         self.core.venue_up = False
-        self.counters["reconnects"] += 1
-        self._schedule(why)
-
-    def _schedule(self, why: str) -> None:
-        self.reconnect_at = time.monotonic() + self.backoff
-        log.warning("%s; reconnecting in %.2f s from sequence %d", why, self.backoff, self.next_seq)
-        self.backoff = min(self.backoff * 2, self.cfg.gateway.reconnect_max_s)
+        self.link.drop(why)
 
     def _read_venue(self) -> int:
-        sock = self.sock
-        assert sock is not None
-        try:
-            n = sock.recv_into(self.buf)
-        except BlockingIOError:
+        link = self.link
+        n = link.recv_into(self.buf)
+        if n <= 0:
+            if n == 0:
+                self.core.venue_up = False
+                return 1
             return 0
-        except OSError as exc:
-            self._drop(f"link error: {exc}")
-            return 1
-        if n == 0:
-            self._drop("venue closed the session")
-            return 1
         now = time.monotonic_ns()
-        self.last_rx = time.monotonic()
         work = 0
         core = self.core
         try:
-            for ev in self.session.iter_events(self.view[:n]):
+            for ev in link.session.iter_events(self.view[:n]):
                 if type(ev) is soup.SequencedData:
                     work += 1
-                    self.next_seq = ev.sequence + 1
+                    link.next_seq = ev.sequence + 1
                     msg = ouch.decode_outbound(ev.payload)
                     core.journal_venue(ev.sequence, ev.payload)
                     core.on_venue(msg, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
-                    if ev.sequence != self.requested:
+                    if ev.sequence != link.requested:
                         log.error(
                             "asked for sequence %d, venue starts at %d: replies lost",
-                            self.requested,
+                            link.requested,
                             ev.sequence,
                         )
-                    self.next_seq = ev.sequence
+                    link.next_seq = ev.sequence
+                    link.logged_in()
                     core.venue_up = True
                     core.on_login()
-                    self.backoff = self.cfg.gateway.reconnect_min_s
                     log.info(
                         "logged in to venue session %s at sequence %d", ev.session, ev.sequence
                     )
@@ -273,12 +229,12 @@ class GatewayService:
         agent.core.journal = journal
         t0 = time.monotonic()
         last_seq = agent.core.replay(records, time.monotonic_ns())
-        agent.next_seq = last_seq + 1
+        agent.link.next_seq = last_seq + 1
         log.info(
             "journal: %d records replayed in %.0f ms; logging in from sequence %d",
             len(records),
             (time.monotonic() - t0) * 1000,
-            agent.next_seq,
+            agent.link.next_seq,
         )
         agent.snapshot = await self._venue_snapshot()
         if agent.snapshot is not None:
@@ -300,8 +256,7 @@ class GatewayService:
             raise RuntimeError(f"gateway hot loop died: {loop.error!r}")
         finally:
             loop.stop()
-            if agent.sock is not None:
-                agent.sock.close()
+            agent.link.drop("stopping")
             orders.close()
             execs.close()
             journal.close()
@@ -325,6 +280,7 @@ class GatewayService:
             "next_user_ref": core.next_user_ref,
             **core.counters,
             **a.counters,
+            "reconnects": a.link.reconnects,
             "working": [
                 {
                     "cl_id": o.cl_id,
@@ -371,7 +327,14 @@ class GatewayService:
         raise ValueError(f"gateway does not handle {type(cmd).__name__}")
 
     def live_config(self) -> tuple[str, ...]:
-        return ("risk", "gateway.order_timeout_s", "gateway.strategy_timeout_s")
+        return (
+            "risk",
+            "breaker",
+            "gateway.order_timeout_s",
+            "gateway.strategy_timeout_s",
+            "gateway.reconnect_min_s",
+            "gateway.reconnect_max_s",
+        )
 
     def apply_config(self, cfg: HftdConfig) -> None:
         self.cfg = cfg
@@ -382,5 +345,8 @@ class GatewayService:
                 agent.cfg = cfg
                 agent.core.cfg = cfg
                 agent.core.risk.set_limits(cfg.risk)
+                agent.core.breaker.cfg = cfg.breaker
+                agent.link.backoff_min_s = cfg.gateway.reconnect_min_s
+                agent.link.backoff_max_s = cfg.gateway.reconnect_max_s
 
             self.loop.post(apply)

@@ -1,0 +1,164 @@
+"""A SoupBinTCP client link for a hot loop: connect, login, send, drop, back off.
+
+The feed handler (ITCH) and the gateway (OUCH) keep the same kind of session
+with the venue; this is that session's I/O half. It never blocks the loop
+for long: reads are non-blocking; writes block only until the kernel takes
+them (whole packets, never half of one), bounded by `SEND_TIMEOUT_S`.
+Protocol decoding stays in `hftd.wire.soupbintcp.ClientSession`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from hftd.wire import soupbintcp as soup
+
+SEND_TIMEOUT_S = 1.0
+
+
+class SoupLink:
+    """One client connection at a time, reconnecting with exponential backoff.
+
+    `next_seq` is the sequence number to log in from: the owner advances it
+    as messages are applied, so a reconnect resumes exactly where it stopped.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        backoff_min_s: float,
+        backoff_max_s: float,
+        silence_s: float,
+        log: logging.Logger,
+        rcvbuf: int = 0,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.silence_s = silence_s
+        self.log = log
+        self.rcvbuf = rcvbuf
+        self.sock: socket.socket | None = None
+        self.session = soup.ClientSession()
+        self.next_seq = 1
+        self.requested = 0
+        self.backoff = backoff_min_s
+        self.reconnect_at = 0.0
+        self.last_rx = 0.0
+        self.last_tx = 0.0
+        self.reconnects = 0
+
+    @property
+    def up(self) -> bool:
+        return self.sock is not None
+
+    def fds(self) -> list[int]:
+        return [self.sock.fileno()] if self.sock is not None else []
+
+    def connect_if_due(self) -> bool:
+        """Connect and send the login when the backoff allows; True if it tried."""
+        if self.sock is not None or time.monotonic() < self.reconnect_at:
+            return False
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=1.0)
+        except OSError as exc:
+            self._schedule(f"connect to {self.host}:{self.port} failed: {exc}")
+            return True
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.setblocking(False)
+        self.sock = sock
+        self.session = soup.ClientSession()
+        self.requested = self.next_seq
+        self.last_rx = self.last_tx = time.monotonic()
+        self.send(soup.login_request(self.username, self.password, "", self.requested))
+        self.log.info(
+            "%s: connected to %s:%d, logging in as %s from sequence %d",
+            self.name,
+            self.host,
+            self.port,
+            self.username,
+            self.requested,
+        )
+        return True
+
+    def send(self, data: bytes) -> bool:
+        """Write whole packets; a failure drops the link (False)."""
+        sock = self.sock
+        if sock is None:
+            return False
+        try:
+            sock.settimeout(SEND_TIMEOUT_S)
+            sock.sendall(data)
+            sock.setblocking(False)
+        except OSError as exc:
+            self.drop(f"send failed: {exc}")
+            return False
+        self.last_tx = time.monotonic()
+        return True
+
+    def recv_into(self, buf: bytearray) -> int:
+        """Bytes read; -1 if nothing was ready; 0 if the link went down (dropped)."""
+        sock = self.sock
+        if sock is None:
+            return 0
+        try:
+            n = sock.recv_into(buf)
+        except BlockingIOError:
+            return -1
+        except OSError as exc:
+            self.drop(f"link error: {exc}")
+            return 0
+        if n == 0:
+            self.drop("the venue closed the link")
+            return 0
+        self.last_rx = time.monotonic()
+        return n
+
+    def keepalive(self) -> None:
+        """Heartbeat after a second of silence; drop a venue silent too long."""
+        if self.sock is None:
+            return
+        now = time.monotonic()
+        if now - self.last_tx >= soup.HEARTBEAT_INTERVAL:
+            self.send(soup.CLIENT_HEARTBEAT)
+        if self.sock is not None and now - self.last_rx > self.silence_s:
+            self.drop(f"venue silent for {now - self.last_rx:.1f} s")
+
+    def logged_in(self) -> None:
+        """The login was accepted: the next failure starts backing off from scratch."""
+        self.backoff = self.backoff_min_s
+
+    def drop(self, why: str, *, at_once: bool = False) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+            self.reconnects += 1
+        self._schedule(why, 0.0 if at_once else None)
+
+    def _schedule(self, why: str, delay: float | None = None) -> None:
+        wait = self.backoff if delay is None else delay
+        self.reconnect_at = time.monotonic() + wait
+        self.log.warning(
+            "%s: %s; reconnecting in %.2f s from sequence %d", self.name, why, wait, self.next_seq
+        )
+        if delay is None:
+            self.backoff = min(self.backoff * 2, self.backoff_max_s)
+
+    def next_timer_s(self) -> float:
+        now = time.monotonic()
+        if self.sock is None:
+            return max(0.0, self.reconnect_at - now)
+        return max(0.0, self.last_tx + soup.HEARTBEAT_INTERVAL - now)
