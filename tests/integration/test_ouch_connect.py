@@ -4,7 +4,7 @@ ouch-connect is used for what it encodes per the NASDAQ OUCH 5.0 spec: the
 SoupBinTCP session (login, heartbeats both ways, logout), Replace Order and
 Cancel Order, and decoding System Event, Executed and Rejected. Where it
 departs from the spec the venue stays with the spec and this test says so
-(measured, see notes in docs/venue.md):
+(measured: docs/reference/ouch-connect.md):
 
 1. Enter Order: it writes the symbol as 9 bytes (spec: 8), so the message is
    48 bytes + appendage instead of 47. The venue treats it as malformed and
