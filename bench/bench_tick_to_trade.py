@@ -98,7 +98,7 @@ def write_config(tmp: Path, phase: str, rate: float, with_monitor: bool = False)
                   "max_position = 100000", "fast_window = 5", "slow_window = 20",
                   "cooldown_ms = 1.0", "order_timeout_ms = 200.0", ""]
     if with_monitor:
-        lines += ["[daemons.monitor]", ""]
+        lines += ["[daemons.monitor]", "", "[monitor]", f"web_port = {free_port()}", ""]
     path = tmp / f"{phase}.toml"
     path.write_text("\n".join(lines))
     return path
@@ -216,17 +216,65 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
     return acked / elapsed
 
 
+def monitor_ratio(tmp: Path, seconds: float, rate: float, rounds: int) -> None:
+    """The latency phase without and with the monitor, alternated `rounds` times each;
+    percentiles over each run's own window (HDR now minus HDR at its start)."""
+    from statistics import median
+
+    from hftd.monitor.hdr import SparseHistogram
+
+    results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for i in range(2 * rounds):
+        with_monitor = bool(i % 2)
+        system = System(write_config(tmp, "latency", rate, with_monitor))
+        try:
+            time.sleep(2.0)  # past start-up
+            g0 = system.status("gateway")
+            time.sleep(seconds)
+            g1 = system.status("gateway")
+            polls = system.status("monitor")["polls"] if with_monitor else 0
+        finally:
+            system.stop()
+        row: dict[str, float] = {"polls": polls}
+        for hop in ("t1_t2", "t1_t4"):
+            h = (SparseHistogram.decode(g1["latency_hdr"][hop])
+                 - SparseHistogram.decode(g0["latency_hdr"][hop]))
+            row[f"{hop}_n"] = h.total
+            for q, p in (("p50", 50.0), ("p99", 99.0), ("p999", 99.9)):
+                row[f"{hop}_{q}"] = h.percentile_ns(p) / 1000.0
+        results[with_monitor].append(row)
+        print(f"  run {i + 1}: monitor {'on ' if with_monitor else 'off'} "
+              f"({row['polls']:.0f} polls), T1->T4 n={row['t1_t4_n']:.0f} "
+              f"p50 {row['t1_t4_p50']:.1f} p99 {row['t1_t4_p99']:.1f} "
+              f"p99.9 {row['t1_t4_p999']:.1f} us")
+    print(f"monitor ratio ({rounds} runs each, {seconds:g} s, medians of runs; "
+          "with / without):")
+    for hop, name in (("t1_t4", "T1->T4 tick-to-trade"), ("t1_t2", "T1->T2 feed->strategy")):
+        parts = []
+        for q in ("p50", "p99", "p999"):
+            off = median(r[f"{hop}_{q}"] for r in results[False])
+            on = median(r[f"{hop}_{q}"] for r in results[True])
+            parts.append(f"{q} {off:.1f} -> {on:.1f} us (x{on / off:.2f})" if off else f"{q} -")
+        print(f"  {name}: " + ", ".join(parts))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
     ap.add_argument("--rate", type=float, default=250.0, help="flow events/s per symbol")
     ap.add_argument("--throughput-seconds", type=float, default=20.0)
     ap.add_argument("--with-monitor", action="store_true", help="also run the monitor daemon")
+    ap.add_argument("--monitor-ratio", type=int, default=0, metavar="ROUNDS",
+                    help="only the latency phase, ROUNDS runs without and ROUNDS with the "
+                         "monitor (alternating); print the with/without ratio")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
           f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
           f"{platform.platform()}")
     with tempfile.TemporaryDirectory(prefix="hftd-bench-") as d:
+        if args.monitor_ratio:
+            monitor_ratio(Path(d), args.seconds, args.rate, args.monitor_ratio)
+            return
         latency_phase(Path(d), args.seconds, args.rate, args.with_monitor)
         if args.throughput_seconds > 0:
             throughput_phase(Path(d), args.throughput_seconds)

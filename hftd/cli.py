@@ -38,6 +38,10 @@ def _service(component: str) -> ServiceFactory:
         from hftd.gateway.daemon import GatewayService
 
         return GatewayService
+    if component == "monitor":
+        from hftd.monitor.daemon import MonitorService
+
+        return MonitorService
     if component == "probe":
         from hftd.runtime.probe import ProbeService
 
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         ("feed", cmd_daemon, "run the feed handler daemon"),
         ("strategy", cmd_daemon, "run the strategy daemon"),
         ("gateway", cmd_daemon, "run the order gateway daemon"),
+        ("monitor", cmd_daemon, "run the monitor daemon (web dashboard, /metrics, alerts)"),
         ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):
         p = sub.add_parser(name, help=help_)

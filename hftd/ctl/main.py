@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from hftd.config import ConfigError
-from hftd.ctl.commands import status, verbs
+from hftd.ctl.commands import console, status, verbs
 from hftd.ctl.context import CtlContext
 
-COMMANDS = [status]
+COMMANDS = [status, console]
 
 
 def main(argv: list[str] | None = None) -> int:

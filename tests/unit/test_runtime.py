@@ -89,3 +89,21 @@ def test_reload_of_an_invalid_file_changes_nothing(tmp_path: Path) -> None:
     res = rt.reload()
     assert "exchange.flow.cancel_ratio" in res.error
     assert not svc.applied and rt.cfg is old
+
+
+def test_hop_summaries_equal_hdrh_percentiles() -> None:
+    import random
+
+    from hftd.runtime.latency import HopRecorder
+
+    rec = HopRecorder(capacity=1 << 12)
+    rng = random.Random(5)
+    for _ in range(3000):
+        t1 = rng.randrange(10**9)
+        t2 = t1 + int(rng.lognormvariate(10, 1))
+        rec.record(t1, t2, t2 + 50_000, t2 + 90_000, t2 + 400_000)
+    for s in rec.summaries(max_age_s=0):
+        h = rec.hist[s.hop]
+        want = [h.get_value_at_percentile(p) / 1000 for p in (50, 95, 99, 99.9)]
+        assert [s.p50, s.p95, s.p99, s.p999] == want, s.hop
+        assert s.count == 3000

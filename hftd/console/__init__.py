@@ -1,0 +1,1 @@
+"""`hftctl console`: the operator's terminal dashboard (urwid on trio)."""

@@ -1,0 +1,196 @@
+"""Alert rules and the book of raised alerts. Pure: facts in, alert events out.
+
+Every poll the model (`hftd.monitor.model`) distils the system into `Facts`;
+`evaluate` turns them into the conditions that hold now, one per (rule,
+subject); `AlertBook.update` raises the new ones and clears the ones that no
+longer hold, with wall-clock timestamps. A rule that needs a condition to
+last (a daemon silent for `down_after_s`, a venue session lost for
+`link_down_after_s`) gets the duration from the facts, so the book stays a
+plain set difference.
+
+Rules (severity; raised while):
+
+- daemon_down (critical): control socket silent >= down_after_s, or the
+  supervisor says restarting/failed;
+- daemon_restarted (warning): a restart (supervisor count, or a new pid)
+  less than restart_hold_s ago;
+- latency (warning): p99 of `latency_hop` over the latency window >
+  latency_p99_us (with at least latency_min_samples orders);
+- feed_gaps (warning): feed sequence gaps in the last 60 s > max_gaps_per_min;
+- ring_drops (critical): md ring drops + orders refused on a full orders
+  ring in the last 60 s > max_drops_per_min;
+- risk_utilisation (warning): a risk limit (position per symbol, gross,
+  order rate, working orders) at or past the threshold fraction;
+- pnl_stop (critical): loss >= pnl_stop_fraction of the daily loss limit;
+- breaker (critical): the gateway's circuit breaker is tripped;
+- trading_mode (warning; halted: critical): the gateway is paused,
+  reducing or halted;
+- link_down (critical): venue session, md session or strategy heartbeat
+  lost for link_down_after_s.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+
+from hftd.config import AlertRulesConfig
+from hftd.monitor.state import HOP_LABELS, Alert, HopLatency
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+class DaemonFacts(msgspec.Struct, kw_only=True):
+    name: str
+    state: str  # supervisor's view, or "running" from the daemon itself
+    answering: bool  # answered within down_after_s
+    silent_s: float  # since its last answer (inf: never answered)
+    ever_seen: bool  # answered at least once since the monitor started
+    restarted_ago_s: float | None = None  # since the last restart the monitor saw
+    last_error: str = ""
+    recovery_ms: float = 0.0
+
+
+class Facts(msgspec.Struct, kw_only=True):
+    """What the rules look at (computed by the model from the daemons' replies)."""
+
+    monitor_age_s: float
+    daemons: list[DaemonFacts] = msgspec.field(default_factory=list)
+    latency: HopLatency | None = None  # the configured hop, over the latency window
+    latency_window_s: float = 60.0
+    gaps_last_min: int = 0
+    drops_last_min: int = 0
+    risk: dict[str, float] = msgspec.field(default_factory=dict)
+    pnl_total: float = 0.0  # dollars
+    mode: str = ""  # "" = the gateway does not report one
+    breaker_tripped: bool = False
+    breaker_reason: str = ""
+    venue_down_s: float = 0.0  # gateway answering but without a venue session this long
+    strategy_down_s: float = 0.0  # gateway answering but no strategy heartbeat this long
+    md_down_s: float = 0.0  # feed answering but its md session not live this long
+    feed_link: str = ""
+
+
+class Condition(msgspec.Struct, kw_only=True):
+    rule: str
+    subject: str
+    severity: str
+    message: str
+    value: float = 0.0
+    threshold: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule}:{self.subject}"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
+    """The conditions that hold now (disabled rules left out)."""
+    out: list[Condition] = []
+    for d in f.daemons:
+        never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
+        if d.state in ("restarting", "failed"):
+            why = f" ({d.last_error})" if d.last_error else ""
+            out.append(Condition(rule="daemon_down", subject=d.name, severity="critical",
+                                 message=f"{d.name} {d.state}{why}"))
+        elif not d.answering and not never and d.silent_s >= cfg.down_after_s:
+            silent = "never answered" if not d.ever_seen else f"silent for {d.silent_s:.1f} s"
+            out.append(Condition(rule="daemon_down", subject=d.name, severity="critical",
+                                 message=f"{d.name} down: control socket {silent}",
+                                 value=d.silent_s, threshold=cfg.down_after_s))
+        if d.restarted_ago_s is not None and d.restarted_ago_s < cfg.restart_hold_s:
+            why = f" ({d.last_error})" if d.last_error else ""
+            back = f", back in {d.recovery_ms:.0f} ms" if d.recovery_ms else ""
+            out.append(Condition(rule="daemon_restarted", subject=d.name, severity="warning",
+                                 message=f"{d.name} restarted {d.restarted_ago_s:.0f} s ago"
+                                 f"{why}{back}", value=d.restarted_ago_s))
+    lat = f.latency
+    if lat is not None and lat.count >= cfg.latency_min_samples and lat.p99 > cfg.latency_p99_us:
+        out.append(Condition(
+            rule="latency", subject=lat.hop, severity="warning",
+            message=f"{HOP_LABELS.get(lat.hop, lat.hop)} p99 {lat.p99:,.0f} us over the last "
+            f"{f.latency_window_s:.0f} s > {cfg.latency_p99_us:,.0f} us ({lat.count} orders)",
+            value=lat.p99, threshold=cfg.latency_p99_us))
+    if f.gaps_last_min > cfg.max_gaps_per_min:
+        out.append(Condition(rule="feed_gaps", subject="feed", severity="warning",
+                             message=f"{f.gaps_last_min} feed sequence gaps in the last minute "
+                             f"(max {cfg.max_gaps_per_min})",
+                             value=f.gaps_last_min, threshold=cfg.max_gaps_per_min))
+    if f.drops_last_min > cfg.max_drops_per_min:
+        out.append(Condition(rule="ring_drops", subject="rings", severity="critical",
+                             message=f"{f.drops_last_min} messages dropped on full rings in the "
+                             f"last minute (max {cfg.max_drops_per_min})",
+                             value=f.drops_last_min, threshold=cfg.max_drops_per_min))
+    for key, frac in sorted(f.risk.items()):
+        if key.endswith("_worst") or "_worst." in key:
+            continue
+        if key == "loss":
+            if frac >= cfg.pnl_stop_fraction:
+                out.append(Condition(
+                    rule="pnl_stop", subject="daily_loss", severity="critical",
+                    message=f"P&L {f.pnl_total:,.2f} is {_pct(frac)} of the daily loss limit",
+                    value=frac, threshold=cfg.pnl_stop_fraction))
+        elif frac >= cfg.risk_utilisation:
+            out.append(Condition(rule="risk_utilisation", subject=key, severity="warning",
+                                 message=f"risk {key} at {_pct(frac)} of its limit",
+                                 value=frac, threshold=cfg.risk_utilisation))
+    if f.breaker_tripped:
+        out.append(Condition(rule="breaker", subject="gateway", severity="critical",
+                             message="circuit breaker tripped: "
+                             + (f.breaker_reason or "no reason given")))
+    if f.mode and f.mode != "active":
+        out.append(Condition(rule="trading_mode", subject="gateway",
+                             severity="critical" if f.mode == "halted" else "warning",
+                             message=f"trading {f.mode}"))
+    for subject, secs, what in (
+        ("venue", f.venue_down_s, "gateway has no venue order session"),
+        ("strategy", f.strategy_down_s, "gateway sees no strategy heartbeat"),
+        ("md", f.md_down_s, f"feed market-data session {f.feed_link or 'down'}"),
+    ):
+        if secs >= cfg.link_down_after_s:
+            out.append(Condition(rule="link_down", subject=subject, severity="critical",
+                                 message=f"{what} for {secs:.0f} s", value=secs,
+                                 threshold=cfg.link_down_after_s))
+    return [c for c in out if c.rule not in cfg.disabled]
+
+
+class AlertBook:
+    """Active alerts and a log of raises and clears (newest first)."""
+
+    def __init__(self, log_size: int = 100) -> None:
+        self.active: dict[str, Alert] = {}
+        self.log: deque[Alert] = deque(maxlen=log_size)
+
+    def update(self, conditions: list[Condition], now: float) -> list[Alert]:
+        """Raise new conditions, refresh held ones, clear the rest; return the changes."""
+        changes: list[Alert] = []
+        seen: set[str] = set()
+        for c in conditions:
+            key = c.key
+            seen.add(key)
+            old = self.active.get(key)
+            if old is None:
+                alert = Alert(key=key, rule=c.rule, subject=c.subject, severity=c.severity,
+                              message=c.message, raised_at=now, value=c.value,
+                              threshold=c.threshold)
+                self.log.appendleft(alert)
+                changes.append(alert)
+            else:
+                alert = msgspec.structs.replace(old, message=c.message, severity=c.severity,
+                                                value=c.value, threshold=c.threshold)
+            self.active[key] = alert
+        for key in [k for k in self.active if k not in seen]:
+            cleared = msgspec.structs.replace(self.active.pop(key), cleared_at=now)
+            self.log.appendleft(cleared)
+            changes.append(cleared)
+        return changes
+
+    def current(self) -> list[Alert]:
+        """Active alerts, critical first, then oldest first."""
+        return sorted(self.active.values(),
+                      key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.raised_at, a.key))

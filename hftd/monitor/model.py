@@ -1,0 +1,462 @@
+"""The state model: the daemons' Status replies in, a `SystemState` out. Pure.
+
+The monitor daemon (and the console, when no monitor answers) polls every
+daemon's control socket and hands the latest replies to `Aggregator.ingest`
+as a `Poll`. The aggregator keeps what needs memory:
+
+- reset-aware running totals of every counter (a restarted daemon starts its
+  counters at 0; the totals carry on), from which per-second rates and
+  "in the last minute" counts are differences;
+- the gateway's cumulative HDR histograms, kept for `latency_window_s`, so
+  percentiles over the window are "now minus then";
+- one `Point` per second for `window_s` (the charts);
+- per daemon: when it last answered, its pid and restart count, to see it
+  go down and come back;
+- the `AlertBook`.
+
+Times come in with the poll (CLOCK_MONOTONIC for durations, wall clock for
+display), so tests drive it with any clock they like.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from hftd.config import PRICE_SCALE, HftdConfig
+from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
+from hftd.monitor.hdr import SparseHistogram
+from hftd.monitor.state import (
+    HOPS,
+    Counters,
+    DaemonHealth,
+    HopLatency,
+    Point,
+    PositionRow,
+    Rates,
+    RiskBar,
+    SystemState,
+    Trade,
+)
+from hftd.msg.control import DaemonStatus, StatusInfo
+
+COUNTER_WINDOW_S = 65.0  # running totals kept this long ("last minute" counts)
+RATE_SPAN_S = 1.0  # rates over about this much time
+# Decoding five HDR histograms costs a few ms (thousands of non-zero buckets):
+# latency figures are refreshed once a second, not every poll.
+LATENCY_EVERY_S = 1.0
+
+
+class Reading(msgspec.Struct, kw_only=True):
+    """The latest a poller knows about one daemon."""
+
+    name: str
+    info: StatusInfo | None = None  # its latest answer (may be old: see ok_at)
+    ok_at: float = 0.0  # monotonic time of that answer (0 = never answered)
+    error: str = ""  # why the latest attempt failed ("" = it answered)
+
+
+class Poll(msgspec.Struct, kw_only=True):
+    mono: float  # time.monotonic()
+    wall: float  # time.time()
+    readings: dict[str, Reading]
+    supervisor: list[DaemonStatus] | None = None  # None: no embedded supervisor answers
+
+
+class _Totals:
+    """Reset-aware running totals of one daemon's counters, with a short history."""
+
+    def __init__(self) -> None:
+        self.last_raw: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+        self.series: deque[tuple[float, dict[str, int]]] = deque()
+
+    def add(self, t: float, raw: dict[str, int]) -> None:
+        for k, v in raw.items():
+            prev = self.last_raw.get(k)
+            step = v if prev is None or v < prev else v - prev
+            if prev is None:
+                step = 0  # the first sight of a counter is a baseline, not an event
+            self.totals[k] = self.totals.get(k, 0) + step
+            self.last_raw[k] = v
+        self.series.append((t, dict(self.totals)))
+        while self.series and t - self.series[0][0] > COUNTER_WINDOW_S:
+            self.series.popleft()
+
+    def _at_or_before(self, t: float) -> tuple[float, dict[str, int]] | None:
+        best = None
+        for entry in self.series:
+            if entry[0] <= t:
+                best = entry
+            else:
+                break
+        return best
+
+    def rate(self, key: str, span: float = RATE_SPAN_S) -> float:
+        if len(self.series) < 2:
+            return 0.0
+        t1, now = self.series[-1]
+        then = self._at_or_before(t1 - span) or self.series[0]
+        dt = t1 - then[0]
+        if dt <= 0.05:
+            return 0.0
+        return (now.get(key, 0) - then[1].get(key, 0)) / dt
+
+    def within(self, key: str, span: float) -> int:
+        """Events counted in the last `span` seconds (all we have, if less)."""
+        if not self.series:
+            return 0
+        t1, now = self.series[-1]
+        then = self._at_or_before(t1 - span) or self.series[0]
+        return now.get(key, 0) - then[1].get(key, 0)
+
+
+class _DaemonTrack:
+    def __init__(self) -> None:
+        self.ever_seen = False
+        self.pid = 0
+        self.restarts = -1  # supervisor's count at the last poll (-1: not seen)
+        self.pid_restarts = 0  # pid changes seen without a supervisor
+        self.restarted_at: float | None = None
+        self.last_error = ""
+        self.recovery_ms = 0.0
+
+
+def _hop(name: str, h: SparseHistogram) -> HopLatency:
+    def q(p: float) -> float:
+        return h.percentile_ns(p) / 1000.0
+
+    mean = h.sum_ns() / h.total / 1000.0 if h.total else 0.0
+    return HopLatency(hop=name, count=h.total, p50=q(50), p95=q(95), p99=q(99), p999=q(99.9),
+                      max=h.max_ns() / 1000.0, mean=mean)
+
+
+def _num(d: dict[str, Any], key: str) -> int:
+    v = d.get(key, 0)
+    return int(v) if isinstance(v, int | float) else 0
+
+
+class Aggregator:
+    """Poll after poll -> SystemState (with alerts raised and cleared)."""
+
+    def __init__(self, cfg: HftdConfig, source: str = "monitor") -> None:
+        self.cfg = cfg
+        self.source = source
+        self.started: float | None = None
+        self.seq = 0
+        self.book = AlertBook()
+        self.tracks: dict[str, _DaemonTrack] = {}
+        self.totals: dict[str, _Totals] = {}
+        self.hdr_blob: dict[str, bytes] = {}
+        self.hdr_now: dict[str, SparseHistogram] = {h: SparseHistogram() for h in HOPS}
+        self.hdr_series: dict[str, deque[tuple[float, SparseHistogram]]] = {
+            h: deque() for h in HOPS
+        }
+        self.history: deque[Point] = deque(maxlen=max(1, int(cfg.monitor.window_s)))
+        self.lat_at: float | None = None
+        self.lat_window: list[HopLatency] = [_hop(h, SparseHistogram()) for h in HOPS]
+        self.lat_total: list[HopLatency] = list(self.lat_window)
+        self.lat_second = (0.0, 0.0)  # p50, p99 of the alert hop over the last second, us
+        self.last_second = 0
+        self.since_false: dict[str, float] = {}  # link flag -> when it was first seen down
+        self.last_ok_at: dict[str, float] = {}
+        self.state = SystemState(source=source)
+
+    def reconfigure(self, cfg: HftdConfig) -> None:
+        """New thresholds (live reload); windows keep their data."""
+        self.cfg = cfg
+
+    # --- ingestion ------------------------------------------------------------------
+
+    def ingest(self, poll: Poll) -> SystemState:
+        if self.started is None:
+            self.started = poll.mono
+        self.seq += 1
+        mcfg = self.cfg.monitor
+        acfg = mcfg.alerts
+        sup = {d.name: d for d in poll.supervisor} if poll.supervisor is not None else None
+
+        daemons: list[DaemonHealth] = []
+        dfacts: list[DaemonFacts] = []
+        for name, r in poll.readings.items():
+            h, df = self._daemon(name, r, sup.get(name) if sup is not None else None, poll)
+            daemons.append(h)
+            dfacts.append(df)
+
+        answering = {d.name: d.answering for d in dfacts}
+        gw = self._detail(poll, "gateway")
+        feed = self._detail(poll, "feed")
+        strat = self._detail(poll, "strategy")
+
+        self._count("gateway", poll, gw, ("sent", "fills", "cancels", "risk_rejects",
+                                          "venue_rejects", "reconnects"))
+        self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
+        self._count("strategy", poll, strat, ("orders_refused",))
+        if self.lat_at is None or poll.mono - self.lat_at >= LATENCY_EVERY_S:
+            self.lat_at = poll.mono
+            self._latency(poll, gw)
+
+        g = self.totals.get("gateway")
+        fd = self.totals.get("feed")
+        st = self.totals.get("strategy")
+        gw_on = answering.get("gateway", False)
+        feed_on = answering.get("feed", False)
+        rates = Rates(
+            orders=g.rate("sent") if g and gw_on else 0.0,
+            fills=g.rate("fills") if g and gw_on else 0.0,
+            cancels=g.rate("cancels") if g and gw_on else 0.0,
+            rejects=(g.rate("risk_rejects") + g.rate("venue_rejects")) if g and gw_on else 0.0,
+            md=fd.rate("messages") if fd and feed_on else 0.0,
+        )
+        counters = Counters(
+            orders=_num(gw, "sent"), fills=_num(gw, "fills"), cancels=_num(gw, "cancels"),
+            risk_rejects=_num(gw, "risk_rejects"), venue_rejects=_num(gw, "venue_rejects"),
+            md_messages=_num(feed, "messages"), gaps=_num(feed, "gaps"),
+            drops=_num(feed, "drops"), orders_refused=_num(strat, "orders_refused"),
+            reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
+        )
+        positions, totals = self._positions(gw)
+        risk_raw = {k: float(v) for k, v in (gw.get("risk") or {}).items()
+                    if isinstance(v, int | float)}
+        raw_breaker = gw.get("breaker")
+        breaker: dict[str, Any] = raw_breaker if isinstance(raw_breaker, dict) else {}
+        mode = str(gw.get("mode", "")) if gw else ""
+
+        window, total_lat = self.lat_window, self.lat_total
+        hop_win = next((x for x in window if x.hop == acfg.latency_hop), None)
+
+        venue_up = bool(gw.get("venue_up", False))
+        strategy_up = bool(gw.get("strategy_up", False))
+        feed_link = str(feed.get("link", "")) if feed else ""
+        facts = Facts(
+            monitor_age_s=poll.mono - self.started,
+            daemons=dfacts,
+            latency=hop_win,
+            latency_window_s=mcfg.latency_window_s,
+            gaps_last_min=fd.within("gaps", 60.0) if fd else 0,
+            drops_last_min=(fd.within("drops", 60.0) if fd else 0)
+            + (st.within("orders_refused", 60.0) if st else 0),
+            risk=risk_raw,
+            pnl_total=totals.total if totals else 0.0,
+            mode=mode,
+            breaker_tripped=bool(breaker.get("tripped", False)),
+            breaker_reason=str(breaker.get("reason", "")),
+            venue_down_s=self._down_for("venue", gw_on and bool(gw) and not venue_up, poll.mono),
+            strategy_down_s=self._down_for(
+                "strategy", gw_on and bool(gw) and not strategy_up, poll.mono),
+            md_down_s=self._down_for("md", feed_on and bool(feed) and feed_link != "live",
+                                     poll.mono),
+            feed_link=feed_link,
+        )
+        self.book.update(evaluate(acfg, facts), poll.wall)
+        self._history(poll, rates, totals)
+
+        self.state = SystemState(
+            time=poll.wall,
+            seq=self.seq,
+            source=self.source,
+            mode=mode or "unknown",
+            breaker_tripped=facts.breaker_tripped,
+            breaker_reason=facts.breaker_reason,
+            venue_up=venue_up,
+            strategy_up=strategy_up,
+            feed_link=feed_link,
+            working_orders=len(gw.get("working") or []),
+            counters=counters,
+            rates=rates,
+            latency_hop=acfg.latency_hop,
+            latency_window_s=mcfg.latency_window_s,
+            latency=window,
+            latency_total=total_lat,
+            positions=positions,
+            totals=totals,
+            risk=self._risk_bars(risk_raw),
+            trades=self._trades(gw),
+            daemons=daemons,
+            alerts=self.book.current(),
+            alert_log=list(self.book.log)[:50],
+            history=list(self.history),
+        )
+        return self.state
+
+    def histograms(self) -> dict[str, SparseHistogram]:
+        """Each hop since the gateway started (for Prometheus buckets)."""
+        return dict(self.hdr_now)
+
+    # --- pieces ---------------------------------------------------------------------
+
+    def _detail(self, poll: Poll, name: str) -> dict[str, Any]:
+        r = poll.readings.get(name)
+        if r is None or r.info is None:
+            return {}
+        return r.info.detail
+
+    def _daemon(
+        self, name: str, r: Reading, sup: DaemonStatus | None, poll: Poll
+    ) -> tuple[DaemonHealth, DaemonFacts]:
+        acfg = self.cfg.monitor.alerts
+        tr = self.tracks.setdefault(name, _DaemonTrack())
+        silent = poll.mono - r.ok_at if r.ok_at else math.inf
+        answering = r.ok_at > 0 and silent < acfg.down_after_s
+        if r.ok_at:
+            tr.ever_seen = True
+        info = r.info
+        if sup is not None:
+            # A restart is a rise in the supervisor's count; the count found at the
+            # first look is a baseline (those restarts happened before we watched).
+            if tr.restarts >= 0 and sup.restarts > tr.restarts:
+                tr.restarted_at = poll.mono
+            tr.restarts = sup.restarts
+            tr.last_error = sup.last_error
+            tr.recovery_ms = sup.last_recovery_ms
+            state = sup.state
+            pid, uptime, restarts, err = sup.pid, sup.uptime_s, sup.restarts, sup.last_error
+        else:
+            if info is not None and r.ok_at and r.ok_at != self.last_ok_at.get(name):
+                if tr.pid and info.pid != tr.pid:
+                    tr.pid_restarts += 1
+                    tr.restarted_at = poll.mono
+                    tr.last_error = "new pid (restarted)"
+                tr.pid = info.pid
+            self.last_ok_at[name] = r.ok_at
+            state = "down" if info is None else "ready" if info.state == "running" else info.state
+            pid = info.pid if info is not None else 0
+            uptime = (info.uptime_s + (poll.mono - r.ok_at)) if info is not None else 0.0
+            restarts, err = tr.pid_restarts, r.error
+        if not answering and state in ("ready", "down", "running"):
+            state = "not answering" if tr.ever_seen else "down"
+        health = DaemonHealth(name=name, state=state, up=answering and state == "ready",
+                              pid=pid if answering or sup is not None else 0,
+                              uptime_s=uptime if answering else 0.0, restarts=restarts,
+                              last_error=err or (r.error if not answering else ""))
+        facts = DaemonFacts(
+            name=name, state=state, answering=answering, silent_s=silent,
+            ever_seen=tr.ever_seen,
+            restarted_ago_s=(poll.mono - tr.restarted_at) if tr.restarted_at is not None
+            else None,
+            last_error=tr.last_error, recovery_ms=tr.recovery_ms,
+        )
+        return health, facts
+
+    def _count(self, name: str, poll: Poll, detail: dict[str, Any], keys: tuple[str, ...]) -> None:
+        r = poll.readings.get(name)
+        if r is None or not detail or not r.ok_at:
+            return
+        tot = self.totals.setdefault(name, _Totals())
+        if tot.series and tot.series[-1][0] >= r.ok_at:
+            return  # nothing new from this daemon since the last poll
+        tot.add(r.ok_at, {k: _num(detail, k) for k in keys})
+
+    def _latency(self, poll: Poll, gw: dict[str, Any]) -> None:
+        """Fold the gateway's newest histograms in; recompute the latency figures."""
+        blobs = gw.get("latency_hdr")
+        r = poll.readings.get("gateway")
+        if isinstance(blobs, dict) and r is not None:
+            t = r.ok_at
+            for hop in HOPS:
+                blob = blobs.get(hop)
+                if not isinstance(blob, bytes) or blob == self.hdr_blob.get(hop):
+                    continue
+                try:
+                    h = SparseHistogram.decode(blob)
+                except ValueError:
+                    continue
+                self.hdr_blob[hop] = blob
+                series = self.hdr_series[hop]
+                if h.is_reset_of(self.hdr_now[hop]):
+                    series.clear()  # the gateway restarted: its histograms began again
+                self.hdr_now[hop] = h
+                series.append((t, h))
+            horizon = max(self.cfg.monitor.latency_window_s, RATE_SPAN_S) + 5.0
+            for series in self.hdr_series.values():
+                while len(series) > 1 and t - series[1][0] > horizon:
+                    series.popleft()
+        span = self.cfg.monitor.latency_window_s
+        self.lat_window = [_hop(h, self._window_hist(h, poll.mono, span)) for h in HOPS]
+        self.lat_total = [_hop(h, self.hdr_now[h]) for h in HOPS]
+        recent = self._window_hist(self.cfg.monitor.alerts.latency_hop, poll.mono, 1.0)
+        self.lat_second = (recent.percentile_ns(50) / 1000.0, recent.percentile_ns(99) / 1000.0)
+
+    def _window_hist(self, hop: str, now: float, span: float) -> SparseHistogram:
+        """Recorded in the last `span` s: now minus the newest snapshot at least that old."""
+        base: SparseHistogram | None = None
+        for t, h in self.hdr_series[hop]:
+            if t <= now - span:
+                base = h
+            else:
+                break
+        cur = self.hdr_now[hop]
+        return cur if base is None else cur - base
+
+    def _down_for(self, flag: str, down: bool, now: float) -> float:
+        if not down:
+            self.since_false.pop(flag, None)
+            return 0.0
+        return now - self.since_false.setdefault(flag, now)
+
+    def _positions(self, gw: dict[str, Any]) -> tuple[list[PositionRow], PositionRow | None]:
+        snap = gw.get("positions")
+        if not isinstance(snap, dict):
+            return [], None
+        rows = []
+        for p in snap.get("positions") or []:
+            realized = float(p.get("realized", 0)) / PRICE_SCALE
+            unrealized = float(p.get("unrealized", 0)) / PRICE_SCALE
+            rows.append(PositionRow(
+                symbol=str(p.get("symbol", "?")), qty=int(p.get("qty", 0)),
+                avg_price=float(p.get("avg_price", 0.0)) / PRICE_SCALE,
+                mark=float(p.get("mark", 0)) / PRICE_SCALE,
+                unrealized=unrealized, realized=realized, total=realized + unrealized,
+            ))
+        rows.sort(key=lambda r: r.symbol)
+        total = PositionRow(
+            symbol="TOTAL", qty=int(snap.get("net_shares", sum(r.qty for r in rows))),
+            avg_price=0.0, mark=0.0,
+            unrealized=float(snap.get("unrealized", 0)) / PRICE_SCALE,
+            realized=float(snap.get("realized", 0)) / PRICE_SCALE,
+            total=float(snap.get("total", 0)) / PRICE_SCALE,
+        )
+        return rows, total
+
+    @staticmethod
+    def _risk_bars(risk: dict[str, float]) -> list[RiskBar]:
+        bars = []
+        pos = {k: v for k, v in risk.items() if k.startswith("position.")}
+        if pos:
+            key = max(pos, key=lambda k: (pos[k], k))
+            bars.append(RiskBar(key=key, label=f"position {key.split('.', 1)[1]}",
+                                fraction=pos[key]))
+        for key, label in (("gross", "gross position"), ("rate", "order rate"),
+                           ("working", "working orders"), ("loss", "daily P&L loss")):
+            if key in risk:
+                bars.append(RiskBar(key=key, label=label, fraction=risk[key]))
+        return bars
+
+    @staticmethod
+    def _trades(gw: dict[str, Any], limit: int = 20) -> list[Trade]:
+        out = []
+        for f in reversed(gw.get("recent_fills") or []):
+            out.append(Trade(
+                time=float(f.get("time_ns", 0)) / 1e9, symbol=str(f.get("symbol", "")),
+                side=str(f.get("side", "")), qty=int(f.get("qty", 0)),
+                price=float(f.get("price", 0)) / PRICE_SCALE,
+                tick_to_trade_us=float(f.get("tick_to_trade_us", 0.0)),
+            ))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _history(self, poll: Poll, rates: Rates, totals: PositionRow | None) -> None:
+        second = int(poll.wall)
+        if second == self.last_second:
+            return
+        self.last_second = second
+        self.history.append(Point(
+            t=float(second), orders=round(rates.orders, 3), fills=round(rates.fills, 3),
+            rejects=round(rates.rejects, 3), md=round(rates.md, 3),
+            p50=self.lat_second[0], p99=self.lat_second[1],
+            pnl=round(totals.total, 4) if totals else 0.0,
+        ))

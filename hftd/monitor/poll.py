@@ -1,0 +1,102 @@
+"""Pulling the daemons' Status over their control sockets (trio).
+
+One poller task per daemon, each asking `Status` every `interval` seconds
+with its own timeout, so a daemon that hangs (stopped, wedged, swapping)
+delays only its own row; the aggregator reads whatever each poller last
+heard (`Reading.ok_at` says when). The embedded supervisor, when one runs,
+is asked too: its restart counts and states are the authority on restarts.
+
+Why pull, not push: the hot daemons need no client code, no extra thread and
+no send path that could block; the Status handler they already serve for
+`hftctl status` is the whole interface. A dead daemon is noticed because its
+socket stops answering; nothing has to notice the absence of a push.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from hftd.ipc.control import request
+from hftd.monitor.model import Reading
+from hftd.msg.control import DaemonStatus, Status, StatusInfo
+
+
+class Poller:
+    """The latest reading of every daemon, kept fresh by one task each."""
+
+    def __init__(self, run_dir: Path, names: list[str], interval: float, timeout: float) -> None:
+        self.run_dir = run_dir
+        self.interval = interval
+        self.timeout = timeout
+        self.readings: dict[str, Reading] = {n: Reading(name=n) for n in names}
+        self.supervisor: list[DaemonStatus] | None = None
+        self.supervisor_at = 0.0
+        self.requests = 0
+        self.failures = 0
+
+    async def ask(self, name: str) -> StatusInfo:
+        with trio.fail_after(self.timeout):
+            reply = await request(self.run_dir / f"{name}.sock", Status())
+        if not reply.ok:
+            raise RuntimeError(reply.error)
+        return msgspec.convert(reply.result, StatusInfo)
+
+    async def poll_one(self, name: str) -> None:
+        """Ask once; record the answer or why there was none."""
+        self.requests += 1
+        r = self.readings[name]
+        try:
+            info = await self.ask(name)
+        except FileNotFoundError:
+            self.failures += 1
+            r.error = "no control socket"
+        except trio.TooSlowError:
+            self.failures += 1
+            r.error = f"no answer in {self.timeout:g} s"
+        except Exception as exc:  # whatever a dying daemon does to a reply, keep polling
+            self.failures += 1
+            r.error = f"{type(exc).__name__}: {exc}"
+        else:
+            r.info = info
+            r.ok_at = time.monotonic()
+            r.error = ""
+
+    async def poll_supervisor(self) -> None:
+        path = self.run_dir / "supervisor.sock"
+        try:
+            if not path.exists():
+                raise FileNotFoundError(path)
+            with trio.fail_after(self.timeout):
+                reply = await request(path, Status())
+            if not reply.ok:
+                raise RuntimeError(reply.error)
+            self.supervisor = msgspec.convert(reply.result, list[DaemonStatus])
+            self.supervisor_at = time.monotonic()
+        except Exception:  # no supervisor (systemd), or it is stopping: keep polling
+            if time.monotonic() - self.supervisor_at > 3 * max(self.interval, self.timeout):
+                self.supervisor = None  # no embedded supervisor (systemd), or it is gone
+
+    async def _loop(self, name: str | None) -> None:
+        while True:
+            start = trio.current_time()
+            if name is None:
+                await self.poll_supervisor()
+            else:
+                await self.poll_one(name)
+            await trio.sleep_until(start + self.interval)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll forever; `started` after the first round (each daemon asked once)."""
+        async with trio.open_nursery() as first:
+            first.start_soon(self.poll_supervisor)
+            for name in self.readings:
+                first.start_soon(self.poll_one, name)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            nursery.start_soon(self._loop, None)
+            for name in self.readings:
+                nursery.start_soon(self._loop, name)

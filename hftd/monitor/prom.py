@@ -1,0 +1,176 @@
+"""Prometheus exposition of the monitor's state (prometheus-client, its own registry).
+
+A custom collector reads the latest `SystemState` (and the gateway's hop
+histograms) at scrape time, so a scrape costs nothing between scrapes and
+never sees a half-updated state. Counters are the daemons' own (they reset
+when a daemon restarts; Prometheus' `rate()` handles that). Latency per hop
+is a real histogram, built from the gateway's cumulative HDR histograms at
+fixed bucket bounds, plus gauges of the percentiles over the monitor's
+latency window. Every active monitor alert is `hftd_alert_firing 1`.
+No I/O here: `exposition()` returns the text for the web server to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from hftd.monitor.hdr import SparseHistogram
+from hftd.monitor.state import SystemState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latency bucket bounds, seconds (5 us .. 1 s); +Inf is added.
+BUCKETS_S = (
+    5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
+    1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
+)
+QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"))
+
+StateProvider = Callable[[], tuple[SystemState, dict[str, SparseHistogram]]]
+
+
+def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metric]:
+    """Every metric family for one state (pure: the collector calls this)."""
+    out: list[Metric] = []
+    c = state.counters
+
+    def counter(name: str, doc: str, value: float) -> None:
+        m = CounterMetricFamily(name, doc)
+        m.add_metric([], value)
+        out.append(m)
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        out.append(GaugeMetricFamily(name, doc, value=value))
+
+    counter("hftd_orders_sent", "Orders the gateway sent to the venue.", c.orders)
+    counter("hftd_fills", "Executions received by the gateway.", c.fills)
+    counter("hftd_cancels", "Orders cancelled at the venue.", c.cancels)
+    rej = CounterMetricFamily("hftd_rejects", "Orders rejected, by where.", labels=["source"])
+    rej.add_metric(["risk"], c.risk_rejects)
+    rej.add_metric(["venue"], c.venue_rejects)
+    out.append(rej)
+    counter("hftd_md_messages", "ITCH messages received by the feed.", c.md_messages)
+    counter("hftd_md_gaps", "Sequence gaps detected (and recovered) by the feed.", c.gaps)
+    counter("hftd_md_drops", "Market-data records dropped on a full md ring.", c.drops)
+    counter("hftd_orders_refused", "Orders refused by the strategy on a full orders ring.",
+            c.orders_refused)
+    counter("hftd_reconnects", "Venue session reconnects (feed and gateway).", c.reconnects)
+
+    rates = GaugeMetricFamily("hftd_rate_per_second", "Per-second rates over the last second.",
+                              labels=["what"])
+    for what in ("orders", "fills", "cancels", "rejects", "md"):
+        rates.add_metric([what], getattr(state.rates, what))
+    out.append(rates)
+
+    pos = GaugeMetricFamily("hftd_position_shares", "Net position per symbol.", labels=["symbol"])
+    sym_pnl = GaugeMetricFamily("hftd_symbol_pnl_dollars", "P&L per symbol.",
+                                labels=["symbol", "kind"])
+    mark = GaugeMetricFamily("hftd_mark_price_dollars", "Mark price per symbol.",
+                             labels=["symbol"])
+    for p in state.positions:
+        pos.add_metric([p.symbol], p.qty)
+        mark.add_metric([p.symbol], p.mark)
+        for kind in ("realized", "unrealized", "total"):
+            sym_pnl.add_metric([p.symbol, kind], getattr(p, kind))
+    out += [pos, sym_pnl, mark]
+    pnl = GaugeMetricFamily("hftd_pnl_dollars", "Account P&L.", labels=["kind"])
+    if state.totals is not None:
+        for kind in ("realized", "unrealized", "total"):
+            pnl.add_metric([kind], getattr(state.totals, kind))
+    out.append(pnl)
+    gauge("hftd_working_orders", "Orders working at the venue.", state.working_orders)
+
+    util = GaugeMetricFamily("hftd_risk_utilisation_ratio",
+                             "Fraction of each risk limit in use (1 = at the limit).",
+                             labels=["limit"])
+    for bar in state.risk:
+        util.add_metric([bar.key], bar.fraction)
+    out.append(util)
+    gauge("hftd_circuit_breaker_tripped", "1 while the gateway's circuit breaker is tripped.",
+          1.0 if state.breaker_tripped else 0.0)
+    mode = GaugeMetricFamily("hftd_trading_mode", "1 for the gateway's current trading mode.",
+                             labels=["mode"])
+    for m in ("active", "paused", "reducing", "halted", "unknown"):
+        mode.add_metric([m], 1.0 if state.mode == m else 0.0)
+    out.append(mode)
+    gauge("hftd_venue_session_up", "1 while the gateway has a venue order session.",
+          1.0 if state.venue_up else 0.0)
+    gauge("hftd_md_session_up", "1 while the feed's market-data session is live.",
+          1.0 if state.feed_link == "live" else 0.0)
+
+    up = GaugeMetricFamily("hftd_up", "1 while a daemon is ready and answers its control socket.",
+                           labels=["daemon"])
+    restarts = CounterMetricFamily("hftd_daemon_restarts", "Restarts of each daemon.",
+                                   labels=["daemon"])
+    for d in state.daemons:
+        up.add_metric([d.name], 1.0 if d.up else 0.0)
+        restarts.add_metric([d.name], d.restarts)
+    out += [up, restarts]
+
+    hist = HistogramMetricFamily("hftd_hop_latency_seconds",
+                                 "Per-hop latency since the gateway started (T1 feed receive, "
+                                 "T2 decision, T3 risk done, T4 on the wire, T5 venue ack).",
+                                 labels=["hop"])
+    bounds_ns = [round(b * 1e9) for b in BUCKETS_S]
+    for hop, h in hists.items():
+        cum = h.cumulative(bounds_ns)
+        buckets = [(_le(b), float(n)) for b, n in zip(BUCKETS_S, cum, strict=True)]
+        buckets.append(("+Inf", float(h.total)))
+        hist.add_metric([hop], buckets, h.sum_ns() / 1e9)
+    out.append(hist)
+    win = Metric(
+        "hftd_hop_latency_window_seconds",
+        f"Per-hop latency over the monitor's last {state.latency_window_s:g} s.",
+        "summary",
+    )
+    for lat in state.latency:
+        for q, attr in QUANTILES:
+            win.add_sample("hftd_hop_latency_window_seconds", {"hop": lat.hop, "quantile": q},
+                           getattr(lat, attr) / 1e6)
+        win.add_sample("hftd_hop_latency_window_seconds_count", {"hop": lat.hop}, lat.count)
+        win.add_sample("hftd_hop_latency_window_seconds_sum", {"hop": lat.hop},
+                       lat.mean * lat.count / 1e6)
+    out.append(win)
+
+    firing = GaugeMetricFamily("hftd_alert_firing", "1 for each alert the monitor has raised.",
+                               labels=["alert", "subject", "severity"])
+    for a in state.alerts:
+        firing.add_metric([a.rule, a.subject, a.severity], 1.0)
+    out.append(firing)
+    gauge("hftd_alerts_active", "Alerts raised and not yet cleared.", len(state.alerts))
+    gauge("hftd_monitor_polls", "Polls the monitor has made (a heartbeat).", state.seq)
+    return out
+
+
+def _le(b: float) -> str:
+    return f"{b:.6g}"
+
+
+class StateCollector:
+    """Reads the newest state at scrape time."""
+
+    def __init__(self, provider: StateProvider) -> None:
+        self.provider = provider
+
+    def collect(self) -> Iterable[Metric]:
+        state, hists = self.provider()
+        return metrics(state, hists)
+
+
+def make_registry(provider: StateProvider) -> CollectorRegistry:
+    """A registry of its own (nothing from the process-global default registry)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StateCollector(provider))
+    return reg
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,161 @@
+"""The system's state as the operator sees it: one Struct, three faces.
+
+`SystemState` is what the monitor computes every poll and what the console,
+the web page (as JSON) and `/metrics` all show; the console gets it from the
+monitor's control socket (`Status` detail ``state``) or computes it itself
+with the same `hftd.monitor.model.Aggregator`. Money and prices are dollars
+(floats, for display only: the trading path keeps fixed point); latency is
+microseconds; times are wall-clock seconds (`time.time()`).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+HOPS = ("t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4")
+HOP_LABELS = {
+    "t1_t2": "feed>strategy",
+    "t2_t3": "strategy>risk",
+    "t3_t4": "risk>wire",
+    "t4_t5": "wire>ack",
+    "t1_t4": "tick-to-trade",
+}
+
+
+class Rates(msgspec.Struct, kw_only=True):
+    """Per second, over the last second or so of polls."""
+
+    orders: float = 0.0
+    fills: float = 0.0
+    cancels: float = 0.0
+    rejects: float = 0.0  # risk + venue
+    md: float = 0.0  # ITCH messages received by the feed
+
+
+class Counters(msgspec.Struct, kw_only=True):
+    """The daemons' own counters, as they report them (reset when one restarts)."""
+
+    orders: int = 0  # gateway: orders sent to the venue
+    fills: int = 0
+    cancels: int = 0
+    risk_rejects: int = 0
+    venue_rejects: int = 0
+    md_messages: int = 0  # feed
+    gaps: int = 0  # feed sequence gaps
+    drops: int = 0  # feed: md ring full
+    orders_refused: int = 0  # strategy: orders ring full
+    reconnects: int = 0  # feed + gateway venue sessions
+
+
+class HopLatency(msgspec.Struct, kw_only=True):
+    hop: str
+    count: int
+    p50: float
+    p95: float
+    p99: float
+    p999: float
+    max: float
+    mean: float = 0.0
+
+
+class PositionRow(msgspec.Struct, kw_only=True):
+    symbol: str
+    qty: int
+    avg_price: float
+    mark: float
+    unrealized: float
+    realized: float
+    total: float
+
+
+class RiskBar(msgspec.Struct, kw_only=True):
+    key: str  # the gateway's utilisation key ("rate", "position.AAPL", ...)
+    label: str
+    fraction: float  # of the limit in use; 1.0 = at the limit
+
+
+class Trade(msgspec.Struct, kw_only=True):
+    time: float
+    symbol: str
+    side: str
+    qty: int
+    price: float
+    tick_to_trade_us: float
+
+
+class DaemonHealth(msgspec.Struct, kw_only=True):
+    name: str
+    state: str  # ready, starting, restarting, failed, stopped, down (not answering)
+    up: bool  # answering its control socket and ready
+    pid: int
+    uptime_s: float
+    restarts: int
+    last_error: str = ""
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    key: str  # "<rule>:<subject>"
+    rule: str
+    subject: str
+    severity: str  # "warning" | "critical"
+    message: str
+    raised_at: float
+    cleared_at: float = 0.0  # 0 while active
+    value: float = 0.0
+    threshold: float = 0.0
+
+
+class Point(msgspec.Struct, array_like=True):
+    """One second of history (for charts)."""
+
+    t: float
+    orders: float  # per second
+    fills: float
+    rejects: float
+    md: float
+    p50: float  # latency of the alert hop over the last second, us (0 = no orders)
+    p99: float
+    pnl: float  # total P&L, dollars
+
+
+class SystemState(msgspec.Struct, kw_only=True):
+    time: float = 0.0
+    seq: int = 0  # polls so far
+    source: str = "monitor"  # "monitor" or "direct" (the console polling the daemons)
+    mode: str = "unknown"  # gateway trading mode: active, paused, reducing, halted
+    breaker_tripped: bool = False
+    breaker_reason: str = ""
+    venue_up: bool = False
+    strategy_up: bool = False
+    feed_link: str = ""
+    working_orders: int = 0
+    counters: Counters = msgspec.field(default_factory=Counters)
+    rates: Rates = msgspec.field(default_factory=Rates)
+    latency_hop: str = "t1_t4"
+    latency_window_s: float = 60.0
+    latency: list[HopLatency] = msgspec.field(default_factory=list)  # over the window
+    latency_total: list[HopLatency] = msgspec.field(default_factory=list)  # since gateway start
+    positions: list[PositionRow] = msgspec.field(default_factory=list)
+    totals: PositionRow | None = None
+    risk: list[RiskBar] = msgspec.field(default_factory=list)
+    trades: list[Trade] = msgspec.field(default_factory=list)  # newest first
+    daemons: list[DaemonHealth] = msgspec.field(default_factory=list)
+    alerts: list[Alert] = msgspec.field(default_factory=list)  # active, most severe first
+    alert_log: list[Alert] = msgspec.field(default_factory=list)  # raised/cleared, newest first
+    history: list[Point] = msgspec.field(default_factory=list)  # oldest first
+
+    def hop(self, name: str, *, total: bool = False) -> HopLatency | None:
+        for h in self.latency_total if total else self.latency:
+            if h.hop == name:
+                return h
+        return None
+
+    def daemon(self, name: str) -> DaemonHealth | None:
+        for d in self.daemons:
+            if d.name == name:
+                return d
+        return None
+
+
+def without_history(state: SystemState) -> SystemState:
+    return msgspec.structs.replace(state, history=[])

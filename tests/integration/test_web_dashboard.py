@@ -1,0 +1,109 @@
+"""The web dashboard in headless Chromium against a running system.
+
+The page must load with nothing but loopback (the browser resolves no other
+host; every request it makes is checked), update by itself from the event
+stream, draw its charts, show the gateway's figures, and act through the
+registry only after a confirmation. A screenshot is saved in the test's tmp
+directory (and copied to $HFTD_SCREENSHOT_DIR if that is set).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.frontends import (
+    Browser,
+    chromium_path,
+    monitor_config,
+    monitor_state,
+    quiesce,
+    status,
+    wait_for,
+)
+from tests.support import start_daemon
+
+pytestmark = pytest.mark.integration
+
+
+def test_dashboard_in_chromium(tmp_path: Path) -> None:
+    chromium_path()  # skip early if there is no browser
+    cfg, port = monitor_config(tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    with start_daemon("up", cfg) as up:
+        run_dir = Path(up.config["system"]["run_dir"])
+        wait_for(lambda: monitor_state(run_dir)["counters"]["fills"] >= 2, 60, "2 fills")
+        browser = Browser()
+        try:
+            browser.navigate(base + "/")
+            browser.wait_for("document.getElementById('conn').textContent === 'live'",
+                             what="the event stream")
+            # Figures update by themselves (server push): the poll number and the md count.
+            seq0, md0 = int(browser.text("#seq")), int(browser.text("#cnt-md"))
+            browser.wait_for(f"+document.getElementById('seq').textContent > {seq0 + 3} && "
+                             f"+document.getElementById('cnt-md').textContent > {md0}",
+                             what="figures to move")
+            browser.wait_for("history.length >= 3", what="3 chart points")
+            assert browser.eval("document.getElementById('chart-latency').width > 0")
+            assert browser.eval(
+                "document.querySelectorAll('#health tbody tr').length") == 5
+            for d in status(run_dir, "supervisor"):
+                sel = f"#health tr[data-daemon='{d['name']}']"
+                assert browser.text(sel + " td:nth-child(2)") == "ready"
+                assert browser.text(sel + " td:nth-child(3)") == str(d["pid"])
+
+            # Settle the venue, then the page must show the gateway's numbers exactly.
+            gw = quiesce(cfg, run_dir)
+            pos = gw["positions"]
+            want_total = f"{pos['total'] / 10_000:,.2f}"
+            browser.wait_for(f"document.getElementById('total-pnl') && "
+                             f"document.getElementById('total-pnl').textContent === "
+                             f"'{want_total}' && "
+                             f"+document.getElementById('cnt-fills').textContent === "
+                             f"{gw['fills']}", what="the settled figures")
+            for p in pos["positions"]:
+                row = f"#positions tr[data-symbol='{p['symbol']}']"
+                assert browser.text(row + " td:nth-child(2)") == str(p["qty"])
+                assert browser.text(row + " td:nth-child(4)") == f"{p['mark'] / 10_000:.4f}"
+            assert browser.text("#cnt-orders") == str(gw["sent"])
+            t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
+            assert browser.text("#latency tr[data-hop='t1_t4'] td:nth-child(2)") == str(
+                t2t["count"])
+
+            shot = browser.screenshot(tmp_path / "hftd-dashboard.png")
+            assert shot.stat().st_size > 20_000
+
+            # Actions: halt asks, and Cancel sends nothing ...
+            browser.eval("document.querySelector('button[data-verb=halt]').click()")
+            browser.wait_for("document.getElementById('modal').classList.contains('open')",
+                             what="the confirmation dialog")
+            assert "HALT" in browser.text("#confirm-text")
+            browser.eval("document.getElementById('confirm-no').click()")
+            assert browser.text("#action-result") == "halt: cancelled"
+            assert status(run_dir, "gateway")["detail"]["mode"] == "active"
+            # ... pause, confirmed, goes through the registry to the gateway.
+            browser.eval("document.querySelector('button[data-verb=pause]').click()")
+            browser.wait_for("document.getElementById('modal').classList.contains('open')",
+                             what="the confirmation dialog")
+            browser.eval("document.getElementById('confirm-yes').click()")
+            browser.wait_for("document.getElementById('action-result').textContent === "
+                             "'pause: gateway ok'", what="pause accepted")
+            assert status(run_dir, "gateway")["detail"]["mode"] == "paused"
+            browser.wait_for("document.getElementById('mode').textContent === 'paused'",
+                             what="mode paused on the page")
+            browser.wait_for("[...document.querySelectorAll('#alerts li')].some("
+                             "li => li.dataset.key === 'trading_mode:gateway')",
+                             what="the trading-mode alert")
+            browser.screenshot(tmp_path / "hftd-dashboard-paused.png")
+            browser.eval("document.querySelector('button[data-verb=resume]').click()")
+            browser.eval("document.getElementById('confirm-yes').click()")
+            browser.wait_for("document.getElementById('mode').textContent === 'active'",
+                             what="mode active again")
+
+            # Nothing left loopback: every request went to this monitor.
+            assert browser.requests, "no requests recorded"
+            others = [u for u in browser.requests if not u.startswith(base + "/")]
+            assert others == [], others
+        finally:
+            browser.close()

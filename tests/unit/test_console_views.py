@@ -1,0 +1,180 @@
+"""The console's screen rendered without a terminal, and its keys, against known states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import urwid
+
+from hftd.console import app as console_app
+from hftd.console.views import Dashboard, confirm_dialog, fmt_us, render_text
+from hftd.monitor.model import Aggregator
+from hftd.monitor.state import SystemState
+from hftd.msg.control import Reply
+from tests.unit import monitor_fixtures as fx
+
+
+def state(**gateway: Any) -> SystemState:
+    agg = Aggregator(fx.config(alerts={"latency_p99_us": 1000.0, "latency_min_samples": 1}))
+    agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(sent=0, fills=0), "feed": fx.feed(),
+                             "strategy": fx.strategy()}))
+    return agg.ingest(fx.poll(2.0, {"gateway": fx.gateway(**gateway),
+                                    "feed": fx.feed(messages=1500), "strategy": fx.strategy()}))
+
+
+def screen(s: SystemState | None, cols: int = 80, rows: int = 24) -> list[str]:
+    d = Dashboard()
+    d.update(s)
+    return render_text(d.widget, cols, rows)
+
+
+def row(lines: list[str], start: str) -> list[str]:
+    """The whitespace-separated cells of the first line starting with `start`."""
+    for line in lines:
+        if line.startswith(start):
+            return line.split()
+    raise AssertionError(f"no line starting {start!r} in:\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize(("cols", "rows"), [(80, 24), (100, 30), (132, 43)])
+def test_every_section_fits_and_shows_the_state(cols: int, rows: int) -> None:
+    s = state(mode="active")
+    lines = screen(s, cols, rows)
+    assert len(lines) == rows and all(len(ln) == cols for ln in lines)
+    text = "\n".join(lines)
+    # Header: mode, breaker, source.
+    assert "mode ACTIVE" in lines[0] and "breaker ok" in lines[0] and "via monitor" in lines[0]
+    # Throughput, from counter deltas over the second between the two polls.
+    tp = row(lines, "orders/s")
+    assert tp[:2] == ["orders/s", "10.0"] and tp[2:4] == ["fills/s", "4.0"]
+    assert tp[4:6] == ["cancels/s", "0.0"] and tp[6:8] == ["rejects/s", "0.0"]
+    assert tp[8:10] == ["md/s", "500"]
+    # Latency: 100, 200, 300 us and 4 ms on every hop.
+    t2t = s.hop("t1_t4")
+    assert t2t is not None
+    cells = row(lines, "tick-to-trade")
+    assert cells[1] == "4"
+    assert cells[2:6] == [fmt_us(t2t.p50), fmt_us(t2t.p95), fmt_us(t2t.p99), fmt_us(t2t.p999)]
+    assert cells[2] == "200" and cells[4] == "4,002"
+    # Positions with a totals row.
+    assert row(lines, "AAPL ")[:7] == ["AAPL", "300", "189.5000", "189.6000", "3.00", "0.00",
+                                       "3.00"]
+    assert row(lines, "MSFT ")[:7] == ["MSFT", "-100", "415.2000", "415.0000", "2.00", "12.34",
+                                       "14.34"]
+    assert row(lines, "TOTAL")[:5] == ["TOTAL", "200", "5.00", "12.34", "17.34"]
+    # Risk bars and the breaker.
+    risk = [ln[:40] for ln in lines]  # the risk pane; alerts are beside it
+    assert "position AAPL  [##" in text and row(risk, "position AAPL")[-1] == "15.0%"
+    assert row(risk, "order rate")[-1] == "2.0%"
+    assert row(risk, "daily P&L")[-1] == "0.0%"
+    assert row(risk, "breaker") == ["breaker", "armed"]
+    # Health: every daemon, ready, with its pid.
+    for name, pid in fx.PIDS.items():
+        assert f"{name} " in text and str(pid) in text
+    # The latency alert (threshold 1000 us) shows with its figures.
+    assert "ALERTS (1)" in text and "WARN tick-to-trade p99 4,002" in text
+    # Trades, newest first, with their latency.
+    trades = [ln for ln in lines if "tick-to-trade" in ln and "@" in ln]
+    assert len(trades) >= 2 if rows > 24 else len(trades) >= 1
+    assert "MSFT" in trades[0] and "415.20" in trades[0] and "457" in trades[0]
+    # The keys are always on screen.
+    assert "P pause R resume F flatten H halt Q quit" in lines[-1]
+
+
+def test_breaker_mode_and_down_daemon_show() -> None:
+    s = state(mode="halted", breaker={"tripped": True, "reason": "21 venue rejects in 1 s"})
+    lines = screen(s, 100, 30)
+    text = "\n".join(lines)
+    assert "mode HALTED" in lines[0] and "breaker TRIPPED" in lines[0]
+    assert "breaker        TRIPPED 21 venue" in text  # the risk pane clips; alerts say all
+    assert "CRIT circuit breaker tripped" in text and "CRIT trading halted" in text
+
+
+def test_before_the_first_state() -> None:
+    lines = screen(None)
+    assert "waiting for the first state" in lines[0]
+
+
+def test_too_many_symbols_still_renders_at_80x24() -> None:
+    s = state()
+    s.positions = s.positions * 8
+    lines = screen(s)
+    assert len(lines) == 24 and lines[-1].startswith("P pause")
+
+
+def test_confirmation_dialog_renders_over_the_dashboard() -> None:
+    d = Dashboard()
+    d.update(state())
+    text = "\n".join(render_text(confirm_dialog(d.widget, "flatten", "close everything"), 80, 24))
+    assert "FLATTEN" in text and "close everything." in text and "Y to confirm" in text
+
+
+# --- keys: through the registry, confirmation for flatten and halt -----------------------
+
+
+class FakeLoop:
+    def __init__(self, widget: urwid.Widget) -> None:
+        self.widget = widget
+
+
+def test_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    async def fake_execute(run_dir: Path, verb: Any) -> dict[str, Reply]:
+        sent.append(verb.name)
+        return {"gateway": Reply(ok=True, result={"mode": verb.name})}
+
+    monkeypatch.setattr(console_app, "execute_async", fake_execute)
+
+    async def main() -> None:
+        app = console_app.ConsoleApp(fx.config(), tmp_path)
+        loop = FakeLoop(app.dash.widget)
+        app.loop = loop  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            app.nursery = nursery
+            assert app.on_key("p") is True
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == ["pause"]
+            assert "pause: gateway ok" in app.dash.message.text
+            app.on_key("R")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == ["pause", "resume"]
+            # Flatten asks first; anything but Y cancels.
+            app.on_key("f")
+            assert app.pending is not None and loop.widget is not app.dash.widget
+            app.on_key("n")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == ["pause", "resume"] and loop.widget is app.dash.widget
+            assert "flatten: not confirmed" in app.dash.message.text
+            app.on_key("f")
+            app.on_key("y")
+            await trio.testing.wait_all_tasks_blocked()
+            app.on_key("h")
+            app.on_key("Y")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == ["pause", "resume", "flatten", "halt"]
+            assert app.on_key("x") is False  # not ours
+            with pytest.raises(urwid.ExitMainLoop):
+                app.on_key("q")
+
+    trio.run(main)
+
+
+def test_describe() -> None:
+    assert console_app.describe("halt", {}) == "halt: nothing running to send it to"
+    assert console_app.describe("pause", {
+        "gateway": Reply(ok=False, error="ValueError: gateway does not handle Pause")
+    }) == "pause: gateway REFUSED: ValueError: gateway does not handle Pause"
+
+
+@pytest.mark.parametrize(("us", "text"), [(3.25, "3.2"), (99.9, "99.9"), (100, "100"),
+                                          (4002, "4,002"), (55_378, "55.4ms"),
+                                          (182_059, "182ms"), (9_999_999, "10000ms"),
+                                          (12_500_000, "12.5s")])
+def test_latency_fits_its_column(us: float, text: str) -> None:
+    assert fmt_us(us) == text and len(text) <= 7
+    assert fmt_us(us, count=0) == "-"

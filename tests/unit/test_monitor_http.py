@@ -1,0 +1,214 @@
+"""The dashboard's HTTP: the sans-IO parser, then the trio server in-process (no daemons)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from hftd.monitor import http
+from hftd.monitor.web import WebApp, serve_web
+from hftd.msg.control import Reply
+
+# --- sans-IO -------------------------------------------------------------------------
+
+
+def test_parse_incrementally() -> None:
+    raw = (b"POST /api/action/pause?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+           b"Content-Length: 4\r\nX-Hftd-Action: pause\r\n\r\n{}{}")
+    for cut in range(len(raw)):
+        assert http.parse_request(raw[:cut]) is None
+    parsed = http.parse_request(raw + b"GET / HTTP/1.1\r\n\r\n")
+    assert parsed is not None
+    req, used = parsed
+    assert used == len(raw)
+    assert (req.method, req.path, req.query, req.body) == ("POST", "/api/action/pause",
+                                                          {"x": ["1"]}, b"{}{}")
+    assert req.header("X-HFTD-ACTION") == "pause" and req.header("missing", "d") == "d"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"get / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+        (b"GET http://evil/ HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000, 431),
+    ],
+)
+def test_bad_requests(raw: bytes, status: int) -> None:
+    with pytest.raises(http.HttpError) as info:
+        http.parse_request(raw)
+    assert info.value.status == status
+
+
+def test_host_check() -> None:
+    assert http.host_allowed("127.0.0.1:8080", 8080, "127.0.0.1")
+    assert http.host_allowed("localhost:8080", 8080, "127.0.0.1")
+    assert http.host_allowed("[::1]:8080", 8080, "127.0.0.1")
+    assert not http.host_allowed("evil.example:8080", 8080, "127.0.0.1")  # DNS rebinding
+    assert not http.host_allowed("127.0.0.1:9999", 8080, "127.0.0.1")
+    assert not http.host_allowed("", 8080, "127.0.0.1")
+    assert http.host_allowed("desk-7:8080", 8080, "0.0.0.0")  # operator chose to expose it
+
+
+def test_responses_and_events() -> None:
+    r = http.response(200, b"hi", "text/plain")
+    head, body = r.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 2" in head
+    assert b"Connection: close" in head and body == b"hi"
+    assert http.sse_event(b'{"a":1}', "state") == b'event: state\ndata: {"a":1}\n\n'
+    assert http.sse_event(b"x\ny", event_id="7") == b"id: 7\ndata: x\ndata: y\n\n"
+
+
+# --- the server, in-process ------------------------------------------------------------
+
+
+async def fetch(port: int, raw: bytes, until: bytes = b"") -> bytes:
+    """Send `raw`; read until the server closes (or `until` has arrived)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(raw)
+        out = b""
+        with trio.fail_after(5):
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return out
+                out += chunk
+                if until and until in out:
+                    return out
+
+
+def get(path: str, port: int, host: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n\r\n".encode()
+
+
+def post(path: str, port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}\r\n").encode() + body
+
+
+def split(resp: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = resp.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[None]],
+                metrics_only: bool = False) -> None:
+    sent: list[str] = []
+    modes: list[str] = []
+
+    def state_json(history: str) -> bytes:
+        modes.append(history)
+        return json.dumps({"seq": len(modes), "history": history}).encode()
+
+    async def execute(name: str) -> dict[str, Reply]:
+        sent.append(name)
+        return {"gateway": Reply(ok=True, result={"mode": name})}
+
+    async def main() -> None:
+        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: serve_web(app, listeners, "127.0.0.1", port,
+                                                 metrics_only=metrics_only))
+            with trio.fail_after(20):
+                await test(app, port, sent, modes)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_page_state_metrics_and_errors() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        status, headers, body = split(await fetch(port, get("/", port)))
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        page = body.decode()
+        assert '"name":"flatten"' in page and "VERBS_JSON" not in page
+        # Nothing outside this server: no absolute URLs at all.
+        assert "http://" not in page and "https://" not in page and "//cdn" not in page
+        status, headers, body = split(await fetch(port, get("/metrics", port)))
+        assert (status, body) == (200, b"hftd_up 1\n")
+        assert headers["content-type"].startswith("text/plain; version=0.0.4")
+        status, _, body = split(await fetch(port, get("/api/state?history=0", port)))
+        assert status == 200 and json.loads(body)["history"] == "none"
+        assert split(await fetch(port, get("/nope", port)))[0] == 404
+        assert split(await fetch(port, get("/", port, host="evil.example")))[0] == 403
+        assert split(await fetch(port, b"BROKEN\r\n\r\n"))[0] == 400
+        assert sent == []
+
+    with_server(check)
+
+
+def test_actions_need_the_header_and_confirmation() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        hdr = {"X-Hftd-Action": "halt", "Content-Type": "application/json"}
+        r = split(await fetch(port, post("/api/action/halt", port, b"{}", {})))
+        assert r[0] == 403 and sent == []  # no custom header: a forged cross-site POST
+        r = split(await fetch(port, post("/api/action/halt", port, b"{}", hdr)))
+        assert r[0] == 409 and sent == []  # halt needs confirming
+        r = split(await fetch(port, post("/api/action/halt", port, b'{"confirm": true}', hdr)))
+        assert r[0] == 200 and sent == ["halt"]
+        assert json.loads(r[2])["replies"]["gateway"]["ok"] is True
+        r = split(await fetch(port, post("/api/action/pause", port, b"",
+                                         {"X-Hftd-Action": "pause"})))
+        assert r[0] == 200 and sent == ["halt", "pause"]  # pause needs no confirmation
+        assert split(await fetch(port, post("/api/action/explode", port, b"",
+                                            {"X-Hftd-Action": "explode"})))[0] == 404
+        assert split(await fetch(port, get("/api/action/pause", port)))[0] == 405
+
+    with_server(check)
+
+
+def test_event_stream_pushes_each_state() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(get("/events", port))
+            buf = b""
+
+            async def events(n: int) -> list[Any]:
+                nonlocal buf
+                with trio.fail_after(5):
+                    while buf.count(b"\n\n") < n + 1:  # +1: the head's "retry:" block
+                        buf += await stream.receive_some(65536)
+                body = buf.partition(b"\r\n\r\n")[2]
+                return [json.loads(line[6:]) for line in body.split(b"\n")
+                        if line.startswith(b"data: ")]
+
+            first = await events(1)
+            assert first[0]["full"] is True and first[0]["state"]["history"] == "all"
+            assert b"text/event-stream" in buf
+            # The sender conflates to the latest state, so publish one at a time.
+            app.publish()
+            got = await events(2)
+            assert [e["full"] for e in got] == [True, False]
+            assert got[1]["state"]["history"] == "tail"
+            app.publish()
+            assert [e["full"] for e in await events(3)] == [True, False, False]
+
+    with_server(check)
+
+
+def test_metrics_only_listener() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        assert split(await fetch(port, get("/metrics", port)))[0] == 200
+        assert split(await fetch(port, get("/", port)))[0] == 404
+        assert split(await fetch(port, post("/api/action/pause", port, b"",
+                                            {"X-Hftd-Action": "pause"})))[0] == 404
+        assert sent == []
+
+    with_server(check, metrics_only=True)

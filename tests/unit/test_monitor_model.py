@@ -1,0 +1,162 @@
+"""The monitor's pure core: HDR arithmetic, rates from counter deltas, the state it builds."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from hftd.monitor.hdr import SparseHistogram
+from hftd.monitor.model import Aggregator
+from hftd.runtime.latency import new_histogram
+from tests.unit import monitor_fixtures as fx
+
+# --- HDR ---------------------------------------------------------------------------
+
+
+def test_sparse_percentiles_equal_hdrhistogram() -> None:
+    rng = random.Random(3)
+    h = new_histogram()
+    values = [int(rng.lognormvariate(12, 0.8)) + 1 for _ in range(3000)]
+    for v in values:
+        h.record_value(v)
+    s = SparseHistogram.decode(h.encode())
+    assert s.total == 3000
+    for p in (0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0):
+        assert s.percentile_ns(p) == h.get_value_at_percentile(p), p
+    assert s.max_ns() == h.get_max_value()
+    assert s.sum_ns() == pytest.approx(h.get_mean_value() * 3000, rel=1e-3)
+    assert SparseHistogram.from_values(values).percentile_ns(99) == h.get_value_at_percentile(99)
+
+
+def test_window_is_the_difference_of_cumulative_histograms() -> None:
+    early = [1_000_000] * 100  # 1 ms, recorded first
+    late = [10_000] * 50  # 10 us, recorded after
+    a = SparseHistogram.decode(fx.hdr(early))
+    b = SparseHistogram.decode(fx.hdr(early + late))
+    window = b - a
+    assert window.total == 50
+    assert window.percentile_ns(99) == HdrHistogram.decode(fx.hdr(late)).get_value_at_percentile(
+        99)
+    assert not b.is_reset_of(a)
+    restarted = SparseHistogram.decode(fx.hdr(late))
+    assert restarted.is_reset_of(b)
+    assert (restarted - b).total == 50  # a restarted gateway: everything is new
+
+
+def test_cumulative_buckets() -> None:
+    s = SparseHistogram.from_values([5_000, 20_000, 20_000, 300_000, 2_000_000_000])
+    assert s.cumulative([10_000, 100_000, 1_000_000, 1_000_000_000]) == [1, 3, 4, 4]
+
+
+def test_decode_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        SparseHistogram.decode(b"not a histogram")
+
+
+# --- the state model ---------------------------------------------------------------
+
+
+def run(agg: Aggregator, t: float, **details: dict[str, object]) -> object:
+    return agg.ingest(fx.poll(t, details))  # type: ignore[arg-type]
+
+
+def test_state_mirrors_the_daemons() -> None:
+    agg = Aggregator(fx.config())
+    gw = fx.gateway(latency_ns=[10_000, 20_000, 30_000, 5_000_000])
+    s = agg.ingest(fx.poll(1.0, {"gateway": gw, "feed": fx.feed(), "strategy": fx.strategy()}))
+    assert s.seq == 1 and s.source == "monitor"
+    assert (s.counters.orders, s.counters.fills, s.counters.cancels) == (10, 4, 2)
+    assert (s.counters.risk_rejects, s.counters.md_messages) == (1, 1000)
+    assert [p.symbol for p in s.positions] == ["AAPL", "MSFT"]
+    aapl = s.positions[0]
+    assert (aapl.qty, aapl.avg_price, aapl.mark) == (300, 189.5, 189.6)
+    assert (aapl.unrealized, aapl.realized, aapl.total) == (3.0, 0.0, 3.0)
+    msft = s.positions[1]
+    assert (msft.realized, msft.total) == (12.34, 14.34)
+    assert s.totals is not None
+    assert (s.totals.qty, s.totals.realized, s.totals.unrealized) == (200, 12.34, 5.0)
+    assert s.totals.total == pytest.approx(17.34)
+    # Latency: every hop has the 4 orders; the window covers everything so far.
+    h = s.hop("t1_t4")
+    assert h is not None and h.count == 4
+    ref = HdrHistogram.decode(fx.hdr([10_000, 20_000, 30_000, 5_000_000]))
+    assert h.p50 == ref.get_value_at_percentile(50) / 1000
+    assert h.p99 == ref.get_value_at_percentile(99) / 1000
+    assert s.hop("t1_t4", total=True) == h
+    # Risk bars: the most used position limit, then the account-wide ones.
+    assert [b.key for b in s.risk] == ["position.AAPL", "gross", "rate", "working", "loss"]
+    assert s.risk[0].fraction == 0.15
+    # Trades newest first, in dollars.
+    assert [t.symbol for t in s.trades] == ["MSFT", "AAPL"]
+    assert (s.trades[0].price, s.trades[0].tick_to_trade_us) == (415.2, 456.7)
+    assert [d.name for d in s.daemons] == ["exchange", "feed", "strategy", "gateway", "monitor"]
+    assert all(d.up and d.state == "ready" for d in s.daemons)
+    assert s.mode == "unknown" and not s.breaker_tripped  # keys absent: no crash, no alert
+    assert s.alerts == []
+
+
+def test_rates_come_from_counter_deltas_and_survive_a_restart() -> None:
+    agg = Aggregator(fx.config())
+    for i in range(9):  # 4 polls a second: 20 orders/s, 500 md messages/s
+        t = 1.0 + i * 0.25
+        s = agg.ingest(fx.poll(t, {"gateway": fx.gateway(sent=5 * i, fills=2 * i),
+                                   "feed": fx.feed(messages=125 * i)}))
+    assert s.rates.orders == pytest.approx(20.0)
+    assert s.rates.fills == pytest.approx(8.0)
+    assert s.rates.md == pytest.approx(500.0)
+    # The gateway restarts: its counters begin again at 0 and count up from there.
+    s = agg.ingest(fx.poll(3.25, {"gateway": fx.gateway(sent=0), "feed": fx.feed(messages=1125)}))
+    s = agg.ingest(fx.poll(3.5, {"gateway": fx.gateway(sent=5), "feed": fx.feed(messages=1250)}))
+    assert s.rates.orders >= 0  # never negative across a reset
+    assert agg.totals["gateway"].totals["sent"] == 45
+
+
+def test_history_gets_one_point_a_second() -> None:
+    agg = Aggregator(fx.config(window_s=10.0))
+    for i in range(60):
+        s = agg.ingest(fx.poll(1.0 + i * 0.5, {"gateway": fx.gateway(sent=i)}))
+    assert len(s.history) == 10  # window_s points, one per wall-clock second
+    assert [p.t for p in s.history] == sorted({p.t for p in s.history})
+    assert s.history[-1].pnl == pytest.approx(17.34)
+    assert s.history[-1].orders == pytest.approx(2.0)
+
+
+def test_window_latency_forgets_old_orders() -> None:
+    agg = Aggregator(fx.config(latency_window_s=5.0))
+    slow = [5_000_000] * 20
+    fast = [10_000] * 20
+    for t in range(1, 10):  # slow orders at t=1, then nothing new
+        agg.ingest(fx.poll(float(t), {"gateway": fx.gateway(latency_ns=slow)}))
+    for t in (10, 11):  # fast orders at t=10
+        s = agg.ingest(fx.poll(float(t), {"gateway": fx.gateway(latency_ns=slow + fast)}))
+    window, total = s.hop("t1_t4"), s.hop("t1_t4", total=True)
+    assert window is not None and total is not None
+    assert total.count == 40 and total.p99 > 4000
+    assert window.count == 20 and window.p99 < 20  # only the fast ones are recent
+    for t in range(12, 17):  # 6 s after the fast ones: the window is empty
+        s = agg.ingest(fx.poll(float(t), {"gateway": fx.gateway(latency_ns=slow + fast)}))
+    window = s.hop("t1_t4")
+    assert window is not None and window.count == 0 and window.p99 == 0
+
+
+def test_missing_and_odd_keys_are_tolerated() -> None:
+    agg = Aggregator(fx.config())
+    s = agg.ingest(fx.poll(1.0, {"gateway": {"venue_up": True, "risk": {"rate": "x"},
+                                             "latency_hdr": {"t1_t4": b"junk"}}}))
+    assert s.positions == [] and s.totals is None and s.trades == []
+    assert s.counters.orders == 0
+
+
+def test_pure_modules_do_not_import_trio() -> None:
+    """(hftd.console.views does no I/O either, but urwid itself imports trio.)"""
+    code = (
+        "import sys; import hftd.monitor.model, hftd.monitor.alerts, hftd.monitor.hdr, "
+        "hftd.monitor.prom, hftd.monitor.http, hftd.monitor.state, hftd.monitor.page; "
+        "sys.exit('trio' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr or "a pure monitor module imported trio"
