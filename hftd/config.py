@@ -292,7 +292,7 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
 class MonitorConfig(_Base, frozen=True, kw_only=True):
     """The monitor daemon: polling, rolling window, web dashboard, /metrics, alerts."""
 
-    poll_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=5.0)] = 0.25
+    poll_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=5.0)] = 0.5
     request_timeout_s: Seconds = 1.0  # one control-socket request
     window_s: Annotated[float, msgspec.Meta(ge=10.0, le=86400.0)] = 300.0  # charts, 1 point/s
     latency_window_s: Annotated[float, msgspec.Meta(ge=1.0)] = 60.0  # "recent" percentiles

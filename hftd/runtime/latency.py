@@ -116,7 +116,7 @@ class HopRecorder:
             self.folded = end
             return end - start
 
-    def summaries(self, max_age_s: float = 0.2) -> list[HopSummary]:
+    def summaries(self, max_age_s: float = 1.0) -> list[HopSummary]:
         """Per-hop percentiles, recomputed at most every `max_age_s` (status polls)."""
         now = time.monotonic()
         if self._summaries is None or now - self._summarized_at >= max_age_s:
@@ -125,7 +125,7 @@ class HopRecorder:
             self._summarized_at = now
         return self._summaries
 
-    def encoded(self, max_age_s: float = 0.2) -> dict[str, bytes]:
+    def encoded(self, max_age_s: float = 0.5) -> dict[str, bytes]:
         """HDR-encoded histograms (for the monitor), re-encoded at most every `max_age_s`."""
         now = time.monotonic()
         if self._encoded is None or now - self._encoded_at >= max_age_s:
