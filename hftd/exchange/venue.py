@@ -51,6 +51,10 @@ class OrderExtras(msgspec.Struct, gc=False):
     cl_ord_id: str
 
 
+# What a reply echoes for an order entered without them (background flow).
+NO_EXTRAS = OrderExtras("", 0, "Y", "A", "N", "N", "")
+
+
 class FillRecord(msgspec.Struct, frozen=True, gc=False):
     """One execution as the venue reported it to a user."""
 
@@ -306,7 +310,7 @@ class Venue:
                 )
             elif isinstance(ev, OrderAccepted):
                 o = ev.order
-                x = self.extras.get(o.order_ref)
+                x = self.extras.get(o.order_ref, NO_EXTRAS)
                 self._out(
                     o.owner,
                     ouch.Accepted(
@@ -317,13 +321,13 @@ class Venue:
                         o.symbol,
                         o.price,
                         o.tif,
-                        x.display if x else "Y",
+                        x.display,
                         o.order_ref,
-                        x.capacity if x else "A",
-                        x.iso_eligibility if x else "N",
-                        x.cross_type if x else "N",
+                        x.capacity,
+                        x.iso_eligibility,
+                        x.cross_type,
                         "L",
-                        x.cl_ord_id if x else cl_ord_id,
+                        x.cl_ord_id or cl_ord_id,
                     ),
                 )
             elif isinstance(ev, OrderCanceled):
@@ -397,7 +401,7 @@ class Venue:
             self._md(itch.OrderReplace(loc, 0, ts, r.old_ref, o.order_ref, o.open_qty, o.price))
         else:
             self._md(itch.OrderDelete(loc, 0, ts, r.old_ref))
-        x = self.extras.get(o.order_ref)
+        x = self.extras.get(o.order_ref, NO_EXTRAS)
         self._out(
             o.owner,
             ouch.Replaced(
@@ -409,13 +413,13 @@ class Venue:
                 o.symbol,
                 o.price,
                 o.tif,
-                x.display if x else "Y",
+                x.display,
                 o.order_ref,
-                x.capacity if x else "A",
-                x.iso_eligibility if x else "N",
-                x.cross_type if x else "N",
+                x.capacity,
+                x.iso_eligibility,
+                x.cross_type,
                 "L",
-                x.cl_ord_id if x else "",
+                x.cl_ord_id,
             ),
         )
 

@@ -798,20 +798,14 @@ class GatewayCore:
         drive a flatten."""
         limit = int(self.cfg.gateway.order_timeout_s * 1e9)
         for o in list(self.orders.values()):
-            if o.state == PENDING and now - o.sent_ns > limit:
+            if o.state in (PENDING, CANCEL_PENDING) and now - o.sent_ns > limit:
                 self.counters["timeouts"] += 1
                 log.warning(
-                    "order cl %d unacknowledged for %.1f s: cancelling",
+                    "order cl %d: %s for %.1f s: %s",
                     o.cl_id,
+                    "no acknowledgement" if o.state == PENDING else "cancel unanswered",
                     (now - o.sent_ns) / 1e9,
-                )
-                self._send_cancel(o, now)
-            elif o.state == CANCEL_PENDING and now - o.sent_ns > limit:
-                self.counters["timeouts"] += 1
-                log.warning(
-                    "cancel of cl %d unanswered for %.1f s: sending it again",
-                    o.cl_id,
-                    (now - o.sent_ns) / 1e9,
+                    "cancelling" if o.state == PENDING else "sending it again",
                 )
                 self._send_cancel(o, now)
         silent = now - self.strategy_seen_ns
