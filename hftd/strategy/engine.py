@@ -98,6 +98,10 @@ class StrategyEngine:
         if not 0 <= idx < len(self.strategies):
             idx = (r.orig_cl_id >> _RANGE_SHIFT) - 1
         if not 0 <= idx < len(self.strategies):
+            # Not a strategy's order (e.g. the gateway's flatten): positions still move.
+            if r.symbol:
+                for s in self.by_symbol.get(r.symbol, ()):
+                    s.om.positions[r.symbol] = r.position
             return
         strat = self.strategies[idx]
         order = strat.om.on_report(r)

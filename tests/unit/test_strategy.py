@@ -1,0 +1,143 @@
+"""Strategy engine pieces without processes: order lifecycle table, strategies, routing."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+
+from hftd.config import StrategyInstanceConfig, load_config
+from hftd.msg.hot import (
+    CMD_CANCEL,
+    CMD_HEARTBEAT,
+    CMD_NEW,
+    CMD_REPLACE,
+    EX_ACCEPTED,
+    EX_CANCELED,
+    EX_FILL,
+    EX_REJECTED,
+    EX_REPLACED,
+    MD_ADD,
+    ExecutionReport,
+    MarketDataUpdate,
+    OrderCommand,
+)
+from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.orders import CANCEL_PENDING, LIVE, PARTIAL, REPLACE_PENDING, OrderManager
+from tests.support import DEFAULT_CONFIG
+
+
+def report(
+    kind: int, cl_id: int, qty: int = 0, leaves: int = 0, position: int = 0, orig: int = 0
+) -> ExecutionReport:
+    return ExecutionReport(kind, cl_id, orig, "AAPL", "B", qty, 1_000_000, leaves, position, "", 0)
+
+
+def manager() -> tuple[OrderManager, list[OrderCommand]]:
+    sent: list[OrderCommand] = []
+    clock = itertools.count(1)
+
+    def send(c: OrderCommand) -> bool:
+        sent.append(c)
+        return True
+
+    return OrderManager("t", 100, send, lambda: next(clock)), sent
+
+
+def test_order_lifecycle() -> None:
+    om, sent = manager()
+    cl = om.new("AAPL", "B", 300, 1_000_000, "0", t1=7)
+    assert cl == 100 and sent[-1].kind == CMD_NEW and sent[-1].t1 == 7 and sent[-1].t2 > 0
+    om.on_report(report(EX_ACCEPTED, cl, 300, 300))
+    assert om.orders[cl].state == LIVE
+    om.on_report(report(EX_FILL, cl, 100, 200, position=100))
+    assert om.orders[cl].state == PARTIAL and om.position("AAPL") == 100
+    assert om.cancel(cl) and sent[-1].kind == CMD_CANCEL
+    assert om.orders[cl].state == CANCEL_PENDING
+    om.on_report(report(EX_CANCELED, cl, 200, 0, position=100))
+    assert cl not in om.orders
+    assert om.counts["partial_fills"] == 1 and om.counts["cancels"] == 1
+
+
+def test_replace_accepted_and_refused() -> None:
+    om, sent = manager()
+    cl = om.new("AAPL", "B", 100, 1_000_000, "0", 0)
+    om.on_report(report(EX_ACCEPTED, cl, 100, 100))
+    new = om.replace(cl, 200, 1_000_100)
+    assert new is not None and sent[-1].kind == CMD_REPLACE and sent[-1].orig_cl_id == cl
+    assert om.orders[cl].state == REPLACE_PENDING
+    om.on_report(report(EX_REPLACED, new, 200, 200, orig=cl))
+    assert cl not in om.orders and om.orders[new].state == LIVE
+    newer = om.replace(new, 50, 1_000_100)
+    assert newer is not None
+    om.on_report(report(EX_REJECTED, newer, orig=new))  # refused: the order lives on
+    assert om.orders[new].state == LIVE and newer not in om.orders
+
+
+def test_unknown_reports_untracked_versus_stale() -> None:
+    om, _ = manager()
+    om.on_report(report(EX_FILL, 500, 1))  # this run's range: a real disagreement
+    om.on_report(report(EX_FILL, 5, 1))  # a previous run's order
+    assert (om.untracked, om.stale) == (1, 1)
+
+
+def test_invalid_transition_is_a_bug() -> None:
+    om, _ = manager()
+    cl = om.new("AAPL", "B", 100, 1_000_000, "0", 0)
+    with pytest.raises(ValueError):
+        om._event(om.orders[cl], "replace_req")  # a replace before any acknowledgement
+
+
+def engine(instances: list[StrategyInstanceConfig]) -> tuple[StrategyEngine, list[OrderCommand]]:
+    cfg = msgspec.structs.replace(
+        load_config(DEFAULT_CONFIG),
+        strategy=msgspec.structs.replace(load_config(DEFAULT_CONFIG).strategy, instances=instances),
+    )
+    sent: list[OrderCommand] = []
+    clock = itertools.count(10**9, 10**6)
+
+    def send(c: OrderCommand) -> bool:
+        sent.append(c)
+        return True
+
+    return StrategyEngine(cfg, send, lambda: next(clock)), sent
+
+
+def book_update(seq: int, ref: int, side: str, price: int, qty: int = 100) -> MarketDataUpdate:
+    return MarketDataUpdate(seq, MD_ADD, 1, "AAPL", ref, side, qty, price, 0, 0, seq)
+
+
+def test_mean_reversion_buys_a_dip_and_routes_its_reports() -> None:
+    mr = StrategyInstanceConfig(
+        name="mr",
+        kind="mean_reversion",
+        symbols=["AAPL"],
+        window=5,
+        threshold_sigma=1.5,
+        cooldown_ms=0.0,
+    )
+    eng, sent = engine([mr])
+    seq = itertools.count(1)
+    eng.on_update(book_update(next(seq), 1, "S", 1_000_200))
+    for i in range(6):  # a steady mid: bids step up and down by a tick
+        eng.on_update(book_update(next(seq), 10 + i, "B", 1_000_000 + (i % 2) * 100))
+    assert not [c for c in sent if c.kind == CMD_NEW]
+    eng.on_update(book_update(next(seq), 99, "S", 999_000))  # the ask collapses: mid dips
+    orders = [c for c in sent if c.kind == CMD_NEW]
+    assert len(orders) == 1 and orders[0].side == "B" and orders[0].price == 999_000
+    cl = orders[0].cl_id
+    eng.on_report(report(EX_ACCEPTED, cl, 100, 100))
+    eng.on_report(report(EX_FILL, cl, 100, 0, position=100))
+    assert eng.strategies[0].om.position("AAPL") == 100 and eng.working() == 0
+    # A report for an order that is not a strategy's (the gateway's flatten) still moves positions.
+    eng.on_report(report(EX_FILL, 1 << 47, 100, 0, position=0))
+    assert eng.strategies[0].om.position("AAPL") == 0 and eng.untracked() == 0
+
+
+def test_timer_sends_heartbeats_with_market_data_age() -> None:
+    eng, sent = engine([])
+    eng.last_md_ns = 1
+    eng.on_timer()
+    hb = [c for c in sent if c.kind == CMD_HEARTBEAT]
+    assert hb and hb[0].qty == 1 and hb[0].price >= 0
