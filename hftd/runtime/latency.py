@@ -22,6 +22,7 @@ _COLS = 5  # t1..t5 per row
 LOWEST_NS = 1
 HIGHEST_NS = 60_000_000_000
 SIG_DIGITS = 3
+CACHE_S = 0.5  # status polls reuse a summary this young
 
 
 def new_histogram() -> HdrHistogram:
@@ -74,10 +75,8 @@ class HopRecorder:
         self.lost = 0
         self.hist = {hop: new_histogram() for hop in HOPS}
         self._lock = threading.Lock()
-        self._summaries: list[HopSummary] | None = None
-        self._summarized_at = 0.0
-        self._encoded: dict[str, bytes] | None = None
-        self._encoded_at = 0.0
+        self._cached: tuple[list[HopSummary], dict[str, bytes]] | None = None
+        self._cached_at = 0.0
 
     def record(self, t1: int, t2: int, t3: int, t4: int, t5: int) -> None:
         """Hot path: store one order's timestamps (0 = not known)."""
@@ -116,20 +115,23 @@ class HopRecorder:
             self.folded = end
             return end - start
 
-    def summaries(self, max_age_s: float = 1.0) -> list[HopSummary]:
-        """Per-hop percentiles, recomputed at most every `max_age_s` (status polls)."""
-        now = time.monotonic()
-        if self._summaries is None or now - self._summarized_at >= max_age_s:
-            self.fold()
-            self._summaries = [summarize(hop, self.hist[hop]) for hop in HOPS]
-            self._summarized_at = now
-        return self._summaries
+    def summaries(self, max_age_s: float = CACHE_S) -> list[HopSummary]:
+        """Per-hop percentiles (from the same fold as `encoded`)."""
+        return self._snapshot(max_age_s)[0]
 
-    def encoded(self, max_age_s: float = 0.5) -> dict[str, bytes]:
-        """HDR-encoded histograms (for the monitor), re-encoded at most every `max_age_s`."""
+    def encoded(self, max_age_s: float = CACHE_S) -> dict[str, bytes]:
+        """HDR-encoded histograms for the monitor (from the same fold as `summaries`)."""
+        return self._snapshot(max_age_s)[1]
+
+    def _snapshot(self, max_age_s: float) -> tuple[list[HopSummary], dict[str, bytes]]:
+        """Fold, summarize and encode together, at most every `max_age_s`: status
+        polls stay cheap, and the two views always describe the same orders."""
         now = time.monotonic()
-        if self._encoded is None or now - self._encoded_at >= max_age_s:
+        if self._cached is None or now - self._cached_at >= max_age_s:
             self.fold()
-            self._encoded = {hop: self.hist[hop].encode() for hop in HOPS}
-            self._encoded_at = now
-        return self._encoded
+            self._cached = (
+                [summarize(hop, self.hist[hop]) for hop in HOPS],
+                {hop: self.hist[hop].encode() for hop in HOPS},
+            )
+            self._cached_at = now
+        return self._cached

@@ -65,12 +65,17 @@ def test_console_in_tmux(tmp_path: Path) -> None:
             gw = quiesce(cfg, run_dir)
             pos = gw["positions"]
 
+            t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
+
             def shows_settled(s: str) -> bool:
+                # Latency can reach the console a poll after P&L does (the gateway
+                # reuses its histogram snapshot for up to 0.5 s).
                 try:
                     total = cells(s, "TOTAL")
-                except AssertionError:
+                    count = int(cells(s, "tick-to-trade")[1])
+                except (AssertionError, ValueError):
                     return False
-                return total[-1] == f"{pos['total'] / 10_000:,.2f}"
+                return total[-1] == f"{pos['total'] / 10_000:,.2f}" and count == t2t["count"]
 
             screen = term.wait_screen(shows_settled, what="the settled P&L")
             for p in pos["positions"]:
@@ -78,7 +83,6 @@ def test_console_in_tmux(tmp_path: Path) -> None:
                 assert int(row[1]) == p["qty"] and row[3] == f"{p['mark'] / 10_000:.4f}"
                 assert row[-1] == f"{(p['realized'] + p['unrealized']) / 10_000:,.2f}"
             assert cells(screen, "TOTAL")[1] == str(pos["net_shares"])
-            t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
             assert int(cells(screen, "tick-to-trade")[1]) == t2t["count"]
 
             # P: pause, straight through the registry.

@@ -67,9 +67,12 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 assert browser.text(row + " td:nth-child(2)") == str(p["qty"])
                 assert browser.text(row + " td:nth-child(4)") == f"{p['mark'] / 10_000:.4f}"
             assert browser.text("#cnt-orders") == str(gw["sent"])
+            # Latency can arrive a poll after the counters (the gateway reuses its
+            # histogram snapshot for up to 0.5 s): wait for it, then it must match.
             t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
-            assert browser.text("#latency tr[data-hop='t1_t4'] td:nth-child(2)") == str(
-                t2t["count"])
+            cell = "document.querySelector(\"#latency tr[data-hop='t1_t4'] td:nth-child(2)\")"
+            browser.wait_for(f"{cell} && {cell}.textContent === '{t2t['count']}'",
+                             what="the settled tick-to-trade count")
 
             shot = browser.screenshot(tmp_path / "hftd-dashboard.png")
             assert shot.stat().st_size > 20_000
