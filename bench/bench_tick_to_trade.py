@@ -104,7 +104,8 @@ def write_config(tmp: Path, phase: str, rate: float, with_monitor: bool = False)
                   "max_position = 100000", "fast_window = 5", "slow_window = 20",
                   "cooldown_ms = 1.0", "order_timeout_ms = 200.0", ""]
     if with_monitor:
-        lines += ["[daemons.monitor]", "", "[monitor]", f"web_port = {free_port()}", ""]
+        lines += ["[daemons.monitor]", "nice = 10", "",
+                  "[monitor]", f"web_port = {free_port()}", ""]
     path = tmp / f"{phase}.toml"
     path.write_text("\n".join(lines))
     return path

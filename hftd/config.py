@@ -317,6 +317,9 @@ class DaemonConfig(_Base, frozen=True, kw_only=True):
     cpus: list[NonNegative] = msgspec.field(default_factory=list)  # CPU affinity; [] = inherit
     after: list[str] = msgspec.field(default_factory=list)  # started once these are READY
     watchdog_s: Seconds = 2.0  # restarted when silent this long (WATCHDOG=1 every half)
+    # Scheduling niceness (systemd: Nice=). Off-path daemons (the monitor) run
+    # nicer so that, on a box with fewer cores than daemons, the hot path wins.
+    nice: Annotated[int, msgspec.Meta(ge=-20, le=19)] = 0
 
 
 class SupervisorConfig(_Base, frozen=True, kw_only=True):

@@ -152,7 +152,14 @@ def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int
         print(f"hftd {component}: {exc}", file=sys.stderr)
         return 2
     log = setup_logging(component, cfg.system.log_level)
-    set_affinity(cfg.daemons.get(component, DaemonConfig()).cpus, log)
+    dcfg = cfg.daemons.get(component, DaemonConfig())
+    set_affinity(dcfg.cpus, log)
+    if dcfg.nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, dcfg.nice)
+            log.info("niceness %d", dcfg.nice)
+        except OSError as exc:  # lowering niceness needs CAP_SYS_NICE
+            log.warning("cannot set niceness %d: %s", dcfg.nice, exc)
     runtime = Runtime(component, str(Path(config_path).resolve()), cfg, factory(cfg))
     trio.run(_serve, runtime)
     log.info("stopped")
