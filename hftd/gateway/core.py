@@ -313,16 +313,6 @@ class GatewayCore:
         o.sent_ns = now  # from now on: when the cancel went out
         self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
 
-    def on_login(self) -> None:
-        """A new venue session: cancels that may have died with the old link go again
-        (a cancel of an order that is gone is answered "unknown order": harmless)."""
-        now = self.clock()
-        pending = [o for o in self.orders.values() if o.state == CANCEL_PENDING]
-        for o in pending:
-            self._send_cancel(o, now)
-        if pending:
-            log.warning("re-sent %d cancels after reconnecting", len(pending))
-
     def pause(self) -> dict[str, object]:
         self.paused = True
         log.warning("PAUSED by operator: new orders held, working orders stay")
@@ -482,6 +472,7 @@ class GatewayCore:
             target = self.by_ref.get(m.user_ref)
             if target is not None and target.state in (PENDING, LIVE):
                 target.state = CANCEL_PENDING
+                target.sent_ns = now
 
     def journal_venue(self, seq: int, payload: bytes) -> None:
         """Journal a venue reply before it is applied."""

@@ -163,7 +163,6 @@ class GatewayAgent:
                     link.next_seq = ev.sequence
                     link.logged_in()
                     core.venue_up = True
-                    core.on_login()
                     log.info(
                         "logged in to venue session %s at sequence %d", ev.session, ev.sequence
                     )
