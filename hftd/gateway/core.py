@@ -181,6 +181,9 @@ class GatewayCore:
             mid = (c.qty + c.price) // 2
             if mid > 0:
                 self.book.set_mark(c.symbol, mid)
+                # The market moves between our own fills: the band and market-order
+                # notional follow the strategy's BBO mid as well as our last fill.
+                self.risk.on_trade_price(c.symbol, mid)
                 self.risk.set_pnl(self.book.total())
             return
         self.counters["commands"] += 1

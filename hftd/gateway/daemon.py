@@ -298,6 +298,7 @@ class GatewayService:
             "risk": core.risk.utilisation(),
             "latency_us": msgspec.to_builtins(core.latency.summaries()),
             "latency_hdr": core.latency.encoded(),
+            "latency_rows_lost": core.latency.lost,
             "recent_fills": [
                 {
                     "time_ns": t,

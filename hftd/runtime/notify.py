@@ -27,9 +27,6 @@ class Notifier:
         self._n.notify(f"READY=1\nMAINPID={os.getpid()}" + (f"\nSTATUS={status}" if status else ""))
         log.info("ready%s", f": {status}" if status else "")
 
-    def status(self, text: str) -> None:
-        self._n.notify(f"STATUS={text}")
-
     def stopping(self) -> None:
         self._n.notify("STOPPING=1")
 

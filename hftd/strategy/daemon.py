@@ -225,6 +225,9 @@ class StrategyService:
             "working": e.working(),
             "untracked": e.untracked(),
             "stale_reports": e.stale(),
+            "gateway_heard_ms_ago": (time.monotonic_ns() - e.gateway_seen_ns) // 1_000_000
+            if e.gateway_seen_ns
+            else None,
             "strategies": {
                 s.name: {"signals": s.signals, **s.om.counts, "positions": dict(s.om.positions)}
                 for s in e.strategies

@@ -55,7 +55,6 @@ class StrategyEngine:
         self.last_mark: dict[str, tuple[int, int]] = {}
         self.next_mark_ns = 0
         self.next_heartbeat_ns = 0
-        self.updates = 0
         self.gateway_seen_ns = 0
         self.last_md_ns = 0  # any market data, feed heartbeats included
         self.in_sync = True  # books consistent (the daemon sets this)
@@ -63,7 +62,6 @@ class StrategyEngine:
     # --- market data -----------------------------------------------------------------
 
     def on_update(self, u: MarketDataUpdate) -> None:
-        self.updates += 1
         if u.kind == MD_RESET:
             self.builder.reset()
             return

@@ -226,49 +226,34 @@ INBOUND_LAYOUTS = [
     Layout(CancelOrder, b"X", [("user_ref", "u32"), ("quantity", "u32")]),
 ]
 
+# What Accepted and Replaced echo of the order, after their own references.
+_ORDER_ECHO = [
+    ("side", "char"),
+    ("quantity", "u32"),
+    ("symbol", "alpha8"),
+    ("price", "i64"),
+    ("time_in_force", "char"),
+    ("display", "char"),
+    ("order_ref", "u64"),
+    ("capacity", "char"),
+    ("iso_eligibility", "char"),
+    ("cross_type", "char"),
+    ("order_state", "char"),
+    ("cl_ord_id", "alpha14"),
+]
+
 OUTBOUND_LAYOUTS = [
     Layout(SystemEventMsg, b"S", [("timestamp", "u64"), ("event_code", "char")]),
     Layout(
         Accepted,
         b"A",
-        [
-            ("timestamp", "u64"),
-            ("user_ref", "u32"),
-            ("side", "char"),
-            ("quantity", "u32"),
-            ("symbol", "alpha8"),
-            ("price", "i64"),
-            ("time_in_force", "char"),
-            ("display", "char"),
-            ("order_ref", "u64"),
-            ("capacity", "char"),
-            ("iso_eligibility", "char"),
-            ("cross_type", "char"),
-            ("order_state", "char"),
-            ("cl_ord_id", "alpha14"),
-        ],
+        [("timestamp", "u64"), ("user_ref", "u32"), *_ORDER_ECHO],
         appendage=True,
     ),
     Layout(
         Replaced,
         b"U",
-        [
-            ("timestamp", "u64"),
-            ("orig_user_ref", "u32"),
-            ("new_user_ref", "u32"),
-            ("side", "char"),
-            ("quantity", "u32"),
-            ("symbol", "alpha8"),
-            ("price", "i64"),
-            ("time_in_force", "char"),
-            ("display", "char"),
-            ("order_ref", "u64"),
-            ("capacity", "char"),
-            ("iso_eligibility", "char"),
-            ("cross_type", "char"),
-            ("order_state", "char"),
-            ("cl_ord_id", "alpha14"),
-        ],
+        [("timestamp", "u64"), ("orig_user_ref", "u32"), ("new_user_ref", "u32"), *_ORDER_ECHO],
         appendage=True,
     ),
     Layout(
