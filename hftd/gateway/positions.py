@@ -151,6 +151,8 @@ class PositionBook:
 
     Totals of realized and unrealized P&L are maintained incrementally, so
     `total()` (fed to `RiskEngine.set_pnl` on every fill and mark) is O(1).
+    The gateway's control thread reads it (Status) while its hot loop trades:
+    whatever walks the positions walks a `dict.copy()` (see `RiskEngine.utilisation`).
     """
 
     def __init__(self) -> None:
@@ -168,7 +170,7 @@ class PositionBook:
         return pos
 
     def symbols(self) -> list[str]:
-        return sorted(self._positions)
+        return sorted(self._positions.copy())
 
     def mark(self, symbol: str) -> int | None:
         """The latest `set_mark` price, else the latest fill price, else None."""
@@ -204,17 +206,17 @@ class PositionBook:
         return self._realized_total + self._unreal_total
 
     def gross_shares(self) -> int:
-        return sum(abs(p.qty) for p in self._positions.values())
+        return sum(abs(p.qty) for p in self._positions.copy().values())
 
     def net_shares(self) -> int:
-        return sum(p.qty for p in self._positions.values())
+        return sum(p.qty for p in self._positions.copy().values())
 
     def gross_notional(self) -> int:
         """Sum of |qty| * mark (a position is always marked: at worst its last fill)."""
-        return sum(abs(p.qty) * (self.mark(s) or 0) for s, p in self._positions.items())
+        return sum(abs(p.qty) * (self.mark(s) or 0) for s, p in self._positions.copy().items())
 
     def net_notional(self) -> int:
-        return sum(p.qty * (self.mark(s) or 0) for s, p in self._positions.items())
+        return sum(p.qty * (self.mark(s) or 0) for s, p in self._positions.copy().items())
 
     def snapshot(self) -> BookSnapshot:
         return BookSnapshot(

@@ -618,7 +618,11 @@ class RiskEngine:
         lim = self._limits
         out: dict[str, float] = {}
         gross = 0
-        for sym, st in self._syms.items():
+        # The gateway's control thread reads this while its hot loop may be adding a
+        # symbol: iterate a copy. (dict.copy() copies the table with no per-item
+        # allocation, so no collection can run Python code, and switch threads,
+        # midway; list(d.items()) can, and failed now and then.)
+        for sym, st in self._syms.copy().items():
             mp = self._eff.get(sym, self._default).max_position
             out[f"position.{sym}"] = abs(st.position) / mp
             out[f"position_worst.{sym}"] = st.worst / mp
@@ -670,7 +674,8 @@ class RiskEngine:
 
     def _window_count(self, now_ns: int | None) -> int:
         now = self._latest_ns if now_ns is None else now_ns
-        return sum(1 for t in self._sent if now - WINDOW_NS < t <= now)
+        sent = self._sent.copy()  # the hot loop may append meanwhile (see utilisation)
+        return sum(1 for t in sent if now - WINDOW_NS < t <= now)
 
 
 def _require_qty(qty: int) -> None:

@@ -832,3 +832,37 @@ def test_message_rate_counts_cancels_but_never_denies_them() -> None:
     d = r.check_new("AAPL", "B", 1, PX, 40)
     assert not d.ok and d.check == "max_messages_per_s"
     assert r.check_new("AAPL", "B", 1, PX, 10 + 1_000_000_000).ok  # the first slid out
+
+
+def test_utilisation_read_from_another_thread_while_trading() -> None:
+    """The gateway's control thread reads `utilisation()` while its hot loop sends
+    orders in new symbols: iterating the live containers raised "mutated during
+    iteration" now and then (a failed Status reply)."""
+    import threading
+    import traceback
+
+    r = engine(max_working_orders=10**9, max_orders_per_s=10**9, max_messages_per_s=10**9,
+               max_gross_position=10**12)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                r.utilisation()
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(30_000):
+            r.on_sent(f"S{i % 3000}", "B", 1, T0 + i)
+    finally:
+        stop.set()
+        reader.join()
+        sys.setswitchinterval(old)
+    assert not errors, "".join(traceback.format_exception(errors[0]))
