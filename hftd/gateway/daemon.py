@@ -292,12 +292,11 @@ class GatewayService:
                     "state": o.state,
                     "strategy": o.strategy,
                 }
-                for o in list(core.orders.values())
+                for o in core.orders.copy().values()  # the hot loop adds orders meanwhile
             ],
             "positions": msgspec.to_builtins(snap),
             "risk": core.risk.utilisation(),
-            "latency_us": msgspec.to_builtins(core.latency.summaries()),
-            "latency_hdr": core.latency.encoded(),
+            "latency_hdr": core.latency.histograms(),
             "latency_rows_lost": core.latency.lost,
             "recent_fills": [
                 {

@@ -22,8 +22,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from hftd.monitor.hdr import SparseHistogram
 from hftd.monitor.state import SystemState
+from hftd.runtime.hdr import SparseHistogram
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

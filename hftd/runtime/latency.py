@@ -1,32 +1,25 @@
-"""Hop latency recording: preallocated arrays on the hot path, HDR histograms off it.
+"""Hop latency recording: preallocated arrays on the hot path, histograms off it.
 
-Recording a value into an HDR histogram costs ~2.7 µs in Python: too much per
-order. The hot path writes its timestamps into a preallocated ring of int64
-slots (~0.2 µs); `fold()` runs off the hot path (a timer in the control
-thread) and moves new rows into one `HdrHistogram` per hop.
+Recording a value into an `HdrHistogram` costs ~2.7 µs in Python: too much
+per order. The hot path writes its timestamps into a preallocated ring of
+int64 slots (~0.2 µs); `fold()` runs off the hot path (a timer in the control
+thread) and counts new rows into sparse HDR counters (`hftd.runtime.hdr`).
+Status polls get copies of those counters and nothing computed from them: a
+gateway answering its monitor must not hold the GIL its hot loop waits for.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from array import array
-from bisect import bisect_left
-from itertools import accumulate
+from typing import Any
 
 import msgspec
-from hdrh.histogram import HdrHistogram
+
+from hftd.runtime.hdr import SparseHistogram, hdr_index
 
 HOPS = ("t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4")
 _COLS = 5  # t1..t5 per row
-LOWEST_NS = 1
-HIGHEST_NS = 60_000_000_000
-SIG_DIGITS = 3
-CACHE_S = 0.5  # status polls reuse a summary this young
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_NS, HIGHEST_NS, SIG_DIGITS)
 
 
 class HopSummary(msgspec.Struct, frozen=True):
@@ -41,20 +34,12 @@ class HopSummary(msgspec.Struct, frozen=True):
     max: float
 
 
-def summarize(hop: str, h: HdrHistogram) -> HopSummary:
-    """Percentiles in one pass over the counts (hdrh walks them once per
-    percentile: ~40 ms for a whole summary, holding the GIL the hot loop needs).
-    Same values as `get_value_at_percentile`."""
-    total = h.get_total_count()
-    if not total:
+def summarize(hop: str, h: SparseHistogram) -> HopSummary:
+    """Percentiles as `HdrHistogram.get_value_at_percentile` gives them."""
+    if not h.total:
         return HopSummary(hop, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    cum = list(accumulate(h.counts[: h.counts_len]))
-
-    def q(p: float) -> float:
-        i = bisect_left(cum, max(int(p * total / 100 + 0.5), 1))
-        return float(h.get_highest_equivalent_value(h.get_value_from_index(i))) / 1000.0
-
-    return HopSummary(hop, total, q(50), q(95), q(99), q(99.9), float(h.get_max_value()) / 1000.0)
+    p50, p95, p99, p999 = h.percentiles_ns([50.0, 95.0, 99.0, 99.9])
+    return HopSummary(hop, h.total, p50 / 1e3, p95 / 1e3, p99 / 1e3, p999 / 1e3, h.max_ns() / 1e3)
 
 
 class HopRecorder:
@@ -73,10 +58,8 @@ class HopRecorder:
         self.written = 0
         self.folded = 0
         self.lost = 0
-        self.hist = {hop: new_histogram() for hop in HOPS}
+        self.hist: dict[str, dict[int, int]] = {hop: {} for hop in HOPS}  # index -> count
         self._lock = threading.Lock()
-        self._cached: tuple[list[HopSummary], dict[str, bytes]] | None = None
-        self._cached_at = 0.0
 
     def record(self, t1: int, t2: int, t3: int, t4: int, t5: int) -> None:
         """Hot path: store one order's timestamps (0 = not known)."""
@@ -98,40 +81,43 @@ class HopRecorder:
             if end - start > cap:
                 self.lost += end - start - cap
                 start = end - cap
-            rows, hist = self.rows, self.hist
+            rows, hist, idx = self.rows, self.hist, hdr_index
+            h12, h23, h34, h45, h14 = (hist[h] for h in HOPS)
             for n in range(start, end):
                 i = (n & self.mask) * _COLS
                 t1, t2, t3, t4, t5 = rows[i : i + _COLS]
                 if t1 and t2 >= t1:
-                    hist["t1_t2"].record_value(max(t2 - t1, LOWEST_NS))
+                    k = idx(t2 - t1)
+                    h12[k] = h12.get(k, 0) + 1
                 if t2 and t3 >= t2:
-                    hist["t2_t3"].record_value(max(t3 - t2, LOWEST_NS))
+                    k = idx(t3 - t2)
+                    h23[k] = h23.get(k, 0) + 1
                 if t3 and t4 >= t3:
-                    hist["t3_t4"].record_value(max(t4 - t3, LOWEST_NS))
+                    k = idx(t4 - t3)
+                    h34[k] = h34.get(k, 0) + 1
                 if t4 and t5 >= t4:
-                    hist["t4_t5"].record_value(max(t5 - t4, LOWEST_NS))
+                    k = idx(t5 - t4)
+                    h45[k] = h45.get(k, 0) + 1
                 if t1 and t4 >= t1:
-                    hist["t1_t4"].record_value(max(t4 - t1, LOWEST_NS))
+                    k = idx(t4 - t1)
+                    h14[k] = h14.get(k, 0) + 1
             self.folded = end
             return end - start
 
-    def summaries(self, max_age_s: float = CACHE_S) -> list[HopSummary]:
-        """Per-hop percentiles (from the same fold as `encoded`)."""
-        return self._snapshot(max_age_s)[0]
+    def histograms(self) -> dict[str, dict[int, int]]:
+        """Per-hop sparse HDR counters ({index: count}), cumulative since start:
+        what the gateway's Status carries (`SparseHistogram.from_wire`). Copies
+        of dicts only (C speed): percentiles are the reader's work."""
+        self.fold()
+        with self._lock:
+            return {hop: dict(self.hist[hop]) for hop in HOPS}
 
-    def encoded(self, max_age_s: float = CACHE_S) -> dict[str, bytes]:
-        """HDR-encoded histograms for the monitor (from the same fold as `summaries`)."""
-        return self._snapshot(max_age_s)[1]
+    def summaries(self) -> list[HopSummary]:
+        """Per-hop percentiles, in this process (tests, tools; not the Status path)."""
+        return summaries(self.histograms())
 
-    def _snapshot(self, max_age_s: float) -> tuple[list[HopSummary], dict[str, bytes]]:
-        """Fold, summarize and encode together, at most every `max_age_s`: status
-        polls stay cheap, and the two views always describe the same orders."""
-        now = time.monotonic()
-        if self._cached is None or now - self._cached_at >= max_age_s:
-            self.fold()
-            self._cached = (
-                [summarize(hop, self.hist[hop]) for hop in HOPS],
-                {hop: self.hist[hop].encode() for hop in HOPS},
-            )
-            self._cached_at = now
-        return self._cached
+
+def summaries(latency_hdr: dict[str, Any]) -> list[HopSummary]:
+    """Per-hop percentiles from a gateway Status' ``latency_hdr`` (missing hops: empty)."""
+    return [summarize(hop, SparseHistogram.from_wire(latency_hdr.get(hop, {}))) for hop in HOPS]
+

@@ -277,6 +277,17 @@ def status(run_dir: Path, name: str) -> dict[str, Any]:
     return result
 
 
+def latency_us(gateway_detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-hop percentiles (us) of a gateway Status' histograms, computed here as the
+    monitor computes them (the gateway ships counters only)."""
+    import msgspec
+
+    from hftd.runtime.latency import summaries
+
+    out: list[dict[str, Any]] = msgspec.to_builtins(summaries(gateway_detail["latency_hdr"]))
+    return out
+
+
 def monitor_state(run_dir: Path) -> dict[str, Any]:
     state: dict[str, Any] = status(run_dir, "monitor")["detail"]["state"]
     return state

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.frontends import (
     Tmux,
+    latency_us,
     monitor_config,
     monitor_state,
     quiesce,
@@ -65,11 +66,11 @@ def test_console_in_tmux(tmp_path: Path) -> None:
             gw = quiesce(cfg, run_dir)
             pos = gw["positions"]
 
-            t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
+            t2t = next(h for h in latency_us(gw) if h["hop"] == "t1_t4")
 
             def shows_settled(s: str) -> bool:
-                # Latency can reach the console a poll after P&L does (the gateway
-                # reuses its histogram snapshot for up to 0.5 s).
+                # Latency can reach the console a poll after P&L does (the monitor
+                # refreshes its latency figures once a second).
                 try:
                     total = cells(s, "TOTAL")
                     count = int(cells(s, "tick-to-trade")[1])

@@ -16,6 +16,7 @@ import pytest
 from tests.integration.frontends import (
     Browser,
     chromium_path,
+    latency_us,
     monitor_config,
     monitor_state,
     quiesce,
@@ -67,9 +68,9 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 assert browser.text(row + " td:nth-child(2)") == str(p["qty"])
                 assert browser.text(row + " td:nth-child(4)") == f"{p['mark'] / 10_000:.4f}"
             assert browser.text("#cnt-orders") == str(gw["sent"])
-            # Latency can arrive a poll after the counters (the gateway reuses its
-            # histogram snapshot for up to 0.5 s): wait for it, then it must match.
-            t2t = next(h for h in gw["latency_us"] if h["hop"] == "t1_t4")
+            # Latency can arrive a poll after the counters (the monitor refreshes its
+            # latency figures once a second): wait for it, then it must match.
+            t2t = next(h for h in latency_us(gw) if h["hop"] == "t1_t4")
             cell = "document.querySelector(\"#latency tr[data-hop='t1_t4'] td:nth-child(2)\")"
             browser.wait_for(f"{cell} && {cell}.textContent === '{t2t['count']}'",
                              what="the settled tick-to-trade count")

@@ -7,7 +7,8 @@ from typing import Any
 from hftd.config import HftdConfig, parse_config
 from hftd.monitor.model import Poll, Reading
 from hftd.msg.control import DaemonStatus, StatusInfo
-from hftd.runtime.latency import HOPS, new_histogram
+from hftd.runtime.hdr import SparseHistogram
+from hftd.runtime.latency import HOPS
 
 SYMBOLS = [
     {"symbol": "AAPL", "reference_price": "189.50"},
@@ -23,12 +24,9 @@ def config(**monitor: Any) -> HftdConfig:
     })
 
 
-def hdr(values_ns: list[int]) -> bytes:
-    h = new_histogram()
-    for v in values_ns:
-        h.record_value(v)
-    blob: bytes = h.encode()
-    return blob
+def hdr(values_ns: list[int]) -> dict[int, int]:
+    """A gateway's `latency_hdr` entry for these values."""
+    return SparseHistogram.from_values(values_ns).to_wire()
 
 
 def gateway(
@@ -75,7 +73,6 @@ def gateway(
             "position.AAPL": 0.15, "position_worst.AAPL": 0.2, "position.MSFT": 0.05,
             "gross": 0.05, "gross_worst": 0.06, "rate": 0.02, "working": 0.01, "loss": 0.0,
         },
-        "latency_us": [],
         "latency_hdr": {hop: hdr(values) for hop in HOPS},
         "recent_fills": [
             {"time_ns": 1_700_000_000_000_000_000, "symbol": "AAPL", "side": "B", "qty": 300,

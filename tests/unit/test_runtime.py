@@ -94,16 +94,25 @@ def test_reload_of_an_invalid_file_changes_nothing(tmp_path: Path) -> None:
 def test_hop_summaries_equal_hdrh_percentiles() -> None:
     import random
 
-    from hftd.runtime.latency import HopRecorder
+    from hdrh.histogram import HdrHistogram
+
+    from hftd.runtime.hdr import HIGHEST_NS, LOWEST_NS, SIG_DIGITS
+    from hftd.runtime.latency import HOPS, HopRecorder
 
     rec = HopRecorder(capacity=1 << 12)
     rng = random.Random(5)
+    ref = {hop: HdrHistogram(LOWEST_NS, HIGHEST_NS, SIG_DIGITS) for hop in HOPS}
     for _ in range(3000):
         t1 = rng.randrange(10**9)
         t2 = t1 + int(rng.lognormvariate(10, 1))
-        rec.record(t1, t2, t2 + 50_000, t2 + 90_000, t2 + 400_000)
-    for s in rec.summaries(max_age_s=0):
-        h = rec.hist[s.hop]
+        t3, t4 = t2 + rng.randrange(50_000), t2 + 90_000
+        t5 = t4 + int(rng.lognormvariate(12, 2))
+        rec.record(t1, t2, t3, t4, t5)
+        for hop, v in zip(HOPS, (t2 - t1, t3 - t2, t4 - t3, t5 - t4, t4 - t1), strict=True):
+            ref[hop].record_value(max(v, 1))
+    for s in rec.summaries():
+        h = ref[s.hop]
         want = [h.get_value_at_percentile(p) / 1000 for p in (50, 95, 99, 99.9)]
+        assert s.max == h.get_max_value() / 1000
         assert [s.p50, s.p95, s.p99, s.p999] == want, s.hop
         assert s.count == 3000
