@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from hftd.config import PRICE_SCALE, HftdConfig
 from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
-from hftd.monitor.hdr import SparseHistogram
 from hftd.monitor.state import (
     HOPS,
     Counters,
@@ -42,10 +42,11 @@ from hftd.monitor.state import (
     Trade,
 )
 from hftd.msg.control import DaemonStatus, StatusInfo
+from hftd.runtime.hdr import SparseHistogram
 
 COUNTER_WINDOW_S = 65.0  # running totals kept this long ("last minute" counts)
 RATE_SPAN_S = 1.0  # rates over about this much time
-# Decoding five HDR histograms costs a few ms (thousands of non-zero buckets):
+# Windowed percentiles of five hops (sparse histograms subtracted and walked):
 # latency figures are refreshed once a second, not every poll.
 LATENCY_EVERY_S = 1.0
 
@@ -126,11 +127,9 @@ class _DaemonTrack:
 
 
 def _hop(name: str, h: SparseHistogram) -> HopLatency:
-    def q(p: float) -> float:
-        return h.percentile_ns(p) / 1000.0
-
+    p50, p95, p99, p999 = (v / 1000.0 for v in h.percentiles_ns([50.0, 95.0, 99.0, 99.9]))
     mean = h.sum_ns() / h.total / 1000.0 if h.total else 0.0
-    return HopLatency(hop=name, count=h.total, p50=q(50), p95=q(95), p99=q(99), p999=q(99.9),
+    return HopLatency(hop=name, count=h.total, p50=p50, p95=p95, p99=p99, p999=p999,
                       max=h.max_ns() / 1000.0, mean=mean)
 
 
@@ -150,7 +149,7 @@ class Aggregator:
         self.book = AlertBook()
         self.tracks: dict[str, _DaemonTrack] = {}
         self.totals: dict[str, _Totals] = {}
-        self.hdr_blob: dict[str, bytes] = {}
+        self.hdr_wire: dict[str, Any] = {}
         self.hdr_now: dict[str, SparseHistogram] = {h: SparseHistogram() for h in HOPS}
         self.hdr_series: dict[str, deque[tuple[float, SparseHistogram]]] = {
             h: deque() for h in HOPS
@@ -171,7 +170,9 @@ class Aggregator:
 
     # --- ingestion ------------------------------------------------------------------
 
-    def ingest(self, poll: Poll) -> SystemState:
+    def ingest(self, poll: Poll, latency: bool = True) -> SystemState:
+        """The state after this poll. `latency=False` leaves the latency refresh to
+        the caller (`latency_steps`), which the monitor daemon runs in small steps."""
         if self.started is None:
             self.started = poll.mono
         self.seq += 1
@@ -195,9 +196,9 @@ class Aggregator:
                                           "venue_rejects", "reconnects"))
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
         self._count("strategy", poll, strat, ("orders_refused",))
-        if self.lat_at is None or poll.mono - self.lat_at >= LATENCY_EVERY_S:
-            self.lat_at = poll.mono
-            self._latency(poll, gw)
+        if latency and self.latency_due(poll):
+            for _ in self.latency_steps(poll):
+                pass
 
         g = self.totals.get("gateway")
         fd = self.totals.get("feed")
@@ -350,35 +351,52 @@ class Aggregator:
             return  # nothing new from this daemon since the last poll
         tot.add(r.ok_at, {k: _num(detail, k) for k in keys})
 
-    def _latency(self, poll: Poll, gw: dict[str, Any]) -> None:
-        """Fold the gateway's newest histograms in; recompute the latency figures."""
-        blobs = gw.get("latency_hdr")
+    def latency_due(self, poll: Poll) -> bool:
+        return self.lat_at is None or poll.mono - self.lat_at >= LATENCY_EVERY_S
+
+    def latency_steps(self, poll: Poll) -> Iterator[None]:
+        """Fold the gateway's newest histograms in and recompute the latency figures,
+        one hop at a time: each `yield` ends a step of well under a millisecond.
+
+        Why steps: on a box with fewer cores than daemons, a CPU-bound stretch of
+        several ms, even at the lowest priority, delays a hot daemon woken onto
+        that CPU until the kernel next reschedules (up to a timer tick). Between
+        steps the monitor daemon makes a system call, where the kernel does.
+        The new figures replace the old ones only when all steps are done."""
+        self.lat_at = poll.mono
+        gw = self._detail(poll, "gateway")
+        hists = gw.get("latency_hdr")
         r = poll.readings.get("gateway")
-        if isinstance(blobs, dict) and r is not None:
+        if isinstance(hists, dict) and r is not None:
             t = r.ok_at
+            horizon = max(self.cfg.monitor.latency_window_s, RATE_SPAN_S) + 5.0
             for hop in HOPS:
-                blob = blobs.get(hop)
-                if not isinstance(blob, bytes) or blob == self.hdr_blob.get(hop):
+                wire = hists.get(hop)
+                if wire is None or wire == self.hdr_wire.get(hop):
                     continue
                 try:
-                    h = SparseHistogram.decode(blob)
+                    h = SparseHistogram.from_wire(wire)
                 except ValueError:
                     continue
-                self.hdr_blob[hop] = blob
+                self.hdr_wire[hop] = wire
                 series = self.hdr_series[hop]
                 if h.is_reset_of(self.hdr_now[hop]):
                     series.clear()  # the gateway restarted: its histograms began again
                 self.hdr_now[hop] = h
                 series.append((t, h))
-            horizon = max(self.cfg.monitor.latency_window_s, RATE_SPAN_S) + 5.0
-            for series in self.hdr_series.values():
                 while len(series) > 1 and t - series[1][0] > horizon:
                     series.popleft()
+                yield
         span = self.cfg.monitor.latency_window_s
-        self.lat_window = [_hop(h, self._window_hist(h, poll.mono, span)) for h in HOPS]
-        self.lat_total = [_hop(h, self.hdr_now[h]) for h in HOPS]
+        window, total = [], []
+        for hop in HOPS:
+            window.append(_hop(hop, self._window_hist(hop, poll.mono, span)))
+            total.append(_hop(hop, self.hdr_now[hop]))
+            yield
         recent = self._window_hist(self.cfg.monitor.alerts.latency_hop, poll.mono, 1.0)
-        self.lat_second = (recent.percentile_ns(50) / 1000.0, recent.percentile_ns(99) / 1000.0)
+        p50, p99 = recent.percentiles_ns([50.0, 99.0])
+        self.lat_window, self.lat_total = window, total
+        self.lat_second = (p50 / 1000.0, p99 / 1000.0)
 
     def _window_hist(self, hop: str, now: float, span: float) -> SparseHistogram:
         """Recorded in the last `span` s: now minus the newest snapshot at least that old."""

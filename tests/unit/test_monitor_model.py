@@ -9,40 +9,63 @@ import sys
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from hftd.monitor.hdr import SparseHistogram
 from hftd.monitor.model import Aggregator
-from hftd.runtime.latency import new_histogram
+from hftd.runtime.hdr import (
+    COUNTS_LEN,
+    HIGH,
+    HIGHEST_NS,
+    LOW,
+    LOWEST_NS,
+    SIG_DIGITS,
+    SparseHistogram,
+    hdr_index,
+)
+from hftd.runtime.latency import HOPS
 from tests.unit import monitor_fixtures as fx
 
 # --- HDR ---------------------------------------------------------------------------
 
 
-def test_sparse_percentiles_equal_hdrhistogram() -> None:
-    rng = random.Random(3)
-    h = new_histogram()
-    values = [int(rng.lognormvariate(12, 0.8)) + 1 for _ in range(3000)]
+def hdrh_of(values: list[int]) -> HdrHistogram:
+    """The reference: hdrh itself, with the gateway's parameters."""
+    h = HdrHistogram(LOWEST_NS, HIGHEST_NS, SIG_DIGITS)
     for v in values:
         h.record_value(v)
-    s = SparseHistogram.decode(h.encode())
+    return h
+
+
+def test_hdr_index_is_hdrhistograms() -> None:
+    rng = random.Random(7)
+    values = [1, 2, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 10**6, HIGHEST_NS - 1, HIGHEST_NS]
+    values += [int(rng.lognormvariate(12, 3)) % HIGHEST_NS + 1 for _ in range(20_000)]
+    ref = hdrh_of([])
+    for v in values:
+        assert hdr_index(v) == ref.get_counts_array_index(v), v
+    assert hdr_index(0) == hdr_index(1) and hdr_index(10**12) == hdr_index(HIGHEST_NS)
+
+
+def test_sparse_percentiles_equal_hdrhistogram() -> None:
+    rng = random.Random(3)
+    values = [int(rng.lognormvariate(12, 0.8)) + 1 for _ in range(3000)]
+    h = hdrh_of(values)
+    s = SparseHistogram.from_wire(SparseHistogram.from_values(values).to_wire())
     assert s.total == 3000
     for p in (0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0):
         assert s.percentile_ns(p) == h.get_value_at_percentile(p), p
     assert s.max_ns() == h.get_max_value()
     assert s.sum_ns() == pytest.approx(h.get_mean_value() * 3000, rel=1e-3)
-    assert SparseHistogram.from_values(values).percentile_ns(99) == h.get_value_at_percentile(99)
 
 
 def test_window_is_the_difference_of_cumulative_histograms() -> None:
     early = [1_000_000] * 100  # 1 ms, recorded first
     late = [10_000] * 50  # 10 us, recorded after
-    a = SparseHistogram.decode(fx.hdr(early))
-    b = SparseHistogram.decode(fx.hdr(early + late))
+    a = SparseHistogram.from_wire(fx.hdr(early))
+    b = SparseHistogram.from_wire(fx.hdr(early + late))
     window = b - a
     assert window.total == 50
-    assert window.percentile_ns(99) == HdrHistogram.decode(fx.hdr(late)).get_value_at_percentile(
-        99)
+    assert window.percentile_ns(99) == hdrh_of(late).get_value_at_percentile(99)
     assert not b.is_reset_of(a)
-    restarted = SparseHistogram.decode(fx.hdr(late))
+    restarted = SparseHistogram.from_wire(fx.hdr(late))
     assert restarted.is_reset_of(b)
     assert (restarted - b).total == 50  # a restarted gateway: everything is new
 
@@ -52,9 +75,11 @@ def test_cumulative_buckets() -> None:
     assert s.cumulative([10_000, 100_000, 1_000_000, 1_000_000_000]) == [1, 3, 4, 4]
 
 
-def test_decode_rejects_garbage() -> None:
-    with pytest.raises(ValueError):
-        SparseHistogram.decode(b"not a histogram")
+@pytest.mark.parametrize("bad", [b"junk", "x", [[1, 2]], {"1": 2}, {1: "2"}, {1: 2.0}, {-1: 1},
+                                 {COUNTS_LEN: 1}, {5: -1}, {True: 1}, None])
+def test_from_wire_rejects_garbage(bad: object) -> None:
+    with pytest.raises(ValueError, match="histogram"):
+        SparseHistogram.from_wire(bad)
 
 
 # --- the state model ---------------------------------------------------------------
@@ -83,7 +108,7 @@ def test_state_mirrors_the_daemons() -> None:
     # Latency: every hop has the 4 orders; the window covers everything so far.
     h = s.hop("t1_t4")
     assert h is not None and h.count == 4
-    ref = HdrHistogram.decode(fx.hdr([10_000, 20_000, 30_000, 5_000_000]))
+    ref = hdrh_of([10_000, 20_000, 30_000, 5_000_000])
     assert h.p50 == ref.get_value_at_percentile(50) / 1000
     assert h.p99 == ref.get_value_at_percentile(99) / 1000
     assert s.hop("t1_t4", total=True) == h
@@ -154,9 +179,36 @@ def test_missing_and_odd_keys_are_tolerated() -> None:
 def test_pure_modules_do_not_import_trio() -> None:
     """(hftd.console.views does no I/O either, but urwid itself imports trio.)"""
     code = (
-        "import sys; import hftd.monitor.model, hftd.monitor.alerts, hftd.monitor.hdr, "
+        "import sys; import hftd.monitor.model, hftd.monitor.alerts, hftd.runtime.hdr, "
         "hftd.monitor.prom, hftd.monitor.http, hftd.monitor.state, hftd.monitor.page; "
         "sys.exit('trio' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr or "a pure monitor module imported trio"
+
+
+def test_value_tables_are_hdrhistograms() -> None:
+    """Every counter's value range, as hdrh computes it (the tables replace its calls)."""
+    ref = hdrh_of([])
+    for i in range(COUNTS_LEN):
+        v = ref.get_value_from_index(i)
+        assert (LOW[i], HIGH[i]) == (ref.get_lowest_equivalent_value(v),
+                                     ref.get_highest_equivalent_value(v)), i
+
+
+def test_latency_refresh_in_steps_equals_the_whole() -> None:
+    """The daemon's stepped refresh (ingest without latency, then the steps) ends
+    with the figures a one-go ingest computes, and shows none of them half-done."""
+    values = [10_000, 20_000, 30_000, 5_000_000] * 50
+    whole, stepped = Aggregator(fx.config()), Aggregator(fx.config())
+    poll = fx.poll(1.0, {"gateway": fx.gateway(latency_ns=values)})
+    want = whole.ingest(poll).latency
+    before = stepped.ingest(poll, latency=False).latency
+    assert all(h.count == 0 for h in before)
+    steps = 0
+    for _ in stepped.latency_steps(poll):
+        steps += 1
+        assert stepped.lat_window == before  # the old figures until the last step
+    assert steps >= len(HOPS)  # one hop at a time, at least
+    assert stepped.ingest(fx.poll(1.1, {"gateway": fx.gateway(latency_ns=values)}),
+                          latency=False).latency == want
