@@ -320,6 +320,10 @@ class DaemonConfig(_Base, frozen=True, kw_only=True):
     # Scheduling niceness (systemd: Nice=). Off-path daemons (the monitor) run
     # nicer so that, on a box with fewer cores than daemons, the hot path wins.
     nice: Annotated[int, msgspec.Meta(ge=-20, le=19)] = 0
+    # Scheduling policy (systemd: CPUSchedulingPolicy=). "idle" runs only on CPU
+    # time no other task wants, and any waking task preempts it at once: what
+    # the monitor needs to add no latency to the trading daemons.
+    cpu_policy: Literal["other", "batch", "idle"] = "other"
 
 
 class SupervisorConfig(_Base, frozen=True, kw_only=True):

@@ -42,7 +42,7 @@ class StateSource:
         self.cfg = cfg
         self.run_dir = run_dir
         self.mode = mode
-        self.poller = Poller(run_dir, watched(cfg, me=""), 0.5, DIRECT_TIMEOUT_S)
+        self.poller = Poller(run_dir, watched(cfg, me=""), 0.5, DIRECT_TIMEOUT_S, keep_open=False)
         self.agg = Aggregator(cfg, source="direct")
         self.monitor_failed_at = -RETRY_MONITOR_S
         self.last_error = ""

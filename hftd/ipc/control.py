@@ -83,6 +83,48 @@ async def request(path: Path, cmd: Command) -> Reply:
     return reply_decoder.decode(body)
 
 
+class Connection:
+    """A kept-open control connection (trio): one connect for many requests.
+
+    Pollers ask every daemon several times a second; a fresh connection each
+    time costs the daemon an accept and a new task on top of the answer. Any
+    failure closes the connection (the next request reconnects), so a reply
+    can never be mistaken for the answer to a later request.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream: trio.SocketStream | None = None
+        self.connects = 0
+
+    async def request(self, cmd: Command) -> Reply:
+        if self.stream is not None:
+            try:
+                return await self._once(self.stream, cmd)
+            except (OSError, FrameError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the daemon closed a kept connection (it restarted): reconnect once
+        self.stream = await trio.open_unix_socket(str(self.path))
+        self.connects += 1
+        return await self._once(self.stream, cmd)
+
+    async def _once(self, stream: trio.SocketStream, cmd: Command) -> Reply:
+        try:
+            await send_frame(stream, encoder.encode(cmd))
+            body = await read_frame(stream)
+            if body is None:
+                raise ConnectionError(f"{self.path}: closed without a reply")
+            return reply_decoder.decode(body)
+        except BaseException:  # incl. cancellation mid-request: the stream is out of step
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+
 def request_sync(path: Path, cmd: Command, timeout: float = 5.0) -> Reply:
     """Send one command with a plain blocking socket (hftctl, tests)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -57,6 +57,7 @@ class MonitorService:
         self.registry = prom.make_registry(lambda: (self.state, self.agg.histograms()))
         self.web: dict[str, str] = {}  # listener name -> URL or "error: ..."
         self.tick_ms = 0.0
+        self.latency_ms = 0.0  # the last latency refresh, wall time over all its steps
         self._json: dict[str, bytes] = {}
 
     # --- serving --------------------------------------------------------------------
@@ -115,7 +116,9 @@ class MonitorService:
 
     # --- the loop -------------------------------------------------------------------
 
-    def tick(self, poller: Poller) -> None:
+    def tick(self, poller: Poller, latency: bool = True) -> Poll:
+        """Ingest the pollers' latest readings; with `latency=False` the latency
+        refresh is left to `refresh_latency` (in steps)."""
         t0 = time.perf_counter()
         now = time.monotonic()
         readings = dict(poller.readings)
@@ -126,9 +129,8 @@ class MonitorService:
             ok_at=now,
         )
         before = dict(self.agg.book.active)
-        self.state = self.agg.ingest(
-            Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
-        )
+        poll = Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
+        self.state = self.agg.ingest(poll, latency=latency)
         self._json = {}
         after = self.agg.book.active
         for key in after.keys() - before.keys():
@@ -138,6 +140,17 @@ class MonitorService:
             ago = time.time() - before[key].raised_at
             log.info("alert cleared %s (raised %.1f s ago)", key, ago)
         self.tick_ms = (time.perf_counter() - t0) * 1000
+        return poll
+
+    async def refresh_latency(self, poll: Poll) -> None:
+        """The aggregator's latency refresh, one short step at a time, with a
+        checkpoint (a system call: a kernel preemption point) between steps."""
+        if not self.agg.latency_due(poll):
+            return
+        t0 = time.perf_counter()
+        for _ in self.agg.latency_steps(poll):
+            await trio.sleep(0)
+        self.latency_ms = (time.perf_counter() - t0) * 1000
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         mcfg = self.cfg.monitor
@@ -158,7 +171,8 @@ class MonitorService:
                 next_t += self.cfg.monitor.poll_interval_s
                 await trio.sleep_until(max(next_t, trio.current_time()))
                 try:
-                    self.tick(poller)
+                    poll = self.tick(poller, latency=False)
+                    await self.refresh_latency(poll)
                 except Exception:  # our bug, met with odd data: log it, keep the last state
                     log.exception("monitor tick failed; showing the previous state")
                     continue
@@ -173,6 +187,7 @@ class MonitorService:
             "watching": self.names,
             "polls": self.state.seq,
             "tick_ms": round(self.tick_ms, 3),
+            "latency_refresh_ms": round(self.latency_ms, 3),
             "requests": p.requests if p else 0,
             "failures": p.failures if p else 0,
             "state": msgspec.to_builtins(without_history(self.state)),

@@ -144,6 +144,20 @@ async def _serve(runtime: Runtime) -> None:
                 break
 
 
+_POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
+
+
+def set_cpu_policy(policy: str, log: logging.Logger) -> None:
+    """Before any thread starts: threads inherit the policy of their creator."""
+    if policy == "other":
+        return
+    try:
+        os.sched_setscheduler(0, _POLICIES[policy], os.sched_param(0))
+        log.info("CPU scheduling policy %s", policy)
+    except OSError as exc:
+        log.warning("cannot set CPU scheduling policy %s: %s", policy, exc)
+
+
 def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int:
     """The `main` of every daemon; returns the process exit code."""
     try:
@@ -160,6 +174,7 @@ def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int
             log.info("niceness %d", dcfg.nice)
         except OSError as exc:  # lowering niceness needs CAP_SYS_NICE
             log.warning("cannot set niceness %d: %s", dcfg.nice, exc)
+    set_cpu_policy(dcfg.cpu_policy, log)
     runtime = Runtime(component, str(Path(config_path).resolve()), cfg, factory(cfg))
     trio.run(_serve, runtime)
     log.info("stopped")

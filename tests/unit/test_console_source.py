@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import trio
+import trio.testing
 
 from hftd.console.source import RETRY_MONITOR_S, StateSource
 from hftd.ipc.control import serve_control
@@ -34,17 +35,16 @@ def test_monitor_first_then_direct_when_it_is_gone(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             scope = trio.CancelScope()
 
-            async def serve_monitor() -> None:
+            async def serve_monitor(task_status: trio.TaskStatus[None]) -> None:
                 with scope:
-                    await serve_control(run_dir / "monitor.sock", monitor)
+                    await serve_control(run_dir / "monitor.sock", monitor, task_status=task_status)
 
             await nursery.start(serve_control, run_dir / "feed.sock", feed)
-            nursery.start_soon(serve_monitor)
-            await trio.sleep(0.1)
+            await nursery.start(serve_monitor)
             s = await source.fetch()
             assert s.source == "monitor" and s.counters.orders == 10  # the monitor's figures
             scope.cancel()  # the monitor goes away
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # ... and is gone
             s = await source.fetch()
             assert s.source == "direct"
             assert s.counters.md_messages == 42  # from the feed itself
