@@ -251,7 +251,8 @@ class GatewayService:
             while loop.alive:
                 await trio.sleep(0.05)
                 agent.core.latency.fold()
-                await trio.to_thread.run_sync(journal.maybe_sync)
+                if journal.sync_due():  # no thread hop (and its wake-ups) when idle
+                    await trio.to_thread.run_sync(journal.maybe_sync)
             raise RuntimeError(f"gateway hot loop died: {loop.error!r}")
         finally:
             loop.stop()

@@ -250,9 +250,14 @@ class Journal:
         """Something was appended since the last sync ("batch" only)."""
         return self._dirty
 
+    def sync_due(self) -> bool:
+        """There is unsynced data and `batch_interval_s` has passed (cheap: callers
+        check this before handing `maybe_sync` to a worker thread)."""
+        return self._dirty and time.monotonic() - self._last_sync >= self.batch_interval_s
+
     def maybe_sync(self) -> bool:
         """fdatasync if there is unsynced data and `batch_interval_s` has passed."""
-        if self._dirty and time.monotonic() - self._last_sync >= self.batch_interval_s:
+        if self.sync_due():
             self.sync()
             return True
         return False

@@ -84,11 +84,12 @@ def test_batch_writes_through_and_syncs_at_most_every_interval(
     j.append(b"one")
     # Written to the OS at once (no Python buffering): another reader sees it.
     assert read_all(path) == ([b"one"], None)
-    assert not synced and j.maybe_sync() is False  # interval not yet over
+    assert not j.sync_due() and not synced and j.maybe_sync() is False  # interval not yet over
     now[0] += 0.5
+    assert j.sync_due()
     assert j.maybe_sync() is True and len(synced) == 1
     now[0] += 10
-    assert j.maybe_sync() is False  # nothing new to sync
+    assert not j.sync_due() and j.maybe_sync() is False  # nothing new to sync
     j.append(b"two")
     j.append(b"three")
     assert j.maybe_sync() is True and len(synced) == 2  # the interval is long over
