@@ -16,6 +16,11 @@ commands straight into the orders ring as fast as the ring takes them
 (non-marketable IOC orders: the venue acknowledges and cancels each), for
 `--throughput-seconds`; orders/s = orders the venue acknowledged / time.
 
+`--monitor-ratio N` / `--log-ratio N`: only the latency phase, N runs without
+and N with the monitor daemon / with log_level "info" (the brief's per-order
+lines), alternating; prints the with/without ratio on the pooled orders and
+the noise floor (the same ratio between halves of the runs without).
+
 Targets from the brief (reported, not asserted): tick-to-trade p50 < 50 us,
 p99 < 200 us; > 10,000 orders/s sustained for 60 s.
 """
@@ -63,13 +68,15 @@ def toml_value(v: Any) -> str:
     return repr(v)
 
 
-def write_config(tmp: Path, phase: str, rate: float, with_monitor: bool = False) -> Path:
+def write_config(
+    tmp: Path, phase: str, rate: float, with_monitor: bool = False, log_level: str = "warning"
+) -> Path:
     """default.toml, with the bench's load, limits and a private run dir/ports/rings."""
     text = (ROOT / "config" / "default.toml").read_text()
     data = tomllib.loads(text)
     prefix = f"hftd-bench{os.getpid()}-{phase}"
     lines = [
-        "[system]", f'run_dir = "{tmp / "run"}"', 'log_level = "warning"', "",
+        "[system]", f'run_dir = "{tmp / "run"}"', f'log_level = "{log_level}"', "",
     ]
     for s in data["symbols"]:
         lines += ["[[symbols]]", *(f"{k} = {toml_value(v)}" for k, v in s.items()), ""]
@@ -238,21 +245,25 @@ def _pooled(hists: list[Any]) -> Any:
     return SparseHistogram(acc.items())
 
 
-def monitor_ratio(tmp: Path, seconds: float, rate: float, rounds: int) -> None:
-    """The latency phase without and with the monitor, alternated `rounds` times each;
-    each run's window is its HDR histogram now minus at its start.
+def ab_ratio(tmp: Path, seconds: float, rate: float, rounds: int, what: str) -> None:
+    """The latency phase without and with `what` ("monitor": the monitor daemon;
+    "log": log_level "info", i.e. the brief's per-order lines, instead of
+    "warning"), alternated `rounds` times each; each run's window is its HDR
+    histogram now minus at its start.
 
     Compared on the pooled orders of all runs of a kind (the p99.9 of one short run
     is its 3rd-worst order: noise). The noise floor is the same comparison between
-    two halves of the runs *without* the monitor (odd vs even rounds): a
-    with/without ratio no further from 1 than that is not measurable here."""
+    two halves of the runs *without* it (odd vs even rounds): a with/without
+    ratio no further from 1 than that is not measurable here."""
     from hftd.runtime.hdr import SparseHistogram
 
     hops = ("t1_t4", "t1_t2")
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for i in range(2 * rounds):
-        with_monitor = bool(i % 2)
-        system = System(write_config(tmp, "latency", rate, with_monitor))
+        on = bool(i % 2)
+        with_monitor = on and what == "monitor"
+        level = "info" if on and what == "log" else "warning"
+        system = System(write_config(tmp, "latency", rate, with_monitor, level))
         try:
             time.sleep(2.0)  # past start-up
             g0 = system.status("gateway")
@@ -263,9 +274,9 @@ def monitor_ratio(tmp: Path, seconds: float, rate: float, rounds: int) -> None:
             system.stop()
         win = {hop: SparseHistogram.from_wire(g1["latency_hdr"][hop])
                - SparseHistogram.from_wire(g0["latency_hdr"][hop]) for hop in hops}
-        runs[with_monitor].append(win)
+        runs[on].append(win)
         p50, p99, p999 = (v / 1000 for v in win["t1_t4"].percentiles_ns([50.0, 99.0, 99.9]))
-        print(f"  run {i + 1}: monitor {'on ' if with_monitor else 'off'} ({polls} polls), "
+        print(f"  run {i + 1}: {what} {'on ' if on else 'off'} ({polls} monitor polls), "
               f"T1->T4 n={win['t1_t4'].total} p50 {p50:.1f} p99 {p99:.1f} p99.9 {p999:.1f} us")
 
     def compare(label: str, base: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
@@ -279,10 +290,10 @@ def monitor_ratio(tmp: Path, seconds: float, rate: float, rounds: int) -> None:
                      for q, x, y in zip(("p50", "p99", "p99.9"), qa, qb, strict=True)]
             print(f"  {name} (n {a.total} / {b.total}): " + ", ".join(parts))
 
-    compare(f"monitor ratio, with / without ({rounds} runs of {seconds:g} s each, pooled):",
+    compare(f"{what} ratio, with / without ({rounds} runs of {seconds:g} s each, pooled):",
             runs[False], runs[True])
     if rounds >= 2:
-        compare("noise floor, without / without (odd vs even runs without the monitor):",
+        compare(f"noise floor, without / without (odd vs even runs without {what}):",
                 runs[False][0::2], runs[False][1::2])
 
 
@@ -295,13 +306,18 @@ def main() -> None:
     ap.add_argument("--monitor-ratio", type=int, default=0, metavar="ROUNDS",
                     help="only the latency phase, ROUNDS runs without and ROUNDS with the "
                          "monitor (alternating); print the with/without ratio")
+    ap.add_argument("--log-ratio", type=int, default=0, metavar="ROUNDS",
+                    help="the same, log_level \"info\" (per-order lines) against \"warning\"")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
           f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
           f"{platform.platform()}")
     with tempfile.TemporaryDirectory(prefix="hftd-bench-") as d:
         if args.monitor_ratio:
-            monitor_ratio(Path(d), args.seconds, args.rate, args.monitor_ratio)
+            ab_ratio(Path(d), args.seconds, args.rate, args.monitor_ratio, "monitor")
+            return
+        if args.log_ratio:
+            ab_ratio(Path(d), args.seconds, args.rate, args.log_ratio, "log")
             return
         latency_phase(Path(d), args.seconds, args.rate, args.with_monitor)
         if args.throughput_seconds > 0:

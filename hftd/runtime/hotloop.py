@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from hftd.ipc.ring import Ring
+from hftd.runtime.log import flush_deferred, register_hot_thread, unregister_hot_thread
 
 log = logging.getLogger("hftd.hotloop")
 T = TypeVar("T")
@@ -89,11 +90,14 @@ class HotLoop:
         self.calls.put((fn, Future()))
 
     def _main(self) -> None:
+        register_hot_thread()
         try:
             self._run()
         except BaseException as exc:  # surfaced by the daemon's watchdog check
             self.error = exc
             log.exception("%s hot loop died", self.name)
+        finally:
+            unregister_hot_thread()
 
     def _run_calls(self) -> None:
         while True:
@@ -117,6 +121,8 @@ class HotLoop:
                 self._run_calls()
             if agent.do_work():
                 idle_since = 0
+                continue
+            if flush_deferred():  # log lines wait for an idle moment (hftd.runtime.log)
                 continue
             if spin:
                 continue

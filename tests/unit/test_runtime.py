@@ -116,3 +116,42 @@ def test_hop_summaries_equal_hdrh_percentiles() -> None:
         assert s.max == h.get_max_value() / 1000
         assert [s.p50, s.p95, s.p99, s.p999] == want, s.hop
         assert s.count == 3000
+
+
+def test_hot_thread_log_lines_wait_for_its_idle_moment() -> None:
+    """A hot thread's records are written when it flushes (its loop is idle), in order
+    and with the time they were made; other threads' records are written at once."""
+    import logging
+    import threading
+
+    from hftd.runtime.log import DeferredHandler
+
+    written: list[tuple[str, float]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.append((record.getMessage(), record.created))
+
+    d = DeferredHandler(Collect(), max_pending=3)
+    logger = logging.getLogger("hftd.test.deferred")
+    logger.propagate = False
+    logger.addHandler(d)
+    logger.setLevel(logging.INFO)
+    try:
+        d.hot.add(threading.get_ident())
+        logger.info("order %d", 1)
+        logger.info("order %d", 2)
+        assert written == [] and len(d.pending) == 2  # nothing on the hot path
+        other = threading.Thread(target=lambda: logger.info("control"))
+        other.start()
+        other.join()
+        assert [m for m, _ in written] == ["control"]  # not a hot thread: at once
+        assert d.flush_pending() == 2
+        assert [m for m, _ in written] == ["control", "order 1", "order 2"]
+        assert written[1][1] <= written[0][1]  # each keeps the time it was made
+        for i in range(3):  # a loop that is never idle still writes, every max_pending
+            logger.info("busy %d", i)
+        assert [m for m, _ in written[3:]] == ["busy 0", "busy 1", "busy 2"]
+        assert not d.pending
+    finally:
+        logger.removeHandler(d)
