@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.nspawn import Container, booted, container_binds, render
-from tests.support import ROOT, deep_merge, dump_toml
+from tests.support import DEFAULT_CONFIG, ROOT, deep_merge, dump_toml
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,12 @@ LAYOUTS = {  # --layout -> CPUAffinity per component ("" = no affinity drop-in)
     "wide": {"exchange": "1", "monitor": "0", "feed": "2", "strategy": "3", "gateway": "4"},
     "none": dict.fromkeys(COMPONENTS, ""),
 }
-ORDER = {"feed": "exchange", "strategy": "feed", "gateway": "exchange"}  # X after/wants Y
+# X after/wants Ys: the units mirror `daemons.X.after` of the default config.
+ORDER = {
+    name: d["after"]
+    for name, d in tomllib.loads(DEFAULT_CONFIG.read_text())["daemons"].items()
+    if d.get("after")
+}
 RECOVERY_LIMIT_S = 5.0  # measured 0.17-0.25 s idle, up to ~1.3 s on a loaded box
 
 
@@ -101,8 +106,8 @@ def test_rendered_units_layout_and_order(tmp_path: Path, layout: str) -> None:
         order = dest / f"hft@{c}.service.d" / "20-order.conf"
         if c in ORDER:
             text = order.read_text()
-            assert f"\nAfter=hft@{ORDER[c]}.service\n" in text
-            assert f"\nWants=hft@{ORDER[c]}.service\n" in text
+            units = " ".join(f"hft@{x}.service" for x in ORDER[c])
+            assert f"\nAfter={units}\n" in text and f"\nWants={units}\n" in text, text
         else:
             assert not order.exists()
     wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
@@ -169,10 +174,11 @@ def test_exchange_restarts_under_systemd(
     unit = "hft@exchange.service"
 
     # The units as a real systemd parsed them: ordering, affinity, the target.
-    for comp, dep in ORDER.items():
+    for comp, after in ORDER.items():
         deps = c.show(f"hft@{comp}.service", "After", "Wants")
-        assert f"hft@{dep}.service" in deps["After"].split(), (comp, deps)
-        assert f"hft@{dep}.service" in deps["Wants"].split(), (comp, deps)
+        for dep in after:
+            assert f"hft@{dep}.service" in deps["After"].split(), (comp, deps)
+            assert f"hft@{dep}.service" in deps["Wants"].split(), (comp, deps)
     assert "hft@exchange.service" not in c.show("hft@monitor.service", "After")["After"]
     assert sorted(c.show("hft.target", "Wants")["Wants"].split()) == sorted(
         f"hft@{x}.service" for x in COMPONENTS
