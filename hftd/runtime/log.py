@@ -2,13 +2,14 @@
 
 The brief wants a line per signal, risk decision, order and fill: at the
 default level those lines come from the hot loops. Formatting one and writing
-it to stderr costs tens of microseconds (measured: tick-to-trade p50 +90 us
-at "info" against "warning"), so a hot thread's records wait in a deque and
-are written by that same thread when its loop is idle (`flush_deferred`),
-before it sleeps: no extra thread competing for the GIL, and the order's
-wire time no longer pays for its log line. Records keep the time they were
-made; other threads' records are written at once, so lines from a hot
-thread can appear a little after a control thread's later line.
+it to stderr costs tens of microseconds (bench_tick_to_trade --log-ratio:
+tick-to-trade p50 x1.27 at "info" against "warning"), so a hot thread's
+records wait in a deque and are written by that same thread when its loop is
+idle (`flush_deferred`, a line at a time, looking for work in between),
+before it sleeps: no extra thread competing for the GIL, and an order's wire
+time no longer pays for its log line. Records keep the time they were made;
+other threads' records are written at once, so lines from a hot thread can
+appear a little after a control thread's later line.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ class DeferredHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.target.handle(record)
 
-    def flush_pending(self) -> int:
-        """Write what waits; returns how many records that was."""
+    def flush_pending(self, limit: int = 0) -> int:
+        """Write what waits (at most `limit` records if > 0); returns how many."""
         n = 0
         pending = self.pending
-        while pending:
+        while pending and (not limit or n < limit):
             self.target.handle(pending.popleft())
             n += 1
         return n
@@ -98,10 +99,12 @@ def unregister_hot_thread() -> None:
         _deferred.flush_pending()
 
 
-def flush_deferred() -> int:
-    """Called by a hot loop when idle: write its pending records."""
+def flush_deferred(limit: int = 1) -> int:
+    """Called by a hot loop when idle: write up to `limit` of its pending records
+    (one by default: the loop looks for work again before the next, so a message
+    arriving meanwhile waits for one line, not for all of them)."""
     d = _deferred
-    return d.flush_pending() if d is not None and d.pending else 0
+    return d.flush_pending(limit) if d is not None and d.pending else 0
 
 
 def setup_logging(component: str, level: str = "info") -> logging.Logger:

@@ -155,3 +155,22 @@ def test_hot_thread_log_lines_wait_for_its_idle_moment() -> None:
         assert not d.pending
     finally:
         logger.removeHandler(d)
+
+
+def test_deferred_flush_can_write_one_line_at_a_time() -> None:
+    import logging
+
+    from hftd.runtime.log import DeferredHandler
+
+    out: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            out.append(record.getMessage())
+
+    d = DeferredHandler(Collect())
+    for i in range(3):
+        d.pending.append(logging.LogRecord("x", logging.INFO, "", 0, f"line {i}", None, None))
+    assert d.flush_pending(1) == 1 and out == ["line 0"]
+    assert d.flush_pending() == 2 and out == ["line 0", "line 1", "line 2"]
+    assert d.flush_pending(1) == 0
