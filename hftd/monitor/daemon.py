@@ -116,10 +116,8 @@ class MonitorService:
 
     # --- the loop -------------------------------------------------------------------
 
-    def tick(self, poller: Poller, latency: bool = True) -> Poll:
-        """Ingest the pollers' latest readings; with `latency=False` the latency
-        refresh is left to `refresh_latency` (in steps)."""
-        t0 = time.perf_counter()
+    def snapshot(self, poller: Poller) -> Poll:
+        """The pollers' latest readings, and the monitor's own."""
         now = time.monotonic()
         readings = dict(poller.readings)
         readings["monitor"] = Reading(
@@ -128,8 +126,13 @@ class MonitorService:
                             uptime_s=now - self.started),
             ok_at=now,
         )
+        return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
+
+    def tick(self, poll: Poll, latency: bool = True) -> None:
+        """Ingest a poll; with `latency=False` the latency figures are the ones
+        `refresh_latency` (in steps, just before) left."""
+        t0 = time.perf_counter()
         before = dict(self.agg.book.active)
-        poll = Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
         self.state = self.agg.ingest(poll, latency=latency)
         self._json = {}
         after = self.agg.book.active
@@ -140,7 +143,6 @@ class MonitorService:
             ago = time.time() - before[key].raised_at
             log.info("alert cleared %s (raised %.1f s ago)", key, ago)
         self.tick_ms = (time.perf_counter() - t0) * 1000
-        return poll
 
     async def refresh_latency(self, poll: Poll) -> None:
         """The aggregator's latency refresh, one short step at a time, with a
@@ -159,7 +161,7 @@ class MonitorService:
         app = WebApp(self.state_json, self.metrics, self.execute)
         async with trio.open_nursery() as nursery:
             await nursery.start(poller.run)
-            self.tick(poller)
+            self.tick(self.snapshot(poller))
             if mcfg.web_enabled:
                 await nursery.start(self._listen, app, "web", mcfg.web_port, False)
                 if mcfg.metrics_port:
@@ -171,8 +173,9 @@ class MonitorService:
                 next_t += self.cfg.monitor.poll_interval_s
                 await trio.sleep_until(max(next_t, trio.current_time()))
                 try:
-                    poll = self.tick(poller, latency=False)
-                    await self.refresh_latency(poll)
+                    poll = self.snapshot(poller)
+                    await self.refresh_latency(poll)  # first: the state below shows it
+                    self.tick(poll, latency=False)
                 except Exception:  # our bug, met with odd data: log it, keep the last state
                     log.exception("monitor tick failed; showing the previous state")
                     continue
