@@ -24,7 +24,7 @@ import trio
 from hftd.config import ConfigError, DaemonConfig, HftdConfig, config_diff, load_config
 from hftd.ipc.control import serve_control
 from hftd.msg.control import Command, Reload, ReloadResult, Status, StatusInfo
-from hftd.runtime.log import setup_logging
+from hftd.runtime.log import flush_stale, setup_logging
 from hftd.runtime.notify import Notifier
 
 
@@ -116,6 +116,14 @@ class Runtime:
         return ReloadResult(changed, [])
 
 
+async def _flush_stale_logs() -> None:
+    """Hot threads write their log lines when idle; a hung or saturated one
+    would keep them: write those that waited too long from here."""
+    while True:
+        await trio.sleep(0.25)
+        flush_stale()
+
+
 async def _serve(runtime: Runtime) -> None:
     notifier = Notifier()
     run_dir = runtime.cfg.system.resolved_run_dir()
@@ -133,6 +141,7 @@ async def _serve(runtime: Runtime) -> None:
             runtime.state = "running"
             notifier.ready(f"{runtime.component} running")
             nursery.start_soon(notifier.watchdog_loop)
+            nursery.start_soon(_flush_stale_logs)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     runtime.reload()

@@ -52,35 +52,79 @@ class BriefFormatter(logging.Formatter):
 
 class DeferredHandler(logging.Handler):
     """Hands records to `target`: at once, or, from a registered hot thread,
-    when that thread calls `flush` (or `max_pending` have piled up)."""
+    when that thread is idle (`flush_deferred`).
 
-    def __init__(self, target: logging.Handler, max_pending: int = 256) -> None:
+    Bounds, so nothing waits for long or is lost: a WARNING or worse is
+    written at once (after what its thread has pending, keeping the order);
+    a thread with `max_pending` records waiting, or whose oldest waited
+    `max_delay_s`, writes a few with each new one (never a long stall); the
+    control thread writes records stale past `max_delay_s` (`flush_stale`:
+    a hung or saturated hot loop); and flush/close (logging.shutdown at
+    exit) write everything.
+    """
+
+    BATCH = 8  # records written per call when catching up on the hot path
+
+    def __init__(
+        self, target: logging.Handler, max_pending: int = 256, max_delay_s: float = 0.1
+    ) -> None:
         super().__init__()
         self.target = target
         self.max_pending = max_pending
+        self.max_delay_s = max_delay_s
         self.hot: set[int] = set()
         self.pending: deque[logging.LogRecord] = deque()
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if threading.get_ident() in self.hot:
-            self.pending.append(record)
-            if len(self.pending) >= self.max_pending:
-                self.flush_pending()
-        else:
+        if threading.get_ident() not in self.hot:
             self.target.handle(record)
+            return True
+        pending = self.pending
+        if record.levelno >= logging.WARNING:
+            self.flush_pending()
+            self.target.handle(record)
+            return True
+        pending.append(record)
+        if len(pending) >= self.max_pending or (
+            record.created - pending[0].created > self.max_delay_s
+        ):
+            self.flush_pending(self.BATCH)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
         self.target.handle(record)
 
-    def flush_pending(self, limit: int = 0) -> int:
-        """Write what waits (at most `limit` records if > 0); returns how many."""
+    def flush_pending(self, limit: int = 0, older_than: float | None = None) -> int:
+        """Write what waits (at most `limit` records if > 0; only records made
+        before `older_than`, a time.time(), if given); returns how many. Safe
+        from any thread: another may be popping too."""
         n = 0
         pending = self.pending
-        while pending and (not limit or n < limit):
-            self.target.handle(pending.popleft())
+        while not limit or n < limit:
+            try:
+                record = pending.popleft()
+            except IndexError:
+                break
+            if older_than is not None and record.created >= older_than:
+                pending.appendleft(record)  # young enough: its own thread will write it
+                break
+            self.target.handle(record)
             n += 1
         return n
+
+    def flush_stale(self) -> int:
+        """From the control thread: write records that waited over `max_delay_s`."""
+        if not self.pending:
+            return 0
+        return self.flush_pending(older_than=time.time() - self.max_delay_s)
+
+    def flush(self) -> None:
+        self.flush_pending()
+        self.target.flush()
+
+    def close(self) -> None:
+        self.flush_pending()
+        super().close()
 
 
 _deferred: DeferredHandler | None = None
@@ -99,6 +143,11 @@ def unregister_hot_thread() -> None:
         _deferred.flush_pending()
 
 
+def flush_stale() -> int:
+    """For a daemon's control thread, a few times a second (see DeferredHandler)."""
+    return _deferred.flush_stale() if _deferred is not None else 0
+
+
 def flush_deferred(limit: int = 1) -> int:
     """Called by a hot loop when idle: write up to `limit` of its pending records
     (one by default: the loop looks for work again before the next, so a message
@@ -115,6 +164,7 @@ def setup_logging(component: str, level: str = "info") -> logging.Logger:
     _deferred = DeferredHandler(handler)
     # Nothing in the format needs the caller's file/line or the process name:
     # skip finding them on every record (the hot path pays for each).
+    # (Also drops stack_info=True output and file/line in every record: unused here.)
     logging._srcfile = None  # documented in logging's source as the way to skip findCaller
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -174,3 +174,46 @@ def test_deferred_flush_can_write_one_line_at_a_time() -> None:
     assert d.flush_pending(1) == 1 and out == ["line 0"]
     assert d.flush_pending() == 2 and out == ["line 0", "line 1", "line 2"]
     assert d.flush_pending(1) == 0
+
+
+def test_deferred_lines_are_bounded_in_delay_and_never_dropped() -> None:
+    """Warnings go out at once (after what waits, in order); a saturated hot thread
+    catches up a few lines per call; the control thread writes stale lines; flush
+    (logging.shutdown) writes the rest."""
+    import logging
+    import threading
+
+    from hftd.runtime.log import DeferredHandler
+
+    out: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            out.append(record.getMessage())
+
+    d = DeferredHandler(Collect(), max_pending=4, max_delay_s=0.05)
+    logger = logging.getLogger("hftd.test.bounded")
+    logger.propagate = False
+    logger.addHandler(d)
+    logger.setLevel(logging.INFO)
+    d.hot.add(threading.get_ident())
+    try:
+        logger.info("a")
+        logger.warning("BREAKER")
+        assert out == ["a", "BREAKER"] and not d.pending
+        for i in range(4):
+            logger.info("x%d", i)
+        assert out[2:] == ["x0", "x1", "x2", "x3"]  # at max_pending: caught up, bounded
+        logger.info("old")
+        old = d.pending[0]
+        old.created -= 1.0  # waited a second: a hung loop
+        other = threading.Thread(target=d.flush_stale)
+        other.start()
+        other.join()
+        assert out[-1] == "old" and not d.pending
+        logger.info("young")
+        assert d.flush_stale() == 0 and out[-1] == "old"  # not stale: left to its thread
+        d.flush()
+        assert out[-1] == "young" and not d.pending
+    finally:
+        logger.removeHandler(d)
