@@ -97,12 +97,20 @@ class Connection:
         self.stream: trio.SocketStream | None = None
         self.connects = 0
 
-    async def request(self, cmd: Command) -> Reply:
+    async def request(self, cmd: Command, *, idempotent: bool = False) -> Reply:
+        """Send `cmd` on the kept connection (connecting if needed).
+
+        A kept connection the daemon has closed (it restarted) fails on first
+        use. With `idempotent` (Status) the command is sent again on a fresh
+        connection; otherwise the error is raised: the daemon may already have
+        carried the command out (a Halt must not run twice)."""
         if self.stream is not None:
             try:
                 return await self._once(self.stream, cmd)
             except (OSError, FrameError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the daemon closed a kept connection (it restarted): reconnect once
+                if not idempotent:
+                    raise
+                # the daemon closed a kept connection (it restarted): reconnect once
         self.stream = await trio.open_unix_socket(str(self.path))
         self.connects += 1
         return await self._once(self.stream, cmd)

@@ -50,7 +50,7 @@ class Poller:
 
     async def _request(self, name: str) -> Reply:
         if self.keep_open:
-            return await self.conns[name].request(Status())
+            return await self.conns[name].request(Status(), idempotent=True)
         return await request(self.run_dir / f"{name}.sock", Status())
 
     async def ask(self, name: str) -> StatusInfo:

@@ -37,19 +37,29 @@ def test_kept_connection_is_reused_and_reconnects_after_a_restart(tmp_path: Path
 
             await nursery.start(serve, first, 1)
             for _ in range(3):
-                assert (await conn.request(Status())).result["pid"] == 1
+                assert (await conn.request(Status(), idempotent=True)).result["pid"] == 1
             assert conn.connects == 1  # one connection for all three
             first.cancel()  # the daemon goes away: its end of the connection closes
             await trio.testing.wait_all_tasks_blocked()  # ... once it has finished going
             with pytest.raises(OSError):
-                await conn.request(Status())  # nothing listens: a clear error, no hang
+                await conn.request(Status(), idempotent=True)  # nothing listens: clear error
             assert conn.stream is None
-            await nursery.start(serve, trio.CancelScope(), 2)  # ... and comes back
-            assert (await conn.request(Status())).result["pid"] == 2
+            second = trio.CancelScope()
+            await nursery.start(serve, second, 2)  # ... and comes back
+            assert (await conn.request(Status(), idempotent=True)).result["pid"] == 2
             assert conn.connects == 2
+            # Not idempotent (Halt, Flatten...): a closed kept connection is an error,
+            # never a second send (the daemon may have acted on the first).
+            second.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            await nursery.start(serve, trio.CancelScope(), 3)
+            with pytest.raises((OSError, trio.BrokenResourceError)):
+                await conn.request(Status())
+            assert served == [1, 1, 1, 2]
+            assert (await conn.request(Status())).result["pid"] == 3  # fresh connection
             await conn.aclose()
             nursery.cancel_scope.cancel()
-        assert served == [1, 1, 1, 2]
+        assert served == [1, 1, 1, 2, 3]
 
     trio.run(main)
 
