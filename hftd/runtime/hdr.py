@@ -120,7 +120,10 @@ class SparseHistogram:
         return cls(acc.items())
 
     def __sub__(self, older: SparseHistogram) -> SparseHistogram:
-        """What was recorded after `older` (a counter that went down: restarted, keep self)."""
+        """What was recorded after `older`. If `older` holds more in total, the
+        histogram started afresh (a restarted gateway): all of `self` is new.
+        (A single counter lower than before, total not: dropped; callers that
+        care check `is_reset_of` first, as the monitor does.)"""
         if older.total > self.total:
             return self
         prev = dict(zip(older.indexes, older.counts, strict=True))
