@@ -49,7 +49,7 @@ from hftd.ipc.control import request_sync  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
 from hftd.msg.control import Status  # noqa: E402
 from hftd.msg.hot import CMD_HEARTBEAT, CMD_NEW, OrderCommand  # noqa: E402
-from hftd.runtime.latency import HopSummary, summaries  # noqa: E402
+from hftd.runtime.latency import HopLatency, summaries  # noqa: E402
 
 
 def free_port() -> int:
@@ -157,7 +157,7 @@ class System:
         self.log.close()
 
 
-def print_hops(hops: list[HopSummary]) -> None:
+def print_hops(hops: list[HopLatency]) -> None:
     names = {"t1_t2": "T1->T2 feed->strategy", "t2_t3": "T2->T3 strategy->risk",
              "t3_t4": "T3->T4 risk->wire", "t4_t5": "T4->T5 wire->venue ack",
              "t1_t4": "T1->T4 tick-to-trade"}

@@ -43,6 +43,7 @@ from hftd.monitor.state import (
 )
 from hftd.msg.control import DaemonStatus, StatusInfo
 from hftd.runtime.hdr import SparseHistogram
+from hftd.runtime.latency import summarize
 
 COUNTER_WINDOW_S = 65.0  # running totals kept this long ("last minute" counts)
 RATE_SPAN_S = 1.0  # rates over about this much time
@@ -126,13 +127,6 @@ class _DaemonTrack:
         self.recovery_ms = 0.0
 
 
-def _hop(name: str, h: SparseHistogram) -> HopLatency:
-    p50, p95, p99, p999 = (v / 1000.0 for v in h.percentiles_ns([50.0, 95.0, 99.0, 99.9]))
-    mean = h.sum_ns() / h.total / 1000.0 if h.total else 0.0
-    return HopLatency(hop=name, count=h.total, p50=p50, p95=p95, p99=p99, p999=p999,
-                      max=h.max_ns() / 1000.0, mean=mean)
-
-
 def _num(d: dict[str, Any], key: str) -> int:
     v = d.get(key, 0)
     return int(v) if isinstance(v, int | float) else 0
@@ -156,7 +150,7 @@ class Aggregator:
         }
         self.history: deque[Point] = deque(maxlen=max(1, int(cfg.monitor.window_s)))
         self.lat_at: float | None = None
-        self.lat_window: list[HopLatency] = [_hop(h, SparseHistogram()) for h in HOPS]
+        self.lat_window: list[HopLatency] = [summarize(h, SparseHistogram()) for h in HOPS]
         self.lat_total: list[HopLatency] = list(self.lat_window)
         self.lat_second = (0.0, 0.0)  # p50, p99 of the alert hop over the last second, us
         self.last_second = 0
@@ -390,8 +384,8 @@ class Aggregator:
         span = self.cfg.monitor.latency_window_s
         window, total = [], []
         for hop in HOPS:
-            window.append(_hop(hop, self._window_hist(hop, poll.mono, span)))
-            total.append(_hop(hop, self.hdr_now[hop]))
+            window.append(summarize(hop, self._window_hist(hop, poll.mono, span)))
+            total.append(summarize(hop, self.hdr_now[hop]))
             yield
         recent = self._window_hist(self.cfg.monitor.alerts.latency_hop, poll.mono, 1.0)
         p50, p99 = recent.percentiles_ns([50.0, 99.0])

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import msgspec
 
+# Part of the state schema, defined beside the code that computes it.
+from hftd.runtime.latency import HopLatency as HopLatency
+
 HOPS = ("t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4")
 HOP_LABELS = {
     "t1_t2": "feed>strategy",
@@ -46,16 +49,6 @@ class Counters(msgspec.Struct, kw_only=True):
     orders_refused: int = 0  # strategy: orders ring full
     reconnects: int = 0  # feed + gateway venue sessions
 
-
-class HopLatency(msgspec.Struct, kw_only=True):
-    hop: str
-    count: int
-    p50: float
-    p95: float
-    p99: float
-    p999: float
-    max: float
-    mean: float = 0.0
 
 
 class PositionRow(msgspec.Struct, kw_only=True):

@@ -22,8 +22,8 @@ HOPS = ("t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4")
 _COLS = 5  # t1..t5 per row
 
 
-class HopSummary(msgspec.Struct, frozen=True):
-    """Percentiles of one hop in microseconds."""
+class HopLatency(msgspec.Struct, kw_only=True):
+    """Percentiles of one hop in microseconds (the monitor's state shows these too)."""
 
     hop: str
     count: int
@@ -32,14 +32,15 @@ class HopSummary(msgspec.Struct, frozen=True):
     p99: float
     p999: float
     max: float
+    mean: float = 0.0
 
 
-def summarize(hop: str, h: SparseHistogram) -> HopSummary:
+def summarize(hop: str, h: SparseHistogram) -> HopLatency:
     """Percentiles as `HdrHistogram.get_value_at_percentile` gives them."""
-    if not h.total:
-        return HopSummary(hop, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    p50, p95, p99, p999 = h.percentiles_ns([50.0, 95.0, 99.0, 99.9])
-    return HopSummary(hop, h.total, p50 / 1e3, p95 / 1e3, p99 / 1e3, p999 / 1e3, h.max_ns() / 1e3)
+    p50, p95, p99, p999 = (v / 1e3 for v in h.percentiles_ns([50.0, 95.0, 99.0, 99.9]))
+    mean = h.sum_ns() / h.total / 1e3 if h.total else 0.0
+    return HopLatency(hop=hop, count=h.total, p50=p50, p95=p95, p99=p99, p999=p999,
+                      max=h.max_ns() / 1e3, mean=mean)
 
 
 class HopRecorder:
@@ -112,12 +113,12 @@ class HopRecorder:
         with self._lock:
             return {hop: dict(self.hist[hop]) for hop in HOPS}
 
-    def summaries(self) -> list[HopSummary]:
+    def summaries(self) -> list[HopLatency]:
         """Per-hop percentiles, in this process (tests, tools; not the Status path)."""
         return summaries(self.histograms())
 
 
-def summaries(latency_hdr: dict[str, Any]) -> list[HopSummary]:
+def summaries(latency_hdr: dict[str, Any]) -> list[HopLatency]:
     """Per-hop percentiles from a gateway Status' ``latency_hdr`` (missing hops: empty)."""
     return [summarize(hop, SparseHistogram.from_wire(latency_hdr.get(hop, {}))) for hop in HOPS]
 
