@@ -135,6 +135,20 @@ per record. A trio consumer uses the same protocol::
         with trio.move_on_after(0.001):  # the confirm_ms safety net
             await trio.lowlevel.wait_readable(ring.doorbell_fd)
         ring.finish_sleep()
+
+Trust. /dev/shm is writable by every local user, and whoever can write a ring
+can write its records (an orders ring carries orders to the venue). So:
+`create` makes the file exclusively under an unpredictable temporary name
+(``O_CREAT | O_EXCL``, ``secrets.token_hex``), owned by this process, with
+`mode` (default 0o660) minus the umask, and links it into place; `attach` (and
+so `open`) opens ``O_NOFOLLOW`` and, on the opened fd (``fstat``: nothing can
+be swapped in between), accepts only a regular file owned by this process's
+effective uid with no permission bit for "other", else raises
+`RingUntrustedError` saying why. The doorbell FIFO gets the same treatment
+(`hftd.ipc.doorbell`). `unlink` removes nothing owned by another uid. All of
+this happens when a ring is opened, never per record. Out of scope: another
+user can still squat the names (creation then fails, a denial of service, not
+a forged order), and a member of the ring's group, or an ACL, is trusted.
 """
 
 from __future__ import annotations
@@ -145,6 +159,8 @@ import mmap
 import os
 import platform
 import re
+import secrets
+import stat
 import struct
 import threading
 import time
@@ -154,7 +170,13 @@ from typing import Final, Literal, Self, cast, get_args
 
 import msgspec
 
-from hftd.ipc.doorbell import DoorbellListener, DoorbellRinger, ensure_fifo
+from hftd.ipc.doorbell import (
+    DoorbellListener,
+    DoorbellRinger,
+    describe_uid,
+    ensure_fifo,
+    open_checked,
+)
 
 __all__ = [
     "CACHE_LINE",
@@ -166,6 +188,7 @@ __all__ = [
     "RingError",
     "RingFullError",
     "RingStats",
+    "RingUntrustedError",
     "WaitStrategy",
     "Waiter",
     "default_strategy",
@@ -228,6 +251,15 @@ class RingCorruptError(RingError):
 
 class RingFullError(RingError):
     """`Ring.write` found no space: the consumer is behind."""
+
+
+class RingUntrustedError(RingError):
+    """A ring or doorbell file that another local user may control: never used.
+
+    Raised instead of attaching to (or unlinking) a file that is a symlink, not
+    of the expected type, owned by another uid, or open to "other" users; the
+    message names the file, the reason and what to do.
+    """
 
 
 class RingStats(msgspec.Struct, frozen=True):
@@ -337,6 +369,19 @@ def _dir(directory: PathLike | None) -> Path:
     return SHM_DIR if directory is None else Path(directory)
 
 
+_RING_RISK = "read or inject its records (e.g. orders sent to the venue)"
+
+
+def _open_ring_file(name: str, path: Path) -> int:
+    """Open ring file `path` read-write, refusing anything create() would not have made."""
+    try:
+        return open_checked(path, os.O_RDWR, stat.S_IFREG, "ring", _RING_RISK)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            errno.ENOENT, f"ring {name!r} does not exist (create it first)", str(path)
+        ) from None
+
+
 class Ring:
     """One end (or both ends, in tests) of a shared-memory SPSC record ring.
 
@@ -356,20 +401,31 @@ class Ring:
         place only when its header is complete (``link`` fails atomically if the
         name exists), so `attach` never sees a half-initialised ring. (``O_TMPFILE``
         would leave nothing behind on a crash, but linking it via /proc fails with
-        EXDEV when /dev/shm is bind-mounted, as in containers.)
+        EXDEV when /dev/shm is bind-mounted, as in containers.) The temporary name
+        is random so that no other user can pre-create it to block creation.
+
+        The file (and the doorbell FIFO) belong to this process's effective uid,
+        with `mode` minus the umask (``O_EXCL``: nothing pre-existing is reused).
+        `attach` refuses any "other" permission bit, so a `mode` with one makes a
+        ring only its creating `Ring` object may use. RingUntrustedError if the
+        doorbell name is taken by a file `attach` would refuse (no ring is left).
         """
         _check_name(name)
         _check_capacity(capacity)
         _check_ordering()
+        if mode & ~0o777:
+            raise ValueError(f"ring mode must be permission bits only (<= 0o777), got {mode:#o}")
         d = _dir(directory)
         path = d / name
-        tmp = d / f".{name}.{os.getpid()}.tmp"
+        tmp = d / f".{name}.{secrets.token_hex(8)}.tmp"
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, mode)
         try:
             os.ftruncate(fd, HEADER_SIZE + capacity)
             with mmap.mmap(fd, HEADER_SIZE) as mm:
                 struct.pack_into("<QQQ", mm, OFF_HEAD, 0, NO_RECORD, NO_RECORD)
                 _IDENT.pack_into(mm, 0, MAGIC, VERSION, HEADER_SIZE, capacity, capacity // 4)
+            # the doorbell first: a squatted one leaves no ring behind
+            ensure_fifo(d / (name + BELL_SUFFIX), mode)
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -378,7 +434,6 @@ class Ring:
                     f"ring {name!r} already exists (attach to it or unlink it)",
                     str(path),
                 ) from None
-            ensure_fifo(d / (name + BELL_SUFFIX), mode)
             return cls(name, fd, path)
         finally:
             os.close(fd)
@@ -386,26 +441,34 @@ class Ring:
 
     @classmethod
     def attach(cls, name: str, *, directory: PathLike | None = None) -> Self:
-        """Map existing ring `name`, validating its header."""
+        """Map existing ring `name`, validating its owner, mode and header.
+
+        RingUntrustedError (nothing is mapped) if the file or its doorbell is a
+        symlink, not a regular file/FIFO, owned by another uid than this
+        process's effective uid, or has a permission bit for "other": another
+        local user may have made it to forge records.
+        """
         _check_name(name)
         _check_ordering()
         path = _dir(directory) / name
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                errno.ENOENT, f"ring {name!r} does not exist (create it first)", str(path)
-            ) from None
+        fd = _open_ring_file(name, path)
         try:
             ring = cls(name, fd, path)
         finally:
             os.close(fd)
-        ensure_fifo(path.with_name(name + BELL_SUFFIX))
+        try:
+            ensure_fifo(path.with_name(name + BELL_SUFFIX))
+        except BaseException:
+            ring.close()
+            raise
         return ring
 
     @classmethod
     def open(cls, name: str, capacity: int, *, directory: PathLike | None = None) -> Self:
-        """Attach to ring `name` if it exists (its capacity must match), else create it."""
+        """Attach to ring `name` if it exists (its capacity must match), else create it.
+
+        RingUntrustedError, as `attach`, if the existing file is not this user's.
+        """
         try:
             ring = cls.attach(name, directory=directory)
         except FileNotFoundError:
@@ -423,17 +486,35 @@ class Ring:
 
     @staticmethod
     def unlink(name: str, *, directory: PathLike | None = None, missing_ok: bool = False) -> None:
-        """Remove ring `name` and its doorbell; processes that have it mapped keep it."""
+        """Remove ring `name` and its doorbell; processes that have it mapped keep it.
+
+        RingUntrustedError, removing neither, if either belongs to another uid
+        (root could remove them, but they are evidence and not ours to delete:
+        the caller decides what to report). In a sticky directory such as
+        /dev/shm, no other user can swap a file of ours between check and unlink.
+        """
         _check_name(name)
         d = _dir(directory)
-        (d / (name + BELL_SUFFIX)).unlink(missing_ok=True)
-        try:
-            (d / name).unlink()
-        except FileNotFoundError:
-            if not missing_ok:
-                raise FileNotFoundError(
-                    errno.ENOENT, f"ring {name!r} does not exist", str(d / name)
-                ) from None
+        ring_path, bell_path = d / name, d / (name + BELL_SUFFIX)
+        euid = os.geteuid()
+        present = []
+        for path, what in ((bell_path, "doorbell"), (ring_path, "ring")):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if st.st_uid != euid:
+                raise RingUntrustedError(
+                    f"{what} {path} is owned by {describe_uid(st.st_uid)}, not by this "
+                    f"process's {describe_uid(euid)}: refusing to unlink ring {name!r} — "
+                    "another local user may have created it to inject records; inspect it "
+                    "and remove it as root, or choose another rings.prefix"
+                )
+            present.append(path)
+        for path in present:
+            path.unlink(missing_ok=True)
+        if ring_path not in present and not missing_ok:
+            raise FileNotFoundError(errno.ENOENT, f"ring {name!r} does not exist", str(ring_path))
 
     def __init__(self, name: str, fd: int, path: Path) -> None:
         """Map an open ring file (use `create`, `attach` or `open`)."""

@@ -12,8 +12,11 @@ import ctypes
 import itertools
 import os
 import platform
+import pwd
 import select
 import signal
+import socket
+import stat
 import struct
 import sys
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ import msgspec
 import pytest
 
 import hftd.ipc.ring as ringmod
+from hftd.ipc.doorbell import DoorbellListener, DoorbellRinger
 from hftd.ipc.ring import (
     CACHE_LINE,
     HEADER_SIZE,
@@ -32,6 +36,7 @@ from hftd.ipc.ring import (
     RingError,
     RingFullError,
     RingStats,
+    RingUntrustedError,
     Waiter,
     record_size,
 )
@@ -189,6 +194,7 @@ def test_open_creates_or_attaches(name: str) -> None:
 def test_attach_rejects_foreign_and_corrupt_files(name: str) -> None:
     path = SHM_DIR / name
     path.write_bytes(b"")
+    path.chmod(0o600)  # ours and private: only the contents are wrong
     with pytest.raises(RingCorruptError, match="smaller than the 256-byte header"):
         Ring.attach(name)
     path.write_bytes(b"\0" * 1024)
@@ -216,6 +222,221 @@ def test_attach_rejects_foreign_and_corrupt_files(name: str) -> None:
     path.write_bytes(good[:-8])
     with pytest.raises(RingCorruptError, match="bytes for capacity 256"):
         Ring.attach(name)
+
+
+# ------------------------------------------------------------------- trust
+# /dev/shm is world-writable: a ring or doorbell another local user could have
+# made (or can still open) must never be attached to. Issue 10, item 1.
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: giving a file to another uid (os.chown) is root-only"
+)
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid} (no such user)"
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o662, 0o664, 0o604, 0o601], ids=oct)
+def test_attach_refuses_a_ring_open_to_other_users(name: str, mode: int) -> None:
+    with Ring.create(name, 64):
+        pass
+    path = SHM_DIR / name
+    path.chmod(mode)
+    for attach in (lambda: Ring.attach(name), lambda: Ring.open(name, 64)):
+        with pytest.raises(RingUntrustedError, match=f"{path} has mode {mode:#o}") as err:
+            attach()
+        assert "refusing to attach" in str(err.value) and "remove it" in str(err.value)
+    path.chmod(0o660)  # what create() makes by default: fine, as is 0o600
+    with Ring.attach(name) as r:
+        assert r.capacity == 64
+
+
+def test_attach_refuses_a_symlink(name: str, tmp_path: Path) -> None:
+    with Ring.create("real", 64, directory=tmp_path) as real:
+        real.write(b"kept")
+    target = tmp_path / "real"
+    (SHM_DIR / name).symlink_to(target)
+    for attach in (lambda: Ring.attach(name), lambda: Ring.open(name, 64)):
+        with pytest.raises(RingUntrustedError, match=r"is a symbolic link to .*real") as err:
+            attach()
+        assert "refusing to follow it" in str(err.value)
+    assert (SHM_DIR / name).is_symlink()  # neither followed nor replaced
+    with Ring.attach("real", directory=tmp_path) as real:
+        assert real.read() == b"kept"
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO", "socket"])
+def test_attach_refuses_a_non_regular_file(name: str, kind: str) -> None:
+    path = SHM_DIR / name
+    sock = None
+    if kind == "directory":
+        path.mkdir(mode=0o700)
+    elif kind == "FIFO":
+        os.mkfifo(path, 0o600)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        path.chmod(0o600)
+    try:
+        with pytest.raises(RingUntrustedError, match=f"{path} is a {kind}, not a regular file"):
+            Ring.attach(name)
+        with pytest.raises(RingUntrustedError, match=f"is a {kind}"):
+            Ring.open(name, 64)
+    finally:
+        if sock is not None:
+            sock.close()
+        if kind == "directory":
+            path.rmdir()
+
+
+@needs_root
+def test_attach_refuses_another_users_ring(name: str) -> None:
+    with Ring.create(name, 64):
+        pass
+    path = SHM_DIR / name
+    os.chown(path, NOBODY, NOBODY)
+    expected = (
+        f"ring {path} is owned by {_owner(NOBODY)}, not by this process's {_owner(0)}: "
+        "refusing to attach"
+    )
+    for attach in (lambda: Ring.attach(name), lambda: Ring.open(name, 64)):
+        with pytest.raises(RingUntrustedError) as err:
+            attach()
+        assert str(err.value).startswith(expected)
+        assert "remove it (as root) or choose another rings.prefix" in str(err.value)
+
+
+def test_create_honours_umask_and_mode(name: str) -> None:
+    path, bell = SHM_DIR / name, SHM_DIR / f"{name}.bell"
+    cases = [(0o022, 0o660, 0o640), (0o077, 0o660, 0o600), (0o000, 0o660, 0o660),
+             (0o000, 0o600, 0o600), (0o007, 0o666, 0o660)]  # fmt: skip
+    for umask, mode, expected in cases:
+        old = os.umask(umask)
+        try:
+            Ring.create(name, 64, mode=mode).close()
+        finally:
+            os.umask(old)
+        for p in (path, bell):
+            st = p.lstat()
+            assert stat.S_IMODE(st.st_mode) == expected, (p, oct(umask), oct(mode))
+            assert st.st_uid == os.geteuid()
+        with Ring.attach(name):
+            pass
+        Ring.unlink(name)
+    with pytest.raises(ValueError, match="permission bits only"):
+        Ring.create(name, 64, mode=0o4660)
+    assert not path.exists()
+
+
+def test_create_ignores_a_squatted_temporary_name(name: str) -> None:
+    # the temporary name used to be predictable (pid): pre-creating it blocked creation
+    squat = SHM_DIR / f".{name}.{os.getpid()}.tmp"
+    squat.write_bytes(b"")
+    with Ring.create(name, 64) as r:
+        assert r.capacity == 64
+    assert squat.read_bytes() == b""  # left alone
+    assert [p.name for p in SHM_DIR.glob(f".{name}.*.tmp")] == [squat.name]
+
+
+@pytest.mark.parametrize("how", ["mode", "symlink", "file"])
+def test_a_squatted_doorbell_is_refused(name: str, how: str, tmp_path: Path) -> None:
+    bell = SHM_DIR / f"{name}.bell"
+
+    def squat() -> None:
+        if how == "mode":
+            os.mkfifo(bell)
+            bell.chmod(0o666)
+        elif how == "symlink":
+            fifo = tmp_path / "fifo"
+            if not fifo.exists():
+                os.mkfifo(fifo, 0o600)
+            bell.symlink_to(fifo)
+        else:
+            bell.write_bytes(b"")
+            bell.chmod(0o600)
+
+    why = {"mode": "has mode 0o666", "symlink": "is a symbolic link", "file": "is a regular file"}
+    squat()
+    with pytest.raises(RingUntrustedError, match=f"doorbell {bell} {why[how]}"):
+        Ring.create(name, 64)
+    assert not (SHM_DIR / name).exists()  # no ring left behind
+    with pytest.raises(RingUntrustedError, match=f"doorbell {bell} {why[how]}"):
+        Ring.open(name, 64)
+    assert not (SHM_DIR / name).exists()
+    with pytest.raises(RingUntrustedError, match=why[how]):
+        DoorbellListener(bell)
+    bell.unlink()
+    with Ring.create(name, 64):  # a sound ring, then its doorbell is replaced
+        pass
+    bell.unlink()
+    squat()
+    with pytest.raises(RingUntrustedError, match=f"doorbell {bell} {why[how]}"):
+        Ring.attach(name)
+
+
+def test_ringer_and_listener_check_the_fifo_they_open(tmp_path: Path) -> None:
+    bell = tmp_path / "x.bell"
+    os.mkfifo(bell, 0o600)
+    reader = os.open(bell, os.O_RDONLY | os.O_NONBLOCK)  # a consumer: no ENXIO
+    try:
+        ringer = DoorbellRinger(bell)
+        assert ringer.ring()
+        ringer.close()
+        listener = DoorbellListener(bell)
+        listener.close()
+        bell.chmod(0o622)
+        with pytest.raises(RingUntrustedError, match="has mode 0o622"):
+            DoorbellRinger(bell).ring()
+        with pytest.raises(RingUntrustedError, match="has mode 0o622"):
+            DoorbellListener(bell)
+    finally:
+        os.close(reader)
+    bell.unlink()
+    os.mkfifo(tmp_path / "elsewhere", 0o600)
+    bell.symlink_to(tmp_path / "elsewhere")
+    reader = os.open(tmp_path / "elsewhere", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(RingUntrustedError, match="is a symbolic link"):
+            DoorbellRinger(bell).ring()
+    finally:
+        os.close(reader)
+
+
+@needs_root
+def test_doorbell_of_another_user_is_refused(name: str) -> None:
+    bell = SHM_DIR / f"{name}.bell"
+    os.mkfifo(bell, 0o600)
+    os.chown(bell, NOBODY, NOBODY)
+    with pytest.raises(RingUntrustedError) as err:
+        Ring.open(name, 64)
+    assert str(err.value).startswith(f"doorbell {bell} is owned by {_owner(NOBODY)}, not by")
+    assert not (SHM_DIR / name).exists()
+
+
+@needs_root
+@pytest.mark.parametrize("which", ["ring", "doorbell"])
+def test_unlink_refuses_another_owners_ring(name: str, which: str) -> None:
+    with Ring.create(name, 64):
+        pass
+    path, bell = SHM_DIR / name, SHM_DIR / f"{name}.bell"
+    os.chown(path if which == "ring" else bell, NOBODY, NOBODY)
+    for missing_ok in (False, True):
+        with pytest.raises(RingUntrustedError) as err:
+            Ring.unlink(name, missing_ok=missing_ok)
+        assert str(err.value).startswith(
+            f"{which} {path if which == 'ring' else bell} is owned by {_owner(NOBODY)}, "
+            f"not by this process's {_owner(0)}: refusing to unlink ring {name!r}"
+        )
+        assert path.exists() and bell.exists()  # neither removed
+    os.chown(path if which == "ring" else bell, 0, 0)
+    Ring.unlink(name)
+    assert not path.exists() and not bell.exists()
+    Ring.unlink(name, missing_ok=True)
 
 
 def test_refuses_weak_memory_machines(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
