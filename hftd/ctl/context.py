@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 from hftd.config import HftdConfig, load_config
+from hftd.runtime.rundir import check_trusted_dir
 
 CONFIG_CANDIDATES = ("config/default.toml", "/etc/hftd/hftd.toml")
 SYSTEMD_RUN_DIR = "/run/hftd"  # RuntimeDirectory= of the hft@ units
@@ -33,6 +35,12 @@ class CtlContext:
                 and any(systemd.glob("*.sock"))
             ):
                 self.run_dir = systemd
+
+    def check_run_dir(self) -> None:
+        """Refuse a run dir that is not root's or ours, or that others may write to:
+        sockets in it could be anyone's (each answer's sender is checked too)."""
+        with contextlib.suppress(FileNotFoundError):  # nothing runs: each command says so
+            check_trusted_dir(self.run_dir)
 
     def socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.sock"

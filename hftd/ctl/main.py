@@ -8,6 +8,7 @@ import sys
 from hftd.config import ConfigError
 from hftd.ctl.commands import console, status, verbs
 from hftd.ctl.context import CtlContext
+from hftd.runtime.rundir import RunDirError
 
 COMMANDS = [status, console]
 
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hftctl: {exc}", file=sys.stderr)
         return 2
-    code: int = args.run(ctx, args)
+    try:
+        ctx.check_run_dir()
+        code: int = args.run(ctx, args)
+    except RunDirError as exc:  # someone else's dir or socket: never act on its answers
+        print(f"hftctl: refusing: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

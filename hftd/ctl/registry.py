@@ -12,6 +12,7 @@ import msgspec
 
 from hftd.ipc.control import request, request_sync
 from hftd.msg.control import Command, Flatten, Halt, Pause, Reload, Reply, Resume
+from hftd.runtime.rundir import RunDirError
 
 
 class Verb(msgspec.Struct, frozen=True):
@@ -55,6 +56,8 @@ def execute(run_dir: Path, verb: Verb, timeout: float = 5.0) -> dict[str, Reply]
             continue
         try:
             replies[target] = request_sync(path, verb.command, timeout)
+        except RunDirError as exc:  # not hftd's socket: its answer means nothing
+            replies[target] = Reply(ok=False, error=f"not trusted: {exc}")
         except OSError as exc:
             replies[target] = Reply(ok=False, error=f"{target} unreachable: {exc}")
     return replies
@@ -69,6 +72,8 @@ async def execute_async(run_dir: Path, verb: Verb) -> dict[str, Reply]:
             continue
         try:
             replies[target] = await request(path, verb.command)
+        except RunDirError as exc:  # not hftd's socket: its answer means nothing
+            replies[target] = Reply(ok=False, error=f"not trusted: {exc}")
         except OSError as exc:
             replies[target] = Reply(ok=False, error=f"{target} unreachable: {exc}")
     return replies

@@ -2,6 +2,12 @@
 
 One request frame, one reply frame, any number of times per connection. A
 malformed request gets an error reply; it never takes the daemon down.
+
+Who may send: the socket is 0660 in the operator's private run dir, so the
+file system decides. Who may answer: every client checks the server's uid
+(SO_PEERCRED) is root's or its own before it believes a reply
+(`hftd.runtime.rundir.check_peer`), so a socket someone else managed to put
+in its way is refused, never obeyed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import trio
 
 from hftd.ipc.framing import FrameError, read_frame, send_frame
 from hftd.msg.control import Command, Reply, command_decoder, encoder, reply_decoder
+from hftd.runtime.rundir import check_peer
 
 log = logging.getLogger("hftd.control")
 
@@ -64,6 +71,9 @@ async def _serve_one(stream: trio.SocketStream, handler: Handler) -> None:
                 else:
                     try:
                         reply = Reply(ok=True, result=await handler(cmd))
+                    except ValueError as exc:  # refused (unknown here, not now): no traceback
+                        log.warning("control command %s refused: %s", type(cmd).__name__, exc)
+                        reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
                     except Exception as exc:  # a command failed; the daemon carries on
                         log.exception("control command %s failed", type(cmd).__name__)
                         reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -72,9 +82,20 @@ async def _serve_one(stream: trio.SocketStream, handler: Handler) -> None:
             log.warning("control client dropped: %s", exc)
 
 
+async def _connect(path: Path) -> trio.SocketStream:
+    """Connect, and refuse a server that runs as a user we do not trust (SO_PEERCRED)."""
+    stream = await trio.open_unix_socket(str(path))
+    try:
+        check_peer(stream.socket, path)
+    except BaseException:
+        await stream.aclose()
+        raise
+    return stream
+
+
 async def request(path: Path, cmd: Command) -> Reply:
     """Send one command from trio code."""
-    stream = await trio.open_unix_socket(str(path))
+    stream = await _connect(path)
     async with stream:
         await send_frame(stream, encoder.encode(cmd))
         body = await read_frame(stream)
@@ -111,7 +132,7 @@ class Connection:
                 if not idempotent:
                     raise
                 # the daemon closed a kept connection (it restarted): reconnect once
-        self.stream = await trio.open_unix_socket(str(self.path))
+        self.stream = await _connect(self.path)
         self.connects += 1
         return await self._once(self.stream, cmd)
 
@@ -138,6 +159,7 @@ def request_sync(path: Path, cmd: Command, timeout: float = 5.0) -> Reply:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
+        check_peer(s, path)
         body = encoder.encode(cmd)
         s.sendall(struct.pack(">I", len(body)) + body)
         head = _recv_exactly(s, 4)
