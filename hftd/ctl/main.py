@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from hftd.config import ConfigError
-from hftd.ctl.commands import console, status, verbs
+from hftd.ctl.commands import console, dashboard, status, verbs
 from hftd.ctl.context import CtlContext
 from hftd.runtime.rundir import RunDirError
 
-COMMANDS = [status, console]
+COMMANDS = [status, console, dashboard]
 
 
 def main(argv: list[str] | None = None) -> int:

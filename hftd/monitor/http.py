@@ -6,6 +6,10 @@ Content-Length, no chunked uploads. The trio server in `hftd.monitor.web`
 only moves bytes.
 
 Safety (the page can halt trading):
+- `authorized`: an action POST must carry ``Authorization: Bearer <token>``,
+  the run's secret that only the operator can get (`hftctl dashboard`, over
+  the monitor's control socket): a loopback port is open to every local
+  user, the token is what tells the operator apart;
 - `host_allowed`: a request must name this server by a loopback name (or the
   configured host), which defeats DNS rebinding from a hostile page;
 - action POSTs must carry the `X-Hftd-Action` header naming the verb: a
@@ -15,6 +19,7 @@ Safety (the page can halt trading):
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -25,6 +30,7 @@ REASONS = {
     200: "OK",
     204: "No Content",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -122,6 +128,64 @@ def host_allowed(host_header: str, port: int, bound_host: str) -> bool:
     return host in {f"{n}:{port}" for n in names} or (port == 80 and host in names)
 
 
+def bearer_token(authorization: str) -> str:
+    """The credentials of ``Authorization: Bearer <token>`` ("" for none or another scheme)."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return credentials.strip()
+
+
+def authorized(req: Request, token: bytes) -> bool:
+    """Does `req` carry the run's token? In constant time; never with an empty token
+    (a server without one refuses every action rather than accepting any)."""
+    if not token:
+        return False
+    presented = bearer_token(req.header("authorization")).encode("utf-8", "replace")
+    return hmac.compare_digest(presented, token)
+
+
+def operator_url(host: str, port: int, token: str) -> str:
+    """The page's URL for the operator, the token in the fragment: a browser never sends
+    a fragment, so it stays out of request lines, access logs and Referer headers.
+
+    A wildcard bind (0.0.0.0, ::) is reached on loopback, which `host_allowed` accepts.
+    """
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    name = f"[{host}]" if ":" in host else host
+    return f"http://{name}:{port}/#token={token}"
+
+
+class LogThrottle:
+    """Lets `burst` log lines through, then one per `interval_s`, and counts the rest.
+
+    Refused requests are logged as warnings; a flood of them must not flood the log
+    (or the disk under it). Pure: the caller passes the clock."""
+
+    def __init__(self, burst: int = 5, interval_s: float = 10.0) -> None:
+        self.burst = burst
+        self.interval_s = interval_s
+        self.allowance = float(burst)
+        self.last: float | None = None
+        self.suppressed = 0
+
+    def allow(self, now: float) -> int | None:
+        """None: stay quiet. Otherwise log, saying how many lines were held back before."""
+        if self.last is not None:
+            self.allowance = min(float(self.burst),
+                                 self.allowance + (now - self.last) / self.interval_s)
+        self.last = now
+        if self.allowance < 1.0:
+            self.suppressed += 1
+            return None
+        self.allowance -= 1.0
+        held, self.suppressed = self.suppressed, 0
+        return held
+
+
 def response(
     status: int,
     body: bytes = b"",
@@ -141,8 +205,18 @@ def response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def json_response(status: int, obj: object) -> bytes:
-    return response(status, msgspec.json.encode(obj), "application/json")
+def json_response(status: int, obj: object, headers: dict[str, str] | None = None) -> bytes:
+    return response(status, msgspec.json.encode(obj), "application/json", headers)
+
+
+def unauthorized() -> bytes:
+    """401 for an action without the run's token; the same answer whatever was asked,
+    so a caller without the token learns nothing about verbs or bodies."""
+    return json_response(
+        401,
+        {"error": "not authorized: open the operator link from `hftctl dashboard`"},
+        {"WWW-Authenticate": "Bearer"},
+    )
 
 
 def sse_head() -> bytes:

@@ -6,6 +6,12 @@ loopback. It loads `/api/state` (with the chart history), then follows
 drawn on canvases by the small script below. Actions POST to
 `/api/action/<verb>` after a confirmation dialog; `VERBS_JSON` is replaced
 by the registry's verbs when the page is served.
+
+Actions need the run's token. The operator opens the link `hftctl dashboard`
+prints (`/#token=...`); the script moves the token from the fragment into
+this tab's sessionStorage, takes it out of the address bar, and sends it as
+`Authorization: Bearer` with every action. Without it the page is read-only
+and says how to get the link.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ button { font:inherit; color:var(--text); background:#222b35; border:1px solid v
   padding:4px 12px; border-radius:3px; cursor:pointer; }
 button:hover { border-color:var(--accent); }
 button.danger { border-color:#6e2a28; }
+button:disabled { opacity:.4; cursor:not-allowed; border-color:var(--line); }
 main { display:grid; grid-template-columns:repeat(12, 1fr); gap:10px; padding:10px; }
 section { background:var(--panel); border:1px solid var(--line); border-radius:4px;
   padding:8px 10px; min-width:0; }
@@ -141,6 +148,18 @@ ul { list-style:none; margin:0; padding:0; }
 <script>
 "use strict";
 const VERBS = VERBS_JSON;
+const TOKEN_KEY = "hftd-token";
+const READ_ONLY = "read-only: run `hftctl dashboard` for the operator link";
+const REFUSED = "not authorized: open the link from `hftctl dashboard` again";
+(function takeToken() {  // the operator link: /#token=...; keep it out of the address bar
+  const m = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
+  if (!m) return;
+  let t = m[1];
+  try { t = decodeURIComponent(t); } catch (e) { /* keep it as it came */ }
+  sessionStorage.setItem(TOKEN_KEY, t);
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+})();
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 const HOP_LABELS = {t1_t2: "feed>strategy", t2_t3: "strategy>risk", t3_t4: "risk>wire",
   t4_t5: "wire>ack", t1_t4: "tick-to-trade"};
 let history = [];
@@ -313,11 +332,18 @@ function ask(verb) {
 }
 function closeModal() { pending = null; $("modal").classList.remove("open"); }
 async function act(verb) {
+  if (!token()) { setButtons(); return; }
   setText("action-result", verb.name + ": sending...");
   try {
     const r = await fetch("/api/action/" + verb.name, {method: "POST",
-      headers: {"Content-Type": "application/json", "X-Hftd-Action": verb.name},
+      headers: {"Content-Type": "application/json", "X-Hftd-Action": verb.name,
+                "Authorization": "Bearer " + token()},
       body: JSON.stringify({confirm: true})});
+    if (r.status === 401) {  // a token of another run, or none: read-only until a new link
+      sessionStorage.removeItem(TOKEN_KEY);
+      setButtons(REFUSED);
+      return;
+    }
     const body = await r.json();
     const parts = Object.entries(body.replies || {}).map(([target, rep]) =>
       target + (rep.ok ? " ok" : " REFUSED: " + rep.error));
@@ -331,11 +357,19 @@ document.addEventListener("keydown", (e) => { if (e.key === "Escape" && pending)
 for (const v of VERBS) {
   if (v.name === "reload") continue;
   const b = document.createElement("button");
-  b.textContent = v.name; b.dataset.verb = v.name; b.title = v.help;
+  b.textContent = v.name; b.dataset.verb = v.name; b.dataset.help = v.help;
   if (v.confirm) b.className = "danger";
   b.onclick = () => ask(v);
   $("actions").appendChild(b); $("actions").append(" ");
 }
+function setButtons(why) {  // enabled with a token; else disabled, saying how to get one
+  const ok = !!token();
+  for (const b of $("actions").querySelectorAll("button")) {
+    b.disabled = !ok; b.title = ok ? b.dataset.help : READ_ONLY;
+  }
+  if (!ok) setText("action-result", why || READ_ONLY);
+}
+setButtons();
 
 function connect() {
   const es = new EventSource("/events");

@@ -7,10 +7,15 @@ Routes:
 - GET /api/state : the `SystemState` as JSON (`?history=0`: no chart points);
 - GET /events : Server-Sent Events, `state` after every poll (the first
   one carries the chart history, later ones its last few points);
-- POST /api/action/<verb> : a registry verb (`hftd.ctl.registry`), with the
-  header `X-Hftd-Action: <verb>`, and the body `{"confirm": true}` for the
-  verbs that need confirming. 200 all targets accepted, 502 one refused,
-  503 no target running, 409 not confirmed, 403 no header.
+- POST /api/action/<verb> : a registry verb (`hftd.ctl.registry`), with
+  `Authorization: Bearer <run token>` (checked first: 401 without it, whatever
+  was asked), the header `X-Hftd-Action: <verb>`, and the body
+  `{"confirm": true}` for the verbs that need confirming. 200 all targets
+  accepted, 502 one refused, 503 no target running, 409 not confirmed, 403 no
+  header.
+
+The read-only routes need no token: on loopback they show the operator's
+figures to local users, which `hftctl status` does not hide either.
 
 A listener with `metrics_only` serves /metrics alone (the optional
 `monitor.metrics_port`, for a scraper that should not see the actions).
@@ -19,6 +24,7 @@ A listener with `metrics_only` serves /metrics alone (the optional
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -49,10 +55,14 @@ class WebApp:
         state_json: Callable[[str], bytes],
         metrics: Callable[[], bytes],
         execute: Executor,
+        *,
+        token: bytes,
     ) -> None:
         self.state_json = state_json  # ("all" | "tail" | "none" history) -> JSON of the state
         self.metrics = metrics
         self.execute = execute
+        self.token = token  # actions need it (empty: every action is refused)
+        self.refusals = http.LogThrottle()
         self.changed = trio.Event()  # set (and replaced) after every poll
         self.streams = 0
         self.page = render_page(
@@ -112,12 +122,20 @@ async def _serve_conn(
             if req.path == "/events" and req.method == "GET" and not metrics_only:
                 await _events(app, stream)
                 return
-            await stream.send_all(await _route(app, req, metrics_only))
+            await stream.send_all(await _route(app, req, metrics_only, _peer(stream)))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the browser went away
 
 
-async def _route(app: WebApp, req: http.Request, metrics_only: bool) -> bytes:
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        addr = stream.socket.getpeername()
+    except OSError:
+        return "?"
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+
+
+async def _route(app: WebApp, req: http.Request, metrics_only: bool, peer: str) -> bytes:
     path = req.path
     if path == "/metrics":
         if req.method != "GET":
@@ -126,7 +144,7 @@ async def _route(app: WebApp, req: http.Request, metrics_only: bool) -> bytes:
     if metrics_only:
         return http.response(404, b"this port serves /metrics only\n")
     if path.startswith("/api/action/"):
-        return await _action(app, req, path.removeprefix("/api/action/"))
+        return await _action(app, req, path.removeprefix("/api/action/"), peer)
     if req.method != "GET":
         return http.response(405, b"GET only\n", headers={"Allow": "GET"})
     if path in ("/", "/index.html"):
@@ -142,9 +160,16 @@ async def _route(app: WebApp, req: http.Request, metrics_only: bool) -> bytes:
     return http.response(404, b"not found\n")
 
 
-async def _action(app: WebApp, req: http.Request, name: str) -> bytes:
+async def _action(app: WebApp, req: http.Request, name: str, peer: str) -> bytes:
     if req.method != "POST":
         return http.response(405, b"POST only\n", headers={"Allow": "POST"})
+    if not http.authorized(req, app.token):
+        held = app.refusals.allow(time.monotonic())
+        if held is not None:
+            log.warning("web: refused action %r from %s: %s%s", name[:40], peer,
+                        "wrong token" if req.header("authorization") else "no token",
+                        f" ({held} more refused, not logged)" if held else "")
+        return http.unauthorized()
     verb = VERBS.get(name)
     if verb is None:
         return http.json_response(404, {"error": f"no verb {name!r}"})

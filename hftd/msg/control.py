@@ -93,6 +93,13 @@ class Flatten(msgspec.Struct, tag=True, frozen=True):
     through the risk path (REDUCING), then stay REDUCING until Resume."""
 
 
+class WebAccess(msgspec.Struct, tag=True, frozen=True):
+    """Monitor: the web dashboard's operator link (URL with the per-run token).
+
+    Asked over the monitor's control socket, so only who may use that socket
+    (the operator) gets it; the reply is ``{"url": ...}``."""
+
+
 Command = (
     Status
     | Snapshot
@@ -105,6 +112,7 @@ Command = (
     | Resume
     | Halt
     | Flatten
+    | WebAccess
 )
 
 

@@ -267,6 +267,24 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
+def hftctl_path() -> list[str]:
+    """The real `hftctl` of this environment (the console script beside the interpreter)."""
+    import sys
+
+    script = Path(sys.executable).parent / "hftctl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hftd.ctl.main"]
+
+
+def dashboard_url(config_path: Path) -> str:
+    """The operator's link, as the operator gets it: `hftctl --config ... dashboard`."""
+    res = subprocess.run([*hftctl_path(), "--config", str(config_path), "dashboard"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    url = res.stdout.strip()
+    assert url.startswith("http://") and "#token=" in url, url
+    return url
+
+
 def status(run_dir: Path, name: str) -> dict[str, Any]:
     from hftd.ipc.control import request_sync
     from hftd.msg.control import Status

@@ -3,8 +3,11 @@
 The page must load with nothing but loopback (the browser resolves no other
 host; every request it makes is checked), update by itself from the event
 stream, draw its charts, show the gateway's figures, and act through the
-registry only after a confirmation. A screenshot is saved in the test's tmp
-directory (and copied to $HFTD_SCREENSHOT_DIR if that is set).
+registry only after a confirmation. Actions need the operator link (`hftctl
+dashboard`, token in the fragment): without it the buttons are disabled and
+the server refuses; a stale token is refused and the page says so. A
+screenshot is saved in the test's tmp directory (and copied to
+$HFTD_SCREENSHOT_DIR if that is set).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 from tests.integration.frontends import (
     Browser,
     chromium_path,
+    dashboard_url,
     latency_us,
     monitor_config,
     monitor_state,
@@ -27,6 +31,10 @@ from tests.support import start_daemon
 
 pytestmark = pytest.mark.integration
 
+READ_ONLY = "read-only: run `hftctl dashboard` for the operator link"
+REFUSED = "not authorized: open the link from `hftctl dashboard` again"
+BUTTONS = "[...document.querySelectorAll('#actions button')]"
+
 
 def test_dashboard_in_chromium(tmp_path: Path) -> None:
     chromium_path()  # skip early if there is no browser
@@ -37,9 +45,34 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         wait_for(lambda: monitor_state(run_dir)["counters"]["fills"] >= 2, 60, "2 fills")
         browser = Browser()
         try:
+            # Without the operator link: figures, but no actions.
             browser.navigate(base + "/")
             browser.wait_for("document.getElementById('conn').textContent === 'live'",
                              what="the event stream")
+            assert browser.eval(f"{BUTTONS}.length") == 4
+            assert browser.eval(f"{BUTTONS}.every(b => b.disabled && b.title.includes("
+                                "'hftctl dashboard'))")
+            assert browser.text("#action-result") == READ_ONLY
+            browser.eval("document.querySelector('button[data-verb=pause]').click()")
+            assert not browser.eval("document.getElementById('modal').classList.contains('open')")
+            # ... and the server refuses what the page would have sent, token aside.
+            assert browser.eval(
+                "fetch('/api/action/pause', {method: 'POST', headers: {'X-Hftd-Action': "
+                "'pause', 'Content-Type': 'application/json'}, body: '{}'}).then(r => r.status)"
+            ) == 401
+            assert status(run_dir, "gateway")["detail"]["mode"] == "active"
+
+            # The operator link: the token moves to the tab's storage, out of the address bar.
+            url = dashboard_url(cfg)
+            token = url.partition("#token=")[2]
+            browser.navigate("about:blank")
+            browser.navigate(url)
+            browser.wait_for("document.getElementById('conn').textContent === 'live'",
+                             what="the event stream")
+            assert browser.eval("window.location.href") == base + "/"
+            assert browser.eval("sessionStorage.getItem('hftd-token')") == token
+            assert browser.eval(f"{BUTTONS}.every(b => !b.disabled)")
+            assert browser.text("#action-result") == ""
             # Figures update by themselves (server push): the poll number and the md count.
             seq0, md0 = int(browser.text("#seq")), int(browser.text("#cnt-md"))
             browser.wait_for(f"+document.getElementById('seq').textContent > {seq0 + 3} && "
@@ -105,9 +138,21 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
             browser.wait_for("document.getElementById('mode').textContent === 'active'",
                              what="mode active again")
 
+            # A token of another run: refused, nothing done, the page goes read-only.
+            browser.eval("sessionStorage.setItem('hftd-token', 'stale-token-of-another-run')")
+            browser.navigate(base + "/")
+            browser.eval("document.querySelector('button[data-verb=pause]').click()")
+            browser.eval("document.getElementById('confirm-yes').click()")
+            browser.wait_for(f"document.getElementById('action-result').textContent === "
+                             f"{REFUSED!r}", what="the refusal on the page")
+            assert browser.eval(f"{BUTTONS}.every(b => b.disabled)")
+            assert status(run_dir, "gateway")["detail"]["mode"] == "active"
+
             # Nothing left loopback: every request went to this monitor.
             assert browser.requests, "no requests recorded"
             others = [u for u in browser.requests if not u.startswith(base + "/")]
             assert others == [], others
+            # The token never went out in a URL (a fragment is not sent).
+            assert not [u for u in browser.requests if token in u]
         finally:
             browser.close()

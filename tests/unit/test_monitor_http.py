@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,6 +61,48 @@ def test_host_check() -> None:
     assert http.host_allowed("desk-7:8080", 8080, "0.0.0.0")  # operator chose to expose it
 
 
+def test_bearer_token_check() -> None:
+    token = b"s3cret-token_0123456789abcdefghijklmnop"
+
+    def req(auth: str | None) -> http.Request:
+        headers = {} if auth is None else {"authorization": auth}
+        return http.Request("POST", "/", "/", {}, headers)
+
+    assert http.bearer_token("Bearer abc") == "abc"
+    assert http.bearer_token("  bearer   abc  ") == "abc"  # the scheme is case-insensitive
+    assert http.bearer_token("Basic YWJj") == "" and http.bearer_token("") == ""
+    assert http.authorized(req("Bearer " + token.decode()), token)
+    assert not http.authorized(req(None), token)
+    assert not http.authorized(req("Bearer "), token)
+    assert not http.authorized(req("Bearer " + token.decode()[:-1]), token)
+    assert not http.authorized(req("Bearer " + token.decode() + "x"), token)
+    assert not http.authorized(req("Basic " + token.decode()), token)
+    assert not http.authorized(req("Bearer \xe9\xff"), token)  # latin-1 junk: no crash
+    # A server without a token accepts nothing, not everything.
+    assert not http.authorized(req("Bearer "), b"") and not http.authorized(req(None), b"")
+
+
+def test_operator_url_keeps_the_token_in_the_fragment() -> None:
+    assert http.operator_url("127.0.0.1", 8080, "T0k") == "http://127.0.0.1:8080/#token=T0k"
+    assert http.operator_url("0.0.0.0", 81, "T") == "http://127.0.0.1:81/#token=T"
+    assert http.operator_url("::", 81, "T") == "http://[::1]:81/#token=T"
+    assert http.operator_url("::1", 81, "T") == "http://[::1]:81/#token=T"
+    assert http.operator_url("desk-7", 81, "T") == "http://desk-7:81/#token=T"
+    for host in ("127.0.0.1", "0.0.0.0", "::", "::1"):  # the server accepts what it links to
+        netloc = http.operator_url(host, 81, "T").split("/")[2]
+        assert http.host_allowed(netloc, 81, host), host
+
+
+def test_log_throttle() -> None:
+    t = http.LogThrottle(burst=3, interval_s=10.0)
+    assert [t.allow(0.0) for _ in range(5)] == [0, 0, 0, None, None]
+    assert t.allow(5.0) is None  # half an interval: not yet
+    assert t.allow(10.0) == 3  # one more line, saying 3 were held back
+    assert t.allow(10.5) is None
+    assert t.allow(1000.0) == 1  # refilled, but never beyond the burst
+    assert [t.allow(1000.0) for _ in range(3)] == [0, 0, None]
+
+
 def test_responses_and_events() -> None:
     r = http.response(200, b"hi", "text/plain")
     head, body = r.split(b"\r\n\r\n", 1)
@@ -105,8 +148,12 @@ def split(resp: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+TOKEN = "kq0cZ8Yw3u1Qm2rT7vXb9nLp4sHj6dFg5aEe0iOo_-A"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[None]],
-                metrics_only: bool = False) -> None:
+                metrics_only: bool = False, token: str = TOKEN) -> None:
     sent: list[str] = []
     modes: list[str] = []
 
@@ -119,7 +166,7 @@ def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[No
         return {"gateway": Reply(ok=True, result={"mode": name})}
 
     async def main() -> None:
-        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute)
+        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute, token=token.encode())
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -155,8 +202,8 @@ def test_page_state_metrics_and_errors() -> None:
 
 def test_actions_need_the_header_and_confirmation() -> None:
     async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
-        hdr = {"X-Hftd-Action": "halt", "Content-Type": "application/json"}
-        r = split(await fetch(port, post("/api/action/halt", port, b"{}", {})))
+        hdr = {"X-Hftd-Action": "halt", "Content-Type": "application/json", **AUTH}
+        r = split(await fetch(port, post("/api/action/halt", port, b"{}", AUTH)))
         assert r[0] == 403 and sent == []  # no custom header: a forged cross-site POST
         r = split(await fetch(port, post("/api/action/halt", port, b"{}", hdr)))
         assert r[0] == 409 and sent == []  # halt needs confirming
@@ -164,13 +211,58 @@ def test_actions_need_the_header_and_confirmation() -> None:
         assert r[0] == 200 and sent == ["halt"]
         assert json.loads(r[2])["replies"]["gateway"]["ok"] is True
         r = split(await fetch(port, post("/api/action/pause", port, b"",
-                                         {"X-Hftd-Action": "pause"})))
+                                         {"X-Hftd-Action": "pause", **AUTH})))
         assert r[0] == 200 and sent == ["halt", "pause"]  # pause needs no confirmation
         assert split(await fetch(port, post("/api/action/explode", port, b"",
-                                            {"X-Hftd-Action": "explode"})))[0] == 404
+                                            {"X-Hftd-Action": "explode", **AUTH})))[0] == 404
         assert split(await fetch(port, get("/api/action/pause", port)))[0] == 405
 
     with_server(check)
+
+
+def test_actions_need_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    """No token, a wrong one or another scheme: 401, nothing executed, and the same
+    answer whatever was asked (no verb, header or confirmation is looked at first)."""
+    caplog.set_level(logging.WARNING, logger="hftd.monitor.web")
+
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        confirmed = b'{"confirm": true}'
+        for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                     {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": "Bearer"}):
+            for verb, body, extra in (("pause", b"", {"X-Hftd-Action": "pause"}),
+                                      ("halt", confirmed, {"X-Hftd-Action": "halt"}),
+                                      ("halt", b"{}", {"X-Hftd-Action": "halt"}),
+                                      ("resume", b"", {}),
+                                      ("explode", b"", {"X-Hftd-Action": "explode"})):
+                status, headers, raw = split(await fetch(
+                    port, post(f"/api/action/{verb}", port, body, {**extra, **auth})))
+                assert status == 401, (verb, auth, raw)
+                assert headers["www-authenticate"] == "Bearer"
+                assert "hftctl dashboard" in json.loads(raw)["error"]
+        assert sent == []
+        r = split(await fetch(port, post("/api/action/pause", port, b"",
+                                         {"X-Hftd-Action": "pause", **AUTH})))
+        assert r[0] == 200 and sent == ["pause"]
+        # The read-only routes need no token.
+        assert split(await fetch(port, get("/api/state", port)))[0] == 200
+        assert split(await fetch(port, get("/", port)))[0] == 200
+
+    with_server(check)
+    refusals = [r for r in caplog.records if "refused action" in r.getMessage()]
+    # 25 refused requests; the log got the first few, never the token presented.
+    assert 1 <= len(refusals) <= 5
+    assert all(TOKEN[:-1] not in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_without_a_token_refuses_every_action() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        for auth in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
+            r = split(await fetch(port, post("/api/action/pause", port, b"",
+                                             {"X-Hftd-Action": "pause", **auth})))
+            assert r[0] == 401
+        assert sent == []
+
+    with_server(check, token="")
 
 
 def test_event_stream_pushes_each_state() -> None:
