@@ -76,18 +76,22 @@ def write_config(
     data = tomllib.loads(text)
     prefix = f"hftd-bench{os.getpid()}-{phase}"
     lines = [
-        "[system]", f'run_dir = "{tmp / "run"}"', f'log_level = "{log_level}"', "",
+        "[system]", f'run_dir = "{tmp / "run"}"', f'journal_dir = "{tmp / "journal"}"',
+        f'log_level = "{log_level}"', "",
     ]
     for s in data["symbols"]:
         lines += ["[[symbols]]", *(f"{k} = {toml_value(v)}" for k, v in s.items()), ""]
     ex = dict(data["exchange"])
     users = ex.pop("users")
+    md_users = ex.pop("md_users", [])
     for sub in ("ack_latency", "md_latency", "flow"):
         ex.pop(sub, None)
     ex.update(order_port=free_port(), md_port=free_port())
     lines += ["[exchange]", *(f"{k} = {toml_value(v)}" for k, v in ex.items()), ""]
-    for u in users:
-        lines += ["[[exchange.users]]", *(f"{k} = {toml_value(v)}" for k, v in u.items()), ""]
+    for table, entries in (("users", users), ("md_users", md_users)):
+        for u in entries:
+            fields = (f"{k} = {toml_value(v)}" for k, v in u.items())
+            lines += [f"[[exchange.{table}]]", *fields, ""]
     lines += ["[exchange.flow]", f"arrival_rate_per_s = {rate if phase == 'latency' else 5.0}",
               "cancel_ratio = 0.35", "marketable_ratio = 0.15", "max_resting_per_side = 300", ""]
     lines += ["[rings]", f'prefix = "{prefix}"', ""]
@@ -155,6 +159,10 @@ class System:
             self.proc.kill()
         self.sock.close()
         self.log.close()
+        # the rings are gone with the system; its prefix's lock file stays (never
+        # deleted while a system may run): this bench's prefixes are its own
+        prefix = tomllib.loads(self.config.read_text())["rings"]["prefix"]
+        (Path("/dev/shm") / f"{prefix}-supervisor.lock").unlink(missing_ok=True)
 
 
 def print_hops(hops: list[HopLatency]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 import trio
 
@@ -61,8 +62,54 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     setup_logging("supervisor", cfg.system.log_level)
-    code: int = trio.run(run_up, cfg, args.config)
+    code: int = trio.run(partial(run_up, new_day=args.new_day), cfg, args.config)
     return code
+
+
+def cmd_day(args: argparse.Namespace) -> int:
+    """`hftd day show | new`: the trading day the journals go in (hftd.runtime.days)."""
+    from hftd.runtime import days
+    from hftd.runtime.rundir import RunDirError
+
+    cfg = _load(args.config)
+    try:
+        if args.action == "show":
+            return _show_day(cfg)
+        run_dir = cfg.system.resolved_run_dir()
+        directory = days.journal_dir(cfg)
+        day, what = days.open_day(
+            cfg, new=True, check=lambda: days.refuse_if_running(run_dir, directory)
+        )
+    except RunDirError as exc:  # days.DayError is one
+        print(f"hftd day {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(f"trading day {day.name} {what}: journals in {day.path}")
+    return 0
+
+
+def _show_day(cfg: HftdConfig) -> int:
+    """Print the current day, its directory and journals; creates nothing."""
+    from hftd.runtime import days
+
+    directory = cfg.system.resolved_journal_dir()
+    current = days.read_current(directory) if directory.is_dir() else None
+    if current is None:
+        print(f"no trading day yet in {directory}: `hftd up` (or a daemon) opens the first")
+        return 0
+    path = directory / str(current)
+    print(f"trading day {current}")
+    print(f"  directory         {path}")
+    for name in days.JOURNALS:
+        try:
+            size = f"{(path / name).stat().st_size:,} bytes"
+        except FileNotFoundError:
+            size = "none yet"
+        print(f"  {name:17s} {size}")
+    others = [str(d) for d in days.day_names(directory) if d != current]
+    if others:
+        span = others[0] if len(others) == 1 else f"{others[0]} .. {others[-1]}"
+        print(f"other days kept: {len(others)} ({span})")
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -104,7 +151,21 @@ def main(argv: list[str] | None = None) -> int:
                 action="store_true",
                 help="import everything, then wait for 'go' on stdin (warm spare)",
             )
+        if fn is cmd_up:
+            p.add_argument(
+                "--new-day",
+                action="store_true",
+                help="open a new trading day (new journals) instead of continuing the current one",
+            )
         p.set_defaults(fn=fn)
+    p = sub.add_parser("day", help="show the current trading day, or open a new one")
+    p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")
+    p.add_argument(
+        "action",
+        choices=("show", "new"),
+        help="show: the current day and its journals; new: open a new day (nothing may run)",
+    )
+    p.set_defaults(fn=cmd_day)
     p = sub.add_parser("replay", help="rebuild books from an ITCH 5.0 BinaryFILE")
     p.add_argument("file", help="NASDAQ BinaryFILE (u16 length + ITCH message, repeated)")
     p.add_argument("--symbol", action="append", help="only this symbol (repeatable)")

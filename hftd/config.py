@@ -145,17 +145,24 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     flow: FlowConfig = msgspec.field(default_factory=FlowConfig)
     flow_seed: int = 42
     # Every venue input is journaled before it is applied; a restart replays it.
-    journal: str = ""  # "" = <run_dir>/exchange.journal
+    # The journal is the trading day's (hftd.runtime.days): system.journal_dir.
     journal_fsync: FsyncPolicy = "batch"
     journal_batch_s: Seconds = 0.1  # "batch": fdatasync at most this often
-    fresh_start: bool = False  # true: discard the journal and open a new day
+    # Venue access (docs/venue.md "Logins, lock-out and caps"); each port keeps its own.
+    md_users: list[UserConfig] = msgspec.field(default_factory=list)  # [] = md open to anyone
+    login_max_failures: Positive = 5  # failed logins past this, from one source or for one user ...
+    login_failure_window_s: Seconds = 60.0  # ... within this window lock that source (user) out
+    login_lockout_s: Seconds = 60.0  # for this long: every login from it refused
+    max_connections: Positive = 64  # open at once per port, logged in or not
+    md_max_sessions_per_user: Positive = 4  # market-data sessions per md user
 
     def problems(self) -> Iterator[str]:
         if self.order_port == self.md_port:
             yield "md_port: must differ from order_port"
-        names = [u.username for u in self.users]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            yield f"users: duplicate username {name!r}"
+        for field_, users in (("users", self.users), ("md_users", self.md_users)):
+            names = [u.username for u in users]
+            for name in sorted({n for n in names if names.count(n) > 1}):
+                yield f"{field_}: duplicate username {name!r}"
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
@@ -245,8 +252,7 @@ class GatewayConfig(_Base, frozen=True, kw_only=True):
     password: Alpha10 = "hftd-pass"
     order_timeout_s: Seconds = 2.0  # no acknowledgement in this time: cancel it
     strategy_timeout_s: Seconds = 1.0  # no strategy heartbeat: cancel its orders, hold new ones
-    journal: str = ""  # "" = <run_dir>/gateway.journal
-    journal_fsync: FsyncPolicy = "batch"
+    journal_fsync: FsyncPolicy = "batch"  # the journal is the trading day's (system.journal_dir)
     journal_batch_s: Seconds = 0.05  # batch policy: fdatasync at most this often
     reconnect_min_s: Seconds = 0.05
     reconnect_max_s: Seconds = 2.0
@@ -342,6 +348,21 @@ class SystemConfig(_Base, frozen=True, kw_only=True):
     name: str = "hftd"
     run_dir: str = ""  # "" = $HFTD_RUN_DIR, else $XDG_RUNTIME_DIR/hftd, else /tmp/hftd-<uid>
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The trading days' journals (books and records: durable, never the run dir's
+    # tmpfs). "" = $HFTD_JOURNAL_DIR, else $XDG_STATE_HOME/hftd/journal, else
+    # ~/.local/state/hftd/journal.
+    journal_dir: str = ""
+    # Local HH:MM at which a trading date begins: `hftd up` past it opens a new
+    # day. "" = never by itself (`hftd up --new-day`, `hftd day new`).
+    trading_day_starts: str = "00:00"
+
+    def problems(self) -> Iterator[str]:
+        from hftd.runtime.days import parse_starts  # days imports config only for types
+
+        try:
+            parse_starts(self.trading_day_starts)
+        except ValueError as exc:
+            yield f"trading_day_starts: {exc}"
 
     def resolved_run_dir(self) -> Path:
         if self.run_dir:
@@ -353,6 +374,18 @@ class SystemConfig(_Base, frozen=True, kw_only=True):
         if xdg:
             return Path(xdg) / "hftd"
         return Path(f"/tmp/hftd-{os.getuid()}")
+
+    def resolved_journal_dir(self) -> Path:
+        """Where the trading days are kept (see `journal_dir`)."""
+        if self.journal_dir:
+            return Path(self.journal_dir).expanduser()
+        env = os.environ.get("HFTD_JOURNAL_DIR")
+        if env:
+            return Path(env)
+        xdg = os.environ.get("XDG_STATE_HOME")
+        if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is ignored
+            return Path(xdg) / "hftd" / "journal"
+        return Path.home() / ".local" / "state" / "hftd" / "journal"
 
 
 class HftdConfig(_Base, frozen=True, kw_only=True):
@@ -483,6 +516,15 @@ def _check(value: Any, tp: Any, path: str, errors: list[str]) -> None:
         errors.append(f"{(path + suffix) if suffix else (path or '<root>')}: {text}")
 
 
+_NEW_DAY = "start a new day with `hftd up --new-day` or `hftd day new`"
+# Fields that were removed: a config that still sets one is told what replaced it.
+REMOVED_FIELDS = {
+    "exchange.journal": "removed: journals are kept per trading day in system.journal_dir",
+    "gateway.journal": "removed: journals are kept per trading day in system.journal_dir",
+    "exchange.fresh_start": f"removed: journals are kept per trading day; {_NEW_DAY}",
+}
+
+
 def _check_struct(
     data: dict[str, Any], cls: type[msgspec.Struct], path: str, errors: list[str]
 ) -> None:
@@ -490,7 +532,8 @@ def _check_struct(
     fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
     for key in data:
         if key not in fields:
-            errors.append(f"{_join(path, key)}: unknown field")
+            where = _join(path, key)
+            errors.append(f"{where}: {REMOVED_FIELDS.get(where, 'unknown field')}")
     for name, field in fields.items():
         if name not in data:
             if field.required:
@@ -571,12 +614,6 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 RING_EDGES = ("md", "orders", "executions")
-
-
-def gateway_journal_path(cfg: HftdConfig) -> Path:
-    """Where the gateway journals orders sent and executions received."""
-    j = cfg.gateway.journal
-    return Path(j) if j else cfg.system.resolved_run_dir() / "gateway.journal"
 
 
 def ring_name(cfg: HftdConfig, edge: str) -> str:

@@ -88,7 +88,7 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
     data = deep_merge(
         data,
         {
-            "system": {"run_dir": str(tmp / "run")},
+            "system": {"run_dir": str(tmp / "run"), "journal_dir": str(tmp / "journal")},
             "exchange": {"order_port": free_port(), "md_port": free_port()},
             "rings": {"prefix": prefix},
         },
@@ -126,9 +126,18 @@ class Daemon:
 
 @contextmanager
 def start_daemon(
-    component: str, config_path: Path, ready_timeout: float = 30.0
+    component: str,
+    config_path: Path,
+    ready_timeout: float = 30.0,
+    *,
+    cwd: Path = ROOT,
+    command: list[str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[Daemon]:
-    """Start `hftd <component>`, wait for its READY=1 on a NOTIFY_SOCKET we serve."""
+    """Start `hftd <component>`, wait for its READY=1 on a NOTIFY_SOCKET we serve.
+
+    `command` replaces `python -m hftd.cli` (e.g. the installed `hftd` script);
+    `args` follow `--config` (e.g. `("--new-day",)` for `up`)."""
     run_dir = config_path.parent
     notify_path = run_dir / f"notify-{component}.sock"
     notify_path.unlink(missing_ok=True)
@@ -138,11 +147,17 @@ def start_daemon(
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hftd.cli", component, "--config", str(config_path)],
+            [
+                *(command or [sys.executable, "-m", "hftd.cli"]),
+                component,
+                "--config",
+                str(config_path),
+                *args,
+            ],
             stdout=logf,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=ROOT,
+            cwd=cwd,
         )
     daemon = Daemon(proc, log_path, tomllib.loads(config_path.read_text()))
     try:
@@ -262,6 +277,48 @@ def ask(d: Daemon, name: str, cmd: Any) -> Any:
     from hftd.ipc.control import request_sync
 
     reply = request_sync(Path(d.config["system"]["run_dir"]) / f"{name}.sock", cmd)
+    assert reply.ok, reply.error
+    return reply.result
+
+
+def run_cli(module: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` to the end (hftd.cli, hftd.ctl.main), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`hftctl --config cfg <args>`."""
+    return run_cli("hftd.ctl.main", "--config", str(cfg), *args, timeout=30)
+
+
+def hftd_refused(cfg: Path, *args: str) -> str:
+    """`hftd <args> --config cfg` must refuse to run (exit 2) at once; its output."""
+    res = run_cli("hftd.cli", *args, "--config", str(cfg), timeout=30)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    return out
+
+
+def status_of_up(up: Daemon) -> dict[str, dict[str, Any]]:
+    """The embedded supervisor's view of every daemon of `hftd up` (by name)."""
+    from hftd.msg.control import Status
+
+    reply = ask_path(Path(up.config["system"]["run_dir"]) / "supervisor.sock", Status())
+    return {d["name"]: d for d in reply}
+
+
+def ask_path(sock: Path, cmd: Any) -> Any:
+    """A control command's result from the socket at `sock`."""
+    from hftd.ipc.control import request_sync
+
+    reply = request_sync(sock, cmd)
     assert reply.ok, reply.error
     return reply.result
 

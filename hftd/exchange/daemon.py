@@ -2,9 +2,14 @@
 
 - tcp `order_port`: OUCH 5.0 over SoupBinTCP 3.0 (login with a configured
   username/password; a user re-logging in from sequence N gets every reply
-  from N; a new login for a user replaces that user's old connection).
-- tcp `md_port`: ITCH 5.0 over SoupBinTCP 3.0 (any username/password; login
-  from sequence 1 replays the whole day, 0 starts from now).
+  from N; a new login for a user replaces that user's old connection, so a
+  gateway reconnecting after a half-open TCP gets in).
+- tcp `md_port`: ITCH 5.0 over SoupBinTCP 3.0 (a configured `md_users` login,
+  or any login when none is configured; at most `md_max_sessions_per_user`
+  sessions each; login from sequence 1 replays the whole day, 0 starts from now).
+- On both ports (`hftd.exchange.access`): failed logins throttled per source
+  (all of loopback is one) and per username, with a lock-out; refused logins
+  logged rate-limited; at most `max_connections` connections open.
 - control socket `<run_dir>/exchange.sock`: Status, Snapshot(user), Depth(symbol),
   Disconnect(kind).
 
@@ -21,16 +26,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import trio
 
-from hftd.config import HftdConfig
+from hftd.config import ExchangeConfig, HftdConfig, UserConfig
+from hftd.exchange.access import (
+    ConnectionCap,
+    LoginThrottle,
+    PortAccess,
+    SessionCap,
+    Verdict,
+    source_key,
+)
 from hftd.exchange.journal import JournaledVenue, JournalMismatch, Recovery, open_venue
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
 from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Snapshot
+from hftd.runtime.daemon import StartupError, listen_tcp
 from hftd.runtime.journal import JournalCorrupt
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
@@ -82,6 +95,8 @@ class ExchangeDaemon:
         self.md_latency = LatencyModel(self.ex.md_latency)
         self.md_released = 0  # ITCH messages visible to clients (md latency)
         self.passwords = {u.username: u.password for u in self.ex.users}
+        self.order_access = _port_access(self.ex, self.ex.users, md=False)
+        self.md_access = _port_access(self.ex, self.ex.md_users, md=True)
         self.active: dict[str, trio.CancelScope] = {}
         self.md_sessions = 0
         self.md_scopes: set[trio.CancelScope] = set()
@@ -92,14 +107,18 @@ class ExchangeDaemon:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            self.jv, rec = open_venue(self.cfg, self.jv.live_clock)
-        except (JournalCorrupt, JournalMismatch) as exc:
-            log.error(
-                "cannot replay the journal: %s (set exchange.fresh_start or remove it "
-                "to open a new day)",
-                exc,
+            # In a thread: a long day's replay must not keep SIGTERM waiting (a
+            # stop abandons it; the journal is only read, or cut at a torn tail).
+            self.jv, rec = await trio.to_thread.run_sync(
+                open_venue, self.cfg, self.jv.live_clock, abandon_on_cancel=True
             )
-            raise
+        except (JournalCorrupt, JournalMismatch) as exc:
+            raise StartupError(
+                f"cannot replay the journal: {exc} (it is kept as the day's record; to trade "
+                "on, start a new day: `hftd up --new-day`, or `hftd day new` with "
+                "everything stopped)",
+                refused=True,
+            ) from exc
         self.venue = self.jv.venue
         self.recovery = rec
         log.info(
@@ -123,10 +142,10 @@ class ExchangeDaemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sync_journal)
             order_listeners = await nursery.start(
-                partial(trio.serve_tcp, self._order_session, self.ex.order_port, host=self.ex.host)
+                listen_tcp, self._order_session, self.ex.host, self.ex.order_port, "order entry"
             )
             md_listeners = await nursery.start(
-                partial(trio.serve_tcp, self._md_session, self.ex.md_port, host=self.ex.host)
+                listen_tcp, self._md_session, self.ex.host, self.ex.md_port, "market data"
             )
             self.order_port = order_listeners[0].socket.getsockname()[1]
             self.md_port = md_listeners[0].socket.getsockname()[1]
@@ -141,6 +160,11 @@ class ExchangeDaemon:
                 self.md_port,
                 len(self.cfg.symbols),
             )
+            if self.md_access.users is None:
+                log.warning(
+                    "market data is open to anyone: exchange.md_users is empty, so the md "
+                    "port accepts any username and password"
+                )
             task_status.started()
 
     async def _sync_journal(self) -> None:
@@ -156,11 +180,18 @@ class ExchangeDaemon:
     # --- control -----------------------------------------------------------------
 
     def status_detail(self) -> dict[str, Any]:
+        now = trio.current_time()
+        access = {"orders": self.order_access.counters(now), "md": self.md_access.counters(now)}
         return {
             "order_port": self.order_port,
             "md_port": self.md_port,
             "order_sessions": sorted(self.active),
             "md_sessions": self.md_sessions,
+            **{
+                key: access["orders"][key] + access["md"][key]
+                for key in ("failed_logins", "locked_out_sources", "connections_refused")
+            },
+            "access": access,
             "md_messages": len(self.venue.md),
             "journal_replayed": self.recovery.records if self.recovery else 0,
             "journal_appended": self.jv.journal.records if self.jv.journal else 0,
@@ -257,13 +288,90 @@ class ExchangeDaemon:
             return nxt
         return requested
 
+    def _admit(self, access: PortAccess, port: str, peer: str) -> bool:
+        """Count a new connection in, or refuse it at the cap (rate-limited warning)."""
+        if access.connections.admit():
+            return True
+        skipped = access.refused_warning.due(trio.current_time())
+        if skipped is not None:
+            log.warning(
+                "%s port: connection from %s closed: %d connections open, max_connections is %d%s",
+                port,
+                peer,
+                access.connections.open,
+                access.connections.limit,
+                f" ({skipped} more refused since the last warning)" if skipped else "",
+            )
+        return False
+
+    async def _refuse(
+        self,
+        stream: trio.SocketStream,
+        access: PortAccess,
+        what: str,
+        user: str,
+        peer: str,
+        verdict: Verdict,
+    ) -> None:
+        """Answer a refused login and log it: a lock-out once, when it starts; any other
+        refusal through `_log_refusal` (a guesser must not flood the log)."""
+        ex = self.ex
+        if verdict.locked_now:
+            log.warning(
+                "%s login from %s: source %s locked out for %g s after more than %d failed "
+                "logins within %g s (last tried user %r); every login from it is refused "
+                "until then",
+                what,
+                peer,
+                _source(peer),
+                ex.login_lockout_s,
+                ex.login_max_failures,
+                ex.login_failure_window_s,
+                user,
+            )
+        if verdict.user_locked_now:
+            log.warning(
+                "%s login from %s: user %r locked out for %g s after more than %d failed "
+                "logins for it within %g s from any source; every login as that user is "
+                "refused until then",
+                what,
+                peer,
+                user,
+                ex.login_lockout_s,
+                ex.login_max_failures,
+                ex.login_failure_window_s,
+            )
+        if verdict.locked_out:
+            log.debug("%s login refused for %r from %s: %s", what, user, peer, verdict.problem)
+        elif not (verdict.locked_now or verdict.user_locked_now):
+            self._log_refusal(
+                access, "%s login refused for %r from %s: %s", what, user, peer, verdict.problem
+            )
+        await stream.send_all(soup.login_rejected(verdict.reject))
+
+    def _log_refusal(self, access: PortAccess, msg: str, *args: object) -> None:
+        """Warn of a refused login: a few lines, then one per interval saying how many
+        were left out (`RateLimitedWarning`, per port)."""
+        skipped = access.refused_login_warning.due(trio.current_time())
+        if skipped is None:
+            return
+        if skipped:
+            msg += " (%d more refused logins not logged since the last line)"
+            args = (*args, skipped)
+        log.warning(msg, *args)
+
     async def _order_session(self, stream: trio.SocketStream) -> None:
         peer = _peer(stream)
         user = ["?"]
         async with stream:
-            await _guarded(
-                f"order session from {peer}", self._order_session_body(stream, peer, user)
-            )
+            if not self._admit(self.order_access, "order", peer):
+                return
+            try:
+                await _guarded(
+                    f"order session from {peer}", self._order_session_body(stream, peer, user)
+                )
+            finally:
+                self.order_access.connections.release()
 
     async def _order_session_body(
         self, stream: trio.SocketStream, peer: str, who: list[str]
@@ -271,12 +379,20 @@ class ExchangeDaemon:
         session = soup.ServerSession()
         login = await self._login(stream, session)
         user = who[0] = login.username
-        if self.passwords.get(user) != login.password:
-            log.warning("order login refused for %r from %s: not authorized", user, peer)
-            await stream.send_all(soup.login_rejected(soup.REJECT_NOT_AUTHORIZED))
+        verdict = self.order_access.authenticate(
+            _source(peer), user, login.password, trio.current_time()
+        )
+        if not verdict.accepted:
+            await self._refuse(stream, self.order_access, "order", user, peer, verdict)
             return
         if login.session not in ("", self.ex.session):
-            log.warning("order login refused for %r: unknown session %r", user, login.session)
+            self._log_refusal(
+                self.order_access,
+                "order login refused for %r from %s: unknown session %r",
+                user,
+                peer,
+                login.session,
+            )
             await stream.send_all(soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
             return
         old = self.active.pop(user, None)
@@ -328,18 +444,54 @@ class ExchangeDaemon:
     async def _md_session(self, stream: trio.SocketStream) -> None:
         peer = _peer(stream)
         async with stream:
-            await _guarded(f"market data session {peer}", self._md_session_body(stream, peer))
+            if not self._admit(self.md_access, "market data", peer):
+                return
+            try:
+                await _guarded(f"market data session {peer}", self._md_session_body(stream, peer))
+            finally:
+                self.md_access.connections.release()
 
     async def _md_session_body(self, stream: trio.SocketStream, peer: str) -> None:
         session = soup.ServerSession()
         login = await self._login(stream, session)
+        user = login.username
+        verdict = self.md_access.authenticate(
+            _source(peer), user, login.password, trio.current_time()
+        )
+        if not verdict.accepted:
+            await self._refuse(stream, self.md_access, "market data", user, peer, verdict)
+            return
         if login.session not in ("", self.ex.session):
+            self._log_refusal(
+                self.md_access,
+                "market data login refused for %r from %s: unknown session %r",
+                user,
+                peer,
+                login.session,
+            )
             await stream.send_all(soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
             return
-        first = self._first_sequence(login.sequence, self.venue.md)
+        verdict = self.md_access.open_session(user)
+        if not verdict.accepted:
+            await self._refuse(stream, self.md_access, "market data", user, peer, verdict)
+            return
+        try:
+            await self._md_stream(stream, session, peer, user, login.sequence)
+        finally:
+            self.md_access.close_session(user)
+
+    async def _md_stream(
+        self,
+        stream: trio.SocketStream,
+        session: soup.ServerSession,
+        peer: str,
+        user: str,
+        sequence: int,
+    ) -> None:
+        first = self._first_sequence(sequence, self.venue.md)
         await stream.send_all(soup.login_accepted(self.ex.session, first))
         pipelined = session.accept()
-        log.info("market data session up: %s from sequence %d", peer, first)
+        log.info("market data session up: user %r from %s, from sequence %d", user, peer, first)
         self.md_sessions += 1
         try:
             with trio.CancelScope() as scope:
@@ -352,7 +504,7 @@ class ExchangeDaemon:
         finally:
             self.md_scopes.discard(scope)
             self.md_sessions -= 1
-        log.info("market data session closed: %s", peer)
+        log.info("market data session closed: user %r from %s", user, peer)
 
     async def _md_reader(self, stream: trio.SocketStream, session: soup.ServerSession) -> None:
         while True:
@@ -427,6 +579,26 @@ def _session_ending(exc: BaseException) -> BaseException | None:
             return None
         exc = match.exceptions[0]
     return exc if isinstance(exc, _SESSION_ENDINGS) else None
+
+
+def _port_access(ex: ExchangeConfig, users: list[UserConfig], *, md: bool) -> PortAccess:
+    """One port's access rules from the config. Market data without `md_users` takes any
+    login and caps sessions per user; order entry always needs a configured user and keeps
+    one session per user by replacing the old one (`_order_session_body`)."""
+    return PortAccess(
+        users={u.username: u.password for u in users} if users or not md else None,
+        throttle=LoginThrottle(
+            ex.login_max_failures, ex.login_failure_window_s, ex.login_lockout_s
+        ),
+        connections=ConnectionCap(ex.max_connections),
+        sessions=SessionCap(ex.md_max_sessions_per_user) if md else None,
+    )
+
+
+def _source(peer: str) -> str:
+    """The source a "host:port" peer's failed logins are counted by (`source_key`:
+    all of loopback is one, IPv6 counts by /64)."""
+    return source_key(peer.rpartition(":")[0] or peer)
 
 
 def _peer(stream: trio.SocketStream) -> str:

@@ -17,7 +17,7 @@ Records (msgpack arrays, tag first), in the order they happened::
     ["I", ts, user, raw]             one inbound OUCH message (raw bytes as received)
     ["F", ts, index]                 one synthetic flow step for symbols[index]
     ["P", index, flow]               symbols[index]'s flow config changed (reload)
-    ["E", ts]                        end of day
+    ["E", ts]                        end of day (a later "S" reopens the venue)
 
 Why this is enough:
 - The clock is a `StepClock` holding one value per input: every timestamp an
@@ -31,6 +31,12 @@ Why this is enough:
 
 An input journaled but not applied when the process died is applied by the
 replay: its replies are then in the streams for the client to fetch.
+
+A journal belongs to one trading day (`hftd.runtime.days`); a clean stop
+journals nothing, so continuing a day after `hftd up` stopped is replaying
+it as after a crash. A day continued after an end of day (`end_of_day`)
+replays as closed (`started` False): the daemon then journals a new start
+of day, which reopens the venue (ITCH `S O` again, OUCH System Event `S`).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import msgspec
 from hftd.config import FlowConfig, HftdConfig
 from hftd.exchange.flow import FlowCancel, FlowGenerator
 from hftd.exchange.venue import Venue
+from hftd.runtime.days import exchange_journal_path
 from hftd.runtime.journal import Journal, TornInfo
 from hftd.wire import ouch
 
@@ -127,13 +134,6 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
 
 
-def journal_path(cfg: HftdConfig) -> Path:
-    """Where the exchange journals: `exchange.journal`, else <run_dir>/exchange.journal."""
-    if cfg.exchange.journal:
-        return Path(cfg.exchange.journal)
-    return cfg.system.resolved_run_dir() / "exchange.journal"
-
-
 # --- the journaled venue --------------------------------------------------------------
 
 
@@ -162,8 +162,8 @@ class JournaledVenue:
         ]
         self.journal = journal
         self.begun = False
-        self.started = False
-        self.ended = False
+        self.started = False  # open: a start of day and no end of day after it
+        self.ended = False  # closed by an end of day (a start of day reopens it)
         self.inputs = 0  # applied, replayed ones included
 
     def _now(self) -> int:
@@ -257,15 +257,18 @@ class JournaledVenue:
         elif isinstance(rec, StartOfDay):
             self.clock.now = rec.ts
             self.inputs += 1
+            told_end = list(self.venue.users.values()) if self.ended else []
             self.venue.start_of_day()
-            self.started = True
+            for user in told_end:  # reopened: users whose stream said end of day
+                user.stream.append(ouch.encode_outbound(ouch.SystemEventMsg(rec.ts, "S")))
+            self.started, self.ended = True, False
         elif isinstance(rec, FlowParams):
             self.flows[rec.index].cfg = rec.flow
         else:
             self.clock.now = rec.ts
             self.inputs += 1
             self.venue.end_of_day()
-            self.ended = True
+            self.started, self.ended = False, True
 
     def _begin(self, rec: Begin) -> None:
         if self.begun:
@@ -311,17 +314,18 @@ class Recovery(msgspec.Struct, frozen=True):
     torn: TornInfo | None  # the torn tail that was cut off
 
 
-def open_venue(cfg: HftdConfig, clock_ns: Callable[[], int]) -> tuple[JournaledVenue, Recovery]:
-    """The venue rebuilt from `journal_path(cfg)` (unless `fresh_start`), journaling on.
+def open_venue(
+    cfg: HftdConfig, clock_ns: Callable[[], int], path: Path | None = None
+) -> tuple[JournaledVenue, Recovery]:
+    """The venue rebuilt from the current trading day's journal (or `path`), journaling on.
 
-    Raises JournalCorrupt or JournalMismatch if the journal cannot be replayed.
+    A journal is never discarded: a new trading day (`hftd day new`) has a new
+    one. Raises JournalCorrupt or JournalMismatch if the journal cannot be
+    replayed, DayError or RunDirError if there is no usable trading day.
     """
     ex = cfg.exchange
-    path = journal_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ex.fresh_start and path.exists():
-        log.warning("fresh start: discarding journal %s", path)
-        path.unlink()
+    if path is None:
+        path = exchange_journal_path(cfg)
     t0 = time.perf_counter()
     journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s)
     try:

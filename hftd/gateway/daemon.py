@@ -13,23 +13,27 @@ import logging
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
 
-from hftd.config import HftdConfig, gateway_journal_path, ring_name
+from hftd.config import HftdConfig, ring_name
 from hftd.gateway.core import GatewayCore
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, OrderCommand
+from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.hotloop import HotLoop
 from hftd.runtime.journal import Journal
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
+
+QUIET_ALL = (1 << 63) - 1  # above any venue sequence number
 
 log = logging.getLogger("hftd.gateway")
 
@@ -47,6 +51,11 @@ class GatewayAgent:
         self.enc = msgspec.msgpack.Encoder()
         self.dec = msgspec.msgpack.Decoder(OrderCommand)
         last = execs.last_committed()
+        # A new executions ring (`hftd up` continuing a day, or the first start):
+        # a strategy learns the day so far from our Status (working orders and
+        # positions, `adopt`), so replayed replies must not reach it as reports
+        # too (an adopted live order "accepted" again is not a valid event).
+        self.fresh_ring = last is None
         if last is not None:
             self.core.quiet_until = msgspec.msgpack.decode(last, type=ExecutionReport).venue_seq
         self.pending: deque[bytes] = deque()  # reports the ring could not take yet
@@ -216,23 +225,41 @@ class GatewayService:
         snap: dict[str, Any] = reply.result
         return snap if reply.ok else None
 
+    @staticmethod
+    def _recover(agent: GatewayAgent, path: Path) -> tuple[Journal, list[bytes], int]:
+        """Open the day's journal and rebuild orders and positions from it."""
+        gw = agent.cfg.gateway
+        journal, records = Journal.recover(path, gw.journal_fsync, gw.journal_batch_s)
+        agent.core.journal = journal
+        if agent.fresh_ring:
+            agent.core.quiet_until = QUIET_ALL
+        last_seq = agent.core.replay(records, time.monotonic_ns())
+        if agent.fresh_ring:
+            agent.core.quiet_until = last_seq  # every later reply is reported
+        return journal, records, last_seq
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # The current trading day's journal, resolved once: the day never changes
+        # under a running daemon. A continued day (`hftd up` after a clean stop)
+        # replays it like a crash does, with new rings: nothing here depends on
+        # ring positions surviving (without them, replayed reports reach the
+        # strategy again, as stale ones it only takes positions from).
+        path = gateway_journal_path(self.cfg)
         rc = self.cfg.rings
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         agent = self.agent = GatewayAgent(self.cfg, orders, execs)
-        gw = self.cfg.gateway
-        journal, records = Journal.recover(
-            gateway_journal_path(self.cfg), gw.journal_fsync, gw.journal_batch_s
-        )
-        agent.core.journal = journal
         t0 = time.monotonic()
-        last_seq = agent.core.replay(records, time.monotonic_ns())
+        # In a thread: a long day's replay must not keep SIGTERM waiting.
+        journal, records, last_seq = await trio.to_thread.run_sync(
+            self._recover, agent, path, abandon_on_cancel=True
+        )
         agent.link.next_seq = last_seq + 1
         log.info(
-            "journal: %d records replayed in %.0f ms; logging in from sequence %d",
+            "journal: %d records replayed in %.0f ms from %s; logging in from sequence %d",
             len(records),
             (time.monotonic() - t0) * 1000,
+            path,
             agent.link.next_seq,
         )
         agent.snapshot = await self._venue_snapshot()

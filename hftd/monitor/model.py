@@ -52,6 +52,12 @@ RATE_SPAN_S = 1.0  # rates over about this much time
 LATENCY_EVERY_S = 1.0
 
 
+
+def _money(value: Any) -> float:
+    """A fixed-point amount from a Status as dollars; None (not known yet, e.g.
+    no mark for a position recovered before any trade) reads as 0."""
+    return float(value) / PRICE_SCALE if value is not None else 0.0
+
 class Reading(msgspec.Struct, kw_only=True):
     """The latest a poller knows about one daemon."""
 
@@ -415,21 +421,21 @@ class Aggregator:
             return [], None
         rows = []
         for p in snap.get("positions") or []:
-            realized = float(p.get("realized", 0)) / PRICE_SCALE
-            unrealized = float(p.get("unrealized", 0)) / PRICE_SCALE
+            realized = _money(p.get("realized"))
+            unrealized = _money(p.get("unrealized"))
             rows.append(PositionRow(
-                symbol=str(p.get("symbol", "?")), qty=int(p.get("qty", 0)),
-                avg_price=float(p.get("avg_price", 0.0)) / PRICE_SCALE,
-                mark=float(p.get("mark", 0)) / PRICE_SCALE,
+                symbol=str(p.get("symbol", "?")), qty=int(p.get("qty") or 0),
+                avg_price=_money(p.get("avg_price")),
+                mark=_money(p.get("mark")),  # None: no market price seen yet
                 unrealized=unrealized, realized=realized, total=realized + unrealized,
             ))
         rows.sort(key=lambda r: r.symbol)
         total = PositionRow(
-            symbol="TOTAL", qty=int(snap.get("net_shares", sum(r.qty for r in rows))),
+            symbol="TOTAL", qty=int(snap.get("net_shares", sum(r.qty for r in rows)) or 0),
             avg_price=0.0, mark=0.0,
-            unrealized=float(snap.get("unrealized", 0)) / PRICE_SCALE,
-            realized=float(snap.get("realized", 0)) / PRICE_SCALE,
-            total=float(snap.get("total", 0)) / PRICE_SCALE,
+            unrealized=_money(snap.get("unrealized")),
+            realized=_money(snap.get("realized")),
+            total=_money(snap.get("total")),
         )
         return rows, total
 

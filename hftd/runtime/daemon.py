@@ -9,23 +9,27 @@ SIGTERM/SIGINT. A component is a `Service`; the daemon is this thin shell.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import signal
+import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
 from hftd.config import ConfigError, DaemonConfig, HftdConfig, config_diff, load_config
 from hftd.ipc.control import serve_control
+from hftd.ipc.ring import RingError, RingUntrustedError
 from hftd.msg.control import Command, Reload, ReloadResult, Status, StatusInfo
 from hftd.runtime.log import flush_stale, setup_logging
 from hftd.runtime.notify import Notifier
+from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir
 
 
 class Service(Protocol):
@@ -124,33 +128,75 @@ async def _flush_stale_logs() -> None:
         flush_stale()
 
 
-async def _serve(runtime: Runtime) -> None:
-    notifier = Notifier()
-    run_dir = runtime.cfg.system.resolved_run_dir()
-    log = runtime.log
+async def _signals(
+    runtime: Runtime,
+    notifier: Notifier,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """SIGTERM/SIGINT stop the daemon in every state, starting included; SIGHUP reloads.
+
+    Started before anything else, so a daemon that cannot get ready (no venue,
+    a port in use) still stops when asked. Once the stop began the receiver is
+    closed, so a second SIGTERM gets the default action: the process ends.
+    """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                serve_control, run_dir / f"{runtime.component}.sock", runtime.dispatch
-            )
-            await nursery.start(runtime.service.run)
-            # Everything allocated so far lives for the whole run: keep the
-            # collector from ever walking it again mid-trading.
-            gc.collect()
-            gc.freeze()
-            runtime.state = "running"
-            notifier.ready(f"{runtime.component} running")
-            nursery.start_soon(notifier.watchdog_loop)
-            nursery.start_soon(_flush_stale_logs)
-            async for signum in signals:
-                if signum == signal.SIGHUP:
+        task_status.started()
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                if runtime.state == "running":
                     runtime.reload()
-                    continue
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                runtime.state = "stopping"
-                notifier.stopping()
-                nursery.cancel_scope.cancel()
-                break
+                else:
+                    runtime.log.warning("SIGHUP while %s: reload ignored", runtime.state)
+                continue
+            runtime.log.info("%s: shutting down", signal.Signals(signum).name)
+            runtime.state = "stopping"
+            notifier.stopping()
+            scope.cancel()
+            return
+
+
+async def _watch_supervisor(runtime: Runtime, scope: trio.CancelScope) -> None:
+    """Under `hftd up`, stdin is a pipe from the supervisor: EOF means it is gone
+    (even SIGKILLed), and a daemon must not outlive it (an orphan would keep
+    trading with nobody to stop it)."""
+    while True:
+        await trio.lowlevel.wait_readable(0)
+        try:
+            data = os.read(0, 4096)
+        except BlockingIOError:
+            continue
+        if not data:
+            runtime.log.warning("the supervisor is gone (stdin closed): shutting down")
+            runtime.state = "stopping"
+            scope.cancel()
+            return
+
+
+async def _serve(runtime: Runtime, run_dir: Path) -> None:
+    notifier = Notifier()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_signals, runtime, notifier, nursery.cancel_scope)
+        if os.environ.get("HFTD_SUPERVISED") == "1" and _stdin_is_pipe():
+            nursery.start_soon(_watch_supervisor, runtime, nursery.cancel_scope)
+        await nursery.start(serve_control, run_dir / f"{runtime.component}.sock", runtime.dispatch)
+        await nursery.start(runtime.service.run)
+        # Everything allocated so far lives for the whole run: keep the
+        # collector from ever walking it again mid-trading.
+        gc.collect()
+        gc.freeze()
+        runtime.state = "running"
+        notifier.ready(f"{runtime.component} running")
+        nursery.start_soon(notifier.watchdog_loop)
+        nursery.start_soon(_flush_stale_logs)
+
+
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        return False
 
 
 _POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
@@ -167,24 +213,110 @@ def set_cpu_policy(policy: str, log: logging.Logger) -> None:
         log.warning("cannot set CPU scheduling policy %s: %s", policy, exc)
 
 
+class StartupError(Exception):
+    """The daemon cannot do its job in this environment (a port in use, …); the
+    message says what, for the log, `systemctl status` and `hftctl status`.
+
+    `refused`: restarting cannot help until someone fixes the cause (a journal
+    that is not this venue's): the daemon exits EXIT_REFUSED, not restarted.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+EXIT_FAILED: Final = 1  # could not run now; a restart may help (port in use, no venue)
+EXIT_REFUSED: Final = 2  # the config or the environment forbids it; a restart will not help
+
+
+def _refused(exc: BaseException) -> bool:
+    """Would a restart meet the same wall? Another user's ring or run dir, a
+    lock held by a running copy, a journal that cannot be replayed: yes."""
+    if isinstance(exc, StartupError):
+        return exc.refused
+    return isinstance(exc, RunDirError | RingUntrustedError)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line saying why a daemon stopped: the first real error inside `exc`."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    if isinstance(exc, StartupError | RunDirError | RingError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def listen_tcp(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    host: str,
+    port: int,
+    what: str,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """`trio.serve_tcp`, but a port that cannot be bound says which and why."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{what} port {port} on {host} is in use") from exc
+        raise StartupError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from exc
+    await trio.serve_listeners(handler, listeners, task_status=task_status)
+
+
 def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int:
-    """The `main` of every daemon; returns the process exit code."""
+    """The `main` of every daemon; returns the process exit code.
+
+    Refuses (EXIT_REFUSED) before touching anything when the config is invalid,
+    the run dir is not the running user's own, or this component already runs
+    there (its lock in the run dir is held); reports why it cannot run, as
+    STATUS= to systemd or the supervisor, whatever stops it.
+    """
+    # Until the signal task takes over, a SIGHUP (reload) must not end the daemon
+    # (its default action); while stopping it is ignored again.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    notifier = Notifier()
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         print(f"hftd {component}: {exc}", file=sys.stderr)
-        return 2
+        notifier.failed(f"invalid config {exc.source}: {'; '.join(exc.errors)}")
+        return EXIT_REFUSED
     log = setup_logging(component, cfg.system.log_level)
-    dcfg = cfg.daemons.get(component, DaemonConfig())
-    set_affinity(dcfg.cpus, log)
-    if dcfg.nice:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, dcfg.nice)
-            log.info("niceness %d", dcfg.nice)
-        except OSError as exc:  # lowering niceness needs CAP_SYS_NICE
-            log.warning("cannot set niceness %d: %s", dcfg.nice, exc)
-    set_cpu_policy(dcfg.cpu_policy, log)
-    runtime = Runtime(component, str(Path(config_path).resolve()), cfg, factory(cfg))
-    trio.run(_serve, runtime)
+    try:
+        run_dir = ensure_private_dir(cfg.system.resolved_run_dir())
+        lock = RunLock(run_dir, component)
+        lock.acquire()
+    except RunDirError as exc:
+        log.error("cannot run: %s", exc)
+        notifier.failed(str(exc))
+        return EXIT_REFUSED
+    try:
+        dcfg = cfg.daemons.get(component, DaemonConfig())
+        set_affinity(dcfg.cpus, log)
+        if dcfg.nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, dcfg.nice)
+                log.info("niceness %d", dcfg.nice)
+            except OSError as exc:  # lowering niceness needs CAP_SYS_NICE
+                log.warning("cannot set niceness %d: %s", dcfg.nice, exc)
+        set_cpu_policy(dcfg.cpu_policy, log)
+        runtime = Runtime(component, str(Path(config_path).resolve()), cfg, factory(cfg))
+        trio.run(_serve, runtime, run_dir)
+    except (Exception, BaseExceptionGroup) as exc:
+        reason = describe_failure(exc)
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        expected = isinstance(leaf, StartupError | RunDirError | RingError | OSError)
+        log.error("cannot run: %s", reason, exc_info=None if expected else exc)
+        notifier.failed(reason)
+        return EXIT_REFUSED if _refused(leaf) else EXIT_FAILED
+    finally:
+        lock.release()
     log.info("stopped")
     return 0

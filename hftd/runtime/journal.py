@@ -49,6 +49,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from hftd.runtime.rundir import RunLock
+
 FsyncPolicy = Literal["always", "batch", "never"]
 FSYNC_POLICIES: Final = ("always", "batch", "never")
 
@@ -174,6 +176,7 @@ class Journal:
         self.records = 0  # appended since open
         self.syncs = 0
         self.torn: TornInfo | None = None  # what `recover` cut off, if anything
+        self.lock: RunLock | None = None  # `recover`'s writer lock, released by close()
         self._fd = fd
         self._dirty = False
         self._last_sync = time.monotonic()
@@ -202,8 +205,24 @@ class Journal:
         the last whole one. Raises JournalCorrupt for damage in the middle.
         """
         p = Path(path)
+        # One writer per journal, for its life: two systems sharing a journal
+        # dir (or a second copy of a daemon) would interleave their records.
+        lock = RunLock(
+            p.parent,
+            p.name,
+            busy=f"journal {p} is already in use",
+            hint="only one daemon may write a journal: is another system using the same "
+            "system.journal_dir?",
+        )
+        lock.acquire()
         created = not p.exists()
-        fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            fd = os.open(
+                p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
+            )
+        except BaseException:
+            lock.release()
+            raise
         try:
             with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read()
@@ -224,9 +243,11 @@ class Journal:
                 _sync_dir(p.parent)
         except BaseException:
             os.close(fd)
+            lock.release()
             raise
         journal = cls(p, fd, fsync, batch_interval_s, good)
         journal.torn = torn
+        journal.lock = lock
         return journal, records
 
     # --- writing -------------------------------------------------------------------
@@ -280,6 +301,8 @@ class Journal:
         finally:
             os.close(self._fd)
             self._fd = -1
+            if self.lock is not None:
+                self.lock.release()
 
     @property
     def closed(self) -> bool:

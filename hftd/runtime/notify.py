@@ -6,6 +6,7 @@ NOTIFY_SOCKET itself; does nothing when NOTIFY_SOCKET is unset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -13,6 +14,8 @@ import sdnotify
 import trio
 
 log = logging.getLogger("hftd.notify")
+
+FAILED_PREFIX = "failed: "  # STATUS= of a daemon that is exiting because it cannot run
 
 
 class Notifier:
@@ -23,15 +26,31 @@ class Notifier:
         mine = not pid or pid == str(os.getpid())
         self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and mine else 0.0
 
+    def _send(self, state: str) -> None:
+        """One datagram, UTF-8: sdnotify encodes Latin-1 and silently drops what
+        does not fit (an em dash in an error message lost the whole STATUS=)."""
+        sock = self._n.socket
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):  # nobody listens (any more): nothing to tell
+            sock.sendall(state.encode("utf-8", "replace"))
+
     def ready(self, status: str = "") -> None:
-        self._n.notify(f"READY=1\nMAINPID={os.getpid()}" + (f"\nSTATUS={status}" if status else ""))
+        self._send(f"READY=1\nMAINPID={os.getpid()}" + (f"\nSTATUS={status}" if status else ""))
         log.info("ready%s", f": {status}" if status else "")
 
     def stopping(self) -> None:
-        self._n.notify("STOPPING=1")
+        self._send("STOPPING=1\nSTATUS=stopping")
+
+    def failed(self, reason: str) -> None:
+        """Say why the daemon cannot run, just before it exits: `systemctl status`
+        shows STATUS=, and the embedded supervisor reports it as the daemon's
+        last error (instead of a bare exit code)."""
+        text = " ".join(reason.split())[:400]
+        self._send(f"STATUS={FAILED_PREFIX}{text}")
 
     def ping(self) -> None:
-        self._n.notify("WATCHDOG=1")
+        self._send("WATCHDOG=1")
 
     async def watchdog_loop(self) -> None:
         """Ping at half the watchdog period from the trio loop (so a stuck loop is noticed)."""

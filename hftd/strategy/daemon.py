@@ -225,6 +225,7 @@ class StrategyService:
             "working": e.working(),
             "untracked": e.untracked(),
             "stale_reports": e.stale(),
+            "invalid_reports": e.invalid(),
             "gateway_heard_ms_ago": (time.monotonic_ns() - e.gateway_seen_ns) // 1_000_000
             if e.gateway_seen_ns
             else None,

@@ -167,3 +167,6 @@ class StrategyEngine:
 
     def stale(self) -> int:
         return sum(s.om.stale for s in self.strategies)
+
+    def invalid(self) -> int:
+        return sum(s.om.invalid for s in self.strategies)

@@ -7,6 +7,7 @@ mean the gateway and the strategy disagree: a bug or a lost message).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from hftd.msg.hot import (
@@ -21,6 +22,8 @@ from hftd.msg.hot import (
     ExecutionReport,
     OrderCommand,
 )
+
+log = logging.getLogger("hftd.strategy")
 
 SENT = "sent"  # on its way; no reply yet
 LIVE = "live"  # acknowledged by the venue, nothing traded
@@ -96,6 +99,7 @@ class OrderManager:
         self.first_cl_id = first_cl_id
         self.untracked = 0  # reports for this run's orders that we do not know: a bug
         self.stale = 0  # reports for a previous run's orders (after a restart)
+        self.invalid = 0  # reports the order's state could not take (ignored)
         self.refused = 0  # commands the gateway ring would not take
         self.counts = {"sent": 0, "fills": 0, "partial_fills": 0, "rejects": 0, "cancels": 0}
 
@@ -164,7 +168,20 @@ class OrderManager:
     # --- reports --------------------------------------------------------------------
 
     def on_report(self, r: ExecutionReport) -> WorkingOrder | None:
-        """Apply an execution report; returns the order it concerned."""
+        """Apply an execution report; returns the order it concerned.
+
+        A report the order's state cannot take (a duplicate, say) is counted in
+        `invalid` and logged, never raised: the gateway's word on positions
+        still stands, and a strategy daemon must not die of one odd report.
+        """
+        try:
+            return self._apply(r)
+        except ValueError as exc:
+            self.invalid += 1
+            log.warning("%s: report ignored: %s", self.strategy, exc)
+            return None
+
+    def _apply(self, r: ExecutionReport) -> WorkingOrder | None:
         if r.symbol:
             self.positions[r.symbol] = r.position
         if r.kind == EX_REPLACED:

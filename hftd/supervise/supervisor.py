@@ -7,6 +7,17 @@ systemd), restarts a daemon that exits, is killed, or goes watchdog-silent,
 gives up on one that flaps, and stops everything in reverse order on
 SIGTERM/SIGINT. Children run in their own process group so a terminal's
 Ctrl-C reaches only the supervisor, which then stops them in order.
+
+One system per run dir: the supervisor holds `<run_dir>/hftd.lock` (and each
+daemon its own `<component>.lock`) for its life, so a second `hftd up` fails at
+once naming the running pid, before it touches rings, sockets or journals.
+
+Stopping always works: the first SIGTERM/SIGINT stops the daemons in reverse
+order (each gets SIGTERM, then SIGKILL after `stop_timeout_s`); a second one
+kills what is left at once. A daemon's stdin is a pipe from the supervisor, so
+if the supervisor itself is SIGKILLed every daemon sees EOF and stops: none is
+left behind trading on its own. Children are started with `python -P`, so a
+directory called `hftd` in the working directory cannot stand in for the package.
 """
 
 from __future__ import annotations
@@ -29,14 +40,15 @@ from hftd.config import (
     DaemonConfig,
     HftdConfig,
     SupervisorConfig,
-    gateway_journal_path,
     ring_name,
 )
-from hftd.exchange.journal import journal_path as exchange_journal_path
 from hftd.ipc.control import serve_control
-from hftd.ipc.ring import Ring
+from hftd.ipc.ring import SHM_DIR, Ring, RingError
 from hftd.msg.control import Command, DaemonStatus, Status
-from hftd.runtime.notify import Notifier
+from hftd.runtime import days
+from hftd.runtime.daemon import EXIT_REFUSED
+from hftd.runtime.notify import FAILED_PREFIX, Notifier
+from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir, lock_holder
 
 log = logging.getLogger("hftd.supervisor")
 
@@ -68,6 +80,8 @@ class Child:
         self.ready_at = 0.0
         self.restarts = 0
         self.last_error = ""
+        self.status_text = ""  # the last STATUS= this run of the daemon sent
+        self.started = False  # supervised at all (a dependency may have failed first)
         self.last_recovery_ms = 0.0
         self.recoveries_ms: list[float] = []
         self.flaps = FlapDetector(scfg.flap_window_s, scfg.flap_max_restarts)
@@ -75,6 +89,12 @@ class Child:
         self.spare: trio.Process | None = None  # warm standby process for the next restart
         self.first_ready = trio.Event()  # READY once, or given up on
         self.stopped = trio.Event()
+
+    def failure(self, exit_reason: str) -> str:
+        """Why this run of the daemon ended: what it said (STATUS=failed: …), and how."""
+        if self.status_text.startswith(FAILED_PREFIX):
+            return f"{self.status_text.removeprefix(FAILED_PREFIX)} ({exit_reason})"
+        return exit_reason
 
     def status(self) -> DaemonStatus:
         up = time.monotonic() - self.ready_at if self.state == "ready" else 0.0
@@ -90,12 +110,17 @@ class Child:
 
 
 class _Died(Exception):
-    """The daemon died or was killed by us; `args[0]` says why."""
+    """The daemon died or was killed by us; `args[0]` says why, `code` is its exit code."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Supervisor:
-    def __init__(self, cfg: HftdConfig, config_path: str) -> None:
+    def __init__(self, cfg: HftdConfig, config_path: str, new_day: bool = False) -> None:
         self.cfg = cfg
+        self.new_day = new_day  # `hftd up --new-day`: open a new trading day first
         self.config_path = str(Path(config_path).resolve())
         self.scfg = cfg.supervisor
         self.run_dir = cfg.system.resolved_run_dir()
@@ -104,6 +129,9 @@ class Supervisor:
         self.children = {n: Child(n, cfg.daemons[n], self.scfg) for n in self.order}
         self.notifier = Notifier()
         self.stopping = False
+        self.killing = False  # a second signal: no more waiting for daemons to stop
+        self.stop_waits: set[trio.CancelScope] = set()
+        self.starting = trio.CancelScope()
 
     # --- control -----------------------------------------------------------------
 
@@ -115,57 +143,142 @@ class Supervisor:
     # --- lifecycle ------------------------------------------------------------------
 
     def remove_rings(self) -> None:
-        """`hftd up` runs a whole system, venue included, as a new trading day:
-        rings and journals from another run (a crash, or the last clean stop)
-        hold stale state. Start and end clean; restarts in between keep them."""
+        """Rings from another run (a crash, or the last clean stop) hold stale
+        positions: start and end with new ones; restarts in between keep them.
+        Only the rings: the journals are the trading day's records and are kept
+        (`open_day`); a continued day is replayed from them, not from rings."""
         removed = remove_rings(self.cfg)
-        for path in (gateway_journal_path(self.cfg), exchange_journal_path(self.cfg)):
-            if path.exists():
-                path.unlink()
-                removed.append(path.name)
         if removed:
-            log.info("removed state of another run: %s", ", ".join(removed))
+            log.info("removed rings of another run: %s", ", ".join(removed))
 
-    async def run(self) -> None:
-        self.notify_dir.mkdir(parents=True, exist_ok=True)
-        self.remove_rings()
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                await nursery.start(serve_control, self.run_dir / "supervisor.sock", self.handle)
-                nursery.start_soon(self._start_all, nursery)
-                async for signum in signals:
-                    log.info(
-                        "%s: stopping %s",
-                        signal.Signals(signum).name,
-                        ", ".join(reversed(self.order)),
+    def open_day(self) -> None:
+        """Continue the current trading day, or open a new one (`--new-day`, none yet,
+        or `system.trading_day_starts` passed), before any daemon starts: the
+        daemons journal into whatever day CURRENT names and never roll over.
+
+        Raises RunDirError (DayError) if the journal dir cannot be used.
+        """
+        day, what = days.open_day(self.cfg, new=self.new_day)
+        log.info("trading day %s %s: journals in %s", day.name, what, day.path)
+
+    def _take_run_dir(self) -> list[RunLock]:
+        """Check the run dir is ours, lock it, make sure nothing of ours runs there,
+        then settle the trading day.
+
+        Raises RunDirError (AlreadyRunning, DayError) before anything is touched.
+        """
+        self.run_dir = ensure_private_dir(self.run_dir)
+        locks = [RunLock(self.run_dir, "hftd")]
+        # rings live in /dev/shm, named by prefix: two systems sharing a prefix
+        # would remove and corrupt each other's rings
+        locks.append(RunLock(SHM_DIR, f"{self.cfg.rings.prefix}-supervisor"))
+        taken: list[RunLock] = []
+        try:
+            for lock in locks:
+                lock.acquire()
+                taken.append(lock)
+            for name in self.order:
+                pid = lock_holder(self.run_dir, name)
+                if pid is not None:
+                    who = f"pid {pid}" if pid else "another process"
+                    raise RunDirError(
+                        f"{name} is already running in {self.run_dir} ({who}, outside this "
+                        "supervisor: systemd, or a daemon started by hand); stop it first"
                     )
-                    break
-                self.stopping = True
-                for name in reversed(self.order):
-                    child = self.children[name]
-                    child.scope.cancel()
-                    await child.stopped.wait()
-                    await _dismiss(child)
-                nursery.cancel_scope.cancel()
-        self.remove_rings()
-        log.info("all daemons stopped")
+            self.notify_dir = ensure_private_dir(self.run_dir / "notify", "notify dir")
+            journals = days.journal_dir_lock(days.journal_dir(self.cfg))
+            journals.acquire()
+            taken.append(journals)
+            self.open_day()  # under the locks: no other `hftd up` is journaling here
+            # The web token is per run: a new `hftd up` makes the monitor draw a new one.
+            (self.run_dir / "web.token").unlink(missing_ok=True)
+        except BaseException:
+            for lock in taken:
+                lock.release()
+            raise
+        return taken
+
+    async def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT; EXIT_REFUSED if the run dir is not usable."""
+        try:
+            locks = self._take_run_dir()
+        except RunDirError as exc:
+            log.error("cannot start: %s", exc)
+            self.notifier.failed(str(exc))
+            return EXIT_REFUSED
+        try:
+            self.remove_rings()
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    await nursery.start(
+                        serve_control, self.run_dir / "supervisor.sock", self.handle
+                    )
+                    nursery.start_soon(self._start_all, nursery)
+                    async for signum in signals:
+                        log.info(
+                            "%s: stopping %s (again to kill them at once)",
+                            signal.Signals(signum).name,
+                            ", ".join(reversed(self.order)),
+                        )
+                        break
+                    nursery.start_soon(self._kill_on_signal, signals)
+                    await self._stop_all()
+                    nursery.cancel_scope.cancel()
+            self.remove_rings()
+            log.info("all daemons stopped")
+            return 0
+        finally:
+            for lock in locks:
+                lock.release()
+
+    async def _stop_all(self) -> None:
+        """Stop every daemon in reverse start order; those never started need nothing."""
+        self.stopping = True
+        self.starting.cancel()
+        for name in reversed(self.order):
+            child = self.children[name]
+            if child.started:
+                child.scope.cancel()
+                await child.stopped.wait()
+            await _dismiss(child, 0.0 if self.killing else 5.0)
+
+    async def _kill_on_signal(self, signals: Any) -> None:
+        """A second SIGTERM/SIGINT while stopping: SIGKILL whatever is still alive."""
+        async for signum in signals:
+            log.warning("%s again: killing every daemon now", signal.Signals(signum).name)
+            self.killing = True
+            for scope in self.stop_waits:
+                scope.cancel()
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
         """Start each daemon once the daemons it comes after are READY.
 
-        The supervisor itself reports READY=1 (to whoever started it) once
-        every daemon was READY once.
+        A daemon whose dependency was given up on is not started (it could not
+        work): it is marked failed, naming the dependency. The supervisor
+        itself reports READY=1 (to whoever started it) once every daemon was
+        READY once, or given up on.
         """
-        for name in self.order:
-            child = self.children[name]
-            for dep in child.dcfg.after:
-                await self.children[dep].first_ready.wait()
-            nursery.start_soon(self._supervise, child)
-        for child in self.children.values():
-            await child.first_ready.wait()
-        states = ", ".join(f"{c.name} {c.state}" for c in self.children.values())
-        self.notifier.ready(states)
+        with self.starting:
+            for name in self.order:
+                child = self.children[name]
+                for dep in child.dcfg.after:
+                    await self.children[dep].first_ready.wait()
+                failed = [d for d in child.dcfg.after if self.children[d].state == "failed"]
+                if failed:
+                    child.state = "failed"
+                    child.last_error = "not started: " + "; ".join(
+                        f"{d} failed ({self.children[d].last_error})" for d in failed
+                    )
+                    log.error("%s %s", child.name, child.last_error)
+                    child.first_ready.set()
+                    continue
+                child.started = True
+                nursery.start_soon(self._supervise, child)
+            for child in self.children.values():
+                await child.first_ready.wait()
+            states = ", ".join(f"{c.name} {c.state}" for c in self.children.values())
+            self.notifier.ready(states)
 
     async def _supervise(self, child: Child) -> None:
         died_at = 0.0
@@ -176,7 +289,20 @@ class Supervisor:
                         await self._run_once(child, died_at)
                     except _Died as exc:
                         died_at = time.monotonic()
-                        child.last_error = str(exc)
+                        child.pid = 0
+                        child.last_error = child.failure(str(exc))
+                        if exc.code == EXIT_REFUSED:
+                            # a config or environment problem: restarting cannot help
+                            child.state = "failed"
+                            child.last_error += "; not restarted (fix the cause, then restart)"
+                            log.error("%s: %s", child.name, child.last_error)
+                            child.first_ready.set()
+                            await _dismiss(child)
+                            await trio.sleep_forever()
+                    except Exception as exc:  # our bug: report it, keep supervising the rest
+                        log.exception("%s: supervisor error", child.name)
+                        died_at = time.monotonic()
+                        child.last_error = f"supervisor error: {type(exc).__name__}: {exc}"
                     if child.flaps.record(time.monotonic()):
                         child.state = "failed"
                         child.last_error += (
@@ -185,6 +311,7 @@ class Supervisor:
                         )
                         log.error("%s: %s", child.name, child.last_error)
                         child.first_ready.set()
+                        await _dismiss(child)
                         await trio.sleep_forever()
                     child.state = "restarting"
                     child.restarts += 1
@@ -200,8 +327,10 @@ class Supervisor:
         """Run the daemon until it dies (raises _Died) or we are cancelled (stops it)."""
         path = self.notify_dir / f"{child.name}.sock"
         path.unlink(missing_ok=True)
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        await sock.bind(str(path))
+        std = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        std.bind(str(path))
+        std.setblocking(False)
+        sock = trio.socket.from_stdlib_socket(std)
         env = dict(
             os.environ,
             NOTIFY_SOCKET=str(path),
@@ -210,10 +339,21 @@ class Supervisor:
         )
         env.pop("WATCHDOG_PID", None)
         child.state = "starting"
-        proc = child.spare if child.spare is not None else await self._spawn(child, env)
+        child.status_text = ""
+        try:
+            proc = child.spare if child.spare is not None else await self._spawn(child, env)
+        except OSError as exc:
+            sock.close()
+            raise _Died(f"cannot start: {exc}") from exc
         child.spare = None
         assert proc.stdin is not None
-        await proc.stdin.send_all(b"go\n")
+        try:
+            await proc.stdin.send_all(b"go\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            code = await proc.wait()  # it died while it waited (an import failed, say)
+            self._drain(child, std)
+            sock.close()
+            raise _Died(_describe_exit(code), code) from None
         child.pid = proc.pid
         # The next restart uses a warm spare: interpreter up, modules imported,
         # so a restart costs the daemon's own start-up only.
@@ -224,7 +364,10 @@ class Supervisor:
                 nursery.start_soon(self._notifications, child, sock, last_ping, died_at)
                 nursery.start_soon(self._watchdog, child, proc, last_ping)
                 code = await proc.wait()
-                raise _Died(_describe_exit(code))
+                # what it said just before it exited (STATUS=failed: why) may not
+                # have been read yet: it is in the socket's queue
+                self._drain(child, std)
+                raise _Died(_describe_exit(code), code)
         except BaseExceptionGroup as group:
             died, rest = group.split(_Died)
             if died is not None and rest is None:
@@ -240,6 +383,7 @@ class Supervisor:
         return await trio.lowlevel.open_process(
             [
                 sys.executable,
+                "-P",  # never import from the working directory (a folder named hftd)
                 "-m",
                 "hftd.cli",
                 child.name,
@@ -255,7 +399,11 @@ class Supervisor:
     async def _prepare_spare(self, child: Child, env: dict[str, str]) -> None:
         if child.spare is not None or self.stopping:
             return
-        spare = await self._spawn(child, env)
+        try:
+            spare = await self._spawn(child, env)
+        except OSError as exc:  # no spare then: the next restart spawns afresh
+            log.warning("%s: cannot start a warm spare: %s", child.name, exc)
+            return
         child.spare = spare
         if self.stopping:  # shutdown began meanwhile
             await _dismiss(child)
@@ -264,27 +412,46 @@ class Supervisor:
         self, child: Child, sock: trio.socket.SocketType, last_ping: list[float], died_at: float
     ) -> None:
         while True:
-            data = await sock.recv(4096)
-            now = time.monotonic()
-            fields = data.decode("utf-8", "replace").split("\n")
-            if "WATCHDOG=1" in fields:
-                last_ping[0] = now
-            if "READY=1" in fields and child.state != "ready":
-                child.state = "ready"
-                child.ready_at = now
-                last_ping[0] = now
-                child.first_ready.set()
-                if died_at:
-                    child.last_recovery_ms = (now - died_at) * 1000
-                    child.recoveries_ms.append(child.last_recovery_ms)
-                    log.info(
-                        "%s READY again (pid %d) %.0f ms after it died",
-                        child.name,
-                        child.pid,
-                        child.last_recovery_ms,
-                    )
-                else:
-                    log.info("%s READY (pid %d)", child.name, child.pid)
+            self._notified(child, await sock.recv(4096), last_ping, died_at)
+
+    def _drain(self, child: Child, std: socket.socket) -> None:
+        """After it exited: the STATUS= it sent last (why it stopped) may still be queued."""
+        while True:
+            try:
+                data = std.recv(4096)
+            except OSError:  # BlockingIOError: nothing more
+                return
+            for field in data.decode("utf-8", "replace").split("\n"):
+                if field.startswith("STATUS="):
+                    child.status_text = field.removeprefix("STATUS=")
+
+    def _notified(
+        self, child: Child, data: bytes, last_ping: list[float], died_at: float
+    ) -> None:
+        """One sd_notify datagram from the daemon: READY, WATCHDOG, STATUS."""
+        now = time.monotonic()
+        fields = data.decode("utf-8", "replace").split("\n")
+        for field in fields:
+            if field.startswith("STATUS="):
+                child.status_text = field.removeprefix("STATUS=")
+        if "WATCHDOG=1" in fields:
+            last_ping[0] = now
+        if "READY=1" in fields and child.state != "ready":
+            child.state = "ready"
+            child.ready_at = now
+            last_ping[0] = now
+            child.first_ready.set()
+            if died_at:
+                child.last_recovery_ms = (now - died_at) * 1000
+                child.recoveries_ms.append(child.last_recovery_ms)
+                log.info(
+                    "%s READY again (pid %d) %.0f ms after it died",
+                    child.name,
+                    child.pid,
+                    child.last_recovery_ms,
+                )
+            else:
+                log.info("%s READY (pid %d)", child.name, child.pid)
 
     async def _watchdog(self, child: Child, proc: trio.Process, last_ping: list[float]) -> None:
         """Kill a daemon that is silent too long, or never became ready."""
@@ -300,20 +467,32 @@ class Supervisor:
                 raise _Died(f"not READY within {self.scfg.start_timeout_s:g} s")
 
     async def _stop(self, child: Child, proc: trio.Process) -> None:
+        """SIGTERM, then SIGKILL after stop_timeout_s (at once after a second signal)."""
         if proc.returncode is not None:
             return
         child.state = "stopping"
         proc.terminate()
-        with trio.move_on_after(self.scfg.stop_timeout_s):
-            await proc.wait()
-            return
-        log.warning("%s did not stop in %.0f s: killing it", child.name, self.scfg.stop_timeout_s)
+        with trio.move_on_after(0.0 if self.killing else self.scfg.stop_timeout_s) as wait:
+            self.stop_waits.add(wait)
+            try:
+                await proc.wait()
+                return
+            finally:
+                self.stop_waits.discard(wait)
+        if not self.killing:
+            log.warning(
+                "%s did not stop in %.0f s: killing it", child.name, self.scfg.stop_timeout_s
+            )
         proc.kill()
         await proc.wait()
 
 
 def remove_rings(cfg: HftdConfig) -> list[str]:
-    """Unlink the hot-path rings (and doorbells) of this config's prefix."""
+    """Unlink the hot-path rings (and doorbells) of this config's prefix.
+
+    Only our own: a ring another user created is left in place (and logged);
+    the daemons then refuse to attach to it, saying why.
+    """
     removed = []
     for edge in RING_EDGES:
         name = ring_name(cfg, edge)
@@ -322,18 +501,20 @@ def remove_rings(cfg: HftdConfig) -> list[str]:
             removed.append(name)
         except FileNotFoundError:
             pass
+        except (RingError, OSError) as exc:
+            log.error("cannot remove ring %s: %s", name, exc)
     return removed
 
 
-async def _dismiss(child: Child) -> None:
-    """Send an unused spare away (EOF on its stdin ends it)."""
+async def _dismiss(child: Child, wait_s: float = 5.0) -> None:
+    """Send an unused spare away (EOF on its stdin ends it); SIGKILL after `wait_s`."""
     spare, child.spare = child.spare, None
     if spare is None:
         return
     with trio.CancelScope(shield=True):
         if spare.stdin is not None:
             await spare.stdin.aclose()
-        with trio.move_on_after(5):
+        with trio.move_on_after(wait_s):
             await spare.wait()
         if spare.returncode is None:
             spare.kill()
@@ -357,10 +538,9 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-async def run_up(cfg: HftdConfig, config_path: str) -> int:
+async def run_up(cfg: HftdConfig, config_path: str, new_day: bool = False) -> int:
     """`hftd up`: supervise every enabled daemon until SIGTERM/SIGINT."""
     if not cfg.start_order():
         log.error("no daemons enabled in %s", config_path)
-        return 2
-    await Supervisor(cfg, config_path).run()
-    return 0
+        return EXIT_REFUSED
+    return await Supervisor(cfg, config_path, new_day=new_day).run()

@@ -3,9 +3,10 @@
 The scenario of test_chaos_supervisor.py, with systemd 252 as the supervisor:
 a throwaway `systemd-nspawn` container (tests/nspawn.py) runs the units
 `deploy/systemd/install` renders, hft@exchange, hft@feed, hft@gateway and
-hft@strategy, reading /etc/hftd/hftd.toml with run_dir "" so they use the
-units' HFTD_RUN_DIR=/run/hftd (RuntimeDirectory=, kept across restarts: the
-control sockets and both journals live there). Each unit is killed with
+hft@strategy, reading /etc/hftd/hftd.toml with run_dir and journal_dir "" so
+they use the units' HFTD_RUN_DIR=/run/hftd (RuntimeDirectory=, kept across
+restarts: the control sockets) and HFTD_JOURNAL_DIR=/var/lib/hftd/journal (the
+trading day's journals). Each unit is killed with
 `systemctl kill -s KILL --kill-whom=main`, as a crash would kill it, and must
 be READY=1 again quickly (systemd's ActiveEnter - ActiveExit timestamps), and
 trading must go on. Afterwards, halted via `hftctl` inside the container, the
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 ORDER = ["exchange", "feed", "gateway", "strategy"]  # hft@monitor is not part of this
 RUN_DIR = "/run/hftd"  # the units' RuntimeDirectory= and HFTD_RUN_DIR
+JOURNAL_DIR = "/var/lib/hftd/journal"  # the units' HFTD_JOURNAL_DIR (StateDirectory=)
 BUDGET_S = 135.0  # every wait below shares this; pytest-timeout (150 s) is the backstop
 # SIGKILL -> READY=1 again: RestartSec=100ms + ~30 ms to relaunch, then Python
 # start-up. Measured on a 2-vCPU box: p50 0.5-0.6 s, max 0.6-0.9 s, but up to 1.26 s
@@ -57,16 +59,16 @@ KILL_PROPS = (
 def chaos_config(path: Path, ring_prefix: str) -> Path:
     """default.toml as test_chaos_supervisor.py runs it, for the units' /etc/hftd/hftd.toml.
 
-    run_dir "" (the units set HFTD_RUN_DIR=/run/hftd), journals at their
-    defaults (<run_dir>/gateway.journal, <run_dir>/exchange.journal), no daemon
-    pins itself (`cpus = []`: under systemd, CPUAffinity= pins); daemons other
-    than the four (hft@monitor) are not started, and disabled so hftctl skips them.
+    run_dir and journal_dir "" (the units set HFTD_RUN_DIR and HFTD_JOURNAL_DIR:
+    the journals go in <journal_dir>/<day>/), no daemon pins itself (`cpus = []`:
+    under systemd, CPUAffinity= pins); daemons other than the four (hft@monitor)
+    are not started, and disabled so hftctl skips them.
     """
     data = tomllib.loads((ROOT / "config" / "default.toml").read_text())
     over: dict[str, Any] = {
-        "system": {"run_dir": ""},
-        "exchange": {"journal": "", "flow": {"enabled": True, "arrival_rate_per_s": 120.0}},
-        "gateway": {"journal": "", "strategy_timeout_s": 0.5},
+        "system": {"run_dir": "", "journal_dir": ""},
+        "exchange": {"flow": {"enabled": True, "arrival_rate_per_s": 120.0}},
+        "gateway": {"strategy_timeout_s": 0.5},
         "strategy": {"instances": STRATEGIES},
         "rings": {"prefix": ring_prefix},
     }
@@ -247,8 +249,9 @@ def run_chaos(
     desk.wait_for("trading (>= 10 gateway fills)", lambda: desk.fills() >= 10, 60)
     print(f"trading after {time.monotonic() - t0:.2f} s")
 
-    # Both journals are in the RuntimeDirectory, which must outlive every restart.
-    journals = {n: c.path(f"{RUN_DIR}/{n}.journal") for n in ("gateway", "exchange")}
+    # Both journals are in the day the first unit opened; every restart continues it.
+    day = c.path(f"{JOURNAL_DIR}/CURRENT").read_text().strip()
+    journals = {n: c.path(f"{JOURNAL_DIR}/{day}/{n}.journal") for n in ("gateway", "exchange")}
     inodes = {n: p.stat().st_ino for n, p in journals.items()}
     sizes = {n: p.stat().st_size for n, p in journals.items()}
     assert all(sizes.values()), sizes
@@ -276,6 +279,7 @@ def run_chaos(
         st = p.stat()
         assert st.st_ino == inodes[n], f"{n}.journal was replaced across restarts"
         assert st.st_size > sizes[n], f"{n}.journal did not grow: {sizes[n]} -> {st.st_size}"
+    assert c.path(f"{JOURNAL_DIR}/CURRENT").read_text().strip() == day, "a unit changed the day"
 
     # hftctl inside the container finds the daemons in /run/hftd, restarts from systemd.
     code, out = desk.hftctl("status", "--json")

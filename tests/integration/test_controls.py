@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +11,9 @@ from hftd.ipc.control import request_sync
 from hftd.msg.control import Snapshot
 from hftd.wire import ouch
 from tests.integration.test_trading import trading_config
-from tests.support import Daemon, SoupClient, ask, start_daemon, status, wait_for
+from tests.support import Daemon, SoupClient, ask, hftctl, start_daemon, status, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(
-        [sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return res
 
 
 def venue_replies(ex: Daemon, first: int) -> list[ouch.Outbound]:

@@ -133,7 +133,7 @@ def test_malformed_packet_ends_only_that_session(quiet_exchange: Daemon) -> None
     order_port, md_port = ports(quiet_exchange)
     good = SoupClient(order_port, "HFTD", "hftd-pass")
     replies(good, 1)
-    md = SoupClient(md_port)
+    md = SoupClient(md_port, "FEED", "feed")  # default.toml's [[exchange.md_users]]
     bad = SoupClient(order_port, "TEST", "test-pass")
     bad.sock.sendall(soup.unsequenced(b"Q" + b"\x00" * 10))  # no such OUCH message
     assert bad.closed_by_server()
@@ -186,7 +186,7 @@ class MdReader:
     """A market-data client feeding a book builder, knowing where it is."""
 
     def __init__(self, port: int) -> None:
-        self.client = SoupClient(port, sequence=1)
+        self.client = SoupClient(port, "FEED", "feed", sequence=1)  # an md user
         self.books = BookBuilder()
         self.last = 0
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from hftd.config import load_config
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Depth, Snapshot
+from hftd.runtime.days import exchange_journal_path
 from hftd.wire import ouch
 from tests.support import Daemon, SoupClient, make_config, start_daemon
 
@@ -61,10 +63,10 @@ def test_sigkilled_exchange_restarts_with_identical_streams(tmp_path: Path) -> N
     cfg = make_config(
         tmp_path, {"exchange": {"flow": {"arrival_rate_per_s": 150.0, "marketable_ratio": 0.2}}}
     )
-    journal = tmp_path / "run" / "exchange.journal"
     with start_daemon("exchange", cfg) as before:
+        journal = exchange_journal_path(load_config(cfg))
         order_port, md_port = ports(before)
-        md = SoupClient(md_port, sequence=1)
+        md = SoupClient(md_port, "FEED", "feed", sequence=1)  # an md user
         trader = SoupClient(order_port, "HFTD", "hftd-pass", sequence=1)
         got: list[bytes] = []
         for i in range(30):  # trade against the flow: takers, makers, replaces, cancels
@@ -110,7 +112,7 @@ def test_sigkilled_exchange_restarts_with_identical_streams(tmp_path: Path) -> N
         drain(again, rest)
         assert rest == []
         # Market data from 1: the prefix the client had, byte for byte, and it goes on.
-        md_again = SoupClient(md_port, sequence=1)
+        md_again = SoupClient(md_port, "FEED", "feed", sequence=1)
         assert read(md_again, len(md_before)) == md_before
         seq = request_sync(control(after), Depth("AAPL")).result["md_sequence"]
         assert seq > len(md_before)

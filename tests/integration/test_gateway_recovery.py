@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hftd.config import load_config
 from hftd.msg.control import Snapshot
+from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.journal import read_all
 from tests.integration.test_trading import trading_config
 from tests.support import ask, assert_gateway_matches_venue, start_daemon, status, wait_for
@@ -27,8 +29,8 @@ def record_starts(data: bytes) -> list[int]:
 
 def test_truncated_journal_recovers_exactly(tmp_path: Path) -> None:
     cfg = trading_config(tmp_path)
-    journal = tmp_path / "run" / "gateway.journal"
     with start_daemon("exchange", cfg) as ex, start_daemon("feed", cfg):
+        journal = gateway_journal_path(load_config(cfg))  # the day the exchange opened
         with start_daemon("gateway", cfg) as gw:
             with start_daemon("strategy", cfg):
                 wait_for(lambda: status(gw, "gateway")["fills"] >= 30, 120, "fills")

@@ -69,7 +69,7 @@ def test_itchfeed_decodes_the_live_stream(tmp_path: Path) -> None:
                 )
             )
             trader.send_unsequenced(ouch.encode_inbound(ouch.CancelOrder(ref * 3 + 1, 100)))
-        md = SoupClient(d.config["exchange"]["md_port"], sequence=1)
+        md = SoupClient(d.config["exchange"]["md_port"], "FEED", "feed", sequence=1)
         seen: dict[str, int] = {}
         expect_seq = 1
         wanted = {"S", "R", "H", "A", "E", "X", "D", "U"}

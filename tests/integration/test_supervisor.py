@@ -6,8 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +13,11 @@ import pytest
 
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Hang, Status
-from tests.support import Daemon, make_config, start_daemon, wait_for
+from tests.support import hftctl, make_config, start_daemon, status_of_up, wait_for
 
 pytestmark = pytest.mark.integration
 
-
-def hftctl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hftd.ctl.main", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def statuses(up: Daemon) -> dict[str, dict[str, Any]]:
-    sock = Path(up.config["system"]["run_dir"]) / "supervisor.sock"
-    reply = request_sync(sock, Status())
-    assert reply.ok, reply.error
-    return {d["name"]: d for d in reply.result}
+statuses = status_of_up
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from hftd.config import HftdConfig, load_config
 from hftd.exchange.journal import (
     JournaledVenue,
     JournalMismatch,
-    journal_path,
     open_venue,
 )
+from hftd.runtime.days import exchange_journal_path, open_day
 from hftd.runtime.journal import Journal, JournalCorrupt, frame, read_all
-from hftd.wire import ouch
+from hftd.wire import itch, ouch
 from tests.support import DEFAULT_CONFIG
 
 USERS = ("HFTD", "TEST")
@@ -28,7 +28,9 @@ def config(tmp: Path, **exchange: Any) -> HftdConfig:
     cfg = load_config(DEFAULT_CONFIG)
     return msgspec.structs.replace(
         cfg,
-        system=msgspec.structs.replace(cfg.system, run_dir=str(tmp)),
+        system=msgspec.structs.replace(
+            cfg.system, run_dir=str(tmp), journal_dir=str(tmp / "journal")
+        ),
         exchange=msgspec.structs.replace(cfg.exchange, **exchange),
     )
 
@@ -197,10 +199,44 @@ def test_end_of_day_is_journaled(tmp_path: Path) -> None:
     assert again.ended and state(again) == state(live)
 
 
+def test_a_day_continued_after_its_end_of_day_reopens_and_trades(tmp_path: Path) -> None:
+    """Continuing a day whose journal ends with an end of day (a stop that closed the
+    venue): the replay leaves it closed, the daemon's start of day reopens it, and
+    the reopened day replays byte for byte too."""
+    cfg = config(tmp_path)
+    live, _ = open_venue(cfg, FakeClock(1))
+    live.start_of_day()
+    Driver(live, 1, reloads=False).step()
+    live.end_of_day()
+    assert live.journal is not None
+    live.journal.close()
+    again, _ = open_venue(cfg, FakeClock(2))
+    assert again.ended and not again.started  # so the daemon journals a start of day
+    md_closed = len(again.venue.md)
+    again.start_of_day()
+    assert again.started and not again.ended
+    opening = [itch.decode(m) for m in again.venue.md.range(md_closed + 1, md_closed + 2)]
+    assert isinstance(opening[0], itch.SystemEvent) and opening[0].event_code == "O"
+    stream = again.venue.user("TEST").stream
+    (raw,) = stream.range(stream.next_sequence - 1, stream.next_sequence)
+    last = ouch.decode_outbound(raw)
+    assert isinstance(last, ouch.SystemEventMsg) and last.event_code == "S"
+    for ref, side in ((10_001, "S"), (10_002, "B")):  # it trades again
+        order = ouch.EnterOrder(ref, side, 100, "AAPL", 1_895_000)
+        again.handle("TEST", ouch.encode_inbound(order))
+    assert again.venue.snapshot("TEST").fills
+    assert again.journal is not None
+    again.journal.close()
+    third, _ = open_venue(cfg, FakeClock(3))
+    assert third.started and state(third) == state(again)
+    assert third.journal is not None
+    third.journal.close()
+
+
 def test_torn_last_record_gives_the_state_before_that_input(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    path = journal_path(cfg)
-    assert path == tmp_path / "exchange.journal"
+    path = exchange_journal_path(cfg)
+    assert path.parent.parent == tmp_path / "journal" and path.name == "exchange.journal"
     jv = JournaledVenue(cfg, FakeClock(3), Journal.open(path, "never"))
     jv.begin()
     jv.start_of_day()
@@ -257,7 +293,7 @@ def test_open_venue_replays_then_journals_on(tmp_path: Path) -> None:
     third.journal.close()
     assert third.journal.records == 4  # one flow change per symbol
     fourth, rec = open_venue(changed, FakeClock(4))
-    assert rec.records == len(read_all(journal_path(cfg))[0]) == 53 + 4
+    assert rec.records == len(read_all(exchange_journal_path(cfg))[0]) == 53 + 4
     assert fourth.journal is not None and fourth.journal.records == 0
     assert state(fourth) == state(third)
     assert fourth.journal is not None
@@ -288,22 +324,28 @@ def test_journal_of_another_venue_is_refused(tmp_path: Path) -> None:
     other = config(tmp_path, flow_seed=43)
     with pytest.raises(JournalMismatch, match="flow_seed: journal 42, config 43"):
         open_venue(other, FakeClock(1))
-    fresh, rec = open_venue(config(tmp_path, flow_seed=43, fresh_start=True), FakeClock(1))
+    kept = exchange_journal_path(cfg).read_bytes()
+    day, what = open_day(other, new=True)  # what an operator does: a new day, the old one kept
+    assert what.startswith("opened after") and day.name.n == 2
+    fresh, rec = open_venue(other, FakeClock(1))
     assert rec.records == 0 and fresh.begun and not fresh.started
+    assert rec.path == str(day.exchange_journal)
+    assert (day.path.parent / f"{day.name.date}.1" / "exchange.journal").read_bytes() == kept
     assert fresh.journal is not None
     fresh.journal.close()
 
 
 def test_not_a_journal_and_corruption_are_refused(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    path = journal_path(cfg)
+    path = exchange_journal_path(cfg)
     path.write_bytes(frame(b"\x92\xa1S\x05"))  # a StartOfDay first: no Begin
     with pytest.raises(JournalMismatch, match="not an exchange journal"):
         open_venue(cfg, FakeClock(1))
     path.write_bytes(frame(b"\xc1"))
     with pytest.raises(JournalMismatch, match="not an exchange record"):
         open_venue(cfg, FakeClock(1))
-    jv, _ = open_venue(config(tmp_path, fresh_start=True), FakeClock(1))
+    path.unlink()  # (a test's own file: hftd never removes a journal)
+    jv, _ = open_venue(cfg, FakeClock(1))
     jv.start_of_day()
     assert jv.journal is not None
     jv.journal.close()

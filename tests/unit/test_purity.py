@@ -15,6 +15,7 @@ PURE = [
     "hftd.exchange.engine",
     "hftd.exchange.venue",
     "hftd.exchange.flow",
+    "hftd.exchange.access",
     "hftd.book.l3",
     "hftd.feed.normalize",
     "hftd.risk.engine",
