@@ -339,7 +339,12 @@ class SupervisorConfig(_Base, frozen=True, kw_only=True):
     start_timeout_s: Seconds = 30.0  # no READY=1 in this time: killed and restarted
     stop_timeout_s: Seconds = 5.0  # SIGTERM, then SIGKILL after this
     flap_window_s: Seconds = 30.0
-    flap_max_restarts: Positive = 10  # more restarts than this in the window: given up
+    flap_max_restarts: Positive = 10  # more restarts than this in the window: backoff
+    # A daemon that keeps failing (or refuses to run: exit 2) is retried after
+    # backoff_min_s, doubling up to backoff_max_s; never abandoned while the
+    # system runs. Once it ran for flap_window_s, restarts are immediate again.
+    backoff_min_s: Seconds = 1.0
+    backoff_max_s: Seconds = 30.0
 
 
 class SystemConfig(_Base, frozen=True, kw_only=True):

@@ -94,7 +94,7 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     out: list[Condition] = []
     for d in f.daemons:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
-        if d.state in ("restarting", "failed"):
+        if d.state in ("restarting", "backoff", "waiting", "failed"):
             why = f" ({d.last_error})" if d.last_error else ""
             out.append(Condition(rule="daemon_down", subject=d.name, severity="critical",
                                  message=f"{d.name} {d.state}{why}"))

@@ -3,8 +3,10 @@
 Starts the configured daemons in dependency order (each waits for the READY=1
 of the daemons it names in `after`), serves NOTIFY_SOCKET itself (one
 datagram socket per daemon, so the daemons have the same code path as under
-systemd), restarts a daemon that exits, is killed, or goes watchdog-silent,
-gives up on one that flaps, and stops everything in reverse order on
+systemd), restarts a daemon that exits, is killed, or goes watchdog-silent
+(at once; one that keeps failing, or that refuses to run, with a growing
+backoff: never abandoned while the system runs), and stops everything in
+reverse order on
 SIGTERM/SIGINT. Children run in their own process group so a terminal's
 Ctrl-C reaches only the supervisor, which then stops them in order.
 
@@ -81,13 +83,15 @@ class Child:
         self.restarts = 0
         self.last_error = ""
         self.status_text = ""  # the last STATUS= this run of the daemon sent
-        self.started = False  # supervised at all (a dependency may have failed first)
+        self.started = False  # supervised at all (it may still wait for a dependency)
         self.last_recovery_ms = 0.0
         self.recoveries_ms: list[float] = []
         self.flaps = FlapDetector(scfg.flap_window_s, scfg.flap_max_restarts)
         self.scope = trio.CancelScope()
         self.spare: trio.Process | None = None  # warm standby process for the next restart
-        self.first_ready = trio.Event()  # READY once, or given up on
+        self.first_ready = trio.Event()  # READY once, or its first start failed (settled)
+        self.ever_ready = trio.Event()  # READY at least once
+        self.backoff_s = 0.0  # the next retry's delay while it keeps failing
         self.stopped = trio.Event()
 
     def failure(self, exit_reason: str) -> str:
@@ -252,33 +256,36 @@ class Supervisor:
                 scope.cancel()
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
-        """Start each daemon once the daemons it comes after are READY.
+        """Start each daemon once the daemons it comes after have been READY.
 
-        A daemon whose dependency was given up on is not started (it could not
-        work): it is marked failed, naming the dependency. The supervisor
-        itself reports READY=1 (to whoever started it) once every daemon was
-        READY once, or given up on.
+        Each waits on its own, so one stuck dependency holds back only what
+        needs it. The supervisor itself reports READY=1 (to whoever started
+        it) once every daemon is settled: READY, or failed its first start
+        and retrying, or waiting for such a dependency (`hftctl status` says
+        which).
         """
         with self.starting:
-            for name in self.order:
-                child = self.children[name]
-                for dep in child.dcfg.after:
-                    await self.children[dep].first_ready.wait()
-                failed = [d for d in child.dcfg.after if self.children[d].state == "failed"]
-                if failed:
-                    child.state = "failed"
-                    child.last_error = "not started: " + "; ".join(
-                        f"{d} failed ({self.children[d].last_error})" for d in failed
-                    )
-                    log.error("%s %s", child.name, child.last_error)
+            async with trio.open_nursery() as starters:
+                for child in self.children.values():
+                    starters.start_soon(self._start_when_ready, child, nursery)
+                for child in self.children.values():
+                    await child.first_ready.wait()
+                states = ", ".join(f"{c.name} {c.state}" for c in self.children.values())
+                self.notifier.ready(states)
+
+    async def _start_when_ready(self, child: Child, nursery: trio.Nursery) -> None:
+        for dep_name in child.dcfg.after:
+            dep = self.children[dep_name]
+            while not dep.ever_ready.is_set():
+                if dep.first_ready.is_set():  # it tried and is retrying: say so
+                    why = dep.last_error or dep.state
+                    child.state = "waiting"
+                    child.last_error = f"not started: waiting for {dep_name} ({why})"
                     child.first_ready.set()
-                    continue
-                child.started = True
-                nursery.start_soon(self._supervise, child)
-            for child in self.children.values():
-                await child.first_ready.wait()
-            states = ", ".join(f"{c.name} {c.state}" for c in self.children.values())
-            self.notifier.ready(states)
+                with trio.move_on_after(0.5):
+                    await dep.ever_ready.wait()
+        child.started = True
+        nursery.start_soon(self._supervise, child)
 
     async def _supervise(self, child: Child) -> None:
         died_at = 0.0
@@ -289,37 +296,45 @@ class Supervisor:
                         await self._run_once(child, died_at)
                     except _Died as exc:
                         died_at = time.monotonic()
+                        if child.state == "ready" and (
+                            died_at - child.ready_at >= self.scfg.flap_window_s
+                        ):
+                            child.backoff_s = 0.0  # it ran well for a while: fast again
                         child.pid = 0
                         child.last_error = child.failure(str(exc))
-                        if exc.code == EXIT_REFUSED:
-                            # a config or environment problem: restarting cannot help
-                            child.state = "failed"
-                            child.last_error += "; not restarted (fix the cause, then restart)"
-                            log.error("%s: %s", child.name, child.last_error)
-                            child.first_ready.set()
-                            await _dismiss(child)
-                            await trio.sleep_forever()
+                        refused = exc.code == EXIT_REFUSED
                     except Exception as exc:  # our bug: report it, keep supervising the rest
                         log.exception("%s: supervisor error", child.name)
                         died_at = time.monotonic()
+                        child.pid = 0
                         child.last_error = f"supervisor error: {type(exc).__name__}: {exc}"
-                    if child.flaps.record(time.monotonic()):
-                        child.state = "failed"
-                        child.last_error += (
-                            f"; flapping: more than {self.scfg.flap_max_restarts} restarts in "
-                            f"{self.scfg.flap_window_s:.0f} s, given up"
-                        )
-                        log.error("%s: %s", child.name, child.last_error)
-                        child.first_ready.set()
-                        await _dismiss(child)
-                        await trio.sleep_forever()
-                    child.state = "restarting"
+                        refused = False
                     child.restarts += 1
-                    log.warning("%s %s: restarting", child.name, child.last_error)
-                    await trio.sleep(self.scfg.restart_delay_s)
+                    flapping = child.flaps.record(time.monotonic())
+                    if not (refused or flapping or child.backoff_s):
+                        child.state = "restarting"
+                        log.warning("%s %s: restarting", child.name, child.last_error)
+                        await trio.sleep(self.scfg.restart_delay_s)
+                        continue
+                    # It keeps failing, or refuses to run (a config or environment
+                    # problem): retry, ever more slowly, until someone fixes the cause.
+                    child.backoff_s = min(
+                        self.scfg.backoff_max_s, max(self.scfg.backoff_min_s, child.backoff_s * 2)
+                    )
+                    child.state = "backoff"
+                    why = "refuses to run" if refused else "keeps failing"
+                    log.error(
+                        "%s %s: %s; retrying in %.0f s",
+                        child.name,
+                        child.last_error,
+                        why,
+                        child.backoff_s,
+                    )
+                    child.first_ready.set()
+                    await _dismiss(child)  # no warm spare held while it cannot run
+                    await trio.sleep(child.backoff_s)
         finally:
-            if child.state != "failed":
-                child.state = "stopped"
+            child.state = "stopped"
             child.pid = 0
             child.stopped.set()
 
@@ -441,6 +456,7 @@ class Supervisor:
             child.ready_at = now
             last_ping[0] = now
             child.first_ready.set()
+            child.ever_ready.set()
             if died_at:
                 child.last_recovery_ms = (now - died_at) * 1000
                 child.recoveries_ms.append(child.last_recovery_ms)

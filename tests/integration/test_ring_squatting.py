@@ -162,7 +162,7 @@ def test_ring_users_refuse_squatted_rings(
 
 def test_under_up_the_refusal_is_reported_and_not_retried(squatted: tuple[Path, str]) -> None:
     """`hftctl status` shows why (not "exited with code 1"), and a refusal a
-    restart cannot cure is not retried: the feed is failed at once."""
+    restart cannot cure is retried only after a backoff, not in a loop."""
     from tests.support import deep_merge, dump_toml, hftctl, status_of_up
 
     cfg, prefix = squatted
@@ -177,10 +177,11 @@ def test_under_up_the_refusal_is_reported_and_not_retried(squatted: tuple[Path, 
     cfg.write_text(dump_toml(data))
     with start_daemon("up", cfg) as up:
         feed = status_of_up(up)["feed"]
-        assert feed["state"] == "failed", feed
+        assert feed["state"] == "backoff", feed
         assert _untrusted_line(prefix, "md") in feed["last_error"], feed
         assert "exited with code 2" in feed["last_error"], feed
-        assert feed["restarts"] == 0, feed
+        assert 1 <= feed["restarts"] <= 2, feed  # retried only after a backoff (1 s, 2 s)
+        assert "refuses to run; retrying in" in up.log
         res = hftctl(cfg, "status")
         assert _untrusted_line(prefix, "md") in res.stdout, res.stdout
         assert "cannot remove ring" in up.log  # the supervisor left nobody's files alone

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ import pytest
 
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Hang
-from tests.support import ROOT, hftctl, make_config, start_daemon, status_of_up, wait_for
+from tests.support import (
+    ROOT,
+    Daemon,
+    hftctl,
+    make_config,
+    start_daemon,
+    status_of_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,36 +95,59 @@ def sigterm_while_starting(component: str, cfg: Path, log: Path) -> float:
             proc.wait(5)
 
 
-def test_port_in_use_is_reported_and_sigterm_stops_at_once(tmp_path: Path) -> None:
+def test_port_in_use_is_reported_retried_and_sigterm_stops_at_once(tmp_path: Path) -> None:
     cfg = make_config(
         tmp_path,
         {
-            "supervisor": {"flap_max_restarts": 2, "flap_window_s": 60.0},
+            "supervisor": {
+                "flap_max_restarts": 2,
+                "flap_window_s": 60.0,
+                "backoff_min_s": 0.5,
+                "backoff_max_s": 1.0,
+            },
             "daemons": {"monitor": {"enabled": False}},
         },
     )
     conf = tomllib.loads(cfg.read_text())
     md_port = conf["exchange"]["md_port"]
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", md_port))
-        blocker.listen()
-        # READY comes once every daemon was READY or was given up on
-        with start_daemon("up", cfg) as up:
-            st = status_of_up(up)
-            assert st["exchange"]["state"] == "failed"
-            cause = f"market data port {md_port} on 127.0.0.1 is in use"
-            assert cause in st["exchange"]["last_error"], st["exchange"]
-            for name in ("feed", "gateway", "strategy"):
-                assert st[name]["state"] == "failed", st[name]
-                assert st[name]["last_error"].startswith("not started: "), st[name]
-            res = hftctl(cfg, "status")
-            assert cause in res.stdout, res.stdout
+    with start_daemon_up_blocked(cfg, md_port) as (up, blocker):
+        # READY came once every daemon was READY, retrying, or waiting for one
+        st = status_of_up(up)
+        assert st["exchange"]["state"] == "backoff", st["exchange"]
+        cause = f"market data port {md_port} on 127.0.0.1 is in use"
+        assert cause in st["exchange"]["last_error"], st["exchange"]
+        for name in ("feed", "gateway", "strategy"):
+            assert st[name]["state"] == "waiting", st[name]
+            assert st[name]["last_error"].startswith("not started: waiting for "), st[name]
+        res = hftctl(cfg, "status")
+        assert cause in res.stdout, res.stdout
 
-            t0 = time.monotonic()
-            up.proc.send_signal(signal.SIGTERM)
-            assert up.proc.wait(timeout=20) == 0, up.log
-            print(f"stopped {time.monotonic() - t0:.2f} s after SIGTERM")
+        # Never abandoned: once the port is free, the venue comes up, then the rest.
+        blocker.close()
+        wait_for(
+            lambda: all(d["state"] == "ready" for d in status_of_up(up).values()),
+            60,
+            "every daemon ready once the port is free",
+        )
+
+        t0 = time.monotonic()
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=20) == 0, up.log
+        print(f"stopped {time.monotonic() - t0:.2f} s after SIGTERM")
     assert wait_for(lambda: not processes_with(str(cfg)), 10, "no daemon left")
+
+
+@contextlib.contextmanager
+def start_daemon_up_blocked(cfg: Path, port: int) -> Iterator[tuple[Daemon, socket.socket]]:
+    """`hftd up` with another program listening on `port` first."""
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        with start_daemon("up", cfg) as up:
+            yield up, blocker
+    finally:
+        blocker.close()
 
 
 def test_a_daemon_that_is_not_ready_honours_sigterm(tmp_path: Path) -> None:
