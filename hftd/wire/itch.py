@@ -9,9 +9,15 @@ Every message starts with the same 11-byte header::
 
 Prices are u32 with 4 implied decimals. Alpha fields are space padded and
 exposed here without their padding, so decode->encode is byte-exact for any
-well-formed message. Types this venue does not publish but real files carry
-(``L``, ``Y``) are decoded too, so NASDAQ files round-trip; any other type
-decodes to `Unknown`, which keeps its bytes.
+well-formed message. Every ITCH 5.0 message type is decoded (PROTOCOLS.md's
+two tables: 23 types), those this venue never publishes too, so NASDAQ files
+and real feeds round-trip; a type byte that is not ITCH 5.0 at all decodes to
+`Unknown`, which keeps its bytes. A known type of the wrong size is a
+`RemoteProtocolError`.
+
+The types the book and the strategies do not use (``Y L V W K J h Q B I N O``)
+still carry a sequence number: `hftd.feed.normalize` turns each into a
+sequence-only record so that no consumer ever sees a false gap.
 """
 
 from __future__ import annotations
@@ -70,14 +76,14 @@ class TradingAction(_Msg, frozen=True, gc=False):
 
 
 class RegShoRestriction(_Msg, frozen=True, gc=False):
-    """Y: short-sale price test restriction (decoded so NASDAQ files round-trip)."""
+    """Y: short-sale price test restriction (Reg SHO): 0 none, 1 in effect, 2 remains."""
 
     stock: str
     action: str
 
 
 class MarketParticipantPosition(_Msg, frozen=True, gc=False):
-    """L: market maker status (decoded so NASDAQ files round-trip)."""
+    """L: a market participant's status in a stock (primary MM, mode, state)."""
 
     mpid: str
     stock: str
@@ -158,6 +164,97 @@ class Trade(_Msg, frozen=True, gc=False):
     match_number: int
 
 
+class MwcbDeclineLevel(_Msg, frozen=True, gc=False):
+    """V: the day's market-wide circuit breaker levels (prices with 8 implied decimals)."""
+
+    level1: int
+    level2: int
+    level3: int
+
+
+class MwcbStatus(_Msg, frozen=True, gc=False):
+    """W: a market-wide circuit breaker level was breached (1, 2 or 3)."""
+
+    breached_level: str
+
+
+class IpoQuotingPeriod(_Msg, frozen=True, gc=False):
+    """K: an IPO's anticipated quotation release time (s since midnight) and price."""
+
+    stock: str
+    release_time: int
+    release_qualifier: str  # A anticipated, C cancelled/postponed
+    ipo_price: int
+
+
+class LuldAuctionCollar(_Msg, frozen=True, gc=False):
+    """J: the collars within which a paused security may reopen."""
+
+    stock: str
+    reference_price: int
+    upper_price: int
+    lower_price: int
+    extension: int
+
+
+class OperationalHalt(_Msg, frozen=True, gc=False):
+    """h: a market center halted (H) or resumed (T) the stock."""
+
+    stock: str
+    market_code: str  # Q Nasdaq, B BX, X PSX
+    action: str
+
+
+class CrossTrade(_Msg, frozen=True, gc=False):
+    """Q: the opening, closing or halt cross printed (shares may be 0)."""
+
+    shares: int
+    stock: str
+    cross_price: int
+    match_number: int
+    cross_type: str  # O opening, C closing, H halt/IPO, I intraday
+
+
+class BrokenTrade(_Msg, frozen=True, gc=False):
+    """B: an execution (by its match number) was broken."""
+
+    match_number: int
+
+
+class Noii(_Msg, frozen=True, gc=False):
+    """I: net order imbalance indicator before a cross."""
+
+    paired_shares: int
+    imbalance_shares: int
+    imbalance_direction: str
+    stock: str
+    far_price: int
+    near_price: int
+    reference_price: int
+    cross_type: str
+    variation_indicator: str
+
+
+class RetailInterest(_Msg, frozen=True, gc=False):
+    """N: retail price improvement interest on the bid, the ask, both or none."""
+
+    stock: str
+    interest_flag: str
+
+
+class DirectListingPriceDiscovery(_Msg, frozen=True, gc=False):
+    """O: direct listing with capital raise price discovery."""
+
+    stock: str
+    open_eligibility: str
+    min_allowable_price: int
+    max_allowable_price: int
+    near_execution_price: int
+    near_execution_time: int
+    lower_price_collar: int
+    upper_price_collar: int
+
+
 class Unknown(msgspec.Struct, frozen=True, gc=False):
     """A message type this codec does not interpret; its bytes are kept."""
 
@@ -178,6 +275,16 @@ ItchMessage = (
     | OrderDelete
     | OrderReplace
     | Trade
+    | MwcbDeclineLevel
+    | MwcbStatus
+    | IpoQuotingPeriod
+    | LuldAuctionCollar
+    | OperationalHalt
+    | CrossTrade
+    | BrokenTrade
+    | Noii
+    | RetailInterest
+    | DirectListingPriceDiscovery
     | Unknown
 )
 
@@ -288,6 +395,74 @@ LAYOUTS = [
             ("match_number", "u64"),
         ],
     ),
+    _layout(MwcbDeclineLevel, b"V", [("level1", "u64"), ("level2", "u64"), ("level3", "u64")]),
+    _layout(MwcbStatus, b"W", [("breached_level", "char")]),
+    _layout(
+        IpoQuotingPeriod,
+        b"K",
+        [
+            ("stock", "alpha8"),
+            ("release_time", "u32"),
+            ("release_qualifier", "char"),
+            ("ipo_price", "u32"),
+        ],
+    ),
+    _layout(
+        LuldAuctionCollar,
+        b"J",
+        [
+            ("stock", "alpha8"),
+            ("reference_price", "u32"),
+            ("upper_price", "u32"),
+            ("lower_price", "u32"),
+            ("extension", "u32"),
+        ],
+    ),
+    _layout(
+        OperationalHalt, b"h", [("stock", "alpha8"), ("market_code", "char"), ("action", "char")]
+    ),
+    _layout(
+        CrossTrade,
+        b"Q",
+        [
+            ("shares", "u64"),
+            ("stock", "alpha8"),
+            ("cross_price", "u32"),
+            ("match_number", "u64"),
+            ("cross_type", "char"),
+        ],
+    ),
+    _layout(BrokenTrade, b"B", [("match_number", "u64")]),
+    _layout(
+        Noii,
+        b"I",
+        [
+            ("paired_shares", "u64"),
+            ("imbalance_shares", "u64"),
+            ("imbalance_direction", "char"),
+            ("stock", "alpha8"),
+            ("far_price", "u32"),
+            ("near_price", "u32"),
+            ("reference_price", "u32"),
+            ("cross_type", "char"),
+            ("variation_indicator", "char"),
+        ],
+    ),
+    _layout(RetailInterest, b"N", [("stock", "alpha8"), ("interest_flag", "char")]),
+    _layout(
+        DirectListingPriceDiscovery,
+        b"O",
+        [
+            ("stock", "alpha8"),
+            ("open_eligibility", "char"),
+            ("min_allowable_price", "u32"),
+            ("max_allowable_price", "u32"),
+            ("near_execution_price", "u32"),
+            ("near_execution_time", "u64"),
+            ("lower_price_collar", "u32"),
+            ("upper_price_collar", "u32"),
+        ],
+    ),
 ]
 
 _CODEC = Codec("ITCH", LAYOUTS)
@@ -295,7 +470,8 @@ SIZES: dict[bytes, int] = {lay.type_byte: lay.fixed_size for lay in LAYOUTS}
 
 
 def decode(buf: bytes | bytearray | memoryview) -> ItchMessage:
-    """Decode one ITCH message (no length prefix); unknown types -> Unknown."""
+    """Decode one ITCH message (no length prefix); a type not in ITCH 5.0 -> Unknown,
+    a known type of the wrong size -> RemoteProtocolError."""
     if buf and buf[0] not in _CODEC.by_type:
         return Unknown(bytes(buf))
     msg: ItchMessage = _CODEC.decode(buf)

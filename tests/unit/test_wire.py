@@ -29,9 +29,38 @@ ITCH_SIZES = {
     b"D": 19,
     b"U": 35,
     b"P": 44,
+    # The rest of ITCH 5.0 (PROTOCOLS.md's second table; itchfeed's sizes).
+    b"V": 35,
+    b"W": 12,
+    b"K": 28,
+    b"J": 35,
+    b"h": 21,
+    b"Q": 40,
+    b"B": 19,
+    b"I": 50,
+    b"N": 20,
+    b"O": 48,
 }
 OUCH_IN_SIZES = {b"O": 47, b"U": 40, b"X": 9}  # with an empty appendage
-OUCH_OUT_SIZES = {b"S": 10, b"A": 64, b"U": 68, b"C": 18, b"E": 36, b"J": 29}
+# Outbound: every type of OUCH 5.0 (the specification's rendering; AIQ Canceled
+# without the optional AIQ Strategy byte ouch-connect adds).
+OUCH_OUT_SIZES = {
+    b"S": 10,
+    b"A": 64,
+    b"U": 68,
+    b"C": 18,
+    b"D": 31,
+    b"E": 36,
+    b"B": 36,
+    b"F": 49,
+    b"J": 29,
+    b"P": 13,
+    b"I": 13,
+    b"T": 30,
+    b"M": 18,
+    b"R": 16,
+    b"Q": 13,
+}
 
 
 def test_itch_sizes() -> None:
@@ -43,6 +72,66 @@ def test_itch_sizes() -> None:
 def test_ouch_sizes() -> None:
     assert ouch.INBOUND_SIZES == OUCH_IN_SIZES
     assert ouch.OUTBOUND_SIZES == OUCH_OUT_SIZES
+    for lay in ouch.OUTBOUND_LAYOUTS:
+        size = struct.calcsize((lay.short if lay.short_ok else lay.struct).format)
+        assert size + (2 if lay.appendage else 0) == OUCH_OUT_SIZES[lay.type_byte]
+
+
+TS = 0x0102030405060708  # every timestamp below: 8 bytes at offset 1
+
+
+def test_order_priority_update_field_offsets() -> None:
+    b = ouch.encode_outbound(ouch.OrderPriorityUpdate(TS, 0x0A0B0C0D, 1_895_100, "N", 0x77))
+    assert len(b) == 30 and b[0:1] == b"T"
+    assert b[1:9] == bytes(range(1, 9))
+    assert b[9:13] == bytes([0x0A, 0x0B, 0x0C, 0x0D])
+    assert struct.unpack(">q", b[13:21])[0] == 1_895_100
+    assert b[21:22] == b"N"
+    assert struct.unpack(">Q", b[22:30])[0] == 0x77
+
+
+def test_broken_trade_and_trade_correction_field_offsets() -> None:
+    b = ouch.encode_outbound(ouch.BrokenTrade(TS, 5, 0x1122334455667788, "E", "abc"))
+    assert len(b) == 36 and b[0:1] == b"B" and b[1:9] == bytes(range(1, 9))
+    assert struct.unpack(">I", b[9:13])[0] == 5
+    assert struct.unpack(">Q", b[13:21])[0] == 0x1122334455667788
+    assert b[21:22] == b"E" and b[22:36] == b"abc".ljust(14)
+    f = ouch.encode_outbound(ouch.TradeCorrection(TS, 5, 40, 1_000_100, "R", 9, "N", "abc"))
+    assert len(f) == 49 and f[0:1] == b"F"
+    assert struct.unpack(">IIq", f[9:25]) == (5, 40, 1_000_100)
+    assert f[25:26] == b"R" and struct.unpack(">Q", f[26:34])[0] == 9
+    assert f[34:35] == b"N" and f[35:49] == b"abc".ljust(14)
+
+
+def test_aiq_canceled_field_offsets_and_the_optional_strategy_byte() -> None:
+    m = ouch.AiqCanceled(TS, 3, 100, "Q", 60, 1_895_000, "A")
+    b = ouch.encode_outbound(m)
+    assert len(b) == 31 and b[0:1] == b"D"
+    assert struct.unpack(">II", b[9:17]) == (3, 100)
+    assert b[17:18] == b"Q" and struct.unpack(">I", b[18:22])[0] == 60
+    assert struct.unpack(">q", b[22:30])[0] == 1_895_000 and b[30:31] == b"A"
+    assert ouch.decode_outbound(b) == m
+    # ouch-connect 5.0.1 adds an AIQ Strategy byte (32 bytes): decoded too, never required
+    assert ouch.decode_outbound(b + b"?") == ouch.AiqCanceled(
+        TS, 3, 100, "Q", 60, 1_895_000, "A", "?"
+    )
+    with pytest.raises(RemoteProtocolError):
+        ouch.decode_outbound(b[:-1])
+
+
+def test_small_outbound_messages_field_offsets() -> None:
+    for m, tb in (
+        (ouch.CancelPending(TS, 0x01020304), b"P"),
+        (ouch.CancelReject(TS, 0x01020304), b"I"),
+        (ouch.AccountQueryResponse(TS, 0x01020304), b"Q"),
+    ):
+        b = ouch.encode_outbound(m)
+        assert b == tb + bytes(range(1, 9)) + bytes([1, 2, 3, 4])
+    mod = ouch.encode_outbound(ouch.OrderModified(TS, 7, "T", 300))
+    assert mod == b"M" + bytes(range(1, 9)) + struct.pack(">IcI", 7, b"T", 300)
+    r = ouch.encode_outbound(ouch.OrderRestated(TS, 7, "P", b"\x09\x17" + b"\x00" * 8))
+    assert r[:14] == b"R" + bytes(range(1, 9)) + struct.pack(">Ic", 7, b"P")
+    assert r[14:16] == b"\x00\x0a" and len(r) == 26
 
 
 def test_enter_order_field_offsets() -> None:
@@ -79,6 +168,61 @@ def test_itch_add_order_field_offsets() -> None:
     assert struct.unpack(">Q", b[11:19])[0] == 42
     assert b[19:20] == b"S" and b[24:32] == b"AAPL    "
     assert struct.unpack(">I", b[32:36])[0] == 3_201_400
+
+
+def test_itch_cross_trade_and_noii_field_offsets() -> None:
+    q = itch.encode(itch.CrossTrade(13, 0, 5, 2**40 + 7, "AAPL", 3_201_400, 99, "O"))
+    assert q[0:1] == b"Q" and struct.unpack(">Q", q[11:19])[0] == 2**40 + 7
+    assert q[19:27] == b"AAPL    " and struct.unpack(">I", q[27:31])[0] == 3_201_400
+    assert struct.unpack(">Q", q[31:39])[0] == 99 and q[39:40] == b"O"
+    i = itch.encode(itch.Noii(13, 0, 5, 1000, 200, "B", "AAPL", 1, 2, 3, "C", "L"))
+    assert i[0:1] == b"I" and struct.unpack(">QQ", i[11:27]) == (1000, 200)
+    assert i[27:28] == b"B" and i[28:36] == b"AAPL    "
+    assert struct.unpack(">III", i[36:48]) == (1, 2, 3) and i[48:50] == b"CL"
+    v = itch.encode(itch.MwcbDeclineLevel(0, 0, 5, 10**10, 2 * 10**10, 3 * 10**10))
+    assert struct.unpack(">QQQ", v[11:35]) == (10**10, 2 * 10**10, 3 * 10**10)
+
+
+# One message of every ITCH 5.0 type (tests/integration/test_itchfeed.py checks the
+# same messages against the independent itchfeed parser).
+EVERY_ITCH_TYPE: list[itch.ItchMessage] = [
+    itch.SystemEvent(0, 1, 5, "O"),
+    itch.StockDirectory(
+        13, 0, 5, "AAPL", "Q", "N", 100, "N", "C", "Z", "P", "N", "1", "N", "N", 0, "N"
+    ),
+    itch.TradingAction(13, 0, 5, "AAPL", "T", " ", ""),
+    itch.RegShoRestriction(13, 0, 5, "AAPL", "0"),
+    itch.MarketParticipantPosition(13, 0, 5, "NITE", "AAPL", "Y", "N", "A"),
+    itch.AddOrder(13, 0, 5, 7, "B", 100, "AAPL", 3_201_400),
+    itch.AddOrderMPID(13, 0, 5, 8, "S", 100, "AAPL", 3_201_500, "NITE"),
+    itch.OrderExecuted(13, 0, 5, 7, 50, 1),
+    itch.OrderExecutedWithPrice(13, 0, 5, 7, 50, 2, "Y", 3_201_300),
+    itch.OrderCancel(13, 0, 5, 8, 10),
+    itch.OrderDelete(13, 0, 5, 8),
+    itch.OrderReplace(13, 0, 5, 7, 9, 200, 3_201_200),
+    itch.Trade(13, 0, 5, 0, "B", 100, "AAPL", 3_201_400, 3),
+    itch.MwcbDeclineLevel(0, 0, 5, 3_000_00000000, 2_800_00000000, 2_500_00000000),
+    itch.MwcbStatus(0, 0, 5, "1"),
+    itch.IpoQuotingPeriod(13, 0, 5, "AAPL", 34_200, "A", 1_000_000),
+    itch.LuldAuctionCollar(13, 0, 5, "AAPL", 3_200_000, 3_360_000, 3_040_000, 1),
+    itch.OperationalHalt(13, 0, 5, "AAPL", "Q", "H"),
+    itch.CrossTrade(13, 0, 5, 12_345, "AAPL", 3_201_400, 4, "O"),
+    itch.BrokenTrade(13, 0, 5, 4),
+    itch.Noii(13, 0, 5, 1_000, 200, "B", "AAPL", 3_200_000, 3_201_000, 3_200_500, "O", "L"),
+    itch.RetailInterest(13, 0, 5, "AAPL", "A"),
+    itch.DirectListingPriceDiscovery(13, 0, 5, "AAPL", "Y", 1, 2, 3, 4, 5, 6),
+]
+
+
+def test_every_itch_5_type_is_decoded_and_round_trips() -> None:
+    by_type = {itch.encode(m)[:1]: m for m in EVERY_ITCH_TYPE}
+    assert set(by_type) == set(ITCH_SIZES)  # all 23, each once
+    for t, m in by_type.items():
+        raw = itch.encode(m)
+        assert len(raw) == ITCH_SIZES[t], t
+        assert itch.decode(raw) == m
+        with pytest.raises(RemoteProtocolError):  # a known type of the wrong size
+            itch.decode(raw + b"\x00")
 
 
 # --- round trips --------------------------------------------------------------
@@ -153,7 +297,18 @@ def test_every_ouch_message_round_trips() -> None:
         ouch.Canceled(1, 2, 100, "U"),
         ouch.Executed(1, 2, 100, 1_000_000, "R", 77),
         ouch.Rejected(1, 3, ouch.REJECT_INVALID_PRICE, "C"),
+        ouch.AiqCanceled(1, 2, 100, "Q", 40, 1_000_000, "A"),
+        ouch.AiqCanceled(1, 2, 100, "Q", 40, 1_000_000, "A", "M"),
+        ouch.BrokenTrade(1, 2, 77, "E", "C"),
+        ouch.TradeCorrection(1, 2, 50, 1_000_100, "R", 77, "N", "C"),
+        ouch.CancelPending(1, 2),
+        ouch.CancelReject(1, 2),
+        ouch.OrderPriorityUpdate(1, 2, 1_000_100, "Y", 12),
+        ouch.OrderModified(1, 2, "S", 60),
+        ouch.OrderRestated(1, 2, "R", b"\x05\x16\x00\x00\x00\x64"),
+        ouch.AccountQueryResponse(1, 9),
     ]
+    assert {ouch.encode_outbound(m)[:1] for m in outbound} == set(OUCH_OUT_SIZES)
     for m in outbound:
         assert ouch.decode_outbound(ouch.encode_outbound(m)) == m
 
@@ -167,8 +322,9 @@ def test_bad_ouch_inbound_is_a_remote_error(payload: bytes) -> None:
         ouch.decode_inbound(payload)
 
 
-def test_unknown_itch_type_is_kept() -> None:
-    raw = b"Q" + b"\x00" * 39
+def test_a_type_not_in_itch_5_is_kept_as_unknown() -> None:
+    raw = b"z" + b"\x00" * 39
+    assert itch.decode(raw) == itch.Unknown(raw)
     assert itch.encode(itch.decode(raw)) == raw
 
 
