@@ -7,6 +7,8 @@ without its padding). The msgspec Struct for a message declares exactly these
 fields in the same order, so the generated code can build it positionally;
 that keeps decode at a few hundred nanoseconds without hand-writing 20 codecs.
 An optional tail is the OUCH appendage: ``u16 length`` + that many bytes.
+`short_ok` accepts a message without its last field (the Struct's default for
+it then): for a field one rendering of a spec has and another has not.
 """
 
 from __future__ import annotations
@@ -30,32 +32,28 @@ class Layout:
         fields: list[tuple[str, str]],
         *,
         appendage: bool = False,
+        short_ok: bool = False,
     ) -> None:
+        if short_ok and (appendage or not fields or fields[-1][1] == "u48"):
+            raise ValueError("short_ok: a last field of one value, and no appendage")
         self.cls = cls
         self.type_byte = type_byte
         self.fields = fields
         self.appendage = appendage
-        fmt = ">c"
-        for _name, kind in fields:
-            if kind in _INT_CODES:
-                fmt += _INT_CODES[kind]
-            elif kind == "u48":
-                fmt += "HI"
-            elif kind == "char":
-                fmt += "c"
-            elif kind.startswith("alpha"):
-                fmt += f"{int(kind[5:])}s"
-            else:
-                raise ValueError(f"unknown field kind {kind!r}")
-        self.struct = struct.Struct(fmt)
+        self.short_ok = short_ok
+        self.struct = struct.Struct(">c" + "".join(_code(kind) for _name, kind in fields))
         self.fixed_size = self.struct.size
+        # without the last field (short_ok): its own struct, and the size that selects it
+        self.short = struct.Struct(">c" + "".join(_code(kind) for _name, kind in fields[:-1]))
         self.decode: Callable[[bytes | bytearray | memoryview], Any] = self._compile_decode()
         self.encode: Callable[[Any], bytes] = self._compile_encode()
 
     def _compile_decode(self) -> Callable[[bytes | bytearray | memoryview], Any]:
         names: list[str] = ["_t"]
         args: list[str] = []
+        short: tuple[int, int] = (0, 0)  # (len(names), len(args)) without the last field
         for i, (_name, kind) in enumerate(self.fields):
+            short = (len(names), len(args))
             v = f"v{i}"
             if kind == "u48":
                 names += [f"{v}h", f"{v}l"]
@@ -84,6 +82,15 @@ class Layout:
                 f"{{ {size + 2} + alen}}')"
             )
             args.append(f"bytes(buf[{size + 2}:])")
+        elif self.short_ok:
+            src.append(f"    if n == {self.short.size}:")
+            src.append(f"        {', '.join(names[: short[0]])}, = unpack_short(buf, 0)")
+            src.append(f"        return cls({', '.join(args[: short[1]])})")
+            src.append(f"    if n != {size}:")
+            src.append(
+                f"        raise Err(f'{self.cls.__name__}: {{n}} bytes, expected {size} "
+                f"or {self.short.size}')"
+            )
         else:
             src.append(f"    if n != {size}:")
             src.append(f"        raise Err(f'{self.cls.__name__}: {{n}} bytes, expected {size}')")
@@ -91,6 +98,7 @@ class Layout:
         src.append(f"    return cls({', '.join(args)})")
         ns: dict[str, Any] = {
             "unpack_from": self.struct.unpack_from,
+            "unpack_short": self.short.unpack_from,
             "unpack_u16": struct.Struct(">H").unpack_from,
             "cls": self.cls,
             "Err": RemoteProtocolError,
@@ -113,14 +121,32 @@ class Layout:
         body = f"pack({', '.join(vals)})"
         if self.appendage:
             body += " + pack_u16(len(m.appendage)) + m.appendage"
-        src = f"def encode(m):\n    return {body}\n"
+        src = "def encode(m):\n"
+        if self.short_ok:  # the last field at its default (empty) is left out
+            last = self.fields[-1][0]
+            src += f"    if not m.{last}:\n        return pack_short({', '.join(vals[:-1])})\n"
+        src += f"    return {body}\n"
         ns: dict[str, Any] = {
             "pack": self.struct.pack,
+            "pack_short": self.short.pack,
             "pack_u16": struct.Struct(">H").pack,
             "tb": self.type_byte,
         }
         exec(src, ns)
         return ns["encode"]  # type: ignore[no-any-return]
+
+
+def _code(kind: str) -> str:
+    """The `struct` format of one field kind."""
+    if kind in _INT_CODES:
+        return _INT_CODES[kind]
+    if kind == "u48":
+        return "HI"
+    if kind == "char":
+        return "c"
+    if kind.startswith("alpha"):
+        return f"{int(kind[5:])}s"
+    raise ValueError(f"unknown field kind {kind!r}")
 
 
 class Codec:

@@ -11,6 +11,40 @@ Enter Order (47 bytes with an empty appendage)::
     0  'O'   1 UserRefNum u32   5 side   6 quantity u32   10 symbol alpha8
     18 price i64   26 TIF   27 display   28 capacity   29 ISO   30 cross type
     31 ClOrdID alpha14   45 appendage length u16   47 appendage
+
+Every outbound (venue -> client) type of OUCH 5.0 is decoded: a client must
+apply or at least record every sequenced message, never drop its session for
+one. Offsets from the type byte (sizes with an empty appendage)::
+
+    S system event      1 ts u64  9 event code                                   = 10
+    A accepted          1 ts  9 UserRefNum u32  13 side  14 qty u32  18 symbol alpha8
+                        26 price i64  34 TIF  35 display  36 order ref u64  44 capacity
+                        45 ISO  46 cross type  47 order state  48 ClOrdID alpha14
+                        62 appendage length u16                               = 64
+    U replaced          as A with orig UserRefNum u32 at 9 (the rest +4)     = 68
+    C canceled          1 ts  9 UserRefNum  13 qty u32 (taken off)  17 reason    = 18
+    D AIQ canceled      1 ts  9 UserRefNum  13 decrement qty u32  17 reason
+                        18 qty prevented from trading u32  22 execution price i64
+                        30 liquidity flag  [31 AIQ strategy]                = 31 (32)
+    E executed          1 ts  9 UserRefNum  13 qty u32  17 price i64  25 liquidity flag
+                        26 match number u64  34 appendage length u16         = 36
+    B broken trade      1 ts  9 UserRefNum  13 match number u64  21 reason
+                        22 ClOrdID alpha14                                    = 36
+    F trade correction  1 ts  9 UserRefNum  13 qty u32  17 price i64  25 liquidity flag
+                        26 match number u64  34 reason  35 ClOrdID alpha14    = 49
+    J rejected          1 ts  9 UserRefNum  13 reason u16  15 ClOrdID alpha14    = 29
+    P cancel pending    1 ts  9 UserRefNum                                       = 13
+    I cancel reject     1 ts  9 UserRefNum                                       = 13
+    T priority update   1 ts  9 UserRefNum  13 price i64  21 display  22 order ref u64 = 30
+    M order modified    1 ts  9 UserRefNum  13 side  14 qty u32 (open now)       = 18
+    R order restated    1 ts  9 UserRefNum  13 reason  14 appendage length u16   = 16
+    Q account query     1 ts  9 next UserRefNum u32                              = 13
+      response
+
+AIQ Canceled's last byte (AIQ Strategy) is written by `ouch-connect` but not
+by the rendering of the specification this codec follows (31 bytes); both
+are decoded, and it is written only when set. Trade Correction (``F``) is in
+the specification's rendering, not in `ouch-connect` 5.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +70,18 @@ CANCEL_USER = "U"  # the client asked
 CANCEL_IOC = "I"  # immediate-or-cancel remainder
 CANCEL_SUPERVISORY = "S"  # removed by the venue (end of day, operator)
 CANCEL_CLOSED = "E"  # market closed
+
+CANCEL_AIQ = "Q"  # AIQ Canceled: self-match (anti-internalization) prevention
+
+# Broken Trade reasons.
+BROKEN_ERRONEOUS = "E"
+BROKEN_CONSENT = "C"
+BROKEN_SUPERVISORY = "S"
+BROKEN_EXTERNAL = "X"
+
+# Order Restated reasons.
+RESTATED_REFRESH = "R"  # refresh of display (reserve order)
+RESTATED_PRICE = "P"  # update of displayed price
 
 # Rejected reasons (u16). hftd's numbering, documented in docs/venue.md.
 REJECT_UNKNOWN_SYMBOL = 1
@@ -186,8 +232,110 @@ class Rejected(_Msg, frozen=True, gc=False):
     cl_ord_id: str
 
 
+class AiqCanceled(_Msg, frozen=True, gc=False):
+    """D: `decrement` shares were cancelled by anti-internalization (self-match
+    prevention); `prevented` shares would have traded at `execution_price`."""
+
+    timestamp: int
+    user_ref: int
+    decrement: int
+    reason: str
+    prevented: int
+    execution_price: int
+    liquidity_flag: str
+    aiq_strategy: str = ""  # ouch-connect's extra byte; "" = not sent
+
+
+class BrokenTrade(_Msg, frozen=True, gc=False):
+    """B: the execution `match_number` of this order is broken: it never happened."""
+
+    timestamp: int
+    user_ref: int
+    match_number: int
+    reason: str
+    cl_ord_id: str
+
+
+class TradeCorrection(_Msg, frozen=True, gc=False):
+    """F: the execution `match_number` now stands at `quantity` shares and `price`."""
+
+    timestamp: int
+    user_ref: int
+    quantity: int
+    price: int
+    liquidity_flag: str
+    match_number: int
+    reason: str
+    cl_ord_id: str
+
+
+class CancelPending(_Msg, frozen=True, gc=False):
+    """P: the cancel was received; the order leaves the book later (a cross)."""
+
+    timestamp: int
+    user_ref: int
+
+
+class CancelReject(_Msg, frozen=True, gc=False):
+    """I: the cancel was refused (the order cannot be cancelled now); it stays live."""
+
+    timestamp: int
+    user_ref: int
+
+
+class OrderPriorityUpdate(_Msg, frozen=True, gc=False):
+    """T: the venue re-priced the order (new price, display, order reference)."""
+
+    timestamp: int
+    user_ref: int
+    price: int
+    display: str
+    order_ref: int
+
+
+class OrderModified(_Msg, frozen=True, gc=False):
+    """M: the order's side or size was changed; `quantity` is its open size now."""
+
+    timestamp: int
+    user_ref: int
+    side: str
+    quantity: int
+
+
+class OrderRestated(_Msg, frozen=True, gc=False):
+    """R: values in the appendage (display quantity/price) changed; see `reason`."""
+
+    timestamp: int
+    user_ref: int
+    reason: str
+    appendage: bytes = b""
+
+
+class AccountQueryResponse(_Msg, frozen=True, gc=False):
+    """Q: the next UserRefNum this account may use."""
+
+    timestamp: int
+    next_user_ref: int
+
+
 Inbound = EnterOrder | ReplaceOrder | CancelOrder
-Outbound = SystemEventMsg | Accepted | Replaced | Canceled | Executed | Rejected
+Outbound = (
+    SystemEventMsg
+    | Accepted
+    | Replaced
+    | Canceled
+    | AiqCanceled
+    | Executed
+    | BrokenTrade
+    | TradeCorrection
+    | Rejected
+    | CancelPending
+    | CancelReject
+    | OrderPriorityUpdate
+    | OrderModified
+    | OrderRestated
+    | AccountQueryResponse
+)
 
 INBOUND_LAYOUTS = [
     Layout(
@@ -275,10 +423,75 @@ OUTBOUND_LAYOUTS = [
         appendage=True,
     ),
     Layout(
+        AiqCanceled,
+        b"D",
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("decrement", "u32"),
+            ("reason", "char"),
+            ("prevented", "u32"),
+            ("execution_price", "i64"),
+            ("liquidity_flag", "char"),
+            ("aiq_strategy", "char"),
+        ],
+        short_ok=True,
+    ),
+    Layout(
+        BrokenTrade,
+        b"B",
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("match_number", "u64"),
+            ("reason", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
+    ),
+    Layout(
+        TradeCorrection,
+        b"F",
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("quantity", "u32"),
+            ("price", "i64"),
+            ("liquidity_flag", "char"),
+            ("match_number", "u64"),
+            ("reason", "char"),
+            ("cl_ord_id", "alpha14"),
+        ],
+    ),
+    Layout(
         Rejected,
         b"J",
         [("timestamp", "u64"), ("user_ref", "u32"), ("reason", "u16"), ("cl_ord_id", "alpha14")],
     ),
+    Layout(CancelPending, b"P", [("timestamp", "u64"), ("user_ref", "u32")]),
+    Layout(CancelReject, b"I", [("timestamp", "u64"), ("user_ref", "u32")]),
+    Layout(
+        OrderPriorityUpdate,
+        b"T",
+        [
+            ("timestamp", "u64"),
+            ("user_ref", "u32"),
+            ("price", "i64"),
+            ("display", "char"),
+            ("order_ref", "u64"),
+        ],
+    ),
+    Layout(
+        OrderModified,
+        b"M",
+        [("timestamp", "u64"), ("user_ref", "u32"), ("side", "char"), ("quantity", "u32")],
+    ),
+    Layout(
+        OrderRestated,
+        b"R",
+        [("timestamp", "u64"), ("user_ref", "u32"), ("reason", "char")],
+        appendage=True,
+    ),
+    Layout(AccountQueryResponse, b"Q", [("timestamp", "u64"), ("next_user_ref", "u32")]),
 ]
 
 _IN = Codec("OUCH inbound", INBOUND_LAYOUTS)
@@ -308,6 +521,8 @@ def encode_outbound(msg: Outbound) -> bytes:
 INBOUND_SIZES = {
     lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0) for lay in INBOUND_LAYOUTS
 }
-OUTBOUND_SIZES = {
-    lay.type_byte: lay.fixed_size + (2 if lay.appendage else 0) for lay in OUTBOUND_LAYOUTS
+OUTBOUND_SIZES = {  # AIQ Canceled: without ouch-connect's optional last byte
+    lay.type_byte: (lay.short.size if lay.short_ok else lay.fixed_size)
+    + (2 if lay.appendage else 0)
+    for lay in OUTBOUND_LAYOUTS
 }
