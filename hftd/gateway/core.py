@@ -11,6 +11,17 @@ ClOrdID, where the gateway writes the strategy's cl_id (base 36), so the
 replay rebuilds every order, position and P&L exactly as the venue saw them.
 Reports for replies the strategy already received (up to `quiet_until`, the
 venue sequence of the last report in the executions ring) are not sent again.
+
+Every sequenced message is journaled and applied or, if it cannot be (not
+OUCH 5.0, or about an order or a fill the gateway does not know), counted in
+`unusable` with a rate-limited error line: never skipped silently, and never a
+reason to drop the session (a re-login would start after it anyway). Venue-side
+changes are applied as OUCH 5.0 means them: a broken trade undoes its fill
+(position, realized P&L, fill count: the symbol's position is recomputed from
+its remaining fills), a trade correction re-prices or re-sizes it, an AIQ cancel
+takes shares off like a cancel, Order Modified changes side or open size, a
+priority update or restatement updates the working order, Cancel Pending
+holds the cancel (not re-sent) and Cancel Reject makes the order live again.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from hftd.msg.hot import (
     EX_CANCELED,
     EX_FILL,
     EX_HEARTBEAT,
+    EX_POSITION,
     EX_REJECTED,
     EX_REPLACED,
     ExecutionReport,
@@ -45,6 +57,7 @@ from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
 from hftd.runtime.journal import Journal
 from hftd.runtime.latency import HopRecorder
 from hftd.wire import ouch
+from hftd.wire.errors import RemoteProtocolError
 
 log = logging.getLogger("hftd.gateway")
 
@@ -80,8 +93,11 @@ def from_b36(text: str) -> int:
 class GwOrder:
     __slots__ = (
         "acked",
+        "cancel_acked",
         "cl_id",
+        "display_price",
         "leaves",
+        "order_ref",
         "orig",
         "price",
         "qty",
@@ -123,6 +139,9 @@ class GwOrder:
         self.orig: GwOrder | None = None  # the order a replacement replaces
         self.reserved = 0  # shares risk reserved for a pending size-up replace
         self.acked = False
+        self.cancel_acked = False  # the venue said Cancel Pending: do not send it again
+        self.order_ref = 0  # the venue's order reference (priority updates)
+        self.display_price = 0  # as the venue displays it, when it said (0: the price)
         self.t1 = self.t2 = self.t3 = self.t4 = 0
         self.sent_ns = 0
 
@@ -151,6 +170,12 @@ class GatewayCore:
         self.next_internal_cl_id = INTERNAL_CL_ID
         self.journal: Journal | None = None
         self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
+        # Every fill of the day, in order: (match number, symbol, side, qty, price), so that
+        # one the venue breaks or corrects can be taken out of the position exactly.
+        self.fill_log: list[tuple[int, str, str, int, int]] = []
+        self.last_unusable = ""  # the latest message not applied, and why (Status)
+        self._unusable_log_ns = 0  # no line about unusable messages before this
+        self._unusable_skipped = 0  # ... and how many were left out since the last one
         self.counters = {
             "commands": 0,
             "sent": 0,
@@ -163,6 +188,15 @@ class GatewayCore:
             "untracked": 0,
             "late_cancel_rejects": 0,
             "held": 0,
+            "unusable": 0,  # sequenced messages journaled but not applied (see last_unusable)
+            "broken_trades": 0,
+            "trade_corrections": 0,
+            "aiq_cancels": 0,
+            "cancel_pending": 0,
+            "cancel_rejects": 0,
+            "priority_updates": 0,
+            "modified": 0,
+            "restated": 0,
         }
 
     # --- strategy -> venue ------------------------------------------------------------
@@ -306,7 +340,7 @@ class GatewayCore:
         n = 0
         now = self.clock()
         for o in list(self.orders.values()):
-            if o.state in (PENDING, LIVE, CANCEL_PENDING):
+            if o.state in (PENDING, LIVE, CANCEL_PENDING) and not o.cancel_acked:
                 self._send_cancel(o, now)
                 n += 1
         return n
@@ -434,7 +468,7 @@ class GatewayCore:
                 rec = _jdec.decode(raw)
                 if rec[0] == "V":
                     last_seq = rec[1]
-                    self.on_venue(ouch.decode_outbound(rec[2]), rec[1], now)
+                    self.on_venue_payload(rec[2], rec[1], now)
                 else:
                     self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]), now)
         finally:
@@ -527,6 +561,17 @@ class GatewayCore:
         """The report with the stream position it was made at (for restart dedup)."""
         return msgspec.structs.replace(r, venue_seq=self.venue_seq)
 
+    def on_venue_payload(self, payload: bytes, seq: int, now: int) -> None:
+        """Decode and apply one sequenced message; one that is not OUCH 5.0 is counted
+        and logged (`unusable`), never an error: the session and the stream go on."""
+        try:
+            m = ouch.decode_outbound(payload)
+        except RemoteProtocolError as exc:
+            self.venue_seq = seq
+            self._unusable(f"not OUCH 5.0 ({exc}): {bytes(payload[:40]).hex()}")
+            return
+        self.on_venue(m, seq, now)
+
     def on_venue(self, m: ouch.Outbound, seq: int, now: int) -> None:
         """Apply one sequenced OUCH reply (sequence `seq` of our stream)."""
         self.venue_seq = seq
@@ -536,11 +581,230 @@ class GatewayCore:
         elif t is ouch.Accepted:
             self._accepted(m, now)  # type: ignore[arg-type]
         elif t is ouch.Canceled:
-            self._canceled(m)  # type: ignore[arg-type]
+            c: ouch.Canceled = m  # type: ignore[assignment]
+            self._canceled(c.user_ref, c.quantity, c.reason)
         elif t is ouch.Replaced:
             self._replaced(m, now)  # type: ignore[arg-type]
         elif t is ouch.Rejected:
             self._rejected(m)  # type: ignore[arg-type]
+        else:
+            self._venue_side(m, now)
+
+    def _unusable(self, why: str) -> None:
+        """A sequenced message that was journaled but cannot be applied: count it, say so."""
+        self.counters["unusable"] += 1
+        self.last_unusable = f"sequence {self.venue_seq}: {why[:300]}"
+        now = self.clock()
+        if now < self._unusable_log_ns:  # at most one line a second: a venue cannot flood
+            self._unusable_skipped += 1
+            return
+        self._unusable_log_ns = now + 1_000_000_000
+        skipped, self._unusable_skipped = self._unusable_skipped, 0
+        log.error(
+            "venue message not applied (journaled, counted in unusable): %s%s",
+            self.last_unusable,
+            f" ({skipped} more since the last line)" if skipped else "",
+        )
+
+    def _untracked(self, what: str, user_ref: int) -> None:
+        self.counters["untracked"] += 1
+        self._unusable(f"{what} for unknown UserRefNum {user_ref}")
+
+    # --- venue-side changes (the rare kinds) ------------------------------------------
+
+    def _venue_side(self, m: ouch.Outbound, now: int) -> None:
+        if isinstance(m, ouch.SystemEventMsg):
+            log.info("venue system event %r (sequence %d)", m.event_code, self.venue_seq)
+        elif isinstance(m, ouch.AiqCanceled):
+            self.counters["aiq_cancels"] += 1
+            log.info(
+                "AIQ cancel: %d shares of UserRefNum %d taken off (self-match prevention, "
+                "%d prevented from trading)",
+                m.decrement,
+                m.user_ref,
+                m.prevented,
+            )
+            self._canceled(m.user_ref, m.decrement, ouch.CANCEL_AIQ)
+        elif isinstance(m, ouch.BrokenTrade):
+            self._fix_fill(m.user_ref, m.match_number, None, f"broken ({m.reason})")
+        elif isinstance(m, ouch.TradeCorrection):
+            self._fix_fill(
+                m.user_ref, m.match_number, (m.quantity, m.price), f"corrected ({m.reason})"
+            )
+        elif isinstance(m, ouch.CancelPending):
+            self._cancel_pending(m)
+        elif isinstance(m, ouch.CancelReject):
+            self._cancel_reject(m)
+        elif isinstance(m, ouch.OrderPriorityUpdate):
+            self._priority_update(m)
+        elif isinstance(m, ouch.OrderModified):
+            self._modified(m)
+        elif isinstance(m, ouch.OrderRestated):
+            self._restated(m)
+        elif isinstance(m, ouch.AccountQueryResponse):
+            self.next_user_ref = max(self.next_user_ref, m.next_user_ref)
+        else:  # a type added to the codec and not here: still never skipped silently
+            self._unusable(f"{type(m).__name__} is not handled")
+
+    def _fix_fill(
+        self, user_ref: int, match_number: int, new: tuple[int, int] | None, what: str
+    ) -> None:
+        """A broken (`new` None) or corrected (`new` = qty, price) execution: the
+        symbol's position and realized P&L become what its other fills make them."""
+        log_ = self.fill_log
+        for i in range(len(log_) - 1, -1, -1):
+            if log_[i][0] == match_number:
+                break
+        else:
+            self._unusable(f"execution {match_number} {what}: no such fill of ours")
+            return
+        _match, symbol, side, qty, price = log_[i]
+        if new is None:
+            del log_[i]
+            self.counters["broken_trades"] += 1
+            self.counters["fills"] -= 1
+        else:
+            log_[i] = (match_number, symbol, side, new[0], new[1])
+            self.counters["trade_corrections"] += 1
+        self.book.rebuild(symbol, [(f[2], f[3], f[4]) for f in log_ if f[1] == symbol])
+        pos = self.book.position(symbol)
+        self.risk.set_position(symbol, pos.qty)
+        self.risk.set_pnl(self.book.total())
+        log.warning(
+            "execution %d (UserRefNum %d, %s %s %d @ %s) %s by the venue%s: position %s %d, "
+            "realized %s",
+            match_number,
+            user_ref,
+            symbol,
+            "BUY" if side == "B" else "SELL",
+            qty,
+            _px(price),
+            what,
+            "" if new is None else f" to {new[0]} @ {_px(new[1])}",
+            symbol,
+            pos.qty,
+            _px(pos.realized),
+        )
+        o = self.by_ref.get(user_ref)
+        self._report(
+            ExecutionReport(
+                EX_POSITION,
+                0,  # not an order event: a strategy takes the position, whatever the order
+                0,
+                symbol,
+                side,
+                qty if new is None else new[0],
+                price if new is None else new[1],
+                o.leaves if o is not None else 0,
+                pos.qty,
+                what,
+                0,
+            )
+        )
+
+    def _order(self, user_ref: int, what: str) -> GwOrder | None:
+        o = self.by_ref.get(user_ref)
+        if o is None:
+            self._untracked(what, user_ref)
+        return o
+
+    def _cancel_pending(self, m: ouch.CancelPending) -> None:
+        o = self._order(m.user_ref, "Cancel Pending")
+        if o is None:
+            return
+        self.counters["cancel_pending"] += 1
+        if o.state in (PENDING, LIVE, CANCEL_PENDING):
+            o.state = CANCEL_PENDING
+        o.cancel_acked = True  # the venue has it: no re-sending on timeout
+        log.info("cancel of cl %d pending at the venue", o.cl_id)
+
+    def _cancel_reject(self, m: ouch.CancelReject) -> None:
+        o = self._order(m.user_ref, "Cancel Reject")
+        if o is None:
+            return
+        self.counters["cancel_rejects"] += 1
+        o.cancel_acked = False
+        if o.state == CANCEL_PENDING:
+            o.state = LIVE if o.acked else PENDING
+        log.warning(
+            "venue refused to cancel cl %d (UserRefNum %d): it stays working", o.cl_id, o.user_ref
+        )
+
+    def _priority_update(self, m: ouch.OrderPriorityUpdate) -> None:
+        o = self._order(m.user_ref, "Order Priority Update")
+        if o is None:
+            return
+        self.counters["priority_updates"] += 1
+        log.info(
+            "venue re-priced cl %d: %s -> %s (display %s, order reference %d)",
+            o.cl_id,
+            _px(o.price),
+            _px(m.price),
+            m.display,
+            m.order_ref,
+        )
+        o.price = m.price
+        o.display_price = m.price
+        o.order_ref = m.order_ref
+
+    def _modified(self, m: ouch.OrderModified) -> None:
+        o = self._order(m.user_ref, "Order Modified")
+        if o is None:
+            return
+        self.counters["modified"] += 1
+        side = "B" if m.side == "B" else "S"
+        if side != o.side and o.leaves > 0:  # the open shares move to the other side
+            self.risk.on_open_reduced(o.symbol, o.side, o.leaves)
+            self.risk.on_open_added(o.symbol, side, o.leaves)
+        log.warning(
+            "venue modified cl %d: %s %d open -> %s %d open",
+            o.cl_id,
+            o.side,
+            o.leaves,
+            side,
+            m.quantity,
+        )
+        o.side = side
+        change = m.quantity - o.leaves
+        if change > 0:
+            self.risk.on_open_added(o.symbol, side, change)
+        elif change < 0:
+            self.risk.on_open_reduced(o.symbol, side, -change)
+        o.leaves = m.quantity
+        if change < 0:
+            self._report(
+                ExecutionReport(
+                    EX_CANCELED,
+                    o.cl_id,
+                    0,
+                    o.symbol,
+                    o.side,
+                    -change,
+                    o.price,
+                    o.leaves,
+                    self.book.position(o.symbol).qty,
+                    "M",
+                    0,
+                )
+            )
+        if o.leaves <= 0:
+            self.risk.on_order_finished()
+            self._finish(o)
+
+    def _restated(self, m: ouch.OrderRestated) -> None:
+        o = self._order(m.user_ref, "Order Restated")
+        if o is None:
+            return
+        self.counters["restated"] += 1
+        shown = restated_display_price(m.appendage)
+        if shown:
+            o.display_price = shown
+        log.info(
+            "venue restated cl %d (%s)%s",
+            o.cl_id,
+            "display refreshed" if m.reason == ouch.RESTATED_REFRESH else m.reason,
+            f", displayed at {_px(shown)}" if shown else "",
+        )
 
     def _accepted(self, m: ouch.Accepted, now: int) -> None:
         o = self.by_ref.get(m.user_ref)
@@ -584,12 +848,12 @@ class GatewayCore:
     def _executed(self, m: ouch.Executed, now: int) -> None:
         o = self.by_ref.get(m.user_ref)
         if o is None:
-            self.counters["untracked"] += 1
-            log.error("execution for unknown UserRefNum %d", m.user_ref)
+            self._untracked(f"execution {m.match_number}", m.user_ref)
             return
         side = "B" if o.side == "B" else "S"
         o.leaves -= m.quantity
         done = o.leaves <= 0
+        self.fill_log.append((m.match_number, o.symbol, side, m.quantity, m.price))
         self.book.on_fill(o.symbol, side, m.quantity, m.price)
         self.risk.on_fill(o.symbol, side, m.quantity, m.price, order_done=done)
         self.risk.set_pnl(self.book.total())
@@ -637,15 +901,16 @@ class GatewayCore:
         if done:
             self._finish(o)
 
-    def _canceled(self, m: ouch.Canceled) -> None:
-        o = self.by_ref.get(m.user_ref)
+    def _canceled(self, user_ref: int, quantity: int, reason: str) -> None:
+        o = self.by_ref.get(user_ref)
         if o is None:
-            self.counters["untracked"] += 1
+            self._untracked("cancel", user_ref)
             return
-        o.leaves -= m.quantity
-        self.risk.on_open_reduced(o.symbol, o.side, m.quantity)
+        o.leaves -= quantity
+        if quantity > 0:
+            self.risk.on_open_reduced(o.symbol, o.side, quantity)
         self.counters["cancels"] += 1
-        if self.venue_seq > self.quiet_until and m.reason == ouch.CANCEL_USER:
+        if self.venue_seq > self.quiet_until and reason == ouch.CANCEL_USER:
             self._maybe_trip(self.breaker.record("cancels", self.clock()))
         if o.leaves <= 0:
             self.risk.on_order_finished()
@@ -656,11 +921,11 @@ class GatewayCore:
                 0,
                 o.symbol,
                 o.side,
-                m.quantity,
+                quantity,
                 o.price,
                 max(o.leaves, 0),
                 self.book.position(o.symbol).qty,
-                m.reason,
+                reason,
                 0,
             )
         )
@@ -668,12 +933,13 @@ class GatewayCore:
             self._finish(o)
         elif o.state == CANCEL_PENDING:
             o.state = LIVE
+            o.cancel_acked = False
 
     def _replaced(self, m: ouch.Replaced, now: int) -> None:
         old = self.by_ref.get(m.orig_user_ref)
         new = self.by_ref.get(m.new_user_ref)
         if old is None:
-            self.counters["untracked"] += 1
+            self._untracked("Replaced", m.orig_user_ref)
             return
         if new is None:  # replaying a previous run's replace
             new = GwOrder(
@@ -724,7 +990,7 @@ class GatewayCore:
                 # A cancel that crossed the order's last fill: the order is done already.
                 self.counters["late_cancel_rejects"] += 1
             else:
-                self.counters["untracked"] += 1
+                self._untracked("Rejected", m.user_ref)
             return
         self.counters["venue_rejects"] += 1
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
@@ -792,6 +1058,8 @@ class GatewayCore:
         drive a flatten."""
         limit = int(self.cfg.gateway.order_timeout_s * 1e9)
         for o in list(self.orders.values()):
+            if o.cancel_acked:  # Cancel Pending: the venue has the cancel, no re-sending
+                continue
             if o.state in (PENDING, CANCEL_PENDING) and now - o.sent_ns > limit:
                 self.counters["timeouts"] += 1
                 log.warning(
@@ -817,6 +1085,23 @@ class GatewayCore:
 
     def heartbeat(self) -> ExecutionReport:
         return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, "", self.clock())
+
+
+TAG_DISPLAY_PRICE = 23  # Order Restated appendage: display price (i64)
+
+
+def restated_display_price(appendage: bytes) -> int:
+    """The display price in an Order Restated appendage (TLVs: length including the
+    tag byte, tag, value), 0 if it has none or is malformed."""
+    i = 0
+    while i + 2 <= len(appendage):
+        length, tag = appendage[i], appendage[i + 1]
+        if length < 1 or i + 1 + length > len(appendage):
+            return 0
+        if tag == TAG_DISPLAY_PRICE and length == 9:
+            return int.from_bytes(appendage[i + 2 : i + 10], "big", signed=True)
+        i += 1 + length
+    return 0
 
 
 def _px(price: int) -> str:

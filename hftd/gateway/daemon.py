@@ -29,7 +29,6 @@ from hftd.msg.hot import ExecutionReport, OrderCommand
 from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.hotloop import HotLoop
 from hftd.runtime.journal import Journal
-from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
@@ -157,11 +156,13 @@ class GatewayAgent:
         try:
             for ev in link.session.iter_events(self.view[:n]):
                 if type(ev) is soup.SequencedData:
+                    # journaled, then applied; one the core cannot use is counted there
+                    # (`unusable`), never a reason to drop the session: a re-login
+                    # would resume after it, and it would be lost for good
                     work += 1
                     link.next_seq = ev.sequence + 1
-                    msg = ouch.decode_outbound(ev.payload)
                     core.journal_venue(ev.sequence, ev.payload)
-                    core.on_venue(msg, ev.sequence, now)
+                    core.on_venue_payload(ev.payload, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
                     if ev.sequence != link.requested:
                         log.error(
@@ -305,6 +306,7 @@ class GatewayService:
             "strategy_up": core.strategy_up,
             "venue_seq": core.venue_seq,
             "next_user_ref": core.next_user_ref,
+            "last_unusable": core.last_unusable,
             **core.counters,
             **a.counters,
             "reconnects": a.link.reconnects,
@@ -316,6 +318,7 @@ class GatewayService:
                     "side": o.side,
                     "leaves": o.leaves,
                     "price": o.price,
+                    "order_ref": o.order_ref,
                     "tif": o.tif,
                     "state": o.state,
                     "strategy": o.strategy,

@@ -28,6 +28,7 @@ the caller chooses), else the latest fill price.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -186,6 +187,21 @@ class PositionBook:
         self._realized_total += pnl
         self._revalue(symbol)
         return pnl
+
+    def rebuild(self, symbol: str, fills: Iterable[tuple[str, int, int]]) -> None:
+        """Recompute `symbol`'s position from its fills (side, qty, price), in order.
+
+        For a fill the venue broke or corrected: applying an opposite fill would
+        not restore the cost basis nor the realized P&L; replaying the others does,
+        exactly (and the fill count and last fill price with them).
+        """
+        old = self._positions.get(symbol)
+        pos = Position(symbol)
+        for side, qty, price in fills:
+            pos.on_fill(side, qty, price)
+        self._realized_total += pos.realized - (old.realized if old is not None else 0)
+        self._positions[symbol] = pos
+        self._revalue(symbol)
 
     def set_mark(self, symbol: str, price: int) -> None:
         """Mark `symbol` at `price` (BBO mid or last trade, 4dp)."""

@@ -74,6 +74,9 @@ EX_FILL = 3  # qty traded at price; leaves = open qty after
 EX_CANCELED = 4  # qty came off; leaves = open qty after
 EX_REPLACED = 5  # cl_id is now the order; orig_cl_id is finished
 EX_HEARTBEAT = 6  # the gateway is alive
+# The venue broke or corrected a fill (OUCH B, F): position = the symbol's net position
+# now; qty/price the fill as it stood (broken) or now stands (corrected); cl_id 0.
+EX_POSITION = 7
 
 
 class ExecutionReport(msgspec.Struct, array_like=True, gc=False, frozen=True):

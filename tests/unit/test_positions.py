@@ -278,3 +278,33 @@ def test_realized_split_is_within_rounding(fills: list[tuple[str, int, int]]) ->
         assert p.realized - exact_realized == p.cost - exact_avg * exact_qty
         if p.qty == 0:
             assert p.realized == exact_realized
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("BS"), st.integers(1, 500), st.integers(1, 3000)),
+        min_size=1,
+        max_size=25,
+    ),
+    st.data(),
+)
+def test_rebuild_without_one_fill_is_as_if_it_never_happened(
+    fills: list[tuple[str, int, int]], data: st.DataObject
+) -> None:
+    """A broken trade: the book rebuilt from the other fills equals a book that never
+    saw it (qty, cost basis, realized, fills, totals), whatever came before and after."""
+    broken = data.draw(st.integers(0, len(fills) - 1))
+    book = PositionBook()
+    book.on_fill("Y", "B", 10, 50)  # another symbol's P&L stays in the totals
+    for side, qty, price in fills:
+        book.on_fill("X", side, qty, price)
+    book.set_mark("X", 1500)
+    rest = fills[:broken] + fills[broken + 1 :]
+    book.rebuild("X", rest)
+    ref = PositionBook()
+    ref.on_fill("Y", "B", 10, 50)
+    ref.position("X")  # traded today: listed, flat if every fill of it was broken
+    for side, qty, price in rest:
+        ref.on_fill("X", side, qty, price)
+    ref.set_mark("X", 1500)
+    assert book.snapshot() == ref.snapshot()

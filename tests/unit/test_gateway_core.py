@@ -1,0 +1,282 @@
+"""The gateway's logic on its own (no sockets, no rings): what every OUCH 5.0
+venue-side message does to orders, positions, P&L and the strategy's reports,
+and what happens to a sequenced message the gateway cannot use."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import pytest
+
+from hftd.config import load_config
+from hftd.gateway.core import CANCEL_PENDING, LIVE, GatewayCore, GwOrder, to_b36
+from hftd.gateway.positions import PositionBook
+from hftd.msg.hot import (
+    CMD_CANCEL,
+    CMD_HEARTBEAT,
+    CMD_NEW,
+    EX_ACCEPTED,
+    EX_CANCELED,
+    EX_FILL,
+    EX_POSITION,
+    ExecutionReport,
+    OrderCommand,
+)
+from hftd.wire import ouch
+from tests.support import DEFAULT_CONFIG
+
+PX = 1_895_000  # AAPL's reference price: inside the price band
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class Harness:
+    """A GatewayCore with the strategy and the venue up, and a venue that numbers
+    its replies: `reply(msg)` applies one as the next sequenced message."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.core = GatewayCore(load_config(DEFAULT_CONFIG), self.clock)
+        self.core.venue_up = True
+        self.core.on_command(
+            OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0), self.clock.now
+        )
+        self.seq = 1
+        self.next_cl = 1
+        self.match = 100
+
+    def reply(self, m: ouch.Outbound | bytes) -> list[ExecutionReport]:
+        """Journal (when the core has a journal) and apply the next sequenced message;
+        the reports it made."""
+        self.seq += 1
+        payload = m if isinstance(m, bytes) else ouch.encode_outbound(m)
+        self.core.journal_venue(self.seq, payload)
+        self.core.on_venue_payload(payload, self.seq, self.clock.now)
+        out, self.core.reports[:] = list(self.core.reports), []
+        return out
+
+    def order(self, side: str, qty: int, price: int = PX, sym: str = "AAPL") -> GwOrder:
+        """A new order, sent and accepted live."""
+        cl = self.next_cl
+        self.next_cl += 1
+        self.core.on_command(
+            OrderCommand(CMD_NEW, cl, sym, side, qty, price, "0", 0, "mr1", 0, 0), self.clock.now
+        )
+        o = self.core.orders[cl]
+        self.core.to_venue.clear()
+        echo = (side, qty, sym, price, "0", "Y", 9000 + cl, "A", "N", "N", "L", to_b36(cl))
+        r = self.reply(ouch.Accepted(1, o.user_ref, *echo))
+        assert [x.kind for x in r] == [EX_ACCEPTED] and o.state == LIVE
+        return o
+
+    def fill(self, o: GwOrder, qty: int, price: int = PX) -> int:
+        """An execution of `o`; returns its match number."""
+        self.match += 1
+        r = self.reply(ouch.Executed(2, o.user_ref, qty, price, "A", self.match))
+        assert r and r[0].kind == EX_FILL
+        return self.match
+
+
+def position(h: Harness, sym: str = "AAPL") -> tuple[int, int, int, int]:
+    p = h.core.book.position(sym)
+    return p.qty, p.cost, p.realized, p.fills
+
+
+def expected(fills: list[tuple[str, int, int]]) -> tuple[int, int, int, int]:
+    ref = PositionBook()
+    for side, qty, price in fills:
+        ref.on_fill("AAPL", side, qty, price)
+    p = ref.position("AAPL")
+    return p.qty, p.cost, p.realized, p.fills
+
+
+# --- broken trades and trade corrections ------------------------------------------------
+
+
+def test_a_broken_trade_undoes_its_fill_exactly() -> None:
+    h = Harness()
+    buy, sell = h.order("B", 100, PX), h.order("S", 300, PX + 200)
+    m_buy = h.fill(buy, 100, PX)
+    h.fill(sell, 100, PX + 200)  # closes the long: realized 100 * 0.02
+    h.fill(sell, 50, PX + 300)  # opens a short
+    assert position(h) == expected([("B", 100, PX), ("S", 100, PX + 200), ("S", 50, PX + 300)])
+    assert h.core.book.realized() == 100 * 200
+
+    reports = h.reply(ouch.BrokenTrade(3, buy.user_ref, m_buy, ouch.BROKEN_ERRONEOUS, "x"))
+    # as if the buy never happened: short 150 at the two sell prices, nothing realized
+    assert position(h) == expected([("S", 100, PX + 200), ("S", 50, PX + 300)])
+    assert h.core.book.realized() == 0 and h.core.book.position("AAPL").qty == -150
+    assert h.core.counters["fills"] == 2 and h.core.counters["broken_trades"] == 1
+    assert h.core.risk.position("AAPL") == -150
+    assert h.core.risk.pnl == h.core.book.total()
+    assert [(r.kind, r.cl_id, r.symbol, r.qty, r.price, r.position) for r in reports] == [
+        (EX_POSITION, 0, "AAPL", 100, PX, -150)
+    ]
+    assert sell.leaves == 150  # the venue does not give the shares back to an order
+    assert h.core.counters["unusable"] == 0
+
+
+def test_a_trade_correction_reprices_its_fill() -> None:
+    h = Harness()
+    buy, sell = h.order("B", 100), h.order("S", 100, PX + 200)
+    m = h.fill(buy, 100, PX)
+    h.fill(sell, 100, PX + 200)
+    reports = h.reply(ouch.TradeCorrection(3, buy.user_ref, 100, PX + 100, "A", m, "N", ""))
+    assert position(h) == expected([("B", 100, PX + 100), ("S", 100, PX + 200)])
+    assert h.core.book.realized() == 100 * 100
+    assert h.core.counters["fills"] == 2 and h.core.counters["trade_corrections"] == 1
+    assert [(r.kind, r.qty, r.price, r.position) for r in reports] == [
+        (EX_POSITION, 100, PX + 100, 0)
+    ]
+
+
+def test_a_broken_trade_of_a_fill_never_seen_is_unusable_not_an_error() -> None:
+    h = Harness()
+    o = h.order("B", 100)
+    h.fill(o, 40)
+    before = position(h)
+    assert h.reply(ouch.BrokenTrade(3, o.user_ref, 999_999, "E", "")) == []
+    assert position(h) == before and h.core.counters["broken_trades"] == 0
+    assert h.core.counters["unusable"] == 1
+    assert "execution 999999 broken (E): no such fill" in h.core.last_unusable
+
+
+# --- the order's life at the venue --------------------------------------------------------
+
+
+def test_an_order_priority_update_updates_the_working_order() -> None:
+    h = Harness()
+    o = h.order("B", 100, PX)
+    assert h.reply(ouch.OrderPriorityUpdate(3, o.user_ref, PX - 100, "N", 4242)) == []
+    assert (o.price, o.display_price, o.order_ref, o.state) == (PX - 100, PX - 100, 4242, LIVE)
+    assert h.core.counters["priority_updates"] == 1 and h.core.counters["unusable"] == 0
+
+
+def test_an_order_restated_keeps_its_displayed_price() -> None:
+    h = Harness()
+    o = h.order("S", 100, PX)
+    shown = PX + 100
+    app = bytes([5, 22]) + (100).to_bytes(4, "big") + bytes([9, 23]) + shown.to_bytes(8, "big")
+    assert h.reply(ouch.OrderRestated(3, o.user_ref, ouch.RESTATED_PRICE, app)) == []
+    assert (o.display_price, o.price, o.leaves) == (shown, PX, 100)
+    assert h.core.counters["restated"] == 1
+
+
+def test_an_aiq_cancel_takes_shares_off_like_a_cancel() -> None:
+    h = Harness()
+    o = h.order("B", 300)
+    reports = h.reply(ouch.AiqCanceled(3, o.user_ref, 200, ouch.CANCEL_AIQ, 200, PX, "A"))
+    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [(EX_CANCELED, 200, 100, "Q")]
+    assert o.leaves == 100 and o.state == LIVE
+    assert h.core.risk.open_qty("AAPL", "B") == 100
+    h.reply(ouch.AiqCanceled(4, o.user_ref, 100, ouch.CANCEL_AIQ, 100, PX, "A"))
+    assert o.cl_id not in h.core.orders and h.core.risk.working_orders == 0
+    assert h.core.counters["aiq_cancels"] == 2
+
+
+def test_cancel_pending_is_not_sent_again_and_cancel_reject_makes_it_live() -> None:
+    h = Harness()
+    o = h.order("B", 100)
+    h.core.on_command(
+        OrderCommand(CMD_CANCEL, 99, "AAPL", "B", 0, 0, "", o.cl_id, "mr1", 0, 0), h.clock.now
+    )
+    assert o.state == CANCEL_PENDING and len(h.core.to_venue) == 1
+    h.core.to_venue.clear()
+    h.reply(ouch.CancelPending(3, o.user_ref))
+    h.clock.now += 10 * 1_000_000_000  # far past order_timeout_s (and the strategy's)
+    h.core.on_timer(h.clock.now)
+    assert h.core.to_venue == [] and h.core.counters["timeouts"] == 0  # the venue has it
+    assert h.core.halt("test")["cancelled"] == 0  # nor sent again by a halt
+    h.reply(ouch.CancelReject(4, o.user_ref))
+    assert o.state == LIVE and not o.cancel_acked
+    assert h.core.counters["cancel_pending"] == 1 and h.core.counters["cancel_rejects"] == 1
+
+
+def test_order_modified_changes_size_and_side() -> None:
+    h = Harness()
+    o = h.order("S", 300)
+    reports = h.reply(ouch.OrderModified(3, o.user_ref, "T", 200))  # now a short sale, 200
+    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [(EX_CANCELED, 100, 200, "M")]
+    assert (o.side, o.leaves) == ("S", 200) and h.core.risk.open_qty("AAPL", "S") == 200
+    h.reply(ouch.OrderModified(4, o.user_ref, "B", 200))  # side: the open shares move
+    assert o.side == "B"
+    assert (h.core.risk.open_qty("AAPL", "B"), h.core.risk.open_qty("AAPL", "S")) == (200, 0)
+    h.reply(ouch.OrderModified(5, o.user_ref, "B", 0))
+    assert o.cl_id not in h.core.orders and h.core.risk.open_qty("AAPL", "B") == 0
+    assert h.core.counters["modified"] == 3
+
+
+def test_account_query_response_and_system_events() -> None:
+    h = Harness()
+    h.reply(ouch.AccountQueryResponse(3, 500))
+    assert h.core.next_user_ref == 500
+    h.reply(ouch.AccountQueryResponse(4, 7))  # never backwards
+    assert h.core.next_user_ref == 500
+    assert h.reply(ouch.SystemEventMsg(5, "E")) == []
+    assert h.core.counters["unusable"] == 0
+
+
+# --- what cannot be used ------------------------------------------------------------------
+
+
+def test_unusable_messages_are_counted_and_logged_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness()
+    caplog.set_level(logging.ERROR, "hftd.gateway")
+    h.seq += 1
+    h.core.on_venue_payload(b"Z\x00\x01", h.seq, h.clock.now)  # not OUCH 5.0
+    assert h.core.venue_seq == h.seq and h.core.counters["unusable"] == 1
+    assert "not OUCH 5.0" in h.core.last_unusable
+    for _ in range(50):  # a burst: one more line, then quiet
+        h.reply(ouch.Executed(1, 12345, 100, PX, "A", 1))
+    assert h.core.counters["unusable"] == 51 and h.core.counters["untracked"] == 50
+    lines = [r for r in caplog.records if "not applied" in r.getMessage()]
+    assert len(lines) == 1
+    h.clock.now += 2_000_000_000
+    h.reply(ouch.OrderPriorityUpdate(1, 12345, PX, "Y", 1))
+    lines = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert len(lines) == 2 and "(50 more since the last line)" in lines[-1]
+    assert "Order Priority Update for unknown UserRefNum 12345" in lines[-1]
+
+
+def test_replay_of_a_journal_applies_venue_side_messages_and_unusable_ones(
+    tmp_path: Any,
+) -> None:
+    """The same messages journaled and replayed into a new core give the same state."""
+    from hftd.runtime.journal import Journal, read_all
+
+    h = Harness()
+    journal = h.core.journal = Journal.open(tmp_path / "gw.journal", "never", 0.05)
+    buy, sell = h.order("B", 200), h.order("S", 100, PX + 100)
+    m = h.fill(buy, 100)
+    h.fill(sell, 100, PX + 100)
+    h.reply(ouch.BrokenTrade(3, buy.user_ref, m, "S", ""))
+    h.reply(ouch.OrderPriorityUpdate(4, buy.user_ref, PX - 100, "Y", 77))
+    h.reply(b"?")
+    journal.close()
+
+    fresh = GatewayCore(load_config(DEFAULT_CONFIG), h.clock)
+    records, torn = read_all(tmp_path / "gw.journal")
+    assert torn is None
+    assert fresh.replay(records, h.clock.now) == h.seq
+    assert fresh.counters["unusable"] == 1 and fresh.counters["broken_trades"] == 1
+    assert fresh.book.position("AAPL").qty == h.core.book.position("AAPL").qty == -100
+    assert fresh.by_ref[buy.user_ref].price == PX - 100
+
+
+def test_reports_carry_the_stream_position() -> None:
+    h = Harness()
+    o = h.order("B", 100)
+    h.fill(o, 10)
+    r = h.reply(ouch.BrokenTrade(3, o.user_ref, h.match, "E", ""))[0]
+    assert msgspec.structs.replace(h.core.stamp(r), venue_seq=0) == r
+    assert h.core.stamp(r).venue_seq == h.seq
