@@ -11,7 +11,8 @@
   (all of loopback is one) and per username, with a lock-out; refused logins
   logged rate-limited; at most `max_connections` connections open.
 - control socket `<run_dir>/exchange.sock`: Status, Snapshot(user), Depth(symbol),
-  Disconnect(kind).
+  Disconnect(kind), and the test hook Inject(user, kind, ...) (a venue-side message
+  such as a Broken Trade into a user's OUCH stream).
 
 A malformed or out-of-protocol packet ends only the session that sent it.
 
@@ -42,7 +43,7 @@ from hftd.exchange.access import (
 from hftd.exchange.journal import JournaledVenue, JournalMismatch, Recovery, open_venue
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.stream import SequencedStream
-from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Snapshot
+from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Inject, Snapshot
 from hftd.runtime.daemon import StartupError, listen_tcp
 from hftd.runtime.journal import JournalCorrupt
 from hftd.wire import ouch
@@ -222,6 +223,20 @@ class ExchangeDaemon:
                 scope.cancel()
             log.warning("dropped %d %s sessions on request", len(scopes), cmd.kind)
             return {"dropped": len(scopes)}
+        if isinstance(cmd, Inject):
+            if cmd.user not in self.passwords:
+                raise ValueError(f"unknown user {cmd.user!r}")
+            self.jv.venue_event(cmd.user, cmd.kind, cmd.number, cmd.raw)
+            self._published()
+            seq = len(self.venue.user(cmd.user).stream)
+            log.warning(
+                "test hook: %s %d put into %s's OUCH stream (now up to sequence %d)",
+                cmd.kind,
+                cmd.number,
+                cmd.user,
+                seq,
+            )
+            return {"sequence": seq}
         if isinstance(cmd, Depth):
             book = self.venue.engine.books.get(cmd.symbol)
             if book is None:

@@ -18,6 +18,8 @@ Records (msgpack arrays, tag first), in the order they happened::
     ["F", ts, index]                 one synthetic flow step for symbols[index]
     ["P", index, flow]               symbols[index]'s flow config changed (reload)
     ["E", ts]                        end of day (a later "S" reopens the venue)
+    ["V", ts, user, kind, number, raw]  a venue-side event put into a user's OUCH
+                                     stream (`Venue.venue_event`: a test and drill hook)
 
 Why this is enough:
 - The clock is a `StepClock` holding one value per input: every timestamp an
@@ -128,7 +130,15 @@ class EndOfDay(msgspec.Struct, tag="E", frozen=True, array_like=True):
     ts: int
 
 
-Record = Begin | StartOfDay | Inbound | FlowStep | FlowParams | EndOfDay
+class VenueEvent(msgspec.Struct, tag="V", frozen=True, array_like=True):
+    ts: int
+    user: str
+    kind: str  # hftd.exchange.venue.EVENTS
+    number: int  # match number or UserRefNum
+    raw: bytes
+
+
+Record = Begin | StartOfDay | Inbound | FlowStep | FlowParams | EndOfDay | VenueEvent
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
@@ -200,6 +210,14 @@ class JournaledVenue:
         self._record(Inbound(ts, user, raw))
         self._inbound(ts, user, msg)
 
+    def venue_event(self, user: str, kind: str, number: int, raw: bytes = b"") -> None:
+        """A venue-side event into `user`'s OUCH stream (`Venue.venue_event`, a test
+        hook); ValueError, with nothing journaled, if it cannot be applied."""
+        problem = self.venue.event_problem(user, kind, number)
+        if problem:
+            raise ValueError(problem)
+        self._apply(VenueEvent(self._now(), user, kind, number, raw))
+
     def next_flow_delay(self, index: int) -> float:
         """Seconds until symbols[index]'s next flow step; call once before each step."""
         return self.flows[index].next_delay()
@@ -264,6 +282,10 @@ class JournaledVenue:
             self.started, self.ended = True, False
         elif isinstance(rec, FlowParams):
             self.flows[rec.index].cfg = rec.flow
+        elif isinstance(rec, VenueEvent):
+            self.clock.now = rec.ts
+            self.inputs += 1
+            self.venue.venue_event(rec.user, rec.kind, rec.number, rec.raw)
         else:
             self.clock.now = rec.ts
             self.inputs += 1

@@ -12,7 +12,12 @@ OUCH rules this venue applies beyond the engine's:
 - UserRefNum must strictly increase per user (Enter, and Replace's new one);
   otherwise the message is rejected (reason 8).
 - Cancel/Replace name the order by UserRefNum; an unknown or dead one is
-  rejected with reason 7 (OUCH has no cancel-reject, so Rejected carries it).
+  rejected with reason 7 (hftd's choice: Rejected carries it).
+
+Venue-side events a real venue sends on its own (a broken trade, an order
+re-priced) have no cause in this simulator: `venue_event` puts one into a
+user's stream on request. It is a test and drill hook (the exchange's
+`Inject` control command), journaled like any other input.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ from hftd.exchange.stream import SequencedStream
 from hftd.wire import itch, ouch
 
 SYNTHETIC = ""  # owner of background flow orders
+
+# Venue-side events `Venue.venue_event` can put into a user's stream (test hook).
+EVENT_BROKEN_TRADE = "broken_trade"
+EVENT_PRIORITY_UPDATE = "priority_update"
+EVENT_RAW = "raw"
+EVENTS = (EVENT_BROKEN_TRADE, EVENT_PRIORITY_UPDATE, EVENT_RAW)
 
 
 class OrderExtras(msgspec.Struct, gc=False):
@@ -67,6 +78,7 @@ class FillRecord(msgspec.Struct, frozen=True, gc=False):
     price: int
     liquidity: str  # A added, R removed
     timestamp: int
+    cl_ord_id: str = ""  # the order's, as entered (a Broken Trade echoes it)
 
 
 class OpenOrder(msgspec.Struct, frozen=True, gc=False):
@@ -372,9 +384,19 @@ class Venue:
             if owner == SYNTHETIC:
                 continue
             self._out(owner, ouch.Executed(ts, user_ref, f.quantity, f.price, liq, f.match_number))
+            x = self.extras.get(ref, NO_EXTRAS)
             self.users[owner].fills.append(
                 FillRecord(
-                    f.match_number, user_ref, ref, f.symbol, side, f.quantity, f.price, liq, ts
+                    f.match_number,
+                    user_ref,
+                    ref,
+                    f.symbol,
+                    side,
+                    f.quantity,
+                    f.price,
+                    liq,
+                    ts,
+                    x.cl_ord_id,
                 )
             )
             if left == 0:
@@ -422,6 +444,53 @@ class Venue:
                 x.cl_ord_id,
             ),
         )
+
+    # --- venue-side events (a test and drill hook) ----------------------------------
+
+    def event_problem(self, user: str, kind: str, number: int) -> str:
+        """Why `venue_event(user, kind, number, ...)` cannot be applied ("" if it can)."""
+        st = self.users.get(user)
+        if st is None:
+            return f"no OUCH stream for user {user!r}"
+        if kind == EVENT_BROKEN_TRADE:
+            if not any(f.match_number == number for f in st.fills):
+                return f"user {user} has no execution with match number {number}"
+        elif kind == EVENT_PRIORITY_UPDATE:
+            ref = st.live.get(number)
+            if ref is None or self.engine.order(ref) is None:
+                return f"user {user} has no live order with UserRefNum {number}"
+        elif kind != EVENT_RAW:
+            return f"unknown event {kind!r} (known: {', '.join(EVENTS)})"
+        return ""
+
+    def venue_event(self, user: str, kind: str, number: int, raw: bytes = b"") -> None:
+        """Put a venue-side message into `user`'s OUCH stream (check `event_problem` first):
+
+        - "broken_trade": every fill of `user` with match number `number` is broken:
+          it leaves the user's fills (the snapshot) and a Broken Trade is sent;
+        - "priority_update": an Order Priority Update for the live order with
+          UserRefNum `number` (its price, display and order reference as they are:
+          the book is not re-priced);
+        - "raw": `raw` as a sequenced message, whatever it is (hostile-input drills).
+        """
+        st = self.user(user)
+        ts = self.clock_ns()
+        if kind == EVENT_BROKEN_TRADE:
+            broken = [f for f in st.fills if f.match_number == number]
+            st.fills = [f for f in st.fills if f.match_number != number]
+            for f in broken:
+                self._out(
+                    user,
+                    ouch.BrokenTrade(ts, f.user_ref, number, ouch.BROKEN_SUPERVISORY, f.cl_ord_id),
+                )
+        elif kind == EVENT_PRIORITY_UPDATE:
+            ref = st.live[number]
+            o = self.engine.order(ref)
+            assert o is not None
+            x = self.extras.get(ref, NO_EXTRAS)
+            self._out(user, ouch.OrderPriorityUpdate(ts, number, o.price, x.display, ref))
+        else:
+            st.stream.append(raw)
 
     # --- reconciliation -----------------------------------------------------------
 

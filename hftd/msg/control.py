@@ -74,6 +74,19 @@ class Disconnect(msgspec.Struct, tag=True, frozen=True):
     kind: str
 
 
+class Inject(msgspec.Struct, tag=True, frozen=True):
+    """Exchange test and drill hook, never part of trading: put a venue-side message
+    into `user`'s OUCH stream, as a real venue sends them on its own (journaled, so
+    it survives a restart). `kind`: "broken_trade" (every fill of the user with match
+    number `number`), "priority_update" (the live order with UserRefNum `number`),
+    "raw" (`raw` as the message, whatever it is). Reply: {"sequence": n}."""
+
+    user: str
+    kind: str
+    number: int = 0
+    raw: bytes = b""
+
+
 class Pause(msgspec.Struct, tag=True, frozen=True):
     """Gateway: hold new orders (working ones stay); undone by Resume."""
 
@@ -108,6 +121,7 @@ Command = (
     | Hang
     | Resync
     | Disconnect
+    | Inject
     | Pause
     | Resume
     | Halt

@@ -384,3 +384,19 @@ def test_journal_append_stays_off_the_disk_with_batch(tmp_path: Path) -> None:
             best = min(best, (time.perf_counter_ns() - t0) / 2000)
         assert j.syncs == 0
     assert best < 200_000, f"{best / 1000:.1f} us per append"
+
+
+def test_venue_events_are_journaled_and_replayed(tmp_path: Path) -> None:
+    """The Inject test hook's events are venue inputs like any other: a restarted
+    exchange serves the same streams (a client's sequence numbers stay valid)."""
+    live, _, path = journaled(tmp_path, 21, 600)
+    user, fills = next((u, s.fills) for u, s in live.venue.users.items() if s.fills)
+    live.venue_event(user, "broken_trade", fills[0].match_number)
+    live.venue_event(user, "raw", 0, b"?")
+    with pytest.raises(ValueError, match="no execution"):
+        live.venue_event(user, "broken_trade", 10**12)
+    assert live.journal is not None
+    live.journal.close()
+    again = rebuilt(tmp_path, read_all(path)[0])
+    assert state(again) == state(live)
+    assert again.venue.user(user).stream.get(len(again.venue.user(user).stream)) == b"?"

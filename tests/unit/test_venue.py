@@ -122,3 +122,42 @@ def test_flow_is_reproducible() -> None:
     assert actions(1) != actions(2)
     kinds = {type(a) for a in actions(3)}
     assert kinds == {FlowEnter, FlowCancel}
+
+
+def test_venue_events_go_into_the_users_stream() -> None:
+    """The test hook: a broken trade leaves the fills, a priority update names a live
+    order, raw bytes go in as they are; what cannot apply says why."""
+    v = make_venue()
+    v.handle("HFTD", ouch.EnterOrder(1, "B", 300, "AAPL", 1_890_000, cl_ord_id="ab"))
+    v.handle("TEST", ouch.EnterOrder(1, "S", 100, "AAPL", 1_890_000))  # fills 100 of it
+    (fill,) = v.snapshot("HFTD").fills
+    assert fill.cl_ord_id == "ab" and fill.quantity == 100
+    assert v.event_problem("HFTD", "broken_trade", fill.match_number) == ""
+    assert "no execution" in v.event_problem("HFTD", "broken_trade", 999)
+    assert "no live order" in v.event_problem("HFTD", "priority_update", 7)
+    assert "unknown event" in v.event_problem("HFTD", "nonsense", 1)
+    assert "no OUCH stream" in v.event_problem("NOBODY", "raw", 0)
+
+    v.venue_event("HFTD", "broken_trade", fill.match_number)
+    v.venue_event("HFTD", "priority_update", 1)
+    v.venue_event("HFTD", "raw", 0, b"Zhostile")
+    s = v.user("HFTD").stream
+    *_, broken, prio = out_until(v, "HFTD", s.next_sequence - 1)
+    assert broken == ouch.BrokenTrade(
+        broken.timestamp, 1, fill.match_number, ouch.BROKEN_SUPERVISORY, "ab"
+    )
+    assert isinstance(prio, ouch.OrderPriorityUpdate)
+    assert (prio.user_ref, prio.price, prio.display, prio.order_ref) == (
+        1,
+        1_890_000,
+        "Y",
+        fill.order_ref,
+    )
+    assert s.get(s.next_sequence - 1) == b"Zhostile"
+    assert v.snapshot("HFTD").fills == [] and len(v.snapshot("TEST").fills) == 1
+    assert [o.open_qty for o in v.snapshot("HFTD").open_orders] == [200]
+
+
+def out_until(v: Venue, user: str, stop: int) -> list[ouch.Outbound]:
+    s = v.user(user).stream
+    return [ouch.decode_outbound(m) for m in s.range(1, stop)]
