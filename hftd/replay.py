@@ -19,9 +19,7 @@ def replay_file(path: Path, symbols: list[str] | None = None) -> tuple[BookBuild
     builder = BookBuilder(symbols)
     seq = 0
     for seq, raw in enumerate(itch.iter_binary_file(path.read_bytes()), start=1):
-        u = normalize(itch.decode(raw), seq, 0)
-        if u is not None:
-            builder.apply_update(u)
+        builder.apply_update(normalize(itch.decode(raw), seq, 0))
     return builder, seq
 
 

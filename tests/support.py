@@ -354,3 +354,103 @@ def assert_gateway_matches_venue(gateway: dict[str, Any], snap: dict[str, Any]) 
         ), sym
     assert gateway["positions"]["realized"] == ref.realized()
     assert gateway["untracked"] == 0
+
+
+class StubItchVenue:
+    """A bare ITCH venue for tests: SoupBinTCP on a free loopback port, in a thread,
+    serving `messages` (ITCH payloads, numbered from 1) to any login, then what
+    `publish` adds, and heartbeats, the way a real NASDAQ feed serves its day.
+    `logins` records the
+    sequence number each login asked for (a reconnect loop shows there).
+    Use as a context manager; it stops its threads and closes its sockets."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        import threading
+
+        from hftd.wire import soupbintcp as soup
+
+        self.soup = soup
+        self.messages = list(messages)
+        self.logins: list[int] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = int(self.listener.getsockname()[1])
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def publish(self, messages: list[bytes]) -> None:
+        """Sequence more messages (every session gets them)."""
+        self.messages.extend(messages)
+
+    def __enter__(self) -> StubItchVenue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(5)
+        self.listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        soup = self.soup
+        session = soup.ServerSession()
+        conn.settimeout(0.2)
+        with conn, suppress(OSError):
+            login = None
+            while login is None and not self.stopping.is_set():
+                try:
+                    data = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                for ev in session.receive_data(data):
+                    if isinstance(ev, soup.LoginRequested):
+                        login = ev
+            if login is None:
+                return
+            self.logins.append(login.sequence)
+            end = len(self.messages) + 1
+            first = end if login.sequence == 0 or login.sequence > end else login.sequence
+            conn.sendall(soup.login_accepted("STUB", first))
+            session.accept()
+            sent = first - 1  # messages[:sent] are the client's
+            last_send = 0.0
+            while not self.stopping.is_set():
+                if len(self.messages) > sent:
+                    batch, sent = self.messages[sent:], len(self.messages)
+                    conn.sendall(b"".join(soup.sequenced(m) for m in batch))
+                    last_send = time.monotonic()
+                elif time.monotonic() - last_send >= soup.HEARTBEAT_INTERVAL:
+                    conn.sendall(soup.SERVER_HEARTBEAT)
+                    last_send = time.monotonic()
+                try:
+                    if not conn.recv(4096):
+                        return
+                except TimeoutError:
+                    continue
+
+
+def itch_sample() -> list[bytes]:
+    """The real NASDAQ sample's 10,000 ITCH messages (../shared/data)."""
+    from hftd.wire import itch
+
+    return [bytes(m) for m in itch.iter_binary_file(ITCH_FILE.read_bytes())]

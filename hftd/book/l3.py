@@ -134,8 +134,7 @@ class BookBuilder:
 
     def apply(self, msg: itch.ItchMessage, seq: int = 0) -> L3Book | None:
         """Apply one ITCH message (replay and tests)."""
-        u = normalize(msg, seq, 0)
-        return None if u is None else self.apply_update(u)
+        return self.apply_update(normalize(msg, seq, 0))
 
     def apply_update(self, u: MarketDataUpdate) -> L3Book | None:
         """Apply one update; returns the book it changed, if any."""

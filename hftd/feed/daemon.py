@@ -3,7 +3,10 @@
 A SoupBinTCP client to the venue's ITCH port, run in the hot thread: every
 read is stamped T1 (CLOCK_MONOTONIC ns) as it leaves the socket, each ITCH
 message is normalized to a `MarketDataUpdate` carrying T1 and its venue
-sequence number, and published into the md ring. It never blocks on a slow
+sequence number, and published into the md ring: exactly one record per
+sequence number, a sequence-only one for the types the system does not use
+and for anything unreadable (counted, logged rate-limited), so the strategy
+never sees a gap that did not happen. It never blocks on a slow
 strategy: a full ring drops the update and counts it.
 
 Recovery is by sequence number. The feed always knows the next sequence it
@@ -26,19 +29,19 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
-from hftd.feed.normalize import normalize
+from hftd.feed.normalize import Normalizer
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
 from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
 from hftd.runtime.hotloop import HotLoop
-from hftd.wire import itch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
 log = logging.getLogger("hftd.feed")
 
 MD_HEARTBEAT_S = 0.1  # idle this long: publish MD_HEARTBEAT
+PROBLEM_LOG_INTERVAL_S = 5.0  # unreadable ITCH messages: at most one warning this often
 
 _md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
 
@@ -58,16 +61,16 @@ class FeedAgent:
     def __init__(self, cfg: HftdConfig, ring: Ring) -> None:
         self.cfg = cfg
         self.ring = ring
-        ex, fc = cfg.exchange, cfg.feed
+        venue, fc = cfg.venue_address(), cfg.feed  # [venue]: the simulator's by default
         self.link = SoupLink(
             "feed",
-            ex.host,
-            ex.md_port,
+            venue.host,
+            venue.md_port,
             fc.username,
             fc.password,
             backoff_min_s=fc.reconnect_min_s,
             backoff_max_s=fc.reconnect_max_s,
-            silence_s=ex.heartbeat_timeout_s,
+            silence_s=venue.heartbeat_timeout_s,
             log=log,
             rcvbuf=4 << 20,
         )
@@ -78,6 +81,9 @@ class FeedAgent:
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
         self.encoder = msgspec.msgpack.Encoder()
+        self.norm = Normalizer()
+        self.problems_logged = 0  # norm.problems when the last warning went out
+        self.next_problem_log = 0.0  # monotonic s: no warning before (one per 5 s)
         self.counters = {
             "messages": 0,
             "published": 0,
@@ -149,17 +155,17 @@ class FeedAgent:
 
     def _on_data(self, data: memoryview, t1: int) -> int:
         work = 0
-        ring, enc = self.ring, self.encoder
+        ring, enc, norm = self.ring, self.encoder, self.norm
         link = self.link
+        problems = norm.problems
         for ev in link.session.iter_events(data):
             if type(ev) is soup.SequencedData:
                 work += 1
                 seq = ev.sequence
                 link.next_seq = seq + 1
                 self.counters["messages"] += 1
-                u = normalize(itch.decode(ev.payload), seq, t1)
-                if u is None:
-                    continue
+                # Exactly one record per sequence number, whatever the message.
+                u = norm.update(ev.payload, seq, t1)
                 if ring.try_write(enc.encode(u)):
                     self.counters["published"] += 1
                     self.last_publish = link.last_rx
@@ -173,7 +179,29 @@ class FeedAgent:
             elif isinstance(ev, soup.EndOfSession):
                 self._drop("end of session")
                 return work + 1
+        if norm.problems != problems:
+            self._warn_problems()
         return work
+
+    def _warn_problems(self) -> None:
+        """Messages not ITCH 5.0 (or of the wrong size) passed on as sequence-only
+        records: say so, one line every 5 s at most, counting those in between
+        (whoever sends them must not flood the log)."""
+        now = time.monotonic()
+        if now < self.next_problem_log:
+            return
+        self.next_problem_log = now + PROBLEM_LOG_INTERVAL_S
+        n = self.norm.problems - self.problems_logged
+        self.problems_logged = self.norm.problems
+        log.warning(
+            "%d unreadable ITCH message%s kept as sequence-only records (latest: %s); "
+            "%d not ITCH 5.0, %d of the wrong size so far",
+            n,
+            "" if n == 1 else "s",
+            self.norm.last_problem,
+            self.norm.unknown,
+            self.norm.malformed,
+        )
 
     def resync(self) -> None:
         """Publish MD_RESET and replay from sequence 1 (a consumer lost its books)."""
@@ -192,7 +220,8 @@ class FeedAgent:
             )
             self.link.next_seq = 1
             self.pending_reset = True
-            self._drop("resync", at_once=True)
+            # Already asked for 1 and refused: retrying at once would only spin.
+            self._drop("resync", at_once=self.link.requested != 1)
             return
         if self.pending_reset:
             reset = MarketDataUpdate(0, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns())
@@ -239,6 +268,8 @@ class FeedService:
             "reconnects": a.link.reconnects,
             "next_sequence": a.next_seq,
             **a.counters,
+            "unknown_types": a.norm.unknown,
+            "malformed": a.norm.malformed,
             "ring": msgspec.to_builtins(a.ring.statistics()),
         }
 

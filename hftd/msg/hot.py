@@ -23,6 +23,10 @@ MD_TRADING = 8  # trading state change (H); side carries the state
 MD_SYSTEM = 9  # system event (S); side carries the event code
 MD_RESET = 10  # feed handler: books must be rebuilt from the replay that follows
 MD_HEARTBEAT = 11  # feed handler: link up, nothing new; seq = last sequence published
+# A sequenced ITCH message the books and strategies do not use (Y, L, V, W, K, J, h,
+# Q, B, I, N, O), or one the feed could not read (not ITCH 5.0, wrong size): only its
+# sequence number travels, so the stream stays gap-free; side = its type byte.
+MD_SEQUENCE = 12
 
 
 class MarketDataUpdate(msgspec.Struct, array_like=True, gc=False, frozen=True):
@@ -33,7 +37,7 @@ class MarketDataUpdate(msgspec.Struct, array_like=True, gc=False, frozen=True):
     locate: int
     symbol: str  # set for ADD, TRADE, DIRECTORY, TRADING; "" otherwise
     order_ref: int
-    side: str  # "B"/"S" for orders; state/event code for TRADING/SYSTEM
+    side: str  # "B"/"S" for orders; state/event code for TRADING/SYSTEM; type for SEQUENCE
     qty: int
     price: int  # 4 implied decimals; execution price for EXECUTE/TRADE
     new_ref: int  # REPLACE: the new reference; EXECUTE/TRADE: the match number

@@ -4,10 +4,15 @@ Its hot thread consumes the md ring (feed -> strategy) and the executions
 ring (gateway -> strategy), drives the pure `StrategyEngine`, and writes
 order commands into the orders ring (strategy -> gateway).
 
-Books need the whole ITCH stream. A fresh ring starts at sequence 1; any
-other start (a restarted strategy, or a gap: a dropped update makes the book
-inconsistent) asks the feed to resync: the feed publishes MD_RESET and replays
-from 1, and updates before the reset are skipped. READY=1 once in sync.
+Books need the whole ITCH stream (`hftd.strategy.sync.MdSync` decides what
+is in sync). A fresh ring starts at sequence 1, or at a feed heartbeat saying
+the venue has sequenced nothing yet (an empty stream before the open is
+normal); any other start (a restarted strategy, or a gap: a dropped update
+makes the book inconsistent) asks the feed to resync: the feed publishes
+MD_RESET and replays from 1, and updates before the reset are skipped. A
+resync that hits a gap again before getting past the old one is a resync
+loop: reported in Status (`resync_loop`) and retried with a growing backoff,
+never at the feed's reconnect rate. READY=1 once in sync.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from hftd.config import HftdConfig, ring_name
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
-from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.runtime.hotloop import HotLoop
 from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.sync import APPLY, LOST, REBUILD, MdSync
 
 log = logging.getLogger("hftd.strategy")
 
@@ -48,18 +54,20 @@ class StrategyAgent:
         self.engine = StrategyEngine(
             cfg, self._send, time.monotonic_ns, first_cl_id=(int(time.time()) - 1_672_531_200) << 12
         )
-        self.synced = False
-        self.want_resync = False
-        self.last_seq = 0
+        self.sync = MdSync(time.monotonic)
         self.next_timer = 0
         self.counters = {
-            "updates": 0,
-            "skipped": 0,
-            "gaps": 0,
             "reports": 0,
-            "resets": 0,
             "orders_refused": 0,
         }
+
+    @property
+    def synced(self) -> bool:
+        return self.sync.synced
+
+    @property
+    def last_seq(self) -> int:
+        return self.sync.last_seq
 
     def _send(self, cmd: OrderCommand) -> bool:
         if self.orders.try_write(self.enc.encode(cmd)):
@@ -98,44 +106,41 @@ class StrategyAgent:
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS
-            engine.in_sync = self.synced
+            engine.in_sync = self.sync.synced
             engine.on_timer()
         return work + n
 
     def _on_update(self, u: MarketDataUpdate) -> None:
         self.engine.last_md_ns = time.monotonic_ns()
-        if u.kind == MD_HEARTBEAT:
-            if self.synced and u.seq > self.last_seq:
-                self._lost(f"md drop: feed published up to {u.seq}, last seen {self.last_seq}")
-            return
-        if u.kind == MD_RESET:
-            self.counters["resets"] += 1
-            self.engine.on_update(u)
-            self.synced = True
-            self.want_resync = False
-            self.last_seq = 0
-            log.info("md reset: rebuilding books from sequence 1")
-            return
-        if not self.synced:
-            if u.seq != 1:
-                self.counters["skipped"] += 1
-                return
-            self.synced = True
-        if u.seq != self.last_seq + 1:
-            self._lost(f"md gap: expected {self.last_seq + 1}, got {u.seq}")
-            return
-        self.last_seq = u.seq
-        self.counters["updates"] += 1
-        try:
-            self.engine.on_update(u)
-        except BookError as exc:
-            self._lost(f"book inconsistent: {exc}")
+        act = self.sync.on_update(u)
+        if act == APPLY:
+            try:
+                self.engine.on_update(u)
+            except BookError as exc:
+                self.sync.lost(f"book inconsistent at sequence {u.seq}: {exc}", u.seq)
+                self._log_lost()
+        elif act == REBUILD:
+            self.engine.builder.reset()
+            if u.kind == MD_RESET:
+                log.info("md reset: rebuilding books from sequence 1")
+            else:
+                log.info("in sync: the venue has sequenced nothing yet (empty books)")
+        elif act == LOST:
+            self._log_lost()
 
-    def _lost(self, why: str) -> None:
-        self.counters["gaps"] += 1
-        self.synced = False
-        self.want_resync = True
-        log.error("%s: requesting a resync from the feed", why)
+    def _log_lost(self) -> None:
+        sync = self.sync
+        if sync.looping:
+            log.error(
+                "%s: the resync did not get past sequence %d (%d in a row): resync loop, "
+                "next resync in %.1f s",
+                sync.last_loss,
+                sync.hole,
+                sync.failures,
+                sync.backoff_s(),
+            )
+        else:
+            log.error("%s: requesting a resync from the feed", sync.last_loss)
 
     def depth(self, symbol: str) -> DepthInfo:
         book = self.engine.builder.books.get(symbol)
@@ -190,20 +195,25 @@ class StrategyService:
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
         agent = self.agent = StrategyAgent(self.cfg, md, execs, orders)
         await self._recover(agent)
-        fresh = md.tail == 0
-        if not fresh:
-            agent.want_resync = True
+        if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
+            agent.sync.rejoin()
         loop = self.loop = HotLoop(
             "strategy", agent, [md, execs], rc.wait_for("strategy"), rc.spin_us
         )
         loop.start()
+        sync = agent.sync
         try:
             ready = False
             while loop.alive:
-                if agent.want_resync:
-                    agent.want_resync = False
+                # take_resync runs in the hot thread: it owns the sync state. A
+                # resync loop's backoff (resync_at) is waited out here, not spun.
+                if (
+                    sync.want_resync
+                    and time.monotonic() >= sync.resync_at
+                    and await loop.call(sync.take_resync)
+                ):
                     await self._resync()
-                if not ready and agent.synced:
+                if not ready and sync.synced:
                     ready = True
                     task_status.started()
                 await trio.sleep(0.05)
@@ -219,8 +229,7 @@ class StrategyService:
             return {}
         e = a.engine
         return {
-            "synced": a.synced,
-            "last_seq": a.last_seq,
+            **a.sync.status(),
             **a.counters,
             "working": e.working(),
             "untracked": e.untracked(),

@@ -23,6 +23,7 @@ PURE = [
     "hftd.strategy.orders",
     "hftd.strategy.strategies",
     "hftd.strategy.engine",
+    "hftd.strategy.sync",
     "hftd.gateway.positions",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
