@@ -467,6 +467,7 @@ LAYOUTS = [
 
 _CODEC = Codec("ITCH", LAYOUTS)
 SIZES: dict[bytes, int] = {lay.type_byte: lay.fixed_size for lay in LAYOUTS}
+TYPE_OF: dict[type[Any], str] = {lay.cls: lay.type_byte.decode() for lay in LAYOUTS}
 
 
 def decode(buf: bytes | bytearray | memoryview) -> ItchMessage:
