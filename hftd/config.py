@@ -269,6 +269,7 @@ ALERT_RULES = (
     "breaker",
     "trading_mode",
     "link_down",
+    "resync_loop",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -287,6 +288,7 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     start_grace_s: Seconds = 30.0  # a daemon never seen up is "down" only after this
     restart_hold_s: Seconds = 60.0  # a restart stays an alert this long
     link_down_after_s: Seconds = 2.0  # venue/md session or strategy heartbeat lost this long
+    resync_loop_after: Positive = 1  # resyncs in a row that hit a gap again before the old one
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

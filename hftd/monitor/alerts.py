@@ -25,6 +25,9 @@ Rules (severity; raised while):
 - breaker (critical): the gateway's circuit breaker is tripped;
 - trading_mode (warning; halted: critical): the gateway is paused,
   reducing or halted;
+- resync_loop (critical): the strategy's last resync_loop_after resyncs in a
+  row hit a gap again before getting past the old one (its books cannot be
+  rebuilt: it backs off and retries, and trades on no book meanwhile);
 - link_down (critical): venue session, md session or strategy heartbeat
   lost for link_down_after_s.
 """
@@ -70,6 +73,10 @@ class Facts(msgspec.Struct, kw_only=True):
     strategy_down_s: float = 0.0  # gateway answering but no strategy heartbeat this long
     md_down_s: float = 0.0  # feed answering but its md session not live this long
     feed_link: str = ""
+    resync_failures: int = 0  # strategy: resyncs in a row that hit a gap again
+    resync_hole: int = 0  # the sequence number those resyncs did not get past
+    resync_backoff_s: float = 0.0  # how long the strategy waits before the next one
+    resync_loss: str = ""  # why sync was last lost
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -156,6 +163,12 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
             out.append(Condition(rule="link_down", subject=subject, severity="critical",
                                  message=f"{what} for {secs:.0f} s", value=secs,
                                  threshold=cfg.link_down_after_s))
+    if f.resync_failures >= cfg.resync_loop_after:
+        out.append(Condition(rule="resync_loop", subject="strategy", severity="critical",
+                             message=f"resync loop: {f.resync_failures} resyncs in a row did "
+                             f"not get past ITCH sequence {f.resync_hole} ({f.resync_loss}); "
+                             f"next try in {f.resync_backoff_s:.1f} s",
+                             value=f.resync_failures, threshold=cfg.resync_loop_after))
     return [c for c in out if c.rule not in cfg.disabled]
 
 

@@ -195,7 +195,7 @@ class Aggregator:
         self._count("gateway", poll, gw, ("sent", "fills", "cancels", "risk_rejects",
                                           "venue_rejects", "reconnects"))
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
-        self._count("strategy", poll, strat, ("orders_refused",))
+        self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures"))
         if latency and self.latency_due(poll):
             for _ in self.latency_steps(poll):
                 pass
@@ -205,6 +205,7 @@ class Aggregator:
         st = self.totals.get("strategy")
         gw_on = answering.get("gateway", False)
         feed_on = answering.get("feed", False)
+        strat_on = answering.get("strategy", False)
         rates = Rates(
             orders=g.rate("sent") if g and gw_on else 0.0,
             fills=g.rate("fills") if g and gw_on else 0.0,
@@ -217,6 +218,7 @@ class Aggregator:
             risk_rejects=_num(gw, "risk_rejects"), venue_rejects=_num(gw, "venue_rejects"),
             md_messages=_num(feed, "messages"), gaps=_num(feed, "gaps"),
             drops=_num(feed, "drops"), orders_refused=_num(strat, "orders_refused"),
+            resyncs=_num(strat, "resyncs"), resync_failures=_num(strat, "resync_failures"),
             reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
         )
         positions, totals = self._positions(gw)
@@ -250,6 +252,11 @@ class Aggregator:
                 "strategy", gw_on and bool(gw) and not strategy_up, poll.mono),
             md_down_s=self._down_for("md", feed_on and bool(feed) and feed_link != "live",
                                      poll.mono),
+            resync_failures=_num(strat, "resync_failures_in_a_row") if strat_on else 0,
+            resync_hole=_num(strat, "resync_hole"),
+            resync_backoff_s=float(v) if isinstance(v := strat.get("resync_backoff_s"), int | float)
+            else 0.0,
+            resync_loss=str(strat.get("last_loss", "")),
             feed_link=feed_link,
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
@@ -266,6 +273,7 @@ class Aggregator:
             strategy_up=strategy_up,
             feed_link=feed_link,
             working_orders=len(gw.get("working") or []),
+            resync_loop=bool(strat.get("resync_loop", False)) and strat_on,
             counters=counters,
             rates=rates,
             latency_hop=acfg.latency_hop,

@@ -63,6 +63,10 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     counter("hftd_orders_refused", "Orders refused by the strategy on a full orders ring.",
             c.orders_refused)
     counter("hftd_reconnects", "Venue session reconnects (feed and gateway).", c.reconnects)
+    counter("hftd_md_resyncs", "Full replays from sequence 1 the strategy asked of the feed.",
+            c.resyncs)
+    counter("hftd_md_resync_failures",
+            "Resyncs that hit a gap again before getting past the old one.", c.resync_failures)
 
     rates = GaugeMetricFamily("hftd_rate_per_second", "Per-second rates over the last second.",
                               labels=["what"])
@@ -105,6 +109,8 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
           1.0 if state.venue_up else 0.0)
     gauge("hftd_md_session_up", "1 while the feed's market-data session is live.",
           1.0 if state.feed_link == "live" else 0.0)
+    gauge("hftd_md_resync_loop", "1 while the strategy is in a resync loop (backing off).",
+          1.0 if state.resync_loop else 0.0)
 
     up = GaugeMetricFamily("hftd_up", "1 while a daemon is ready and answers its control socket.",
                            labels=["daemon"])

@@ -47,6 +47,8 @@ class Counters(msgspec.Struct, kw_only=True):
     gaps: int = 0  # feed sequence gaps
     drops: int = 0  # feed: md ring full
     orders_refused: int = 0  # strategy: orders ring full
+    resyncs: int = 0  # strategy: full replays from sequence 1 asked of the feed
+    resync_failures: int = 0  # strategy: resyncs that hit a gap again before the old one
     reconnects: int = 0  # feed + gateway venue sessions
 
 
@@ -121,6 +123,7 @@ class SystemState(msgspec.Struct, kw_only=True):
     venue_up: bool = False
     strategy_up: bool = False
     feed_link: str = ""
+    resync_loop: bool = False  # the strategy cannot rebuild its books (alert resync_loop)
     working_orders: int = 0
     counters: Counters = msgspec.field(default_factory=Counters)
     rates: Rates = msgspec.field(default_factory=Rates)
