@@ -236,6 +236,41 @@ class RingsConfig(_Base, frozen=True, kw_only=True):
         return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 4 else "sleep"
 
 
+OptionalPort = Annotated[int, msgspec.Meta(ge=1, le=65535)] | None
+Session = Annotated[str, msgspec.Meta(max_length=10, pattern=r"^[ -~]*$")]
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # listen-all -> loopback
+
+
+class VenueConfig(_Base, frozen=True, kw_only=True):
+    """Where the clients (feed: market data, gateway: order entry) find the venue.
+
+    A field left out is the simulator's (`[exchange]`) while the simulator runs
+    (`daemons.exchange` enabled; a listen-all host means loopback). Without the
+    simulator (`daemons.exchange.enabled = false`, a real venue) `host`,
+    `order_port` and `md_port` are required. While the simulator runs, a port
+    or session given here must be the simulator's: pointing the clients away
+    from a simulator that runs is a mistake, not a way to trade elsewhere.
+    """
+
+    host: str | None = None
+    order_port: OptionalPort = None  # OUCH 5.0 over SoupBinTCP 3.0
+    md_port: OptionalPort = None  # ITCH 5.0 over SoupBinTCP 3.0
+    # The SoupBinTCP session the clients expect (the gateway refuses another one);
+    # "" = whatever the venue's current session is.
+    session: Session | None = None
+    heartbeat_timeout_s: Seconds | None = None  # a venue silent this long: reconnect (15 s)
+
+
+class VenueAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """`[venue]` resolved (`HftdConfig.venue_address`): what the clients connect to."""
+
+    host: str
+    order_port: int
+    md_port: int
+    session: str  # "" = any
+    heartbeat_timeout_s: float
+
+
 class FeedConfig(_Base, frozen=True, kw_only=True):
     """The feed handler daemon."""
 
@@ -405,6 +440,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    venue: VenueConfig = msgspec.field(default_factory=VenueConfig)
     rings: RingsConfig = msgspec.field(default_factory=RingsConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
@@ -422,11 +458,9 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
         for name, d in self.daemons.items():
             if name not in COMPONENTS:
                 yield f"daemons.{name}: unknown component (known: {', '.join(COMPONENTS)})"
-            for dep in d.after:
+            for dep in d.after:  # a disabled one is not waited for (`parse_config`)
                 if dep not in self.daemons:
                     yield f"daemons.{name}.after: {dep!r} is not a configured daemon"
-                elif not self.daemons[dep].enabled and d.enabled:
-                    yield f"daemons.{name}.after: {dep!r} is disabled"
         try:
             self.start_order()
         except ValueError as exc:
@@ -435,6 +469,50 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
             for sym in inst.symbols:
                 if sym not in names:
                     yield f"strategy.instances[{i}].symbols: {sym!r} is not a configured symbol"
+        yield from self._venue_problems()
+
+    def simulator_runs(self) -> bool:
+        """Whether this system runs the exchange simulator (`daemons.exchange` enabled)."""
+        d = self.daemons.get("exchange")
+        return d is not None and d.enabled
+
+    def venue_address(self) -> VenueAddress:
+        """Where the feed and the gateway connect: `[venue]`, what it leaves out taken
+        from the simulator's `[exchange]` while the simulator runs (`VenueConfig`)."""
+        v, ex = self.venue, self.exchange
+        sim = self.simulator_runs()
+        host = v.host
+        if host is None:
+            host = _ANY_ADDRESS.get(ex.host, ex.host) if sim else ""
+        return VenueAddress(
+            host=host,
+            order_port=v.order_port or (ex.order_port if sim else 0),
+            md_port=v.md_port or (ex.md_port if sim else 0),
+            session=v.session if v.session is not None else (ex.session if sim else ""),
+            heartbeat_timeout_s=v.heartbeat_timeout_s
+            or (ex.heartbeat_timeout_s if sim else 15.0),
+        )
+
+    def _venue_problems(self) -> Iterator[str]:
+        v, ex = self.venue, self.exchange
+        if self.simulator_runs():
+            for name in ("order_port", "md_port", "session"):
+                mine, sims = getattr(v, name), getattr(ex, name)
+                if mine is not None and mine != sims and not (name == "session" and mine == ""):
+                    yield (
+                        f"venue.{name}: {mine!r}, but the simulator (daemons.exchange) serves "
+                        f"{sims!r}: leave it out to use the simulator, or set "
+                        "daemons.exchange.enabled = false to trade with another venue"
+                    )
+        else:
+            for name in ("host", "order_port", "md_port"):
+                if not getattr(v, name):
+                    yield (
+                        f"venue.{name}: required without the simulator (daemons.exchange is "
+                        "disabled or not configured): where the feed and the gateway connect"
+                    )
+        if v.order_port is not None and v.order_port == v.md_port:
+            yield "venue.md_port: must differ from order_port"
 
     def start_order(self) -> list[str]:
         """Enabled daemons, each after the ones it names in `after` (topological)."""
@@ -568,13 +646,28 @@ def _semantic(obj: Any, path: str, errors: list[str]) -> None:
             _semantic(item, _join(path, str(key)), errors)
 
 
+def _without_disabled_after(cfg: HftdConfig) -> HftdConfig:
+    """A daemon does not wait for one that is disabled: it leaves its `after` (so
+    `daemons.exchange.enabled = false` is all it takes to run without the simulator).
+    Names of no configured daemon stay, for `problems` to report."""
+    daemons = cfg.daemons
+    off = {n for n, d in daemons.items() if not d.enabled}
+    if not off or not any(set(d.after) & off for d in daemons.values()):
+        return cfg
+    kept = {
+        n: msgspec.structs.replace(d, after=[a for a in d.after if a not in off])
+        for n, d in daemons.items()
+    }
+    return msgspec.structs.replace(cfg, daemons=kept)
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> HftdConfig:
     """Validate a decoded TOML document; raise ConfigError listing every problem."""
     errors: list[str] = []
     _check_struct(data, HftdConfig, "", errors)
     if errors:
         raise ConfigError(source, errors)
-    cfg = msgspec.convert(data, HftdConfig)
+    cfg = _without_disabled_after(msgspec.convert(data, HftdConfig))
     _semantic(cfg, "", errors)
     if errors:
         raise ConfigError(source, errors)

@@ -61,16 +61,16 @@ class FeedAgent:
     def __init__(self, cfg: HftdConfig, ring: Ring) -> None:
         self.cfg = cfg
         self.ring = ring
-        ex, fc = cfg.exchange, cfg.feed
+        venue, fc = cfg.venue_address(), cfg.feed  # [venue]: the simulator's by default
         self.link = SoupLink(
             "feed",
-            ex.host,
-            ex.md_port,
+            venue.host,
+            venue.md_port,
             fc.username,
             fc.password,
             backoff_min_s=fc.reconnect_min_s,
             backoff_max_s=fc.reconnect_max_s,
-            silence_s=ex.heartbeat_timeout_s,
+            silence_s=venue.heartbeat_timeout_s,
             log=log,
             rcvbuf=4 << 20,
         )

@@ -58,17 +58,18 @@ class GatewayAgent:
         if last is not None:
             self.core.quiet_until = msgspec.msgpack.decode(last, type=ExecutionReport).venue_seq
         self.pending: deque[bytes] = deque()  # reports the ring could not take yet
-        ex, gw = cfg.exchange, cfg.gateway
+        venue, gw = cfg.venue_address(), cfg.gateway  # [venue]: the simulator's by default
+        self.session = venue.session  # the venue's SoupBinTCP session we expect ("" = any)
         # link.next_seq is set from the journal by the service before the loop starts
         self.link = SoupLink(
             "gateway",
-            ex.host,
-            ex.order_port,
+            venue.host,
+            venue.order_port,
             gw.username,
             gw.password,
             backoff_min_s=gw.reconnect_min_s,
             backoff_max_s=gw.reconnect_max_s,
-            silence_s=ex.heartbeat_timeout_s,
+            silence_s=venue.heartbeat_timeout_s,
             log=log,
         )
         self.live = threading.Event()
@@ -164,6 +165,11 @@ class GatewayAgent:
                     core.journal_venue(ev.sequence, ev.payload)
                     core.on_venue_payload(ev.payload, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
+                    if self.session and ev.session != self.session:
+                        self._drop(
+                            f"venue session {ev.session!r}, venue.session says {self.session!r}"
+                        )
+                        return work + 1
                     if ev.sequence != link.requested:
                         log.error(
                             "asked for sequence %d, venue starts at %d: replies lost",
@@ -215,7 +221,11 @@ class GatewayService:
         self.loop: HotLoop | None = None
 
     async def _venue_snapshot(self) -> dict[str, Any] | None:
-        """The venue's record of our orders and fills (None if it cannot say)."""
+        """The venue's record of our orders and fills (None if it cannot say): only
+        our simulator has one, so only when this system runs it."""
+        if not self.cfg.simulator_runs():
+            log.warning("no venue snapshot (the simulator does not run here)")
+            return None
         path = self.cfg.system.resolved_run_dir() / "exchange.sock"
         try:
             with trio.fail_after(2):

@@ -87,3 +87,83 @@ def test_to_fixed() -> None:
     assert to_fixed("0.0001") == 1
     with pytest.raises(ValueError):
         to_fixed("1.00001")
+
+
+# --- [venue]: where the clients connect; running without the simulator --------------
+
+
+def _default(**over: object) -> dict[str, object]:
+    import tomllib
+
+    data: dict[str, object] = tomllib.loads(DEFAULT_CONFIG.read_text())
+    for key, value in over.items():
+        section = data.setdefault(key, {})
+        assert isinstance(section, dict) and isinstance(value, dict)
+        for k, v in value.items():
+            if isinstance(v, dict) and isinstance(section.get(k), dict):
+                section[k] = {**section[k], **v}
+            else:
+                section[k] = v
+    return data
+
+
+def test_the_clients_use_the_simulator_by_default() -> None:
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.simulator_runs()
+    a = cfg.venue_address()
+    assert (a.host, a.order_port, a.md_port, a.session) == ("127.0.0.1", 9000, 9001, "HFTD000001")
+    assert a.heartbeat_timeout_s == 15.0
+    # the simulator listening on every address: the clients connect to loopback
+    cfg = parse_config(_default(exchange={"host": "0.0.0.0", "order_port": 7000}))
+    a = cfg.venue_address()
+    assert (a.host, a.order_port) == ("127.0.0.1", 7000)
+
+
+def test_without_the_simulator_the_venue_is_given_and_nothing_waits_for_it() -> None:
+    off = {"exchange": {"enabled": False}}
+    venue = {"host": "10.1.2.3", "order_port": 15000, "md_port": 15001}
+    cfg = parse_config(_default(daemons=off, venue=venue))
+    assert not cfg.simulator_runs()
+    a = cfg.venue_address()
+    assert (a.host, a.order_port, a.md_port, a.session) == ("10.1.2.3", 15000, 15001, "")
+    assert a.heartbeat_timeout_s == 15.0  # SoupBinTCP's, not the simulator's setting
+    # feed and gateway come "after" the exchange in the default file: not any more
+    assert cfg.daemons["feed"].after == [] and cfg.daemons["gateway"].after == []
+    assert cfg.daemons["strategy"].after == ["feed", "gateway"]
+    assert "exchange" not in cfg.start_order()
+    assert cfg.start_order().index("strategy") > cfg.start_order().index("gateway")
+
+
+def test_without_the_simulator_a_venue_address_is_required() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(_default(daemons={"exchange": {"enabled": False}}, venue={"port": 1}))
+    text = "\n".join(e.value.errors)
+    assert "venue.port: unknown field" in text
+    with pytest.raises(ConfigError) as e:
+        parse_config(_default(daemons={"exchange": {"enabled": False}}))
+    assert sorted(e.value.errors) == [
+        f"venue.{k}: required without the simulator (daemons.exchange is disabled or not "
+        "configured): where the feed and the gateway connect"
+        for k in ("host", "md_port", "order_port")
+    ]
+    assert not [x for x in e.value.errors if "is disabled" in x and "after" in x]
+
+
+def test_a_venue_other_than_the_running_simulator_is_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(_default(venue={"order_port": 9100, "md_port": 9000, "session": "OTHER"}))
+    text = "\n".join(e.value.errors)
+    assert "venue.order_port: 9100, but the simulator (daemons.exchange) serves 9000" in text
+    assert "venue.md_port: 9000, but the simulator" in text
+    assert "venue.session: 'OTHER', but the simulator" in text
+    # the same values as the simulator's, or a blank session, are fine
+    cfg = parse_config(_default(venue={"order_port": 9000, "host": "localhost", "session": ""}))
+    a = cfg.venue_address()
+    assert (a.host, a.order_port, a.session) == ("localhost", 9000, "")
+    off = {"exchange": {"enabled": False}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(_default(daemons=off, venue={"host": "h", "order_port": 5, "md_port": 5}))
+    assert e.value.errors == ["venue.md_port: must differ from order_port"]
+    with pytest.raises(ConfigError) as e:
+        parse_config(_default(venue={"session": "x" * 11, "order_port": 0}))
+    assert sorted(x.split(":")[0] for x in e.value.errors) == ["venue.order_port", "venue.session"]
