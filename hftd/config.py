@@ -291,6 +291,9 @@ class GatewayConfig(_Base, frozen=True, kw_only=True):
     journal_batch_s: Seconds = 0.05  # batch policy: fdatasync at most this often
     reconnect_min_s: Seconds = 0.05
     reconnect_max_s: Seconds = 2.0
+    # On start, the journal's last this-many venue messages are re-read from the
+    # venue and compared (docs/reconciliation.md); more than the day's re-reads it all.
+    reconcile_overlap: Positive = 16
 
 
 ALERT_RULES = (

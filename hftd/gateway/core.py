@@ -5,12 +5,15 @@ The daemon feeds it `OrderCommand`s from the orders ring and decoded OUCH
 messages from the venue, and drains `to_venue` (OUCH payloads to send) and
 `reports` (ExecutionReports for the strategy) after each call.
 
-Recovery without a journal of its own: on start the gateway logs in to its
-OUCH stream from sequence 1 and replays it. Accepted messages echo the
-ClOrdID, where the gateway writes the strategy's cl_id (base 36), so the
-replay rebuilds every order, position and P&L exactly as the venue saw them.
-Reports for replies the strategy already received (up to `quiet_until`, the
-venue sequence of the last report in the executions ring) are not sent again.
+Recovery: every order sent and every venue message received is journaled
+before it is acted on (`replay` rebuilds from the day's journal); the daemon
+then checks the journal's end against the venue's stream (`hftd.gateway.reconcile`).
+Without a journal the venue's stream from sequence 1 rebuilds the same:
+Accepted messages echo the ClOrdID, where the gateway writes the strategy's
+cl_id (base 36), so every order, position and P&L comes back as the venue
+saw them. Reports for replies the strategy already received (up to
+`quiet_until`, the venue sequence of the last report in the executions ring)
+are not sent again.
 
 Every sequenced message is journaled and applied or, if it cannot be (not
 OUCH 5.0, or about an order or a fill the gateway does not know), counted in
@@ -160,6 +163,7 @@ class GatewayCore:
         self.sent_orders: list[GwOrder] = []  # to stamp T4 once on the wire
         self.reports: list[ExecutionReport] = []
         self.venue_seq = 0  # OUCH sequence number of the reply being applied
+        self.venue_session = ""  # the venue session of the latest login (journaled "L")
         self.quiet_until = 0  # replies up to this sequence were already reported
         self.strategy_seen_ns = 0
         self.strategy_up = False
@@ -364,9 +368,15 @@ class GatewayCore:
         log.warning("RESUMED by operator: trading active (breaker re-armed)")
         return {"mode": self.mode}
 
-    def halt(self, reason: str) -> dict[str, object]:
+    def halt(self, reason: str, *, cancel: bool = True) -> dict[str, object]:
+        """HALTED: new orders refused until resume; working orders cancelled, unless
+        `cancel` is False (the gateway's orders are in doubt: their UserRefNums may
+        name other orders at the venue)."""
         self.risk.set_mode(HALTED)
         self.flattening = False
+        if not cancel:
+            log.error("HALTED (%s): new orders refused until resume, nothing cancelled", reason)
+            return {"mode": self.mode, "cancelled": 0}
         n = self.cancel_all()
         log.error(
             "HALTED (%s): %d working orders cancelled, new orders refused until resume", reason, n
@@ -458,7 +468,8 @@ class GatewayCore:
         """Rebuild state from journal records; returns the last venue sequence seen.
 
         "O" records restore what was sent (orders, replaces, cancels pending);
-        "V" records re-apply the venue's replies. Reports for replies past
+        "V" records re-apply the venue's replies; "L" records name the venue
+        session of each login (`venue_session`). Reports for replies past
         `quiet_until` (the strategy never got them) are produced again.
         """
         last_seq = 0
@@ -469,6 +480,8 @@ class GatewayCore:
                 if rec[0] == "V":
                     last_seq = rec[1]
                     self.on_venue_payload(rec[2], rec[1], now)
+                elif rec[0] == "L":
+                    self.venue_session = rec[1]
                 else:
                     self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]), now)
         finally:
@@ -515,6 +528,13 @@ class GatewayCore:
         """Journal a venue reply before it is applied."""
         if self.journal is not None:
             self.journal.append(_jenc.encode(("V", seq, payload)))
+
+    def journal_login(self, session: str, seq: int) -> None:
+        """Journal a login the venue accepted: its session (a day's, on a real venue)
+        and the sequence number it starts from."""
+        self.venue_session = session
+        if self.journal is not None:
+            self.journal.append(_jenc.encode(("L", session, seq)))
 
     # --- reconciliation ----------------------------------------------------------------------
 
@@ -1085,6 +1105,19 @@ class GatewayCore:
 
     def heartbeat(self) -> ExecutionReport:
         return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, "", self.clock())
+
+
+def journal_tail(records: list[bytes], first: int) -> dict[int, bytes]:
+    """The journaled venue messages numbered `first` and above, by sequence number
+    (the journal's last ones: what a restart re-reads from the venue to compare)."""
+    tail: dict[int, bytes] = {}
+    for raw in reversed(records):
+        rec = _jdec.decode(raw)
+        if rec[0] == "V":
+            if rec[1] < first:
+                break
+            tail[rec[1]] = rec[2]
+    return tail
 
 
 TAG_DISPLAY_PRICE = 23  # Order Restated appendage: display price (i64)

@@ -5,6 +5,14 @@ the venue socket (T4), reads the venue's replies (T5 on acknowledgement), and
 publishes execution reports into the executions ring. The OUCH session is
 kept here: login, heartbeats, sequence numbers, reconnect with backoff from
 the last sequence number seen. See `hftd.gateway.core` for the logic.
+
+On start it rebuilds its state from the day's journal, then reconciles with
+the venue as any venue allows (`hftd.gateway.reconcile`, docs/reconciliation.md):
+it logs in a few messages before the journal's end and checks the venue re-sends
+exactly those. Our simulator's `Snapshot` (its control socket, only when this
+system runs the simulator) is an extra check on top, never the only one. New
+orders wait until reconciliation is done; a journal the venue contradicts halts
+trading (nothing cancelled: those orders may not be ours) and says why in Status.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
-from hftd.gateway.core import GatewayCore
+from hftd.gateway.core import GatewayCore, journal_tail
+from hftd.gateway.reconcile import StreamCheck
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
@@ -80,6 +89,10 @@ class GatewayAgent:
         self.counters = {"report_backlog": 0}
         self.replay_target = 0  # our OUCH stream's end at the snapshot cut
         self.snapshot: dict[str, Any] | None = None  # the venue's view at that cut
+        # the journal's end against the venue's stream (set before the loop starts);
+        # None once it agreed: no check on the hot path after that
+        self.check: StreamCheck | None = None
+        self.reconcile_status: dict[str, Any] = {"state": "verifying"}
         self.reconciled = False
 
     # --- agent ------------------------------------------------------------------------
@@ -162,6 +175,9 @@ class GatewayAgent:
                     # would resume after it, and it would be lost for good
                     work += 1
                     link.next_seq = ev.sequence + 1
+                    check = self.check
+                    if check is not None and not check.on_message(ev.sequence, ev.payload):
+                        continue  # re-read to compare with the journal: applied already
                     core.journal_venue(ev.sequence, ev.payload)
                     core.on_venue_payload(ev.payload, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
@@ -170,18 +186,31 @@ class GatewayAgent:
                             f"venue session {ev.session!r}, venue.session says {self.session!r}"
                         )
                         return work + 1
-                    if ev.sequence != link.requested:
+                    if self.check is not None and not self.check.done:
+                        self.check.on_login(ev.session, ev.sequence, link.requested)
+                    elif ev.sequence > link.requested:
                         log.error(
                             "asked for sequence %d, venue starts at %d: replies lost",
                             link.requested,
                             ev.sequence,
                         )
+                    elif ev.sequence < link.requested:
+                        log.error(
+                            "asked for sequence %d, the venue's stream ends at %d: we have "
+                            "seen messages it no longer has (the venue lost its day?)",
+                            link.requested,
+                            ev.sequence - 1,
+                        )
+                    core.journal_login(ev.session, ev.sequence)
                     link.next_seq = ev.sequence
                     link.logged_in()
                     core.venue_up = True
                     log.info(
                         "logged in to venue session %s at sequence %d", ev.session, ev.sequence
                     )
+                elif type(ev) is soup.ServerHeartbeat:
+                    if self.check is not None and not self.check.done:
+                        self.check.on_idle(link.next_seq)  # nothing more to re-send
                 elif isinstance(ev, soup.LoginRejected):
                     self._drop(f"login rejected ({ev.reason})")
                     return work + 1
@@ -191,26 +220,62 @@ class GatewayAgent:
         except RemoteProtocolError as exc:
             self._drop(f"protocol error: {exc}")
             return work + 1
-        if not self.reconciled and core.venue_up and core.venue_seq >= self.replay_target:
+        if not self.reconciled and core.venue_up and self._reconcile_due():
             self._reconcile()
         return work
 
+    def _reconcile_due(self) -> bool:
+        check = self.check
+        if check is not None and check.state == "mismatch":
+            return True  # no use waiting for the snapshot's cut
+        return (check is None or check.done) and self.core.venue_seq >= self.replay_target
+
     def _reconcile(self) -> None:
-        """Our state at the venue's snapshot cut (no new orders sent yet) must match it."""
+        """The journal's end agrees with the venue's stream, and (with our simulator)
+        our state at its snapshot cut (no new orders sent yet) matches the snapshot."""
         self.reconciled = True
         core = self.core
+        check = self.check
+        status: dict[str, Any] = (
+            check.summary() if check is not None else {"state": "agreed", "problems": []}
+        )
+        if check is not None and check.problems:
+            for p in check.problems:
+                log.error("reconciliation mismatch: the journal against the venue: %s", p)
+            log.error(
+                "the journal (up to sequence %d) is not this venue's record: not trading on "
+                "it. Working orders are left alone (their UserRefNums may name other orders "
+                "at the venue); start a new trading day, or move the journal aside so the "
+                "gateway rebuilds from the venue's stream, then resume",
+                check.last_seq,
+            )
+            core.halt("the journal does not match the venue's stream", cancel=False)
+        elif check is not None and check.last_seq:
+            log.info(
+                "reconciled with the venue's stream: messages %d..%d re-sent by the venue "
+                "agree with the journal",
+                check.first,
+                check.last_seq,
+            )
+        elif check is not None:
+            log.info("reconciled with the venue's stream: nothing journaled, all of it applied")
         if self.snapshot is not None:
             problems = core.reconcile(self.snapshot)
+            status["snapshot"] = problems or "agreed"
             if problems:
                 for p in problems:
                     log.error("reconciliation mismatch: %s", p)
-                core.halt(f"reconciliation found {len(problems)} mismatches")
+                if not status["problems"]:  # halted above already (and not cancelling)
+                    core.halt(f"reconciliation found {len(problems)} mismatches")
             else:
                 log.info(
                     "reconciled with the venue: %d open orders, %d fills agree",
                     len(self.snapshot["open_orders"]),
                     len(self.snapshot["fills"]),
                 )
+        self.reconcile_status = status
+        if check is not None and check.state == "agreed":
+            self.check = None  # what follows is new: nothing to compare
         self.live.set()
 
 
@@ -221,24 +286,26 @@ class GatewayService:
         self.loop: HotLoop | None = None
 
     async def _venue_snapshot(self) -> dict[str, Any] | None:
-        """The venue's record of our orders and fills (None if it cannot say): only
-        our simulator has one, so only when this system runs it."""
+        """Our simulator's record of our orders and fills (None if it cannot say).
+
+        Only when this system runs the simulator: a real venue has no such side
+        channel, and the stream check (`hftd.gateway.reconcile`) does not need it."""
         if not self.cfg.simulator_runs():
-            log.warning("no venue snapshot (the simulator does not run here)")
             return None
         path = self.cfg.system.resolved_run_dir() / "exchange.sock"
         try:
             with trio.fail_after(2):
                 reply = await request(path, Snapshot(self.cfg.gateway.username))
         except (OSError, trio.TooSlowError):
-            log.warning("no venue snapshot: starting without reconciliation")
+            log.warning("no snapshot from the simulator: reconciling with its stream only")
             return None
         snap: dict[str, Any] = reply.result
         return snap if reply.ok else None
 
     @staticmethod
     def _recover(agent: GatewayAgent, path: Path) -> tuple[Journal, list[bytes], int]:
-        """Open the day's journal and rebuild orders and positions from it."""
+        """Open the day's journal, rebuild orders and positions from it, and prepare the
+        check of its last messages against the venue's stream (`agent.check`)."""
         gw = agent.cfg.gateway
         journal, records = Journal.recover(path, gw.journal_fsync, gw.journal_batch_s)
         agent.core.journal = journal
@@ -247,6 +314,10 @@ class GatewayService:
         last_seq = agent.core.replay(records, time.monotonic_ns())
         if agent.fresh_ring:
             agent.core.quiet_until = last_seq  # every later reply is reported
+        first = max(1, last_seq + 1 - gw.reconcile_overlap)
+        agent.check = StreamCheck(
+            journal_tail(records, first), last_seq, agent.core.venue_session, gw.reconcile_overlap
+        )
         return journal, records, last_seq
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -265,12 +336,15 @@ class GatewayService:
         journal, records, last_seq = await trio.to_thread.run_sync(
             self._recover, agent, path, abandon_on_cancel=True
         )
-        agent.link.next_seq = last_seq + 1
+        assert agent.check is not None
+        agent.link.next_seq = agent.check.first
         log.info(
-            "journal: %d records replayed in %.0f ms from %s; logging in from sequence %d",
+            "journal: %d records replayed in %.0f ms from %s (venue messages up to %d); "
+            "logging in from sequence %d",
             len(records),
             (time.monotonic() - t0) * 1000,
             path,
+            last_seq,
             agent.link.next_seq,
         )
         agent.snapshot = await self._venue_snapshot()
@@ -317,6 +391,8 @@ class GatewayService:
             "venue_seq": core.venue_seq,
             "next_user_ref": core.next_user_ref,
             "last_unusable": core.last_unusable,
+            "reconcile": a.reconcile_status,
+            "venue_session": core.venue_session,
             **core.counters,
             **a.counters,
             "reconnects": a.link.reconnects,

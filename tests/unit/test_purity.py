@@ -25,6 +25,7 @@ PURE = [
     "hftd.strategy.engine",
     "hftd.strategy.sync",
     "hftd.gateway.positions",
+    "hftd.gateway.reconcile",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
 
