@@ -353,6 +353,21 @@ class MonitorConfig(_Base, frozen=True, kw_only=True):
             yield "metrics_port: must differ from web_port (0 = serve /metrics on web_port)"
 
 
+class ControlConfig(_Base, frozen=True, kw_only=True):
+    """Every control socket (each daemon's and the supervisor's): what one client may
+    hold (docs/security.md "Every listener"). Read at start: changes need a restart."""
+
+    # Open at once per socket: at the cap the connection idle longest is closed
+    # to make room (a kept-open poller reconnects), or the new one is refused.
+    max_connections: Positive = 16
+    # A request (command) larger than this is answered with an error and the
+    # connection closed; commands are a few bytes. Replies are not limited.
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
+    request_timeout_s: Seconds = 5.0  # a request must arrive whole, and its reply be taken, in this
+    idle_timeout_s: Annotated[float, msgspec.Meta(ge=1.0)] = 60.0  # silent between requests: closed
+    log_interval_s: Seconds = 10.0  # rejected input: a few lines, then one per interval (+ count)
+
+
 COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe")
 
 
@@ -448,6 +463,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    control: ControlConfig = msgspec.field(default_factory=ControlConfig)
     daemons: dict[str, DaemonConfig] = msgspec.field(
         default_factory=lambda: {"exchange": DaemonConfig()}
     )

@@ -35,6 +35,8 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hftd.runtime.logguard import LogThrottle
+
 REJECT_NOT_AUTHORIZED = "A"  # SoupBinTCP Login Rejected reasons
 REJECT_SESSION_UNAVAILABLE = "S"
 
@@ -212,32 +214,6 @@ class SessionCap:
             self._open[user] = n - 1
 
 
-class RateLimitedWarning:
-    """Log lines for a repeated event: `burst` at once, then at most one per `interval_s`,
-    each saying how many were skipped, so whoever causes the event cannot flood the log.
-
-    A token bucket (as GCRA): a quiet spell of `burst` intervals refills the burst.
-    """
-
-    def __init__(self, interval_s: float, burst: int = 1) -> None:
-        if interval_s <= 0 or burst < 1:
-            raise ValueError("interval and burst must be positive")
-        self.interval_s = interval_s
-        self.burst = burst
-        self._tat: float | None = None  # when the bucket is full again (None: it is)
-        self._skipped = 0
-
-    def due(self, now: float) -> int | None:
-        """None: stay quiet; else log now, saying how many were skipped since the last line."""
-        tat = now if self._tat is None or self._tat < now else self._tat
-        if tat - now > (self.burst - 1) * self.interval_s:
-            self._skipped += 1
-            return None
-        self._tat = tat + self.interval_s
-        skipped, self._skipped = self._skipped, 0
-        return skipped
-
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The answer to a login: accepted, or the reject code and why (for the log)."""
@@ -269,9 +245,9 @@ class PortAccess:
     throttle: LoginThrottle  # per source (`source_key`)
     connections: ConnectionCap
     sessions: SessionCap | None = None  # None: no per-user cap here
-    refused_warning: RateLimitedWarning = field(default_factory=lambda: RateLimitedWarning(5.0))
-    refused_login_warning: RateLimitedWarning = field(
-        default_factory=lambda: RateLimitedWarning(5.0, burst=REFUSED_LOG_BURST)
+    refused_warning: LogThrottle = field(default_factory=lambda: LogThrottle(5.0, burst=1))
+    refused_login_warning: LogThrottle = field(
+        default_factory=lambda: LogThrottle(5.0, burst=REFUSED_LOG_BURST)
     )
     user_throttle: LoginThrottle = field(init=False)  # per configured username, same limits
 

@@ -15,7 +15,6 @@ from hftd.exchange.access import (
     ConnectionCap,
     LoginThrottle,
     PortAccess,
-    RateLimitedWarning,
     SessionCap,
     source_key,
 )
@@ -257,25 +256,6 @@ def test_the_username_table_holds_only_configured_users() -> None:
     for i in range(4):  # a configured one is still counted
         acc.authenticate(f"10.200.0.{i}", "OTHER", "bad", 1.0)
     assert len(acc.user_throttle) == 1 and acc.counters(1.0)["locked_out_users"] == 1
-
-
-def test_rate_limited_warning_with_a_burst() -> None:
-    w = RateLimitedWarning(5.0, burst=3)
-    assert [w.due(t) for t in (0.0, 0.1, 0.2)] == [0, 0, 0]  # a few at once
-    assert [w.due(t) for t in (0.3, 1.0, 4.9)] == [None, None, None]
-    assert w.due(5.0) == 3  # then one per interval, saying how many were not logged
-    assert [w.due(t) for t in (6.0, 9.9)] == [None, None]
-    assert w.due(10.0) == 2
-    assert [w.due(t) for t in (100.0, 100.1, 100.2, 100.3)] == [0, 0, 0, None]  # quiet: refilled
-
-
-def test_rate_limited_warning() -> None:
-    w = RateLimitedWarning(5.0)
-    assert w.due(0.0) == 0
-    assert [w.due(t) for t in (1.0, 2.0, 4.9)] == [None, None, None]
-    assert w.due(5.0) == 3  # the line says how many were not logged
-    assert w.due(6.0) is None
-    assert w.due(20.0) == 1
 
 
 @pytest.mark.parametrize(
