@@ -155,6 +155,11 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     login_lockout_s: Seconds = 60.0  # for this long: every login from it refused
     max_connections: Positive = 64  # open at once per port, logged in or not
     md_max_sessions_per_user: Positive = 4  # market-data sessions per md user
+    # A recorded day as background flow instead of the synthetic one (docs/venue.md
+    # "Serving a recorded ITCH file"): an ITCH 5.0 BinaryFILE, its configured symbols
+    # played into the books and the ITCH stream; "" = synthetic flow. Restart to change.
+    md_file: str = ""
+    md_file_speed: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0  # x recorded time; 0 = at once
 
     def problems(self) -> Iterator[str]:
         if self.order_port == self.md_port:

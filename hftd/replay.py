@@ -14,11 +14,16 @@ from hftd.feed.normalize import normalize
 from hftd.wire import itch
 
 
-def replay_file(path: Path, symbols: list[str] | None = None) -> tuple[BookBuilder, int]:
-    """Rebuild every book in an ITCH BinaryFILE; returns the books and the message count."""
+def replay_file(
+    path: Path, symbols: list[str] | None = None, upto: int | None = None
+) -> tuple[BookBuilder, int]:
+    """Rebuild every book in an ITCH BinaryFILE (its first `upto` messages if given);
+    returns the books and the message count."""
     builder = BookBuilder(symbols)
     seq = 0
     for seq, raw in enumerate(itch.iter_binary_file(path.read_bytes()), start=1):
+        if upto is not None and seq > upto:
+            return builder, upto
         builder.apply_update(normalize(itch.decode(raw), seq, 0))
     return builder, seq
 

@@ -10,6 +10,9 @@
 - On both ports (`hftd.exchange.access`): failed logins throttled per source
   (all of loopback is one) and per username, with a lock-out; refused logins
   logged rate-limited; at most `max_connections` connections open.
+- `exchange.md_file`: a recorded ITCH day (BinaryFILE) played as the background
+  flow instead of the synthetic one, paced by its timestamps (`_file_flow`;
+  docs/venue.md "Serving a recorded ITCH file").
 - control socket `<run_dir>/exchange.sock`: Status, Snapshot(user), Depth(symbol),
   Disconnect(kind), and the test hook Inject(user, kind, ...) (a venue-side message
   such as a Broken Trade into a user's OUCH stream).
@@ -42,6 +45,7 @@ from hftd.exchange.access import (
 )
 from hftd.exchange.journal import JournaledVenue, JournalMismatch, Recovery, open_venue
 from hftd.exchange.latency import LatencyModel
+from hftd.exchange.mdfile import MdFileError
 from hftd.exchange.stream import SequencedStream
 from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Inject, Snapshot
 from hftd.runtime.daemon import StartupError, listen_tcp
@@ -113,6 +117,8 @@ class ExchangeDaemon:
             self.jv, rec = await trio.to_thread.run_sync(
                 open_venue, self.cfg, self.jv.live_clock, abandon_on_cancel=True
             )
+        except MdFileError as exc:
+            raise StartupError(f"exchange.md_file: {exc}", refused=True) from exc
         except (JournalCorrupt, JournalMismatch) as exc:
             raise StartupError(
                 f"cannot replay the journal: {exc} (it is kept as the day's record; to trade "
@@ -151,8 +157,11 @@ class ExchangeDaemon:
             self.order_port = order_listeners[0].socket.getsockname()[1]
             self.md_port = md_listeners[0].socket.getsockname()[1]
             nursery.start_soon(self._release_md)
-            for i in range(len(self.cfg.symbols)):
-                nursery.start_soon(self._flow, i)
+            if self.jv.md_file is not None:
+                nursery.start_soon(self._file_flow)  # a recorded day instead
+            else:
+                for i in range(len(self.cfg.symbols)):
+                    nursery.start_soon(self._flow, i)
             log.info(
                 "venue up: orders tcp %s:%d, market data tcp %s:%d, %d symbols",
                 self.ex.host,
@@ -194,6 +203,7 @@ class ExchangeDaemon:
             },
             "access": access,
             "md_messages": len(self.venue.md),
+            **self._md_file_status(),
             "journal_replayed": self.recovery.records if self.recovery else 0,
             "journal_appended": self.jv.journal.records if self.jv.journal else 0,
             **self.venue.counters,
@@ -265,6 +275,45 @@ class ExchangeDaemon:
             await trio.sleep(jv.next_flow_delay(index))
             jv.flow_step(index)
             self._published()
+
+    async def _file_flow(self) -> None:
+        """Play exchange.md_file at md_file_speed x its recorded pace (`MdFile`), in
+        batches of what is due; after a restart, on from where the journal left it."""
+        jv, md = self.jv, self.jv.md_file
+        assert md is not None
+        speed = self.ex.md_file_speed
+        start = trio.current_time() - md.elapsed_at(jv.file_pos, speed)
+        if jv.file_pos < len(md):
+            log.info(
+                "playing %s from message %d of %d at %gx its recorded pace",
+                self.ex.md_file,
+                jv.file_pos + 1,
+                len(md),
+                speed,
+            )
+        while jv.file_pos < len(md):
+            elapsed = trio.current_time() - start
+            wait = md.wait_s(jv.file_pos, elapsed, speed)
+            if wait > 0:
+                await trio.sleep(wait)
+                continue
+            jv.file_step(min(max(md.due(jv.file_pos, elapsed, speed), 1), MAX_BATCH))
+            self._published()
+            await trio.sleep(0)  # sessions send what is new before the next batch
+        log.info("market-data file played to its end: %s", self.venue.file_counters)
+
+    def _md_file_status(self) -> dict[str, Any]:
+        md = self.jv.md_file
+        if md is None:
+            return {}
+        return {
+            "md_file": {
+                "path": self.ex.md_file,
+                "length": len(md),
+                "position": self.jv.file_pos,
+                **self.venue.file_counters,
+            }
+        }
 
     def _published(self) -> None:
         if not self.md_latency.enabled:

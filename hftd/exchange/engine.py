@@ -310,6 +310,41 @@ class MatchingEngine:
         self._execute(book, order, events)
         return events
 
+    def enter_as(
+        self, order_ref: int, *, owner: str, symbol: str, side: str, quantity: int, price: int
+    ) -> list[EngineEvent]:
+        """A day order that comes with its own reference (a recorded market-data file
+        the venue plays): no OrderAccepted and no validation but a known symbol, a
+        side, a positive size and a reference not in use ([] otherwise). It trades
+        with what it crosses, like any order, then rests. Later references are
+        numbered above it."""
+        book = self.books.get(symbol)
+        if book is None or quantity <= 0 or order_ref in self.orders:
+            return []
+        if side not in _SELL_SIDES and side != BUY:
+            return []
+        order = Order(
+            order_ref,
+            owner,
+            0,
+            symbol,
+            SELL if side in _SELL_SIDES else BUY,
+            side,
+            price,
+            quantity,
+            TIF_DAY,
+        )
+        self.next_order_ref = max(self.next_order_ref, order_ref + 1)
+        events: list[EngineEvent] = []
+        self._execute(book, order, events)
+        return events
+
+    def reserve(self, order_refs_to: int, match_numbers_to: int) -> None:
+        """Number new orders above `order_refs_to` and trades above `match_numbers_to`
+        (those belong to a recorded file the venue plays)."""
+        self.next_order_ref = max(self.next_order_ref, order_refs_to + 1)
+        self.next_match_number = max(self.next_match_number, match_numbers_to + 1)
+
     def cancel(
         self, order_ref: int, open_qty: int = 0, *, reason: str = CANCEL_USER
     ) -> list[EngineEvent]:

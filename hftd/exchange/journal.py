@@ -20,6 +20,8 @@ Records (msgpack arrays, tag first), in the order they happened::
     ["E", ts]                        end of day (a later "S" reopens the venue)
     ["V", ts, user, kind, number, raw]  a venue-side event put into a user's OUCH
                                      stream (`Venue.venue_event`: a test and drill hook)
+    ["M", ts, count]                 the next `count` messages of the market-data file
+                                     played (`exchange.md_file`; its sha256 is in Begin)
 
 Why this is enough:
 - The clock is a `StepClock` holding one value per input: every timestamp an
@@ -53,6 +55,7 @@ import msgspec
 
 from hftd.config import FlowConfig, HftdConfig
 from hftd.exchange.flow import FlowCancel, FlowGenerator
+from hftd.exchange.mdfile import MdFile, MdFileError
 from hftd.exchange.venue import Venue
 from hftd.runtime.days import exchange_journal_path
 from hftd.runtime.journal import Journal, TornInfo
@@ -89,14 +92,16 @@ class VenueIdentity(msgspec.Struct, frozen=True, array_like=True):
     users: list[str]
     max_order_size: int
     flow_seed: int
+    md_file: str = ""  # sha256 of the market-data file played ("": synthetic flow)
 
     @classmethod
-    def of(cls, cfg: HftdConfig) -> VenueIdentity:
+    def of(cls, cfg: HftdConfig, md_file: str = "") -> VenueIdentity:
         return cls(
             [(s.symbol, s.reference_price_fp, s.tick_fp, s.round_lot) for s in cfg.symbols],
             [u.username for u in cfg.exchange.users],
             cfg.exchange.max_order_size,
             cfg.exchange.flow_seed,
+            md_file,
         )
 
 
@@ -138,7 +143,12 @@ class VenueEvent(msgspec.Struct, tag="V", frozen=True, array_like=True):
     raw: bytes
 
 
-Record = Begin | StartOfDay | Inbound | FlowStep | FlowParams | EndOfDay | VenueEvent
+class FileStep(msgspec.Struct, tag="M", frozen=True, array_like=True):
+    ts: int
+    count: int  # the next this many messages of the market-data file
+
+
+Record = Begin | StartOfDay | Inbound | FlowStep | FlowParams | EndOfDay | VenueEvent | FileStep
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
@@ -154,12 +164,20 @@ class JournaledVenue:
     """
 
     def __init__(
-        self, cfg: HftdConfig, clock_ns: Callable[[], int], journal: Journal | None = None
+        self,
+        cfg: HftdConfig,
+        clock_ns: Callable[[], int],
+        journal: Journal | None = None,
+        md_file: MdFile | None = None,
     ) -> None:
         self.cfg = cfg
         self.live_clock = clock_ns
         self.clock = StepClock()
         self.venue = Venue(cfg, self.clock)
+        self.md_file = md_file  # played instead of the synthetic flow
+        self.file_pos = 0  # messages of md_file played
+        if md_file is not None:
+            self.venue.attach_file(md_file.max_order_ref, md_file.max_match_number)
         self.flows = [
             FlowGenerator(
                 cfg.flow_for(s.symbol),
@@ -191,7 +209,8 @@ class JournaledVenue:
         """Write the journal's first record (a new journal only)."""
         if self.begun:
             raise RuntimeError("journal already begun")
-        self._apply(Begin(VERSION, VenueIdentity.of(self.cfg), [g.cfg for g in self.flows]))
+        identity = VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
+        self._apply(Begin(VERSION, identity, [g.cfg for g in self.flows]))
 
     def start_of_day(self) -> None:
         self._apply(StartOfDay(self._now()))
@@ -227,6 +246,23 @@ class JournaledVenue:
         ts = self._now()
         self._record(FlowStep(ts, index))
         self._flow_step(ts, index)
+
+    def file_step(self, count: int) -> None:
+        """Play the next `count` messages of the market-data file (all at one timestamp)."""
+        ts = self._now()
+        self._record(FileStep(ts, count))
+        self._file_step(ts, count)
+
+    def _file_step(self, ts: int, count: int) -> None:
+        if self.md_file is None:
+            raise JournalMismatch("the journal plays a market-data file: set exchange.md_file")
+        self.clock.now = ts
+        self.inputs += 1
+        end = min(self.file_pos + count, len(self.md_file))
+        play = self.venue.play_file_message
+        for raw in self.md_file.messages[self.file_pos : end]:
+            play(raw)
+        self.file_pos = end
 
     def set_flow(self, index: int, flow: FlowConfig) -> bool:
         """Change symbols[index]'s flow config; False if it is unchanged."""
@@ -282,6 +318,8 @@ class JournaledVenue:
             self.started, self.ended = True, False
         elif isinstance(rec, FlowParams):
             self.flows[rec.index].cfg = rec.flow
+        elif isinstance(rec, FileStep):
+            self._file_step(rec.ts, rec.count)
         elif isinstance(rec, VenueEvent):
             self.clock.now = rec.ts
             self.inputs += 1
@@ -297,7 +335,7 @@ class JournaledVenue:
             raise JournalMismatch("a second Begin record")
         if rec.version != VERSION:
             raise JournalMismatch(f"journal format {rec.version}, this code reads {VERSION}")
-        mine = VenueIdentity.of(self.cfg)
+        mine = VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
         if rec.identity != mine:
             diff = [
                 f"{f}: journal {getattr(rec.identity, f)!r}, config {getattr(mine, f)!r}"
@@ -336,6 +374,19 @@ class Recovery(msgspec.Struct, frozen=True):
     torn: TornInfo | None  # the torn tail that was cut off
 
 
+def load_md_file(cfg: HftdConfig) -> MdFile | None:
+    """The market-data file `exchange.md_file` names, parsed (None if it names none).
+    Raises MdFileError if it cannot be read or is not a BinaryFILE."""
+    if not cfg.exchange.md_file:
+        return None
+    path = Path(cfg.exchange.md_file).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MdFileError(f"cannot read {path}: {exc.strerror}") from exc
+    return MdFile.parse(data)
+
+
 def open_venue(
     cfg: HftdConfig, clock_ns: Callable[[], int], path: Path | None = None
 ) -> tuple[JournaledVenue, Recovery]:
@@ -343,15 +394,17 @@ def open_venue(
 
     A journal is never discarded: a new trading day (`hftd day new`) has a new
     one. Raises JournalCorrupt or JournalMismatch if the journal cannot be
-    replayed, DayError or RunDirError if there is no usable trading day.
+    replayed, DayError or RunDirError if there is no usable trading day,
+    MdFileError if `exchange.md_file` cannot be played.
     """
     ex = cfg.exchange
     if path is None:
         path = exchange_journal_path(cfg)
     t0 = time.perf_counter()
+    md_file = load_md_file(cfg)
     journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s)
     try:
-        jv = JournaledVenue(cfg, clock_ns, journal)
+        jv = JournaledVenue(cfg, clock_ns, journal, md_file)
         n = jv.replay(records)
         del records
         if not jv.begun:

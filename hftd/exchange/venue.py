@@ -31,6 +31,7 @@ from hftd.exchange.engine import (
     EngineEvent,
     Fill,
     MatchingEngine,
+    Order,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -40,8 +41,18 @@ from hftd.exchange.engine import (
 )
 from hftd.exchange.stream import SequencedStream
 from hftd.wire import itch, ouch
+from hftd.wire.errors import RemoteProtocolError
 
 SYNTHETIC = ""  # owner of background flow orders
+FILE_COUNTERS = (  # Venue.file_counters: a played market-data file's messages
+    "messages",  # played
+    "published",  # put into the ITCH stream (clipped ones included)
+    "clipped",  # applied with fewer shares than the file says (our orders took the rest)
+    "traded",  # fills of the file's adds and replaces against our resting orders
+    "skipped",  # not published: the order is gone, a system event, a reference in use
+    "other_symbols",  # for a symbol the venue does not list
+    "unreadable",  # not ITCH 5.0, or the wrong size
+)
 
 # Venue-side events `Venue.venue_event` can put into a user's stream (test hook).
 EVENT_BROKEN_TRADE = "broken_trade"
@@ -128,6 +139,9 @@ class Venue:
         self.extras: dict[int, OrderExtras] = {}  # live order reference -> echo fields
         self.last_trade: dict[str, int] = {}
         self.counters = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "rejects": 0}
+        # A recorded market-data file played as background flow (`play_file_message`).
+        self.file_locate: dict[int, str] = {}  # the file's stock locate -> symbol
+        self.file_counters = dict.fromkeys(FILE_COUNTERS, 0)
 
     # --- session-independent streams --------------------------------------------
 
@@ -491,6 +505,179 @@ class Venue:
             self._out(user, ouch.OrderPriorityUpdate(ts, number, o.price, x.display, ref))
         else:
             st.stream.append(raw)
+
+    # --- a recorded market-data file (exchange.md_file) --------------------------------
+
+    def attach_file(self, max_order_ref: int, max_match_number: int) -> None:
+        """Number the venue's own orders and trades above the file's (`MdFile`)."""
+        self.engine.reserve(max_order_ref, max_match_number)
+
+    def play_file_message(self, raw: bytes) -> None:
+        """Apply one message of a recorded ITCH file to the books and the ITCH stream.
+
+        The file's orders are background orders (owner SYNTHETIC) with the file's
+        references; what the venue publishes carries the venue's stock locate and
+        clock, everything else as in the file. Adds (A, F) and replaces (U) trade
+        with the venue's orders they cross, then rest; executions (E, C), cancels
+        (X) and deletes (D) apply to the order they name, clipped to what is left
+        of it (an X that takes the rest is published as D), and are dropped when it
+        is gone (our orders took it). Every other ITCH 5.0 type is published as it
+        is, but system events (S: the venue has its own) and anything for a symbol
+        the venue does not list. Unreadable messages are skipped. `file_counters`
+        say what happened."""
+        fc = self.file_counters
+        fc["messages"] += 1
+        try:
+            msg = itch.decode(raw)
+        except RemoteProtocolError:
+            fc["unreadable"] += 1
+            return
+        if isinstance(msg, itch.Unknown):
+            fc["unreadable"] += 1
+            return
+        if isinstance(msg, itch.SystemEvent):
+            fc["skipped"] += 1
+            return
+        stock: str | None = getattr(msg, "stock", None)
+        if stock is not None:
+            self.file_locate[msg.stock_locate] = stock
+            symbol = stock
+        elif msg.stock_locate == 0:
+            symbol = ""  # market-wide (V, W)
+        else:
+            symbol = self.file_locate.get(msg.stock_locate, "?")
+        if symbol and symbol not in self.locate:
+            fc["other_symbols"] += 1
+            return
+        loc = self.locate[symbol] if symbol else 0
+        ts = self.clock_ns()
+        if isinstance(msg, itch.AddOrder | itch.AddOrderMPID):
+            self._file_add(msg, loc, ts)
+        elif isinstance(msg, itch.OrderExecuted | itch.OrderExecutedWithPrice | itch.OrderCancel):
+            self._file_reduce(msg, loc, ts)
+        elif isinstance(msg, itch.OrderDelete):
+            if self._file_order(msg.order_ref) is None:
+                fc["skipped"] += 1
+                return
+            self.engine.cancel(msg.order_ref, 0)
+            self._file_md(msgspec.structs.replace(msg, stock_locate=loc, timestamp=ts))
+        elif isinstance(msg, itch.OrderReplace):
+            self._file_replace(msg, loc, ts)
+        else:
+            self._file_md(msgspec.structs.replace(msg, stock_locate=loc, timestamp=ts))
+
+    def _file_order(self, order_ref: int) -> Order | None:
+        o = self.engine.orders.get(order_ref)
+        return o if o is not None and o.owner == SYNTHETIC else None
+
+    def _file_md(self, msg: itch.ItchMessage) -> None:
+        self.file_counters["published"] += 1
+        self._md(msg)
+
+    def _file_add(self, m: itch.AddOrder | itch.AddOrderMPID, loc: int, ts: int) -> None:
+        events = self.engine.enter_as(
+            m.order_ref,
+            owner=SYNTHETIC,
+            symbol=m.stock,
+            side=m.side,
+            quantity=m.shares,
+            price=m.price,
+        )
+        if not events:
+            self.file_counters["skipped"] += 1
+            return
+        self._file_events(events, loc, ts, m)
+
+    def _file_events(
+        self,
+        events: list[EngineEvent],
+        loc: int,
+        ts: int,
+        m: itch.AddOrder | itch.AddOrderMPID | itch.OrderReplace,
+    ) -> None:
+        """A file order's fills against ours, then its rest as an add."""
+        fc = self.file_counters
+        for ev in events:
+            if isinstance(ev, Fill):
+                fc["traded"] += 1
+                self._on_fill(ev, ts)
+            elif isinstance(ev, OrderRested):
+                o = ev.order
+                if isinstance(m, itch.AddOrderMPID):
+                    add: itch.ItchMessage = itch.AddOrderMPID(
+                        loc,
+                        m.tracking_number,
+                        ts,
+                        o.order_ref,
+                        o.side,
+                        o.open_qty,
+                        o.symbol,
+                        o.price,
+                        m.attribution,
+                    )
+                else:
+                    add = itch.AddOrder(
+                        loc,
+                        m.tracking_number,
+                        ts,
+                        o.order_ref,
+                        o.side,
+                        o.open_qty,
+                        o.symbol,
+                        o.price,
+                    )
+                self._file_md(add)
+
+    def _file_reduce(
+        self,
+        m: itch.OrderExecuted | itch.OrderExecutedWithPrice | itch.OrderCancel,
+        loc: int,
+        ts: int,
+    ) -> None:
+        fc = self.file_counters
+        o = self._file_order(m.order_ref)
+        shares = m.cancelled_shares if isinstance(m, itch.OrderCancel) else m.executed_shares
+        take = min(shares, o.open_qty) if o is not None else 0
+        if o is None or take <= 0:
+            fc["skipped"] += 1
+            return
+        if take < shares:
+            fc["clipped"] += 1
+        left = o.open_qty - take
+        self.engine.cancel(m.order_ref, left)
+        out: itch.ItchMessage
+        if isinstance(m, itch.OrderCancel):
+            out = (
+                itch.OrderDelete(loc, m.tracking_number, ts, m.order_ref)
+                if left == 0
+                else msgspec.structs.replace(m, stock_locate=loc, timestamp=ts)
+            )
+        elif isinstance(m, itch.OrderExecuted):
+            out = msgspec.structs.replace(m, stock_locate=loc, timestamp=ts, executed_shares=take)
+        else:
+            out = msgspec.structs.replace(m, stock_locate=loc, timestamp=ts, executed_shares=take)
+        self._file_md(out)
+
+    def _file_replace(self, m: itch.OrderReplace, loc: int, ts: int) -> None:
+        o = self._file_order(m.original_ref)
+        if o is None or m.new_ref in self.engine.orders or m.shares <= 0:
+            self.file_counters["skipped"] += 1
+            return
+        self.engine.cancel(m.original_ref, 0)
+        events = self.engine.enter_as(
+            m.new_ref,
+            owner=SYNTHETIC,
+            symbol=o.symbol,
+            side=o.side,
+            quantity=m.shares,
+            price=m.price,
+        )
+        if len(events) == 1 and isinstance(events[0], OrderRested):
+            self._file_md(msgspec.structs.replace(m, stock_locate=loc, timestamp=ts))
+            return
+        # It crossed our orders: as any crossing replace, the old one leaves first.
+        self._file_md(itch.OrderDelete(loc, m.tracking_number, ts, m.original_ref))
+        self._file_events(events, loc, ts, m)
 
     # --- reconciliation -----------------------------------------------------------
 
