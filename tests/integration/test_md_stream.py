@@ -66,6 +66,26 @@ def test_the_nasdaq_samples_l_and_y_keep_the_strategy_in_sync(tmp_path: Path) ->
             assert feed["unknown_types"] == feed["malformed"] == 0
 
 
+def test_messages_that_are_not_itch_keep_the_sequence(tmp_path: Path) -> None:
+    """Hostile or broken input on the wire: a type that is not ITCH 5.0 and an add
+    order cut short. Each keeps its sequence number (no gap), is counted, and the
+    feed says so in its log, not once per message."""
+    sample = itch_sample()
+    alien = [b"z" + bytes(20)] * 300
+    short_add = next(m for m in sample if m[:1] == b"A")[:-1]
+    assert short_add[:1] == b"A"
+    with StubItchVenue([*sample[:50], *alien, short_add, *sample[50:100]]) as venue:
+        cfg = feed_config(tmp_path, venue.port)
+        with start_daemon("feed", cfg) as feed, start_daemon("strategy", cfg) as st:
+            wait_for(lambda: status(st, "strategy")["last_seq"] == 401, 20, "all 401 messages")
+            det, fdet = status(st, "strategy"), status(feed, "feed")
+            assert det["gaps"] == det["resets"] == 0 and venue.logins == [1]
+            assert (fdet["unknown_types"], fdet["malformed"]) == (300, 1)
+            lines = [ln for ln in feed.log.splitlines() if "sequence-only" in ln]
+            assert 1 <= len(lines) <= 2, lines  # rate-limited: not 301 lines
+            assert "not ITCH 5.0" in feed.log
+
+
 def test_an_empty_stream_is_in_sync_before_the_open(tmp_path: Path) -> None:
     """Before the open the venue has sequenced nothing. The strategy used to wait
     for sequence 1 and never said READY (the supervisor restarted it every 30 s)."""
