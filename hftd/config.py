@@ -351,6 +351,8 @@ class MonitorConfig(_Base, frozen=True, kw_only=True):
     web_host: str = "127.0.0.1"  # loopback: the page can pause, halt and flatten
     web_port: Port = 8080
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0 = /metrics on web_port
+    web_max_connections: Positive = 64  # open at once per web listener; more get 503
+    web_timeout_s: Seconds = 5.0  # a request must arrive, and each response part be taken, in this
     alerts: AlertRulesConfig = msgspec.field(default_factory=AlertRulesConfig)
 
     def problems(self) -> Iterator[str]:

@@ -43,6 +43,7 @@ import trio
 
 from hftd.config import COMPONENTS, HftdConfig
 from hftd.ctl.registry import VERBS, execute_async
+from hftd.ipc import control
 from hftd.monitor import http, prom
 from hftd.monitor.model import Aggregator, Poll, Reading
 from hftd.monitor.poll import Poller
@@ -216,6 +217,7 @@ class MonitorService:
         self.token = ""  # the web actions' token ("" until `run` has it, or web disabled)
         self.token_where = ""
         self.serving: dict[str, list[trio.SocketListener]] = {}  # listener name -> sockets
+        self.app: WebApp | None = None
         self._json: dict[str, bytes] = {}
 
     # --- serving --------------------------------------------------------------------
@@ -324,7 +326,8 @@ class MonitorService:
                 first = False
                 task_status.started()
             try:
-                await serve_web(app, listeners, host, port, metrics_only=metrics_only)
+                await serve_web(app, listeners, host, port, metrics_only=metrics_only,
+                                name=what)
             finally:
                 del self.serving[what]
             lost = f"the listener on {host}:{port} stopped"  # serve_web returned: never so far
@@ -338,7 +341,9 @@ class MonitorService:
         readings["monitor"] = Reading(
             name="monitor",
             info=StatusInfo(component="monitor", pid=os.getpid(), state="running",
-                            uptime_s=now - self.started),
+                            uptime_s=now - self.started,
+                            detail={"listeners": {**control.served_stats(),
+                                                  **self.listener_stats()}}),
             ok_at=now,
         )
         return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
@@ -375,7 +380,10 @@ class MonitorService:
                                       mcfg.poll_interval_s, mcfg.request_timeout_s)
         if mcfg.web_enabled:
             self.token, self.token_where = web_token(self.cfg.system.resolved_run_dir())
-        app = WebApp(self.state_json, self.metrics, self.execute, token=self.token.encode())
+        app = self.app = WebApp(
+            self.state_json, self.metrics, self.execute, token=self.token.encode(),
+            max_connections=mcfg.web_max_connections, timeout_s=mcfg.web_timeout_s,
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(poller.run)
             try:
@@ -403,9 +411,14 @@ class MonitorService:
 
     # --- the Service protocol -----------------------------------------------------------
 
+    def listener_stats(self) -> dict[str, dict[str, int]]:
+        """What the web listeners' limits did (the control socket's is added by its server)."""
+        return {n: st.as_dict() for n, st in self.app.stats.items()} if self.app else {}
+
     def status_detail(self) -> dict[str, Any]:
         p = self.poller
         return {
+            "listeners": self.listener_stats(),
             "web": dict(self.web),
             "web_token": self.token_where,  # where it is kept; never the token itself
             "watching": self.names,

@@ -20,7 +20,8 @@ Safety (the page can halt trading):
 from __future__ import annotations
 
 import hmac
-from urllib.parse import parse_qs, unquote, urlsplit
+import re
+from urllib.parse import parse_qs, unquote
 
 import msgspec
 
@@ -42,6 +43,7 @@ REASONS = {
     503: "Service Unavailable",
 }
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class HttpError(Exception):
@@ -93,22 +95,25 @@ def parse_request(buf: bytes) -> tuple[Request, int] | None:
     if "transfer-encoding" in headers:
         raise HttpError(400, "chunked bodies are not supported")
     length_text = headers.get("content-length", "0")
-    if not length_text.isdigit():
+    # ASCII digits only: str.isdigit() is true for "²" or "٣", which int() refuses or reads.
+    if not _DIGITS.fullmatch(length_text):
         raise HttpError(400, "bad Content-Length")
-    length = int(length_text)
+    length = int(length_text) if len(length_text) <= 9 else MAX_BODY + 1  # int(): <= 4300 digits
     if length > MAX_BODY:
         raise HttpError(413, "body too large")
     total = end + 4 + length
     if len(buf) < total:
         return None
-    split = urlsplit(target)
+    # Origin form only ("/path?query"), split by hand: urlsplit reads "//x" as a
+    # host and raises on "//[" (an unclosed IPv6 literal).
     if not target.startswith("/"):
         raise HttpError(400, "only origin-form request targets")
+    path, _, query = target.partition("#")[0].partition("?")
     req = Request(
         method=method,
         target=target,
-        path=unquote(split.path),
-        query=parse_qs(split.query),
+        path=unquote(path),
+        query=parse_qs(query),
         headers=headers,
         body=bytes(buf[end + 4 : total]),
     )
@@ -157,33 +162,6 @@ def operator_url(host: str, port: int, token: str) -> str:
         host = "::1"
     name = f"[{host}]" if ":" in host else host
     return f"http://{name}:{port}/#token={token}"
-
-
-class LogThrottle:
-    """Lets `burst` log lines through, then one per `interval_s`, and counts the rest.
-
-    Refused requests are logged as warnings; a flood of them must not flood the log
-    (or the disk under it). Pure: the caller passes the clock."""
-
-    def __init__(self, burst: int = 5, interval_s: float = 10.0) -> None:
-        self.burst = burst
-        self.interval_s = interval_s
-        self.allowance = float(burst)
-        self.last: float | None = None
-        self.suppressed = 0
-
-    def allow(self, now: float) -> int | None:
-        """None: stay quiet. Otherwise log, saying how many lines were held back before."""
-        if self.last is not None:
-            self.allowance = min(float(self.burst),
-                                 self.allowance + (now - self.last) / self.interval_s)
-        self.last = now
-        if self.allowance < 1.0:
-            self.suppressed += 1
-            return None
-        self.allowance -= 1.0
-        held, self.suppressed = self.suppressed, 0
-        return held
 
 
 def response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,16 +94,6 @@ def test_operator_url_keeps_the_token_in_the_fragment() -> None:
         assert http.host_allowed(netloc, 81, host), host
 
 
-def test_log_throttle() -> None:
-    t = http.LogThrottle(burst=3, interval_s=10.0)
-    assert [t.allow(0.0) for _ in range(5)] == [0, 0, 0, None, None]
-    assert t.allow(5.0) is None  # half an interval: not yet
-    assert t.allow(10.0) == 3  # one more line, saying 3 were held back
-    assert t.allow(10.5) is None
-    assert t.allow(1000.0) == 1  # refilled, but never beyond the burst
-    assert [t.allow(1000.0) for _ in range(3)] == [0, 0, None]
-
-
 def test_responses_and_events() -> None:
     r = http.response(200, b"hi", "text/plain")
     head, body = r.split(b"\r\n\r\n", 1)
@@ -110,6 +101,34 @@ def test_responses_and_events() -> None:
     assert b"Connection: close" in head and body == b"hi"
     assert http.sse_event(b'{"a":1}', "state") == b'event: state\ndata: {"a":1}\n\n'
     assert http.sse_event(b"x\ny", event_id="7") == b"id: 7\ndata: x\ndata: y\n\n"
+
+
+@pytest.mark.parametrize(
+    "raw, status",
+    [
+        # urlsplit read "//[" as a host, an unclosed IPv6 literal: ValueError, not 400
+        (b"GET //[ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", None),
+        (b"GET //[::1]:80/x?a=1 HTTP/1.1\r\n\r\n", None),
+        # str.isdigit() is true for these; int() raises (or reads another script's digit)
+        ("GET / HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"), 400),
+        ("GET / HTTP/1.1\r\nContent-Length: \u0663\r\n\r\n".encode("utf-8"), 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nContent-Length: 0000000000000000000001\r\n\r\nx", 413),
+    ],
+    ids=["slash-slash-bracket", "authority-like", "superscript-two", "arabic-three",
+         "negative", "5000-digits", "zero-padded"],
+)
+def test_hostile_requests_are_parsed_or_refused_never_raise(raw: bytes, status: int | None) -> None:
+    if status is None:
+        parsed = http.parse_request(raw)
+        assert parsed is not None
+        req = parsed[0]
+        assert req.path == req.target.partition("?")[0]  # a path, never a host
+        return
+    with pytest.raises(http.HttpError) as info:
+        http.parse_request(raw)
+    assert info.value.status == status
 
 
 # --- the server, in-process ------------------------------------------------------------
@@ -153,12 +172,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[None]],
-                metrics_only: bool = False, token: str = TOKEN) -> None:
+                metrics_only: bool = False, token: str = TOKEN, **limits: Any) -> None:
     sent: list[str] = []
     modes: list[str] = []
 
     def state_json(history: str) -> bytes:
         modes.append(history)
+        if "explode" in modes:
+            raise KeyError("a bug met with this request")
         return json.dumps({"seq": len(modes), "history": history}).encode()
 
     async def execute(name: str) -> dict[str, Reply]:
@@ -166,7 +187,8 @@ def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[No
         return {"gateway": Reply(ok=True, result={"mode": name})}
 
     async def main() -> None:
-        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute, token=token.encode())
+        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute, token=token.encode(),
+                     **limits)
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -304,3 +326,72 @@ def test_metrics_only_listener() -> None:
         assert sent == []
 
     with_server(check, metrics_only=True)
+
+
+def test_hostile_requests_do_not_end_the_server(caplog: pytest.LogCaptureFixture) -> None:
+    """`GET //[` and `Content-Length: ²` raised ValueError out of the connection's task
+    and ended the monitor; an error inside a route did the same. Now: 400s, a 500, a line
+    in the log each, and the next request is served."""
+    caplog.set_level(logging.WARNING, logger="hftd.monitor.web")
+
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        host = f"Host: 127.0.0.1:{port}\r\n".encode()
+        assert split(await fetch(port, b"GET //[ HTTP/1.1\r\n" + host + b"\r\n"))[0] == 404
+        two = b"GET / HTTP/1.1\r\n" + host + "Content-Length: \u00b2\r\n\r\n".encode("latin-1")
+        assert split(await fetch(port, two))[0] == 400
+        modes.append("explode")  # the next state_json raises
+        assert split(await fetch(port, get("/api/state", port)))[0] == 500
+        modes.clear()
+        assert split(await fetch(port, get("/api/state", port)))[0] == 200
+        stats = app.stats["web"].as_dict()
+        assert (stats["bad_requests"], stats["errors"], stats["open"]) == (1, 1, 0)
+
+    with_server(check)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("bad Content-Length" in line for line in lines)
+    assert any("KeyError" in line and "in state_json" in line for line in lines)
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_connections_are_capped_and_bounded_in_time() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+        while app.stats["web"].open < 3:  # all three accepted
+            await trio.sleep(0.01)
+        assert split(await fetch(port, get("/", port)))[0] == 503  # over the cap, at once
+        for s in idle:  # opened, never used: closed after the timeout, not counted
+            with trio.fail_after(3):
+                assert await s.receive_some(1) == b""
+            await s.aclose()
+        async with await trio.open_tcp_stream("127.0.0.1", port) as slow:
+            await slow.send_all(b"GET / HTTP/1.1\r\n")  # and never the rest
+            with trio.fail_after(3):
+                assert await slow.receive_some(1) == b""
+        assert split(await fetch(port, get("/", port)))[0] == 200
+        stats = app.stats["web"].as_dict()
+        assert (stats["refused"], stats["timeouts"], stats["idle_closed"]) == (1, 1, 3)
+        assert stats["limits_hit"] == 2
+
+    with_server(check, max_connections=3, timeout_s=1.0)
+
+
+def test_an_event_stream_nobody_reads_is_dropped() -> None:
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        reader = await trio.open_tcp_stream("127.0.0.1", port)
+        reader.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await reader.send_all(get("/events", port))
+        with trio.fail_after(10):
+            while app.stats["web"].timeouts == 0:  # published states pile up unread
+                app.publish()
+                await trio.sleep(0.01)
+        assert app.streams == 0
+        await reader.aclose()
+
+    def big_state(history: str) -> bytes:
+        return b"{" + b" " * 200_000 + b"}"
+
+    async def with_big(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        app.state_json = big_state
+        await check(app, port, sent, modes)
+
+    with_server(with_big, timeout_s=0.3)
