@@ -587,10 +587,14 @@ class GatewayCore:
         try:
             m = ouch.decode_outbound(payload)
         except RemoteProtocolError as exc:
-            self.venue_seq = seq
-            self._unusable(f"not OUCH 5.0 ({exc}): {bytes(payload[:40]).hex()}")
+            self.on_undecodable(payload, seq, exc)
             return
         self.on_venue(m, seq, now)
+
+    def on_undecodable(self, payload: bytes, seq: int, exc: Exception) -> None:
+        """Sequenced message `seq` is not OUCH 5.0: counted and logged, nothing else."""
+        self.venue_seq = seq
+        self._unusable(f"not OUCH 5.0 ({exc}): {bytes(payload[:40]).hex()}")
 
     def on_venue(self, m: ouch.Outbound, seq: int, now: int) -> None:
         """Apply one sequenced OUCH reply (sequence `seq` of our stream)."""

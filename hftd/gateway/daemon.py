@@ -40,6 +40,7 @@ from hftd.runtime.hotloop import HotLoop
 from hftd.runtime.journal import Journal
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
+from hftd.wire.ouch import decode_outbound
 
 QUIET_ALL = (1 << 63) - 1  # above any venue sequence number
 
@@ -179,7 +180,12 @@ class GatewayAgent:
                     if check is not None and not check.on_message(ev.sequence, ev.payload):
                         continue  # re-read to compare with the journal: applied already
                     core.journal_venue(ev.sequence, ev.payload)
-                    core.on_venue_payload(ev.payload, ev.sequence, now)
+                    try:
+                        msg = decode_outbound(ev.payload)
+                    except RemoteProtocolError as exc:
+                        core.on_undecodable(ev.payload, ev.sequence, exc)
+                        continue
+                    core.on_venue(msg, ev.sequence, now)
                 elif isinstance(ev, soup.LoginAccepted):
                     if self.session and ev.session != self.session:
                         self._drop(
