@@ -29,7 +29,11 @@ Rules (severity; raised while):
   row hit a gap again before getting past the old one (its books cannot be
   rebuilt: it backs off and retries, and trades on no book meanwhile);
 - link_down (critical): venue session, md session or strategy heartbeat
-  lost for link_down_after_s.
+  lost for link_down_after_s;
+- listener_limits (warning): a daemon's listeners (control socket, web
+  ports, venue ports) had to act on a limit (connection refused or idle one
+  closed at the cap, request too large, request or answer too slow, slow
+  consumer dropped) more than max_limit_hits_per_min times in the last 60 s.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class Facts(msgspec.Struct, kw_only=True):
     resync_hole: int = 0  # the sequence number those resyncs did not get past
     resync_backoff_s: float = 0.0  # how long the strategy waits before the next one
     resync_loss: str = ""  # why sync was last lost
+    limit_hits: dict[str, int] = msgspec.field(default_factory=dict)  # daemon -> last 60 s
+    limit_where: dict[str, list[str]] = msgspec.field(default_factory=dict)  # daemon -> listeners
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -163,6 +169,13 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
             out.append(Condition(rule="link_down", subject=subject, severity="critical",
                                  message=f"{what} for {secs:.0f} s", value=secs,
                                  threshold=cfg.link_down_after_s))
+    for name, hits in sorted(f.limit_hits.items()):
+        if hits > cfg.max_limit_hits_per_min:
+            where = ", ".join(f.limit_where.get(name, [])) or "its listeners"
+            out.append(Condition(rule="listener_limits", subject=name, severity="warning",
+                                 message=f"{name}: limits of {where} acted {hits} times in the "
+                                 f"last minute (max {cfg.max_limit_hits_per_min}): see its log",
+                                 value=hits, threshold=cfg.max_limit_hits_per_min))
     if f.resync_failures >= cfg.resync_loop_after:
         out.append(Condition(rule="resync_loop", subject="strategy", severity="critical",
                              message=f"resync loop: {f.resync_failures} resyncs in a row did "

@@ -138,6 +138,20 @@ def _num(d: dict[str, Any], key: str) -> int:
     return int(v) if isinstance(v, int | float) else 0
 
 
+def _limits_hit(detail: dict[str, Any]) -> tuple[int, list[str]]:
+    """A Status detail's ``listeners``: the limits hit in all, and which listeners hit any."""
+    listeners = detail.get("listeners")
+    if not isinstance(listeners, dict):
+        return 0, []
+    total, where = 0, []
+    for name, counts in sorted(listeners.items()):
+        n = _num(counts, "limits_hit") if isinstance(counts, dict) else 0
+        total += n
+        if n:
+            where.append(str(name))
+    return total, where
+
+
 class Aggregator:
     """Poll after poll -> SystemState (with alerts raised and cleared)."""
 
@@ -149,6 +163,7 @@ class Aggregator:
         self.book = AlertBook()
         self.tracks: dict[str, _DaemonTrack] = {}
         self.totals: dict[str, _Totals] = {}
+        self.limit_totals: dict[str, _Totals] = {}  # daemon -> its listeners' limits hit
         self.hdr_wire: dict[str, Any] = {}
         self.hdr_now: dict[str, SparseHistogram] = {h: SparseHistogram() for h in HOPS}
         self.hdr_series: dict[str, deque[tuple[float, SparseHistogram]]] = {
@@ -196,6 +211,7 @@ class Aggregator:
                                           "venue_rejects", "reconnects"))
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
         self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures"))
+        limit_hits, limit_where = self._limits(poll)
         if latency and self.latency_due(poll):
             for _ in self.latency_steps(poll):
                 pass
@@ -258,6 +274,8 @@ class Aggregator:
             else 0.0,
             resync_loss=str(strat.get("last_loss", "")),
             feed_link=feed_link,
+            limit_hits=limit_hits,
+            limit_where=limit_where,
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -340,7 +358,8 @@ class Aggregator:
         health = DaemonHealth(name=name, state=state, up=answering and state == "ready",
                               pid=pid if answering or sup is not None else 0,
                               uptime_s=uptime if answering else 0.0, restarts=restarts,
-                              last_error=err or (r.error if not answering else ""))
+                              last_error=err or (r.error if not answering else ""),
+                              limits_hit=_limits_hit(info.detail)[0] if info is not None else 0)
         facts = DaemonFacts(
             name=name, state=state, answering=answering, silent_s=silent,
             ever_seen=tr.ever_seen,
@@ -358,6 +377,21 @@ class Aggregator:
         if tot.series and tot.series[-1][0] >= r.ok_at:
             return  # nothing new from this daemon since the last poll
         tot.add(r.ok_at, {k: _num(detail, k) for k in keys})
+
+    def _limits(self, poll: Poll) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Per daemon: its listeners' limits hit in the last minute, and which listeners."""
+        hits: dict[str, int] = {}
+        where: dict[str, list[str]] = {}
+        for name, r in poll.readings.items():
+            if r.info is None or not r.ok_at:
+                continue
+            total, listeners = _limits_hit(r.info.detail)
+            tot = self.limit_totals.setdefault(name, _Totals())
+            if not tot.series or tot.series[-1][0] < r.ok_at:  # a new answer
+                tot.add(r.ok_at, {"limits_hit": total})
+            hits[name] = tot.within("limits_hit", 60.0)
+            where[name] = listeners
+        return hits, where
 
     def latency_due(self, poll: Poll) -> bool:
         return self.lat_at is None or poll.mono - self.lat_at >= LATENCY_EVERY_S

@@ -116,10 +116,15 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
                            labels=["daemon"])
     restarts = CounterMetricFamily("hftd_daemon_restarts", "Restarts of each daemon.",
                                    labels=["daemon"])
+    limits = CounterMetricFamily("hftd_listener_limits_hit",
+                                 "Times a daemon's listener limits acted (connection refused or "
+                                 "evicted, request too large or too slow, slow consumer dropped).",
+                                 labels=["daemon"])
     for d in state.daemons:
         up.add_metric([d.name], 1.0 if d.up else 0.0)
         restarts.add_metric([d.name], d.restarts)
-    out += [up, restarts]
+        limits.add_metric([d.name], d.limits_hit)
+    out += [up, restarts, limits]
 
     hist = HistogramMetricFamily("hftd_hop_latency_seconds",
                                  "Per-hop latency since the gateway started (T1 feed receive, "

@@ -86,6 +86,7 @@ class DaemonHealth(msgspec.Struct, kw_only=True):
     uptime_s: float
     restarts: int
     last_error: str = ""
+    limits_hit: int = 0  # its listeners' limits acted (since it started; docs/security.md)
 
 
 class Alert(msgspec.Struct, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,8 @@ def test_quiet_system_raises_nothing() -> None:
         (Facts(monitor_age_s=1, md_down_s=3.0, feed_link="connecting"), "link_down:md",
          "critical"),
         (Facts(monitor_age_s=1, strategy_down_s=2.0), "link_down:strategy", "critical"),
+        (Facts(monitor_age_s=1, limit_hits={"exchange": 3, "feed": 0},
+               limit_where={"exchange": ["md"]}), "listener_limits:exchange", "warning"),
     ],
 )
 def test_each_rule(facts: Facts, key: str, severity: str) -> None:
@@ -213,3 +216,31 @@ def test_reload_changes_thresholds_live() -> None:
     agg.reconfigure(fx.config(alerts={"latency_p99_us": 1e6, "latency_min_samples": 1}))
     s = agg.ingest(fx.poll(1.5, {"gateway": fx.gateway()}))
     assert s.alerts == []
+
+
+def test_listener_limits_hit_in_the_last_minute() -> None:
+    """A daemon's listeners (`Status` detail ``listeners``) had to act on a limit: warned
+    while that happened within the last minute, whatever its counters were at the start."""
+
+    def control(hit: int) -> dict[str, Any]:
+        return {"listeners": {"control": {"refused": hit, "limits_hit": hit},
+                              "web": {"limits_hit": 0}}}
+
+    agg = Aggregator(fx.config())
+    s = agg.ingest(fx.poll(1.0, {"exchange": control(5)}))  # before we watched: a baseline
+    assert s.alerts == []
+    s = agg.ingest(fx.poll(2.0, {"exchange": control(7)}))
+    (alert,) = s.alerts
+    assert alert.key == "listener_limits:exchange" and alert.value == 2
+    assert "control" in alert.message and "web" not in alert.message
+    exchange = s.daemon("exchange")
+    assert exchange is not None and exchange.limits_hit == 7
+    s = agg.ingest(fx.poll(40.0, {"exchange": control(7)}))
+    assert [a.key for a in s.alerts] == ["listener_limits:exchange"]  # still within a minute
+    s = agg.ingest(fx.poll(70.0, {"exchange": control(7)}))
+    assert s.alerts == []
+    s = agg.ingest(fx.poll(71.0, {"exchange": control(1)}))  # restarted: counters from 0
+    assert [a.key for a in s.alerts] == ["listener_limits:exchange"]
+    loose = Aggregator(fx.config(alerts={"max_limit_hits_per_min": 5}))
+    loose.ingest(fx.poll(1.0, {"exchange": control(0)}))
+    assert loose.ingest(fx.poll(2.0, {"exchange": control(5)})).alerts == []
