@@ -17,7 +17,13 @@
   Disconnect(kind), and the test hook Inject(user, kind, ...) (a venue-side message
   such as a Broken Trade into a user's OUCH stream).
 
-A malformed or out-of-protocol packet ends only the session that sent it.
+A malformed or out-of-protocol packet ends only the session that sent it;
+so does anything else a session raises (logged as an internal error): nothing
+a client sends ends the venue. A session whose socket takes none of its data
+for `send_timeout_s` (a client not reading its market data or replies) is
+dropped with a log line and counted (`slow_consumers`), so a slow consumer
+holds at most one batch and the kernel's socket buffers, and cannot slow the
+venue for everyone else.
 
 Every input to the venue (OUCH messages, synthetic flow steps, start of day)
 is journaled before it is applied (`hftd.exchange.journal`); a restarted
@@ -47,9 +53,11 @@ from hftd.exchange.journal import JournaledVenue, JournalMismatch, Recovery, ope
 from hftd.exchange.latency import LatencyModel
 from hftd.exchange.mdfile import MdFileError
 from hftd.exchange.stream import SequencedStream
+from hftd.ipc.limits import ListenerStats
 from hftd.msg.control import Command, Depth, DepthInfo, Disconnect, Inject, Snapshot
 from hftd.runtime.daemon import StartupError, listen_tcp
 from hftd.runtime.journal import JournalCorrupt
+from hftd.runtime.logguard import LogThrottle, clip, one_line
 from hftd.wire import ouch
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -105,6 +113,11 @@ class ExchangeDaemon:
         self.active: dict[str, trio.CancelScope] = {}
         self.md_sessions = 0
         self.md_scopes: set[trio.CancelScope] = set()
+        # Per port ("orders", "md"): what its limits and its sessions' errors did.
+        self.port_stats = {"orders": ListenerStats(), "md": ListenerStats()}
+        self.slow_consumers = {"orders": 0, "md": 0}
+        self.session_warnings = {"orders": LogThrottle(10.0, burst=5),
+                                 "md": LogThrottle(10.0, burst=5)}
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
 
@@ -202,12 +215,32 @@ class ExchangeDaemon:
                 for key in ("failed_logins", "locked_out_sources", "connections_refused")
             },
             "access": access,
+            "slow_consumers": sum(self.slow_consumers.values()),
+            "listeners": {
+                port: self._listener_stats(port, acc) for port, acc in self._accesses().items()
+            },
             "md_messages": len(self.venue.md),
             **self._md_file_status(),
             "journal_replayed": self.recovery.records if self.recovery else 0,
             "journal_appended": self.jv.journal.records if self.jv.journal else 0,
             **self.venue.counters,
         }
+
+    def _accesses(self) -> dict[str, PortAccess]:
+        return {"orders": self.order_access, "md": self.md_access}
+
+    def _listener_stats(self, port: str, access: PortAccess) -> dict[str, int]:
+        """One port's `ListenerStats`: its caps (connections, sessions per user), its
+        timeouts (login, silence, slow consumers) and its sessions' internal errors."""
+        stats = self.port_stats[port]
+        stats.open = access.connections.open
+        stats.refused = access.connections.refused
+        sessions_refused = access.sessions.refused if access.sessions else 0
+        out = stats.as_dict()
+        out["slow_consumers"] = self.slow_consumers[port]
+        out["sessions_refused"] = sessions_refused
+        out["limits_hit"] += sessions_refused
+        return out
 
     def live_config(self) -> tuple[str, ...]:
         return ("exchange.flow", "exchange.ack_latency", "exchange.md_latency")
@@ -411,11 +444,11 @@ class ExchangeDaemon:
             self._log_refusal(
                 access, "%s login refused for %r from %s: %s", what, user, peer, verdict.problem
             )
-        await stream.send_all(soup.login_rejected(verdict.reject))
+        await self._send(stream, soup.login_rejected(verdict.reject))
 
     def _log_refusal(self, access: PortAccess, msg: str, *args: object) -> None:
         """Warn of a refused login: a few lines, then one per interval saying how many
-        were left out (`RateLimitedWarning`, per port)."""
+        were left out (`LogThrottle`, per port)."""
         skipped = access.refused_login_warning.due(trio.current_time())
         if skipped is None:
             return
@@ -430,9 +463,11 @@ class ExchangeDaemon:
         async with stream:
             if not self._admit(self.order_access, "order", peer):
                 return
+            self.port_stats["orders"].accepted += 1
             try:
-                await _guarded(
-                    f"order session from {peer}", self._order_session_body(stream, peer, user)
+                await self._guarded(
+                    "orders", f"order session from {peer}",
+                    self._order_session_body(stream, peer, user),
                 )
             finally:
                 self.order_access.connections.release()
@@ -457,7 +492,7 @@ class ExchangeDaemon:
                 peer,
                 login.session,
             )
-            await stream.send_all(soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
+            await self._send(stream, soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
             return
         old = self.active.pop(user, None)
         if old is not None:
@@ -465,7 +500,7 @@ class ExchangeDaemon:
             old.cancel()
         st = self.venue.user(user)
         first = self._first_sequence(login.sequence, st.stream)
-        await stream.send_all(soup.login_accepted(self.ex.session, first))
+        await self._send(stream, soup.login_accepted(self.ex.session, first))
         pipelined = session.accept()
         log.info("order session up: user %s from %s, from sequence %d", user, peer, first)
         with trio.CancelScope() as scope:
@@ -510,8 +545,11 @@ class ExchangeDaemon:
         async with stream:
             if not self._admit(self.md_access, "market data", peer):
                 return
+            self.port_stats["md"].accepted += 1
             try:
-                await _guarded(f"market data session {peer}", self._md_session_body(stream, peer))
+                await self._guarded(
+                    "md", f"market data session from {peer}", self._md_session_body(stream, peer)
+                )
             finally:
                 self.md_access.connections.release()
 
@@ -533,7 +571,7 @@ class ExchangeDaemon:
                 peer,
                 login.session,
             )
-            await stream.send_all(soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
+            await self._send(stream, soup.login_rejected(soup.REJECT_SESSION_UNAVAILABLE))
             return
         verdict = self.md_access.open_session(user)
         if not verdict.accepted:
@@ -553,7 +591,7 @@ class ExchangeDaemon:
         sequence: int,
     ) -> None:
         first = self._first_sequence(sequence, self.venue.md)
-        await stream.send_all(soup.login_accepted(self.ex.session, first))
+        await self._send(stream, soup.login_accepted(self.ex.session, first))
         pipelined = session.accept()
         log.info("market data session up: user %r from %s, from sequence %d", user, peer, first)
         self.md_sessions += 1
@@ -577,6 +615,44 @@ class ExchangeDaemon:
             if not data or not _md_events(session.receive_data(data)):
                 return
 
+    async def _send(self, stream: trio.SocketStream, data: bytes) -> None:
+        """Send `data`, or raise _NotReading if the client takes none of it in time."""
+        with trio.move_on_after(self.ex.send_timeout_s) as scope:
+            await stream.send_all(data)
+        if scope.cancelled_caught:  # the stream is out of step now: the session ends
+            raise _NotReading(len(data), self.ex.send_timeout_s)
+
+    async def _guarded(self, port: str, what: str, body: Awaitable[None]) -> None:
+        """Run a session; log why it ended. Only this session ends, never the venue:
+        an error that is no protocol's (our bug met with this client's input) too."""
+        stats = self.port_stats[port]
+        try:
+            await body
+        except (Exception, BaseExceptionGroup) as exc:
+            leaf = _session_ending(exc)
+            now = trio.current_time()
+            throttle = self.session_warnings[port]
+            if leaf is None:
+                while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                    exc = exc.exceptions[0]
+                if not isinstance(exc, Exception):  # a cancellation inside a group
+                    raise
+                stats.errors += 1
+                throttle.log(log, logging.ERROR, now, "%s ended by an internal error: %s",
+                             what, one_line(exc))
+            elif isinstance(leaf, _NotReading):
+                stats.timeouts += 1
+                self.slow_consumers[port] += 1
+                throttle.log(log, logging.WARNING, now, "%s dropped: %s", what, leaf)
+            elif isinstance(leaf, RemoteProtocolError):
+                throttle.log(log, logging.WARNING, now, "%s ended: protocol error: %s", what,
+                             clip(leaf))
+            elif isinstance(leaf, trio.TooSlowError):
+                stats.timeouts += 1
+                throttle.log(log, logging.WARNING, now, "%s ended: peer silent too long", what)
+            else:
+                log.info("%s ended: %s", what, leaf or "connection lost")
+
     async def _writer(
         self, stream: trio.SocketStream, log_: SequencedStream, seq: int, md: bool
     ) -> None:
@@ -589,12 +665,12 @@ class ExchangeDaemon:
             if seq < avail:
                 stop = min(avail, seq + MAX_BATCH)
                 batch = b"".join(soup.sequenced(m) for m in log_.range(seq, stop))
-                await stream.send_all(batch)
+                await self._send(stream, batch)
                 seq = stop
                 last_send = trio.current_time()
                 continue
             if trio.current_time() - last_send >= interval:
-                await stream.send_all(soup.SERVER_HEARTBEAT)
+                await self._send(stream, soup.SERVER_HEARTBEAT)
                 last_send = trio.current_time()
             with trio.move_on_at(last_send + interval):
                 await ev.wait()
@@ -610,29 +686,24 @@ def _md_events(events: list[soup.ServerSideEvent]) -> bool:
     return True
 
 
+class _NotReading(Exception):
+    """The client took none of a send within send_timeout_s: a slow consumer."""
+
+    def __init__(self, size: int, timeout_s: float) -> None:
+        super().__init__(
+            f"it took none of {size} bytes in {timeout_s:g} s (exchange.send_timeout_s): "
+            "not reading its data"
+        )
+
+
 _SESSION_ENDINGS = (
+    _NotReading,
     RemoteProtocolError,
     trio.TooSlowError,
     _SessionEnded,
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
-
-
-async def _guarded(what: str, body: Awaitable[None]) -> None:
-    """Run a session; log why it ended. Only this session ends, never the venue."""
-    try:
-        await body
-    except (Exception, BaseExceptionGroup) as exc:
-        leaf = _session_ending(exc)
-        if leaf is None:
-            raise
-        if isinstance(leaf, RemoteProtocolError):
-            log.warning("%s ended: protocol error: %s", what, leaf)
-        elif isinstance(leaf, trio.TooSlowError):
-            log.warning("%s ended: peer silent too long", what)
-        else:
-            log.info("%s ended: %s", what, leaf or "connection lost")
 
 
 def _session_ending(exc: BaseException) -> BaseException | None:

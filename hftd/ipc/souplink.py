@@ -14,6 +14,7 @@ import socket
 import time
 
 from hftd.wire import soupbintcp as soup
+from hftd.wire.errors import LocalProtocolError
 
 SEND_TIMEOUT_S = 1.0
 
@@ -71,6 +72,13 @@ class SoupLink:
         if self.sock is not None or time.monotonic() < self.reconnect_at:
             return False
         try:
+            login = soup.login_request(self.username, self.password, "", self.next_seq)
+        except LocalProtocolError as exc:
+            # The venue numbered its messages past what a login can ask for (20 digits):
+            # its word, not our bug. Stay down (and say so) rather than end the daemon.
+            self._schedule(f"cannot log in from sequence {self.next_seq}: {exc}")
+            return True
+        try:
             sock = socket.create_connection((self.host, self.port), timeout=1.0)
         except OSError as exc:
             self._schedule(f"connect to {self.host}:{self.port} failed: {exc}")
@@ -83,7 +91,7 @@ class SoupLink:
         self.session = soup.ClientSession()
         self.requested = self.next_seq
         self.last_rx = self.last_tx = time.monotonic()
-        self.send(soup.login_request(self.username, self.password, "", self.requested))
+        self.send(login)
         self.log.info(
             "%s: connected to %s:%d, logging in as %s from sequence %d",
             self.name,
