@@ -160,6 +160,9 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     # played into the books and the ITCH stream; "" = synthetic flow. Restart to change.
     md_file: str = ""
     md_file_speed: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0  # x recorded time; 0 = at once
+    # A session whose socket does not take its data (sequenced messages, heartbeats,
+    # replies) for this long is not reading: it is dropped, so it cannot slow the venue.
+    send_timeout_s: Seconds = 5.0
 
     def problems(self) -> Iterator[str]:
         if self.order_port == self.md_port:
