@@ -2,8 +2,8 @@
 
 Every listener bounds connections, request size and time (docs/security.md
 "Every listener"); these counters say how often it had to, in the daemon's
-`Status` (``detail["listeners"][<name>]``), for `hftctl status` and the
-monitor's `listener_limits` alert. Counting only: the listener decides.
+`Status` (``detail["listeners"][<name>]``), for the monitor's
+`listener_limits` alert and the console. Counting only: the listener decides.
 """
 
 from __future__ import annotations

@@ -438,9 +438,10 @@ class MonitorService:
     def live_config(self) -> tuple[str, ...]:
         # Everything the monitor does not use is "live" for it (so a reload of risk
         # limits is not refused here); of its own section, the alert rules and timing.
+        # Not [control]: its own control socket's limits are read at start.
         others = tuple(
             f.encode_name for f in msgspec.structs.fields(HftdConfig)
-            if f.encode_name not in ("monitor", "system", "daemons")
+            if f.encode_name not in ("monitor", "system", "daemons", "control")
         )
         return (*others, "monitor.alerts", "monitor.poll_interval_s", "monitor.request_timeout_s")
 

@@ -220,3 +220,16 @@ def test_read_frame_refuses_a_large_header_before_reading_the_body() -> None:
         assert await read_frame(b, max_bytes=10) == b"x" * 10
 
     trio.run(main)
+
+
+def test_control_limits_are_not_live_in_the_monitor() -> None:
+    """The monitor takes reloads of sections it does not use; [control] it does use (its
+    own socket's limits, read at start): a change there must be refused, not ignored."""
+    from hftd.config import load_config
+    from hftd.monitor.daemon import MonitorService
+    from tests.support import DEFAULT_CONFIG
+
+    live = MonitorService(load_config(DEFAULT_CONFIG)).live_config()
+    assert "risk" in live
+    assert not any(p == "control.max_connections" or "control.max_connections".startswith(
+        p + ".") for p in live)
