@@ -130,16 +130,15 @@ def _show_day(cfg: HftdConfig) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hftd.replay import format_books, replay_file
-    from hftd.wire.errors import RemoteProtocolError
+    from hftd.replay import ReplayError, format_books, replay_file
 
     try:
         builder, count = replay_file(Path(args.file), args.symbol or None)
     except OSError as exc:
         print(f"hftd replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    except RemoteProtocolError as exc:
-        print(f"hftd replay: {args.file} is not an ITCH 5.0 BinaryFILE: {exc}", file=sys.stderr)
+    except ReplayError as exc:  # names the file, the message number and its byte offset
+        print(f"hftd replay: {exc}", file=sys.stderr)
         return 2
     print(f"{count} ITCH messages replayed from {args.file}")
     print(format_books(builder, args.depth))

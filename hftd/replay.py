@@ -3,28 +3,65 @@
 Parser -> normalizer -> book builder (-> strategies, when configured), with
 no sockets and no rings: the same pure code the daemons run, so a replay
 reproduces what the live system would have seen.
+
+The file is input, not trusted: anything wrong with it (framing, a message
+that is not ITCH 5.0, an update the books reject) stops the replay with a
+`ReplayError` naming the file, the message number (from 1) and the byte
+offset of that message's length field, never with a traceback.
 """
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
-from hftd.book.l3 import BookBuilder
+from hftd.book.l3 import BookBuilder, BookError
 from hftd.feed.normalize import normalize
 from hftd.wire import itch
+from hftd.wire.errors import RemoteProtocolError
+
+_U16 = struct.Struct(">H")
+
+
+class ReplayError(RemoteProtocolError):
+    """The file cannot be replayed: `path`, message `number`, at byte `offset`."""
+
+    def __init__(self, path: Path, number: int, offset: int, reason: str) -> None:
+        # The reason may quote the file's bytes (a symbol): one printable line.
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
+        super().__init__(f"{path}: message {number} at byte {offset}: {reason}")
+        self.path = path
+        self.number = number
+        self.offset = offset
+        self.reason = reason
 
 
 def replay_file(
     path: Path, symbols: list[str] | None = None, upto: int | None = None
 ) -> tuple[BookBuilder, int]:
     """Rebuild every book in an ITCH BinaryFILE (its first `upto` messages if given);
-    returns the books and the message count."""
+    returns the books and the message count. OSError if the file cannot be read,
+    ReplayError if its content is wrong."""
+    data = memoryview(path.read_bytes())
     builder = BookBuilder(symbols)
-    seq = 0
-    for seq, raw in enumerate(itch.iter_binary_file(path.read_bytes()), start=1):
-        if upto is not None and seq > upto:
-            return builder, upto
-        builder.apply_update(normalize(itch.decode(raw), seq, 0))
+    apply = builder.apply_update
+    end = len(data)
+    pos = seq = 0
+    while pos < end:
+        if upto is not None and seq >= upto:
+            break
+        seq += 1
+        if pos + 2 > end:
+            raise ReplayError(path, seq, pos, "length field cut short (the file ends inside it)")
+        (n,) = _U16.unpack_from(data, pos)
+        if pos + 2 + n > end:
+            left = end - pos - 2
+            raise ReplayError(path, seq, pos, f"length {n} runs past the end ({left} bytes left)")
+        try:
+            apply(normalize(itch.decode(data[pos + 2 : pos + 2 + n]), seq, 0))
+        except (RemoteProtocolError, BookError) as exc:
+            raise ReplayError(path, seq, pos, str(exc)) from exc
+        pos += 2 + n
     return builder, seq
 
 

@@ -24,7 +24,12 @@ from hftd.wire import itch
 
 
 class BookError(Exception):
-    """The update stream is inconsistent with the book (e.g. unknown order)."""
+    """The update stream is inconsistent with the book: an execute, cancel,
+    delete or replace of an order it does not hold, an order added twice, a
+    side that is neither B nor S, a size of zero or less, an execution or
+    cancel larger than the order. The builder raises it before changing the
+    book, except a replace whose new order is refused: its original is gone
+    by then. Either way the book is no longer the venue's: rebuild it."""
 
 
 class L3Book:
@@ -41,12 +46,19 @@ class L3Book:
         self.ask_prices: list[int] = []  # ascending; best ask first
 
     def add(self, ref: int, side: str, price: int, shares: int) -> None:
-        if ref in self.orders:
-            raise BookError(f"{self.symbol}: order {ref} added twice")
+        if side == "B":
+            levels, prices = self.bids, self.bid_prices
+        elif side == "S":
+            levels, prices = self.asks, self.ask_prices
+        else:
+            raise BookError(f"{self.symbol}: order {ref} added with side {side!r}")
+        if ref in self.orders or shares <= 0:
+            raise BookError(
+                f"{self.symbol}: order {ref} added twice"
+                if ref in self.orders
+                else f"{self.symbol}: order {ref} added with {shares} shares"
+            )
         self.orders[ref] = (side, price, shares)
-        levels, prices = (
-            (self.bids, self.bid_prices) if side == "B" else (self.asks, self.ask_prices)
-        )
         if price in levels:
             levels[price] += shares
         else:
@@ -59,8 +71,8 @@ class L3Book:
         if entry is None:
             raise BookError(f"{self.symbol}: unknown order {ref}")
         side, price, open_ = entry
-        if shares > open_:
-            raise BookError(f"{self.symbol}: order {ref} reduced by {shares} > {open_}")
+        if not 0 < shares <= open_:
+            raise BookError(f"{self.symbol}: order {ref} of {open_} shares reduced by {shares}")
         if shares == open_:
             del self.orders[ref]
         else:
