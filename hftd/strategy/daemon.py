@@ -8,11 +8,13 @@ Books need the whole ITCH stream (`hftd.strategy.sync.MdSync` decides what
 is in sync). A fresh ring starts at sequence 1, or at a feed heartbeat saying
 the venue has sequenced nothing yet (an empty stream before the open is
 normal); any other start (a restarted strategy, or a gap: a dropped update
-makes the book inconsistent) asks the feed to resync: the feed publishes
-MD_RESET and replays from 1, and updates before the reset are skipped. A
-resync that hits a gap again before getting past the old one is a resync
-loop: reported in Status (`resync_loop`) and retried with a growing backoff,
-never at the feed's reconnect rate. READY=1 once in sync.
+makes the book inconsistent) asks the feed to resync, and so does an update
+the books reject (the engine counts it: Status `book_errors`, the monitor's
+alert of that name): the feed publishes MD_RESET and replays from 1, and
+updates before the reset are skipped. A resync that hits a gap again before
+getting past the old one is a resync loop: reported in Status (`resync_loop`)
+and retried with a growing backoff, never at the feed's reconnect rate.
+READY=1 once in sync.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 import msgspec
 import trio
 
-from hftd.book.l3 import BookError
 from hftd.config import HftdConfig, ring_name
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
@@ -52,7 +53,11 @@ class StrategyAgent:
         # (seconds since 2023, x4096: 4096 ids per second of uptime before
         # overlapping a later start), below the instance bits at 40.
         self.engine = StrategyEngine(
-            cfg, self._send, time.monotonic_ns, first_cl_id=(int(time.time()) - 1_672_531_200) << 12
+            cfg,
+            self._send,
+            time.monotonic_ns,
+            first_cl_id=(int(time.time()) - 1_672_531_200) << 12,
+            lost=self._book_lost,
         )
         self.sync = MdSync(time.monotonic)
         self.next_timer = 0
@@ -114,11 +119,7 @@ class StrategyAgent:
         self.engine.last_md_ns = time.monotonic_ns()
         act = self.sync.on_update(u)
         if act == APPLY:
-            try:
-                self.engine.on_update(u)
-            except BookError as exc:
-                self.sync.lost(f"book inconsistent at sequence {u.seq}: {exc}", u.seq)
-                self._log_lost()
+            self.engine.on_update(u)  # a BookError comes back as _book_lost
         elif act == REBUILD:
             self.engine.builder.reset()
             if u.kind == MD_RESET:
@@ -127,6 +128,11 @@ class StrategyAgent:
                 log.info("in sync: the venue has sequenced nothing yet (empty books)")
         elif act == LOST:
             self._log_lost()
+
+    def _book_lost(self, why: str, seq: int) -> None:
+        """The engine's books rejected update `seq`: resync, as for a gap."""
+        self.sync.lost(why, seq)
+        self._log_lost()
 
     def _log_lost(self) -> None:
         sync = self.sync
@@ -231,6 +237,8 @@ class StrategyService:
         return {
             **a.sync.status(),
             **a.counters,
+            "book_errors": e.book_errors,
+            "last_book_error": e.last_book_error,
             "working": e.working(),
             "untracked": e.untracked(),
             "stale_reports": e.stale(),

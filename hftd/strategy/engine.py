@@ -1,9 +1,18 @@
 """The strategy engine (pure): books from updates, strategies, order managers.
 
 Fed by a live ring or a replay, it never touches I/O: orders leave through
-the `send` callable the daemon gives it. Each strategy instance has its own
-order manager with its own cl_id range (instance index in bits 40..47), so a
-report is routed by its cl_id alone.
+the `send` callable the daemon gives it, a request to rebuild the books
+through `lost`. Each strategy instance has its own order manager with its own
+cl_id range (instance index in bits 40..47), so a report is routed by its
+cl_id alone.
+
+An update the books reject (`BookError`: an execute, cancel, delete or
+replace of an order they do not hold, a size of zero or less, ...) means they
+are no longer the venue's. It is counted (`book_errors`, `last_book_error`),
+the books stop being trusted (`in_sync` false: no marks to the gateway, no
+strategy sees the update) and `lost(why, seq)` asks for a resync, the path a
+sequence gap takes (`hftd.strategy.sync.MdSync.lost`): the books are rebuilt
+from sequence 1. Never an exception.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hftd.book.l3 import BookBuilder
+from hftd.book.l3 import BookBuilder, BookError
 from hftd.config import HftdConfig
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
@@ -30,6 +39,10 @@ from hftd.strategy.strategies import KINDS, Strategy
 _RANGE_SHIFT = 40
 
 
+def _no_resync(why: str, seq: int) -> None:
+    """`lost` when nobody can resync (a test): the error is still counted."""
+
+
 class StrategyEngine:
     def __init__(
         self,
@@ -37,10 +50,12 @@ class StrategyEngine:
         send: Callable[[OrderCommand], bool],
         clock: Callable[[], int],
         first_cl_id: int = 1,
+        lost: Callable[[str, int], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.send = send
         self.clock = clock
+        self.lost = lost if lost is not None else _no_resync
         self.builder = BookBuilder([s.symbol for s in cfg.symbols])
         ticks = {s.symbol: s.tick_fp for s in cfg.symbols}
         self.strategies: list[Strategy] = []
@@ -58,6 +73,8 @@ class StrategyEngine:
         self.gateway_seen_ns = 0
         self.last_md_ns = 0  # any market data, feed heartbeats included
         self.in_sync = True  # books consistent (the daemon sets this)
+        self.book_errors = 0  # updates the books rejected
+        self.last_book_error = ""
 
     # --- market data -----------------------------------------------------------------
 
@@ -71,7 +88,11 @@ class StrategyEngine:
             if b is not None:
                 entry = b.orders.get(u.order_ref)
                 trade_price = u.price or (entry[1] if entry else 0)
-        book = self.builder.apply_update(u)
+        try:
+            book = self.builder.apply_update(u)
+        except BookError as exc:
+            self._book_error(u, exc)
+            return
         if u.kind == MD_TRADE:
             book = self.builder.by_locate.get(u.locate)
             trade_price = u.price
@@ -85,6 +106,13 @@ class StrategyEngine:
             if trade_price:
                 s.on_trade(book.symbol, trade_price, u.qty, u, now)
             s.on_book(book, u, now)
+
+    def _book_error(self, u: MarketDataUpdate, exc: BookError) -> None:
+        self.book_errors += 1
+        self.in_sync = False
+        why = f"book inconsistent at sequence {u.seq}: {exc}"
+        self.last_book_error = why
+        self.lost(why, u.seq)
 
     # --- executions --------------------------------------------------------------------
 
@@ -117,7 +145,7 @@ class StrategyEngine:
                 OrderCommand(CMD_HEARTBEAT, 0, "", "", int(self.in_sync), age_ms, "", 0, "", 0, now)
             )
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
-        if now >= self.next_mark_ns:
+        if now >= self.next_mark_ns and self.in_sync:  # never a mark from a wrong book
             self.next_mark_ns = now + int(scfg.mark_interval_s * 1e9)
             for sym, book in self.builder.books.items():
                 bid, ask = book.best_bid(), book.best_ask()
