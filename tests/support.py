@@ -371,6 +371,7 @@ class StubItchVenue:
 
         self.soup = soup
         self.messages = list(messages)
+        self.once: dict[int, bytes] = {}  # see corrupt_once
         self.logins: list[int] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
@@ -382,6 +383,11 @@ class StubItchVenue:
     def publish(self, messages: list[bytes]) -> None:
         """Sequence more messages (every session gets them)."""
         self.messages.extend(messages)
+
+    def corrupt_once(self, seq: int, payload: bytes) -> None:
+        """The next session to send message `seq` sends `payload` in its place (a
+        message damaged once on its way); a later replay sends the real one."""
+        self.once[seq] = payload
 
     def __enter__(self) -> StubItchVenue:
         return self
@@ -436,7 +442,9 @@ class StubItchVenue:
             last_send = 0.0
             while not self.stopping.is_set():
                 if len(self.messages) > sent:
-                    batch, sent = self.messages[sent:], len(self.messages)
+                    first, batch, sent = sent + 1, self.messages[sent:], len(self.messages)
+                    if self.once:
+                        batch = [self.once.pop(first + i, m) for i, m in enumerate(batch)]
                     conn.sendall(b"".join(soup.sequenced(m) for m in batch))
                     last_send = time.monotonic()
                 elif time.monotonic() - last_send >= soup.HEARTBEAT_INTERVAL:

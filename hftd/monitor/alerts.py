@@ -33,7 +33,12 @@ Rules (severity; raised while):
 - listener_limits (warning): a daemon's listeners (control socket, web
   ports, venue ports) had to act on a limit (connection refused or idle one
   closed at the cap, request too large, request or answer too slow, slow
-  consumer dropped) more than max_limit_hits_per_min times in the last 60 s.
+  consumer dropped) more than max_limit_hits_per_min times in the last 60 s;
+- book_errors (warning): the strategy's books rejected more than
+  max_book_errors_per_min market-data updates in the last 60 s (an execute,
+  cancel, delete or replace of an order they do not hold, a size of zero or
+  less, ...): each one made them wrong, and the strategy resynced them from
+  sequence 1 (if the same update comes back every time: resync_loop).
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ class Facts(msgspec.Struct, kw_only=True):
     resync_loss: str = ""  # why sync was last lost
     limit_hits: dict[str, int] = msgspec.field(default_factory=dict)  # daemon -> last 60 s
     limit_where: dict[str, list[str]] = msgspec.field(default_factory=dict)  # daemon -> listeners
+    book_errors_last_min: int = 0  # strategy: md updates its books rejected, last 60 s
+    book_error: str = ""  # the last one: its sequence number and why
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -182,6 +189,14 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                              f"not get past ITCH sequence {f.resync_hole} ({f.resync_loss}); "
                              f"next try in {f.resync_backoff_s:.1f} s",
                              value=f.resync_failures, threshold=cfg.resync_loop_after))
+    if f.book_errors_last_min > cfg.max_book_errors_per_min:
+        out.append(Condition(rule="book_errors", subject="strategy", severity="warning",
+                             message=f"{f.book_errors_last_min} market-data updates rejected by "
+                             f"the strategy's books in the last minute (max "
+                             f"{cfg.max_book_errors_per_min}), each one forced a resync; last: "
+                             f"{f.book_error or 'not reported'}",
+                             value=f.book_errors_last_min,
+                             threshold=cfg.max_book_errors_per_min))
     return [c for c in out if c.rule not in cfg.disabled]
 
 

@@ -210,7 +210,8 @@ class Aggregator:
         self._count("gateway", poll, gw, ("sent", "fills", "cancels", "risk_rejects",
                                           "venue_rejects", "reconnects"))
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
-        self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures"))
+        self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures",
+                                              "book_errors"))
         limit_hits, limit_where = self._limits(poll)
         if latency and self.latency_due(poll):
             for _ in self.latency_steps(poll):
@@ -235,6 +236,7 @@ class Aggregator:
             md_messages=_num(feed, "messages"), gaps=_num(feed, "gaps"),
             drops=_num(feed, "drops"), orders_refused=_num(strat, "orders_refused"),
             resyncs=_num(strat, "resyncs"), resync_failures=_num(strat, "resync_failures"),
+            book_errors=_num(strat, "book_errors"),
             reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
         )
         positions, totals = self._positions(gw)
@@ -276,6 +278,8 @@ class Aggregator:
             feed_link=feed_link,
             limit_hits=limit_hits,
             limit_where=limit_where,
+            book_errors_last_min=st.within("book_errors", 60.0) if st else 0,
+            book_error=str(strat.get("last_book_error", "")),
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)

@@ -67,6 +67,9 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
             c.resyncs)
     counter("hftd_md_resync_failures",
             "Resyncs that hit a gap again before getting past the old one.", c.resync_failures)
+    counter("hftd_md_book_errors",
+            "Market-data updates the strategy's books rejected (each one resyncs them).",
+            c.book_errors)
 
     rates = GaugeMetricFamily("hftd_rate_per_second", "Per-second rates over the last second.",
                               labels=["what"])

@@ -49,6 +49,7 @@ class Counters(msgspec.Struct, kw_only=True):
     orders_refused: int = 0  # strategy: orders ring full
     resyncs: int = 0  # strategy: full replays from sequence 1 asked of the feed
     resync_failures: int = 0  # strategy: resyncs that hit a gap again before the old one
+    book_errors: int = 0  # strategy: md updates its books rejected (each one resyncs them)
     reconnects: int = 0  # feed + gateway venue sessions
 
 
