@@ -9,7 +9,7 @@ from functools import partial
 import trio
 
 from hftd.config import ConfigError, HftdConfig, load_config
-from hftd.runtime.daemon import Service, ServiceFactory, run_daemon
+from hftd.runtime.daemon import ServiceFactory, run_daemon
 from hftd.runtime.log import setup_logging
 
 
@@ -50,33 +50,18 @@ def _service(component: str) -> ServiceFactory:
     raise SystemExit(f"hftd: no daemon called {component!r}")
 
 
-def _with_control_limits(factory: ServiceFactory) -> ServiceFactory:
-    """`factory`, first setting this process's control-socket limits from the config
-    (`[control]`): `run_daemon` makes the service before it serves the socket."""
-
-    def make(cfg: HftdConfig) -> Service:
-        from hftd.ipc import control
-
-        control.configure(cfg.control)
-        return factory(cfg)
-
-    return make
-
-
 def cmd_daemon(args: argparse.Namespace) -> int:
     factory = _service(args.command)  # imports everything the daemon needs
     if args.standby and sys.stdin.readline() != "go\n":
         return 0  # the supervisor no longer needs this spare
-    return run_daemon(args.command, args.config, _with_control_limits(factory))
+    return run_daemon(args.command, args.config, factory)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from hftd.ipc import control
     from hftd.supervise.supervisor import run_up
 
     cfg = _load(args.config)
     setup_logging("supervisor", cfg.system.log_level)
-    control.configure(cfg.control)  # the supervisor's socket: the same limits
     code: int = trio.run(partial(run_up, new_day=args.new_day), cfg, args.config)
     return code
 

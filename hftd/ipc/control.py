@@ -57,17 +57,9 @@ ControlLimits = ControlConfig  # the `[control]` section is exactly the server's
 REPLY_ERROR_CHARS = 1000  # of an error's text echoed to the client
 LISTEN_BACKLOG = 64  # connections the kernel queues before we accept them
 
-_limits = ControlLimits()
+DEFAULT_LIMITS = ControlLimits()
 _served: dict[str, ListenerStats] = {}  # socket file name -> its counters (this process)
 
-
-def configure(limits: ControlLimits) -> None:
-    """Set the limits of the control sockets this process serves from now on.
-
-    Called once at start with the config's `[control]` (`hftd.cli`), before any
-    socket is served, like the logging setup; `serve_control(limits=...)` overrides."""
-    global _limits
-    _limits = limits
 
 
 def served_stats() -> dict[str, dict[str, int]]:
@@ -256,8 +248,9 @@ async def serve_control(
 ) -> None:
     """Serve `handler` on a Unix socket at `path` (mode 0660) until cancelled.
 
-    `limits`: this socket's; None takes the process's (`configure`)."""
-    server = _Server(path, handler, limits or _limits)
+    `limits`: the config's `[control]` (daemons and the supervisor pass theirs);
+    None takes the defaults."""
+    server = _Server(path, handler, limits or DEFAULT_LIMITS)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -180,7 +181,11 @@ async def _serve(runtime: Runtime, run_dir: Path) -> None:
         await nursery.start(_signals, runtime, notifier, nursery.cancel_scope)
         if os.environ.get("HFTD_SUPERVISED") == "1" and _stdin_is_pipe():
             nursery.start_soon(_watch_supervisor, runtime, nursery.cancel_scope)
-        await nursery.start(serve_control, run_dir / f"{runtime.component}.sock", runtime.dispatch)
+        await nursery.start(
+            partial(serve_control, limits=runtime.cfg.control),
+            run_dir / f"{runtime.component}.sock",
+            runtime.dispatch,
+        )
         await nursery.start(runtime.service.run)
         # Everything allocated so far lives for the whole run: keep the
         # collector from ever walking it again mid-trading.

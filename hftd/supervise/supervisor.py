@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,9 @@ class Supervisor:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     await nursery.start(
-                        serve_control, self.run_dir / "supervisor.sock", self.handle
+                        partial(serve_control, limits=self.cfg.control),
+                        self.run_dir / "supervisor.sock",
+                        self.handle,
                     )
                     nursery.start_soon(self._start_all, nursery)
                     async for signum in signals:
