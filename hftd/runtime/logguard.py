@@ -7,7 +7,9 @@ through these three, so a peer cannot flood the log (or the disk under it):
 
 - `LogThrottle`: a few lines at once, then one per interval, each saying how
   many were left out since the last one;
-- `clip`: a peer's string cut to a few hundred characters, with its length;
+- `clip`: a peer's string cut to a few hundred characters, with its length, and
+  on one printable line (control characters escaped: a newline in it cannot
+  forge a second log line, an escape sequence cannot reach a terminal);
 - `one_line`: an exception as a single line (type, clipped message, and where
   it was raised) instead of a traceback per request.
 
@@ -25,15 +27,23 @@ CLIP = 200  # characters of a peer's string kept in a log line
 
 
 def clip(value: object, limit: int = CLIP) -> str:
-    """`value` as text, cut to `limit` characters, saying how long it was.
+    """`value` as text, cut to `limit` characters, saying how long it was, with every
+    character that is not printable escaped (``\\n``, ``\\x00``, ``\\x1b``).
 
-    ``clip("x" * 100_000)`` is ``xxx… (100000 chars)``; short text is unchanged.
-    Quote with ``%r`` around the result if the quotes matter.
+    ``clip("x" * 100_000)`` is ``xxx… (100000 chars)``; short printable text is
+    unchanged. Quote with ``%r`` around the result if the quotes matter.
     """
     text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text)} chars)"
+    shown = text[:limit]
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else _escape(c) for c in shown)
+    if len(text) <= limit and len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}… ({len(text)} chars)"
+
+
+def _escape(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def one_line(exc: BaseException, limit: int = CLIP) -> str:

@@ -233,3 +233,21 @@ def test_control_limits_are_not_live_in_the_monitor() -> None:
     assert "risk" in live
     assert not any(p == "control.max_connections" or "control.max_connections".startswith(
         p + ".") for p in live)
+
+
+def test_a_request_cannot_forge_log_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """msgspec's error quotes what it could not take: {"type": "Status\\n<a line>"} put
+    the peer's newline, escape sequences and NULs into the log (found by tests/fuzz)."""
+    forged = "Status\n[2026-01-01 00:00:00.000] [GATE  ] WARNING: halted\x1b[2J\x00"
+    tag = forged.encode()
+
+    async def body(path: Path) -> None:
+        reply = await raw(path, frame(b"\x81\xa4type" + bytes([0xD9, len(tag)]) + tag))
+        assert reply is not None and not reply.ok and "\n" not in reply.error
+
+    with caplog.at_level(logging.INFO, logger="hftd.control"):
+        run_server(tmp_path, body)
+    (line,) = [r.getMessage() for r in caplog.records if "bad request" in r.getMessage()]
+    assert line.isprintable() and "Status\\n[2026" in line and "\\x1b[2J\\x00" in line

@@ -57,6 +57,19 @@ def test_clip_keeps_a_few_hundred_characters_and_says_how_long() -> None:
     assert clip(ValueError("x" * 500), 10) == "xxxxxxxxxx… (500 chars)"
 
 
+def test_clip_escapes_what_is_not_printable() -> None:
+    """A control request {"type": "Status\\n<forged line>"} put the peer's newline into
+    msgspec's error text and so into the log: a second, forged line (found by the fuzz
+    of tests/fuzz). Control characters, escape sequences and NULs are escaped now."""
+    forged = "Status\n[2026-01-01 00:00:00.000] [GATE  ] halted by \x1b[31moperator\x00\u2028"
+    text = clip(ValueError(f"Invalid value {forged!s}"))
+    assert text.isprintable() and "\n" not in text
+    assert text == ("Invalid value Status\\n[2026-01-01 00:00:00.000] [GATE  ] halted by "
+                    "\\x1b[31moperator\\x00\\u2028")
+    assert clip("\x00" * 100, 10) == "\\x00" * 2 + "\\x… (100 chars)"
+    assert clip("é²") == "é²"  # printable text is left alone
+
+
 def test_one_line_names_the_exception_and_where_without_a_traceback() -> None:
     def lookup(user: str) -> None:
         raise KeyError(user * 1000 + "\nsecond line")
