@@ -281,7 +281,7 @@ async def _action(app: WebApp, req: http.Request, name: str, peer: str) -> bytes
     if req.body:
         try:
             decoded = msgspec.json.decode(req.body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nested past msgspec's limit
             return http.json_response(400, {"error": "body is not JSON"})
         if isinstance(decoded, dict):
             body = decoded

@@ -242,6 +242,25 @@ def test_actions_need_the_header_and_confirmation() -> None:
     with_server(check)
 
 
+def test_an_action_body_nested_too_deep_is_a_bad_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`[[[…` 5,000 deep made msgspec's JSON decoder raise RecursionError, which only
+    DecodeError was expected to: the operator's request got 500 and an internal error
+    was logged and counted (found by tests/fuzz). It is a body that is not JSON: 400."""
+    caplog.set_level(logging.WARNING, logger="hftd.monitor.web")
+
+    async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
+        for body in (b"[" * 5000, b'{"confirm":' * 3000):
+            r = split(await fetch(port, post("/api/action/pause", port, body,
+                                             {"X-Hftd-Action": "pause", **AUTH})))
+            assert r[0] == 400 and json.loads(r[2]) == {"error": "body is not JSON"}
+        assert sent == [] and app.stats["web"].errors == 0
+
+    with_server(check)
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
 def test_actions_need_the_token(caplog: pytest.LogCaptureFixture) -> None:
     """No token, a wrong one or another scheme: 401, nothing executed, and the same
     answer whatever was asked (no verb, header or confirmation is looked at first)."""
