@@ -118,6 +118,9 @@ class ExchangeDaemon:
         self.slow_consumers = {"orders": 0, "md": 0}
         self.session_warnings = {"orders": LogThrottle(10.0, burst=5),
                                  "md": LogThrottle(10.0, burst=5)}
+        # Routine ends (closed before login, reset) are anyone's to cause, one a connection.
+        self.session_ends = {"orders": LogThrottle(10.0, burst=5),
+                             "md": LogThrottle(10.0, burst=5)}
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
 
@@ -651,7 +654,8 @@ class ExchangeDaemon:
                 stats.timeouts += 1
                 throttle.log(log, logging.WARNING, now, "%s ended: peer silent too long", what)
             else:
-                log.info("%s ended: %s", what, leaf or "connection lost")
+                self.session_ends[port].log(log, logging.INFO, now, "%s ended: %s", what,
+                                            clip(leaf) or "connection lost")
 
     async def _writer(
         self, stream: trio.SocketStream, log_: SequencedStream, seq: int, md: bool

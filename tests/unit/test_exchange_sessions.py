@@ -69,3 +69,34 @@ def test_a_session_that_takes_nothing_is_dropped_as_a_slow_consumer(
     assert ex.slow_consumers["md"] == 1 and ex.port_stats["md"].timeouts == 1
     (line,) = [r.getMessage() for r in caplog.records]
     assert "dropped: it took none of 65536 bytes in 5 s (exchange.send_timeout_s)" in line
+
+
+def test_routine_session_ends_are_logged_a_few_at_a_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who can reach a port could write a log line per connection ("ended: closed
+    before login", "connection reset"): the fuzz of tests/fuzz wrote ~100 bytes for each
+    of thousands of connections a second. Now a few, then one per 10 s with a count; a
+    flood of them does not hold back the warnings (a throttle of their own)."""
+    from hftd.exchange.daemon import _SessionEnded
+
+    ex = ExchangeDaemon(load_config(DEFAULT_CONFIG))
+
+    async def main() -> None:
+        for i in range(500):
+            exc = _SessionEnded("closed before login") if i % 2 else trio.BrokenResourceError(
+                "socket connection broken: [Errno 104] Connection reset by peer")
+            await ex._guarded("md", f"market data session from 10.0.0.1:{i}", raises(exc))
+        await ex._guarded("md", "market data session from 10.0.0.2:6",
+                          raises(RemoteProtocolError("unsequenced data")))
+        await trio.sleep(10)
+        await ex._guarded("md", "market data session from 10.0.0.3:7",
+                          raises(_SessionEnded("closed before login")))
+
+    with caplog.at_level(logging.INFO, logger="hftd.exchange"):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    lines = [r.getMessage() for r in caplog.records]
+    ends = [line for line in lines if " ended: " in line and "protocol" not in line]
+    assert len(ends) == 6, lines
+    assert ends[-1].endswith("closed before login (495 more not logged since the last line)")
+    assert any("protocol error: unsequenced data" in line for line in lines)
