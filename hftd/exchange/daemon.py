@@ -668,8 +668,7 @@ class ExchangeDaemon:
             avail = (self.md_released if md else len(log_)) + 1
             if seq < avail:
                 stop = min(avail, seq + MAX_BATCH)
-                batch = b"".join(soup.sequenced(m) for m in log_.range(seq, stop))
-                await self._send(stream, batch)
+                await self._send(stream, log_.frames(seq, stop))
                 seq = stop
                 last_send = trio.current_time()
                 continue

@@ -232,7 +232,7 @@ class JournaledVenue:
     def venue_event(self, user: str, kind: str, number: int, raw: bytes = b"") -> None:
         """A venue-side event into `user`'s OUCH stream (`Venue.venue_event`, a test
         hook); ValueError, with nothing journaled, if it cannot be applied."""
-        problem = self.venue.event_problem(user, kind, number)
+        problem = self.venue.event_problem(user, kind, number, raw)
         if problem:
             raise ValueError(problem)
         self._apply(VenueEvent(self._now(), user, kind, number, raw))

@@ -22,7 +22,7 @@ user's stream on request. It is a test and drill hook (the exchange's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 
@@ -39,7 +39,7 @@ from hftd.exchange.engine import (
     OrderRested,
     SymbolRules,
 )
-from hftd.exchange.stream import SequencedStream
+from hftd.exchange.stream import MAX_PAYLOAD, MemoryStore, SequencedStream, StreamStore
 from hftd.wire import itch, ouch
 from hftd.wire.errors import RemoteProtocolError
 
@@ -111,30 +111,78 @@ class Snapshot(msgspec.Struct, frozen=True):
     fills: list[FillRecord]
 
 
+_StoredFill = tuple[int, int, int, str, str, int, int, str, int, str]  # FillRecord's fields
+_encode_fill = msgspec.msgpack.Encoder().encode
+_decode_fill = msgspec.msgpack.Decoder(_StoredFill).decode
+
+
+class FillLog:
+    """A user's fills, kept for reconciliation snapshots: in a sequenced stream (one
+    msgpack array per fill), so with a file-backed store they are on disk like the
+    user's OUCH stream, and the venue does not grow with the day's fills."""
+
+    __slots__ = ("broken", "stream")
+
+    def __init__(self, stream: SequencedStream) -> None:
+        self.stream = stream
+        self.broken: set[int] = set()  # match numbers of broken trades (left out)
+
+    def append(self, fill: _StoredFill) -> None:
+        self.stream.append(_encode_fill(fill))
+
+    def __iter__(self) -> Iterator[FillRecord]:
+        broken = self.broken
+        for raw in self.stream.range(1, self.stream.next_sequence):
+            f = FillRecord(*_decode_fill(raw))
+            if f.match_number not in broken:
+                yield f
+
+    def with_match(self, match_number: int) -> list[FillRecord]:
+        return [f for f in self if f.match_number == match_number]
+
+    def break_trade(self, match_number: int) -> list[FillRecord]:
+        """Leave out every fill with this match number from now on; returns them."""
+        fills = self.with_match(match_number)
+        self.broken.add(match_number)
+        return fills
+
+
+def stream_names(user: str) -> tuple[str, str]:
+    """The names of a user's OUCH stream and fill log in a `StreamStore` (file names:
+    usernames are any printable ASCII, so hex)."""
+    key = user.encode().hex()
+    return f"ouch-{key}", f"fills-{key}"
+
+
 class UserState:
     """Per-user OUCH bookkeeping."""
 
     __slots__ = ("fills", "last_user_ref", "live", "stream")
 
-    def __init__(self) -> None:
-        self.stream = SequencedStream()
+    def __init__(self, store: StreamStore, name: str) -> None:
+        ouch_name, fills_name = stream_names(name)
+        self.stream = store.stream(ouch_name)
         self.last_user_ref = 0
         self.live: dict[int, int] = {}  # UserRefNum -> order reference
-        self.fills: list[FillRecord] = []
+        self.fills = FillLog(store.stream(fills_name))
 
 
 class Venue:
     """Engine + OUCH per-user streams + the ITCH stream."""
 
-    def __init__(self, cfg: HftdConfig, clock_ns: Callable[[], int]) -> None:
+    def __init__(
+        self, cfg: HftdConfig, clock_ns: Callable[[], int], store: StreamStore | None = None
+    ) -> None:
         self.cfg = cfg
         self.clock_ns = clock_ns  # ns since midnight
+        # Where the sequenced streams live (memory, or files: `JournaledVenue`'s choice).
+        self.store: StreamStore = store if store is not None else MemoryStore()
         self.engine = MatchingEngine(
             {s.symbol: SymbolRules(tick=s.tick_fp) for s in cfg.symbols},
             max_order_size=cfg.exchange.max_order_size,
         )
         self.locate = {s.symbol: i + 1 for i, s in enumerate(cfg.symbols)}
-        self.md = SequencedStream()
+        self.md = self.store.stream("md")
         self.users: dict[str, UserState] = {}
         self.extras: dict[int, OrderExtras] = {}  # live order reference -> echo fields
         self.last_trade: dict[str, int] = {}
@@ -148,7 +196,7 @@ class Venue:
     def user(self, name: str) -> UserState:
         st = self.users.get(name)
         if st is None:
-            st = self.users[name] = UserState()
+            st = self.users[name] = UserState(self.store, name)
             st.stream.append(ouch.encode_outbound(ouch.SystemEventMsg(self.clock_ns(), "S")))
         return st
 
@@ -400,7 +448,7 @@ class Venue:
             self._out(owner, ouch.Executed(ts, user_ref, f.quantity, f.price, liq, f.match_number))
             x = self.extras.get(ref, NO_EXTRAS)
             self.users[owner].fills.append(
-                FillRecord(
+                (
                     f.match_number,
                     user_ref,
                     ref,
@@ -461,13 +509,13 @@ class Venue:
 
     # --- venue-side events (a test and drill hook) ----------------------------------
 
-    def event_problem(self, user: str, kind: str, number: int) -> str:
+    def event_problem(self, user: str, kind: str, number: int, raw: bytes = b"") -> str:
         """Why `venue_event(user, kind, number, ...)` cannot be applied ("" if it can)."""
         st = self.users.get(user)
         if st is None:
             return f"no OUCH stream for user {user!r}"
         if kind == EVENT_BROKEN_TRADE:
-            if not any(f.match_number == number for f in st.fills):
+            if number in st.fills.broken or not st.fills.with_match(number):
                 return f"user {user} has no execution with match number {number}"
         elif kind == EVENT_PRIORITY_UPDATE:
             ref = st.live.get(number)
@@ -475,6 +523,8 @@ class Venue:
                 return f"user {user} has no live order with UserRefNum {number}"
         elif kind != EVENT_RAW:
             return f"unknown event {kind!r} (known: {', '.join(EVENTS)})"
+        elif len(raw) > MAX_PAYLOAD:
+            return f"a raw message of {len(raw)} bytes (a sequenced message holds {MAX_PAYLOAD})"
         return ""
 
     def venue_event(self, user: str, kind: str, number: int, raw: bytes = b"") -> None:
@@ -490,9 +540,7 @@ class Venue:
         st = self.user(user)
         ts = self.clock_ns()
         if kind == EVENT_BROKEN_TRADE:
-            broken = [f for f in st.fills if f.match_number == number]
-            st.fills = [f for f in st.fills if f.match_number != number]
-            for f in broken:
+            for f in st.fills.break_trade(number):
                 self._out(
                     user,
                     ouch.BrokenTrade(ts, f.user_ref, number, ouch.BROKEN_SUPERVISORY, f.cl_ord_id),

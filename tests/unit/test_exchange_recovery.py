@@ -390,7 +390,7 @@ def test_venue_events_are_journaled_and_replayed(tmp_path: Path) -> None:
     """The Inject test hook's events are venue inputs like any other: a restarted
     exchange serves the same streams (a client's sequence numbers stay valid)."""
     live, _, path = journaled(tmp_path, 21, 600)
-    user, fills = next((u, s.fills) for u, s in live.venue.users.items() if s.fills)
+    user, fills = next((u, f) for u in live.venue.users if (f := live.venue.snapshot(u).fills))
     live.venue_event(user, "broken_trade", fills[0].match_number)
     live.venue_event(user, "raw", 0, b"?")
     with pytest.raises(ValueError, match="no execution"):
