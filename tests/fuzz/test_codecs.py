@@ -12,7 +12,7 @@ Inputs are plain bytes and the structure-aware generators of `inputs.py` (fed
 by `st.randoms()`, so Hypothesis shrinks their choices). The default run is a
 fixed, short pass; a longer random one:
 
-    HFTD_FUZZ_EXAMPLES=20000 .venv/bin/pytest -m fuzz tests/fuzz/test_codecs.py
+    HFTD_FUZZ_EXAMPLES=10000 .venv/bin/pytest -m fuzz tests/fuzz/test_codecs.py
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from hftd.wire.errors import RemoteProtocolError
 from tests.fuzz import inputs as gen
 from tests.support import DEFAULT_CONFIG, dump_toml
 
-pytestmark = pytest.mark.fuzz
-
 _LONG = "HFTD_FUZZ_EXAMPLES" in os.environ
+EXAMPLES = int(os.environ.get("HFTD_FUZZ_EXAMPLES", "150"))
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(max(300, EXAMPLES // 10))]
 FUZZ = settings(
-    max_examples=int(os.environ.get("HFTD_FUZZ_EXAMPLES", "150")),
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=not _LONG,  # the default run is the same every time
     database=None,
