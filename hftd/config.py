@@ -148,6 +148,11 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     # The journal is the trading day's (hftd.runtime.days): system.journal_dir.
     journal_fsync: FsyncPolicy = "batch"
     journal_batch_s: Seconds = 0.1  # "batch": fdatasync at most this often
+    # A checkpoint of the venue (hftd.exchange.checkpoint) once this many records were
+    # journaled since the last one, or this long after it: a restart replays only the
+    # journal after the checkpoint (docs/venue.md "Crash recovery").
+    checkpoint_records: Positive = 10_000
+    checkpoint_interval_s: Seconds = 10.0
     # Venue access (docs/venue.md "Logins, lock-out and caps"); each port keeps its own.
     md_users: list[UserConfig] = msgspec.field(default_factory=list)  # [] = md open to anyone
     login_max_failures: Positive = 5  # failed logins past this, from one source or for one user ...

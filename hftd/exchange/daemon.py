@@ -65,6 +65,7 @@ from hftd.wire.errors import RemoteProtocolError
 log = logging.getLogger("hftd.exchange")
 
 MAX_BATCH = 512  # sequenced messages per send_all
+CHECKPOINT_POLL_S = 0.25  # how often the checkpoint task looks at what is pending
 
 
 def make_clock() -> Callable[[], int]:
@@ -128,8 +129,9 @@ class ExchangeDaemon:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            # In a thread: a long day's replay must not keep SIGTERM waiting (a
-            # stop abandons it; the journal is only read, or cut at a torn tail).
+            # In a thread: a long replay must not keep SIGTERM waiting (a stop
+            # abandons it; the journal is only read, or cut at a torn tail, and the
+            # stream files it writes are cut back to the checkpoint at the next start).
             self.jv, rec = await trio.to_thread.run_sync(
                 open_venue, self.cfg, self.jv.live_clock, abandon_on_cancel=True
             )
@@ -145,8 +147,10 @@ class ExchangeDaemon:
         self.venue = self.jv.venue
         self.recovery = rec
         log.info(
-            "journal %s: replayed %d records (%d venue inputs) in %.3f s%s",
+            "journal %s: %s, replayed %d records (%d venue inputs in all) in %.3f s%s",
             rec.path,
+            f"from its checkpoint of {rec.checkpoint} records" if rec.checkpoint
+            else "no checkpoint used",
             rec.records,
             rec.inputs,
             rec.seconds,
@@ -155,15 +159,34 @@ class ExchangeDaemon:
         if not self.jv.started:
             self.jv.start_of_day()
         self.md_released = len(self.venue.md)
+        stopped = False
         try:
             await self._serve(task_status)
+        except BaseException as exc:
+            stopped = _cancelled(exc)
+            raise
         finally:
-            if self.jv.journal is not None:
-                self.jv.journal.close()  # after every task that appends is gone
+            # After every task that appends is gone: the venue is between inputs.
+            if stopped:
+                self._last_checkpoint()
+            self.jv.close()
+
+    def _last_checkpoint(self) -> None:
+        """A clean stop: a checkpoint of what the last one does not cover, so that the
+        next start (the day continued) replays nothing."""
+        ck = self.jv.checkpointer
+        if ck is None or not ck.pending:
+            return
+        try:
+            ck.checkpoint()
+            log.info("checkpoint of %d journal records written at stop", ck.covered)
+        except Exception as exc:
+            log.warning("no checkpoint at stop: %s", one_line(exc))
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sync_journal)
+            nursery.start_soon(self._checkpoints)
             order_listeners = await nursery.start(
                 listen_tcp, self._order_session, self.ex.host, self.ex.order_port, "order entry"
             )
@@ -203,6 +226,40 @@ class ExchangeDaemon:
             if journal.unsynced:
                 await trio.to_thread.run_sync(journal.sync)
 
+    async def _checkpoints(self) -> None:
+        """Checkpoint the venue once `checkpoint_records` records were journaled since the
+        last checkpoint, or `checkpoint_interval_s` after it if any were, so a restart
+        replays at most about that many. Captured here, between two inputs (the venue
+        waits for that: `checkpoint_pause_ms`); written and fsynced in a worker thread.
+        A failure is logged and retried later: the journal alone is enough."""
+        ck = self.jv.checkpointer
+        if ck is None:
+            return
+        last = trio.current_time()
+        failed = LogThrottle(60.0, burst=1)
+        while True:
+            await trio.sleep(CHECKPOINT_POLL_S)
+            pending = ck.pending
+            now = trio.current_time()
+            if not (
+                pending >= self.ex.checkpoint_records
+                or (pending and now - last >= self.ex.checkpoint_interval_s)
+            ):
+                continue
+            last = now
+            try:
+                blob, records = ck.capture()
+                await trio.to_thread.run_sync(ck.write, blob, records)
+            except Exception as exc:
+                failed.log(log, logging.WARNING, now, "checkpoint not written: %s",
+                           one_line(exc))
+                continue
+            log.debug(
+                "checkpoint of %d journal records: %d bytes, venue paused %.2f ms, "
+                "written in %.1f ms",
+                records, ck.bytes, ck.pause_s * 1000, ck.write_s * 1000,
+            )
+
     # --- control -----------------------------------------------------------------
 
     def status_detail(self) -> dict[str, Any]:
@@ -225,6 +282,8 @@ class ExchangeDaemon:
             "md_messages": len(self.venue.md),
             **self._md_file_status(),
             "journal_replayed": self.recovery.records if self.recovery else 0,
+            "journal_checkpoint": self.recovery.checkpoint if self.recovery else 0,
+            **(self.jv.checkpointer.statistics() if self.jv.checkpointer else {}),
             "journal_appended": self.jv.journal.records if self.jv.journal else 0,
             **self.venue.counters,
         }
@@ -246,7 +305,13 @@ class ExchangeDaemon:
         return out
 
     def live_config(self) -> tuple[str, ...]:
-        return ("exchange.flow", "exchange.ack_latency", "exchange.md_latency")
+        return (
+            "exchange.flow",
+            "exchange.ack_latency",
+            "exchange.md_latency",
+            "exchange.checkpoint_records",
+            "exchange.checkpoint_interval_s",
+        )
 
     def apply_config(self, cfg: HftdConfig) -> None:
         self.cfg = cfg
@@ -677,6 +742,14 @@ class ExchangeDaemon:
                 last_send = trio.current_time()
             with trio.move_on_at(last_send + interval):
                 await ev.wait()
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """`exc` is a cancellation (a stop), alone or in groups, nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(trio.Cancelled)
+        return match is not None and rest is None
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
 
 
 def _md_events(events: list[soup.ServerSideEvent]) -> bool:

@@ -36,6 +36,13 @@ Why this is enough:
 An input journaled but not applied when the process died is applied by the
 replay: its replies are then in the streams for the client to fetch.
 
+A restart does not replay the whole day: `open_venue` loads the day's latest
+checkpoint of the venue (`hftd.exchange.checkpoint`) and replays only the
+records after it (all of them when there is no usable checkpoint). The
+venue's sequenced streams are in files beside the journal (`FileStore`), so a
+long day keeps the process the same size and the streams serve every
+sequence number from 1 after a restart.
+
 A journal belongs to one trading day (`hftd.runtime.days`); a clean stop
 journals nothing, so continuing a day after `hftd up` stopped is replaying
 it as after a crash. A day continued after an end of day (`end_of_day`)
@@ -54,11 +61,21 @@ from typing import Final
 import msgspec
 
 from hftd.config import FlowConfig, HftdConfig
+from hftd.exchange.checkpoint import (
+    CHECKPOINT,
+    Checkpoint,
+    Checkpointer,
+    StateDir,
+    restore,
+    state_dir,
+)
 from hftd.exchange.flow import FlowCancel, FlowGenerator
 from hftd.exchange.mdfile import MdFile, MdFileError
+from hftd.exchange.stream import FileStore, StreamStore
 from hftd.exchange.venue import Venue
 from hftd.runtime.days import exchange_journal_path
 from hftd.runtime.journal import Journal, TornInfo
+from hftd.runtime.rundir import RunDirError
 from hftd.wire import ouch
 
 log = logging.getLogger("hftd.exchange")
@@ -169,11 +186,12 @@ class JournaledVenue:
         clock_ns: Callable[[], int],
         journal: Journal | None = None,
         md_file: MdFile | None = None,
+        store: StreamStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.live_clock = clock_ns
         self.clock = StepClock()
-        self.venue = Venue(cfg, self.clock)
+        self.venue = Venue(cfg, self.clock, store)
         self.md_file = md_file  # played instead of the synthetic flow
         self.file_pos = 0  # messages of md_file played
         if md_file is not None:
@@ -188,11 +206,27 @@ class JournaledVenue:
             )
             for i, s in enumerate(cfg.symbols)
         ]
+        # The delay drawn for each symbol's next flow step, not taken yet (the daemon
+        # draws it, then sleeps): a checkpoint keeps it, so the generator's RNG after
+        # a restart is where it would be without one.
+        self.drawn: list[float | None] = [None] * len(self.flows)
         self.journal = journal
         self.begun = False
         self.started = False  # open: a start of day and no end of day after it
         self.ended = False  # closed by an end of day (a start of day reopens it)
         self.inputs = 0  # applied, replayed ones included
+        self.checkpointer: Checkpointer | None = None  # set by open_venue
+
+    def identity(self) -> VenueIdentity:
+        return VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
+
+    def close(self) -> None:
+        """Close the journal and the stream files (a stop; tests)."""
+        if self.journal is not None:
+            self.journal.close()
+        store = self.venue.store
+        if isinstance(store, FileStore):
+            store.close()
 
     def _now(self) -> int:
         """The live clock, never behind the last input's timestamp."""
@@ -209,8 +243,7 @@ class JournaledVenue:
         """Write the journal's first record (a new journal only)."""
         if self.begun:
             raise RuntimeError("journal already begun")
-        identity = VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
-        self._apply(Begin(VERSION, identity, [g.cfg for g in self.flows]))
+        self._apply(Begin(VERSION, self.identity(), [g.cfg for g in self.flows]))
 
     def start_of_day(self) -> None:
         self._apply(StartOfDay(self._now()))
@@ -238,8 +271,12 @@ class JournaledVenue:
         self._apply(VenueEvent(self._now(), user, kind, number, raw))
 
     def next_flow_delay(self, index: int) -> float:
-        """Seconds until symbols[index]'s next flow step; call once before each step."""
-        return self.flows[index].next_delay()
+        """Seconds until symbols[index]'s next flow step (drawn once per step: asked
+        again before the step, the same delay)."""
+        delay = self.drawn[index]
+        if delay is None:
+            delay = self.drawn[index] = self.flows[index].next_delay()
+        return delay
 
     def flow_step(self, index: int) -> None:
         """One synthetic flow action for symbols[index] (after `next_flow_delay`)."""
@@ -286,6 +323,9 @@ class JournaledVenue:
         self.clock.now = ts
         self.inputs += 1
         gen = self.flows[index]
+        if self.drawn[index] is None:  # a replay: the step's delay was drawn first
+            gen.next_delay()
+        self.drawn[index] = None
         action = gen.next_action()
         if isinstance(action, FlowCancel):
             self.venue.flow_cancel(action.order_ref)
@@ -304,7 +344,6 @@ class JournaledVenue:
         if isinstance(rec, Inbound):
             self._inbound(rec.ts, rec.user, ouch.decode_inbound(rec.raw))
         elif isinstance(rec, FlowStep):
-            self.flows[rec.index].next_delay()
             self._flow_step(rec.ts, rec.index)
         elif isinstance(rec, Begin):
             self._begin(rec)
@@ -335,7 +374,7 @@ class JournaledVenue:
             raise JournalMismatch("a second Begin record")
         if rec.version != VERSION:
             raise JournalMismatch(f"journal format {rec.version}, this code reads {VERSION}")
-        mine = VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
+        mine = self.identity()
         if rec.identity != mine:
             diff = [
                 f"{f}: journal {getattr(rec.identity, f)!r}, config {getattr(mine, f)!r}"
@@ -349,15 +388,16 @@ class JournaledVenue:
 
     # --- replay -----------------------------------------------------------------------
 
-    def replay(self, records: Iterable[bytes]) -> int:
-        """Apply journaled records (not journaling them again); returns how many."""
+    def replay(self, records: Iterable[bytes], *, begun: bool = False) -> int:
+        """Apply journaled records (not journaling them again); returns how many.
+        `begun`: they follow a checkpoint (the first is not the journal's Begin)."""
         n = 0
         for payload in records:
             try:
                 rec = _decode(payload)
             except msgspec.DecodeError as exc:
                 raise JournalMismatch(f"record {n + 1} is not an exchange record: {exc}") from exc
-            if n == 0 and not isinstance(rec, Begin):
+            if n == 0 and not begun and not isinstance(rec, Begin):
                 raise JournalMismatch("first record is not Begin: not an exchange journal")
             self._replay_one(rec)
             n += 1
@@ -368,10 +408,12 @@ class Recovery(msgspec.Struct, frozen=True):
     """What opening the journal found and did."""
 
     path: str
-    records: int  # replayed
-    inputs: int  # of which venue inputs
+    records: int  # replayed (after the checkpoint, if one was used)
+    inputs: int  # venue inputs applied in all (the checkpoint's included)
     seconds: float
     torn: TornInfo | None  # the torn tail that was cut off
+    checkpoint: int = 0  # journal records the checkpoint used covered (0: none used)
+    checkpoint_problem: str = ""  # why the checkpoint there was not used ("": none)
 
 
 def load_md_file(cfg: HftdConfig) -> MdFile | None:
@@ -392,27 +434,109 @@ def open_venue(
 ) -> tuple[JournaledVenue, Recovery]:
     """The venue rebuilt from the current trading day's journal (or `path`), journaling on.
 
-    A journal is never discarded: a new trading day (`hftd day new`) has a new
-    one. Raises JournalCorrupt or JournalMismatch if the journal cannot be
-    replayed, DayError or RunDirError if there is no usable trading day,
-    MdFileError if `exchange.md_file` cannot be played.
+    From the day's checkpoint and the journal after it if there is a usable one
+    (`hftd.exchange.checkpoint`), else from the whole journal (saying why in the
+    log); its streams in files beside the journal either way. A journal is never
+    discarded: a new trading day (`hftd day new`) has a new one. Raises
+    JournalCorrupt or JournalMismatch if the journal cannot be replayed, DayError
+    or RunDirError if there is no usable trading day, MdFileError if
+    `exchange.md_file` cannot be played.
     """
-    ex = cfg.exchange
     if path is None:
         path = exchange_journal_path(cfg)
     t0 = time.perf_counter()
     md_file = load_md_file(cfg)
-    journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s)
+    states = StateDir(state_dir(path))
+    ck, problem = states.load()
+    identity = _encode(VenueIdentity.of(cfg, md_file.digest if md_file else ""))
+    if ck is not None and ck.identity != identity:
+        ck, problem = None, "written for another venue (symbols, users, seed or md_file)"
+    if ck is not None:
+        try:
+            return _resume(cfg, clock_ns, path, md_file, states, ck, identity, t0)
+        except (RunDirError, MdFileError):
+            raise
+        except Exception as exc:  # whatever it is, the whole journal can do without it
+            problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        log.warning(
+            "checkpoint %s unusable (%s): replaying the whole journal",
+            states.path / CHECKPOINT,
+            problem,
+        )
+    return _replay_all(cfg, clock_ns, path, md_file, states, identity, t0, problem)
+
+
+def _resume(
+    cfg: HftdConfig,
+    clock_ns: Callable[[], int],
+    path: Path,
+    md_file: MdFile | None,
+    states: StateDir,
+    ck: Checkpoint,
+    identity: bytes,
+    t0: float,
+) -> tuple[JournaledVenue, Recovery]:
+    """The venue from checkpoint `ck` and the journal records after it."""
+    ex = cfg.exchange
+    journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s, after=ck.journal)
+    store: FileStore | None = None
     try:
-        jv = JournaledVenue(cfg, clock_ns, journal, md_file)
+        store = FileStore(states.streams(ck.generation), {m.name: m for m in ck.streams})
+        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store)
+        restore(jv, ck)
+        n = jv.replay(records, begun=True)
+        del records
+        states.drop_others(ck.generation)
+        jv.checkpointer = Checkpointer(jv, states, ck.generation, identity, ck.records + n,
+                                       ck.records)
+        _flows_from_config(jv)
+    except BaseException:
+        journal.close()
+        if store is not None:
+            store.close()
+        raise
+    rec = Recovery(str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn, ck.records)
+    return jv, rec
+
+
+def _replay_all(
+    cfg: HftdConfig,
+    clock_ns: Callable[[], int],
+    path: Path,
+    md_file: MdFile | None,
+    states: StateDir,
+    identity: bytes,
+    t0: float,
+    problem: str,
+) -> tuple[JournaledVenue, Recovery]:
+    """The venue from the whole journal, its streams in a new generation of files."""
+    ex = cfg.exchange
+    journal, records = Journal.recover(path, ex.journal_fsync, ex.journal_batch_s)
+    store: FileStore | None = None
+    try:
+        states.set_aside()
+        gen = states.new_generation()
+        store = FileStore(states.streams(gen))
+        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store)
         n = jv.replay(records)
         del records
         if not jv.begun:
             jv.begin()
-        for i, s in enumerate(cfg.symbols):  # a reload the journal does not know of
-            if jv.set_flow(i, cfg.flow_for(s.symbol)):
-                log.info("flow config of %s differs from the journal's: now the config's", s.symbol)
+        jv.checkpointer = Checkpointer(jv, states, gen, identity, n, 0)
+        _flows_from_config(jv)
     except BaseException:
         journal.close()
+        if store is not None:
+            store.close()
         raise
-    return jv, Recovery(str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn)
+    rec = Recovery(
+        str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn, 0, problem
+    )
+    return jv, rec
+
+
+def _flows_from_config(jv: JournaledVenue) -> None:
+    for i, s in enumerate(jv.cfg.symbols):  # a reload the journal does not know of
+        if jv.set_flow(i, jv.cfg.flow_for(s.symbol)):
+            log.info("flow config of %s differs from the journal's: now the config's", s.symbol)

@@ -11,6 +11,8 @@ session of a trading day has a directory of its own under the journal dir
         hftd.lock             flock held by `hftd up`: one system per journal dir
         2026-12-05.1/         exchange.journal, gateway.journal
         2026-12-06.1/         ... (+ <journal>.lock: flock held by its one writer)
+            exchange.state/   the venue's checkpoint and stream files: derived from
+                              exchange.journal, which rebuilds them (hftd.exchange.checkpoint)
 
 `<date>.<n>` is the n-th session opened for that trading date (a second
 `hftd up --new-day` the same date gives `.2`). A daemon never starts a new

@@ -82,6 +82,19 @@ class TornInfo(msgspec.Struct, frozen=True):
     discarded: int  # bytes from `offset` to the end of the file
 
 
+class RecordRef(msgspec.Struct, frozen=True, array_like=True):
+    """Where one record is in a journal, and its header: enough to check that a
+    journal still holds it there (`Journal.recover(after=...)`)."""
+
+    offset: int
+    length: int  # of the payload
+    crc: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + HEADER.size + self.length
+
+
 def frame(payload: bytes) -> bytes:
     """One record: header + payload."""
     n = len(payload)
@@ -120,8 +133,11 @@ def _valid_after(buf: memoryview, off: int) -> int:
     return -1
 
 
-def scan(data: bytes, path: str = "<journal>") -> tuple[list[bytes], int, TornInfo | None]:
-    """(payloads, end of the last whole record, torn tail) of a journal's bytes."""
+def scan(
+    data: bytes, path: str = "<journal>", base: int = 0
+) -> tuple[list[bytes], int, TornInfo | None]:
+    """(payloads, end of the last whole record, torn tail) of a journal's bytes; `base`:
+    where in the file `data` starts (offsets are reported in the file)."""
     buf = memoryview(data)
     records: list[bytes] = []
     off, end = 0, len(buf)
@@ -143,9 +159,11 @@ def scan(data: bytes, path: str = "<journal>") -> tuple[list[bytes], int, TornIn
         _, reason = _record_at(buf, off)
         later = _valid_after(buf, off)
         if later >= 0:
-            raise JournalCorrupt(path, off, f"{reason}; a valid record follows at byte {later}")
-        return records, off, TornInfo(off, reason, end - off)
-    return records, off, None
+            raise JournalCorrupt(
+                path, base + off, f"{reason}; a valid record follows at byte {base + later}"
+            )
+        return records, base + off, TornInfo(base + off, reason, end - off)
+    return records, base + off, None
 
 
 def read_all(path: str | os.PathLike[str]) -> tuple[list[bytes], TornInfo | None]:
@@ -180,6 +198,8 @@ class Journal:
         self._fd = fd
         self._dirty = False
         self._last_sync = time.monotonic()
+        self._last_frame = b""  # the last record appended (or read), framed
+        self._before: RecordRef | None = None  # the last record when nothing was read
 
     @classmethod
     def open(
@@ -198,11 +218,15 @@ class Journal:
         path: str | os.PathLike[str],
         fsync: FsyncPolicy = "batch",
         batch_interval_s: float = 0.1,
+        *,
+        after: RecordRef | None = None,
     ) -> tuple[Journal, list[bytes]]:
-        """Open `path` for appending and return the records already in it.
+        """Open `path` for appending and return the records already in it (with
+        `after`: only those after that record, a checkpoint's position).
 
         A torn tail is truncated away (and logged) so that new records follow
-        the last whole one. Raises JournalCorrupt for damage in the middle.
+        the last whole one. Raises JournalCorrupt for damage in the middle, and
+        ValueError if the journal does not hold `after` where it says.
         """
         p = Path(path)
         # One writer per journal, for its life: two systems sharing a journal
@@ -224,9 +248,21 @@ class Journal:
             lock.release()
             raise
         try:
+            start = 0
+            if after is not None:
+                head = os.pread(fd, HEADER.size, after.offset)
+                if len(head) < HEADER.size or HEADER.unpack(head) != (after.length, after.crc):
+                    raise ValueError(
+                        f"journal {p} does not hold the record {after.length} bytes long "
+                        f"with crc {after.crc:#010x} at byte {after.offset}"
+                    )
+                start = after.end
+                if os.fstat(fd).st_size < start:
+                    raise ValueError(f"journal {p} ends before byte {start}")
             with os.fdopen(os.dup(fd), "rb") as f:
+                f.seek(start)
                 data = f.read()
-            records, good, torn = scan(data, str(p))
+            records, good, torn = scan(data, str(p), start)
             if torn is not None:
                 log.warning(
                     "journal %s: torn tail at byte %d (%s): discarded %d bytes after %d records",
@@ -248,7 +284,19 @@ class Journal:
         journal = cls(p, fd, fsync, batch_interval_s, good)
         journal.torn = torn
         journal.lock = lock
+        if records:
+            journal._last_frame = frame(records[-1])
+        else:
+            journal._before = after
         return journal, records
+
+    def last_record(self) -> RecordRef | None:
+        """The last record in the file (None: none, or none known)."""
+        rec = self._last_frame
+        if not rec:
+            return self._before
+        length, crc = HEADER.unpack_from(rec)
+        return RecordRef(self.size - len(rec), length, crc)
 
     # --- writing -------------------------------------------------------------------
 
@@ -260,6 +308,7 @@ class Journal:
             n += os.write(self._fd, rec[n:])
         self.size += n
         self.records += 1
+        self._last_frame = rec
         if self.fsync == "always":
             os.fdatasync(self._fd)
             self.syncs += 1

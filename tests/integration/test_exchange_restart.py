@@ -12,8 +12,9 @@ from hftd.config import load_config
 from hftd.ipc.control import request_sync
 from hftd.msg.control import Depth, Snapshot
 from hftd.runtime.days import exchange_journal_path
+from hftd.runtime.journal import read_all
 from hftd.wire import ouch
-from tests.support import Daemon, SoupClient, make_config, start_daemon
+from tests.support import Daemon, SoupClient, make_config, start_daemon, status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,52 @@ def test_restart_of_a_quiet_exchange_keeps_resting_orders(tmp_path: Path) -> Non
         assert theirs[: len(replies)] == replies
         (fill,) = (ouch.decode_outbound(m) for m in theirs[len(replies) :])
         assert isinstance(fill, ouch.Executed) and fill.liquidity_flag == "A"
+
+
+def test_sigkilled_exchange_restarts_from_its_checkpoint(tmp_path: Path) -> None:
+    """The restart loads the venue's latest checkpoint and replays only the journal after
+    it: the same streams from sequence 1, byte for byte, as without a checkpoint."""
+    cfg = make_config(
+        tmp_path,
+        {"exchange": {"flow": {"arrival_rate_per_s": 150.0, "marketable_ratio": 0.2},
+                      "checkpoint_interval_s": 0.3}},
+    )
+    with start_daemon("exchange", cfg) as before:
+        journal = exchange_journal_path(load_config(cfg))
+        order_port, md_port = ports(before)
+        trader = SoupClient(order_port, "HFTD", "hftd-pass", sequence=1)
+        for ref in range(1, 21):
+            side = "B" if ref % 2 else "S"
+            trader.send_unsequenced(ouch.encode_inbound(
+                ouch.EnterOrder(ref, side, 200, "AAPL", ouch.MARKET_PRICE, ouch.TIF_IOC)))
+        got: list[bytes] = []
+        drain(trader, got)
+        first = wait_for(lambda: status(before, "exchange")["checkpoints"] >= 2, 20,
+                         "two checkpoints")
+        assert first
+        time.sleep(0.1)  # flow after the checkpoint: the restart replays it
+        md = SoupClient(md_port, "FEED", "feed", sequence=1)
+        md_before = read(md, request_sync(control(before), Depth("AAPL")).result["md_sequence"])
+        snap = snapshot(before)
+        assert snap["fills"] and snap["next_sequence"] == len(got) + 1
+        before.proc.kill()
+        before.proc.wait(5)
+    records = len(read_all(journal)[0])
+    with start_daemon("exchange", cfg) as after:
+        st = status(after, "exchange")
+        assert 0 < st["journal_checkpoint"] < records, st
+        assert st["journal_checkpoint"] + st["journal_replayed"] == records
+        assert "from its checkpoint of" in after.log
+        again = SoupClient(order_port, "HFTD", "hftd-pass", sequence=1)
+        assert read(again, len(got)) == got
+        assert snapshot(after) == snap
+        md_again = SoupClient(md_port, "FEED", "feed", sequence=1)
+        assert read(md_again, len(md_before)) == md_before
+        # A clean stop checkpoints what is left: the next start replays nothing.
+        after.stop()
+    assert "written at stop" in after.log
+    with start_daemon("exchange", cfg) as third:
+        st = status(third, "exchange")
+        assert st["journal_replayed"] == 0 and st["journal_checkpoint"] >= records
+        md3 = SoupClient(md_port, "FEED", "feed", sequence=1)
+        assert read(md3, len(md_before)) == md_before
