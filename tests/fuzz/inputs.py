@@ -128,7 +128,7 @@ def mutate(r: random.Random, data: bytes, rounds: int = 0) -> bytes:
 class Case:
     """One connection's worth of hostile input and what the listener must answer."""
 
-    kind: str  # a label for the counts ("login-odd", "frames-deep", ...)
+    kind: str  # a label for the counts ("login-seq", "deep+more", ...)
     data: bytes  # everything sent
     inputs: int  # units the listener processes (model)
     chunks: list[bytes] = field(default_factory=list)  # how `data` is sent
@@ -409,7 +409,13 @@ def soup_model(data: bytes, t: SoupTarget) -> tuple[int, bool]:
 def check_soup_reply(reply: bytes, t: SoupTarget, case: Case, complete: bool) -> str:
     """Why the venue's bytes are wrong ("" if they are right): SoupBinTCP from a server,
     Login Accepted first iff the login was, then sequenced messages of the port's
-    protocol. `complete`: the connection ended cleanly (no reset), so no partial packet."""
+    protocol. `complete`: the connection ended cleanly (no reset).
+
+    A logged-in session may end in the middle of a packet: when its reader ends (a
+    logout, a protocol error, the client's shutdown) the venue cancels its writer,
+    which may be half-way through a batch. A client drops the rest with the
+    connection (`SoupLink` starts a new `ClientSession` on each connect). Before a
+    login is accepted, the venue only ever sends a whole Login Rejected."""
     frames = soup.FrameDecoder()
     frames.feed(reply)
     first = True
@@ -434,7 +440,7 @@ def check_soup_reply(reply: bytes, t: SoupTarget, case: Case, complete: bool) ->
         elif ptype not in (soup.LOGIN_ACCEPTED, soup.LOGIN_REJECTED, soup.SEQUENCED,
                            soup.SERVER_HEARTBEAT_T, soup.END_OF_SESSION_T, soup.DEBUG):
             return f"server sent packet type {ptype!r}"
-    if complete and frames.pending:
+    if complete and frames.pending and not case.expect:
         return f"connection closed {frames.pending} bytes into a packet"
     return ""
 

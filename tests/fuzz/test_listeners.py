@@ -379,8 +379,12 @@ def test_fuzz_every_listener_while_trading(system: System) -> None:
     if "Traceback" in log or "internal error" in log:
         failures.append("the log has a traceback or an internal error")
     rss_end = {n: rss_kib(pid) for n, pid in s.pids.items()}
+    daemons = status_of_up(s.up)
     summary = "\n".join([
         *report,
+        "pids and restarts (start -> end): " + ", ".join(
+            f"{n} {d['pid']}/{d['restarts']} -> {daemons[n]['pid']}/{daemons[n]['restarts']}"
+            for n, d in s.daemons.items()),
         f"{time.monotonic() - t0:.0f} s in all; VmRSS KiB at the start and the end: "
         + ", ".join(f"{n} {rss_start[n]} -> {rss_end[n]}" for n in s.pids),
         f"gateway fills {s.gateway0['fills']} -> {s.status('gateway')['fills']}; {watched}; "
