@@ -246,18 +246,24 @@ def main() -> None:
                     help="also one restart with the checkpoint moved away (full replay)")
     ap.add_argument("--cwd", type=Path, default=None,
                     help="run the daemon from this checkout (e.g. the commit before)")
-    ap.add_argument("--dir", type=Path, default=None, help="keep the day here (else a tmp dir)")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="build the day in a new directory under this one, and keep it")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="time restarts of a day built before (a directory --dir made)")
     args = ap.parse_args()
     code = (args.cwd or ROOT).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix="hftd-bench-restart-", dir=args.dir))
+    keep = args.dir is not None or args.reuse is not None
+    tmp = args.reuse or Path(tempfile.mkdtemp(prefix="hftd-bench-restart-", dir=args.dir))
     try:
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux "
               f"{platform.release()}, Python {platform.python_version()}; load average "
               f"before {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        build_cfg = write_config(tmp, ROOT, checkpoints=True)
-        day = build_day(build_cfg, args.records, args.tail)
-        print("day: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                                  for k, v in day.items()), flush=True)
+        if args.reuse is None:
+            build_cfg = write_config(tmp, ROOT, checkpoints=True)
+            day = build_day(build_cfg, args.records, args.tail)
+            print(f"day in {tmp}: " + ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in day.items()
+            ), flush=True)
         cfg = write_config(tmp, code, checkpoints=(code / "hftd/exchange/checkpoint.py").exists())
         print(f"daemon from {code} (load average {os.getloadavg()[0]:.2f})", flush=True)
         print(f"floor (interpreter + imports, best of 3): {floor(code):.3f} s", flush=True)
@@ -270,7 +276,7 @@ def main() -> None:
         print(f"restart to READY: median {statistics.median(readies):.3f} s, "
               f"max {max(readies):.3f} s over {len(readies)} runs", flush=True)
         if args.full:
-            ck = state_dir(exchange_journal_path(load_config(build_cfg))) / CHECKPOINT
+            ck = state_dir(exchange_journal_path(load_config(cfg))) / CHECKPOINT
             if ck.exists():
                 ck.unlink()
             ready, replay, line = restart(cfg, code)
@@ -278,7 +284,7 @@ def main() -> None:
                   f"(replay {replay:.3f} s){line}", flush=True)
         print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
-        if args.dir is None:
+        if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -7,8 +7,12 @@ as a `Poll`. The aggregator keeps what needs memory:
 - reset-aware running totals of every counter (a restarted daemon starts its
   counters at 0; the totals carry on), from which per-second rates and
   "in the last minute" counts are differences;
-- the gateway's cumulative HDR histograms, kept for `latency_window_s`, so
-  percentiles over the window are "now minus then";
+- what each new cumulative HDR histogram of the gateway added (the difference
+  to the one before), for `latency_window_s`, and their running sum: the
+  percentiles over the window. Differences hold only the counters the orders
+  of that second touched, so the window's memory is bounded by the order rate,
+  not by how many counters the day's histograms reached (one cumulative
+  histogram per hop is kept: `histograms()`);
 - one `Point` per second for `window_s` (the charts);
 - per daemon: when it last answered, its pid and restart count, to see it
   go down and come back;
@@ -51,6 +55,16 @@ RATE_SPAN_S = 1.0  # rates over about this much time
 # latency figures are refreshed once a second, not every poll.
 LATENCY_EVERY_S = 1.0
 
+
+
+def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
+    """Add (sign 1) or take away (-1) `h`'s counters to or from `into`; zeros leave."""
+    for i, c in zip(h.indexes, h.counts, strict=True):
+        n = into.get(i, 0) + sign * c
+        if n:
+            into[i] = n
+        else:
+            del into[i]
 
 
 def _money(value: Any) -> float:
@@ -166,9 +180,12 @@ class Aggregator:
         self.limit_totals: dict[str, _Totals] = {}  # daemon -> its listeners' limits hit
         self.hdr_wire: dict[str, Any] = {}
         self.hdr_now: dict[str, SparseHistogram] = {h: SparseHistogram() for h in HOPS}
-        self.hdr_series: dict[str, deque[tuple[float, SparseHistogram]]] = {
+        # Per hop: (reply time, what that histogram added), oldest first, and the
+        # sum of those within latency_window_s ({index: count}).
+        self.hdr_added: dict[str, deque[tuple[float, SparseHistogram]]] = {
             h: deque() for h in HOPS
         }
+        self.hdr_window: dict[str, dict[int, int]] = {h: {} for h in HOPS}
         self.history: deque[Point] = deque(maxlen=max(1, int(cfg.monitor.window_s)))
         self.lat_at: float | None = None
         self.lat_window: list[HopLatency] = [summarize(h, SparseHistogram()) for h in HOPS]
@@ -415,7 +432,6 @@ class Aggregator:
         r = poll.readings.get("gateway")
         if isinstance(hists, dict) and r is not None:
             t = r.ok_at
-            horizon = max(self.cfg.monitor.latency_window_s, RATE_SPAN_S) + 5.0
             for hop in HOPS:
                 wire = hists.get(hop)
                 if wire is None or wire == self.hdr_wire.get(hop):
@@ -425,35 +441,44 @@ class Aggregator:
                 except ValueError:
                     continue
                 self.hdr_wire[hop] = wire
-                series = self.hdr_series[hop]
-                if h.is_reset_of(self.hdr_now[hop]):
-                    series.clear()  # the gateway restarted: its histograms began again
+                added, window_sum = self.hdr_added[hop], self.hdr_window[hop]
+                new = h.added_since(self.hdr_now[hop])
+                if new is None:  # the gateway restarted: its histograms began again
+                    added.clear()
+                    window_sum.clear()
+                    new = h
                 self.hdr_now[hop] = h
-                series.append((t, h))
-                while len(series) > 1 and t - series[1][0] > horizon:
-                    series.popleft()
+                if new.total:
+                    added.append((t, new))
+                    _fold(window_sum, new, 1)
                 yield
         span = self.cfg.monitor.latency_window_s
         window, total = [], []
         for hop in HOPS:
-            window.append(summarize(hop, self._window_hist(hop, poll.mono, span)))
+            window.append(summarize(hop, self._window_hist(hop, poll.mono - span)))
             total.append(summarize(hop, self.hdr_now[hop]))
             yield
-        recent = self._window_hist(self.cfg.monitor.alerts.latency_hop, poll.mono, 1.0)
+        recent = self._recent_hist(self.cfg.monitor.alerts.latency_hop, poll.mono - 1.0)
         p50, p99 = recent.percentiles_ns([50.0, 99.0])
         self.lat_window, self.lat_total = window, total
         self.lat_second = (p50 / 1000.0, p99 / 1000.0)
 
-    def _window_hist(self, hop: str, now: float, span: float) -> SparseHistogram:
-        """Recorded in the last `span` s: now minus the newest snapshot at least that old."""
-        base: SparseHistogram | None = None
-        for t, h in self.hdr_series[hop]:
-            if t <= now - span:
-                base = h
-            else:
+    def _window_hist(self, hop: str, since: float) -> SparseHistogram:
+        """Recorded after `since` (the latency window's start): what the histograms
+        that came after it added; those before it leave the running sum."""
+        added, window_sum = self.hdr_added[hop], self.hdr_window[hop]
+        while added and added[0][0] <= since:
+            _fold(window_sum, added.popleft()[1], -1)
+        return SparseHistogram.from_wire(window_sum)  # (C-level passes: sorted, map)
+
+    def _recent_hist(self, hop: str, since: float) -> SparseHistogram:
+        """Recorded after `since`, a moment ago (within the window)."""
+        acc: dict[int, int] = {}
+        for t, h in reversed(self.hdr_added[hop]):
+            if t <= since:
                 break
-        cur = self.hdr_now[hop]
-        return cur if base is None else cur - base
+            _fold(acc, h, 1)
+        return SparseHistogram.from_wire(acc)
 
     def _down_for(self, flag: str, down: bool, now: float) -> float:
         if not down:

@@ -131,6 +131,18 @@ class SparseHistogram:
         keep = list(map(gt, diff, repeat(0)))
         return SparseHistogram._of(list(compress(self.indexes, keep)), list(compress(diff, keep)))
 
+    def added_since(self, older: SparseHistogram) -> SparseHistogram | None:
+        """What was recorded after `older`, or None if the histogram started afresh
+        since (a counter went down): `is_reset_of` and `-` in one pass."""
+        if older.total > self.total:
+            return None
+        prev = dict(zip(older.indexes, older.counts, strict=True))
+        diff = list(map(sub, self.counts, map(prev.pop, self.indexes, repeat(0))))
+        if prev or (diff and min(diff) < 0):  # a counter of `older` gone or lower
+            return None
+        keep = list(map(gt, diff, repeat(0)))
+        return SparseHistogram._of(list(compress(self.indexes, keep)), list(compress(diff, keep)))
+
     def is_reset_of(self, older: SparseHistogram) -> bool:
         """True if some counter went down: the histogram was started afresh."""
         mine = dict(zip(self.indexes, self.counts, strict=True))
