@@ -68,6 +68,9 @@ def toml_value(v: Any) -> str:
     return repr(v)
 
 
+LAYOUT = ["auto", "auto"]  # [hotpath] layout and wait (--layout, --wait)
+
+
 def write_config(
     tmp: Path, phase: str, rate: float, with_monitor: bool = False, log_level: str = "warning"
 ) -> Path:
@@ -95,6 +98,7 @@ def write_config(
     lines += ["[exchange.flow]", f"arrival_rate_per_s = {rate if phase == 'latency' else 5.0}",
               "cancel_ratio = 0.35", "marketable_ratio = 0.15", "max_resting_per_side = 300", ""]
     lines += ["[rings]", f'prefix = "{prefix}"', ""]
+    lines += ["[hotpath]", f'layout = "{LAYOUT[0]}"', f'wait = "{LAYOUT[1]}"', ""]
     # Limits out of the way: this measures the path, not the controls (a burst of
     # rejects would otherwise trip the circuit breaker and halt the run).
     lines += ["[risk]", "max_orders_per_s = 1000000", "max_messages_per_s = 3000000",
@@ -316,7 +320,13 @@ def main() -> None:
                          "monitor (alternating); print the with/without ratio")
     ap.add_argument("--log-ratio", type=int, default=0, metavar="ROUNDS",
                     help="the same, log_level \"info\" (per-order lines) against \"warning\"")
+    ap.add_argument("--layout", choices=("auto", "split", "composite"), default="auto",
+                    help="[hotpath] layout (auto: composite on fewer than 4 CPUs)")
+    ap.add_argument("--wait", choices=("auto", "spin", "spin-then-sleep", "sleep"),
+                    default="auto", help="[hotpath] wait: the composite hot thread's")
     args = ap.parse_args()
+    LAYOUT[:] = [args.layout, args.wait]
+    print(f"layout {args.layout}, wait {args.wait}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
           f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
           f"{platform.platform()}")

@@ -39,6 +39,10 @@ def _service(component: str) -> ServiceFactory:
         from hftd.gateway.daemon import GatewayService
 
         return GatewayService
+    if component == "hotpath":
+        from hftd.hotpath.daemon import HotpathService
+
+        return HotpathService
     if component == "monitor":
         from hftd.monitor.daemon import MonitorService
 
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         ("feed", cmd_daemon, "run the feed handler daemon"),
         ("strategy", cmd_daemon, "run the strategy daemon"),
         ("gateway", cmd_daemon, "run the order gateway daemon"),
+        ("hotpath", cmd_daemon, "run feed, strategy and gateway in one process (composite)"),
         ("monitor", cmd_daemon, "run the monitor daemon (web dashboard, /metrics, alerts)"),
         ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):

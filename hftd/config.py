@@ -249,6 +249,36 @@ class RingsConfig(_Base, frozen=True, kw_only=True):
         return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 4 else "sleep"
 
 
+# "auto" picks "split" when each hot component can have a core of its own (with
+# one to spare for the rest), else "composite".
+SPLIT_MIN_CPUS = 4
+
+
+class HotpathConfig(_Base, frozen=True, kw_only=True):
+    """How the hot-path components (feed, strategy, gateway) run.
+
+    `split`: one process each, over shm rings (the production shape with a
+    core per hot component). `composite`: the same agents in one process and
+    one hot thread (daemon `hotpath`), no wake-up between them; one crash takes
+    the three together. `auto`: split with >= SPLIT_MIN_CPUS usable CPUs.
+    """
+
+    layout: Literal["auto", "split", "composite"] = "auto"
+    # The composite's hot thread waits on the venue's sockets: "auto" spins
+    # spin_us first with a core to spare, else sleeps at once.
+    wait: WaitName = "auto"
+
+    def resolved_layout(self) -> str:
+        if self.layout != "auto":
+            return self.layout
+        return "split" if len(os.sched_getaffinity(0)) >= SPLIT_MIN_CPUS else "composite"
+
+    def resolved_wait(self) -> str:
+        if self.wait != "auto":
+            return self.wait
+        return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 3 else "sleep"
+
+
 OptionalPort = Annotated[int, msgspec.Meta(ge=1, le=65535)] | None
 Session = Annotated[str, msgspec.Meta(max_length=10, pattern=r"^[ -~]*$")]
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # listen-all -> loopback
@@ -387,7 +417,12 @@ class ControlConfig(_Base, frozen=True, kw_only=True):
     log_interval_s: Seconds = 10.0  # rejected input: a few lines, then one per interval (+ count)
 
 
-COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe")
+COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe", "hotpath")
+# The hot-path components, in the order a composite hot loop runs them: a market
+# data message read by the feed reaches the strategy and its order the gateway
+# in one pass (`hftd.runtime.composite`).
+HOT_PARTS = ("feed", "strategy", "gateway")
+HOTPATH = "hotpath"  # the process that composes them (layout "composite")
 
 
 class DaemonConfig(_Base, frozen=True, kw_only=True):
@@ -479,6 +514,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     venue: VenueConfig = msgspec.field(default_factory=VenueConfig)
     rings: RingsConfig = msgspec.field(default_factory=RingsConfig)
+    hotpath: HotpathConfig = msgspec.field(default_factory=HotpathConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
@@ -503,6 +539,11 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
             self.start_order()
         except ValueError as exc:
             yield f"daemons: {exc}"
+        else:
+            try:
+                self.process_order()
+            except ValueError as exc:
+                yield f"daemons: in the composite hot path ({', '.join(self.hot_parts())}): {exc}"
         for i, inst in enumerate(self.strategy.instances):
             for sym in inst.symbols:
                 if sym not in names:
@@ -553,25 +594,68 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
             yield "venue.md_port: must differ from order_port"
 
     def start_order(self) -> list[str]:
-        """Enabled daemons, each after the ones it names in `after` (topological)."""
-        order: list[str] = []
-        state: dict[str, int] = {}
+        """Enabled components, each after the ones it names in `after` (topological).
+        `hotpath` is a process, not a component: see `process_order`."""
+        deps = {n: [a for a in d.after if a in self.daemons] for n, d in self.daemons.items()}
+        order = _topological(list(self.daemons), deps)
+        return [n for n in order if self.daemons[n].enabled and n != HOTPATH]
 
-        def visit(name: str, path: tuple[str, ...]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                raise ValueError("dependency cycle: " + " -> ".join((*path, name)))
-            state[name] = 1
-            for dep in self.daemons[name].after:
-                if dep in self.daemons:
-                    visit(dep, (*path, name))
-            state[name] = 2
-            order.append(name)
+    def hot_parts(self) -> list[str]:
+        """The hot-path components one `hotpath` process runs: none in the split
+        layout, or when fewer than two of them are enabled (nothing to compose)."""
+        if self.hotpath.resolved_layout() != "composite":
+            return []
+        parts = [n for n in HOT_PARTS if n in self.daemons and self.daemons[n].enabled]
+        return parts if len(parts) >= 2 else []
 
-        for name in self.daemons:
-            visit(name, ())
-        return [n for n in order if self.daemons[n].enabled]
+    def host_of(self, component: str) -> str:
+        """The process that runs `component` (its own, or `hotpath`)."""
+        return HOTPATH if component in self.hot_parts() else component
+
+    def composed_parts(self) -> list[str]:
+        """What a `hotpath` process runs: the composite layout's parts, or (run by hand
+        in the split layout) every enabled hot-path component."""
+        return self.hot_parts() or [
+            n for n in HOT_PARTS if n in self.daemons and self.daemons[n].enabled
+        ]
+
+    def process_config(self, name: str) -> DaemonConfig:
+        """How process `name` is run. The `hotpath` process: `daemons.hotpath` if
+        configured, else its parts' settings merged (CPUs joined, the longest
+        watchdog, the lowest niceness); it starts after what its parts wait for."""
+        parts = self.composed_parts() if name == HOTPATH else []
+        if not parts:
+            return self.daemons.get(name, DaemonConfig())
+        ds = [self.daemons[p] for p in parts]
+        after = [a for d in ds for a in d.after if a not in parts]
+        mine = self.daemons.get(HOTPATH)
+        if mine is not None:
+            return msgspec.structs.replace(mine, after=list(dict.fromkeys([*after, *mine.after])))
+        return DaemonConfig(
+            cpus=sorted({c for d in ds for c in d.cpus}),
+            after=list(dict.fromkeys(after)),
+            watchdog_s=max(d.watchdog_s for d in ds),
+            nice=min(d.nice for d in ds),
+        )
+
+    def process_order(self) -> list[str]:
+        """The processes a supervisor starts, in order: the enabled components, the
+        composed ones replaced by one `hotpath` (after what any of them waits for,
+        before whatever waits for any of them)."""
+        parts = self.hot_parts()
+        comps = self.start_order()
+        if not parts:
+            return comps
+        names = list(dict.fromkeys(self.host_of(n) for n in comps))
+        deps = {
+            n: [
+                self.host_of(a)
+                for a in self.process_config(n).after
+                if a in self.daemons and self.host_of(a) != n and self.host_of(a) in names
+            ]
+            for n in names
+        }
+        return _topological(names, deps)
 
     def symbol(self, name: str) -> SymbolConfig:
         for s in self.symbols:
@@ -582,6 +666,27 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     def flow_for(self, name: str) -> FlowConfig:
         s = self.symbol(name)
         return s.flow if s.flow is not None else self.exchange.flow
+
+
+def _topological(names: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """`names`, each after its `deps` (in `names` order otherwise); ValueError on a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise ValueError("dependency cycle: " + " -> ".join((*path, name)))
+        state[name] = 1
+        for dep in deps.get(name, ()):
+            visit(dep, (*path, name))
+        state[name] = 2
+        order.append(name)
+
+    for name in names:
+        visit(name, ())
+    return order
 
 
 # --- validation ---------------------------------------------------------------

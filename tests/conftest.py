@@ -7,7 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import OPEN_CLIENTS, RING_PREFIXES, Daemon, make_config, start_daemon
+from tests.support import LAYOUT, OPEN_CLIENTS, RING_PREFIXES, Daemon, make_config, start_daemon
+
+LAYOUTS = ("split", "composite")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `layouts` runs once per hot-path layout (`_layout` applies it)."""
+    if metafunc.definition.get_closest_marker("layouts") is not None:
+        metafunc.fixturenames.append("hftd_layout")
+        metafunc.parametrize("hftd_layout", LAYOUTS)
+
+
+@pytest.fixture(autouse=True)
+def _layout(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every config a `layouts` test makes asks for its layout (autouse: before the
+    test's own fixtures make theirs)."""
+    callspec = getattr(request.node, "callspec", None)
+    LAYOUT[0] = callspec.params.get("hftd_layout") if callspec is not None else None
+    try:
+        yield
+    finally:
+        LAYOUT[0] = None
 
 
 @pytest.fixture

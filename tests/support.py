@@ -80,9 +80,18 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 RING_PREFIXES: list[str] = []  # removed from /dev/shm after each test (conftest)
 
 
+# The hot path's layout for the test running now ([hotpath] layout): None leaves
+# default.toml's ("auto"); tests marked `layouts` run once with each
+# (conftest.py `hftd_layout`).
+LAYOUT: list[str | None] = [None]
+
+
 def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """default.toml with free ports, a private run dir and ring prefix, `overrides` merged in."""
+    """default.toml with free ports, a private run dir and ring prefix, `overrides` merged in
+    (and the layout of a test marked `layouts`)."""
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    if LAYOUT[0] is not None:
+        data = deep_merge(data, {"hotpath": {"layout": LAYOUT[0]}})
     prefix = f"hftd-t{os.getpid()}-{len(RING_PREFIXES)}"
     RING_PREFIXES.append(prefix)
     data = deep_merge(

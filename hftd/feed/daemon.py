@@ -34,7 +34,7 @@ from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
 from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
-from hftd.runtime.hotloop import HotLoop
+from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
@@ -237,16 +237,17 @@ class FeedAgent:
 class FeedService:
     """The trio side: start the hot loop, report READY once logged in, watch it."""
 
-    def __init__(self, cfg: HftdConfig) -> None:
+    def __init__(self, cfg: HftdConfig, host: LoopHost | None = None) -> None:
         self.cfg = cfg
+        self.host = host if host is not None else SplitHost(cfg)
         self.agent: FeedAgent | None = None
-        self.loop: HotLoop | None = None
+        self.loop: PartLoop | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         rc = self.cfg.rings
         ring = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
         agent = self.agent = FeedAgent(self.cfg, ring)
-        loop = self.loop = HotLoop("feed", agent, [], "sleep")
+        loop = self.loop = self.host.loop("feed", agent, {}, "sleep")
         loop.start()
         try:
             await trio.to_thread.run_sync(agent.live.wait, abandon_on_cancel=True)

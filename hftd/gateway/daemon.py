@@ -35,8 +35,8 @@ from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, OrderCommand
+from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import gateway_journal_path
-from hftd.runtime.hotloop import HotLoop
 from hftd.runtime.journal import Journal
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -286,10 +286,11 @@ class GatewayAgent:
 
 
 class GatewayService:
-    def __init__(self, cfg: HftdConfig) -> None:
+    def __init__(self, cfg: HftdConfig, host: LoopHost | None = None) -> None:
         self.cfg = cfg
+        self.host = host if host is not None else SplitHost(cfg)
         self.agent: GatewayAgent | None = None
-        self.loop: HotLoop | None = None
+        self.loop: PartLoop | None = None
 
     async def _venue_snapshot(self) -> dict[str, Any] | None:
         """Our simulator's record of our orders and fills (None if it cannot say).
@@ -356,7 +357,9 @@ class GatewayService:
         agent.snapshot = await self._venue_snapshot()
         if agent.snapshot is not None:
             agent.replay_target = int(agent.snapshot["next_sequence"]) - 1
-        loop = self.loop = HotLoop("gateway", agent, [orders], rc.wait_for("gateway"), rc.spin_us)
+        loop = self.loop = self.host.loop(
+            "gateway", agent, {"orders": orders}, rc.wait_for("gateway")
+        )
         loop.start()
         try:
             await trio.to_thread.run_sync(agent.live.wait, abandon_on_cancel=True)

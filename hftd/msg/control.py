@@ -62,6 +62,7 @@ class DaemonStatus(msgspec.Struct, frozen=True):
     restarts: int
     last_error: str
     last_recovery_ms: float  # death -> READY=1 of the latest restart (0 if none)
+    process: str = ""  # the process running this component, if not its own ("hotpath")
 
 
 class Resync(msgspec.Struct, tag=True, frozen=True):

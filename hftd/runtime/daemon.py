@@ -24,7 +24,13 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from hftd.config import ConfigError, DaemonConfig, HftdConfig, config_diff, load_config
+from hftd.config import (
+    HOTPATH,
+    ConfigError,
+    HftdConfig,
+    config_diff,
+    load_config,
+)
 from hftd.ipc.control import serve_control
 from hftd.ipc.ring import RingError, RingUntrustedError
 from hftd.msg.control import Command, Reload, ReloadResult, Status, StatusInfo
@@ -72,7 +78,14 @@ def set_affinity(cpus: list[int], log: logging.Logger) -> None:
 class Runtime:
     """The shell around one service: control commands, reload, status."""
 
-    def __init__(self, component: str, config_path: str, cfg: HftdConfig, service: Service) -> None:
+    def __init__(
+        self,
+        component: str,
+        config_path: str,
+        cfg: HftdConfig,
+        service: Service,
+        parent: Runtime | None = None,
+    ) -> None:
         self.component = component
         self.config_path = config_path
         self.cfg = cfg
@@ -80,8 +93,17 @@ class Runtime:
         self.state = "starting"
         self.started = time.monotonic()
         self.log = logging.getLogger(f"hftd.{component}")
+        # A composed daemon (`hotpath`) serves each part's socket with a Runtime of
+        # its own; the config is the process's, so a reload is the parent's.
+        self.parent = parent
+        self.parts: list[Runtime] = [
+            Runtime(name, config_path, cfg, svc, self)
+            for name, svc in getattr(service, "parts", {}).items()
+        ]
 
     async def dispatch(self, cmd: Command) -> Any:
+        if isinstance(cmd, Reload) and self.parent is not None:
+            return self.parent.reload()
         if isinstance(cmd, Status):
             return StatusInfo(
                 component=self.component,
@@ -153,6 +175,8 @@ async def _signals(
                 continue
             runtime.log.info("%s: shutting down", signal.Signals(signum).name)
             runtime.state = "stopping"
+            for part in runtime.parts:
+                part.state = "stopping"
             notifier.stopping()
             scope.cancel()
             return
@@ -186,12 +210,20 @@ async def _serve(runtime: Runtime, run_dir: Path) -> None:
             run_dir / f"{runtime.component}.sock",
             runtime.dispatch,
         )
+        for part in runtime.parts:
+            await nursery.start(
+                partial(serve_control, limits=runtime.cfg.control),
+                run_dir / f"{part.component}.sock",
+                part.dispatch,
+            )
         await nursery.start(runtime.service.run)
         # Everything allocated so far lives for the whole run: keep the
         # collector from ever walking it again mid-trading.
         gc.collect()
         gc.freeze()
         runtime.state = "running"
+        for part in runtime.parts:
+            part.state = "running"
         notifier.ready(f"{runtime.component} running")
         nursery.start_soon(notifier.watchdog_loop)
         nursery.start_soon(_flush_stale_logs)
@@ -273,6 +305,11 @@ async def listen_tcp(
     await trio.serve_listeners(handler, listeners, task_status=task_status)
 
 
+def parts_of(component: str, cfg: HftdConfig) -> list[str]:
+    """The components a daemon runs besides itself: the hot path's parts."""
+    return cfg.composed_parts() if component == HOTPATH else []
+
+
 def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int:
     """The `main` of every daemon; returns the process exit code.
 
@@ -292,16 +329,22 @@ def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int
         notifier.failed(f"invalid config {exc.source}: {'; '.join(exc.errors)}")
         return EXIT_REFUSED
     log = setup_logging(component, cfg.system.log_level)
+    locks: list[RunLock] = []
     try:
         run_dir = ensure_private_dir(cfg.system.resolved_run_dir())
-        lock = RunLock(run_dir, component)
-        lock.acquire()
+        # a composed daemon holds its parts' locks too: none of them may run twice
+        for name in (component, *parts_of(component, cfg)):
+            lock = RunLock(run_dir, name)
+            lock.acquire()
+            locks.append(lock)
     except RunDirError as exc:
+        for lock in locks:
+            lock.release()
         log.error("cannot run: %s", exc)
         notifier.failed(str(exc))
         return EXIT_REFUSED
     try:
-        dcfg = cfg.daemons.get(component, DaemonConfig())
+        dcfg = cfg.process_config(component)
         set_affinity(dcfg.cpus, log)
         if dcfg.nice:
             try:
@@ -322,6 +365,7 @@ def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int
         notifier.failed(reason)
         return EXIT_REFUSED if _refused(leaf) else EXIT_FAILED
     finally:
-        lock.release()
+        for lock in reversed(locks):
+            lock.release()
     log.info("stopped")
     return 0

@@ -51,7 +51,7 @@ EXCHANGE_JOURNAL: Final = "exchange.journal"
 GATEWAY_JOURNAL: Final = "gateway.journal"
 JOURNALS: Final = (EXCHANGE_JOURNAL, GATEWAY_JOURNAL)
 # Who may be journaling: `hftd up` and each daemon hold <run_dir>/<name>.lock.
-RUN_LOCKS: Final = ("hftd", "exchange", "feed", "strategy", "gateway", "monitor")
+RUN_LOCKS: Final = ("hftd", "exchange", "feed", "strategy", "gateway", "monitor", "hotpath")
 
 _NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.([1-9][0-9]{0,5})$")
 _STARTS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")

@@ -26,6 +26,7 @@ TAGS = {
     "strategy": "STRAT",
     "gateway": "GATE",
     "monitor": "MON",
+    "hotpath": "HOT",
     "supervisor": "SUPV",
     "ctl": "CTL",
 }
@@ -34,9 +35,12 @@ TAGS = {
 class BriefFormatter(logging.Formatter):
     """Local wall-clock time with milliseconds, then a 6-wide component tag."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, by_logger: bool = False) -> None:
         super().__init__()
         self.tag = f"[{tag:<6.6}]"
+        # A process running several components (hotpath) tags each line with the
+        # component whose logger wrote it (hftd.feed -> FEED).
+        self.tags = {f"hftd.{c}": f"[{t:<6.6}]" for c, t in TAGS.items()} if by_logger else {}
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
@@ -44,7 +48,8 @@ class BriefFormatter(logging.Formatter):
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
             text = f"{record.levelname}: {text}"
-        line = f"[{ts}.{ms:03d}] {self.tag} {text}"
+        tag = self.tags.get(record.name, self.tag) if self.tags else self.tag
+        line = f"[{ts}.{ms:03d}] {tag} {text}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -160,7 +165,9 @@ def setup_logging(component: str, level: str = "info") -> logging.Logger:
     """Configure the root logger for a daemon; returns its logger."""
     global _deferred
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(BriefFormatter(TAGS.get(component, component.upper())))
+    handler.setFormatter(
+        BriefFormatter(TAGS.get(component, component.upper()), by_logger=component == "hotpath")
+    )
     _deferred = DeferredHandler(handler)
     # Nothing in the format needs the caller's file/line or the process name:
     # skip finding them on every record (the hot path pays for each).

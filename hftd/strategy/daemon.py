@@ -31,7 +31,7 @@ from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
 from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
-from hftd.runtime.hotloop import HotLoop
+from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.strategy.engine import StrategyEngine
 from hftd.strategy.sync import APPLY, LOST, REBUILD, MdSync
 
@@ -156,10 +156,11 @@ class StrategyAgent:
 
 
 class StrategyService:
-    def __init__(self, cfg: HftdConfig) -> None:
+    def __init__(self, cfg: HftdConfig, host: LoopHost | None = None) -> None:
         self.cfg = cfg
+        self.host = host if host is not None else SplitHost(cfg)
         self.agent: StrategyAgent | None = None
-        self.loop: HotLoop | None = None
+        self.loop: PartLoop | None = None
 
     async def _resync(self) -> None:
         path = self.cfg.system.resolved_run_dir() / "feed.sock"
@@ -203,8 +204,8 @@ class StrategyService:
         await self._recover(agent)
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.sync.rejoin()
-        loop = self.loop = HotLoop(
-            "strategy", agent, [md, execs], rc.wait_for("strategy"), rc.spin_us
+        loop = self.loop = self.host.loop(
+            "strategy", agent, {"md": md, "executions": execs}, rc.wait_for("strategy")
         )
         loop.start()
         sync = agent.sync

@@ -36,9 +36,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from hftd.config import (
+    HOTPATH,
     RING_EDGES,
     DaemonConfig,
     HftdConfig,
@@ -49,7 +51,7 @@ from hftd.ipc.control import serve_control
 from hftd.ipc.ring import SHM_DIR, Ring, RingError
 from hftd.msg.control import Command, DaemonStatus, Status
 from hftd.runtime import days
-from hftd.runtime.daemon import EXIT_REFUSED
+from hftd.runtime.daemon import EXIT_REFUSED, parts_of
 from hftd.runtime.notify import FAILED_PREFIX, Notifier
 from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir, lock_holder
 
@@ -130,8 +132,18 @@ class Supervisor:
         self.scfg = cfg.supervisor
         self.run_dir = cfg.system.resolved_run_dir()
         self.notify_dir = self.run_dir / "notify"
-        self.order = cfg.start_order()
-        self.children = {n: Child(n, cfg.daemons[n], self.scfg) for n in self.order}
+        # processes, not components: in the composite layout one `hotpath` runs
+        # feed, strategy and gateway (`HftdConfig.process_order`)
+        self.order = cfg.process_order()
+        self.children = {n: Child(n, cfg.process_config(n), self.scfg) for n in self.order}
+        self.deps = {
+            n: [
+                d
+                for d in dict.fromkeys(cfg.host_of(a) for a in c.dcfg.after)
+                if d in self.children and d != n
+            ]
+            for n, c in self.children.items()
+        }
         self.notifier = Notifier()
         self.stopping = False
         self.killing = False  # a second signal: no more waiting for daemons to stop
@@ -142,8 +154,17 @@ class Supervisor:
 
     async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Status):
-            return [self.children[n].status() for n in self.order]
+            return [row for n in self.order for row in self._rows(n)]
         raise ValueError(f"the supervisor does not handle {type(cmd).__name__}")
+
+    def _rows(self, name: str) -> list[DaemonStatus]:
+        """A process's status rows: one per component it runs (`hotpath`: each part,
+        as the split layout shows them, with `process` naming the host)."""
+        st = self.children[name].status()
+        parts = self.cfg.composed_parts() if name == HOTPATH else []
+        if not parts:
+            return [st]
+        return [msgspec.structs.replace(st, name=p, process=name) for p in parts]
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -182,7 +203,7 @@ class Supervisor:
             for lock in locks:
                 lock.acquire()
                 taken.append(lock)
-            for name in self.order:
+            for name in [n for p in self.order for n in (p, *parts_of(p, self.cfg))]:
                 pid = lock_holder(self.run_dir, name)
                 if pid is not None:
                     who = f"pid {pid}" if pid else "another process"
@@ -277,7 +298,7 @@ class Supervisor:
                 self.notifier.ready(states)
 
     async def _start_when_ready(self, child: Child, nursery: trio.Nursery) -> None:
-        for dep_name in child.dcfg.after:
+        for dep_name in self.deps[child.name]:
             dep = self.children[dep_name]
             while not dep.ever_ready.is_set():
                 if dep.first_ready.is_set():  # it tried and is retrying: say so

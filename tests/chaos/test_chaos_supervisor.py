@@ -30,7 +30,7 @@ from tests.support import (
 )
 from tests.support import status as detail
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.layouts]
 
 ORDER = ["exchange", "feed", "gateway", "strategy"]
 

@@ -27,7 +27,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.layouts]
 
 SPEED = 800.0  # the sample's 4 h 52 min of pre-market in about 22 s
 

@@ -38,7 +38,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.layouts]
 
 ONLY_EXCHANGE: dict[str, Any] = {
     "feed": {"enabled": False},

@@ -31,7 +31,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.layouts]
 
 OFF = {"enabled": False}
 
@@ -251,7 +251,9 @@ def test_a_day_continued_with_orders_working_adopts_them(tmp_path: Path) -> None
         )
         stopped(up)
     with start_daemon("up", cfg, ready_timeout=60) as up:
-        assert [w["cl_id"] for w in status(up, "gateway")["working"]] == [cl_id]
+        # the bid is working again (mom1 may already have sent orders of its own: it
+        # trades as soon as its window fills, and READY does not wait for that)
+        assert cl_id in [w["cl_id"] for w in status(up, "gateway")["working"]]
         # the strategy has read the executions ring up to a gateway heartbeat:
         # whatever was replayed to it came before that
         wait_for(

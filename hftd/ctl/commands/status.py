@@ -114,6 +114,12 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
                 f"{r.name:<10} {r.state:<11} {pid:>7} {_uptime(r.uptime_s):>9} "
                 f"{r.restarts:>8}  {err}"
             )
+        hosts: dict[str, list[str]] = {}
+        for r in rows:
+            if r.process:
+                hosts.setdefault(r.process, []).append(r.name)
+        for host, names in hosts.items():
+            print(f"({', '.join(names)}: one process, {host}; layout composite)")
     if not source:
         return NOT_RUNNING
     return 0 if all(r.state == "ready" for r in rows) else 1

@@ -1,0 +1,151 @@
+"""The hot path's layout: which processes run which components, in which order,
+and how a composite loop runs its parts (pure: config and agents, no daemons)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hftd.config import HftdConfig, parse_config
+from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
+from tests.support import DEFAULT_CONFIG
+
+
+def cfg(over: dict[str, Any] | None = None) -> HftdConfig:
+    import tomllib
+
+    from tests.support import deep_merge
+
+    data = deep_merge(tomllib.loads(DEFAULT_CONFIG.read_text()), over or {})
+    return parse_config(data)
+
+
+def test_split_runs_each_component_in_its_own_process() -> None:
+    c = cfg({"hotpath": {"layout": "split"}})
+    assert c.hot_parts() == []
+    assert c.process_order() == c.start_order() == [
+        "exchange", "feed", "gateway", "strategy", "monitor"
+    ]
+    assert all(c.host_of(n) == n for n in c.start_order())
+
+
+def test_composite_runs_the_three_in_one_process_after_what_they_wait_for() -> None:
+    c = cfg({"hotpath": {"layout": "composite"}})
+    assert c.hot_parts() == ["feed", "strategy", "gateway"]
+    assert c.start_order() == ["exchange", "feed", "gateway", "strategy", "monitor"]
+    assert c.process_order() == ["exchange", "hotpath", "monitor"]
+    assert {c.host_of(n) for n in ("feed", "strategy", "gateway")} == {"hotpath"}
+    hot = c.process_config("hotpath")
+    assert hot.after == ["exchange"] and hot.watchdog_s == 2.0
+
+
+def test_auto_is_split_only_with_a_core_per_hot_component(monkeypatch: Any) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert cfg().hotpath.resolved_layout() == "composite"
+    assert cfg().hotpath.resolved_wait() == "sleep"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert cfg().hotpath.resolved_layout() == "split"
+    assert cfg().hotpath.resolved_wait() == "spin-then-sleep"
+
+
+def test_the_hotpath_process_takes_its_parts_settings_or_its_own() -> None:
+    c = cfg(
+        {
+            "hotpath": {"layout": "composite"},
+            "daemons": {"feed": {"cpus": [1], "watchdog_s": 3.0}, "gateway": {"cpus": [0]}},
+        }
+    )
+    hot = c.process_config("hotpath")
+    assert hot.cpus == [0, 1] and hot.watchdog_s == 3.0
+    c = cfg({"hotpath": {"layout": "composite"}, "daemons": {"hotpath": {"cpus": [1]}}})
+    hot = c.process_config("hotpath")
+    assert hot.cpus == [1] and hot.after == ["exchange"]
+    # a configured daemons.hotpath is never started as a component of its own
+    assert "hotpath" not in c.start_order()
+    assert "hotpath" not in cfg({"daemons": {"hotpath": {}}, "hotpath": {"layout": "split"}}
+                                ).process_order()
+
+
+def test_one_enabled_part_is_nothing_to_compose() -> None:
+    c = cfg(
+        {
+            "hotpath": {"layout": "composite"},
+            "daemons": {"feed": {"enabled": False}, "strategy": {"enabled": False}},
+        }
+    )
+    assert c.hot_parts() == [] and "gateway" in c.process_order()
+    c = cfg({"hotpath": {"layout": "composite"}, "daemons": {"strategy": {"enabled": False}}})
+    assert c.hot_parts() == ["feed", "gateway"]
+    assert c.process_order() == ["exchange", "hotpath", "monitor"]
+
+
+def test_whoever_waits_for_a_part_waits_for_the_hotpath() -> None:
+    c = cfg({"hotpath": {"layout": "composite"}, "daemons": {"monitor": {"after": ["gateway"]}}})
+    order = c.process_order()
+    assert order.index("hotpath") < order.index("monitor")
+
+
+def test_a_cycle_through_the_composite_is_reported() -> None:
+    from hftd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="composite hot path"):
+        cfg(
+            {
+                "hotpath": {"layout": "composite"},
+                "daemons": {"exchange": {"after": ["strategy"]}, "strategy": {"after": []},
+                            "feed": {"after": []}, "gateway": {"after": ["exchange"]}},
+            }
+        )
+
+
+class Agent:
+    def __init__(self, name: str, trace: list[str], timer: float, fds: list[int]) -> None:
+        self.name, self.trace, self.timer, self.fds = name, trace, timer, fds
+        self.pending = 0
+
+    def do_work(self) -> int:
+        self.trace.append(self.name)
+        n, self.pending = self.pending, 0
+        return n
+
+    def wait_fds(self) -> list[int]:
+        return self.fds
+
+    def next_timer_s(self) -> float:
+        return self.timer
+
+
+def test_a_composite_pass_runs_feed_then_strategy_then_gateway() -> None:
+    """Whatever order they attach in: a message read by the feed reaches the
+    strategy, and its order the gateway, in the same pass."""
+    trace: list[str] = []
+    comp = CompositeAgent()
+    comp.add(2, "gateway", Agent("gateway", trace, 0.5, [7]))
+    comp.add(0, "feed", Agent("feed", trace, 0.1, [5]))
+    strat = Agent("strategy", trace, 0.01, [])
+    strat.pending = 3
+    comp.add(1, "strategy", strat)
+    assert comp.do_work() == 3
+    assert trace == ["feed", "strategy", "gateway"]
+    assert comp.next_timer_s() == 0.01 and sorted(comp.wait_fds()) == [5, 7]
+    comp.remove("strategy")
+    assert comp.do_work() == 0 and trace[-2:] == ["feed", "gateway"]
+
+
+def test_only_rings_written_by_another_process_are_slept_on() -> None:
+    c = cfg({"hotpath": {"layout": "composite"}})
+
+    class R:
+        pass
+
+    md, orders, execs = R(), R(), R()
+    host = CompositeHost(c, ["feed", "strategy"], "sleep")  # gateway runs elsewhere
+    part = host.loop("strategy", Agent("s", [], 1.0, []), {"md": md, "executions": execs},  # type: ignore[dict-item]
+                     "sleep")
+    assert part.inputs == [execs]  # type: ignore[attr-defined]
+    part = host.loop("gateway", Agent("g", [], 1.0, []), {"orders": orders}, "sleep")  # type: ignore[dict-item]
+    assert part.inputs == []  # type: ignore[attr-defined]
+    assert set(PRODUCER) == {"md", "orders", "executions"}
