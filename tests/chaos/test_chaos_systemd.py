@@ -56,7 +56,13 @@ KILL_PROPS = (
 )
 
 
-def chaos_config(path: Path, ring_prefix: str) -> Path:
+UNITS = {  # layout -> the units killed in turn
+    "split": ORDER,
+    "composite": ["exchange", "hotpath"],  # feed, strategy, gateway in one process
+}
+
+
+def chaos_config(path: Path, ring_prefix: str, layout: str = "split") -> Path:
     """default.toml as test_chaos_supervisor.py runs it, for the units' /etc/hftd/hftd.toml.
 
     run_dir and journal_dir "" (the units set HFTD_RUN_DIR and HFTD_JOURNAL_DIR:
@@ -71,6 +77,7 @@ def chaos_config(path: Path, ring_prefix: str) -> Path:
         "gateway": {"strategy_timeout_s": 0.5},
         "strategy": {"instances": STRATEGIES},
         "rings": {"prefix": ring_prefix},
+        "hotpath": {"layout": layout},
     }
     if isinstance(data.get("daemons"), dict):  # hftctl lists the enabled ones: these four
         over["daemons"] = {name: {"cpus": [], "enabled": name in ORDER} for name in data["daemons"]}
@@ -161,7 +168,7 @@ class Desk:
     def journals(self, lines: int) -> str:
         """The last `lines` of each unit's log (risk rejects left out: halted, they flood it)."""
         out = []
-        for n in ORDER:
+        for n in [*ORDER, "hotpath"]:  # whichever of them ran (layout split or composite)
             log = [
                 ln
                 for ln in self.c.journal(f"hft@{n}.service").splitlines()
@@ -222,15 +229,16 @@ class Desk:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("layout", sorted(UNITS))
 def test_kill_every_unit_repeatedly_nothing_lost(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path, record_property: Callable[[str, object], None], layout: str
 ) -> None:
     rounds = int(os.environ.get("HFTD_CHAOS_ROUNDS", "2"))
     ring_prefix = f"hftd-sd{os.getpid()}"
-    cfg = chaos_config(tmp_path / "hftd.toml", ring_prefix)
+    cfg = chaos_config(tmp_path / "hftd.toml", ring_prefix, layout)
     try:
         with booted(tmp_path, container_binds(tmp_path, cfg)) as c:
-            run_chaos(c, rounds, ring_prefix, record_property)
+            run_chaos(c, rounds, ring_prefix, record_property, UNITS[layout])
     finally:
         # The rings lived in the container's own /dev/shm, never the host's.
         leftovers = sorted(p.name for p in Path("/dev/shm").glob(f"{ring_prefix}-*"))
@@ -238,14 +246,18 @@ def test_kill_every_unit_repeatedly_nothing_lost(
 
 
 def run_chaos(
-    c: Container, rounds: int, ring_prefix: str, record_property: Callable[[str, object], None]
+    c: Container,
+    rounds: int,
+    ring_prefix: str,
+    record_property: Callable[[str, object], None],
+    kill: list[str],
 ) -> None:
     desk = Desk(c)
-    units = [f"hft@{n}.service" for n in ORDER]
+    units = [f"hft@{n}.service" for n in kill]
     t0 = time.monotonic()
     r = c.sh("systemctl", "start", *units, timeout=60)  # returns once each sent READY=1
     assert r.returncode == 0, r.stderr + desk.journals(40)
-    print(f"4 units READY in {time.monotonic() - t0:.2f} s")
+    print(f"{len(units)} units READY in {time.monotonic() - t0:.2f} s")
     desk.wait_for("trading (>= 10 gateway fills)", lambda: desk.fills() >= 10, 60)
     print(f"trading after {time.monotonic() - t0:.2f} s")
 
@@ -256,10 +268,10 @@ def run_chaos(
     sizes = {n: p.stat().st_size for n, p in journals.items()}
     assert all(sizes.values()), sizes
 
-    recoveries: dict[str, list[float]] = {n: [] for n in ORDER}
+    recoveries: dict[str, list[float]] = {n: [] for n in kill}
     for i in range(rounds):
         print(f"round {i + 1}:")
-        for name in ORDER:
+        for name in kill:
             recoveries[name].append(desk.kill(name))
             # Let it trade a little between kills (and the strategy resync).
             desk.wait_trading(f"trading after the {name} restart", 30)
@@ -309,7 +321,7 @@ def run_chaos(
     assert not snap["open_orders"], "zombie orders at the venue"
     assert_gateway_matches_venue(gw, snap)
     print(f"{gw['fills']} fills, realized {gw['positions']['realized']}, matches the venue")
-    log = c.journal("hft@gateway.service")
+    log = c.journal(f"hft@{'gateway' if 'gateway' in kill else 'hotpath'}.service")
     assert "reconciliation mismatch" not in log, log[-4000:]
     # The rings are in the container's /dev/shm, shared by every unit.
     assert c.path(f"/dev/shm/{ring_prefix}-orders").exists()

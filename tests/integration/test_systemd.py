@@ -30,18 +30,27 @@ from tests.support import DEFAULT_CONFIG, ROOT, deep_merge, dump_toml
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor")
-LAYOUTS = {  # --layout -> CPUAffinity per component ("" = no affinity drop-in)
-    "2core": {"exchange": "0", "monitor": "0", "feed": "1", "strategy": "1", "gateway": "1"},
-    "wide": {"exchange": "1", "monitor": "0", "feed": "2", "strategy": "3", "gateway": "4"},
+COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "hotpath")
+LAYOUTS = {  # --layout -> CPUAffinity per unit ("" = no affinity drop-in)
+    "2core": {"exchange": "0", "monitor": "0", "feed": "1", "strategy": "1", "gateway": "1",
+              "hotpath": "1"},
+    "wide": {"exchange": "1", "monitor": "0", "feed": "2", "strategy": "3", "gateway": "4",
+             "hotpath": "2"},
     "none": dict.fromkeys(COMPONENTS, ""),
 }
-# X after/wants Ys: the units mirror `daemons.X.after` of the default config.
+# X after/wants Ys: the units mirror `daemons.X.after` of the default config (the
+# hotpath: what its parts wait for outside it).
 ORDER = {
     name: d["after"]
     for name, d in tomllib.loads(DEFAULT_CONFIG.read_text())["daemons"].items()
     if d.get("after")
-}
+} | {"hotpath": ["exchange"]}
+
+
+def target_wants() -> list[str]:
+    """What hft.target starts with `install --hotpath auto` on this host."""
+    hot = ["feed", "strategy", "gateway"] if (os.cpu_count() or 1) >= 4 else ["hotpath"]
+    return sorted(f"hft@{c}.service" for c in ("exchange", *hot, "monitor"))
 RECOVERY_LIMIT_S = 5.0  # measured 0.17-0.25 s idle, up to ~1.3 s on a loaded box
 
 
@@ -112,9 +121,7 @@ def test_rendered_units_layout_and_order(tmp_path: Path, layout: str) -> None:
             assert not order.exists()
     wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
                  if ln.startswith("Wants="))
-    assert sorted(wants.removeprefix("Wants=").split()) == sorted(
-        f"hft@{c}.service" for c in COMPONENTS
-    )
+    assert sorted(wants.removeprefix("Wants=").split()) == target_wants()
 
 
 def test_check_host_reports_and_exits_0() -> None:
@@ -180,9 +187,7 @@ def test_exchange_restarts_under_systemd(
             assert f"hft@{dep}.service" in deps["After"].split(), (comp, deps)
             assert f"hft@{dep}.service" in deps["Wants"].split(), (comp, deps)
     assert "hft@exchange.service" not in c.show("hft@monitor.service", "After")["After"]
-    assert sorted(c.show("hft.target", "Wants")["Wants"].split()) == sorted(
-        f"hft@{x}.service" for x in COMPONENTS
-    )
+    assert sorted(c.show("hft.target", "Wants")["Wants"].split()) == target_wants()
 
     r = c.sh("systemctl", "start", unit, timeout=30)  # returns once READY=1 arrived
     assert r.returncode == 0, (
@@ -236,3 +241,31 @@ def test_exchange_restarts_under_systemd(
     assert 0 < recovery_s < RECOVERY_LIMIT_S, after
     # The runtime directory was kept across the restart, and the new daemon serves in it.
     assert c.sh("test", "-S", "/run/hftd/exchange.sock").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("hotpath", "units"),
+    [("split", ["feed", "strategy", "gateway"]), ("composite", ["hotpath"])],
+)
+def test_the_target_starts_the_hot_path_layout_asked_for(
+    tmp_path: Path, hotpath: str, units: list[str]
+) -> None:
+    from tests.nspawn import INSTALL, venv_prefix
+
+    dest = tmp_path / "units"
+    r = subprocess.run(
+        [str(INSTALL), "--dest", str(dest), "--prefix", str(venv_prefix()), "--layout", "2core",
+         "--hotpath", hotpath, "--no-config", "--no-reload"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
+                 if ln.startswith("Wants="))
+    assert sorted(wants.removeprefix("Wants=").split()) == sorted(
+        f"hft@{c}.service" for c in ("exchange", *units, "monitor")
+    )
+    bad = subprocess.run(
+        [str(INSTALL), "--dest", str(dest), "--hotpath", "both", "--no-config", "--no-reload"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert bad.returncode == 2 and "unknown --hotpath both" in bad.stderr

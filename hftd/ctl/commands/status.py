@@ -60,6 +60,8 @@ def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
     any_up = False
     for name in ctx.cfg.start_order():
         raw = _ask(ctx.socket(name))
+        host = ctx.cfg.host_of(name)  # its unit: hft@hotpath in the composite layout
+        process = host if host != name else ""
         if raw is None:
             rows.append(
                 DaemonStatus(
@@ -67,9 +69,10 @@ def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
                     "down",
                     0,
                     0.0,
-                    _systemd_restarts(name),
+                    _systemd_restarts(host),
                     "control socket not answering",
                     0.0,
+                    process,
                 )
             )
             continue
@@ -77,7 +80,9 @@ def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
         info = msgspec.convert(raw, StatusInfo)
         state = "ready" if info.state == "running" else info.state
         rows.append(
-            DaemonStatus(name, state, info.pid, info.uptime_s, _systemd_restarts(name), "", 0.0)
+            DaemonStatus(
+                name, state, info.pid, info.uptime_s, _systemd_restarts(host), "", 0.0, process
+            )
         )
     return ("daemons" if any_up else ""), rows
 
