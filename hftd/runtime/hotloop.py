@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from hftd.ipc.ring import Ring
+from hftd.runtime.gcpolicy import idle_collect
 from hftd.runtime.log import flush_deferred, register_hot_thread, unregister_hot_thread
 
 log = logging.getLogger("hftd.hotloop")
@@ -123,6 +124,8 @@ class HotLoop:
                 idle_since = 0
                 continue
             if flush_deferred():  # log lines wait for an idle moment (hftd.runtime.log)
+                continue
+            if idle_collect():  # so does the cyclic GC, once settled (hftd.runtime.gcpolicy)
                 continue
             if spin:
                 continue
