@@ -99,18 +99,33 @@ def debug(text: str) -> bytes:
     return packet(DEBUG, text.encode("ascii", "replace"))
 
 
+_TYPE_BYTES = [bytes([i]) for i in range(256)]  # a packet's type without a new object
+
+
 class FrameDecoder:
-    """Splits a byte stream into (type, payload) packets."""
+    """Splits a byte stream into (type, payload) packets.
+
+    With nothing pending (the usual case: reads end on packet boundaries) the
+    read is kept as one `bytes` and every payload is a slice of it: one object
+    per packet. Only a partial packet is carried over, in a bytearray that
+    later reads extend (amortized, however small the pieces)."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            self._buf = bytes(data)
             self._pos = 0
-        self._buf += data
+            return
+        if type(buf) is bytes:
+            buf = self._buf = bytearray(buf[pos:])
+        elif pos:
+            del buf[:pos]  # type: ignore[union-attr]
+        self._pos = 0
+        buf += data
 
     def next_packet(self) -> tuple[bytes, bytes] | None:
         """The next complete packet, or None until more bytes arrive."""
@@ -120,10 +135,12 @@ class FrameDecoder:
         (n,) = _U16.unpack_from(buf, pos)
         if n == 0:
             raise RemoteProtocolError("SoupBinTCP packet with length 0")
-        if len(buf) - pos - 2 < n:
+        end = pos + 2 + n
+        if len(buf) < end:
             return None
-        self._pos = pos + 2 + n
-        return bytes(buf[pos + 2 : pos + 3]), bytes(buf[pos + 3 : pos + 2 + n])
+        self._pos = end
+        body = buf[pos + 3 : end]
+        return _TYPE_BYTES[buf[pos + 2]], body if type(body) is bytes else bytes(body)
 
     def packets(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[bytes, bytes]]:
         """Feed `data` and yield every complete packet."""
@@ -295,8 +312,14 @@ class ClientSession:
         return list(self.iter_events(data))
 
     def iter_events(self, data: bytes | bytearray | memoryview) -> Iterator[ClientSideEvent]:
+        established = State.ESTABLISHED
         for ptype, body in self._frames.packets(data):
-            yield self._on_packet(ptype, body)
+            if ptype == SEQUENCED and self.state is established:  # the hot case, inline
+                seq = self.next_sequence
+                self.next_sequence = seq + 1
+                yield SequencedData(seq, body)
+            else:
+                yield self._on_packet(ptype, body)
 
     def _on_packet(self, ptype: bytes, body: bytes) -> ClientSideEvent:
         if ptype == DEBUG:
