@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 TAGS = {
     "exchange": "EXCH",
@@ -41,9 +43,17 @@ class BriefFormatter(logging.Formatter):
         # A process running several components (hotpath) tags each line with the
         # component whose logger wrote it (hftd.feed -> FEED).
         self.tags = {f"hftd.{c}": f"[{t:<6.6}]" for c, t in TAGS.items()} if by_logger else {}
+        # (whole second, its text): lines come many a second, so localtime + strftime
+        # run once per second; one tuple, swapped whole (threads may format at once)
+        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+            self._second = cached
+        ts = cached[1]
         ms = int(record.msecs)
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
@@ -132,6 +142,63 @@ class DeferredHandler(logging.Handler):
         super().close()
 
 
+_UNKNOWN_FILE = "(unknown file)"  # LogRecord's pathname when findCaller is skipped
+
+
+class HotRecord(logging.LogRecord):
+    """A LogRecord with the same attributes, made in about half the time.
+
+    The record is made on the hot thread even when its line is written later.
+    With `logging._srcfile` off (setup_logging) there is no caller file to split
+    into filename and module, and no process fields are wanted: set those
+    directly instead of through os.path; every other case is LogRecord's own.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        level: int,
+        pathname: str,
+        lineno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        sinfo: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (
+            pathname != _UNKNOWN_FILE
+            or kwargs
+            or (args and len(args) == 1 and isinstance(args[0], Mapping) and args[0])
+            or not logging.logThreads
+            or logging.logProcesses
+            or logging.logMultiprocessing
+        ):
+            super().__init__(name, level, pathname, lineno, msg, args, exc_info, func, sinfo)
+            return
+        ct = time.time()
+        self.name = name
+        self.msg = msg
+        self.args = args
+        self.levelname = logging.getLevelName(level)
+        self.levelno = level
+        self.pathname = self.filename = self.module = pathname
+        self.exc_info = exc_info
+        self.exc_text = None
+        self.stack_info = sinfo
+        self.lineno = lineno
+        self.funcName = func  # type: ignore[assignment]  # None as LogRecord sets it
+        self.created = ct
+        self.msecs = int((ct - int(ct)) * 1000) + 0.0
+        self.relativeCreated = (ct - _START) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.processName = None
+        self.process = None
+
+
+_START: float = logging._startTime  # type: ignore[attr-defined]
 _deferred: DeferredHandler | None = None
 
 
@@ -175,6 +242,7 @@ def setup_logging(component: str, level: str = "info") -> logging.Logger:
     logging._srcfile = None  # documented in logging's source as the way to skip findCaller
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging.setLogRecordFactory(HotRecord)
     root = logging.getLogger()
     root.handlers[:] = [_deferred]
     root.setLevel(level.upper())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from itertools import islice
 
 from hftd.book.l3 import L3Book
 from hftd.config import StrategyInstanceConfig
@@ -59,19 +60,29 @@ class Strategy:
         return pos + qty <= limit if side == "B" else pos - qty >= -limit
 
     def _order(
-        self, symbol: str, side: str, price: int, tif: str, u: MarketDataUpdate, now: int, why: str
+        self,
+        symbol: str,
+        side: str,
+        price: int,
+        tif: str,
+        u: MarketDataUpdate,
+        now: int,
+        why: str,
+        *why_args: object,
     ) -> None:
+        """Send one order and log its signal; `why % why_args` says why (formatted
+        only when the line is written, in an idle moment: not on the order's path)."""
         self.signals += 1
         cl_id = self.om.new(symbol, side, self.cfg.order_qty, price, tif, u.t1)
         self.last_order_ns[symbol] = now
         log.info(
-            "signal %s %s %s %d @ %.4f (%s) -> order %s",
+            "signal %s %s %s %d @ %.4f (" + why + ") -> order %s",
             self.name,
             symbol,
             "BUY" if side == "B" else "SELL",
             self.cfg.order_qty,
             price / 10_000,
-            why,
+            *why_args,
             cl_id if cl_id is not None else "not queued",
         )
 
@@ -114,9 +125,9 @@ class MeanReversion(Strategy):
         z = (mid - mean) / math.sqrt(var)
         tick = self.ticks[sym] * self.cfg.aggression_ticks
         if z <= -self.cfg.threshold_sigma and self._can_trade(sym, "B", now):
-            self._order(sym, "B", ask[0] + tick, TIF_IOC, u, now, f"z={z:.2f}")
+            self._order(sym, "B", ask[0] + tick, TIF_IOC, u, now, "z=%.2f", z)
         elif z >= self.cfg.threshold_sigma and self._can_trade(sym, "S", now):
-            self._order(sym, "S", bid[0] - tick, TIF_IOC, u, now, f"z={z:.2f}")
+            self._order(sym, "S", bid[0] - tick, TIF_IOC, u, now, "z=%.2f", z)
 
 
 class Momentum(Strategy):
@@ -142,7 +153,8 @@ class Momentum(Strategy):
         window.append((bid[0] + ask[0]) / 2.0)
         if len(window) < self.cfg.slow_window:
             return
-        fast = sum(list(window)[-self.cfg.fast_window :]) / self.cfg.fast_window
+        fw = self.cfg.fast_window  # the last fw mids, summed in order, without copying
+        fast = sum(islice(window, max(0, len(window) - fw), None)) / fw
         slow = sum(window) / len(window)
         trend = 1 if fast > slow else -1 if fast < slow else 0
         prev = self.trend.get(sym, 0)
@@ -153,7 +165,7 @@ class Momentum(Strategy):
         if self._can_trade(sym, side, now):
             price = bid[0] if side == "B" else ask[0]
             self._order(
-                sym, side, price, TIF_DAY, u, now, f"fast={fast / 1e4:.4f} slow={slow / 1e4:.4f}"
+                sym, side, price, TIF_DAY, u, now, "fast=%.4f slow=%.4f", fast / 1e4, slow / 1e4
             )
             for o in self.om.working(sym):
                 self.sent_at.setdefault(o.cl_id, now)

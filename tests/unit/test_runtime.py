@@ -217,3 +217,45 @@ def test_deferred_lines_are_bounded_in_delay_and_never_dropped() -> None:
         assert out[-1] == "young" and not d.pending
     finally:
         logger.removeHandler(d)
+
+
+def test_hot_record_is_a_log_record_with_the_same_attributes() -> None:
+    """The record factory setup_logging installs: what a LogRecord would hold, field by
+    field, for the records the daemons make (no caller file), and LogRecord's own
+    construction for anything else."""
+    import logging
+
+    from hftd.runtime.log import HotRecord
+
+    args = ("AAPL", 100, 1.5)
+    ref = logging.LogRecord("hftd.x", logging.INFO, "(unknown file)", 0, "a %s %d %.1f", args, None)
+    hot = HotRecord("hftd.x", logging.INFO, "(unknown file)", 0, "a %s %d %.1f", args, None)
+    moment = {"created", "msecs", "relativeCreated"}
+    assert set(vars(hot)) == set(vars(ref))
+    assert {k: v for k, v in vars(hot).items() if k not in moment} == {
+        k: v for k, v in vars(ref).items() if k not in moment
+    }
+    assert hot.getMessage() == "a AAPL 100 1.5"
+    assert 0 <= hot.msecs < 1000 and hot.msecs == int((hot.created % 1) * 1000)
+    # a mapping as the only argument, or a caller's file: LogRecord's own code
+    m = HotRecord("n", logging.INFO, "(unknown file)", 0, "%(a)s", ({"a": 1},), None)
+    assert m.args == {"a": 1} and m.getMessage() == "1"
+    f = HotRecord("n", logging.INFO, "/x/y/mod.py", 3, "m", (), None)
+    assert (f.filename, f.module) == ("mod.py", "mod")
+
+
+def test_brief_format_of_any_second_whatever_the_order() -> None:
+    """The time text is cached per second: lines of other seconds, in any order,
+    still carry their own."""
+    import logging
+    import time
+
+    from hftd.runtime.log import BriefFormatter
+
+    fmt = BriefFormatter("FEED")
+    base = 1_700_000_000.0
+    for t in (base + 0.25, base + 0.75, base + 1.5, base + 0.1, base + 86_400.9, base + 1.5):
+        r = logging.LogRecord("hftd.feed", logging.INFO, "", 0, "x", None, None)
+        r.created, r.msecs = t, int((t % 1) * 1000)
+        want = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+        assert fmt.format(r) == f"[{want}.{r.msecs:03d}] [FEED  ] x"

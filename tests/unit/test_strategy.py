@@ -141,3 +141,59 @@ def test_timer_sends_heartbeats_with_market_data_age() -> None:
     eng.on_timer()
     hb = [c for c in sent if c.kind == CMD_HEARTBEAT]
     assert hb and hb[0].qty == 1 and hb[0].price >= 0
+
+
+def test_signal_lines_say_why_with_the_numbers_the_strategy_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reason is formatted when the line is written (not on the order's path),
+    into the same text as before: momentum's fast average is the last fast_window mids."""
+    mom = StrategyInstanceConfig(
+        name="mom",
+        kind="momentum",
+        symbols=["AAPL"],
+        fast_window=2,
+        slow_window=4,
+        cooldown_ms=0.0,
+    )
+    eng, sent = engine([mom])
+    seq = itertools.count(1)
+    caplog.set_level("INFO", logger="hftd.strategy")
+    eng.on_update(book_update(next(seq), 1, "S", 1_000_200))
+    bids = [999_000, 999_100, 999_200, 999_300]
+    for i, price in enumerate(bids):  # the best bid climbs: so does the mid
+        eng.on_update(book_update(next(seq), 10 + i, "B", price))
+    orders = [c for c in sent if c.kind == CMD_NEW]
+    assert len(orders) == 1 and orders[0].side == "B" and orders[0].price == 999_300
+    mids = [(b + 1_000_200) / 2.0 for b in bids]
+    fast, slow = sum(mids[-2:]) / 2, sum(mids) / 4
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signal")]
+    assert lines == [
+        f"signal mom AAPL BUY {mom.order_qty} @ 99.9300 "
+        f"(fast={fast / 1e4:.4f} slow={slow / 1e4:.4f}) -> order {orders[0].cl_id}"
+    ]
+    assert "fast=99.9725 slow=99.9675" in lines[0]
+
+
+def test_mean_reversion_signal_line_carries_its_z_score(caplog: pytest.LogCaptureFixture) -> None:
+    mr = StrategyInstanceConfig(
+        name="mr",
+        kind="mean_reversion",
+        symbols=["AAPL"],
+        window=5,
+        threshold_sigma=1.5,
+        cooldown_ms=0.0,
+    )
+    eng, sent = engine([mr])
+    seq = itertools.count(1)
+    caplog.set_level("INFO", logger="hftd.strategy")
+    eng.on_update(book_update(next(seq), 1, "S", 1_000_200))
+    for i in range(6):
+        eng.on_update(book_update(next(seq), 10 + i, "B", 1_000_000 + (i % 2) * 100))
+    eng.on_update(book_update(next(seq), 99, "S", 999_000))
+    (order,) = [c for c in sent if c.kind == CMD_NEW]
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signal")]
+    assert line.startswith(f"signal mr AAPL BUY {mr.order_qty} @ 99.9000 (z=-")
+    assert line.endswith(f") -> order {order.cl_id}")
+    z = float(line.split("(z=")[1].split(")")[0])
+    assert z <= -1.5
