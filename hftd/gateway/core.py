@@ -566,7 +566,9 @@ class GatewayCore:
         return problems
 
     def stamp_sent(self, t4: int) -> None:
-        """The queued OUCH bytes are on the socket now (T4)."""
+        """The queued OUCH bytes are handed to the socket now (T4). Call it before the
+        send, not after: the venue may read them before send() returns, and a T4 later
+        than the venue's receipt makes T1->T4 longer than the order's wire-to-wire time."""
         for o in self.sent_orders:
             o.t4 = t4
         self.sent_orders.clear()
