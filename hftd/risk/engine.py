@@ -383,11 +383,18 @@ class RiskEngine:
                         f"({symbol} worst case {st.worst} -> {new_worst})",
                     )
             # max_net_position: the account's net, every open order on this side filling
-            net = sum(x.position for x in self._syms.values())
+            # (one plain loop: no generator objects on the order's path)
+            net = opens = 0
             if buy:
-                net_worst = net + sum(x.open_buy for x in self._syms.values()) + add
+                for x in self._syms.values():
+                    net += x.position
+                    opens += x.open_buy
+                net_worst = net + opens + add
             else:
-                net_worst = net - sum(x.open_sell for x in self._syms.values()) - add
+                for x in self._syms.values():
+                    net += x.position
+                    opens += x.open_sell
+                net_worst = net - opens - add
             if abs(net_worst) > self._limits.max_net_position:
                 return self._deny(
                     CHECK_NET,

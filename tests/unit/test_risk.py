@@ -810,6 +810,30 @@ def test_net_position_boundary() -> None:
     assert r.check_new("GOOG", "S", 401, PX, 1).ok  # selling lowers the net
 
 
+def test_net_position_counts_open_orders_on_the_order_side_only() -> None:
+    """Net worst case over every symbol: position, plus open buys for a buy, minus
+    open sells for a sell; the other side's open orders do not count."""
+    r = engine(
+        max_net_position=1_000,
+        max_position=5_000,
+        max_gross_position=20_000,
+        max_order_qty=1_000,
+        max_order_notional=10**15,
+        max_exposure_notional=10**18,
+        max_working_orders=10,
+        max_orders_per_s=10,
+    )
+    fill(r, "AAPL", "B", 300)
+    r.on_sent("MSFT", "B", 500, T0 - 10 * SEC)
+    r.on_sent("GOOG", "S", 900, T0 - 10 * SEC)
+    assert r.check_new("AMZN", "B", 200, PX, T0).ok  # 300 + 500 + 200 = 1000
+    d = r.check_new("AMZN", "B", 201, PX, T0)
+    assert not d.ok and d.check == "max_net_position" and "would be 1001 " in d.reason
+    assert r.check_new("AMZN", "S", 400, PX, T0).ok  # 300 - 900 - 400 = -1000
+    d = r.check_new("AMZN", "S", 401, PX, T0)
+    assert not d.ok and d.check == "max_net_position" and "would be -1001 " in d.reason
+
+
 def test_exposure_notional_boundary() -> None:
     # AAPL long 100 at PX traded; MSFT order priced at PX: exposure = shares x price.
     limit = 300 * PX
