@@ -9,12 +9,13 @@ measured the opposite (issue 12): T4 was taken after send() returned, and
 the venue had read the order, and done its work, by then.
 
 The venue here is bench/bench_wire.py's (its own ITCH/OUCH/SoupBinTCP, not
-the exchange daemon). To make a late stamp show on every run, not only when
+the exchange daemon); the system is `hftd up` with its simulator disabled, in
+each hot-path layout. To make a late stamp show on every run, not only when
 the scheduler happens to run the venue first, the venue's thread shares the
-gateway's CPU, the gateway runs at idle priority (any wake-up of the venue
-preempts it at once) and the venue works 2 ms after each receipt before it
-answers. None of that can make an honest stamp fail: T4 before send() is
-before the receipt whatever runs when. No latency threshold is asserted.
+gateway's CPU, the gateway's process runs at idle priority (any wake-up of
+the venue preempts it at once) and the venue works 2 ms after each receipt
+before it answers. None of that can make an honest stamp fail: T4 before
+send() is before the receipt whatever runs when. No latency threshold.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 import pytest
 
 from bench.bench_wire import Job, Venue, symbols_of
-from tests.support import DEFAULT_CONFIG, make_config, start_daemon, status, wait_for
+from tests.support import DEFAULT_CONFIG, LAYOUT, make_config, start_daemon, status, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.layouts]
 
 TRIGGERS = 30  # within the gateway's recent_fills (its last 50), so each is compared
 
@@ -41,31 +42,29 @@ def test_tick_to_trade_never_exceeds_wire_to_wire_per_order(tmp_path: Path) -> N
     venue.set_triggers(["AAPL", "MSFT"])  # mr1's symbols in default.toml
     venue.start()
     try:
+        beside_venue = {"cpus": [cpu], "cpu_policy": "idle"}
+        gateway_process = "hotpath" if LAYOUT[0] == "composite" else "gateway"
         over: dict[str, Any] = {
             "daemons": {
                 "exchange": {"enabled": False},
                 "monitor": {"enabled": False},
-                "gateway": {"cpus": [cpu], "cpu_policy": "idle"},
+                gateway_process: beside_venue,
             },
             "venue": {"host": "127.0.0.1", "order_port": venue.order_port,
                       "md_port": venue.md_port},
             "system": {"log_level": "info", "trading_day_starts": ""},
         }
         cfg = make_config(tmp_path, over)
-        with (
-            start_daemon("feed", cfg),
-            start_daemon("gateway", cfg) as gw,
-            start_daemon("strategy", cfg),
-        ):
-            wait_for(lambda: status(gw, "gateway")["strategy_up"], 15, "strategy heard")
+        with start_daemon("up", cfg, args=("--new-day",)) as up:
+            wait_for(lambda: status(up, "gateway")["strategy_up"], 15, "strategy heard")
             # 60 background messages per symbol fill mean reversion's window (its mid
             # never moves), then one trigger every 50 ms: 100 ms per symbol, past its
             # 20 ms cooldown; each waits up to 1 s for its order.
             job = venue.run(Job(n=TRIGGERS, gap_ns=50_000_000, timeout_ns=1_000_000_000,
                                 user="HFTD", prime=60))
             fills = len(venue.fills)
-            wait_for(lambda: status(gw, "gateway")["fills"] == fills, 15, "every fill applied")
-            recent = status(gw, "gateway")["recent_fills"]
+            wait_for(lambda: status(up, "gateway")["fills"] == fills, 15, "every fill applied")
+            recent = status(up, "gateway")["recent_fills"]
     finally:
         venue.close()
     assert job.unexpected == 0 and job.wrong_side == 0
