@@ -883,8 +883,9 @@ def plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], title: 
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
     ax.set_xlim(1, max(10, max((max(xs) for xs, _ in curves.values() if xs), default=10)))
+    ax.set_yscale("log")  # µs medians and ms tails on one plot
     ax.set_xlabel("percentile")
-    ax.set_ylabel("latency (µs)")
+    ax.set_ylabel("latency (µs, log)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -950,7 +951,8 @@ class SystemResult:
     g0: dict[str, Any]
     g1: dict[str, Any]
     fills: list[tuple[str, int]]
-    sent: int
+    entered: int  # Enter Orders the venue read in the window
+    layout: str
 
 
 def system_phase(args: Args, tmp: Path, base: dict[str, Any], triggers: list[str]) -> SystemResult:
@@ -973,18 +975,33 @@ def system_phase(args: Args, tmp: Path, base: dict[str, Any], triggers: list[str
             venue.run(make_job(args, user, args.warmup, prime=60))
             wait_until(settled, 10, "the warm-up's orders in the gateway's histograms")
             g0 = system.status("gateway")
+            before = venue.entered.get(user, 0)
             job = venue.run(make_job(args, user, args.seconds))
             wait_until(settled, 10, "the orders in the gateway's histograms")
             g1 = system.status("gateway")
-            return SystemResult(job, g0, g1, list(venue.fills), venue.entered.get(user, 0))
+            return SystemResult(job, g0, g1, list(venue.fills),
+                                venue.entered.get(user, 0) - before, describe_layout(cfg))
         finally:
             system.stop()
+
+
+def describe_layout(path: Path) -> str:
+    """The hot-path layout and wait strategies this config resolves to on this machine."""
+    from hftd.config import load_config
+
+    cfg: Any = load_config(path)
+    hot = getattr(cfg, "hotpath", None)
+    if hot is not None and hot.resolved_layout() == "composite":
+        return f"composite (hot thread wait {hot.resolved_wait()})"
+    return (f"split (strategy wait {cfg.rings.wait_for('strategy')}, gateway wait "
+            f"{cfg.rings.wait_for('gateway')})")
 
 
 def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path | None) -> None:
     from hftd.runtime.hdr import SparseHistogram
 
     job = sysres.job
+    print(f"hftd layout: {sysres.layout}")
     print(HEADER)
     if floor is not None:
         print(row("floor: bare process recv()->send()", len(floor.w2w), str(floor.missing),
@@ -1000,7 +1017,9 @@ def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path 
         hists[hop] = h
         print(row(f"gateway {label}", h.total, "", hist_quantiles(h)))
     print(f"  triggers {job.sent}: answered {len(job.w2w)}, missing {job.missing} (late "
-          f"{job.late}), unexpected orders {job.unexpected}, wrong side {job.wrong_side}")
+          f"{job.late}), unexpected orders {job.unexpected}, wrong side {job.wrong_side}; "
+          f"orders: the venue read {sysres.entered}, the gateway sent "
+          f"{sysres.g1['sent'] - sysres.g0['sent']}")
     if floor is not None and floor.w2w and job.w2w:
         f50, f99 = quantiles(floor.w2w)[0], quantiles(floor.w2w)[2]
         w50, w99 = quantiles(job.w2w)[0], quantiles(job.w2w)[2]
