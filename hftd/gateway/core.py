@@ -38,7 +38,7 @@ from typing import Any
 import msgspec
 
 from hftd.config import HftdConfig
-from hftd.gateway.positions import PositionBook
+from hftd.gateway.positions import FillLog, PositionBook
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_HEARTBEAT,
@@ -174,9 +174,9 @@ class GatewayCore:
         self.next_internal_cl_id = INTERNAL_CL_ID
         self.journal: Journal | None = None
         self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
-        # Every fill of the day, in order: (match number, symbol, side, qty, price), so that
-        # one the venue breaks or corrects can be taken out of the position exactly.
-        self.fill_log: list[tuple[int, str, str, int, int]] = []
+        # Every fill of the day, in order, so that one the venue breaks or corrects can be
+        # taken out of the position exactly (compact columns: it grows with the day).
+        self.fill_log = FillLog()
         self.last_unusable = ""  # the latest message not applied, and why (Status)
         self._unusable_log_ns = 0  # no line about unusable messages before this
         self._unusable_skipped = 0  # ... and how many were left out since the last one
@@ -678,10 +678,8 @@ class GatewayCore:
         """A broken (`new` None) or corrected (`new` = qty, price) execution: the
         symbol's position and realized P&L become what its other fills make them."""
         log_ = self.fill_log
-        for i in range(len(log_) - 1, -1, -1):
-            if log_[i][0] == match_number:
-                break
-        else:
+        i = log_.find(match_number)
+        if i < 0:
             self._unusable(f"execution {match_number} {what}: no such fill of ours")
             return
         _match, symbol, side, qty, price = log_[i]
@@ -690,9 +688,9 @@ class GatewayCore:
             self.counters["broken_trades"] += 1
             self.counters["fills"] -= 1
         else:
-            log_[i] = (match_number, symbol, side, new[0], new[1])
+            log_.correct(i, new[0], new[1])
             self.counters["trade_corrections"] += 1
-        self.book.rebuild(symbol, [(f[2], f[3], f[4]) for f in log_ if f[1] == symbol])
+        self.book.rebuild(symbol, log_.of_symbol(symbol))
         pos = self.book.position(symbol)
         self.risk.set_position(symbol, pos.qty)
         self.risk.set_pnl(self.book.total())
@@ -879,7 +877,7 @@ class GatewayCore:
         side = "B" if o.side == "B" else "S"
         o.leaves -= m.quantity
         done = o.leaves <= 0
-        self.fill_log.append((m.match_number, o.symbol, side, m.quantity, m.price))
+        self.fill_log.append(m.match_number, o.symbol, side, m.quantity, m.price)
         self.book.on_fill(o.symbol, side, m.quantity, m.price)
         self.risk.on_fill(o.symbol, side, m.quantity, m.price, order_done=done)
         self.risk.set_pnl(self.book.total())
