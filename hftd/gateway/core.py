@@ -988,6 +988,10 @@ class GatewayCore:
         new.leaves = m.quantity
         new.state = LIVE
         new.acked = True
+        # The replace is settled: the old order is gone. Keeping the link would keep
+        # every order a live one replaced alive (a chain, one per replace), and make a
+        # later refused cancel of this order look like a refused replace.
+        new.orig = None
         if new.t4:
             self.latency.record(new.t1, new.t2, new.t3, new.t4, now)
         self._drop(old)

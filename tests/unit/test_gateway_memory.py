@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hftd.config import load_config
-from hftd.gateway.core import GatewayCore, to_b36
+from hftd.gateway.core import LIVE, GatewayCore, to_b36
 from hftd.gateway.positions import FillLog
 from hftd.msg.hot import (
     CMD_CANCEL,
@@ -151,6 +151,62 @@ def test_steady_flow_grows_only_the_compact_fill_log(tmp_path: Path, quiet: None
         assert day.core.counters["risk_rejects"] == 0
         # before: ~0.9 MB (~150 bytes a fill: a tuple and two ints); now ~28 bytes a fill
         assert growth <= FILL_LOG_BYTES * fills + 32_768, f"{growth} bytes for {fills} fills"
+
+
+def test_an_order_replaced_all_day_keeps_no_chain_of_the_orders_it_replaced(
+    quiet: None,
+) -> None:
+    day = Day(None)
+    day.command(CMD_HEARTBEAT, 0, "", "", 0, 0, 0)
+    day.command(CMD_NEW, 1, "AAPL", "B", 100, PX, 0)
+    o = day.core.orders[1]
+    day.accepted(o.user_ref, "B", 100, "AAPL", PX, 1)
+
+    def replace(cl: int) -> None:
+        day.now += 10_000_000
+        old = day.core.orders[cl - 1]
+        day.command(CMD_REPLACE, cl, "AAPL", "B", 100, PX + cl % 2 * 100, cl - 1)
+        new = day.core.orders[cl]
+        echo = ("0", "Y", 9000 + cl, "A", "N", "N", "L", to_b36(cl))
+        day.venue(
+            ouch.Replaced(day.now, old.user_ref, new.user_ref, "B", 100, "AAPL", new.price, *echo)
+        )
+        day.core.reports.clear()
+
+    tracemalloc.start()
+    try:
+        for cl in range(2, 202):
+            replace(cl)
+        before = traced()
+        for cl in range(202, 3202):
+            replace(cl)
+        growth = traced() - before
+    finally:
+        tracemalloc.stop()
+    assert list(day.core.orders) == [3201] and day.core.orders[3201].state == LIVE
+    # before: every replaced order stayed reachable from the live one (~3000 x 250 bytes)
+    assert growth <= 16_384, f"{growth} bytes after 3000 replaces"
+
+
+def test_a_refused_cancel_of_a_replacement_leaves_it_working(quiet: None) -> None:
+    """The replacement's link to the order it replaced ends with the replace: a
+    cancel the venue refuses later is a refused cancel, not a refused replace."""
+    day = Day(None)
+    day.command(CMD_HEARTBEAT, 0, "", "", 0, 0, 0)
+    day.command(CMD_NEW, 1, "AAPL", "B", 100, PX, 0)
+    old = day.core.orders[1]
+    day.accepted(old.user_ref, "B", 100, "AAPL", PX, 1)
+    day.command(CMD_REPLACE, 2, "AAPL", "B", 150, PX, 1)
+    new = day.core.orders[2]
+    echo = ("0", "Y", 9002, "A", "N", "N", "L", to_b36(2))
+    day.venue(ouch.Replaced(day.now, old.user_ref, new.user_ref, "B", 150, "AAPL", PX, *echo))
+    assert day.core.risk.open_qty("AAPL", "B") == 150
+    day.command(CMD_CANCEL, 3, "AAPL", "B", 0, 0, 2)
+    day.core.reports.clear()
+    day.venue(ouch.Rejected(day.now, new.user_ref, ouch.REJECT_UNKNOWN_ORDER, to_b36(2)))
+    assert day.core.orders.get(2) is new and day.core.by_ref.get(new.user_ref) is new
+    assert day.core.risk.open_qty("AAPL", "B") == 150  # not released as a refused replace
+    assert [r.kind for r in day.core.reports] == []
 
 
 def test_the_fill_log_reads_back_as_the_list_of_tuples_it_replaces() -> None:
