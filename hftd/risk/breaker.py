@@ -27,6 +27,16 @@ class BreakerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     md_stale_s: Secs = 3.0  # market data (incl. feed heartbeats) older than this
 
 
+# The config field of each kind's limit, as constants: an attribute name built per
+# event (f"max_{kind}") is a new string each time, and CPython's type attribute cache
+# keeps a reference to the names it looked up (up to its 4096 slots, ~250 KB).
+_LIMIT_FIELDS = {
+    "venue_rejects": "max_venue_rejects",
+    "risk_rejects": "max_risk_rejects",
+    "cancels": "max_cancels",
+}
+
+
 class CircuitBreaker:
     def __init__(self, cfg: BreakerConfig) -> None:
         self.cfg = cfg
@@ -40,7 +50,7 @@ class CircuitBreaker:
         }
 
     def _limit(self, kind: str) -> int:
-        limit: int = getattr(self.cfg, f"max_{kind}")
+        limit: int = getattr(self.cfg, _LIMIT_FIELDS[kind])
         return limit
 
     def record(self, kind: str, now_ns: int) -> str | None:
