@@ -14,8 +14,11 @@ published, journal records, gateway fills). At the end, per daemon: RSS at the
 start and the end, and the least-squares slope in MB/h over the samples after
 `--warmup-s` (the monitor's chart window, 300 s, fills during the first five
 minutes: its memory is expected to rise until then and stay flat after) and
-over the whole run. `--cwd`: run the system from another checkout (a worktree
-of the commit before, say) to compare.
+over the whole run. RSS is per process: in the composite layout (`[hotpath]`,
+the default on fewer than 4 CPUs) feed, strategy and gateway share one process,
+reported once as "hotpath" (their control sockets all give its pid). `--cwd`:
+run the system from another checkout (a worktree of the commit before, say) to
+compare.
 """
 
 from __future__ import annotations
@@ -112,6 +115,16 @@ def status(run_dir: Path, name: str) -> Any:
     return reply.result
 
 
+def processes(pids: dict[str, int]) -> dict[str, tuple[int, list[str]]]:
+    """The processes to sample, by name: (pid, daemons it runs). Daemons that share a
+    pid (the composite layout's hot path) are one process, so its RSS is counted once."""
+    by_pid: dict[int, list[str]] = {}
+    for d, pid in pids.items():
+        by_pid.setdefault(pid, []).append(d)
+    return {(parts[0] if len(parts) == 1 else "hotpath"): (pid, parts)
+            for pid, parts in by_pid.items()}
+
+
 def slope_mb_per_h(points: list[tuple[float, int]]) -> float:
     """Least-squares slope of (seconds, KiB) in MB/h (MB = 10^6 bytes)."""
     if len(points) < 2:
@@ -148,16 +161,21 @@ def main() -> None:
         stdout=log, stderr=subprocess.STDOUT, cwd=code,
         env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
     )
-    samples: dict[str, list[tuple[float, int]]] = {d: [] for d in DAEMONS}
+    samples: dict[str, list[tuple[float, int]]] = {}
     try:
         sock.settimeout(90)
         while "READY=1" not in sock.recv(4096).decode().split("\n"):
             pass
         t0 = time.monotonic()
         pids = {d: int(status(run_dir, d)["pid"]) for d in DAEMONS}
+        procs = processes(pids)
+        samples.update((name, []) for name in procs)
         print(f"pids {pids}; {args.minutes:g} min at {args.rate:g} events/s per symbol, "
               f"RSS every {args.sample_s:g} s", flush=True)
-        print(f"{'t (s)':>6} " + " ".join(f"{d + ' KiB':>13}" for d in DAEMONS)
+        for name, (pid, parts) in procs.items():
+            if len(parts) > 1:
+                print(f"{name} = {' + '.join(parts)}: one process (pid {pid})", flush=True)
+        print(f"{'t (s)':>6} " + " ".join(f"{name + ' KiB':>13}" for name in procs)
               + f" {'ITCH msgs':>10} {'journal':>9} {'fills':>7}  load", flush=True)
         end = t0 + args.minutes * 60
         next_at = t0
@@ -165,13 +183,14 @@ def main() -> None:
             now = time.monotonic()
             if now >= next_at:
                 t = now - t0
-                row = []
                 for d in DAEMONS:
                     pid = int(status(run_dir, d)["pid"])
                     if pid != pids[d]:
                         raise RuntimeError(f"{d} restarted (pid {pids[d]} -> {pid})")
+                row = []
+                for name, (pid, _parts) in procs.items():
                     kib = rss_kib(pid)
-                    samples[d].append((t, kib))
+                    samples[name].append((t, kib))
                     row.append(kib)
                 ex = status(run_dir, "exchange")["detail"]
                 gw = status(run_dir, "gateway")["detail"]
@@ -194,11 +213,10 @@ def main() -> None:
             proc.kill()
         sock.close()
         log.close()
-    minutes = samples["exchange"][-1][0] / 60 if samples["exchange"] else 0.0
+    minutes = samples["exchange"][-1][0] / 60 if samples.get("exchange") else 0.0
     print(f"\nRSS over {minutes:.1f} min (MB/h: least-squares slope; after warm-up = "
           f"samples from {args.warmup_s:g} s on):")
-    for d in DAEMONS:
-        pts = samples[d]
+    for d, pts in samples.items():
         if not pts:
             continue
         late = [p for p in pts if p[0] >= args.warmup_s]
