@@ -13,12 +13,13 @@ policy here, for a process whose hot loop has idle moments:
   only if the process allocates `backstop` net tracked objects without one idle
   moment (a saturated loop still has its memory bounded).
 - `idle_collect()`, from the hot loop's idle branch: collects the young
-  generation once it holds `young` objects (a short pause, at a moment nothing
-  waits), the middle one every `middle_every` young collections, and instead
-  of a young one, at most every `full_every_s` seconds, the old one (what was
-  promoted since the last freeze), freezing its survivors again so that no
-  collection ever walks a long-lived heap. Costs one `gc.get_count()` when
-  there is nothing to do.
+  generation once it holds `young` objects (200 by default: a pause of a few
+  tens of µs, at a moment nothing waits; bench/bench_alloc.py --young), the
+  middle one every `middle_every` young collections, and instead of a young
+  one, at most every `full_every_s` seconds, the old one (what was promoted
+  since the last freeze), freezing its survivors again so that no collection
+  ever walks a long-lived heap. Costs one `gc.get_count()` when there is
+  nothing to do.
 
 Trade-off of re-freezing: an object frozen while alive that later becomes part
 of a garbage *cycle* is never collected (reference counting still frees
@@ -67,7 +68,7 @@ class GcPolicy:
     def __init__(
         self,
         *,
-        young: int = 1000,
+        young: int = 200,
         middle_every: int = 10,
         full_every_s: float = 60.0,
         backstop: int = 100_000,
