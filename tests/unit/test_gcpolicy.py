@@ -140,3 +140,45 @@ def test_settle_again_replaces_the_active_policy() -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         GcPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_hot_loop_collects_in_its_idle_moments_only() -> None:
+    """HotLoop calls idle_collect when its agent has nothing to do: the agent's
+    garbage is collected there, never by an automatic collection mid-work."""
+    import time
+
+    from hftd.runtime.hotloop import HotLoop
+
+    class Agent:
+        def __init__(self) -> None:
+            self.batches = 0
+            self.keep: list[list[list[int]]] = []
+
+        def do_work(self) -> int:
+            if self.batches >= 20:
+                return 0
+            self.batches += 1
+            self.keep.append(_grow(150))  # tracked objects that outlive the unit of work
+            return 1 if self.batches % 2 else 0  # idle after every second batch
+
+        def wait_fds(self) -> list[int]:
+            return []
+
+        def next_timer_s(self) -> float:
+            return 0.001
+
+    p = gcpolicy.settle(GcPolicy(young=200, backstop=100_000))
+    agent = Agent()
+    loop = HotLoop("test", agent, [], "sleep")
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while (agent.batches < 20 or sum(p.stats.idle_collections) < 5) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+    assert agent.batches == 20
+    assert sum(p.stats.idle_collections) >= 5
+    assert p.stats.auto_collections == [0, 0, 0]
