@@ -138,10 +138,15 @@ class GatewayAgent:
     def _flush(self) -> None:
         core = self.core
         if core.to_venue:
-            if self.link.up:
-                self.link.send(b"".join(soup.unsequenced(p) for p in core.to_venue))
+            data = b"".join(soup.unsequenced(p) for p in core.to_venue)
             core.to_venue.clear()
+            # T4 is the hand-off, stamped before send(): on loopback the venue can read
+            # the bytes, and answer, before send() returns here. Stamped after it, T4
+            # was later than the venue's receipt and T1->T4 could exceed the order's
+            # wire-to-wire time (tests/integration/test_wire_stamps.py).
             core.stamp_sent(time.monotonic_ns())
+            if self.link.up:
+                self.link.send(data)
         if core.reports:
             for r in core.reports:
                 self.pending.append(self.enc.encode(core.stamp(r)))
