@@ -71,6 +71,7 @@ REPLACE_PENDING = "replace pending"  # an old order whose replacement is on its 
 DONE = "done"
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_B36_2 = [a + b for a in _B36 for b in _B36]  # two digits at a time: half the divisions
 _jenc = msgspec.msgpack.Encoder()
 _jdec = msgspec.msgpack.Decoder(tuple[Any, ...])
 INTERNAL_CL_ID = 1 << 47  # the gateway's own orders (flatten), apart from any strategy's
@@ -78,12 +79,14 @@ FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
 
 
 def to_b36(n: int) -> str:
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _B36[r] + out
-        if not n:
-            return out
+    """`n` >= 0 in base 36 (every order's ClOrdID: on the hot path)."""
+    parts = []
+    while n >= 1296:
+        n, r = divmod(n, 1296)
+        parts.append(_B36_2[r])
+    parts.append(_B36[n] if n < 36 else _B36_2[n])
+    parts.reverse()
+    return "".join(parts)
 
 
 def from_b36(text: str) -> int:
@@ -313,12 +316,15 @@ class GatewayCore:
         )
         self.sent_orders.append(o)
         self.counters["sent"] += 1
+        # the price is formatted when the line is written (idle), as _px would
         log.info(
-            "risk OK, order sent %s %s %d @ %s (cl %d, ref %d)",
+            "risk OK, order sent %s %s %d @ MKT (cl %d, ref %d)"
+            if market
+            else "risk OK, order sent %s %s %d @ %.4f (cl %d, ref %d)",
             symbol,
             "BUY" if side == "B" else "SELL",
             qty,
-            _px(price),
+            *(() if market else (price / 10_000,)),
             cl_id,
             ref,
         )

@@ -34,9 +34,12 @@ from hftd.config import (
 from hftd.ipc.control import serve_control
 from hftd.ipc.ring import RingError, RingUntrustedError
 from hftd.msg.control import Command, Reload, ReloadResult, Status, StatusInfo
+from hftd.runtime import gcpolicy
 from hftd.runtime.log import flush_stale, setup_logging
 from hftd.runtime.notify import Notifier
 from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir
+
+HOT_COMPONENTS = frozenset({"feed", "strategy", "gateway", "hotpath"})  # run a HotLoop
 
 
 class Service(Protocol):
@@ -218,9 +221,15 @@ async def _serve(runtime: Runtime, run_dir: Path) -> None:
             )
         await nursery.start(runtime.service.run)
         # Everything allocated so far lives for the whole run: keep the
-        # collector from ever walking it again mid-trading.
-        gc.collect()
-        gc.freeze()
+        # collector from ever walking it again mid-trading. A daemon with a hot
+        # loop also moves the collector's runs to the loop's idle moments
+        # (hftd.runtime.gcpolicy; the loop calls idle_collect); the others keep
+        # CPython's thresholds, as nothing of theirs would collect in between.
+        if runtime.component in HOT_COMPONENTS:
+            gcpolicy.settle()
+        else:
+            gc.collect()
+            gc.freeze()
         runtime.state = "running"
         for part in runtime.parts:
             part.state = "running"
