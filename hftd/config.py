@@ -267,6 +267,12 @@ class HotpathConfig(_Base, frozen=True, kw_only=True):
     # The composite's hot thread waits on the venue's sockets: "auto" spins
     # spin_us first with a core to spare, else sleeps at once.
     wait: WaitName = "auto"
+    # SCHED_FIFO priority of the hot threads (feed, strategy, gateway, both
+    # layouts; 0 = the default policy). They sleep between messages, so they
+    # take little CPU, but a message wakes them at once instead of after the
+    # scheduler's slice of whatever else shares the CPU. The kernel's RT
+    # throttling (sched_rt_runtime_us) keeps 5% of each CPU for the rest.
+    rt_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 0
 
     def resolved_layout(self) -> str:
         if self.layout != "auto":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -82,6 +83,9 @@ class FeedAgent:
         self.view = memoryview(self.buf)
         self.encoder = msgspec.msgpack.Encoder()
         self.norm = Normalizer()
+        # Composite layout: run the strategy and the gateway on each message as soon
+        # as it is in the ring (`hftd.runtime.composite`); None in the split layout.
+        self.downstream: Callable[[], object] | None = None
         self.problems_logged = 0  # norm.problems when the last warning went out
         self.next_problem_log = 0.0  # monotonic s: no warning before (one per 5 s)
         self.counters = {
@@ -169,6 +173,8 @@ class FeedAgent:
                 if ring.try_write(enc.encode(u)):
                     self.counters["published"] += 1
                     self.last_publish = link.last_rx
+                    if self.downstream is not None:
+                        self.downstream()
                 else:
                     self.counters["drops"] += 1
             elif isinstance(ev, soup.LoginAccepted):

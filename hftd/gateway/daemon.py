@@ -104,14 +104,9 @@ class GatewayAgent:
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
 
-    def do_work(self) -> int:
-        work = 0
-        core = self.core
-        link = self.link
-        link.connect_if_due()
-        if link.up:
-            work += self._read_venue()
-        orders, dec = self.orders, self.dec
+    def _orders(self) -> int:
+        """Risk-check and queue what the orders ring holds (nothing until reconciled)."""
+        orders, dec, core = self.orders, self.dec, self.core
         n = 0
         for _ in range(BATCH if self.reconciled else 0):
             raw = orders.read()
@@ -121,7 +116,25 @@ class GatewayAgent:
             core.on_command(dec.decode(raw), time.monotonic_ns())
         if n:
             orders.commit()
-            work += n
+        return n
+
+    def pump(self) -> int:
+        """New orders to the venue at once: what a composite hot path runs after each
+        market-data message (`hftd.runtime.composite`); the venue's replies and the
+        timers wait for the loop's next pass."""
+        n = self._orders()
+        if n:
+            self._flush()
+        return n
+
+    def do_work(self) -> int:
+        work = 0
+        core = self.core
+        link = self.link
+        link.connect_if_due()
+        if link.up:
+            work += self._read_venue()
+        work += self._orders()
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS

@@ -64,9 +64,12 @@ class SplitHost:
 
     def __init__(self, cfg: HftdConfig) -> None:
         self.spin_us = cfg.rings.spin_us
+        self.rt_priority = cfg.hotpath.rt_priority
 
     def loop(self, name: str, agent: Agent, inputs: dict[str, Ring], wait: str) -> PartLoop:
-        return HotLoop(name, agent, list(inputs.values()), wait, self.spin_us)
+        hot = HotLoop(name, agent, list(inputs.values()), wait, self.spin_us)
+        hot.rt_priority = self.rt_priority
+        return hot
 
 
 class CompositeAgent:
@@ -78,11 +81,21 @@ class CompositeAgent:
 
     def add(self, rank: int, name: str, agent: Agent) -> None:
         self.parts = sorted([*self.parts, (rank, name, agent)], key=lambda p: p[0])
-        self.agents = [a for _, _, a in self.parts]
+        self._chain()
 
     def remove(self, name: str) -> None:
         self.parts = [p for p in self.parts if p[1] != name]
+        self._chain()
+
+    def _chain(self) -> None:
+        """Each agent with a `downstream` hook (the feed) runs the `pump` of the agents
+        after it (strategy, then gateway) on every message it publishes: message by
+        message through the whole pipeline, not stage by stage over a whole read."""
         self.agents = [a for _, _, a in self.parts]
+        for i, a in enumerate(self.agents):
+            if hasattr(a, "downstream"):
+                pumps = [b.pump for b in self.agents[i + 1 :] if hasattr(b, "pump")]
+                a.downstream = _run_all(pumps) if pumps else None
 
     def do_work(self) -> int:
         work = 0
@@ -100,6 +113,20 @@ class CompositeAgent:
         return min((a.next_timer_s() for a in self.agents), default=MAX_SLEEP_S)
 
 
+def _run_all(pumps: list[Callable[[], int]]) -> Callable[[], int]:
+    if len(pumps) == 1:
+        return pumps[0]
+    first, *rest = pumps
+
+    def run() -> int:
+        n = first()
+        for p in rest:
+            n += p()
+        return n
+
+    return run
+
+
 class CompositeHost:
     """Layout "composite": the parts of this process share one hot thread."""
 
@@ -108,6 +135,7 @@ class CompositeHost:
         self.agent = CompositeAgent()
         self.inputs: list[Ring] = []  # rings written by another process: slept on
         self.hot = HotLoop("hotpath", self.agent, self.inputs, wait, cfg.rings.spin_us)
+        self.hot.rt_priority = cfg.hotpath.rt_priority
         self.lock = threading.Lock()
         self.attached: set[str] = set()
 

@@ -14,6 +14,7 @@ agent's state is never touched by two threads at once.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import select
 import sys
@@ -64,6 +65,11 @@ class HotLoop:
         self.error: BaseException | None = None
         self.loops = 0
         self.sleeps = 0
+        # SCHED_FIFO priority of the hot thread alone (0: the default policy). A
+        # message arriving wakes it ahead of whatever else runs on its CPU, instead
+        # of waiting for the scheduler's next turn ([hotpath] rt_priority).
+        self.rt_priority = 0
+        self.native_id = 0
 
     def start(self) -> None:
         # The control thread (trio: status, monitor polls) holds the GIL in
@@ -90,8 +96,25 @@ class HotLoop:
         """Run `fn` in the hot thread soon; nobody waits for it."""
         self.calls.put((fn, Future()))
 
+    def _set_realtime(self) -> None:
+        """Only this thread: the process's control plane keeps the default policy."""
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.rt_priority))
+        except OSError as exc:  # needs CAP_SYS_NICE or an RLIMIT_RTPRIO allowance
+            log.warning(
+                "%s hot thread: cannot use SCHED_FIFO priority %d (%s): default policy",
+                self.name,
+                self.rt_priority,
+                exc.strerror or exc,
+            )
+        else:
+            log.info("%s hot thread: SCHED_FIFO priority %d", self.name, self.rt_priority)
+
     def _main(self) -> None:
         register_hot_thread()
+        self.native_id = threading.get_native_id()
+        if self.rt_priority:
+            self._set_realtime()
         try:
             self._run()
         except BaseException as exc:  # surfaced by the daemon's watchdog check

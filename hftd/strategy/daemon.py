@@ -86,9 +86,12 @@ class StrategyAgent:
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
 
-    def do_work(self) -> int:
+    def pump(self) -> int:
+        """Market data only: what a composite hot path runs after each message the
+        feed publishes (`hftd.runtime.composite`), so a decision never waits for the
+        rest of the feed's read."""
         work = 0
-        md, engine = self.md, self.engine
+        md = self.md
         for _ in range(BATCH):
             raw = md.read()
             if raw is None:
@@ -97,6 +100,11 @@ class StrategyAgent:
             self._on_update(self.md_dec.decode(raw))
         if work:
             md.commit()
+        return work
+
+    def do_work(self) -> int:
+        work = self.pump()
+        engine = self.engine
         execs = self.execs
         n = 0
         for _ in range(BATCH):

@@ -149,3 +149,40 @@ def test_only_rings_written_by_another_process_are_slept_on() -> None:
     part = host.loop("gateway", Agent("g", [], 1.0, []), {"orders": orders}, "sleep")  # type: ignore[dict-item]
     assert part.inputs == []  # type: ignore[attr-defined]
     assert set(PRODUCER) == {"md", "orders", "executions"}
+
+
+def test_each_message_the_feed_publishes_runs_through_strategy_and_gateway() -> None:
+    """A read of many messages is not handled stage by stage (all decoded, then all
+    decided on): after each one the feed publishes, the strategy's and the gateway's
+    `pump` run, so the first message's order does not wait for the last one."""
+    trace: list[str] = []
+
+    class Feed(Agent):
+        downstream: Any = None
+
+        def do_work(self) -> int:
+            for i in range(3):
+                trace.append(f"publish {i}")
+                if self.downstream is not None:
+                    self.downstream()
+            return 3
+
+    class Pumped(Agent):
+        def pump(self) -> int:
+            self.trace.append(f"{self.name} pump")
+            return 1
+
+    comp = CompositeAgent()
+    feed = Feed("feed", trace, 1.0, [])
+    comp.add(0, "feed", feed)
+    comp.add(2, "gateway", Pumped("gateway", trace, 1.0, []))
+    comp.add(1, "strategy", Pumped("strategy", trace, 1.0, []))
+    comp.do_work()
+    assert trace[:6] == ["publish 0", "strategy pump", "gateway pump",
+                         "publish 1", "strategy pump", "gateway pump"]
+    comp.remove("strategy")
+    trace.clear()
+    feed.do_work()
+    assert trace[:2] == ["publish 0", "gateway pump"]
+    comp.remove("gateway")
+    assert feed.downstream is None
