@@ -337,7 +337,8 @@ def main() -> None:
         if args.log_ratio:
             ab_ratio(Path(d), args.seconds, args.rate, args.log_ratio, "log")
             return
-        latency_phase(Path(d), args.seconds, args.rate, args.with_monitor)
+        if args.seconds > 0:
+            latency_phase(Path(d), args.seconds, args.rate, args.with_monitor)
         if args.throughput_seconds > 0:
             throughput_phase(Path(d), args.throughput_seconds)
 
