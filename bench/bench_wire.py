@@ -1049,8 +1049,8 @@ def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path 
         curves["hftd wire-to-wire"] = percentile_curve(job.w2w)
         curves["hftd T1->T4 (gateway HDR)"] = hist_curve(t14)
         sets = " ".join(".".join(p) + "=" + str(v) for p, v in args.sets) or "default config"
-        plot(plot_path, curves, f"bench_wire.py, {sets}, {args.rate:g} triggers/s, "
-             f"{args.seconds:g} s, load {os.getloadavg()[0]:.2f}")
+        plot(plot_path, curves, f"bench_wire.py: {sysres.layout}; {sets}; {args.rate:g} "
+             f"triggers/s, {args.seconds:g} s, load {os.getloadavg()[0]:.2f}")
         print(f"  plot: {plot_path}")
 
 
