@@ -359,6 +359,7 @@ ALERT_RULES = (
     "resync_loop",
     "listener_limits",
     "book_errors",
+    "venue_unusable",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -380,6 +381,7 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     resync_loop_after: Positive = 1  # resyncs in a row that hit a gap again before the old one
     max_limit_hits_per_min: NonNegative = 0  # listener limits hit (refused, timed out...), 60 s
     max_book_errors_per_min: NonNegative = 0  # md updates the strategy's books rejected, 60 s
+    max_unusable_per_min: NonNegative = 0  # sequenced venue messages the gateway could not use
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

@@ -38,7 +38,12 @@ Rules (severity; raised while):
   max_book_errors_per_min market-data updates in the last 60 s (an execute,
   cancel, delete or replace of an order they do not hold, a size of zero or
   less, ...): each one made them wrong, and the strategy resynced them from
-  sequence 1 (if the same update comes back every time: resync_loop).
+  sequence 1 (if the same update comes back every time: resync_loop);
+- venue_unusable (warning): the gateway received more than
+  max_unusable_per_min sequenced venue messages in the last 60 s that it
+  journaled but could not apply (not OUCH 5.0, a type it does not handle, about
+  an order or a fill it does not know): never skipped, but its orders,
+  positions or P&L may now differ from the venue's.
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class Facts(msgspec.Struct, kw_only=True):
     limit_where: dict[str, list[str]] = msgspec.field(default_factory=dict)  # daemon -> listeners
     book_errors_last_min: int = 0  # strategy: md updates its books rejected, last 60 s
     book_error: str = ""  # the last one: its sequence number and why
+    unusable_last_min: int = 0  # gateway: sequenced venue messages not applied, last 60 s
+    last_unusable: str = ""  # the last one: its sequence number and why
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -197,6 +204,14 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                              f"{f.book_error or 'not reported'}",
                              value=f.book_errors_last_min,
                              threshold=cfg.max_book_errors_per_min))
+    if f.unusable_last_min > cfg.max_unusable_per_min:
+        out.append(Condition(rule="venue_unusable", subject="gateway", severity="warning",
+                             message=f"{f.unusable_last_min} sequenced venue messages the gateway "
+                             f"journaled but could not apply in the last minute (max "
+                             f"{cfg.max_unusable_per_min}); last: "
+                             f"{f.last_unusable or 'not reported'}",
+                             value=f.unusable_last_min,
+                             threshold=cfg.max_unusable_per_min))
     return [c for c in out if c.rule not in cfg.disabled]
 
 

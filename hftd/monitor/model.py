@@ -225,7 +225,7 @@ class Aggregator:
         strat = self._detail(poll, "strategy")
 
         self._count("gateway", poll, gw, ("sent", "fills", "cancels", "risk_rejects",
-                                          "venue_rejects", "reconnects"))
+                                          "venue_rejects", "reconnects", "unusable"))
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
         self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures",
                                               "book_errors"))
@@ -254,6 +254,7 @@ class Aggregator:
             drops=_num(feed, "drops"), orders_refused=_num(strat, "orders_refused"),
             resyncs=_num(strat, "resyncs"), resync_failures=_num(strat, "resync_failures"),
             book_errors=_num(strat, "book_errors"),
+            unusable=_num(gw, "unusable"),
             reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
         )
         positions, totals = self._positions(gw)
@@ -297,6 +298,8 @@ class Aggregator:
             limit_where=limit_where,
             book_errors_last_min=st.within("book_errors", 60.0) if st else 0,
             book_error=str(strat.get("last_book_error", "")),
+            unusable_last_min=g.within("unusable", 60.0) if g else 0,
+            last_unusable=str(gw.get("last_unusable", "")),
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)

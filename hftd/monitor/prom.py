@@ -70,6 +70,8 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     counter("hftd_md_book_errors",
             "Market-data updates the strategy's books rejected (each one resyncs them).",
             c.book_errors)
+    counter("hftd_gateway_unusable",
+            "Sequenced venue messages the gateway journaled but could not apply.", c.unusable)
 
     rates = GaugeMetricFamily("hftd_rate_per_second", "Per-second rates over the last second.",
                               labels=["what"])

@@ -50,6 +50,7 @@ class Counters(msgspec.Struct, kw_only=True):
     resyncs: int = 0  # strategy: full replays from sequence 1 asked of the feed
     resync_failures: int = 0  # strategy: resyncs that hit a gap again before the old one
     book_errors: int = 0  # strategy: md updates its books rejected (each one resyncs them)
+    unusable: int = 0  # gateway: sequenced venue messages journaled but not applied
     reconnects: int = 0  # feed + gateway venue sessions
 
 
