@@ -184,7 +184,7 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     """One strategy instance and its parameters (applied live on reload)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
-    kind: Literal["mean_reversion", "momentum"]
+    kind: Literal["mean_reversion", "momentum", "load"]
     symbols: list[Symbol]
     enabled: bool = True
     order_qty: Positive = 100
@@ -198,10 +198,16 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     fast_window: Annotated[int, msgspec.Meta(ge=1)] = 10
     slow_window: Annotated[int, msgspec.Meta(ge=2)] = 40
     order_timeout_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0  # cancel if still working
+    # load (a load generator, not a trading strategy): up to rate_per_s non-marketable
+    # IOC orders a second across its symbols, offset_ticks behind its own side's touch
+    rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    offset_ticks: NonNegative = 5
 
     def problems(self) -> Iterator[str]:
         if self.kind == "momentum" and self.fast_window >= self.slow_window:
             yield "fast_window: must be < slow_window"
+        if self.kind == "load" and self.rate_per_s <= 0:
+            yield "rate_per_s: a load instance needs a rate > 0"
         if not self.symbols:
             yield "symbols: at least one symbol"
 

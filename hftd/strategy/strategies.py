@@ -183,4 +183,70 @@ class Momentum(Strategy):
                 log.info("%s: order %d working %.0f ms: cancel", self.name, cl_id, (now - at) / 1e6)
 
 
-KINDS: dict[str, type[Strategy]] = {"mean_reversion": MeanReversion, "momentum": Momentum}
+class Load(Strategy):
+    """A load generator, not a trading strategy: on its timer, up to `rate_per_s`
+    non-marketable IOC orders a second across its symbols (bids `offset_ticks` below the
+    best bid, offers as far above the best ask), so the venue accepts and cancels each
+    and nothing trades. It measures what the order path (order manager, orders ring,
+    risk, gateway, venue) sustains with orders made where a strategy makes them
+    (`bench/bench_tick_to_trade.py --strategy-throughput-seconds`).
+
+    A symbol is loaded once its book has both sides. Orders the orders ring refuses
+    are not made up later: at most `BURST_S` of the rate accumulates, so a system that
+    cannot keep up sees the rate it sustains, not a growing backlog."""
+
+    BURST_S = 0.05  # the most a timer call catches up on: 50 ms of the rate
+
+    def __init__(
+        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
+    ) -> None:
+        super().__init__(cfg, om, ticks)
+        self.touch: dict[str, tuple[int, int]] = {}  # symbol -> (best bid, best ask)
+        self.credit = 0.0  # orders due and not sent yet
+        self.last_ns = 0  # the previous timer call (0: none yet)
+        self.turn = 0  # which symbol and side is next (round robin)
+        self.refused = 0  # timer calls cut short by a full orders ring
+
+    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            self.touch[book.symbol] = (bid[0], ask[0])
+
+    def on_timer(self, now: int) -> None:
+        last, self.last_ns = self.last_ns, now
+        if not last or now <= last:
+            return
+        symbols = [s for s in self.cfg.symbols if s in self.touch]
+        if not symbols:  # nothing to price from: nothing falls due meanwhile
+            return
+        rate = self.cfg.rate_per_s
+        self.credit = min(self.credit + rate * (now - last) / 1e9, max(1.0, rate * self.BURST_S))
+        om, qty, offset = self.om, self.cfg.order_qty, self.cfg.offset_ticks
+        limit = self.cfg.max_position
+        n = len(symbols)
+        while self.credit >= 1.0:
+            k = self.turn
+            sym = symbols[(k >> 1) % n]
+            bid, ask = self.touch[sym]
+            away = self.ticks[sym] * offset
+            side, price = ("B", bid - away) if k & 1 == 0 else ("S", ask + away)
+            if price <= 0:  # a bid too near zero to go below: offer instead
+                side, price = "S", ask + away
+            pos = om.position(sym)  # none should fill; if some did, the cap still holds
+            if (pos + qty > limit) if side == "B" else (pos - qty < -limit):
+                self.turn = k + 1
+                self.credit -= 1.0
+                continue
+            if om.new(sym, side, qty, price, TIF_IOC, 0) is None:
+                self.refused += 1
+                return
+            self.turn = k + 1
+            self.credit -= 1.0
+            self.signals += 1
+
+
+KINDS: dict[str, type[Strategy]] = {
+    "mean_reversion": MeanReversion,
+    "momentum": Momentum,
+    "load": Load,
+}

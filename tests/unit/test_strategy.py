@@ -197,3 +197,80 @@ def test_mean_reversion_signal_line_carries_its_z_score(caplog: pytest.LogCaptur
     assert line.endswith(f") -> order {order.cl_id}")
     z = float(line.split("(z=")[1].split(")")[0])
     assert z <= -1.5
+
+
+def load_engine(rate: float, symbols: list[str]) -> tuple[StrategyEngine, list[OrderCommand]]:
+    """A `load` instance in an engine whose clock the test sets (`eng.clock`)."""
+    ld = StrategyInstanceConfig(
+        name="load", kind="load", symbols=symbols, rate_per_s=rate, offset_ticks=3
+    )
+    eng, sent = engine([ld])
+    return eng, sent
+
+
+def two_sided(eng: StrategyEngine, symbol: str, locate: int, bid: int, ask: int) -> None:
+    for ref, side, price in ((locate * 100 + 1, "B", bid), (locate * 100 + 2, "S", ask)):
+        eng.on_update(MarketDataUpdate(ref, MD_ADD, locate, symbol, ref, side, 100, price, 0, 0, 0))
+
+
+def test_load_sends_its_rate_of_non_marketable_iocs_once_books_have_both_sides() -> None:
+    eng, sent = load_engine(1000.0, ["AAPL", "MSFT"])
+    load = eng.strategies[0]
+    now = [10**9]
+    eng.clock = lambda: now[0]
+    load.on_timer(now[0])
+    now[0] += 10**7
+    load.on_timer(now[0])
+    assert not sent  # no book with both sides yet: nothing to price from
+    locate = {s.symbol: i + 1 for i, s in enumerate(eng.cfg.symbols)}
+    two_sided(eng, "AAPL", locate["AAPL"], 1_000_000, 1_000_200)
+    two_sided(eng, "MSFT", locate["MSFT"], 4_000_000, 4_000_500)
+    now[0] += 10**7  # 10 ms at 1000/s: 10 orders
+    load.on_timer(now[0])
+    news = [c for c in sent if c.kind == CMD_NEW]
+    assert len(news) == 10
+    assert {c.symbol for c in news} == {"AAPL", "MSFT"}
+    assert {c.side for c in news} == {"B", "S"}
+    tick = {s.symbol: s.tick_fp for s in eng.cfg.symbols}
+    touch = {"AAPL": (1_000_000, 1_000_200), "MSFT": (4_000_000, 4_000_500)}
+    for c in news:
+        bid, ask = touch[c.symbol]
+        assert c.tif == "3" and c.strategy == "load" and c.qty == 100
+        assert c.price == (bid - 3 * tick[c.symbol] if c.side == "B" else ask + 3 * tick[c.symbol])
+    assert load.om.counts["sent"] == 10 and len(load.om.orders) == 10
+    # The venue accepts each and cancels it (IOC, nothing to match): nothing stays working.
+    for c in news:
+        eng.on_report(ExecutionReport(EX_ACCEPTED, c.cl_id, 0, c.symbol, c.side, 100, c.price,
+                                      100, 0, "", 0))
+        eng.on_report(ExecutionReport(EX_CANCELED, c.cl_id, 0, c.symbol, c.side, 100, c.price,
+                                      0, 0, "I", 0))
+    assert eng.working() == 0 and eng.untracked() == 0 and eng.invalid() == 0
+
+
+def test_load_catches_up_at_most_a_burst_and_stops_at_a_full_ring() -> None:
+    eng, sent = load_engine(1000.0, ["AAPL"])
+    load = eng.strategies[0]
+    two_sided(eng, "AAPL", 1, 1_000_000, 1_000_200)
+    load.on_timer(10**9)
+    load.on_timer(10**9 + 10 * 10**9)  # 10 s without a timer: 50 ms of the rate, not 10,000
+    assert len([c for c in sent if c.kind == CMD_NEW]) == 50
+    ring = [3]  # the ring takes three more, then is full
+
+    def full_after_three(c: OrderCommand) -> bool:
+        ring[0] -= 1
+        if ring[0] < 0:
+            return False
+        sent.append(c)
+        return True
+
+    load.om.send = full_after_three
+    load.on_timer(10**9 + 10 * 10**9 + 10**7)  # 10 more due
+    assert len([c for c in sent if c.kind == CMD_NEW]) == 53
+    assert load.refused == 1 and load.om.refused == 1
+
+
+def test_load_config_needs_a_rate() -> None:
+    cfg = StrategyInstanceConfig(name="l", kind="load", symbols=["AAPL"])
+    assert any("rate_per_s" in p for p in cfg.problems())
+    ok = StrategyInstanceConfig(name="l", kind="load", symbols=["AAPL"], rate_per_s=10.0)
+    assert not list(ok.problems())
