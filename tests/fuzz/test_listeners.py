@@ -103,6 +103,11 @@ def fuzz_config(tmp: Path) -> Path:
         },
         "strategy": {"instances": STRATEGIES},
         "gateway": {"strategy_timeout_s": 0.5},
+        # The legitimate session must go on trading for the whole run (the dedicated
+        # run is ~20 minutes): losing to the synthetic flow, it reached the default
+        # daily loss stop and no fill followed the web's fuzz. The loss stop has its
+        # own tests; here it is out of the way.
+        "risk": {"daily_loss_limit": 100_000_000_000_000},
         # Chart history and latency windows short, so that they are full (their size by
         # design) before the monitor's listeners are fuzzed, and not counted as a leak.
         "monitor": {"web_port": free_port(), "metrics_port": free_port(), "window_s": 20.0,
