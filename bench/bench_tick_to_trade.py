@@ -57,7 +57,14 @@ import msgspec  # noqa: E402
 from hftd.ipc.control import request_sync  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
 from hftd.msg.control import Status  # noqa: E402
-from hftd.msg.hot import CMD_HEARTBEAT, CMD_NEW, OrderCommand  # noqa: E402
+from hftd.msg.hot import (  # noqa: E402
+    CMD_HEARTBEAT,
+    CMD_NEW,
+    EX_CANCELED,
+    EX_REJECTED,
+    ExecutionReport,
+    OrderCommand,
+)
 from hftd.runtime.latency import HopLatency, summaries  # noqa: E402
 
 
@@ -78,6 +85,10 @@ def toml_value(v: Any) -> str:
 
 
 LOAD_RATE = [60000.0]  # --load-rate: what the load strategy offers, orders/s
+# Orders in flight (written, not reported finished) at most: an open loop outruns the
+# venue on this box, its backlog grows for the whole run (seconds of queue: orders
+# time out, max_working_orders rejects); a window keeps the queue, not the rate, bounded.
+WINDOW = [4000]
 FULL_WAIT_S = 0.0002  # the throughput phase's injector, when the orders ring is full
 LAYOUT = ["auto", "auto"]  # [hotpath] layout and wait (--layout, --wait)
 
@@ -136,7 +147,7 @@ def write_config(
         lines += ["[[strategy.instances]]", 'name = "load1"', 'kind = "load"',
                   'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
                   "max_position = 100000000", f"rate_per_s = {LOAD_RATE[0]}",
-                  "offset_ticks = 5", ""]
+                  "offset_ticks = 5", f"max_working = {WINDOW[0]}", ""]
     if with_monitor:
         lines += ["[daemons.monitor]", "cpu_policy = 'idle'", "",
                   "[monitor]", f"web_port = {free_port()}", ""]
@@ -220,6 +231,8 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
     system = System(cfg_path)
     prefix = tomllib.loads(cfg_path.read_text())["rings"]["prefix"]
     ring = Ring.attach(f"{prefix}-orders")
+    execs = Ring.attach(f"{prefix}-executions")  # read here, as a strategy would
+    rdec = msgspec.msgpack.Decoder(ExecutionReport)
     enc = msgspec.msgpack.Encoder()
     try:
         hb = OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0)
@@ -231,12 +244,24 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         next_hb = t0
         full = 0
         sent = 0
+        done = 0  # orders the gateway reported finished (cancelled by the venue, rejected)
         while True:
             now = time.monotonic()
             if now - t0 >= seconds:
                 break
             if now >= next_hb and ring.try_write(enc.encode(hb)):
                 next_hb = now + 0.05
+            n = 0
+            while (raw := execs.read()) is not None:
+                n += 1
+                if rdec.decode(raw).kind in (EX_CANCELED, EX_REJECTED):
+                    done += 1
+            if n:
+                execs.commit()
+            if sent - done >= WINDOW[0]:  # enough in flight: the path is the limit
+                full += 1
+                time.sleep(FULL_WAIT_S)
+                continue
             for _ in range(64):
                 side = "B" if cl & 1 else "S"
                 price = 1_880_000 if side == "B" else 1_910_000  # off the touch, in the band
@@ -257,12 +282,14 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         g1 = system.status("gateway")
     finally:
         ring.close()
+        execs.close()
         system.stop()
     acked = (summaries(g1["latency_hdr"])[3].count - summaries(g0["latency_hdr"])[3].count)
     rejects = g1["risk_rejects"] - g0["risk_rejects"]
     print(f"throughput phase: {elapsed:.1f} s, commands written {sent} ({sent / elapsed:.0f}/s), "
           f"venue acknowledgements {acked} ({acked / elapsed:.0f} orders/s), risk rejects "
-          f"{rejects}, ring-full retries {full}")
+          f"{rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, waits (window or ring "
+          f"full) {full}")
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
 
@@ -294,7 +321,8 @@ def strategy_throughput_phase(tmp: Path, seconds: float) -> float:
     print(f"strategy throughput phase: {elapsed:.1f} s, load strategy offering "
           f"{LOAD_RATE[0]:g}/s: orders made {made} ({made / elapsed:.0f}/s), refused by the "
           f"full ring {refused}, venue acknowledgements {acked} ({acked / elapsed:.0f} "
-          f"orders/s), risk rejects {rejects}, venue rejects "
+          f"orders/s), risk rejects {rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, "
+          f"venue rejects "
           f"{g1['venue_rejects'] - g0['venue_rejects']}, fills {g1['fills'] - g0['fills']}")
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
@@ -372,6 +400,8 @@ def main() -> None:
                     help="throughput with the orders made by a strategy (kind \"load\")")
     ap.add_argument("--load-rate", type=float, default=LOAD_RATE[0],
                     help="orders/s the load strategy offers (above what the path takes)")
+    ap.add_argument("--window", type=int, default=WINDOW[0],
+                    help="orders in flight at most, injected or from the strategy")
     ap.add_argument("--with-monitor", action="store_true", help="also run the monitor daemon")
     ap.add_argument("--monitor-ratio", type=int, default=0, metavar="ROUNDS",
                     help="only the latency phase, ROUNDS runs without and ROUNDS with the "
@@ -385,6 +415,7 @@ def main() -> None:
     args = ap.parse_args()
     LAYOUT[:] = [args.layout, args.wait]
     LOAD_RATE[:] = [args.load_rate]
+    WINDOW[:] = [args.window]
     print(f"layout {args.layout}, wait {args.wait}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
           f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "

@@ -202,6 +202,7 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     # IOC orders a second across its symbols, offset_ticks behind its own side's touch
     rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     offset_ticks: NonNegative = 5
+    max_working: Positive = 4000  # load: orders in flight at most (the venue's queue bounded)
 
     def problems(self) -> Iterator[str]:
         if self.kind == "momentum" and self.fast_window >= self.slow_window:

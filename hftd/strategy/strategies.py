@@ -191,9 +191,11 @@ class Load(Strategy):
     risk, gateway, venue) sustains with orders made where a strategy makes them
     (`bench/bench_tick_to_trade.py --strategy-throughput-seconds`).
 
-    A symbol is loaded once its book has both sides. Orders the orders ring refuses
-    are not made up later: at most `BURST_S` of the rate accumulates, so a system that
-    cannot keep up sees the rate it sustains, not a growing backlog."""
+    A symbol is loaded once its book has both sides. At most `max_working` orders are
+    in flight (sent, not reported done): an open loop outruns a venue that cannot keep
+    up, and its queue, not the rate, would grow until orders time out. Orders the
+    window or the orders ring hold back are not made up later: at most `BURST_S` of
+    the rate accumulates, so a system that cannot keep up sees the rate it sustains."""
 
     BURST_S = 0.05  # the most a timer call catches up on: 50 ms of the rate
 
@@ -223,8 +225,10 @@ class Load(Strategy):
         self.credit = min(self.credit + rate * (now - last) / 1e9, max(1.0, rate * self.BURST_S))
         om, qty, offset = self.om, self.cfg.order_qty, self.cfg.offset_ticks
         limit = self.cfg.max_position
+        window = self.cfg.max_working
+        working = om.orders
         n = len(symbols)
-        while self.credit >= 1.0:
+        while self.credit >= 1.0 and len(working) < window:
             k = self.turn
             sym = symbols[(k >> 1) % n]
             bid, ask = self.touch[sym]

@@ -274,3 +274,22 @@ def test_load_config_needs_a_rate() -> None:
     assert any("rate_per_s" in p for p in cfg.problems())
     ok = StrategyInstanceConfig(name="l", kind="load", symbols=["AAPL"], rate_per_s=10.0)
     assert not list(ok.problems())
+
+
+def test_load_keeps_at_most_max_working_in_flight() -> None:
+    ld = StrategyInstanceConfig(
+        name="load", kind="load", symbols=["AAPL"], rate_per_s=1000.0, max_working=4
+    )
+    eng, sent = engine([ld])
+    load = eng.strategies[0]
+    two_sided(eng, "AAPL", 1, 1_000_000, 1_000_200)
+    load.on_timer(10**9)
+    load.on_timer(10**9 + 10**7)  # 10 due, 4 may be in flight
+    news = [c for c in sent if c.kind == CMD_NEW]
+    assert len(news) == 4
+    eng.on_report(ExecutionReport(EX_ACCEPTED, news[0].cl_id, 0, "AAPL", news[0].side, 100,
+                                  news[0].price, 100, 0, "", 0))
+    eng.on_report(ExecutionReport(EX_CANCELED, news[0].cl_id, 0, "AAPL", news[0].side, 100,
+                                  news[0].price, 0, 0, "I", 0))
+    load.on_timer(10**9 + 2 * 10**7)  # one finished: one more
+    assert len([c for c in sent if c.kind == CMD_NEW]) == 5
