@@ -597,12 +597,18 @@ class GatewayCore:
     # --- venue -> strategy ---------------------------------------------------------------
 
     def _report(self, r: ExecutionReport) -> None:
+        """Queue a report of the venue message being applied, stamped with that
+        message's sequence number now: a pass applies several, and a restarted
+        gateway skips every report up to the last one the ring took, so each must
+        carry its own position, not the pass's last."""
         if self.venue_seq > self.quiet_until:
-            self.reports.append(r)
+            self.reports.append(msgspec.structs.replace(r, venue_seq=self.venue_seq))
 
     def stamp(self, r: ExecutionReport) -> ExecutionReport:
-        """The report with the stream position it was made at (for restart dedup)."""
-        return msgspec.structs.replace(r, venue_seq=self.venue_seq)
+        """The report with the stream position it was made at (for restart dedup):
+        a venue message's report has it already; one of ours (a reject, a heartbeat)
+        gets the position reached when it is written."""
+        return r if r.venue_seq else msgspec.structs.replace(r, venue_seq=self.venue_seq)
 
     def on_venue_payload(self, payload: bytes, seq: int, now: int) -> None:
         """Decode and apply one sequenced message; one that is not OUCH 5.0 is counted

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 import pytest
 
 from hftd.config import load_config
@@ -278,5 +277,27 @@ def test_reports_carry_the_stream_position() -> None:
     o = h.order("B", 100)
     h.fill(o, 10)
     r = h.reply(ouch.BrokenTrade(3, o.user_ref, h.match, "E", ""))[0]
-    assert msgspec.structs.replace(h.core.stamp(r), venue_seq=0) == r
-    assert h.core.stamp(r).venue_seq == h.seq
+    assert r.venue_seq == h.seq and h.core.stamp(r) == r
+
+
+def test_each_report_carries_its_own_messages_position_in_a_pass() -> None:
+    """The daemon applies several venue messages in one pass and writes their reports
+    after; a restarted gateway skips every report up to the last one the ring took.
+    Stamped with the pass's last position, a pass cut short (ring full, crash) lost
+    the rest of its reports for good; each now carries its own message's."""
+    h = Harness()
+    o = h.order("B", 300)
+    first = h.seq + 1
+    for qty in (10, 20, 30):  # three executions in one pass: nothing taken in between
+        h.seq += 1
+        h.match += 1
+        payload = ouch.encode_outbound(ouch.Executed(2, o.user_ref, qty, PX, "A", h.match))
+        h.core.on_venue_payload(payload, h.seq, h.clock.now)
+    reports = list(h.core.reports)
+    assert [r.kind for r in reports] == [EX_FILL] * 3
+    assert [h.core.stamp(r).venue_seq for r in reports] == [first, first + 1, first + 2]
+    # one of ours (a reject) gets the position reached when it is written
+    from hftd.msg.hot import EX_HEARTBEAT
+
+    assert h.core.stamp(h.core.heartbeat()).venue_seq == h.seq
+    assert h.core.heartbeat().kind == EX_HEARTBEAT
