@@ -204,6 +204,15 @@ class GatewayAgent:
                         core.on_undecodable(ev.payload, ev.sequence, exc)
                         continue
                     core.on_venue(msg, ev.sequence, now)
+                    if (
+                        not self.reconciled
+                        and self.snapshot is not None
+                        and core.venue_seq == self.replay_target
+                        and self._reconcile_due()
+                    ):
+                        # At the snapshot's cut exactly: a read that goes past it would
+                        # apply fills the snapshot does not have (a false mismatch).
+                        self._reconcile()
                 elif isinstance(ev, soup.LoginAccepted):
                     if self.session and ev.session != self.session:
                         self._drop(
