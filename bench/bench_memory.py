@@ -41,43 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from hftd.ipc.control import request_sync  # noqa: E402
 from hftd.msg.control import Status  # noqa: E402
+from tests.support import dump_toml, free_port  # noqa: E402
 
 DAEMONS = ("exchange", "feed", "gateway", "strategy", "monitor")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
-    return repr(v)
-
-
-def _tables(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def dump(data: dict[str, Any], prefix: str = "") -> list[str]:
-    lines = [f"{k} = {_toml(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and not _tables(v)]
-    for k, v in data.items():
-        name = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            lines += ["", f"[{name}]", *dump(v, name)]
-        elif _tables(v):
-            for item in v:
-                lines += ["", f"[[{name}]]", *dump(item, name)]
-    return lines
 
 
 def write_config(tmp: Path, code: Path, rate: float) -> Path:
@@ -97,7 +63,7 @@ def write_config(tmp: Path, code: Path, rate: float) -> Path:
     for inst in data["strategy"]["instances"]:
         inst["max_position"] = 10**8
     path = tmp / "memory.toml"
-    path.write_text("\n".join(dump(data)) + "\n")
+    path.write_text(dump_toml(data))
     return path
 
 

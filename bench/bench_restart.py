@@ -53,44 +53,10 @@ from hftd.exchange.checkpoint import CHECKPOINT, state_dir  # noqa: E402
 from hftd.exchange.journal import JournaledVenue, open_venue  # noqa: E402
 from hftd.runtime.days import exchange_journal_path  # noqa: E402
 from hftd.wire import ouch  # noqa: E402
+from tests.support import dump_toml, free_port  # noqa: E402
 
 CHECKPOINT_RECORDS = ExchangeConfig().checkpoint_records  # the default
 PACE_NS = 2_640_000  # 1 / 380 records per second
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
-    return repr(v)
-
-
-def dump(data: dict[str, Any], prefix: str = "") -> list[str]:
-    lines = [f"{k} = {_toml(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and not _tables(v)]
-    for k, v in data.items():
-        name = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            lines += ["", f"[{name}]", *dump(v, name)]
-        elif _tables(v):
-            for item in v:
-                lines += ["", f"[[{name}]]", *dump(item, name)]
-    return lines
-
-
-def _tables(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
 
 def write_config(tmp: Path, code: Path, checkpoints: bool) -> Path:
@@ -106,7 +72,7 @@ def write_config(tmp: Path, code: Path, checkpoints: bool) -> Path:
     if checkpoints:
         ex.update(checkpoint_records=10**12, checkpoint_interval_s=10.0**9)
     path = tmp / "bench.toml"
-    path.write_text("\n".join(dump(data)) + "\n")
+    path.write_text(dump_toml(data))
     return path
 
 
