@@ -69,7 +69,6 @@ class HotLoop:
         # message arriving wakes it ahead of whatever else runs on its CPU, instead
         # of waiting for the scheduler's next turn ([hotpath] rt_priority).
         self.rt_priority = 0
-        self.native_id = 0
 
     def start(self) -> None:
         # The control thread (trio: status, monitor polls) holds the GIL in
@@ -112,7 +111,6 @@ class HotLoop:
 
     def _main(self) -> None:
         register_hot_thread()
-        self.native_id = threading.get_native_id()
         if self.rt_priority:
             self._set_realtime()
         try:
