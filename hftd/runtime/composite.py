@@ -88,13 +88,22 @@ class CompositeAgent:
         self._chain()
 
     def _chain(self) -> None:
-        """Each agent with a `downstream` hook (the feed) runs the `pump` of the agents
-        after it (strategy, then gateway) on every message it publishes: message by
-        message through the whole pipeline, not stage by stage over a whole read."""
+        """Each agent with a `downstream` hook runs the `pump` of the agents after it
+        on every record it publishes: the feed on each market-data message, the
+        strategy on each order command. Message by message through the whole
+        pipeline, not stage by stage over a whole read; and an order leaves as soon
+        as it is decided, not after the rest of its strategy's work on the message
+        (its log line, the other strategies). A chain stops at the first agent
+        after it that has a hook of its own: that one pumps the rest itself."""
         self.agents = [a for _, _, a in self.parts]
         for i, a in enumerate(self.agents):
             if hasattr(a, "downstream"):
-                pumps = [b.pump for b in self.agents[i + 1 :] if hasattr(b, "pump")]
+                pumps: list[Callable[[], int]] = []
+                for b in self.agents[i + 1 :]:
+                    if hasattr(b, "pump"):
+                        pumps.append(b.pump)
+                    if hasattr(b, "downstream"):
+                        break
                 a.downstream = _run_all(pumps) if pumps else None
 
     def do_work(self) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -61,6 +62,9 @@ class StrategyAgent:
         )
         self.sync = MdSync(time.monotonic)
         self.next_timer = 0
+        # Composite layout: the gateway's pump, run on each order command as soon as
+        # it is in the ring (`hftd.runtime.composite`); None in the split layout.
+        self.downstream: Callable[[], object] | None = None
         self.counters = {
             "reports": 0,
             "orders_refused": 0,
@@ -76,6 +80,8 @@ class StrategyAgent:
 
     def _send(self, cmd: OrderCommand) -> bool:
         if self.orders.try_write(self.enc.encode(cmd)):
+            if self.downstream is not None:
+                self.downstream()  # composite layout: the gateway sends it now
             return True
         self.counters["orders_refused"] += 1
         return False

@@ -186,3 +186,49 @@ def test_each_message_the_feed_publishes_runs_through_strategy_and_gateway() -> 
     assert trace[:2] == ["publish 0", "gateway pump"]
     comp.remove("gateway")
     assert feed.downstream is None
+
+
+def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> None:
+    """The strategy's own hook: its order command is pumped through the gateway the
+    moment it is in the ring, before the rest of the strategy's work on the message;
+    a message that makes no order costs the gateway nothing."""
+    trace: list[str] = []
+
+    class Feed(Agent):
+        downstream: Any = None
+
+        def do_work(self) -> int:
+            for i in range(2):
+                trace.append(f"publish {i}")
+                if self.downstream is not None:
+                    self.downstream()
+            return 2
+
+    class Strategy(Agent):
+        downstream: Any = None
+        seen = 0
+
+        def pump(self) -> int:
+            self.seen += 1
+            if self.seen == 1:  # the first message makes an order
+                trace.append("order written")
+                if self.downstream is not None:
+                    self.downstream()
+            trace.append("strategy rest")
+            return 1
+
+    class Gateway(Agent):
+        def pump(self) -> int:
+            trace.append("gateway pump")
+            return 1
+
+    comp = CompositeAgent()
+    feed, strat = Feed("feed", trace, 1.0, []), Strategy("strategy", trace, 1.0, [])
+    comp.add(0, "feed", feed)
+    comp.add(1, "strategy", strat)
+    comp.add(2, "gateway", Gateway("gateway", trace, 1.0, []))
+    feed.do_work()
+    assert trace == ["publish 0", "order written", "gateway pump", "strategy rest",
+                     "publish 1", "strategy rest"]
+    comp.remove("gateway")
+    assert strat.downstream is None and feed.downstream is not None
