@@ -193,6 +193,7 @@ class Gateway:
                 replies += self.venue.answer(p, now)
             core.to_venue.clear()
             core.stamp_sent(time.monotonic_ns())
+            core.after_send()
             del wire
         if replies:
             t5 = time.monotonic_ns()

@@ -23,7 +23,8 @@ stage the hot path runs, called the way the daemons call it, each timed with
     OUCH encode        EnterOrder + encode_inbound + SoupBinTCP framing (gateway)
     socket send        the framed order on loopback TCP, as SoupLink.send does it
     gateway on_command the whole of GatewayCore.on_command for a new order (risk,
-                       order book-keeping, OUCH encode, the "order sent" log line)
+                       order book-keeping, OUCH encode, journal record; its "order
+                       sent" log line comes after the send, `after_send`, untimed)
 
 Strategies signal on a small fraction of messages, so the order stages run on the
 orders the strategies made, cycled to `--orders` samples. Allocations: blocks
@@ -468,6 +469,7 @@ def run(args: argparse.Namespace) -> list[Stage]:
                 ref = core.next_user_ref - 1
                 core.to_venue.clear()
                 core.stamp_sent(now)
+                core.after_send()
                 seq += 1
                 core.on_venue(
                     ouch.Accepted(

@@ -160,6 +160,7 @@ class GatewayAgent:
             core.stamp_sent(time.monotonic_ns())
             if self.link.up:
                 self.link.send(data)
+            core.after_send()
         if core.reports:
             for r in core.reports:
                 self.pending.append(self.enc.encode(core.stamp(r)))

@@ -301,3 +301,21 @@ def test_each_report_carries_its_own_messages_position_in_a_pass() -> None:
 
     assert h.core.stamp(h.core.heartbeat()).venue_seq == h.seq
     assert h.core.heartbeat().kind == EX_HEARTBEAT
+
+
+def test_the_order_sent_line_is_made_after_the_bytes_are_handed_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An order's T4 does not wait for its log record (tens of microseconds on a cold
+    cache): on_command queues the bytes, the line comes from `after_send`, once."""
+    h = Harness()
+    caplog.set_level(logging.INFO, logger="hftd.gateway")
+    h.core.on_command(
+        OrderCommand(CMD_NEW, 7, "AAPL", "B", 100, PX, "0", 0, "mr1", 0, 0), h.clock.now
+    )
+    assert h.core.to_venue and "order sent" not in caplog.text
+    h.core.stamp_sent(h.clock.now + 1)
+    h.core.after_send()
+    assert caplog.text.count("risk OK, order sent AAPL BUY 100 @ 189.5000 (cl 7, ref") == 1
+    h.core.after_send()
+    assert caplog.text.count("order sent") == 1

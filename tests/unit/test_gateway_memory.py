@@ -56,6 +56,7 @@ class Day:
         self.core.on_command(c, self.now)
         self.core.to_venue.clear()  # "sent"
         self.core.stamp_sent(self.now + 1000)
+        self.core.after_send()
 
     def venue(self, m: ouch.Outbound) -> None:
         self.seq += 1
@@ -116,7 +117,7 @@ class Day:
             core.on_timer(self.now)
             if i % 64 == 0:
                 core.latency.fold()
-        assert not core.orders and not core.by_ref and not core.sent_orders
+        assert not core.orders and not core.by_ref and not core.sent_orders and not core.sent_log
 
 
 @pytest.fixture
