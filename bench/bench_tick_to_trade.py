@@ -56,6 +56,7 @@ import msgspec  # noqa: E402
 
 from hftd.ipc.control import request_sync  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
+from hftd.msg import ids  # noqa: E402
 from hftd.msg.control import Status  # noqa: E402
 from hftd.msg.hot import (  # noqa: E402
     CMD_HEARTBEAT,
@@ -239,7 +240,7 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         ring.write(enc.encode(hb))
         time.sleep(0.3)  # let the gateway see the strategy as up (heartbeat timeout path)
         g0 = system.status("gateway")
-        cl = 1 << 40
+        cl = ids.first_id(0, ids.MAX_RUN)  # as a strategy would, in a run none claims
         t0 = time.monotonic()
         next_hb = t0
         full = 0

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from hftd.msg import ids
 from hftd.risk.breaker import BreakerConfig
 from hftd.risk.limits import RiskLimits
 from hftd.runtime.journal import FsyncPolicy
@@ -224,6 +225,11 @@ class StrategyConfig(_Base, frozen=True, kw_only=True):
         names = [i.name for i in self.instances]
         for name in sorted({n for n in names if names.count(n) > 1}):
             yield f"instances: duplicate name {name!r}"
+        if len(self.instances) > ids.MAX_INSTANCES:
+            yield (
+                f"instances: {len(self.instances)} listed, at most {ids.MAX_INSTANCES} "
+                "(an order id holds the instance in 8 bits: hftd.msg.ids)"
+            )
 
 
 WaitName = Literal["auto", "spin", "spin-then-sleep", "sleep"]

@@ -9,7 +9,7 @@ session of a trading day has a directory of its own under the journal dir
         CURRENT               "2026-12-06.1\\n": the day the daemons journal into
         day.lock              flock: one process at a time opens or reads a day
         hftd.lock             flock held by `hftd up`: one system per journal dir
-        2026-12-05.1/         exchange.journal, gateway.journal
+        2026-12-05.1/         exchange.journal, gateway.journal, strategy.runs
         2026-12-06.1/         ... (+ <journal>.lock: flock held by its one writer)
             exchange.state/   the venue's checkpoint and stream files: derived from
                               exchange.journal, which rebuilds them (hftd.exchange.checkpoint)
@@ -49,6 +49,7 @@ CURRENT: Final = "CURRENT"
 LOCK: Final = "day.lock"
 EXCHANGE_JOURNAL: Final = "exchange.journal"
 GATEWAY_JOURNAL: Final = "gateway.journal"
+STRATEGY_RUNS: Final = "strategy.runs"  # a line per strategy start: its cl_id run (hftd.msg.ids)
 JOURNALS: Final = (EXCHANGE_JOURNAL, GATEWAY_JOURNAL)
 # Who may be journaling: `hftd up` and each daemon hold <run_dir>/<name>.lock.
 RUN_LOCKS: Final = ("hftd", "exchange", "feed", "strategy", "gateway", "monitor", "hotpath")
@@ -292,6 +293,52 @@ def exchange_journal_path(cfg: HftdConfig) -> Path:
 def gateway_journal_path(cfg: HftdConfig) -> Path:
     """The gateway's journal of the current day (resolve once, at start)."""
     return current_day(cfg).gateway_journal
+
+
+def claim_strategy_run(cfg: HftdConfig, *, pid: int | None = None) -> int:
+    """The next strategy run of the current day (1, 2, ...): the run bits of every
+    cl_id this start sends (hftd.msg.ids), so a restart never reuses an earlier
+    run's ids. Recorded, one line per start, in the day's `strategy.runs` (kept
+    with the journals, fsynced before the number is used). DayError if the file
+    cannot be used."""
+    path = current_day(cfg).path / STRATEGY_RUNS
+    try:
+        fd = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
+        )
+    except OSError as exc:
+        raise DayError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # two strategies starting at once get two runs
+        with os.fdopen(os.dup(fd), "rb") as f:
+            text = f.read().decode("ascii", errors="replace")
+        run = last_run(text, path) + 1
+        stamp = datetime.now().isoformat(timespec="milliseconds")
+        os.write(fd, f"{run} pid={pid if pid is not None else os.getpid()} {stamp}\n".encode())
+        os.fsync(fd)
+    except OSError as exc:
+        raise DayError(f"cannot record a strategy run in {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)  # drops the flock
+    return run
+
+
+def last_run(text: str, path: Path | str = STRATEGY_RUNS) -> int:
+    """The highest run `strategy.runs` records (0 if none). A last line cut short
+    (a crash while writing it) is skipped; any other line that is not a run
+    number is an error naming it: a guessed number could reuse ids."""
+    last = 0
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        word = line.split(" ", 1)[0]
+        if not word.isdigit():
+            if i == len(lines) - 1:  # no newline after it: a torn write
+                continue
+            raise DayError(f"{path} line {i + 1}: {line[:40]!r} does not start with a run number")
+        last = max(last, int(word))
+    return last
 
 
 def journal_dir_lock(directory: Path) -> RunLock:

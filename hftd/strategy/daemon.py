@@ -33,6 +33,7 @@ from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
 from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
+from hftd.runtime.days import claim_strategy_run
 from hftd.strategy.engine import StrategyEngine
 from hftd.strategy.sync import APPLY, LOST, REBUILD, MdSync
 
@@ -43,23 +44,19 @@ TIMER_NS = 10_000_000
 
 
 class StrategyAgent:
-    def __init__(self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring) -> None:
+    def __init__(
+        self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring, run: int = 1
+    ) -> None:
         self.md = md
         self.execs = execs
         self.orders = orders
         self.enc = msgspec.msgpack.Encoder()
         self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
         self.ex_dec = msgspec.msgpack.Decoder(ExecutionReport)
-        # cl_ids stay unique across restarts: count up from the wall clock
-        # (seconds since 2023, x4096: 4096 ids per second of uptime before
-        # overlapping a later start), below the instance bits at 40.
-        self.engine = StrategyEngine(
-            cfg,
-            self._send,
-            time.monotonic_ns,
-            first_cl_id=(int(time.time()) - 1_672_531_200) << 12,
-            lost=self._book_lost,
-        )
+        # cl_ids stay unique for the day across restarts: this start's run of the
+        # day is in every id it makes (hftd.msg.ids)
+        self.run = run
+        self.engine = StrategyEngine(cfg, self._send, time.monotonic_ns, run, self._book_lost)
         self.sync = MdSync(time.monotonic)
         self.next_timer = 0
         # Composite layout: the gateway's pump, run on each order command as soon as
@@ -214,7 +211,9 @@ class StrategyService:
         md = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
-        agent = self.agent = StrategyAgent(self.cfg, md, execs, orders)
+        run = await trio.to_thread.run_sync(claim_strategy_run, self.cfg)
+        agent = self.agent = StrategyAgent(self.cfg, md, execs, orders, run)
+        log.info("strategy run %d of the trading day (its order ids: hftd.msg.ids)", run)
         await self._recover(agent)
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.sync.rejoin()
@@ -252,6 +251,7 @@ class StrategyService:
         return {
             **a.sync.status(),
             **a.counters,
+            "run": a.run,
             "book_errors": e.book_errors,
             "last_book_error": e.last_book_error,
             "working": e.working(),

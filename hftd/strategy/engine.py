@@ -22,6 +22,7 @@ from typing import Any
 
 from hftd.book.l3 import BookBuilder, BookError
 from hftd.config import HftdConfig
+from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
     CMD_MARK,
@@ -36,8 +37,6 @@ from hftd.msg.hot import (
 from hftd.strategy.orders import OrderManager
 from hftd.strategy.strategies import KINDS, Strategy
 
-_RANGE_SHIFT = 40
-
 
 def _no_resync(why: str, seq: int) -> None:
     """`lost` when nobody can resync (a test): the error is still counted."""
@@ -49,7 +48,7 @@ class StrategyEngine:
         cfg: HftdConfig,
         send: Callable[[OrderCommand], bool],
         clock: Callable[[], int],
-        first_cl_id: int = 1,
+        run: int = 1,
         lost: Callable[[str, int], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -61,7 +60,7 @@ class StrategyEngine:
         self.strategies: list[Strategy] = []
         self.by_symbol: dict[str, list[Strategy]] = {}
         for i, inst in enumerate(cfg.strategy.instances):
-            om = OrderManager(inst.name, ((i + 1) << _RANGE_SHIFT) + first_cl_id, send, clock)
+            om = OrderManager(inst.name, ids.first_id(i, run), send, clock)
             strat = KINDS[inst.kind](inst, om, ticks)
             self.strategies.append(strat)
             if inst.enabled:
@@ -120,9 +119,9 @@ class StrategyEngine:
         if r.kind == EX_HEARTBEAT:
             self.gateway_seen_ns = self.clock()
             return
-        idx = (r.cl_id >> _RANGE_SHIFT) - 1
+        idx = ids.instance_of(r.cl_id)
         if not 0 <= idx < len(self.strategies):
-            idx = (r.orig_cl_id >> _RANGE_SHIFT) - 1
+            idx = ids.instance_of(r.orig_cl_id)
         if not 0 <= idx < len(self.strategies):
             # Not a strategy's order (e.g. the gateway's flatten): positions still move.
             if r.symbol:
@@ -163,7 +162,7 @@ class StrategyEngine:
         each symbol's net position, as the gateway knows them."""
         n = 0
         for w in working:
-            idx = (w["cl_id"] >> _RANGE_SHIFT) - 1
+            idx = ids.instance_of(w["cl_id"])
             if 0 <= idx < len(self.strategies):
                 self.strategies[idx].om.adopt(
                     w["cl_id"],

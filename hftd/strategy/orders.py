@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_NEW,
@@ -92,12 +93,14 @@ class OrderManager:
     ) -> None:
         self.strategy = strategy
         self.next_cl_id = first_cl_id
+        self.last_cl_id = ids.last_id(first_cl_id)  # the run's last: past it, refused
         self.send = send  # False if the command could not be queued (ring full)
         self.clock = clock
         self.orders: dict[int, WorkingOrder] = {}
         self.positions: dict[str, int] = {}
         self.first_cl_id = first_cl_id
         self.untracked = 0  # reports for this run's orders that we do not know: a bug
+        self.ids_exhausted = False  # every id of the run used (logged once)
         self.stale = 0  # reports for a previous run's orders (after a restart)
         self.invalid = 0  # reports the order's state could not take (ignored)
         self.refused = 0  # commands the gateway ring would not take
@@ -116,6 +119,9 @@ class OrderManager:
     def new(self, symbol: str, side: str, qty: int, price: int, tif: str, t1: int) -> int | None:
         """Send a new order; its cl_id, or None if it could not be queued."""
         cl_id = self.next_cl_id
+        if cl_id > self.last_cl_id:
+            self._out_of_ids()
+            return None
         cmd = OrderCommand(
             CMD_NEW, cl_id, symbol, side, qty, price, tif, 0, self.strategy, t1, self.clock()
         )
@@ -145,6 +151,9 @@ class OrderManager:
         if o is None or o.state not in (LIVE, PARTIAL):
             return None
         new_id = self.next_cl_id
+        if new_id > self.last_cl_id:
+            self._out_of_ids()
+            return None
         cmd = OrderCommand(
             CMD_REPLACE,
             new_id,
@@ -164,6 +173,19 @@ class OrderManager:
         self.next_cl_id += 1
         self._event(o, "replace_req")
         return new_id
+
+    def _out_of_ids(self) -> None:
+        """Every order number of this run is used (2**32): refuse, never wrap into the
+        run bits and reuse an id. A restart claims a new run."""
+        self.refused += 1
+        if not self.ids_exhausted:
+            self.ids_exhausted = True
+            log.error(
+                "%s: all %d order ids of this run are used: no new orders until the "
+                "strategy restarts (a new run)",
+                self.strategy,
+                ids.MAX_NUMBER + 1,
+            )
 
     # --- reports --------------------------------------------------------------------
 

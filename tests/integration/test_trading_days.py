@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from hftd.config import load_config
+from hftd.msg import ids
 from hftd.msg.control import Halt, Snapshot
+from hftd.runtime.days import claim_strategy_run
 from hftd.runtime.journal import read_all
 from tests.integration.test_trading import trading_config
 from tests.support import (
@@ -238,7 +241,8 @@ def test_a_day_continued_with_orders_working_adopts_them(tmp_path: Path) -> None
         enc = msgspec.msgpack.Encoder()
         with Ring.attach(f"{conf['rings']['prefix']}-orders") as orders:
             orders.write(enc.encode(OrderCommand(CMD_HEARTBEAT, 0, "", "", 1, 0, "", 0, "", 0, 0)))
-            cl_id = (1 << 40) + 7  # mom1's range (strategy index 0)
+            # as mom1 (strategy index 0) would, in a run of the day of its own
+            cl_id = ids.first_id(0, claim_strategy_run(load_config(cfg))) + 7
             orders.write(
                 enc.encode(
                     OrderCommand(CMD_NEW, cl_id, "GOOG", "B", 100, 1_670_000, "0", 0, "mom1", 0, 0)
