@@ -17,12 +17,12 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from hftd.ipc.ring import default_strategy
 from hftd.msg import ids
+from hftd.msg.hot import PRICE_SCALE as PRICE_SCALE  # 4 implied decimals
 from hftd.risk.breaker import BreakerConfig
 from hftd.risk.limits import RiskLimits
 from hftd.runtime.journal import FsyncPolicy
-
-PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH and OUCH
 
 
 class ConfigError(Exception):
@@ -259,7 +259,7 @@ class RingsConfig(_Base, frozen=True, kw_only=True):
         name: str = getattr(self, f"{consumer}_wait")
         if name != "auto":
             return name
-        return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 4 else "sleep"
+        return default_strategy()
 
 
 # "auto" picks "split" when each hot component can have a core of its own (with
@@ -438,12 +438,14 @@ class ControlConfig(_Base, frozen=True, kw_only=True):
     log_interval_s: Seconds = 10.0  # rejected input: a few lines, then one per interval (+ count)
 
 
-COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "probe", "hotpath")
+# The card's components, a daemon each (hft@<name>); the one list of their names.
+DAEMONS = ("exchange", "feed", "strategy", "gateway", "monitor")
+HOTPATH = "hotpath"  # the process that composes the hot parts (layout "composite")
+COMPONENTS = (*DAEMONS, "probe", HOTPATH)  # every daemon `hftd` runs ("probe": tests)
 # The hot-path components, in the order a composite hot loop runs them: a market
 # data message read by the feed reaches the strategy and its order the gateway
 # in one pass (`hftd.runtime.composite`).
 HOT_PARTS = ("feed", "strategy", "gateway")
-HOTPATH = "hotpath"  # the process that composes them (layout "composite")
 
 
 class DaemonConfig(_Base, frozen=True, kw_only=True):

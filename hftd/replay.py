@@ -1,8 +1,9 @@
 """`hftd replay FILE`: the feed path driven from an ITCH BinaryFILE.
 
-Parser -> normalizer -> book builder (-> strategies, when configured), with
-no sockets and no rings: the same pure code the daemons run, so a replay
-reproduces what the live system would have seen.
+Parser -> normalizer -> book builder: the feed path and the books, no
+strategies (this checks a file and the books it builds), no sockets and no
+rings: the same pure code the daemons run, so a replay reproduces what the
+live system's books would have been.
 
 The file is input, not trusted: anything wrong with it (framing, a message
 that is not ITCH 5.0, an update the books reject) stops the replay with a
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from hftd.book.l3 import BookBuilder, BookError
 from hftd.feed.normalize import normalize
+from hftd.msg.hot import PRICE_SCALE
 from hftd.wire import itch
 from hftd.wire.errors import RemoteProtocolError
 
@@ -66,7 +68,7 @@ def replay_file(
 
 
 def px(fixed: int) -> str:
-    return f"{fixed / 10_000:.4f}"
+    return f"{fixed / PRICE_SCALE:.4f}"
 
 
 def format_books(builder: BookBuilder, depth: int) -> str:

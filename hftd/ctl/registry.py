@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from hftd.config import DAEMONS
 from hftd.ipc.control import request, request_sync
 from hftd.msg.control import Command, Flatten, Halt, Pause, Reload, Reply, Resume
 from hftd.runtime.rundir import RunDirError
@@ -39,7 +40,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "reload",
             Reload(),
-            ("exchange", "feed", "strategy", "gateway", "monitor"),
+            DAEMONS,
             False,
             "re-read the config; apply what can change live",
         ),

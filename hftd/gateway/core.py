@@ -52,6 +52,7 @@ from hftd.msg.hot import (
     EX_POSITION,
     EX_REJECTED,
     EX_REPLACED,
+    PRICE_SCALE,
     ExecutionReport,
     OrderCommand,
 )
@@ -598,7 +599,7 @@ class GatewayCore:
                 o.symbol,
                 "BUY" if o.side == "B" else "SELL",
                 o.qty,
-                *(() if market else (o.price / 10_000,)),
+                *(() if market else (o.price / PRICE_SCALE,)),
                 o.cl_id,
                 o.user_ref,
             )
@@ -1190,4 +1191,4 @@ def restated_display_price(appendage: bytes) -> int:
 
 
 def _px(price: int) -> str:
-    return "MKT" if price == ouch.MARKET_PRICE else f"{price / 10_000:.4f}"
+    return "MKT" if price == ouch.MARKET_PRICE else f"{price / PRICE_SCALE:.4f}"

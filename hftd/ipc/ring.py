@@ -301,8 +301,13 @@ def _full_fence() -> None:
     _fence_lock.release()
 
 
+# "auto" spins first only with this many usable CPUs: below it the hot daemons share
+# CPUs with each other and the venue (the one rule: RingsConfig.wait_for uses it).
+SPIN_MIN_CPUS = 4
+
+
 def default_strategy() -> WaitStrategy:
-    """``spin-then-sleep`` when this process may use 2+ CPUs, else ``sleep``.
+    """``spin-then-sleep`` when this process may use SPIN_MIN_CPUS+ CPUs, else ``sleep``.
 
     Pure ``spin`` is never a default: it needs a core of its own, which only
     the operator can promise (``CPUAffinity=``). Even the 20 µs spin hurts on
@@ -310,7 +315,7 @@ def default_strategy() -> WaitStrategy:
     (``sleep``) to ~600 µs, as a consumer that spun is no longer favoured on
     wake-up over its CPU-bound neighbour. Configure ``sleep`` on shared cores.
     """
-    return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= 2 else "sleep"
+    return "spin-then-sleep" if len(os.sched_getaffinity(0)) >= SPIN_MIN_CPUS else "sleep"
 
 
 class _ClosedField:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import msgspec
 
+# Every price in the system: an integer with 4 implied decimals ($1.00 = 10,000), as
+# ITCH and OUCH carry it. The one definition (hftd.config and hftd.risk re-export it).
+PRICE_SCALE = 10_000
+
 # --- feed -> strategy -----------------------------------------------------------
 
 MD_ADD = 1  # order joined the book (ITCH A, F)

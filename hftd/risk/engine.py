@@ -83,6 +83,7 @@ from hftd.risk.limits import EffectiveLimits, RiskLimits, format_money
 BUY: Final = "B"
 SELL: Final = "S"
 WINDOW_NS: Final = 1_000_000_000  # the order-rate window
+BPS: Final = 10_000  # basis points in 1 (price_band_bps)
 
 RiskMode = Literal["active", "reducing", "halted"]
 ACTIVE: Final = "active"
@@ -345,7 +346,7 @@ class RiskEngine:
         if (
             not is_market
             and last is not None
-            and abs(price - last) * 10_000 > lim.price_band_bps * last
+            and abs(price - last) * BPS > lim.price_band_bps * last
         ):
             return self._deny(
                 CHECK_PRICE_BAND,

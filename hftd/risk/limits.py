@@ -24,7 +24,8 @@ from typing import Annotated
 
 import msgspec
 
-PRICE_SCALE = 10_000  # 4 implied decimals, as in ITCH/OUCH (equals hftd.config.PRICE_SCALE)
+from hftd.msg.hot import PRICE_SCALE as PRICE_SCALE  # 4 implied decimals
+
 CENT = PRICE_SCALE // 100  # $0.01 in fixed point
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]

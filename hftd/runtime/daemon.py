@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from hftd.config import (
+    HOT_PARTS,
     HOTPATH,
     ConfigError,
     HftdConfig,
@@ -39,7 +40,7 @@ from hftd.runtime.log import flush_stale, setup_logging
 from hftd.runtime.notify import Notifier
 from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir
 
-HOT_COMPONENTS = frozenset({"feed", "strategy", "gateway", "hotpath"})  # run a HotLoop
+HOT_COMPONENTS = frozenset({*HOT_PARTS, HOTPATH})  # run a HotLoop
 
 
 class Service(Protocol):

@@ -40,6 +40,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from hftd.config import DAEMONS, HOTPATH
 from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir, lock_holder
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ GATEWAY_JOURNAL: Final = "gateway.journal"
 STRATEGY_RUNS: Final = "strategy.runs"  # a line per strategy start: its cl_id run (hftd.msg.ids)
 JOURNALS: Final = (EXCHANGE_JOURNAL, GATEWAY_JOURNAL)
 # Who may be journaling: `hftd up` and each daemon hold <run_dir>/<name>.lock.
-RUN_LOCKS: Final = ("hftd", "exchange", "feed", "strategy", "gateway", "monitor", "hotpath")
+RUN_LOCKS: Final = ("hftd", *DAEMONS, HOTPATH)
 
 _NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.([1-9][0-9]{0,5})$")
 _STARTS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")

@@ -11,7 +11,7 @@ from itertools import islice
 
 from hftd.book.l3 import L3Book
 from hftd.config import StrategyInstanceConfig
-from hftd.msg.hot import ExecutionReport, MarketDataUpdate
+from hftd.msg.hot import PRICE_SCALE, ExecutionReport, MarketDataUpdate
 from hftd.strategy.orders import OrderManager, WorkingOrder
 from hftd.wire.ouch import TIF_DAY, TIF_IOC
 
@@ -81,7 +81,7 @@ class Strategy:
             symbol,
             "BUY" if side == "B" else "SELL",
             self.cfg.order_qty,
-            price / 10_000,
+            price / PRICE_SCALE,
             *why_args,
             cl_id if cl_id is not None else "not queued",
         )

@@ -26,6 +26,7 @@ import msgspec
 import pytest
 
 import hftd.ipc.ring as ringmod
+from hftd.config import load_config
 from hftd.ipc.doorbell import DoorbellListener, DoorbellRinger
 from hftd.ipc.ring import (
     CACHE_LINE,
@@ -40,6 +41,7 @@ from hftd.ipc.ring import (
     Waiter,
     record_size,
 )
+from tests.support import DEFAULT_CONFIG
 
 _counter = itertools.count()
 PREFIX = f"hftd-test-{os.getpid()}-"
@@ -847,7 +849,13 @@ def test_default_strategy_adapts_to_affinity(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert ringmod.default_strategy() == "sleep"
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert ringmod.default_strategy() == "sleep"  # shared with the venue and the rest
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
     assert ringmod.default_strategy() == "spin-then-sleep"
+    cfg = load_config(DEFAULT_CONFIG)  # what the daemons use: the same rule
+    assert cfg.rings.wait_for("strategy") == "spin-then-sleep"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert cfg.rings.wait_for("strategy") == "sleep"
 
 
 def test_statistics_is_a_frozen_msgspec_struct(pair: tuple[Ring, Ring]) -> None:
