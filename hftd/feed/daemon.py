@@ -31,6 +31,7 @@ import trio
 
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import Normalizer
+from hftd.hotpath.warmup import FeedWarm
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
@@ -83,6 +84,7 @@ class FeedAgent:
         self.view = memoryview(self.buf)
         self.encoder = msgspec.msgpack.Encoder()
         self.norm = Normalizer()
+        self._warm: FeedWarm | None = None  # made on the first warming pass
         # Composite layout: run the strategy and the gateway on each message as soon
         # as it is in the ring (`hftd.runtime.composite`); None in the split layout.
         self.downstream: Callable[[], object] | None = None
@@ -111,6 +113,13 @@ class FeedAgent:
 
     def wait_fds(self) -> list[int]:
         return self.link.fds()
+
+    def warm(self, _upstream: object = None) -> bytes:
+        """A warming pass of this stage on a canned packet; the md record it made
+        (hftd.hotpath.warmup)."""
+        if self._warm is None:
+            self._warm = FeedWarm(self.cfg)
+        return self._warm.run(self.norm, self.encoder)
 
     def next_timer_s(self) -> float:
         t = self.link.next_timer_s()

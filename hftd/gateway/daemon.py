@@ -30,6 +30,7 @@ import trio
 from hftd.config import HftdConfig, ring_name
 from hftd.gateway.core import GatewayCore, journal_tail
 from hftd.gateway.reconcile import StreamCheck
+from hftd.hotpath.warmup import GatewayWarm
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
@@ -57,6 +58,7 @@ class GatewayAgent:
         self.orders = orders
         self.execs = execs
         self.core = GatewayCore(cfg, time.monotonic_ns)
+        self._warm: GatewayWarm | None = None  # made on the first warming pass
         self.enc = msgspec.msgpack.Encoder()
         self.dec = msgspec.msgpack.Decoder(OrderCommand)
         last = execs.last_committed()
@@ -100,6 +102,14 @@ class GatewayAgent:
 
     def wait_fds(self) -> list[int]:
         return self.link.fds()
+
+    def warm(self, command: bytes | None = None) -> None:
+        """A warming pass of this stage: `command` (the strategy's, in the composite
+        layout) through a scratch core and a canned venue (hftd.hotpath.warmup)."""
+        if self._warm is None:
+            self._warm = GatewayWarm(self.cfg)
+        self._warm.attach_journal(self.core.journal)
+        self._warm.run(command, self.dec, self.enc)
 
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)

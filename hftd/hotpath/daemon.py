@@ -67,6 +67,7 @@ class HotpathService:
             "wait": hot.strategy,
             "loops": hot.loops,
             "sleeps": hot.sleeps,
+            "warms": hot.warms,
         }
 
     async def handle(self, cmd: Command) -> Any:

@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 # Which component writes each ring (the consumer is the other end).
 PRODUCER = {"md": "feed", "orders": "strategy", "executions": "gateway"}
+# Whose warming pass feeds whose (hftd.hotpath.warmup): the md ring's, the orders ring's.
+_UPSTREAM = {"strategy": "feed", "gateway": "strategy"}
 
 
 class PartLoop(Protocol):
@@ -65,10 +67,12 @@ class SplitHost:
     def __init__(self, cfg: HftdConfig) -> None:
         self.spin_us = cfg.rings.spin_us
         self.rt_priority = cfg.hotpath.rt_priority
+        self.warm_ns = int(cfg.hotpath.warm_us * 1000)
 
     def loop(self, name: str, agent: Agent, inputs: dict[str, Ring], wait: str) -> PartLoop:
         hot = HotLoop(name, agent, list(inputs.values()), wait, self.spin_us)
         hot.rt_priority = self.rt_priority
+        hot.warm_ns = self.warm_ns
         return hot
 
 
@@ -112,6 +116,19 @@ class CompositeAgent:
             work += a.do_work()
         return work
 
+    def warm(self) -> None:
+        """One warming pass through every part, in pipeline order: what the feed's
+        pass made is the strategy's input, the strategy's the gateway's. A part
+        whose upstream is not attached (the strategy attaches last) warms on its
+        own canned input."""
+        data: Any = None
+        upstream = ""
+        for _, name, a in self.parts:
+            w = getattr(a, "warm", None)
+            if w is not None:
+                data = w(data if _UPSTREAM.get(name) == upstream else None)
+                upstream = name
+
     def wait_fds(self) -> list[int]:
         fds: list[int] = []
         for a in self.agents:
@@ -145,6 +162,7 @@ class CompositeHost:
         self.inputs: list[Ring] = []  # rings written by another process: slept on
         self.hot = HotLoop("hotpath", self.agent, self.inputs, wait, cfg.rings.spin_us)
         self.hot.rt_priority = cfg.hotpath.rt_priority
+        self.hot.warm_ns = int(cfg.hotpath.warm_us * 1000)
         self.lock = threading.Lock()
         self.attached: set[str] = set()
 

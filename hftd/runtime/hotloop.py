@@ -29,7 +29,12 @@ import trio
 
 from hftd.ipc.ring import Ring
 from hftd.runtime.gcpolicy import idle_collect
-from hftd.runtime.log import flush_deferred, register_hot_thread, unregister_hot_thread
+from hftd.runtime.log import (
+    flush_deferred,
+    register_hot_thread,
+    unregister_hot_thread,
+    warming,
+)
 
 log = logging.getLogger("hftd.hotloop")
 T = TypeVar("T")
@@ -70,6 +75,12 @@ class HotLoop:
         # message arriving wakes it ahead of whatever else runs on its CPU, instead
         # of waiting for the scheduler's next turn ([hotpath] rt_priority).
         self.rt_priority = 0
+        # Warming ([hotpath] warm_us): after this long with nothing to do, one pass of
+        # the agent's `warm()` (hftd.hotpath.warmup) keeps the path's code in the
+        # caches; 0 = never. `warms` counts the passes.
+        self.warm_ns = 0
+        self.warms = 0
+        self.busy_at = 0  # monotonic ns of the last pass that did work, or of the last warm
 
     def start(self) -> None:
         # The control thread (trio: status, monitor polls) holds the GIL in
@@ -138,17 +149,29 @@ class HotLoop:
         spin = self.strategy == "spin"
         spin_first = self.strategy == "spin-then-sleep"
         idle_since = 0
+        warm = getattr(agent, "warm", None)
+        if warm is None:
+            self.warm_ns = 0  # nothing to warm: never wake for it
         while not stop.is_set():
             self.loops += 1
             if not self.calls.empty():
                 self._run_calls()
             if agent.do_work():
                 idle_since = 0
+                if self.warm_ns:
+                    self.busy_at = time.monotonic_ns()
                 continue
             if flush_deferred():  # log lines wait for an idle moment (hftd.runtime.log)
                 continue
             if idle_collect():  # so does the cyclic GC, once settled (hftd.runtime.gcpolicy)
                 continue
+            if (
+                self.warm_ns
+                and warm is not None
+                and time.monotonic_ns() - self.busy_at >= self.warm_ns
+            ):
+                self._warm(warm)
+                continue  # look for work at once: a message may have come meanwhile
             if spin:
                 continue
             if spin_first:
@@ -160,6 +183,18 @@ class HotLoop:
             idle_since = 0
             self._sleep()
 
+    def _warm(self, warm: Callable[[], Any]) -> None:
+        """One warming pass; its log records are dropped. A pass that fails turns
+        warming off (it is an optimization: trading goes on without it)."""
+        try:
+            with warming():
+                warm()
+        except Exception:
+            self.warm_ns = 0
+            log.exception("%s: warming pass failed; warming is off from now on", self.name)
+        self.warms += 1
+        self.busy_at = time.monotonic_ns()
+
     def _sleep(self) -> None:
         prepared: list[Ring] = []
         for ring in self.inputs:
@@ -169,6 +204,9 @@ class HotLoop:
                 return
             prepared.append(ring)
         timeout = max(0.0, min(self.agent.next_timer_s(), MAX_SLEEP_S))
+        if self.warm_ns:  # wake for the next warming pass
+            due = (self.busy_at + self.warm_ns - time.monotonic_ns()) / 1e9
+            timeout = max(0.0, min(timeout, due))
         fds = [r.doorbell_fd for r in prepared] + self.agent.wait_fds()
         self.sleeps += 1
         try:

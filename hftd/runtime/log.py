@@ -14,12 +14,13 @@ appear a little after a control thread's later line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 TAGS = {
@@ -91,7 +92,10 @@ class DeferredHandler(logging.Handler):
         self.pending: deque[logging.LogRecord] = deque()
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if threading.get_ident() not in self.hot:
+        ident = threading.get_ident()
+        if ident == _warming[0]:
+            return True  # a warming pass's record (hftd.hotpath.warmup): dropped
+        if ident not in self.hot:
             self.target.handle(record)
             return True
         pending = self.pending
@@ -200,6 +204,19 @@ class HotRecord(logging.LogRecord):
 
 _START: float = logging._startTime  # type: ignore[attr-defined]
 _deferred: DeferredHandler | None = None
+_warming = [0]  # the thread running a warming pass, if any (its records are dropped)
+
+
+@contextlib.contextmanager
+def warming() -> Iterator[None]:
+    """Within it, the calling thread's records are made (that code is warmed too)
+    and dropped: a warming pass runs the hot path on canned data, and its fake
+    signals, orders and fills are nobody's books (hftd.hotpath.warmup)."""
+    _warming[0] = threading.get_ident()
+    try:
+        yield
+    finally:
+        _warming[0] = 0
 
 
 def register_hot_thread() -> None:

@@ -28,6 +28,7 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
+from hftd.hotpath.warmup import StrategyWarm
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
@@ -47,6 +48,7 @@ class StrategyAgent:
     def __init__(
         self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring, run: int = 1
     ) -> None:
+        self.cfg = cfg
         self.md = md
         self.execs = execs
         self.orders = orders
@@ -58,6 +60,7 @@ class StrategyAgent:
         self.run = run
         self.engine = StrategyEngine(cfg, self._send, time.monotonic_ns, run, self._book_lost)
         self.sync = MdSync(time.monotonic)
+        self._warm: StrategyWarm | None = None  # made on the first warming pass
         self.next_timer = 0
         # Composite layout: the gateway's pump, run on each order command as soon as
         # it is in the ring (`hftd.runtime.composite`); None in the split layout.
@@ -85,6 +88,13 @@ class StrategyAgent:
 
     def wait_fds(self) -> list[int]:
         return []
+
+    def warm(self, md: bytes | None = None) -> bytes | None:
+        """A warming pass of this stage: `md` (the feed's, in the composite layout)
+        through a scratch engine; the order command it made (hftd.hotpath.warmup)."""
+        if self._warm is None:
+            self._warm = StrategyWarm(self.cfg)
+        return self._warm.run(md, self.md_dec, self.enc)
 
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)

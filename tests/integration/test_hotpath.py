@@ -48,6 +48,8 @@ def test_the_composite_hot_path_trades_and_shows_its_components(tmp_path: Path) 
         out = hftctl(cfg, "status").stdout
         assert "feed, strategy, gateway: one process, hotpath" in out
         wait_for(lambda: status(up, "gateway")["fills"] >= 3, 120, "fills")
+        # the idle hot thread runs warming passes (hftd.hotpath.warmup)
+        wait_for(lambda: status(up, "hotpath")["warms"] >= 10, 30, "warming passes")
         # none of its parts can be started again beside it
         out = hftd_refused(cfg, "gateway")
         assert "already running" in out or "is running" in out, out
@@ -58,3 +60,4 @@ def test_the_composite_hot_path_trades_and_shows_its_components(tmp_path: Path) 
     for tag in ("[FEED  ]", "[STRAT ]", "[GATE  ]"):
         assert tag in log, tag
     assert "[HOT   ]" in log  # the process's own lines (startup, stop)
+    assert "warming pass failed" not in log
