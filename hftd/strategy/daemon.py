@@ -62,9 +62,15 @@ class StrategyAgent:
         self.sync = MdSync(time.monotonic)
         self._warm: StrategyWarm | None = None  # made on the first warming pass
         self.next_timer = 0
-        # Composite layout: the gateway's pump, run on each order command as soon as
-        # it is in the ring (`hftd.runtime.composite`); None in the split layout.
+        # Composite layout: the gateway's pump (`hftd.runtime.composite`), run on the
+        # first order command of each unit of work (a market-data message, the
+        # reports of a pass, a timer) as soon as it is in the ring, so a decision
+        # goes out at once; the unit's further orders (a load generator's burst)
+        # are pumped together when the unit ends, in one send, not one each.
+        # None in the split layout.
         self.downstream: Callable[[], object] | None = None
+        self.unit_orders = 0
+        self.deferred = False
         self.counters = {
             "reports": 0,
             "orders_refused": 0,
@@ -80,8 +86,12 @@ class StrategyAgent:
 
     def _send(self, cmd: OrderCommand) -> bool:
         if self.orders.try_write(self.enc.encode(cmd)):
-            if self.downstream is not None:
-                self.downstream()  # composite layout: the gateway sends it now
+            if self.downstream is not None:  # composite layout
+                if self.unit_orders == 0:
+                    self.downstream()  # the gateway sends it now
+                else:
+                    self.deferred = True  # a burst: the rest go together (_end_unit)
+                self.unit_orders += 1
             return True
         self.counters["orders_refused"] += 1
         return False
@@ -111,11 +121,20 @@ class StrategyAgent:
                 break
             work += 1
             self._on_update(self.md_dec.decode(raw))
+            self._end_unit()
         if work:
             md.commit()
         return work
 
+    def _end_unit(self) -> None:
+        """A unit of work is done: pump the orders it deferred (composite layout)."""
+        self.unit_orders = 0
+        if self.deferred and self.downstream is not None:
+            self.deferred = False
+            self.downstream()
+
     def do_work(self) -> int:
+        self._end_unit()  # orders a control call made between two passes
         work = self.pump()
         engine = self.engine
         execs = self.execs
@@ -129,11 +148,13 @@ class StrategyAgent:
         if n:
             execs.commit()
             self.counters["reports"] += n
+            self._end_unit()
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS
             engine.in_sync = self.sync.synced
             engine.on_timer()
+            self._end_unit()
         return work + n
 
     def _on_update(self, u: MarketDataUpdate) -> None:

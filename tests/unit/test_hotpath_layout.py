@@ -3,6 +3,7 @@ and how a composite loop runs its parts (pure: config and agents, no daemons).""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,3 +233,50 @@ def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> Non
                      "publish 1", "strategy rest"]
     comp.remove("gateway")
     assert strat.downstream is None and feed.downstream is not None
+
+
+def test_a_burst_of_orders_goes_to_the_gateway_together_after_its_first(
+    tmp_path: Path,
+) -> None:
+    """The first order of a unit of work (a message, a timer) is pumped at once; the
+    rest of a burst (the load generator's hundreds per timer) wait for the unit's
+    end and go in one gateway pass (one send), not one pass and one send each."""
+    from hftd.config import load_config, ring_name
+    from hftd.ipc.ring import Ring
+    from hftd.msg.hot import CMD_NEW, OrderCommand
+    from hftd.strategy.daemon import StrategyAgent
+    from tests.support import make_config
+
+    cfg = load_config(make_config(tmp_path))
+    rc = cfg.rings
+    rings = [
+        Ring.open(ring_name(cfg, e), c)
+        for e, c in (("md", rc.md_capacity), ("executions", rc.executions_capacity),
+                     ("orders", rc.orders_capacity))
+    ]
+    md, execs, orders = rings
+    try:
+        agent = StrategyAgent(cfg, md, execs, orders)
+        pumped: list[int] = []
+
+        def gateway_pump() -> int:  # what the gateway's pump does: drain the ring
+            n = 0
+            while orders.read() is not None:
+                n += 1
+            orders.commit()
+            pumped.append(n)
+            return n
+
+        agent.downstream = gateway_pump
+        cmd = OrderCommand(CMD_NEW, 1, "AAPL", "B", 100, 1_895_000, "3", 0, "mr1", 0, 0)
+        for _ in range(5):
+            assert agent._send(cmd)
+        assert pumped == [1]  # the first at once, the rest held
+        agent._end_unit()
+        assert pumped == [1, 4]  # together
+        agent._end_unit()
+        assert pumped == [1, 4]  # nothing held: no empty pass
+        assert agent._send(cmd) and pumped == [1, 4, 1]  # a new unit: at once again
+    finally:
+        for r in rings:
+            r.close()
