@@ -286,9 +286,10 @@ class HotpathConfig(_Base, frozen=True, kw_only=True):
     # scheduler's slice of whatever else shares the CPU. The kernel's RT
     # throttling (sched_rt_runtime_us) keeps 5% of each CPU for the rest.
     rt_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 0
-    # A hot thread idle this long runs one warming pass: its stage's code on canned
-    # data and scratch state, nothing sent or recorded (hftd.hotpath.warmup), so
-    # the next real message finds the code in the CPU caches. 0 = never.
+    # The composite hot thread, idle this long, runs one warming pass: the path's
+    # code on canned data and scratch state, nothing sent or recorded
+    # (hftd.hotpath.warmup), so the next real message finds it in the CPU caches.
+    # 0 = never. Split daemons do not warm (docs/hotpath.md, "Warming").
     warm_us: Annotated[float, msgspec.Meta(ge=0.0)] = 1000.0
 
     def resolved_layout(self) -> str:

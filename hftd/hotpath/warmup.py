@@ -14,9 +14,10 @@ runs it through a scratch `StrategyEngine` (books and strategies of the same
 classes and config), making an order command; the gateway decodes that and
 runs it through a scratch `GatewayCore` (risk, order book-keeping, OUCH
 encode, SoupBinTCP framing, T4 stamp), cancelled at once by a canned venue
-(an IOC's Canceled) so that nothing accumulates. In the
-composite layout one pass flows through the three; a split daemon warms its
-own stage on its own canned input.
+(an IOC's Canceled) so that nothing accumulates. One pass flows through the
+three parts of the composite layout; a part whose upstream is not attached
+warms on canned input of its own. The split layout does not warm
+(hftd.runtime.composite.SplitHost).
 
 What it must never do: touch a socket, a ring of the system, a journal or
 the real state. Only scratch objects are used (the ring code runs on rings

@@ -98,7 +98,7 @@ def test_trading_loop_positions_match_the_venue(tmp_path: Path) -> None:
         log = gw.log
         for line in ("risk OK, order sent", "fill ", "position "):
             assert line in log
-        # each split daemon warms its own stage when idle, and nothing of it is logged
+        # split daemons run no warming passes (only the composite hot thread does)
         for proc in (gw, st):
             assert "warming pass failed" not in proc.log
 

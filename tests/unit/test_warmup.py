@@ -244,3 +244,17 @@ def test_journal_appends_are_warmed_on_a_file_nobody_sees(tmp_path: Path) -> Non
         assert os.fstat(g.journal.fd).st_size == g.journal.SIZE  # allocated once, no growth
         scratch_is_empty(s, g)
         g.journal.close()
+
+
+def test_only_the_composite_hot_thread_warms() -> None:
+    """Split daemons sharing CPUs starved each other warming (docs/hotpath.md)."""
+    from hftd.runtime.composite import CompositeHost, SplitHost
+
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.hotpath.warm_us == 1000.0
+    split = SplitHost(cfg).loop("feed", Idle(logging.getLogger("x")), {}, "sleep")
+    assert isinstance(split, HotLoop) and split.warm_ns == 0
+    comp = CompositeHost(cfg, ["feed", "strategy", "gateway"], "sleep")
+    assert comp.hot.warm_ns == 1_000_000
+    off = msgspec.structs.replace(cfg, hotpath=msgspec.structs.replace(cfg.hotpath, warm_us=0.0))
+    assert CompositeHost(off, ["feed"], "sleep").hot.warm_ns == 0
