@@ -9,7 +9,8 @@ strategies, log level "info", the monitor, the layout `auto` picks here), with
 fresh ports, run dir and journal dir (tests/support.py `make_config`). After the
 first fill and 2 s more, the gateway's T1..T4 histograms (`latency_hdr` in its
 Status) are read, and again after `--seconds`; the difference is summarized
-per hop (p50/p99/p99.9 in µs, and the count of orders).
+per hop (p50/p99/p99.9 in µs, and the count of orders), with the CPU the
+gateway's process (the hotpath process in the composite layout) used meanwhile.
 
 `--tree NAME=PATH` runs the daemons from another checkout (PYTHONPATH=PATH:
 `hftd up`'s children run `python -P -m hftd.cli`, and PYTHONPATH comes before
@@ -34,26 +35,34 @@ ROOT = Path(__file__).resolve().parents[1]
 HOPS = ("t1_t2", "t2_t3", "t3_t4", "t1_t4")
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from tests.support import RING_PREFIXES, ask, make_config, start_daemon, status, wait_for
 from hftd.msg.control import Status
 from hftd.runtime.hdr import SparseHistogram
 from hftd.runtime.latency import summarize
 tmp, over, seconds = Path(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+
+
+def cpu_s(pid):  # user + system CPU seconds of a process
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 cfg = make_config(tmp, over)
 with start_daemon("up", cfg, args=("--new-day",), ready_timeout=60) as up:
     wait_for(lambda: status(up, "gateway").get("fills", 0) >= 1, 90, "a first fill")
     time.sleep(2)
-    g0 = status(up, "gateway")["latency_hdr"]
+    pid = ask(up, "gateway", Status())["pid"]
+    g0, c0, w0 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
     time.sleep(seconds)
-    g1 = status(up, "gateway")["latency_hdr"]
+    g1, c1, w1 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
     same = ask(up, "gateway", Status())["pid"] == ask(up, "feed", Status())["pid"]
     layout = "composite" if same else "split"
 for prefix in RING_PREFIXES:  # rings and the supervisor's lock: as tests/conftest.py does
     for path in Path("/dev/shm").glob(f"{prefix}-*"):
         path.unlink(missing_ok=True)
-out = {"layout": layout}
+out = {"layout": layout, "cpu": 100 * (c1 - c0) / (w1 - w0)}
 for hop in ("t1_t2", "t2_t3", "t3_t4", "t1_t4"):
     h = SparseHistogram.from_wire(g1.get(hop, {})) - SparseHistogram.from_wire(g0.get(hop, {}))
     s = summarize(hop, h)
@@ -102,7 +111,8 @@ def main() -> None:
                 f"{h} {res[h][0]:6.1f}/{res[h][1]:6.1f}/{res[h][2]:7.1f}" for h in HOPS
             )
             print(f"{name:>8} run {i + 1} ({res['layout']}) n={res['t1_t4'][3]:4.0f} "
-                  f"load {load:.2f} | {hops}  (p50/p99/p99.9 us)", flush=True)
+                  f"load {load:.2f} | {hops}  (p50/p99/p99.9 us) | gateway's process "
+                  f"{res['cpu']:.1f}% CPU", flush=True)
     print("medians of the runs (T1->T4 p50 / p99 / p99.9, us):")
     base = None
     for name, rs in results.items():
