@@ -82,18 +82,25 @@ def main() -> None:
         work()
     warm = sorted(measure(args.samples, 0, "sleep", poller))
     base = statistics.median(warm)
-    print(f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, pinned to "
-          f"{args.cpu if args.cpu >= 0 else 'none'}; {args.samples} samples per row")
+    print(
+        f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, pinned to "
+        f"{args.cpu if args.cpu >= 0 else 'none'}; {args.samples} samples per row"
+    )
     print(f"{'gap':>6} {'how':>6} {'p50 us':>8} {'p99 us':>8} {'x p50':>6}")
-    print(f"{0:>4}ms {'-':>6} {base / 1000:8.1f} {warm[int(len(warm) * .99)] / 1000:8.1f} {1:6.2f}")
+    print(
+        f"{0:>4}ms {'-':>6} {base / 1000:8.1f} {warm[int(len(warm) * 0.99)] / 1000:8.1f} {1:6.2f}"
+    )
     for gap in (1, 12, 50):
         for mode in ("sleep", "spin", "warm"):
             if mode != "sleep" and gap == 50:
                 continue
             xs = sorted(measure(args.samples if gap < 50 else args.samples // 3, gap, mode, poller))
             p50 = statistics.median(xs)
-            print(f"{gap:>4}ms {mode:>6} {p50 / 1000:8.1f} {xs[int(len(xs) * .99)] / 1000:8.1f} "
-                  f"{p50 / base:6.2f}", flush=True)
+            print(
+                f"{gap:>4}ms {mode:>6} {p50 / 1000:8.1f} {xs[int(len(xs) * 0.99)] / 1000:8.1f} "
+                f"{p50 / base:6.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def main() -> None:
     for s in args.set:
         k, v = s.split("=", 1)
         set_key(over, k, json.loads(v))
-    print(f"default config, {args.seconds:.0f} s windows, {args.runs} runs per tree, "
-          f"{os.cpu_count()} CPUs, overrides {over or 'none'}")
+    print(
+        f"default config, {args.seconds:.0f} s windows, {args.runs} runs per tree, "
+        f"{os.cpu_count()} CPUs, overrides {over or 'none'}"
+    )
     results: dict[str, list[dict[str, list[float]]]] = {n: [] for n in trees}
     for i in range(args.runs):
         for name, path in trees.items():
@@ -101,7 +103,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="bench-t2t-") as tmp:
                 r = subprocess.run(
                     [sys.executable, "-c", CHILD, tmp, json.dumps(over), str(args.seconds)],
-                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.seconds + 300,
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.seconds + 300,
                 )
             if r.returncode != 0:
                 sys.exit(f"{name} run {i + 1} failed:\n{r.stderr[-3000:]}")
@@ -110,9 +116,12 @@ def main() -> None:
             hops = " | ".join(
                 f"{h} {res[h][0]:6.1f}/{res[h][1]:6.1f}/{res[h][2]:7.1f}" for h in HOPS
             )
-            print(f"{name:>8} run {i + 1} ({res['layout']}) n={res['t1_t4'][3]:4.0f} "
-                  f"load {load:.2f} | {hops}  (p50/p99/p99.9 us) | gateway's process "
-                  f"{res['cpu']:.1f}% CPU", flush=True)
+            print(
+                f"{name:>8} run {i + 1} ({res['layout']}) n={res['t1_t4'][3]:4.0f} "
+                f"load {load:.2f} | {hops}  (p50/p99/p99.9 us) | gateway's process "
+                f"{res['cpu']:.1f}% CPU",
+                flush=True,
+            )
     print("medians of the runs (T1->T4 p50 / p99 / p99.9, us):")
     base = None
     for name, rs in results.items():

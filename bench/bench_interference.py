@@ -89,13 +89,14 @@ def start_neighbour(variant: str, tmp: Path, run_dir: Path, base: str) -> subpro
         return subprocess.Popen([sys.executable, "-c", code])
     if variant.startswith("burn"):
         busy, pause = (float(x) for x in variant.removeprefix("burn").split("/"))
-        return subprocess.Popen([sys.executable, "-c", BURNER.format(busy_ms=busy,
-                                                                      pause_ms=pause)])
+        return subprocess.Popen([sys.executable, "-c", BURNER.format(busy_ms=busy, pause_ms=pause)])
     if variant != "monitor":
         raise SystemExit(f"unknown variant {variant!r} (none, monitor, poller, burnB/P)")
     cfg = tmp / "monitor.toml"
-    cfg.write_text(base + "\n[daemons.monitor]\ncpu_policy = 'idle'\n\n[monitor]\n"
-                   f"web_port = {t2t.free_port()}\n")
+    cfg.write_text(
+        base + "\n[daemons.monitor]\ncpu_policy = 'idle'\n\n[monitor]\n"
+        f"web_port = {t2t.free_port()}\n"
+    )
     notify = tmp / "monitor-notify.sock"
     notify.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
@@ -103,8 +104,10 @@ def start_neighbour(variant: str, tmp: Path, run_dir: Path, base: str) -> subpro
         ns.settimeout(30)
         proc = subprocess.Popen(
             [sys.executable, "-m", "hftd.cli", "monitor", "--config", str(cfg)],
-            env=dict(os.environ, NOTIFY_SOCKET=str(notify)), cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         while b"READY=1" not in ns.recv(4096):
             pass
@@ -149,8 +152,9 @@ def main() -> None:
                         w = b[h] - a[h]
                         pooled[v][h].append(w)
                         p50, p99, p999 = (x / 1000 for x in w.percentiles_ns([50.0, 99.0, 99.9]))
-                        parts.append(f"{h} n={w.total} p50 {p50:.0f} p99 {p99:.0f} "
-                                     f"p99.9 {p999:.0f} us")
+                        parts.append(
+                            f"{h} n={w.total} p50 {p50:.0f} p99 {p99:.0f} p99.9 {p999:.0f} us"
+                        )
                     print(f"  cycle {cycle + 1} {v:<12} " + " | ".join(parts), flush=True)
         finally:
             system.stop()

@@ -121,8 +121,7 @@ def percentile(sorted_ns: list[int], q: float) -> int:
 def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
     rng = random.Random(seed)
     symbols = [f"SYM{i}" for i in range(n_symbols)]
-    engine = MatchingEngine({s: SymbolRules(tick=TICK) for s in symbols},
-                            max_order_size=1_000_000)
+    engine = MatchingEngine({s: SymbolRules(tick=TICK) for s in symbols}, max_order_size=1_000_000)
     live = {s: Live() for s in symbols}
     mids = dict.fromkeys(symbols, MID)
     user_ref = 0
@@ -132,9 +131,18 @@ def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
             user_ref += 1
             buy = rng.random() < 0.5
             off = rng.randint(1, 10) * TICK
-            track(engine.enter(owner="mm", user_ref=user_ref, symbol=s, side="B" if buy else "S",
-                               quantity=rng.randint(1, 5) * 100,
-                               price=MID - off if buy else MID + off, tif=TIF_DAY), live[s])
+            track(
+                engine.enter(
+                    owner="mm",
+                    user_ref=user_ref,
+                    symbol=s,
+                    side="B" if buy else "S",
+                    quantity=rng.randint(1, 5) * 100,
+                    price=MID - off if buy else MID + off,
+                    tif=TIF_DAY,
+                ),
+                live[s],
+            )
 
     lat = array("q", bytes(8 * n_ops))  # preallocated: ns per op
     kind = array("B", bytes(n_ops))  # op type per op
@@ -174,8 +182,15 @@ def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
             tif = TIF_GTX if rng.random() < 0.1 else TIF_DAY
             side = "B" if buy else ("S", "S", "S", "T")[rng.randrange(4)]
             t0 = perf()
-            ev = enter(owner="mm", user_ref=user_ref, symbol=s, side=side, quantity=qty,
-                       price=price, tif=tif)
+            ev = enter(
+                owner="mm",
+                user_ref=user_ref,
+                symbol=s,
+                side=side,
+                quantity=qty,
+                price=price,
+                tif=tif,
+            )
             t1 = perf()
         elif op == CANCEL:
             ref = lv.pick(rng)
@@ -207,8 +222,15 @@ def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
                 price = mid + off if buy else mid - off
                 tif = TIF_IOC if op == TAKE_IOC else TIF_DAY
             t0 = perf()
-            ev = enter(owner="taker", user_ref=user_ref, symbol=s, side="B" if buy else "S",
-                       quantity=qty, price=price, tif=tif)
+            ev = enter(
+                owner="taker",
+                user_ref=user_ref,
+                symbol=s,
+                side="B" if buy else "S",
+                quantity=qty,
+                price=price,
+                tif=tif,
+            )
             t1 = perf()
         lat[i] = t1 - t0
         kind[i] = op
@@ -224,26 +246,35 @@ def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
         by_kind[k].append(v)
 
     print("hftd matching engine benchmark")
-    print(f"  machine : {platform.platform()} ({platform.machine()}), "
-          f"cpu_count={os.cpu_count()}")
+    print(f"  machine : {platform.platform()} ({platform.machine()}), cpu_count={os.cpu_count()}")
     print(f"  python  : {platform.python_implementation()} {sys.version.split()[0]}")
-    print(f"  workload: seed={seed} ops={n_ops:,} symbols={n_symbols} "
-          f"target depth={target_depth} orders/symbol (prefilled, untimed), tick={TICK}")
+    print(
+        f"  workload: seed={seed} ops={n_ops:,} symbols={n_symbols} "
+        f"target depth={target_depth} orders/symbol (prefilled, untimed), tick={TICK}"
+    )
     print("  gc      : collected + frozen, then DISABLED during the timed loop")
     print("  timing  : perf_counter_ns() around each engine call only")
     print()
     print(f"  total ops         : {n_ops:,}")
     print(f"  fills / events    : {n_fills:,} / {n_events:,}")
-    print(f"  resting orders    : min {min(depth_samples):,} / mean "
-          f"{sum(depth_samples) // len(depth_samples):,} / max {max(depth_samples):,} "
-          f"per symbol (sampled every 1000 ops); {len(engine.orders):,} at the end")
-    print(f"  time in engine    : {in_engine_ns / 1e9:.3f} s "
-          f"-> {n_ops / (in_engine_ns / 1e9):,.0f} ops/s (engine calls only)")
-    print(f"  wall time of loop : {wall_ns / 1e9:.3f} s "
-          f"-> {n_ops / (wall_ns / 1e9):,.0f} ops/s (incl. workload generation)")
+    print(
+        f"  resting orders    : min {min(depth_samples):,} / mean "
+        f"{sum(depth_samples) // len(depth_samples):,} / max {max(depth_samples):,} "
+        f"per symbol (sampled every 1000 ops); {len(engine.orders):,} at the end"
+    )
+    print(
+        f"  time in engine    : {in_engine_ns / 1e9:.3f} s "
+        f"-> {n_ops / (in_engine_ns / 1e9):,.0f} ops/s (engine calls only)"
+    )
+    print(
+        f"  wall time of loop : {wall_ns / 1e9:.3f} s "
+        f"-> {n_ops / (wall_ns / 1e9):,.0f} ops/s (incl. workload generation)"
+    )
     print()
-    header = (f"  {'op':<15}{'count':>9}{'share':>7}{'mean':>9}{'p50':>9}{'p95':>9}"
-              f"{'p99':>9}{'p99.9':>9}{'max':>10}")
+    header = (
+        f"  {'op':<15}{'count':>9}{'share':>7}{'mean':>9}{'p50':>9}{'p95':>9}"
+        f"{'p99':>9}{'p99.9':>9}{'max':>10}"
+    )
     print(header + "   (latency in microseconds)")
     print("  " + "-" * (len(header) - 2))
     rows = [(name, by_kind[k]) for k, name in enumerate(OP_NAMES)]
@@ -255,18 +286,28 @@ def run(n_ops: int, seed: int, n_symbols: int, target_depth: int) -> None:
             print(f"  {name:<15}{0:>9}")
             continue
         us = [percentile(values, q) / 1000 for q in (50, 95, 99, 99.9)]
-        print(f"  {name:<15}{n:>9,}{100 * n / n_ops:>6.1f}%{sum(values) / n / 1000:>9.2f}"
-              f"{us[0]:>9.2f}{us[1]:>9.2f}{us[2]:>9.2f}{us[3]:>9.2f}{values[-1] / 1000:>10.2f}")
+        print(
+            f"  {name:<15}{n:>9,}{100 * n / n_ops:>6.1f}%{sum(values) / n / 1000:>9.2f}"
+            f"{us[0]:>9.2f}{us[1]:>9.2f}{us[2]:>9.2f}{us[3]:>9.2f}{values[-1] / 1000:>10.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--orders", type=int, default=1_500_000,
-                    help="number of timed operations (default 1,500,000)")
+    ap.add_argument(
+        "--orders",
+        type=int,
+        default=1_500_000,
+        help="number of timed operations (default 1,500,000)",
+    )
     ap.add_argument("--seed", type=int, default=1, help="workload RNG seed (default 1)")
     ap.add_argument("--symbols", type=int, default=1, help="symbols, round-robin (default 1)")
-    ap.add_argument("--depth", type=int, default=2_000,
-                    help="resting orders per symbol to prefill and hover around (default 2000)")
+    ap.add_argument(
+        "--depth",
+        type=int,
+        default=2_000,
+        help="resting orders per symbol to prefill and hover around (default 2000)",
+    )
     args = ap.parse_args(argv)
     if args.orders <= 0 or args.symbols <= 0 or args.depth < 0:
         ap.error("--orders and --symbols must be positive, --depth not negative")

@@ -48,18 +48,25 @@ DAEMONS = ("exchange", "feed", "gateway", "strategy", "monitor")
 
 def write_config(tmp: Path, code: Path, rate: float) -> Path:
     data = tomllib.loads((code / "config" / "default.toml").read_text())
-    data["system"].update(run_dir=str(tmp / "run"), journal_dir=str(tmp / "journal"),
-                          log_level="warning", trading_day_starts="")
+    data["system"].update(
+        run_dir=str(tmp / "run"),
+        journal_dir=str(tmp / "journal"),
+        log_level="warning",
+        trading_day_starts="",
+    )
     data["exchange"].update(order_port=free_port(), md_port=free_port())
     data["exchange"]["flow"]["arrival_rate_per_s"] = rate
     data["rings"]["prefix"] = f"hftd-mem{os.getpid()}"
     data["monitor"]["web_port"] = free_port()
     data["risk"].update(
-        max_position=10**9, max_gross_position=4 * 10**9, max_order_notional=10**14,
-        daily_loss_limit=10**14, max_orders_per_s=100_000, max_working_orders=100_000,
+        max_position=10**9,
+        max_gross_position=4 * 10**9,
+        max_order_notional=10**14,
+        daily_loss_limit=10**14,
+        max_orders_per_s=100_000,
+        max_working_orders=100_000,
     )
-    data["breaker"] = {"max_venue_rejects": 10**9, "max_risk_rejects": 10**9,
-                       "max_cancels": 10**9}
+    data["breaker"] = {"max_venue_rejects": 10**9, "max_risk_rejects": 10**9, "max_cancels": 10**9}
     for inst in data["strategy"]["instances"]:
         inst["max_position"] = 10**8
     path = tmp / "memory.toml"
@@ -87,8 +94,9 @@ def processes(pids: dict[str, int]) -> dict[str, tuple[int, list[str]]]:
     by_pid: dict[int, list[str]] = {}
     for d, pid in pids.items():
         by_pid.setdefault(pid, []).append(d)
-    return {(parts[0] if len(parts) == 1 else "hotpath"): (pid, parts)
-            for pid, parts in by_pid.items()}
+    return {
+        (parts[0] if len(parts) == 1 else "hotpath"): (pid, parts) for pid, parts in by_pid.items()
+    }
 
 
 def slope_mb_per_h(points: list[tuple[float, int]]) -> float:
@@ -118,13 +126,18 @@ def main() -> None:
     notify = tmp / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux {platform.release()}, "
-          f"Python {platform.python_version()}; code {code}; load average before "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; code {code}; load average before "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     log = open(tmp / "up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "hftd.cli", "up", "--config", str(cfg), "--new-day"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=code,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=code,
         env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
     )
     samples: dict[str, list[tuple[float, int]]] = {}
@@ -136,13 +149,20 @@ def main() -> None:
         pids = {d: int(status(run_dir, d)["pid"]) for d in DAEMONS}
         procs = processes(pids)
         samples.update((name, []) for name in procs)
-        print(f"pids {pids}; {args.minutes:g} min at {args.rate:g} events/s per symbol, "
-              f"RSS every {args.sample_s:g} s", flush=True)
+        print(
+            f"pids {pids}; {args.minutes:g} min at {args.rate:g} events/s per symbol, "
+            f"RSS every {args.sample_s:g} s",
+            flush=True,
+        )
         for name, (pid, parts) in procs.items():
             if len(parts) > 1:
                 print(f"{name} = {' + '.join(parts)}: one process (pid {pid})", flush=True)
-        print(f"{'t (s)':>6} " + " ".join(f"{name + ' KiB':>13}" for name in procs)
-              + f" {'ITCH msgs':>10} {'journal':>9} {'fills':>7}  load", flush=True)
+        print(
+            f"{'t (s)':>6} "
+            + " ".join(f"{name + ' KiB':>13}" for name in procs)
+            + f" {'ITCH msgs':>10} {'journal':>9} {'fills':>7}  load",
+            flush=True,
+        )
         end = t0 + args.minutes * 60
         next_at = t0
         while True:
@@ -161,16 +181,23 @@ def main() -> None:
                 ex = status(run_dir, "exchange")["detail"]
                 gw = status(run_dir, "gateway")["detail"]
                 journal = ex.get("journal_appended", 0) + ex.get("journal_replayed", 0)
-                print(f"{t:6.0f} " + " ".join(f"{v:>13,}" for v in row)
-                      + f" {ex.get('md_messages', 0):>10,} {journal:>9,} "
-                      f"{gw.get('fills', 0):>7,}  {os.getloadavg()[0]:.2f}", flush=True)
+                print(
+                    f"{t:6.0f} "
+                    + " ".join(f"{v:>13,}" for v in row)
+                    + f" {ex.get('md_messages', 0):>10,} {journal:>9,} "
+                    f"{gw.get('fills', 0):>7,}  {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
                 next_at += args.sample_s
                 if now >= end:
                     break
             time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
         ex = status(run_dir, "exchange")["detail"]
-        print(f"exchange: {ex.get('md_messages', 0):,} ITCH messages, "
-              f"{ex.get('checkpoints', 'n/a')} checkpoints", flush=True)
+        print(
+            f"exchange: {ex.get('md_messages', 0):,} ITCH messages, "
+            f"{ex.get('checkpoints', 'n/a')} checkpoints",
+            flush=True,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -180,15 +207,19 @@ def main() -> None:
         sock.close()
         log.close()
     minutes = samples["exchange"][-1][0] / 60 if samples.get("exchange") else 0.0
-    print(f"\nRSS over {minutes:.1f} min (MB/h: least-squares slope; after warm-up = "
-          f"samples from {args.warmup_s:g} s on):")
+    print(
+        f"\nRSS over {minutes:.1f} min (MB/h: least-squares slope; after warm-up = "
+        f"samples from {args.warmup_s:g} s on):"
+    )
     for d, pts in samples.items():
         if not pts:
             continue
         late = [p for p in pts if p[0] >= args.warmup_s]
-        print(f"  {d:9} {pts[0][1] / 1024:7.1f} -> {pts[-1][1] / 1024:7.1f} MiB   "
-              f"slope {slope_mb_per_h(pts):+7.2f} MB/h overall, "
-              f"{slope_mb_per_h(late):+7.2f} MB/h after warm-up ({len(late)} samples)")
+        print(
+            f"  {d:9} {pts[0][1] / 1024:7.1f} -> {pts[-1][1] / 1024:7.1f} MiB   "
+            f"slope {slope_mb_per_h(pts):+7.2f} MB/h overall, "
+            f"{slope_mb_per_h(late):+7.2f} MB/h after warm-up ({len(late)} samples)"
+        )
     print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for p in sorted(Path("/dev/shm").glob(f"hftd-mem{os.getpid()}*")):
         p.unlink(missing_ok=True)

@@ -63,8 +63,9 @@ def write_config(tmp: Path, code: Path, checkpoints: bool) -> Path:
     """`code`'s default.toml with a private run dir, journal dir and ports; the daemon's
     own checkpoints out of reach (`checkpoints`: the code knows the settings)."""
     data = tomllib.loads((code / "config" / "default.toml").read_text())
-    data["system"].update(run_dir=str(tmp / "run"), journal_dir=str(tmp / "journal"),
-                          log_level="info")
+    data["system"].update(
+        run_dir=str(tmp / "run"), journal_dir=str(tmp / "journal"), log_level="info"
+    )
     ex = data["exchange"]
     ex.update(order_port=free_port(), md_port=free_port())
     for key in ("checkpoint_records", "checkpoint_interval_s"):
@@ -148,14 +149,24 @@ class Trader:
         book = jv.venue.engine.books[symbol]
         side = rng.choice("BS")
         ioc = rng.random() < 0.5
-        touch = (book.best_ask() if side == "B" else book.best_bid()) if ioc else (
-            book.best_bid() if side == "B" else book.best_ask())
+        touch = (
+            (book.best_ask() if side == "B" else book.best_bid())
+            if ioc
+            else (book.best_bid() if side == "B" else book.best_ask())
+        )
         if touch is None:
             jv.handle(self.user, ouch.encode_inbound(ouch.CancelOrder(10**9, 0)))  # rejected
             return
         self.ref += 1
-        order = ouch.EnterOrder(self.ref, side, 100 * rng.randint(1, 3), symbol, touch,
-                                ouch.TIF_IOC if ioc else ouch.TIF_DAY, cl_ord_id=f"b{self.ref}")
+        order = ouch.EnterOrder(
+            self.ref,
+            side,
+            100 * rng.randint(1, 3),
+            symbol,
+            touch,
+            ouch.TIF_IOC if ioc else ouch.TIF_DAY,
+            cl_ord_id=f"b{self.ref}",
+        )
         jv.handle(self.user, ouch.encode_inbound(order))
         if not ioc:
             self.resting.append(self.ref)
@@ -173,7 +184,10 @@ def restart(cfg: Path, code: Path) -> tuple[float, float, str]:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hftd.cli", "exchange", "--config", str(cfg)],
-                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=code,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=code,
             )
         try:
             sock.settimeout(120)
@@ -196,8 +210,9 @@ def floor(code: Path) -> float:
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import hftd.exchange.daemon, hftd.cli"],
-                       cwd=code, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import hftd.exchange.daemon, hftd.cli"], cwd=code, check=True
+        )
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -205,31 +220,57 @@ def floor(code: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--tail", type=int, default=CHECKPOINT_RECORDS - 1,
-                    help="records after the last checkpoint (default: the worst case)")
+    ap.add_argument(
+        "--tail",
+        type=int,
+        default=CHECKPOINT_RECORDS - 1,
+        help="records after the last checkpoint (default: the worst case)",
+    )
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--full", action="store_true",
-                    help="also one restart with the checkpoint moved away (full replay)")
-    ap.add_argument("--cwd", type=Path, default=None,
-                    help="run the daemon from this checkout (e.g. the commit before)")
-    ap.add_argument("--dir", type=Path, default=None,
-                    help="build the day in a new directory under this one, and keep it")
-    ap.add_argument("--reuse", type=Path, default=None,
-                    help="time restarts of a day built before (a directory --dir made)")
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="also one restart with the checkpoint moved away (full replay)",
+    )
+    ap.add_argument(
+        "--cwd",
+        type=Path,
+        default=None,
+        help="run the daemon from this checkout (e.g. the commit before)",
+    )
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="build the day in a new directory under this one, and keep it",
+    )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="time restarts of a day built before (a directory --dir made)",
+    )
     args = ap.parse_args()
     code = (args.cwd or ROOT).resolve()
     keep = args.dir is not None or args.reuse is not None
     tmp = args.reuse or Path(tempfile.mkdtemp(prefix="hftd-bench-restart-", dir=args.dir))
     try:
-        print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux "
-              f"{platform.release()}, Python {platform.python_version()}; load average "
-              f"before {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        print(
+            f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux "
+            f"{platform.release()}, Python {platform.python_version()}; load average "
+            f"before {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            flush=True,
+        )
         if args.reuse is None:
             build_cfg = write_config(tmp, ROOT, checkpoints=True)
             day = build_day(build_cfg, args.records, args.tail)
-            print(f"day in {tmp}: " + ", ".join(
-                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in day.items()
-            ), flush=True)
+            print(
+                f"day in {tmp}: "
+                + ", ".join(
+                    f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in day.items()
+                ),
+                flush=True,
+            )
         cfg = write_config(tmp, code, checkpoints=(code / "hftd/exchange/checkpoint.py").exists())
         print(f"daemon from {code} (load average {os.getloadavg()[0]:.2f})", flush=True)
         print(f"floor (interpreter + imports, best of 3): {floor(code):.3f} s", flush=True)
@@ -237,17 +278,24 @@ def main() -> None:
         for i in range(args.runs):
             ready, replay, line = restart(cfg, code)
             readies.append(ready)
-            print(f"run {i + 1}: READY after {ready:.3f} s (replay {replay:.3f} s){line}",
-                  flush=True)
-        print(f"restart to READY: median {statistics.median(readies):.3f} s, "
-              f"max {max(readies):.3f} s over {len(readies)} runs", flush=True)
+            print(
+                f"run {i + 1}: READY after {ready:.3f} s (replay {replay:.3f} s){line}", flush=True
+            )
+        print(
+            f"restart to READY: median {statistics.median(readies):.3f} s, "
+            f"max {max(readies):.3f} s over {len(readies)} runs",
+            flush=True,
+        )
         if args.full:
             ck = state_dir(exchange_journal_path(load_config(cfg))) / CHECKPOINT
             if ck.exists():
                 ck.unlink()
             ready, replay, line = restart(cfg, code)
-            print(f"without the checkpoint (full replay): READY after {ready:.3f} s "
-                  f"(replay {replay:.3f} s){line}", flush=True)
+            print(
+                f"without the checkpoint (full replay): READY after {ready:.3f} s "
+                f"(replay {replay:.3f} s){line}",
+                flush=True,
+            )
         print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if not keep:

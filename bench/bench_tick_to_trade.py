@@ -102,8 +102,11 @@ def write_config(
     data = tomllib.loads(text)
     prefix = f"hftd-bench{os.getpid()}-{phase}"
     lines = [
-        "[system]", f'run_dir = "{tmp / "run"}"', f'journal_dir = "{tmp / "journal"}"',
-        f'log_level = "{log_level}"', "",
+        "[system]",
+        f'run_dir = "{tmp / "run"}"',
+        f'journal_dir = "{tmp / "journal"}"',
+        f'log_level = "{log_level}"',
+        "",
     ]
     for s in data["symbols"]:
         lines += ["[[symbols]]", *(f"{k} = {toml_value(v)}" for k, v in s.items()), ""]
@@ -118,40 +121,98 @@ def write_config(
         for u in entries:
             fields = (f"{k} = {toml_value(v)}" for k, v in u.items())
             lines += [f"[[exchange.{table}]]", *fields, ""]
-    lines += ["[exchange.flow]", f"arrival_rate_per_s = {rate if phase == 'latency' else 5.0}",
-              "cancel_ratio = 0.35", "marketable_ratio = 0.15", "max_resting_per_side = 300", ""]
+    lines += [
+        "[exchange.flow]",
+        f"arrival_rate_per_s = {rate if phase == 'latency' else 5.0}",
+        "cancel_ratio = 0.35",
+        "marketable_ratio = 0.15",
+        "max_resting_per_side = 300",
+        "",
+    ]
     lines += ["[rings]", f'prefix = "{prefix}"', ""]
     lines += ["[hotpath]", f'layout = "{LAYOUT[0]}"', f'wait = "{LAYOUT[1]}"', ""]
     # Limits out of the way: this measures the path, not the controls (a burst of
     # rejects would otherwise trip the circuit breaker and halt the run).
-    lines += ["[risk]", "max_orders_per_s = 1000000", "max_messages_per_s = 3000000",
-              "max_working_orders = 100000", "max_position = 1000000000",
-              "max_gross_position = 4000000000", "max_net_position = 4000000000",
-              "max_exposure_notional = 100000000000000",
-              "daily_loss_limit = 100000000000000", ""]
-    lines += ["[breaker]", "max_venue_rejects = 1000000", "max_risk_rejects = 1000000",
-              "max_cancels = 10000000", ""]
-    lines += ["[daemons.exchange]", "", '[daemons.feed]', 'after = ["exchange"]', "",
-              "[daemons.gateway]", 'after = ["exchange"]', ""]
+    lines += [
+        "[risk]",
+        "max_orders_per_s = 1000000",
+        "max_messages_per_s = 3000000",
+        "max_working_orders = 100000",
+        "max_position = 1000000000",
+        "max_gross_position = 4000000000",
+        "max_net_position = 4000000000",
+        "max_exposure_notional = 100000000000000",
+        "daily_loss_limit = 100000000000000",
+        "",
+    ]
+    lines += [
+        "[breaker]",
+        "max_venue_rejects = 1000000",
+        "max_risk_rejects = 1000000",
+        "max_cancels = 10000000",
+        "",
+    ]
+    lines += [
+        "[daemons.exchange]",
+        "",
+        "[daemons.feed]",
+        'after = ["exchange"]',
+        "",
+        "[daemons.gateway]",
+        'after = ["exchange"]',
+        "",
+    ]
     if phase == "latency":
         lines += ["[daemons.strategy]", 'after = ["feed", "gateway"]', ""]
-        lines += ["[[strategy.instances]]", 'name = "mr1"', 'kind = "mean_reversion"',
-                  'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
-                  "max_position = 100000000", "window = 20", "threshold_sigma = 1.0",
-                  "cooldown_ms = 1.0", "aggression_ticks = 1", ""]
-        lines += ["[[strategy.instances]]", 'name = "mom1"', 'kind = "momentum"',
-                  'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
-                  "max_position = 100000000", "fast_window = 5", "slow_window = 20",
-                  "cooldown_ms = 1.0", "order_timeout_ms = 200.0", ""]
+        lines += [
+            "[[strategy.instances]]",
+            'name = "mr1"',
+            'kind = "mean_reversion"',
+            'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]',
+            "order_qty = 100",
+            "max_position = 100000000",
+            "window = 20",
+            "threshold_sigma = 1.0",
+            "cooldown_ms = 1.0",
+            "aggression_ticks = 1",
+            "",
+        ]
+        lines += [
+            "[[strategy.instances]]",
+            'name = "mom1"',
+            'kind = "momentum"',
+            'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]',
+            "order_qty = 100",
+            "max_position = 100000000",
+            "fast_window = 5",
+            "slow_window = 20",
+            "cooldown_ms = 1.0",
+            "order_timeout_ms = 200.0",
+            "",
+        ]
     if phase == "strategy":  # the orders come from a strategy: kind "load"
         lines += ["[daemons.strategy]", 'after = ["feed", "gateway"]', ""]
-        lines += ["[[strategy.instances]]", 'name = "load1"', 'kind = "load"',
-                  'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]', "order_qty = 100",
-                  "max_position = 100000000", f"rate_per_s = {LOAD_RATE[0]}",
-                  "offset_ticks = 5", f"max_working = {WINDOW[0]}", ""]
+        lines += [
+            "[[strategy.instances]]",
+            'name = "load1"',
+            'kind = "load"',
+            'symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]',
+            "order_qty = 100",
+            "max_position = 100000000",
+            f"rate_per_s = {LOAD_RATE[0]}",
+            "offset_ticks = 5",
+            f"max_working = {WINDOW[0]}",
+            "",
+        ]
     if with_monitor:
-        lines += ["[daemons.monitor]", "cpu_policy = 'idle'", "",
-                  "[monitor]", f"web_port = {free_port()}", ""]
+        lines += [
+            "[daemons.monitor]",
+            "cpu_policy = 'idle'",
+            "",
+            "[monitor]",
+            f"web_port = {free_port()}",
+            "",
+        ]
     path = tmp / f"{phase}.toml"
     path.write_text("\n".join(lines))
     return path
@@ -171,7 +232,10 @@ class System:
         env = dict(os.environ, NOTIFY_SOCKET=str(notify))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hftd.cli", "up", "--config", str(config)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
         )
         self.sock.settimeout(60)
         while b"READY=1" not in self.sock.recv(4096):
@@ -199,14 +263,21 @@ class System:
 
 
 def print_hops(hops: list[HopLatency]) -> None:
-    names = {"t1_t2": "T1->T2 feed->strategy", "t2_t3": "T2->T3 strategy->risk",
-             "t3_t4": "T3->T4 risk->wire", "t4_t5": "T4->T5 wire->venue ack",
-             "t1_t4": "T1->T4 tick-to-trade"}
-    print(f"  {'hop (us)':<26} {'count':>7} {'p50':>9} {'p95':>9} {'p99':>9} {'p99.9':>9} "
-          f"{'max':>9}")
+    names = {
+        "t1_t2": "T1->T2 feed->strategy",
+        "t2_t3": "T2->T3 strategy->risk",
+        "t3_t4": "T3->T4 risk->wire",
+        "t4_t5": "T4->T5 wire->venue ack",
+        "t1_t4": "T1->T4 tick-to-trade",
+    }
+    print(
+        f"  {'hop (us)':<26} {'count':>7} {'p50':>9} {'p95':>9} {'p99':>9} {'p99.9':>9} {'max':>9}"
+    )
     for s in hops:
-        print(f"  {names[s.hop]:<26} {s.count:>7} {s.p50:>9.1f} {s.p95:>9.1f} "
-              f"{s.p99:>9.1f} {s.p999:>9.1f} {s.max:>9.1f}")
+        print(
+            f"  {names[s.hop]:<26} {s.count:>7} {s.p50:>9.1f} {s.p95:>9.1f} "
+            f"{s.p99:>9.1f} {s.p999:>9.1f} {s.max:>9.1f}"
+        )
 
 
 def latency_phase(tmp: Path, seconds: float, rate: float, with_monitor: bool) -> dict[str, Any]:
@@ -219,10 +290,12 @@ def latency_phase(tmp: Path, seconds: float, rate: float, with_monitor: bool) ->
     finally:
         system.stop()
     sent = g1["sent"] - g0["sent"]
-    print(f"latency phase: {seconds:.0f} s, synthetic flow {rate:g} events/s/symbol x 4, "
-          f"feed {f1['messages']} ITCH messages ({f1['messages'] / seconds:.0f}/s), "
-          f"orders sent {sent} ({sent / seconds:.1f}/s), fills {g1['fills']}, "
-          f"md drops {f1['drops']}")
+    print(
+        f"latency phase: {seconds:.0f} s, synthetic flow {rate:g} events/s/symbol x 4, "
+        f"feed {f1['messages']} ITCH messages ({f1['messages'] / seconds:.0f}/s), "
+        f"orders sent {sent} ({sent / seconds:.1f}/s), fills {g1['fills']}, "
+        f"md drops {f1['drops']}"
+    )
     print_hops(summaries(g1["latency_hdr"]))
     return g1
 
@@ -266,8 +339,9 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
             for _ in range(64):
                 side = "B" if cl & 1 else "S"
                 price = 1_880_000 if side == "B" else 1_910_000  # off the touch, in the band
-                cmd = OrderCommand(CMD_NEW, cl, "AAPL", side, 100, price, "3", 0, "bench",
-                                   0, time.monotonic_ns())
+                cmd = OrderCommand(
+                    CMD_NEW, cl, "AAPL", side, 100, price, "3", 0, "bench", 0, time.monotonic_ns()
+                )
                 if ring.try_write(enc.encode(cmd)):
                     cl += 1
                     sent += 1
@@ -285,12 +359,14 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         ring.close()
         execs.close()
         system.stop()
-    acked = (summaries(g1["latency_hdr"])[3].count - summaries(g0["latency_hdr"])[3].count)
+    acked = summaries(g1["latency_hdr"])[3].count - summaries(g0["latency_hdr"])[3].count
     rejects = g1["risk_rejects"] - g0["risk_rejects"]
-    print(f"throughput phase: {elapsed:.1f} s, commands written {sent} ({sent / elapsed:.0f}/s), "
-          f"venue acknowledgements {acked} ({acked / elapsed:.0f} orders/s), risk rejects "
-          f"{rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, waits (window or ring "
-          f"full) {full}")
+    print(
+        f"throughput phase: {elapsed:.1f} s, commands written {sent} ({sent / elapsed:.0f}/s), "
+        f"venue acknowledgements {acked} ({acked / elapsed:.0f} orders/s), risk rejects "
+        f"{rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, waits (window or ring "
+        f"full) {full}"
+    )
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
 
@@ -315,16 +391,18 @@ def strategy_throughput_phase(tmp: Path, seconds: float) -> float:
         elapsed = time.monotonic() - t0
     finally:
         system.stop()
-    acked = (summaries(g1["latency_hdr"])[3].count - summaries(g0["latency_hdr"])[3].count)
+    acked = summaries(g1["latency_hdr"])[3].count - summaries(g0["latency_hdr"])[3].count
     made = s1["strategies"]["load1"]["sent"] - s0["strategies"]["load1"]["sent"]
     refused = s1["orders_refused"] - s0["orders_refused"]
     rejects = g1["risk_rejects"] - g0["risk_rejects"]
-    print(f"strategy throughput phase: {elapsed:.1f} s, load strategy offering "
-          f"{LOAD_RATE[0]:g}/s: orders made {made} ({made / elapsed:.0f}/s), refused by the "
-          f"full ring {refused}, venue acknowledgements {acked} ({acked / elapsed:.0f} "
-          f"orders/s), risk rejects {rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, "
-          f"venue rejects "
-          f"{g1['venue_rejects'] - g0['venue_rejects']}, fills {g1['fills'] - g0['fills']}")
+    print(
+        f"strategy throughput phase: {elapsed:.1f} s, load strategy offering "
+        f"{LOAD_RATE[0]:g}/s: orders made {made} ({made / elapsed:.0f}/s), refused by the "
+        f"full ring {refused}, venue acknowledgements {acked} ({acked / elapsed:.0f} "
+        f"orders/s), risk rejects {rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, "
+        f"venue rejects "
+        f"{g1['venue_rejects'] - g0['venue_rejects']}, fills {g1['fills'] - g0['fills']}"
+    )
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
 
@@ -367,12 +445,17 @@ def ab_ratio(tmp: Path, seconds: float, rate: float, rounds: int, what: str) -> 
             polls = system.status("monitor")["polls"] if with_monitor else 0
         finally:
             system.stop()
-        win = {hop: SparseHistogram.from_wire(g1["latency_hdr"][hop])
-               - SparseHistogram.from_wire(g0["latency_hdr"][hop]) for hop in hops}
+        win = {
+            hop: SparseHistogram.from_wire(g1["latency_hdr"][hop])
+            - SparseHistogram.from_wire(g0["latency_hdr"][hop])
+            for hop in hops
+        }
         runs[on].append(win)
         p50, p99, p999 = (v / 1000 for v in win["t1_t4"].percentiles_ns([50.0, 99.0, 99.9]))
-        print(f"  run {i + 1}: {what} {'on ' if on else 'off'} ({polls} monitor polls), "
-              f"T1->T4 n={win['t1_t4'].total} p50 {p50:.1f} p99 {p99:.1f} p99.9 {p999:.1f} us")
+        print(
+            f"  run {i + 1}: {what} {'on ' if on else 'off'} ({polls} monitor polls), "
+            f"T1->T4 n={win['t1_t4'].total} p50 {p50:.1f} p99 {p99:.1f} p99.9 {p999:.1f} us"
+        )
 
     def compare(label: str, base: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
         print(label)
@@ -381,15 +464,23 @@ def ab_ratio(tmp: Path, seconds: float, rate: float, rounds: int, what: str) -> 
             b = _pooled([r[hop] for r in other])
             qa = a.percentiles_ns([50.0, 99.0, 99.9])
             qb = b.percentiles_ns([50.0, 99.0, 99.9])
-            parts = [f"{q} {x / 1000:.1f} -> {y / 1000:.1f} us (x{y / x:.2f})" if x else f"{q} -"
-                     for q, x, y in zip(("p50", "p99", "p99.9"), qa, qb, strict=True)]
+            parts = [
+                f"{q} {x / 1000:.1f} -> {y / 1000:.1f} us (x{y / x:.2f})" if x else f"{q} -"
+                for q, x, y in zip(("p50", "p99", "p99.9"), qa, qb, strict=True)
+            ]
             print(f"  {name} (n {a.total} / {b.total}): " + ", ".join(parts))
 
-    compare(f"{what} ratio, with / without ({rounds} runs of {seconds:g} s each, pooled):",
-            runs[False], runs[True])
+    compare(
+        f"{what} ratio, with / without ({rounds} runs of {seconds:g} s each, pooled):",
+        runs[False],
+        runs[True],
+    )
     if rounds >= 2:
-        compare(f"noise floor, without / without (odd vs even runs without {what}):",
-                runs[False][0::2], runs[False][1::2])
+        compare(
+            f"noise floor, without / without (odd vs even runs without {what}):",
+            runs[False][0::2],
+            runs[False][1::2],
+        )
 
 
 def main() -> None:
@@ -397,30 +488,62 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
     ap.add_argument("--rate", type=float, default=250.0, help="flow events/s per symbol")
     ap.add_argument("--throughput-seconds", type=float, default=20.0)
-    ap.add_argument("--strategy-throughput-seconds", type=float, default=0.0,
-                    help="throughput with the orders made by a strategy (kind \"load\")")
-    ap.add_argument("--load-rate", type=float, default=LOAD_RATE[0],
-                    help="orders/s the load strategy offers (above what the path takes)")
-    ap.add_argument("--window", type=int, default=WINDOW[0],
-                    help="orders in flight at most, injected or from the strategy")
+    ap.add_argument(
+        "--strategy-throughput-seconds",
+        type=float,
+        default=0.0,
+        help='throughput with the orders made by a strategy (kind "load")',
+    )
+    ap.add_argument(
+        "--load-rate",
+        type=float,
+        default=LOAD_RATE[0],
+        help="orders/s the load strategy offers (above what the path takes)",
+    )
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW[0],
+        help="orders in flight at most, injected or from the strategy",
+    )
     ap.add_argument("--with-monitor", action="store_true", help="also run the monitor daemon")
-    ap.add_argument("--monitor-ratio", type=int, default=0, metavar="ROUNDS",
-                    help="only the latency phase, ROUNDS runs without and ROUNDS with the "
-                         "monitor (alternating); print the with/without ratio")
-    ap.add_argument("--log-ratio", type=int, default=0, metavar="ROUNDS",
-                    help="the same, log_level \"info\" (per-order lines) against \"warning\"")
-    ap.add_argument("--layout", choices=("auto", "split", "composite"), default="auto",
-                    help="[hotpath] layout (auto: composite on fewer than 4 CPUs)")
-    ap.add_argument("--wait", choices=("auto", "spin", "spin-then-sleep", "sleep"),
-                    default="auto", help="[hotpath] wait: the composite hot thread's")
+    ap.add_argument(
+        "--monitor-ratio",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only the latency phase, ROUNDS runs without and ROUNDS with the "
+        "monitor (alternating); print the with/without ratio",
+    )
+    ap.add_argument(
+        "--log-ratio",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help='the same, log_level "info" (per-order lines) against "warning"',
+    )
+    ap.add_argument(
+        "--layout",
+        choices=("auto", "split", "composite"),
+        default="auto",
+        help="[hotpath] layout (auto: composite on fewer than 4 CPUs)",
+    )
+    ap.add_argument(
+        "--wait",
+        choices=("auto", "spin", "spin-then-sleep", "sleep"),
+        default="auto",
+        help="[hotpath] wait: the composite hot thread's",
+    )
     args = ap.parse_args()
     LAYOUT[:] = [args.layout, args.wait]
     LOAD_RATE[:] = [args.load_rate]
     WINDOW[:] = [args.window]
     print(f"layout {args.layout}, wait {args.wait}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
-          f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
-          f"{platform.platform()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
+        f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
+        f"{platform.platform()}"
+    )
     with tempfile.TemporaryDirectory(prefix="hftd-bench-") as d:
         if args.monitor_ratio:
             ab_ratio(Path(d), args.seconds, args.rate, args.monitor_ratio, "monitor")

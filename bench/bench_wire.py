@@ -93,7 +93,9 @@ def packet(ptype: bytes, payload: bytes = b"") -> bytes:
 def login_request(user: str, password: str, seq: int) -> bytes:
     return packet(
         b"L",
-        user.ljust(6)[:6].encode() + password.ljust(10)[:10].encode() + b" " * 10
+        user.ljust(6)[:6].encode()
+        + password.ljust(10)[:10].encode()
+        + b" " * 10
         + str(seq).rjust(20).encode(),
     )
 
@@ -127,9 +129,26 @@ def itch_system(code: bytes) -> bytes:
 
 
 def itch_directory(locate: int, stock: str) -> bytes:
-    return _itch(b"R", locate, _ITCH_DIR.pack(
-        stock.ljust(8).encode(), b"Q", b"N", 100, b"N", b"C", b"Z ", b"P", b"N", b" ", b"1",
-        b"N", 0, b"N"))
+    return _itch(
+        b"R",
+        locate,
+        _ITCH_DIR.pack(
+            stock.ljust(8).encode(),
+            b"Q",
+            b"N",
+            100,
+            b"N",
+            b"C",
+            b"Z ",
+            b"P",
+            b"N",
+            b" ",
+            b"1",
+            b"N",
+            0,
+            b"N",
+        ),
+    )
 
 
 def itch_trading(locate: int, stock: str) -> bytes:
@@ -160,8 +179,12 @@ OUCH_REJECTED = struct.Struct(">cQIH14s")  # 29
 
 def enter_order_packet(user_ref: int, side: bytes, qty: int, stock: bytes, price: int) -> bytes:
     """An Enter Order in a SoupBinTCP Unsequenced Data packet (50 bytes)."""
-    return packet(b"U", OUCH_ENTER.pack(b"O", user_ref, side, qty, stock, price, b"3", b"Y",
-                                        b"P", b"N", b"N", b" " * 14, 0))
+    return packet(
+        b"U",
+        OUCH_ENTER.pack(
+            b"O", user_ref, side, qty, stock, price, b"3", b"Y", b"P", b"N", b"N", b" " * 14, 0
+        ),
+    )
 
 
 # --- the floor: a bare process, blocking in recv() ------------------------------------------
@@ -190,11 +213,14 @@ def floor_client(md_port: int, order_port: int) -> None:
             if end > n:
                 break
             # 'S' packet holding an ITCH 'A' whose reference is a trigger's
-            if (buf[i + 2] == 0x53 and buf[i + 3] == 0x41
-                    and int.from_bytes(buf[i + 14:i + 22], "big") >= TRIGGER_BASE):
+            if (
+                buf[i + 2] == 0x53
+                and buf[i + 3] == 0x41
+                and int.from_bytes(buf[i + 14 : i + 22], "big") >= TRIGGER_BASE
+            ):
                 user_ref += 1
                 order[4:8] = user_ref.to_bytes(4, "big")
-                order[13:21] = buf[i + 27:i + 35]  # the stock
+                order[13:21] = buf[i + 27 : i + 35]  # the stock
                 oe.send(order)
                 with suppress(BlockingIOError):  # the venue's answers: read, ignored
                     oe.recv(65536, socket.MSG_DONTWAIT)
@@ -272,9 +298,16 @@ class Venue:
     `busy_after_us`: work this long after reading an Enter Order, before answering;
     `cpu`: pin the venue's thread to that CPU (tests put it beside the gateway)."""
 
-    def __init__(self, symbols: list[tuple[str, int, int]], *, seed: int = 7,
-                 fill: bool = True, spin: bool = False, busy_after_us: float = 0.0,
-                 cpu: int | None = None) -> None:
+    def __init__(
+        self,
+        symbols: list[tuple[str, int, int]],
+        *,
+        seed: int = 7,
+        fill: bool = True,
+        spin: bool = False,
+        busy_after_us: float = 0.0,
+        cpu: int | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.fill = fill
         self.spin = spin
@@ -308,8 +341,10 @@ class Venue:
         self.job: Job | None = None
         self.error: BaseException | None = None
         self.stopping = False
-        self.syms = [Sym(name, i + 1, tick, ref - tick, ref + tick, name.ljust(8).encode())
-                     for i, (name, ref, tick) in enumerate(symbols)]
+        self.syms = [
+            Sym(name, i + 1, tick, ref - tick, ref + tick, name.ljust(8).encode())
+            for i, (name, ref, tick) in enumerate(symbols)
+        ]
         self.by_stock = {s.stock: s for s in self.syms}
         self._opening()
         self.thread = threading.Thread(target=self._main, name="venue", daemon=True)
@@ -468,7 +503,7 @@ class Venue:
             end = i + 2 + _U16.unpack_from(buf, i)[0]
             if end > n:
                 break
-            ptype, body = buf[i + 2:i + 3], buf[i + 3:end]
+            ptype, body = buf[i + 2 : i + 3], buf[i + 3 : end]
             i = end
             if ptype == b"U" and sess.user and sess.kind == "oe":
                 self._ouch(sess.user, body, t_rx)
@@ -486,7 +521,7 @@ class Venue:
         seq = int(body[26:46].strip() or b"0")
         stream = self.md_stream if sess.kind == "md" else self.oe_streams.setdefault(user, [])
         first = len(stream) + 1 if seq == 0 or seq > len(stream) + 1 else seq
-        self._send(sess, login_accepted(first) + b"".join(stream[first - 1:]))
+        self._send(sess, login_accepted(first) + b"".join(stream[first - 1 :]))
         sess.user = user
         with self.cond:
             key = (sess.kind, user)
@@ -499,8 +534,9 @@ class Venue:
         kind = msg[:1]
         book = self.orders.setdefault(user, {})
         if kind == b"O" and len(msg) >= OUCH_ENTER.size:
-            (_, ref, side, qty, stock, price, tif, display, cap, iso, cross, clid,
-             _app) = OUCH_ENTER.unpack_from(msg)
+            (_, ref, side, qty, stock, price, tif, display, cap, iso, cross, clid, _app) = (
+                OUCH_ENTER.unpack_from(msg)
+            )
             self.entered[user] = self.entered.get(user, 0) + 1
             w2w = self._answered(user, stock, side, t_rx)
             if self.busy_after_ns:  # the venue's own work after a receipt (tests)
@@ -508,14 +544,33 @@ class Venue:
                 while time.monotonic_ns() < end:
                     pass
             self.match += 1
-            self._oe_out(user, OUCH_ACCEPTED.pack(b"A", _ts64(), ref, side, qty, stock, price,
-                                                  tif, display, self.match, cap, iso, cross,
-                                                  b"L", clid, 0))
+            self._oe_out(
+                user,
+                OUCH_ACCEPTED.pack(
+                    b"A",
+                    _ts64(),
+                    ref,
+                    side,
+                    qty,
+                    stock,
+                    price,
+                    tif,
+                    display,
+                    self.match,
+                    cap,
+                    iso,
+                    cross,
+                    b"L",
+                    clid,
+                    0,
+                ),
+            )
             if tif != b"3":  # day order: rests until cancelled
                 book[ref] = [side, qty, stock, price, tif, display, clid]
             elif self.fill:
-                self._oe_out(user, OUCH_EXECUTED.pack(b"E", _ts64(), ref, qty, price, b"R",
-                                                      self.match, 0))
+                self._oe_out(
+                    user, OUCH_EXECUTED.pack(b"E", _ts64(), ref, qty, price, b"R", self.match, 0)
+                )
                 self.fills.append((user, w2w))
                 key = (user, stock)
                 self.positions[key] = self.positions.get(key, 0) + (qty if side == b"B" else -qty)
@@ -534,9 +589,28 @@ class Venue:
                 return
             self.match += 1
             book[new] = [o[0], qty, o[2], price, tif, display, clid]
-            self._oe_out(user, OUCH_REPLACED.pack(b"U", _ts64(), old, new, o[0], qty, o[2], price,
-                                                  tif, display, self.match, b"A", iso, b"N",
-                                                  b"L", clid, 0))
+            self._oe_out(
+                user,
+                OUCH_REPLACED.pack(
+                    b"U",
+                    _ts64(),
+                    old,
+                    new,
+                    o[0],
+                    qty,
+                    o[2],
+                    price,
+                    tif,
+                    display,
+                    self.match,
+                    b"A",
+                    iso,
+                    b"N",
+                    b"L",
+                    clid,
+                    0,
+                ),
+            )
 
     def _answered(self, user: str, stock: bytes, side: bytes, t_rx: int) -> int:
         """Match an Enter Order to the trigger waiting for it; its wire-to-wire ns or -1."""
@@ -595,8 +669,13 @@ class Venue:
             job.next_at = now + job.gap_ns  # a gap after whatever came before
         if job.bg_at and now >= job.bg_at:
             job.bg_at = 0
-            self._publish([m for s in self.syms for m in self._background(
-                s, 8 if s is self._current(job) else 2)])
+            self._publish(
+                [
+                    m
+                    for s in self.syms
+                    for m in self._background(s, 8 if s is self._current(job) else 2)
+                ]
+            )
         if now < job.next_at:
             return min(job.next_at, job.bg_at or job.next_at)
         if job.sent == job.n:
@@ -622,8 +701,11 @@ class Venue:
         ref = self.next_trigger_ref
         self.next_trigger_ref += 1
         t = Trigger(s, ref, up)
-        msg = (itch_add(s.locate, ref, b"B", 100, s.stock, s.bid + s.tick) if up
-               else itch_add(s.locate, ref, b"S", 100, s.stock, s.ask - s.tick))
+        msg = (
+            itch_add(s.locate, ref, b"B", 100, s.stock, s.bid + s.tick)
+            if up
+            else itch_add(s.locate, ref, b"S", 100, s.stock, s.ask - s.tick)
+        )
         job.pending = t
         self._publish([msg], stamp=t)
 
@@ -688,8 +770,9 @@ def _tables(v: Any) -> bool:
 
 def dump(data: dict[str, Any], prefix: str = "") -> list[str]:
     """TOML text of a parsed config (tables and arrays of tables)."""
-    lines = [f"{k} = {_toml(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and not _tables(v)]
+    lines = [
+        f"{k} = {_toml(v)}" for k, v in data.items() if not isinstance(v, dict) and not _tables(v)
+    ]
     for k, v in data.items():
         name = f"{prefix}.{k}" if prefix else k
         if isinstance(v, dict):
@@ -724,20 +807,23 @@ def bench_config(tmp: Path, venue: Venue, sets: list[tuple[list[str], Any]]) -> 
     """default.toml against `venue`: simulator off, private run dir, journal, ports and
     rings, limits out of the way (this measures the path, not the controls)."""
     data = tomllib.loads((ROOT / "config" / "default.toml").read_text())
-    data["system"].update(run_dir=str(tmp / "run"), journal_dir=str(tmp / "journal"),
-                          trading_day_starts="")
+    data["system"].update(
+        run_dir=str(tmp / "run"), journal_dir=str(tmp / "journal"), trading_day_starts=""
+    )
     data["exchange"].update(order_port=free_port(), md_port=free_port())
     data.setdefault("daemons", {}).setdefault("exchange", {})["enabled"] = False
-    data["venue"] = {"host": "127.0.0.1", "order_port": venue.order_port,
-                     "md_port": venue.md_port}
+    data["venue"] = {"host": "127.0.0.1", "order_port": venue.order_port, "md_port": venue.md_port}
     data["rings"]["prefix"] = f"hftd-wire{os.getpid()}"
     data.setdefault("monitor", {})["web_port"] = free_port()
     data["risk"].update(
-        max_position=10**9, max_gross_position=4 * 10**9, max_order_notional=10**14,
-        daily_loss_limit=10**14, max_orders_per_s=100_000, max_working_orders=100_000,
+        max_position=10**9,
+        max_gross_position=4 * 10**9,
+        max_order_notional=10**14,
+        daily_loss_limit=10**14,
+        max_orders_per_s=100_000,
+        max_working_orders=100_000,
     )
-    data["breaker"] = {"max_venue_rejects": 10**9, "max_risk_rejects": 10**9,
-                       "max_cancels": 10**9}
+    data["breaker"] = {"max_venue_rejects": 10**9, "max_risk_rejects": 10**9, "max_cancels": 10**9}
     apply_sets(data, sets)
     return data
 
@@ -745,16 +831,21 @@ def bench_config(tmp: Path, venue: Venue, sets: list[tuple[list[str], Any]]) -> 
 def trigger_plan(data: dict[str, Any], rate: float) -> list[str]:
     """The MeanReversion symbols the triggers go to; refuses a rate their cooldown or
     threshold would turn into missing orders."""
-    mr = [i for i in data["strategy"]["instances"]
-          if i.get("kind") == "mean_reversion" and i.get("enabled", True)]
+    mr = [
+        i
+        for i in data["strategy"]["instances"]
+        if i.get("kind") == "mean_reversion" and i.get("enabled", True)
+    ]
     if not mr:
         raise SystemExit("no enabled mean_reversion instance in the config: nothing to trigger")
     names = list(dict.fromkeys(s for i in mr for s in i["symbols"]))
     cooldown_ms = max(float(i.get("cooldown_ms", 20.0)) for i in mr)
     spacing_ms = 1000 * len(names) / rate
     if spacing_ms < 1.5 * cooldown_ms:
-        raise SystemExit(f"--rate {rate:g}: {spacing_ms:.1f} ms between triggers of a symbol, "
-                         f"under 1.5 x its cooldown ({cooldown_ms:g} ms)")
+        raise SystemExit(
+            f"--rate {rate:g}: {spacing_ms:.1f} ms between triggers of a symbol, "
+            f"under 1.5 x its cooldown ({cooldown_ms:g} ms)"
+        )
     return names
 
 
@@ -772,7 +863,9 @@ class System:
         self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hftd.cli", "up", "--config", str(config), "--new-day"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
             env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
         )
         deadline = time.monotonic() + timeout
@@ -835,11 +928,12 @@ def quantiles(values: list[int]) -> list[float]:
 
 
 def row(label: str, n: int, missing: str, qs: list[float]) -> str:
-    return (f"  {label:<34} {n:>6} {missing:>8} " + " ".join(f"{x:>9.1f}" for x in qs))
+    return f"  {label:<34} {n:>6} {missing:>8} " + " ".join(f"{x:>9.1f}" for x in qs)
 
 
-HEADER = (f"  {'(µs)':<34} {'count':>6} {'missing':>8} " +
-          " ".join(f"{h:>9}" for h in ("p50", "p90", "p99", "p99.9", "max")))
+HEADER = f"  {'(µs)':<34} {'count':>6} {'missing':>8} " + " ".join(
+    f"{h:>9}" for h in ("p50", "p90", "p99", "p99.9", "max")
+)
 
 
 def hist_quantiles(h: Any) -> list[float]:
@@ -907,8 +1001,13 @@ class Args:
 
 def make_job(args: Args, user: str, seconds: float, prime: int = 0) -> Job:
     gap = int(1e9 / args.rate)
-    return Job(n=max(1, round(seconds * args.rate)), gap_ns=gap,
-               timeout_ns=min(gap // 2, 200_000_000), user=user, prime=prime)
+    return Job(
+        n=max(1, round(seconds * args.rate)),
+        gap_ns=gap,
+        timeout_ns=min(gap // 2, 200_000_000),
+        user=user,
+        prime=prime,
+    )
 
 
 def symbols_of(data: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -933,8 +1032,9 @@ def venue_for(data: dict[str, Any], triggers: list[str]) -> Iterator[Venue]:
 
 def floor_phase(args: Args, data: dict[str, Any], triggers: list[str]) -> Job:
     with venue_for(data, triggers) as venue:
-        proc = subprocess.Popen([sys.executable, __file__, "--floor-client",
-                                 str(venue.md_port), str(venue.order_port)])
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--floor-client", str(venue.md_port), str(venue.order_port)]
+        )
         try:
             venue.wait_login("oe", FLOOR_USER, 30)
             venue.wait_login("md", FLOOR_USER, 30)
@@ -963,14 +1063,17 @@ def system_phase(args: Args, tmp: Path, base: dict[str, Any], triggers: list[str
         system = System(cfg)
         try:
             user = data["gateway"]["username"]
-            wait_until(lambda: bool(system.status("gateway")["strategy_up"]), 15,
-                       "the gateway to hear the strategy")
+            wait_until(
+                lambda: bool(system.status("gateway")["strategy_up"]),
+                15,
+                "the gateway to hear the strategy",
+            )
 
             def settled() -> bool:
                 g = system.status("gateway")
-                return (sum(g["latency_hdr"].get("t1_t4", {}).values())
-                        >= venue.entered.get(user, 0)
-                        and g["fills"] == sum(u == user for u, _ in venue.fills))
+                return sum(g["latency_hdr"].get("t1_t4", {}).values()) >= venue.entered.get(
+                    user, 0
+                ) and g["fills"] == sum(u == user for u, _ in venue.fills)
 
             venue.run(make_job(args, user, args.warmup, prime=60))
             wait_until(settled, 10, "the warm-up's orders in the gateway's histograms")
@@ -979,8 +1082,14 @@ def system_phase(args: Args, tmp: Path, base: dict[str, Any], triggers: list[str
             job = venue.run(make_job(args, user, args.seconds))
             wait_until(settled, 10, "the orders in the gateway's histograms")
             g1 = system.status("gateway")
-            return SystemResult(job, g0, g1, list(venue.fills),
-                                venue.entered.get(user, 0) - before, describe_layout(cfg))
+            return SystemResult(
+                job,
+                g0,
+                g1,
+                list(venue.fills),
+                venue.entered.get(user, 0) - before,
+                describe_layout(cfg),
+            )
         finally:
             system.stop()
 
@@ -993,8 +1102,10 @@ def describe_layout(path: Path) -> str:
     hot = getattr(cfg, "hotpath", None)
     if hot is not None and hot.resolved_layout() == "composite":
         return f"composite (hot thread wait {hot.resolved_wait()})"
-    return (f"split (strategy wait {cfg.rings.wait_for('strategy')}, gateway wait "
-            f"{cfg.rings.wait_for('gateway')})")
+    return (
+        f"split (strategy wait {cfg.rings.wait_for('strategy')}, gateway wait "
+        f"{cfg.rings.wait_for('gateway')})"
+    )
 
 
 def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path | None) -> None:
@@ -1004,44 +1115,70 @@ def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path 
     print(f"hftd layout: {sysres.layout}")
     print(HEADER)
     if floor is not None:
-        print(row("floor: bare process recv()->send()", len(floor.w2w), str(floor.missing),
-                  quantiles(floor.w2w)))
+        print(
+            row(
+                "floor: bare process recv()->send()",
+                len(floor.w2w),
+                str(floor.missing),
+                quantiles(floor.w2w),
+            )
+        )
     print(row("hftd wire-to-wire", len(job.w2w), str(job.missing), quantiles(job.w2w)))
     hists = {}
-    names = {"t1_t2": "T1->T2 feed->strategy", "t2_t3": "T2->T3 strategy->risk",
-             "t3_t4": "T3->T4 risk->wire", "t4_t5": "T4->T5 wire->venue ack",
-             "t1_t4": "T1->T4 tick-to-trade"}
+    names = {
+        "t1_t2": "T1->T2 feed->strategy",
+        "t2_t3": "T2->T3 strategy->risk",
+        "t3_t4": "T3->T4 risk->wire",
+        "t4_t5": "T4->T5 wire->venue ack",
+        "t1_t4": "T1->T4 tick-to-trade",
+    }
     for hop, label in names.items():
-        h = (SparseHistogram.from_wire(sysres.g1["latency_hdr"].get(hop, {}))
-             - SparseHistogram.from_wire(sysres.g0["latency_hdr"].get(hop, {})))
+        h = SparseHistogram.from_wire(
+            sysres.g1["latency_hdr"].get(hop, {})
+        ) - SparseHistogram.from_wire(sysres.g0["latency_hdr"].get(hop, {}))
         hists[hop] = h
         print(row(f"gateway {label}", h.total, "", hist_quantiles(h)))
-    print(f"  triggers {job.sent}: answered {len(job.w2w)}, missing {job.missing} (late "
-          f"{job.late}), unexpected orders {job.unexpected}, wrong side {job.wrong_side}; "
-          f"orders: the venue read {sysres.entered}, the gateway sent "
-          f"{sysres.g1['sent'] - sysres.g0['sent']}")
+    print(
+        f"  triggers {job.sent}: answered {len(job.w2w)}, missing {job.missing} (late "
+        f"{job.late}), unexpected orders {job.unexpected}, wrong side {job.wrong_side}; "
+        f"orders: the venue read {sysres.entered}, the gateway sent "
+        f"{sysres.g1['sent'] - sysres.g0['sent']}"
+    )
     if floor is not None and floor.w2w and job.w2w:
         f50, f99 = quantiles(floor.w2w)[0], quantiles(floor.w2w)[2]
         w50, w99 = quantiles(job.w2w)[0], quantiles(job.w2w)[2]
-        print(f"  hftd - floor: p50 +{w50 - f50:.1f} µs (x{w50 / f50:.2f}), "
-              f"p99 +{w99 - f99:.1f} µs (x{w99 / f99:.2f})")
+        print(
+            f"  hftd - floor: p50 +{w50 - f50:.1f} µs (x{w50 / f50:.2f}), "
+            f"p99 +{w99 - f99:.1f} µs (x{w99 / f99:.2f})"
+        )
     t14 = hists["t1_t4"]
     if t14.total and job.w2w:
         m50 = t14.percentile_ns(50.0) / 1e3
-        print(f"  T1->T4 p50 {m50:.1f} µs vs wire-to-wire p50 {quantiles(job.w2w)[0]:.1f} µs "
-              f"(same orders; T1->T4 must be the smaller: HDR rounds up by < 1%)")
+        print(
+            f"  T1->T4 p50 {m50:.1f} µs vs wire-to-wire p50 {quantiles(job.w2w)[0]:.1f} µs "
+            f"(same orders; T1->T4 must be the smaller: HDR rounds up by < 1%)"
+        )
     # Per order: the gateway keeps its last fills' T4-T1; the venue knows each fill's w2w.
     recent = sysres.g1.get("recent_fills", [])
     mine = [w for u, w in sysres.fills if u != FLOOR_USER]
     k = min(len(recent), len(mine))
-    pairs = [(round(f["tick_to_trade_us"] * 1000), w)
-             for f, w in zip(recent[-k:], mine[-k:], strict=True) if w >= 0] if k else []
+    pairs = (
+        [
+            (round(f["tick_to_trade_us"] * 1000), w)
+            for f, w in zip(recent[-k:], mine[-k:], strict=True)
+            if w >= 0
+        ]
+        if k
+        else []
+    )
     if pairs:
         over = [(t, w) for t, w in pairs if t > w]
         worst = max(t - w for t, w in pairs)
-        print(f"  per order (the gateway's last {len(pairs)} fills): T1->T4 <= wire-to-wire for "
-              f"{len(pairs) - len(over)}/{len(pairs)}; T1->T4 - wire-to-wire max {worst / 1e3:+.1f}"
-              f" µs, median {sorted(t - w for t, w in pairs)[len(pairs) // 2] / 1e3:+.1f} µs")
+        print(
+            f"  per order (the gateway's last {len(pairs)} fills): T1->T4 <= wire-to-wire for "
+            f"{len(pairs) - len(over)}/{len(pairs)}; T1->T4 - wire-to-wire max {worst / 1e3:+.1f}"
+            f" µs, median {sorted(t - w for t, w in pairs)[len(pairs) // 2] / 1e3:+.1f} µs"
+        )
     if plot_path is not None:
         curves = {}
         if floor is not None:
@@ -1049,8 +1186,12 @@ def report(args: Args, floor: Job | None, sysres: SystemResult, plot_path: Path 
         curves["hftd wire-to-wire"] = percentile_curve(job.w2w)
         curves["hftd T1->T4 (gateway HDR)"] = hist_curve(t14)
         sets = " ".join(".".join(p) + "=" + str(v) for p, v in args.sets) or "default config"
-        plot(plot_path, curves, f"bench_wire.py: {sysres.layout}; {sets}; {args.rate:g} "
-             f"triggers/s, {args.seconds:g} s, load {os.getloadavg()[0]:.2f}")
+        plot(
+            plot_path,
+            curves,
+            f"bench_wire.py: {sysres.layout}; {sets}; {args.rate:g} "
+            f"triggers/s, {args.seconds:g} s, load {os.getloadavg()[0]:.2f}",
+        )
         print(f"  plot: {plot_path}")
 
 
@@ -1063,8 +1204,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured triggers' span")
     ap.add_argument("--rate", type=float, default=50.0, help="triggers per second")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured triggers")
-    ap.add_argument("--set", dest="sets", action="append", default=[], type=parse_set,
-                    metavar="KEY=VALUE", help="config override (dotted TOML path)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        type=parse_set,
+        metavar="KEY=VALUE",
+        help="config override (dotted TOML path)",
+    )
     ap.add_argument("--no-floor", action="store_true", help="skip the floor phase")
     ap.add_argument("--plot", type=Path, default=None, metavar="FILE.png")
     ns = ap.parse_args()
@@ -1072,13 +1220,19 @@ def main() -> None:
     base = tomllib.loads((ROOT / "config" / "default.toml").read_text())
     apply_sets(base, args.sets)
     triggers = trigger_plan(base, args.rate)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
-          f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
-          f"{platform.platform()}; load average before "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus (affinity "
+        f"{len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
+        f"{platform.platform()}; load average before "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     sets = " ".join(".".join(p) + "=" + repr(v) for p, v in args.sets) or "(none)"
-    print(f"triggers: {args.rate:g}/s over {', '.join(triggers)} for {args.seconds:g} s "
-          f"(+{args.warmup:g} s warm-up); --set {sets}", flush=True)
+    print(
+        f"triggers: {args.rate:g}/s over {', '.join(triggers)} for {args.seconds:g} s "
+        f"(+{args.warmup:g} s warm-up); --set {sets}",
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="hftd-bench-wire-"))
     try:
         floor = None if ns.no_floor else floor_phase(args, base, triggers)

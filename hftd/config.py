@@ -596,8 +596,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
             order_port=v.order_port or (ex.order_port if sim else 0),
             md_port=v.md_port or (ex.md_port if sim else 0),
             session=v.session if v.session is not None else (ex.session if sim else ""),
-            heartbeat_timeout_s=v.heartbeat_timeout_s
-            or (ex.heartbeat_timeout_s if sim else 15.0),
+            heartbeat_timeout_s=v.heartbeat_timeout_s or (ex.heartbeat_timeout_s if sim else 15.0),
         )
 
     def _venue_problems(self) -> Iterator[str]:

@@ -45,9 +45,20 @@ def venv_prefix() -> Path:
 def render(dest: Path, layout: str) -> Path:
     """Render the units with the real installer into `dest`."""
     r = subprocess.run(
-        [str(INSTALL), "--dest", str(dest), "--prefix", str(venv_prefix()),
-         "--layout", layout, "--no-config", "--no-reload"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(INSTALL),
+            "--dest",
+            str(dest),
+            "--prefix",
+            str(venv_prefix()),
+            "--layout",
+            layout,
+            "--no-config",
+            "--no-reload",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 0, f"install failed ({r.returncode}):\n{r.stdout}{r.stderr}"
     return dest
@@ -129,16 +140,28 @@ class Container:
     def start(self) -> float:
         """Launch nspawn; returns the monotonic start time."""
         args = [
-            "systemd-nspawn", "-D", "/", "--volatile=yes", "-b", "--register=no",
-            "--keep-unit", "--console=passive", "--private-network", "-M", self.name,
+            "systemd-nspawn",
+            "-D",
+            "/",
+            "--volatile=yes",
+            "-b",
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+            "--private-network",
+            "-M",
+            self.name,
             *(f"--bind-ro={src}:{dst}" for src, dst in self.binds),
-            "--", "systemd.firstboot=off",
+            "--",
+            "systemd.firstboot=off",
         ]
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["sh", "-c", LAUNCH, "sh", self.name, str(self.cgroup_list), *args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         return t0
@@ -224,7 +247,9 @@ class Container:
         """Run a command inside the container (all its namespaces)."""
         return subprocess.run(
             ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-C", *cmd],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def path(self, inside: str) -> Path:
@@ -239,8 +264,9 @@ class Container:
     def journal(self, unit: str, lines: int | None = None) -> str:
         """What `unit` logged (journalctl -u)."""
         n = ["-n", str(lines)] if lines else []
-        return self.sh("journalctl", "-u", unit, "--no-pager", "-o", "short-monotonic", *n,
-                       timeout=30).stdout
+        return self.sh(
+            "journalctl", "-u", unit, "--no-pager", "-o", "short-monotonic", *n, timeout=30
+        ).stdout
 
     def log_tail(self, n: int = 40) -> str:
         try:

@@ -36,8 +36,9 @@ def setpriv_argv(*argv: str) -> list[str]:
 
 def python_argv(code: str, *args: str) -> list[str]:
     """This venv's python running `code` as the other user, importing this checkout's hftd."""
-    return setpriv_argv(sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-                        + code, *args)
+    return setpriv_argv(
+        sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + code, *args
+    )
 
 
 def run_as_other(code: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -42,8 +42,9 @@ def describe(verb: str, replies: dict[str, Reply]) -> str:
 
 
 class ConsoleApp:
-    def __init__(self, cfg: HftdConfig, run_dir: Path, refresh_s: float = 0.5,
-                 mode: str = "auto") -> None:
+    def __init__(
+        self, cfg: HftdConfig, run_dir: Path, refresh_s: float = 0.5, mode: str = "auto"
+    ) -> None:
         self.run_dir = run_dir
         self.refresh_s = refresh_s
         self.source = StateSource(cfg, run_dir, mode)
@@ -116,8 +117,13 @@ class ConsoleApp:
 
     async def run(self) -> None:
         evl = urwid.TrioEventLoop()
-        self.loop = urwid.MainLoop(self.dash.widget, PALETTE, event_loop=evl,
-                                   unhandled_input=self.on_key, handle_mouse=False)
+        self.loop = urwid.MainLoop(
+            self.dash.widget,
+            PALETTE,
+            event_loop=evl,
+            unhandled_input=self.on_key,
+            handle_mouse=False,
+        )
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self.refresh_loop)

@@ -62,9 +62,14 @@ class StateSource:
             nursery.start_soon(self.poller.poll_supervisor)
             for name in self.poller.readings:
                 nursery.start_soon(self.poller.poll_one, name)
-        return self.agg.ingest(Poll(mono=time.monotonic(), wall=time.time(),
-                                    readings=dict(self.poller.readings),
-                                    supervisor=self.poller.supervisor))
+        return self.agg.ingest(
+            Poll(
+                mono=time.monotonic(),
+                wall=time.time(),
+                readings=dict(self.poller.readings),
+                supervisor=self.poller.supervisor,
+            )
+        )
 
     async def fetch(self) -> SystemState:
         now = time.monotonic()

@@ -39,8 +39,18 @@ PALETTE = [
     ("bar_crit", "light red", ""),
 ]
 Markup = str | tuple[str, str] | list["Markup"]
-KEYS_HELP: list[Markup] = [("key", "P"), " pause ", ("key", "R"), " resume ", ("key", "F"),
-                           " flatten ", ("key", "H"), " halt ", ("key", "Q"), " quit "]
+KEYS_HELP: list[Markup] = [
+    ("key", "P"),
+    " pause ",
+    ("key", "R"),
+    " resume ",
+    ("key", "F"),
+    " flatten ",
+    ("key", "H"),
+    " halt ",
+    ("key", "Q"),
+    " quit ",
+]
 
 
 def fmt_us(v: float, count: int = 1) -> str:
@@ -75,8 +85,11 @@ def fmt_money(v: float) -> str:
 
 def fmt_uptime(s: float) -> str:
     s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
-        f"{s // 60:02d}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        if s >= 3600
+        else f"{s // 60:02d}:{s % 60:02d}"
+    )
 
 
 def bar(fraction: float, width: int = 14) -> list[Markup]:
@@ -103,14 +116,16 @@ class Dashboard:
         self.alerts = urwid.Text("", wrap="space")  # alerts wrap: they matter more than trades
         self.trades_walker: urwid.SimpleListWalker[urwid.Text] = urwid.SimpleListWalker([])
         self.message = urwid.Text("", wrap="clip")
-        body = urwid.Pile([
-            ("pack", self.throughput),
-            ("pack", urwid.Columns([(47, self.latency), self.health], dividechars=1)),
-            ("pack", self.positions),
-            ("pack", urwid.Columns([(40, self.risk), self.alerts], dividechars=1)),
-            ("pack", urwid.Text(("title", "RECENT TRADES"), wrap="clip")),
-            ("weight", 1, urwid.ListBox(self.trades_walker)),
-        ])
+        body = urwid.Pile(
+            [
+                ("pack", self.throughput),
+                ("pack", urwid.Columns([(47, self.latency), self.health], dividechars=1)),
+                ("pack", self.positions),
+                ("pack", urwid.Columns([(40, self.risk), self.alerts], dividechars=1)),
+                ("pack", urwid.Text(("title", "RECENT TRADES"), wrap="clip")),
+                ("weight", 1, urwid.ListBox(self.trades_walker)),
+            ]
+        )
         footer = urwid.Columns([("pack", urwid.Text(KEYS_HELP, wrap="clip")), self.message])
         self.widget = urwid.Frame(
             body,
@@ -128,21 +143,34 @@ class Dashboard:
             return
         clock = time.strftime("%H:%M:%S", time.localtime(s.time)) if s.time else "--:--:--"
         mode_attr = "ok" if s.mode == "active" else "crit" if s.mode == "halted" else "warn"
-        self.header.set_text([
-            f" hftd  {clock}  mode ", (mode_attr, s.mode.upper()),
-            "  breaker ", ("crit", "TRIPPED") if s.breaker_tripped else "ok",
-            "  venue ", "up" if s.venue_up else ("crit", "DOWN"),
-            f"  via {s.source}", f"  {note}" if note else "",
-        ])
+        self.header.set_text(
+            [
+                f" hftd  {clock}  mode ",
+                (mode_attr, s.mode.upper()),
+                "  breaker ",
+                ("crit", "TRIPPED") if s.breaker_tripped else "ok",
+                "  venue ",
+                "up" if s.venue_up else ("crit", "DOWN"),
+                f"  via {s.source}",
+                f"  {note}" if note else "",
+            ]
+        )
         r, c = s.rates, s.counters
-        self.throughput.set_text([
-            ("title", "orders/s "), f"{fmt_rate(r.orders):>6}  ",
-            ("title", "fills/s "), f"{fmt_rate(r.fills):>6}  ",
-            ("title", "cancels/s "), f"{fmt_rate(r.cancels):>5}  ",
-            ("title", "rejects/s "), f"{fmt_rate(r.rejects):>5}  ",
-            ("title", "md/s "), f"{fmt_rate(r.md):>6}",
-            ("dim", f"   sent {c.orders} fills {c.fills}"),
-        ])
+        self.throughput.set_text(
+            [
+                ("title", "orders/s "),
+                f"{fmt_rate(r.orders):>6}  ",
+                ("title", "fills/s "),
+                f"{fmt_rate(r.fills):>6}  ",
+                ("title", "cancels/s "),
+                f"{fmt_rate(r.cancels):>5}  ",
+                ("title", "rejects/s "),
+                f"{fmt_rate(r.rejects):>5}  ",
+                ("title", "md/s "),
+                f"{fmt_rate(r.md):>6}",
+                ("dim", f"   sent {c.orders} fills {c.fills}"),
+            ]
+        )
         self.latency.set_text(self._latency(s))
         self.health.set_text(self._health(s))
         self.positions.set_text(self._positions(s))
@@ -154,47 +182,73 @@ class Dashboard:
     def _latency(s: SystemState) -> list[Markup]:
         out: list[Markup] = [
             ("title", f"{'LATENCY us':<13}"),
-            ("dim", f"{f'{s.latency_window_s:.0f}s n':>6}{'p50':>7}{'p95':>7}{'p99':>7}"
-                    f"{'p99.9':>7}\n"),
+            (
+                "dim",
+                f"{f'{s.latency_window_s:.0f}s n':>6}{'p50':>7}{'p95':>7}{'p99':>7}{'p99.9':>7}\n",
+            ),
         ]
         for hop in HOPS:
             h = s.hop(hop)
             if h is None:
                 continue
             n = h.count
-            out.append(f"{HOP_LABELS[hop]:<13}{n:>6}{fmt_us(h.p50, n):>7}{fmt_us(h.p95, n):>7}"
-                       f"{fmt_us(h.p99, n):>7}{fmt_us(h.p999, n):>7}\n")
+            out.append(
+                f"{HOP_LABELS[hop]:<13}{n:>6}{fmt_us(h.p50, n):>7}{fmt_us(h.p95, n):>7}"
+                f"{fmt_us(h.p99, n):>7}{fmt_us(h.p999, n):>7}\n"
+            )
         out[-1] = out[-1].rstrip("\n") if isinstance(out[-1], str) else out[-1]
         return out
 
     @staticmethod
     def _health(s: SystemState) -> list[Markup]:
-        out: list[Markup] = [("title", f"{'DAEMON':<9}"),
-                             ("dim", f"{'STATE':<10}{'PID':>7}{'RST':>4}  UP\n")]
+        out: list[Markup] = [
+            ("title", f"{'DAEMON':<9}"),
+            ("dim", f"{'STATE':<10}{'PID':>7}{'RST':>4}  UP\n"),
+        ]
         for i, d in enumerate(s.daemons):
             attr = "ok" if d.up else "warn" if d.state == "starting" else "bad"
             pid = str(d.pid) if d.pid else "-"
             up = fmt_uptime(d.uptime_s) if d.up else "-"
             end = "\n" if i < len(s.daemons) - 1 else ""
-            out += [f"{d.name:<9}", (attr, f"{d.state[:10]:<10}"),
-                    f"{pid:>7}{d.restarts:>4}  {up}{end}"]
+            out += [
+                f"{d.name:<9}",
+                (attr, f"{d.state[:10]:<10}"),
+                f"{pid:>7}{d.restarts:>4}  {up}{end}",
+            ]
         return out
 
     @staticmethod
     def _positions(s: SystemState) -> list[Markup]:
-        out: list[Markup] = [("title", f"{'SYMBOL':<7}"), ("dim", f"{'POS':>7} {'AVG PX':>10} "
-                             f"{'MARKET':>9} {'UNREAL':>11} {'REAL':>11} {'TOTAL':>11}")]
+        out: list[Markup] = [
+            ("title", f"{'SYMBOL':<7}"),
+            (
+                "dim",
+                f"{'POS':>7} {'AVG PX':>10} "
+                f"{'MARKET':>9} {'UNREAL':>11} {'REAL':>11} {'TOTAL':>11}",
+            ),
+        ]
         for p in s.positions:
-            out += ["\n", f"{p.symbol:<7}{p.qty:>7} {p.avg_price:>10.4f} {p.mark:>9.4f} ",
-                    (_money_attr(p.unrealized), f"{fmt_money(p.unrealized):>11}"), " ",
-                    (_money_attr(p.realized), f"{fmt_money(p.realized):>11}"), " ",
-                    (_money_attr(p.total), f"{fmt_money(p.total):>11}")]
+            out += [
+                "\n",
+                f"{p.symbol:<7}{p.qty:>7} {p.avg_price:>10.4f} {p.mark:>9.4f} ",
+                (_money_attr(p.unrealized), f"{fmt_money(p.unrealized):>11}"),
+                " ",
+                (_money_attr(p.realized), f"{fmt_money(p.realized):>11}"),
+                " ",
+                (_money_attr(p.total), f"{fmt_money(p.total):>11}"),
+            ]
         t = s.totals
         if t is not None:
-            out += ["\n", ("title", f"{'TOTAL':<7}"), f"{t.qty:>7} {'':>10} {'':>9} ",
-                    (_money_attr(t.unrealized), f"{fmt_money(t.unrealized):>11}"), " ",
-                    (_money_attr(t.realized), f"{fmt_money(t.realized):>11}"), " ",
-                    (_money_attr(t.total), f"{fmt_money(t.total):>11}")]
+            out += [
+                "\n",
+                ("title", f"{'TOTAL':<7}"),
+                f"{t.qty:>7} {'':>10} {'':>9} ",
+                (_money_attr(t.unrealized), f"{fmt_money(t.unrealized):>11}"),
+                " ",
+                (_money_attr(t.realized), f"{fmt_money(t.realized):>11}"),
+                " ",
+                (_money_attr(t.total), f"{fmt_money(t.total):>11}"),
+            ]
         else:
             out.append(("dim", "\n(no positions: gateway not answering)"))
         return out
@@ -223,8 +277,12 @@ class Dashboard:
         for a in s.alerts:
             attr = "crit" if a.severity == "critical" else "warn"
             when = time.strftime("%H:%M:%S", time.localtime(a.raised_at))
-            out += ["\n", ("dim", when + " "), (attr, "CRIT" if attr == "crit" else "WARN"),
-                    f" {a.message}"]
+            out += [
+                "\n",
+                ("dim", when + " "),
+                (attr, "CRIT" if attr == "crit" else "WARN"),
+                f" {a.message}",
+            ]
         return out
 
     @staticmethod
@@ -235,20 +293,34 @@ class Dashboard:
         for t in s.trades:
             ms = int(t.time * 1000) % 1000
             when = time.strftime("%H:%M:%S", time.localtime(t.time)) + f".{ms:03d}"
-            rows.append(f"{when}  {t.symbol:<6} {t.side}  {t.qty:>6} @ {t.price:>10.2f}   "
-                        f"tick-to-trade {fmt_us_unit(t.tick_to_trade_us):>10}")
+            rows.append(
+                f"{when}  {t.symbol:<6} {t.side}  {t.qty:>6} @ {t.price:>10.2f}   "
+                f"tick-to-trade {fmt_us_unit(t.tick_to_trade_us):>10}"
+            )
         return rows
 
 
 def confirm_dialog(top: urwid.Widget, verb: str, help_text: str) -> urwid.Widget:
-    """"Are you sure?" over the dashboard: Y confirms, any other key cancels."""
-    text = urwid.Text([
-        ("title", f" {verb.upper()} \n\n"), f"{help_text}.\n\n",
-        "Press ", ("title", "Y"), " to confirm, any other key to cancel.",
-    ])
+    """ "Are you sure?" over the dashboard: Y confirms, any other key cancels."""
+    text = urwid.Text(
+        [
+            ("title", f" {verb.upper()} \n\n"),
+            f"{help_text}.\n\n",
+            "Press ",
+            ("title", "Y"),
+            " to confirm, any other key to cancel.",
+        ]
+    )
     box = urwid.LineBox(urwid.Padding(text, left=1, right=1), title="confirm")
-    return urwid.Overlay(urwid.AttrMap(box, "dialog"), top, align="center", width=("relative", 60),
-                         valign="middle", height="pack", min_width=40)
+    return urwid.Overlay(
+        urwid.AttrMap(box, "dialog"),
+        top,
+        align="center",
+        width=("relative", 60),
+        valign="middle",
+        height="pack",
+        min_width=40,
+    )
 
 
 def render_text(widget: urwid.Widget, cols: int = 80, rows: int = 24) -> list[str]:

@@ -169,16 +169,23 @@ def capture(jv: JournaledVenue, identity: bytes, generation: int, records: int) 
         clock_now=jv.clock.now,
         file_pos=jv.file_pos,
         flows=[
-            FlowCheckpoint(
-                g.cfg, g.mid_ticks, _rng_state(g.rng.getstate()), list(g.resting), drawn
-            )
+            FlowCheckpoint(g.cfg, g.mid_ticks, _rng_state(g.rng.getstate()), list(g.resting), drawn)
             for g, drawn in zip(jv.flows, jv.drawn, strict=True)
         ],
         next_order_ref=engine.next_order_ref,
         next_match_number=engine.next_match_number,
         orders=[
-            (o.order_ref, o.owner, o.user_ref, o.symbol, o.side, o.wire_side, o.price,
-             o.open_qty, o.tif)
+            (
+                o.order_ref,
+                o.owner,
+                o.user_ref,
+                o.symbol,
+                o.side,
+                o.wire_side,
+                o.price,
+                o.open_qty,
+                o.tif,
+            )
             for o in engine.orders.values()
         ],
         books=[
@@ -348,8 +355,9 @@ class StateDir:
     def write(self, blob: bytes, durable: bool) -> None:
         """Replace the checkpoint with `blob`, atomically (temp file, fsync, rename)."""
         tmp = self.path / _TMP
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o640)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
+        )
         try:
             view = memoryview(blob)
             while view:
@@ -441,4 +449,3 @@ class Checkpointer:
             "checkpoint_write_ms": round(self.write_s * 1000, 3),
             "checkpoint_bytes": self.bytes,
         }
-

@@ -117,11 +117,12 @@ class ExchangeDaemon:
         # Per port ("orders", "md"): what its limits and its sessions' errors did.
         self.port_stats = {"orders": ListenerStats(), "md": ListenerStats()}
         self.slow_consumers = {"orders": 0, "md": 0}
-        self.session_warnings = {"orders": LogThrottle(10.0, burst=5),
-                                 "md": LogThrottle(10.0, burst=5)}
+        self.session_warnings = {
+            "orders": LogThrottle(10.0, burst=5),
+            "md": LogThrottle(10.0, burst=5),
+        }
         # Routine ends (closed before login, reset) are anyone's to cause, one a connection.
-        self.session_ends = {"orders": LogThrottle(10.0, burst=5),
-                             "md": LogThrottle(10.0, burst=5)}
+        self.session_ends = {"orders": LogThrottle(10.0, burst=5), "md": LogThrottle(10.0, burst=5)}
         self.order_port = self.ex.order_port
         self.md_port = self.ex.md_port
 
@@ -149,7 +150,8 @@ class ExchangeDaemon:
         log.info(
             "journal %s: %s, replayed %d records (%d venue inputs in all) in %.3f s%s",
             rec.path,
-            f"from its checkpoint of {rec.checkpoint} records" if rec.checkpoint
+            f"from its checkpoint of {rec.checkpoint} records"
+            if rec.checkpoint
             else "no checkpoint used",
             rec.records,
             rec.inputs,
@@ -251,13 +253,15 @@ class ExchangeDaemon:
                 blob, records = ck.capture()
                 await trio.to_thread.run_sync(ck.write, blob, records)
             except Exception as exc:
-                failed.log(log, logging.WARNING, now, "checkpoint not written: %s",
-                           one_line(exc))
+                failed.log(log, logging.WARNING, now, "checkpoint not written: %s", one_line(exc))
                 continue
             log.debug(
                 "checkpoint of %d journal records: %d bytes, venue paused %.2f ms, "
                 "written in %.1f ms",
-                records, ck.bytes, ck.pause_s * 1000, ck.write_s * 1000,
+                records,
+                ck.bytes,
+                ck.pause_s * 1000,
+                ck.write_s * 1000,
             )
 
     # --- control -----------------------------------------------------------------
@@ -534,7 +538,8 @@ class ExchangeDaemon:
             self.port_stats["orders"].accepted += 1
             try:
                 await self._guarded(
-                    "orders", f"order session from {peer}",
+                    "orders",
+                    f"order session from {peer}",
                     self._order_session_body(stream, peer, user),
                 )
             finally:
@@ -727,21 +732,29 @@ class ExchangeDaemon:
                 if not isinstance(exc, Exception):  # a cancellation inside a group
                     raise
                 stats.errors += 1
-                throttle.log(log, logging.ERROR, now, "%s ended by an internal error: %s",
-                             what, one_line(exc))
+                throttle.log(
+                    log,
+                    logging.ERROR,
+                    now,
+                    "%s ended by an internal error: %s",
+                    what,
+                    one_line(exc),
+                )
             elif isinstance(leaf, _NotReading):
                 stats.timeouts += 1
                 self.slow_consumers[port] += 1
                 throttle.log(log, logging.WARNING, now, "%s dropped: %s", what, leaf)
             elif isinstance(leaf, RemoteProtocolError):
-                throttle.log(log, logging.WARNING, now, "%s ended: protocol error: %s", what,
-                             clip(leaf))
+                throttle.log(
+                    log, logging.WARNING, now, "%s ended: protocol error: %s", what, clip(leaf)
+                )
             elif isinstance(leaf, trio.TooSlowError):
                 stats.timeouts += 1
                 throttle.log(log, logging.WARNING, now, "%s ended: peer silent too long", what)
             else:
-                self.session_ends[port].log(log, logging.INFO, now, "%s ended: %s", what,
-                                            clip(leaf) or "connection lost")
+                self.session_ends[port].log(
+                    log, logging.INFO, now, "%s ended: %s", what, clip(leaf) or "connection lost"
+                )
 
     async def _writer(
         self, stream: trio.SocketStream, log_: SequencedStream, seq: int, md: bool

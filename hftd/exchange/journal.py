@@ -488,8 +488,9 @@ def _resume(
         n = jv.replay(records, begun=True)
         del records
         states.drop_others(ck.generation)
-        jv.checkpointer = Checkpointer(jv, states, ck.generation, identity, ck.records + n,
-                                       ck.records)
+        jv.checkpointer = Checkpointer(
+            jv, states, ck.generation, identity, ck.records + n, ck.records
+        )
         _flows_from_config(jv)
     except BaseException:
         journal.close()
@@ -530,9 +531,7 @@ def _replay_all(
         if store is not None:
             store.close()
         raise
-    rec = Recovery(
-        str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn, 0, problem
-    )
+    rec = Recovery(str(path), n, jv.inputs, time.perf_counter() - t0, journal.torn, 0, problem)
     return jv, rec
 
 

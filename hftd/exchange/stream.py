@@ -52,6 +52,8 @@ def _head(payload: bytes) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"a sequenced message of {len(payload)} bytes (at most {MAX_PAYLOAD})")
     return _HEAD(len(payload) + 1, b"S")
+
+
 _Q = array("Q").itemsize
 
 

@@ -219,8 +219,11 @@ class GatewayWarm:
             max_working_orders=unlimited,
         )
         breaker = msgspec.structs.replace(
-            cfg.breaker, max_venue_rejects=unlimited, max_risk_rejects=unlimited,
-            max_cancels=unlimited, md_stale_s=1e9,
+            cfg.breaker,
+            max_venue_rejects=unlimited,
+            max_risk_rejects=unlimited,
+            max_cancels=unlimited,
+            md_stale_s=1e9,
         )
         scratch = msgspec.structs.replace(cfg, risk=risk, breaker=breaker)
         self.core = GatewayCore(scratch, time.monotonic_ns)

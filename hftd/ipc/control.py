@@ -61,7 +61,6 @@ DEFAULT_LIMITS = ControlLimits()
 _served: dict[str, ListenerStats] = {}  # socket file name -> its counters (this process)
 
 
-
 def served_stats() -> dict[str, dict[str, int]]:
     """The counters of every control socket this process serves, by socket file name."""
     return {name: stats.as_dict() for name, stats in _served.items()}
@@ -99,8 +98,12 @@ class _Server:
                 stream = await listener.accept()
                 if len(self.conns) >= self.limits.max_connections and not self._evict_idle():
                     self.stats.refused += 1
-                    self.warn("refused", "connection refused: %d open, max_connections is %d",
-                              len(self.conns), self.limits.max_connections)
+                    self.warn(
+                        "refused",
+                        "connection refused: %d open, max_connections is %d",
+                        len(self.conns),
+                        self.limits.max_connections,
+                    )
                     nursery.start_soon(self._refuse, stream)
                     continue
                 conn = _Conn()
@@ -120,16 +123,23 @@ class _Server:
         self.conns.discard(victim)
         self.stats.evicted += 1
         self.stats.open = len(self.conns)
-        self.warn("evicted", "at max_connections (%d): closed the connection idle longest to "
-                  "make room", self.limits.max_connections)
+        self.warn(
+            "evicted",
+            "at max_connections (%d): closed the connection idle longest to make room",
+            self.limits.max_connections,
+        )
         return True
 
     async def _refuse(self, stream: trio.SocketStream) -> None:
         async with stream:
-            reply = Reply(ok=False, error=f"too many control connections (max_connections is "
-                          f"{self.limits.max_connections}, none idle); try again")
-            with trio.move_on_after(self.limits.request_timeout_s), suppress(
-                trio.BrokenResourceError, trio.ClosedResourceError
+            reply = Reply(
+                ok=False,
+                error=f"too many control connections (max_connections is "
+                f"{self.limits.max_connections}, none idle); try again",
+            )
+            with (
+                trio.move_on_after(self.limits.request_timeout_s),
+                suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
                 await send_frame(stream, encoder.encode(reply))
 
@@ -142,8 +152,12 @@ class _Server:
             pass  # the client went away
         except Exception as exc:  # our bug: end this connection, never the daemon
             self.stats.errors += 1
-            self.warn("error", "connection ended by an internal error: %s", one_line(exc),
-                      level=logging.ERROR)
+            self.warn(
+                "error",
+                "connection ended by an internal error: %s",
+                one_line(exc),
+                level=logging.ERROR,
+            )
         finally:
             self.conns.discard(conn)
             self.stats.open = len(self.conns)
@@ -157,8 +171,9 @@ class _Server:
             conn.idle_since = None
             if idle.cancelled_caught:
                 self.stats.idle_closed += 1
-                log.debug("%s: closed a connection idle for %g s", self.path.name,
-                          lim.idle_timeout_s)
+                log.debug(
+                    "%s: closed a connection idle for %g s", self.path.name, lim.idle_timeout_s
+                )
                 return
             if not head:
                 return  # the client closed it
@@ -168,14 +183,19 @@ class _Server:
             except FrameTooLarge as exc:
                 self.stats.oversized += 1
                 self.warn("oversized", "request refused: %s (control.max_request_bytes)", exc)
-                await self._send(stream, Reply(ok=False, error=f"request refused: {exc} "
-                                               "(control.max_request_bytes)"))
+                await self._send(
+                    stream,
+                    Reply(ok=False, error=f"request refused: {exc} (control.max_request_bytes)"),
+                )
                 return  # the rest of it is still coming: the stream is out of step
             except trio.TooSlowError:
                 self.stats.timeouts += 1
-                self.warn("timeout", "request not received whole within %g s "
-                          "(control.request_timeout_s): connection closed",
-                          lim.request_timeout_s)
+                self.warn(
+                    "timeout",
+                    "request not received whole within %g s "
+                    "(control.request_timeout_s): connection closed",
+                    lim.request_timeout_s,
+                )
                 return
             except FrameError as exc:
                 self.warn("dropped", "client dropped mid-request: %s", exc, level=logging.INFO)
@@ -201,8 +221,13 @@ class _Server:
             return Reply(ok=False, error=_error_text(exc))
         except Exception as exc:  # a command failed; the daemon carries on
             self.stats.errors += 1
-            self.warn(f"failed {name}", "control command %s failed: %s", name, one_line(exc),
-                      level=logging.ERROR)
+            self.warn(
+                f"failed {name}",
+                "control command %s failed: %s",
+                name,
+                one_line(exc),
+                level=logging.ERROR,
+            )
             return Reply(ok=False, error=_error_text(exc))
         if isinstance(cmd, Status) and isinstance(result, StatusInfo):
             result = self._with_stats(result)
@@ -229,8 +254,11 @@ class _Server:
             await send_frame(stream, data)
         if sending.cancelled_caught:
             self.stats.timeouts += 1
-            self.warn("send timeout", "reply not taken within %g s (control.request_timeout_s): "
-                      "connection closed", self.limits.request_timeout_s)
+            self.warn(
+                "send timeout",
+                "reply not taken within %g s (control.request_timeout_s): connection closed",
+                self.limits.request_timeout_s,
+            )
             return False
         return True
 

@@ -123,95 +123,190 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
         if d.state in ("restarting", "backoff", "waiting", "failed"):
             why = f" ({d.last_error})" if d.last_error else ""
-            out.append(Condition(rule="daemon_down", subject=d.name, severity="critical",
-                                 message=f"{d.name} {d.state}{why}"))
+            out.append(
+                Condition(
+                    rule="daemon_down",
+                    subject=d.name,
+                    severity="critical",
+                    message=f"{d.name} {d.state}{why}",
+                )
+            )
         elif not d.answering and not never and d.silent_s >= cfg.down_after_s:
             silent = "never answered" if not d.ever_seen else f"silent for {d.silent_s:.1f} s"
-            out.append(Condition(rule="daemon_down", subject=d.name, severity="critical",
-                                 message=f"{d.name} down: control socket {silent}",
-                                 value=d.silent_s, threshold=cfg.down_after_s))
+            out.append(
+                Condition(
+                    rule="daemon_down",
+                    subject=d.name,
+                    severity="critical",
+                    message=f"{d.name} down: control socket {silent}",
+                    value=d.silent_s,
+                    threshold=cfg.down_after_s,
+                )
+            )
         if d.restarted_ago_s is not None and d.restarted_ago_s < cfg.restart_hold_s:
             why = f" ({d.last_error})" if d.last_error else ""
             back = f", back in {d.recovery_ms:.0f} ms" if d.recovery_ms else ""
-            out.append(Condition(rule="daemon_restarted", subject=d.name, severity="warning",
-                                 message=f"{d.name} restarted {d.restarted_ago_s:.0f} s ago"
-                                 f"{why}{back}", value=d.restarted_ago_s))
+            out.append(
+                Condition(
+                    rule="daemon_restarted",
+                    subject=d.name,
+                    severity="warning",
+                    message=f"{d.name} restarted {d.restarted_ago_s:.0f} s ago{why}{back}",
+                    value=d.restarted_ago_s,
+                )
+            )
     lat = f.latency
     if lat is not None and lat.count >= cfg.latency_min_samples and lat.p99 > cfg.latency_p99_us:
-        out.append(Condition(
-            rule="latency", subject=lat.hop, severity="warning",
-            message=f"{HOP_LABELS.get(lat.hop, lat.hop)} p99 {lat.p99:,.0f} us over the last "
-            f"{f.latency_window_s:.0f} s > {cfg.latency_p99_us:,.0f} us ({lat.count} orders)",
-            value=lat.p99, threshold=cfg.latency_p99_us))
+        out.append(
+            Condition(
+                rule="latency",
+                subject=lat.hop,
+                severity="warning",
+                message=f"{HOP_LABELS.get(lat.hop, lat.hop)} p99 {lat.p99:,.0f} us over the last "
+                f"{f.latency_window_s:.0f} s > {cfg.latency_p99_us:,.0f} us ({lat.count} orders)",
+                value=lat.p99,
+                threshold=cfg.latency_p99_us,
+            )
+        )
     if f.gaps_last_min > cfg.max_gaps_per_min:
-        out.append(Condition(rule="feed_gaps", subject="feed", severity="warning",
-                             message=f"{f.gaps_last_min} feed sequence gaps in the last minute "
-                             f"(max {cfg.max_gaps_per_min})",
-                             value=f.gaps_last_min, threshold=cfg.max_gaps_per_min))
+        out.append(
+            Condition(
+                rule="feed_gaps",
+                subject="feed",
+                severity="warning",
+                message=f"{f.gaps_last_min} feed sequence gaps in the last minute "
+                f"(max {cfg.max_gaps_per_min})",
+                value=f.gaps_last_min,
+                threshold=cfg.max_gaps_per_min,
+            )
+        )
     if f.drops_last_min > cfg.max_drops_per_min:
-        out.append(Condition(rule="ring_drops", subject="rings", severity="critical",
-                             message=f"{f.drops_last_min} messages dropped on full rings in the "
-                             f"last minute (max {cfg.max_drops_per_min})",
-                             value=f.drops_last_min, threshold=cfg.max_drops_per_min))
+        out.append(
+            Condition(
+                rule="ring_drops",
+                subject="rings",
+                severity="critical",
+                message=f"{f.drops_last_min} messages dropped on full rings in the "
+                f"last minute (max {cfg.max_drops_per_min})",
+                value=f.drops_last_min,
+                threshold=cfg.max_drops_per_min,
+            )
+        )
     for key, frac in sorted(f.risk.items()):
         if key.endswith("_worst") or "_worst." in key:
             continue
         if key == "loss":
             if frac >= cfg.pnl_stop_fraction:
-                out.append(Condition(
-                    rule="pnl_stop", subject="daily_loss", severity="critical",
-                    message=f"P&L {f.pnl_total:,.2f} is {_pct(frac)} of the daily loss limit",
-                    value=frac, threshold=cfg.pnl_stop_fraction))
+                out.append(
+                    Condition(
+                        rule="pnl_stop",
+                        subject="daily_loss",
+                        severity="critical",
+                        message=f"P&L {f.pnl_total:,.2f} is {_pct(frac)} of the daily loss limit",
+                        value=frac,
+                        threshold=cfg.pnl_stop_fraction,
+                    )
+                )
         elif frac >= cfg.risk_utilisation:
-            out.append(Condition(rule="risk_utilisation", subject=key, severity="warning",
-                                 message=f"risk {key} at {_pct(frac)} of its limit",
-                                 value=frac, threshold=cfg.risk_utilisation))
+            out.append(
+                Condition(
+                    rule="risk_utilisation",
+                    subject=key,
+                    severity="warning",
+                    message=f"risk {key} at {_pct(frac)} of its limit",
+                    value=frac,
+                    threshold=cfg.risk_utilisation,
+                )
+            )
     if f.breaker_tripped:
-        out.append(Condition(rule="breaker", subject="gateway", severity="critical",
-                             message="circuit breaker tripped: "
-                             + (f.breaker_reason or "no reason given")))
+        out.append(
+            Condition(
+                rule="breaker",
+                subject="gateway",
+                severity="critical",
+                message="circuit breaker tripped: " + (f.breaker_reason or "no reason given"),
+            )
+        )
     if f.mode and f.mode != "active":
-        out.append(Condition(rule="trading_mode", subject="gateway",
-                             severity="critical" if f.mode == "halted" else "warning",
-                             message=f"trading {f.mode}"))
+        out.append(
+            Condition(
+                rule="trading_mode",
+                subject="gateway",
+                severity="critical" if f.mode == "halted" else "warning",
+                message=f"trading {f.mode}",
+            )
+        )
     for subject, secs, what in (
         ("venue", f.venue_down_s, "gateway has no venue order session"),
         ("strategy", f.strategy_down_s, "gateway sees no strategy heartbeat"),
         ("md", f.md_down_s, f"feed market-data session {f.feed_link or 'down'}"),
     ):
         if secs >= cfg.link_down_after_s:
-            out.append(Condition(rule="link_down", subject=subject, severity="critical",
-                                 message=f"{what} for {secs:.0f} s", value=secs,
-                                 threshold=cfg.link_down_after_s))
+            out.append(
+                Condition(
+                    rule="link_down",
+                    subject=subject,
+                    severity="critical",
+                    message=f"{what} for {secs:.0f} s",
+                    value=secs,
+                    threshold=cfg.link_down_after_s,
+                )
+            )
     for name, hits in sorted(f.limit_hits.items()):
         if hits > cfg.max_limit_hits_per_min:
             where = ", ".join(f.limit_where.get(name, [])) or "its listeners"
-            out.append(Condition(rule="listener_limits", subject=name, severity="warning",
-                                 message=f"{name}: limits of {where} acted {hits} times in the "
-                                 f"last minute (max {cfg.max_limit_hits_per_min}): see its log",
-                                 value=hits, threshold=cfg.max_limit_hits_per_min))
+            out.append(
+                Condition(
+                    rule="listener_limits",
+                    subject=name,
+                    severity="warning",
+                    message=f"{name}: limits of {where} acted {hits} times in the "
+                    f"last minute (max {cfg.max_limit_hits_per_min}): see its log",
+                    value=hits,
+                    threshold=cfg.max_limit_hits_per_min,
+                )
+            )
     if f.resync_failures >= cfg.resync_loop_after:
-        out.append(Condition(rule="resync_loop", subject="strategy", severity="critical",
-                             message=f"resync loop: {f.resync_failures} resyncs in a row did "
-                             f"not get past ITCH sequence {f.resync_hole} ({f.resync_loss}); "
-                             f"next try in {f.resync_backoff_s:.1f} s",
-                             value=f.resync_failures, threshold=cfg.resync_loop_after))
+        out.append(
+            Condition(
+                rule="resync_loop",
+                subject="strategy",
+                severity="critical",
+                message=f"resync loop: {f.resync_failures} resyncs in a row did "
+                f"not get past ITCH sequence {f.resync_hole} ({f.resync_loss}); "
+                f"next try in {f.resync_backoff_s:.1f} s",
+                value=f.resync_failures,
+                threshold=cfg.resync_loop_after,
+            )
+        )
     if f.book_errors_last_min > cfg.max_book_errors_per_min:
-        out.append(Condition(rule="book_errors", subject="strategy", severity="warning",
-                             message=f"{f.book_errors_last_min} market-data updates rejected by "
-                             f"the strategy's books in the last minute (max "
-                             f"{cfg.max_book_errors_per_min}), each one forced a resync; last: "
-                             f"{f.book_error or 'not reported'}",
-                             value=f.book_errors_last_min,
-                             threshold=cfg.max_book_errors_per_min))
+        out.append(
+            Condition(
+                rule="book_errors",
+                subject="strategy",
+                severity="warning",
+                message=f"{f.book_errors_last_min} market-data updates rejected by "
+                f"the strategy's books in the last minute (max "
+                f"{cfg.max_book_errors_per_min}), each one forced a resync; last: "
+                f"{f.book_error or 'not reported'}",
+                value=f.book_errors_last_min,
+                threshold=cfg.max_book_errors_per_min,
+            )
+        )
     if f.unusable_last_min > cfg.max_unusable_per_min:
-        out.append(Condition(rule="venue_unusable", subject="gateway", severity="warning",
-                             message=f"{f.unusable_last_min} sequenced venue messages the gateway "
-                             f"journaled but could not apply in the last minute (max "
-                             f"{cfg.max_unusable_per_min}); last: "
-                             f"{f.last_unusable or 'not reported'}",
-                             value=f.unusable_last_min,
-                             threshold=cfg.max_unusable_per_min))
+        out.append(
+            Condition(
+                rule="venue_unusable",
+                subject="gateway",
+                severity="warning",
+                message=f"{f.unusable_last_min} sequenced venue messages the gateway "
+                f"journaled but could not apply in the last minute (max "
+                f"{cfg.max_unusable_per_min}); last: "
+                f"{f.last_unusable or 'not reported'}",
+                value=f.unusable_last_min,
+                threshold=cfg.max_unusable_per_min,
+            )
+        )
     return [c for c in out if c.rule not in cfg.disabled]
 
 
@@ -231,14 +326,26 @@ class AlertBook:
             seen.add(key)
             old = self.active.get(key)
             if old is None:
-                alert = Alert(key=key, rule=c.rule, subject=c.subject, severity=c.severity,
-                              message=c.message, raised_at=now, value=c.value,
-                              threshold=c.threshold)
+                alert = Alert(
+                    key=key,
+                    rule=c.rule,
+                    subject=c.subject,
+                    severity=c.severity,
+                    message=c.message,
+                    raised_at=now,
+                    value=c.value,
+                    threshold=c.threshold,
+                )
                 self.log.appendleft(alert)
                 changes.append(alert)
             else:
-                alert = msgspec.structs.replace(old, message=c.message, severity=c.severity,
-                                                value=c.value, threshold=c.threshold)
+                alert = msgspec.structs.replace(
+                    old,
+                    message=c.message,
+                    severity=c.severity,
+                    value=c.value,
+                    threshold=c.threshold,
+                )
             self.active[key] = alert
         for key in [k for k in self.active if k not in seen]:
             cleared = msgspec.structs.replace(self.active.pop(key), cleared_at=now)
@@ -248,5 +355,7 @@ class AlertBook:
 
     def current(self) -> list[Alert]:
         """Active alerts, critical first, then oldest first."""
-        return sorted(self.active.values(),
-                      key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.raised_at, a.key))
+        return sorted(
+            self.active.values(),
+            key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.raised_at, a.key),
+        )

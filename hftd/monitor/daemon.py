@@ -100,7 +100,7 @@ def _write_token(path: Path, token: str) -> None:
             os.fchmod(fd, 0o600)  # the umask only removes bits: make the mode exact
             data = (token + "\n").encode()
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -250,9 +250,11 @@ class MonitorService:
             raise RuntimeError("the monitor is still starting; ask again")
         listening = self.web.get("web", "")
         if holds(self.serving.get("web", []), mcfg.web_port):
-            return {"serving": True,
-                    "url": http.operator_url(mcfg.web_host, mcfg.web_port, self.token),
-                    "listening": listening}
+            return {
+                "serving": True,
+                "url": http.operator_url(mcfg.web_host, mcfg.web_port, self.token),
+                "listening": listening,
+            }
         if listening.startswith("error: "):
             problem = listening.removeprefix("error: ")
         elif listening:
@@ -271,16 +273,23 @@ class MonitorService:
             log.error("web token: cannot remove %s: %s", path, exc.strerror or exc)
             return
         self.token_where = f"in memory only: {path} removed ({why})"
-        log.warning("web token: removed %s (%s): no restarted monitor reuses it; a new "
-                    "token is made once the port is ours", path, why)
+        log.warning(
+            "web token: removed %s (%s): no restarted monitor reuses it; a new "
+            "token is made once the port is ours",
+            path,
+            why,
+        )
 
     def rotate_token(self, app: WebApp, why: str) -> None:
         """Replace the token (memory, `app`, the file): the old one may be known."""
         path = self.cfg.system.resolved_run_dir() / TOKEN_FILE
         self.token, self.token_where = _new_token(path)
         app.token = self.token.encode()
-        log.warning("web token: rotated (%s): %s; open pages need the new link "
-                    "(hftctl dashboard)", self.token_where, why)
+        log.warning(
+            "web token: rotated (%s): %s; open pages need the new link (hftctl dashboard)",
+            self.token_where,
+            why,
+        )
 
     async def _listen(
         self,
@@ -315,9 +324,12 @@ class MonitorService:
                 await trio.sleep(BIND_RETRY_S)
                 continue
             if lost and not metrics_only:  # before the first request: none sees the old one
-                self.rotate_token(app, f"the web port was someone else's since the monitor "
-                                       f"started ({lost}): pages served there may have read "
-                                       "the token")
+                self.rotate_token(
+                    app,
+                    f"the web port was someone else's since the monitor "
+                    f"started ({lost}): pages served there may have read "
+                    "the token",
+                )
                 lost = ""
             self.web[what] = url
             self.serving[what] = listeners
@@ -326,8 +338,7 @@ class MonitorService:
                 first = False
                 task_status.started()
             try:
-                await serve_web(app, listeners, host, port, metrics_only=metrics_only,
-                                name=what)
+                await serve_web(app, listeners, host, port, metrics_only=metrics_only, name=what)
             finally:
                 del self.serving[what]
             lost = f"the listener on {host}:{port} stopped"  # serve_web returned: never so far
@@ -340,10 +351,13 @@ class MonitorService:
         readings = dict(poller.readings)
         readings["monitor"] = Reading(
             name="monitor",
-            info=StatusInfo(component="monitor", pid=os.getpid(), state="running",
-                            uptime_s=now - self.started,
-                            detail={"listeners": {**control.served_stats(),
-                                                  **self.listener_stats()}}),
+            info=StatusInfo(
+                component="monitor",
+                pid=os.getpid(),
+                state="running",
+                uptime_s=now - self.started,
+                detail={"listeners": {**control.served_stats(), **self.listener_stats()}},
+            ),
             ok_at=now,
         )
         return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
@@ -376,13 +390,21 @@ class MonitorService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         mcfg = self.cfg.monitor
-        poller = self.poller = Poller(self.cfg.system.resolved_run_dir(), self.names,
-                                      mcfg.poll_interval_s, mcfg.request_timeout_s)
+        poller = self.poller = Poller(
+            self.cfg.system.resolved_run_dir(),
+            self.names,
+            mcfg.poll_interval_s,
+            mcfg.request_timeout_s,
+        )
         if mcfg.web_enabled:
             self.token, self.token_where = web_token(self.cfg.system.resolved_run_dir())
         app = self.app = WebApp(
-            self.state_json, self.metrics, self.execute, token=self.token.encode(),
-            max_connections=mcfg.web_max_connections, timeout_s=mcfg.web_timeout_s,
+            self.state_json,
+            self.metrics,
+            self.execute,
+            token=self.token.encode(),
+            max_connections=mcfg.web_max_connections,
+            timeout_s=mcfg.web_timeout_s,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(poller.run)
@@ -440,7 +462,8 @@ class MonitorService:
         # limits is not refused here); of its own section, the alert rules and timing.
         # Not [control]: its own control socket's limits are read at start.
         others = tuple(
-            f.encode_name for f in msgspec.structs.fields(HftdConfig)
+            f.encode_name
+            for f in msgspec.structs.fields(HftdConfig)
             if f.encode_name not in ("monitor", "system", "daemons", "control")
         )
         return (*others, "monitor.alerts", "monitor.poll_interval_s", "monitor.request_timeout_s")

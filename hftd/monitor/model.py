@@ -56,7 +56,6 @@ RATE_SPAN_S = 1.0  # rates over about this much time
 LATENCY_EVERY_S = 1.0
 
 
-
 def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
     """Add (sign 1) or take away (-1) `h`'s counters to or from `into`; zeros leave."""
     for i, c in zip(h.indexes, h.counts, strict=True):
@@ -71,6 +70,7 @@ def _money(value: Any) -> float:
     """A fixed-point amount from a Status as dollars; None (not known yet, e.g.
     no mark for a position recovered before any trade) reads as 0."""
     return float(value) / PRICE_SCALE if value is not None else 0.0
+
 
 class Reading(msgspec.Struct, kw_only=True):
     """The latest a poller knows about one daemon."""
@@ -182,9 +182,7 @@ class Aggregator:
         self.hdr_now: dict[str, SparseHistogram] = {h: SparseHistogram() for h in HOPS}
         # Per hop: (reply time, what that histogram added), oldest first, and the
         # sum of those within latency_window_s ({index: count}).
-        self.hdr_added: dict[str, deque[tuple[float, SparseHistogram]]] = {
-            h: deque() for h in HOPS
-        }
+        self.hdr_added: dict[str, deque[tuple[float, SparseHistogram]]] = {h: deque() for h in HOPS}
         self.hdr_window: dict[str, dict[int, int]] = {h: {} for h in HOPS}
         self.history: deque[Point] = deque(maxlen=max(1, int(cfg.monitor.window_s)))
         self.lat_at: float | None = None
@@ -224,11 +222,16 @@ class Aggregator:
         feed = self._detail(poll, "feed")
         strat = self._detail(poll, "strategy")
 
-        self._count("gateway", poll, gw, ("sent", "fills", "cancels", "risk_rejects",
-                                          "venue_rejects", "reconnects", "unusable"))
+        self._count(
+            "gateway",
+            poll,
+            gw,
+            ("sent", "fills", "cancels", "risk_rejects", "venue_rejects", "reconnects", "unusable"),
+        )
         self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
-        self._count("strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures",
-                                              "book_errors"))
+        self._count(
+            "strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures", "book_errors")
+        )
         limit_hits, limit_where = self._limits(poll)
         if latency and self.latency_due(poll):
             for _ in self.latency_steps(poll):
@@ -248,18 +251,25 @@ class Aggregator:
             md=fd.rate("messages") if fd and feed_on else 0.0,
         )
         counters = Counters(
-            orders=_num(gw, "sent"), fills=_num(gw, "fills"), cancels=_num(gw, "cancels"),
-            risk_rejects=_num(gw, "risk_rejects"), venue_rejects=_num(gw, "venue_rejects"),
-            md_messages=_num(feed, "messages"), gaps=_num(feed, "gaps"),
-            drops=_num(feed, "drops"), orders_refused=_num(strat, "orders_refused"),
-            resyncs=_num(strat, "resyncs"), resync_failures=_num(strat, "resync_failures"),
+            orders=_num(gw, "sent"),
+            fills=_num(gw, "fills"),
+            cancels=_num(gw, "cancels"),
+            risk_rejects=_num(gw, "risk_rejects"),
+            venue_rejects=_num(gw, "venue_rejects"),
+            md_messages=_num(feed, "messages"),
+            gaps=_num(feed, "gaps"),
+            drops=_num(feed, "drops"),
+            orders_refused=_num(strat, "orders_refused"),
+            resyncs=_num(strat, "resyncs"),
+            resync_failures=_num(strat, "resync_failures"),
             book_errors=_num(strat, "book_errors"),
             unusable=_num(gw, "unusable"),
             reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
         )
         positions, totals = self._positions(gw)
-        risk_raw = {k: float(v) for k, v in (gw.get("risk") or {}).items()
-                    if isinstance(v, int | float)}
+        risk_raw = {
+            k: float(v) for k, v in (gw.get("risk") or {}).items() if isinstance(v, int | float)
+        }
         raw_breaker = gw.get("breaker")
         breaker: dict[str, Any] = raw_breaker if isinstance(raw_breaker, dict) else {}
         mode = str(gw.get("mode", "")) if gw else ""
@@ -285,12 +295,15 @@ class Aggregator:
             breaker_reason=str(breaker.get("reason", "")),
             venue_down_s=self._down_for("venue", gw_on and bool(gw) and not venue_up, poll.mono),
             strategy_down_s=self._down_for(
-                "strategy", gw_on and bool(gw) and not strategy_up, poll.mono),
-            md_down_s=self._down_for("md", feed_on and bool(feed) and feed_link != "live",
-                                     poll.mono),
+                "strategy", gw_on and bool(gw) and not strategy_up, poll.mono
+            ),
+            md_down_s=self._down_for(
+                "md", feed_on and bool(feed) and feed_link != "live", poll.mono
+            ),
             resync_failures=_num(strat, "resync_failures_in_a_row") if strat_on else 0,
             resync_hole=_num(strat, "resync_hole"),
-            resync_backoff_s=float(v) if isinstance(v := strat.get("resync_backoff_s"), int | float)
+            resync_backoff_s=float(v)
+            if isinstance(v := strat.get("resync_backoff_s"), int | float)
             else 0.0,
             resync_loss=str(strat.get("last_loss", "")),
             feed_link=feed_link,
@@ -379,17 +392,25 @@ class Aggregator:
             restarts, err = tr.pid_restarts, r.error
         if not answering and state in ("ready", "down", "running"):
             state = "not answering" if tr.ever_seen else "down"
-        health = DaemonHealth(name=name, state=state, up=answering and state == "ready",
-                              pid=pid if answering or sup is not None else 0,
-                              uptime_s=uptime if answering else 0.0, restarts=restarts,
-                              last_error=err or (r.error if not answering else ""),
-                              limits_hit=_limits_hit(info.detail)[0] if info is not None else 0)
+        health = DaemonHealth(
+            name=name,
+            state=state,
+            up=answering and state == "ready",
+            pid=pid if answering or sup is not None else 0,
+            uptime_s=uptime if answering else 0.0,
+            restarts=restarts,
+            last_error=err or (r.error if not answering else ""),
+            limits_hit=_limits_hit(info.detail)[0] if info is not None else 0,
+        )
         facts = DaemonFacts(
-            name=name, state=state, answering=answering, silent_s=silent,
+            name=name,
+            state=state,
+            answering=answering,
+            silent_s=silent,
             ever_seen=tr.ever_seen,
-            restarted_ago_s=(poll.mono - tr.restarted_at) if tr.restarted_at is not None
-            else None,
-            last_error=tr.last_error, recovery_ms=tr.recovery_ms,
+            restarted_ago_s=(poll.mono - tr.restarted_at) if tr.restarted_at is not None else None,
+            last_error=tr.last_error,
+            recovery_ms=tr.recovery_ms,
         )
         return health, facts
 
@@ -497,16 +518,23 @@ class Aggregator:
         for p in snap.get("positions") or []:
             realized = _money(p.get("realized"))
             unrealized = _money(p.get("unrealized"))
-            rows.append(PositionRow(
-                symbol=str(p.get("symbol", "?")), qty=int(p.get("qty") or 0),
-                avg_price=_money(p.get("avg_price")),
-                mark=_money(p.get("mark")),  # None: no market price seen yet
-                unrealized=unrealized, realized=realized, total=realized + unrealized,
-            ))
+            rows.append(
+                PositionRow(
+                    symbol=str(p.get("symbol", "?")),
+                    qty=int(p.get("qty") or 0),
+                    avg_price=_money(p.get("avg_price")),
+                    mark=_money(p.get("mark")),  # None: no market price seen yet
+                    unrealized=unrealized,
+                    realized=realized,
+                    total=realized + unrealized,
+                )
+            )
         rows.sort(key=lambda r: r.symbol)
         total = PositionRow(
-            symbol="TOTAL", qty=int(snap.get("net_shares", sum(r.qty for r in rows)) or 0),
-            avg_price=0.0, mark=0.0,
+            symbol="TOTAL",
+            qty=int(snap.get("net_shares", sum(r.qty for r in rows)) or 0),
+            avg_price=0.0,
+            mark=0.0,
             unrealized=_money(snap.get("unrealized")),
             realized=_money(snap.get("realized")),
             total=_money(snap.get("total")),
@@ -519,10 +547,15 @@ class Aggregator:
         pos = {k: v for k, v in risk.items() if k.startswith("position.")}
         if pos:
             key = max(pos, key=lambda k: (pos[k], k))
-            bars.append(RiskBar(key=key, label=f"position {key.split('.', 1)[1]}",
-                                fraction=pos[key]))
-        for key, label in (("gross", "gross position"), ("rate", "order rate"),
-                           ("working", "working orders"), ("loss", "daily P&L loss")):
+            bars.append(
+                RiskBar(key=key, label=f"position {key.split('.', 1)[1]}", fraction=pos[key])
+            )
+        for key, label in (
+            ("gross", "gross position"),
+            ("rate", "order rate"),
+            ("working", "working orders"),
+            ("loss", "daily P&L loss"),
+        ):
             if key in risk:
                 bars.append(RiskBar(key=key, label=label, fraction=risk[key]))
         return bars
@@ -531,12 +564,16 @@ class Aggregator:
     def _trades(gw: dict[str, Any], limit: int = 20) -> list[Trade]:
         out = []
         for f in reversed(gw.get("recent_fills") or []):
-            out.append(Trade(
-                time=float(f.get("time_ns", 0)) / 1e9, symbol=str(f.get("symbol", "")),
-                side=str(f.get("side", "")), qty=int(f.get("qty", 0)),
-                price=float(f.get("price", 0)) / PRICE_SCALE,
-                tick_to_trade_us=float(f.get("tick_to_trade_us", 0.0)),
-            ))
+            out.append(
+                Trade(
+                    time=float(f.get("time_ns", 0)) / 1e9,
+                    symbol=str(f.get("symbol", "")),
+                    side=str(f.get("side", "")),
+                    qty=int(f.get("qty", 0)),
+                    price=float(f.get("price", 0)) / PRICE_SCALE,
+                    tick_to_trade_us=float(f.get("tick_to_trade_us", 0.0)),
+                )
+            )
             if len(out) >= limit:
                 break
         return out
@@ -546,9 +583,15 @@ class Aggregator:
         if second == self.last_second:
             return
         self.last_second = second
-        self.history.append(Point(
-            t=float(second), orders=round(rates.orders, 3), fills=round(rates.fills, 3),
-            rejects=round(rates.rejects, 3), md=round(rates.md, 3),
-            p50=self.lat_second[0], p99=self.lat_second[1],
-            pnl=round(totals.total, 4) if totals else 0.0,
-        ))
+        self.history.append(
+            Point(
+                t=float(second),
+                orders=round(rates.orders, 3),
+                fills=round(rates.fills, 3),
+                rejects=round(rates.rejects, 3),
+                md=round(rates.md, 3),
+                p50=self.lat_second[0],
+                p99=self.lat_second[1],
+                pnl=round(totals.total, 4) if totals else 0.0,
+            )
+        )

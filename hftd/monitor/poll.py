@@ -31,7 +31,11 @@ class Poller:
     """The latest reading of every daemon, kept fresh by one task each."""
 
     def __init__(
-        self, run_dir: Path, names: list[str], interval: float, timeout: float,
+        self,
+        run_dir: Path,
+        names: list[str],
+        interval: float,
+        timeout: float,
         keep_open: bool = True,
     ) -> None:
         """`keep_open`: keep one connection per daemon (the monitor, asking all day);

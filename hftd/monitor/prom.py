@@ -29,8 +29,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Latency bucket bounds, seconds (5 us .. 1 s); +Inf is added.
 BUCKETS_S = (
-    5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
-    1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
+    5e-6,
+    10e-6,
+    25e-6,
+    50e-6,
+    100e-6,
+    250e-6,
+    500e-6,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    10e-3,
+    25e-3,
+    50e-3,
+    100e-3,
+    250e-3,
+    1.0,
 )
 QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"))
 
@@ -60,30 +74,43 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     counter("hftd_md_messages", "ITCH messages received by the feed.", c.md_messages)
     counter("hftd_md_gaps", "Sequence gaps detected (and recovered) by the feed.", c.gaps)
     counter("hftd_md_drops", "Market-data records dropped on a full md ring.", c.drops)
-    counter("hftd_orders_refused", "Orders refused by the strategy on a full orders ring.",
-            c.orders_refused)
+    counter(
+        "hftd_orders_refused",
+        "Orders refused by the strategy on a full orders ring.",
+        c.orders_refused,
+    )
     counter("hftd_reconnects", "Venue session reconnects (feed and gateway).", c.reconnects)
-    counter("hftd_md_resyncs", "Full replays from sequence 1 the strategy asked of the feed.",
-            c.resyncs)
-    counter("hftd_md_resync_failures",
-            "Resyncs that hit a gap again before getting past the old one.", c.resync_failures)
-    counter("hftd_md_book_errors",
-            "Market-data updates the strategy's books rejected (each one resyncs them).",
-            c.book_errors)
-    counter("hftd_gateway_unusable",
-            "Sequenced venue messages the gateway journaled but could not apply.", c.unusable)
+    counter(
+        "hftd_md_resyncs", "Full replays from sequence 1 the strategy asked of the feed.", c.resyncs
+    )
+    counter(
+        "hftd_md_resync_failures",
+        "Resyncs that hit a gap again before getting past the old one.",
+        c.resync_failures,
+    )
+    counter(
+        "hftd_md_book_errors",
+        "Market-data updates the strategy's books rejected (each one resyncs them).",
+        c.book_errors,
+    )
+    counter(
+        "hftd_gateway_unusable",
+        "Sequenced venue messages the gateway journaled but could not apply.",
+        c.unusable,
+    )
 
-    rates = GaugeMetricFamily("hftd_rate_per_second", "Per-second rates over the last second.",
-                              labels=["what"])
+    rates = GaugeMetricFamily(
+        "hftd_rate_per_second", "Per-second rates over the last second.", labels=["what"]
+    )
     for what in ("orders", "fills", "cancels", "rejects", "md"):
         rates.add_metric([what], getattr(state.rates, what))
     out.append(rates)
 
     pos = GaugeMetricFamily("hftd_position_shares", "Net position per symbol.", labels=["symbol"])
-    sym_pnl = GaugeMetricFamily("hftd_symbol_pnl_dollars", "P&L per symbol.",
-                                labels=["symbol", "kind"])
-    mark = GaugeMetricFamily("hftd_mark_price_dollars", "Mark price per symbol.",
-                             labels=["symbol"])
+    sym_pnl = GaugeMetricFamily(
+        "hftd_symbol_pnl_dollars", "P&L per symbol.", labels=["symbol", "kind"]
+    )
+    mark = GaugeMetricFamily("hftd_mark_price_dollars", "Mark price per symbol.", labels=["symbol"])
     for p in state.positions:
         pos.add_metric([p.symbol], p.qty)
         mark.add_metric([p.symbol], p.mark)
@@ -97,44 +124,65 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     out.append(pnl)
     gauge("hftd_working_orders", "Orders working at the venue.", state.working_orders)
 
-    util = GaugeMetricFamily("hftd_risk_utilisation_ratio",
-                             "Fraction of each risk limit in use (1 = at the limit).",
-                             labels=["limit"])
+    util = GaugeMetricFamily(
+        "hftd_risk_utilisation_ratio",
+        "Fraction of each risk limit in use (1 = at the limit).",
+        labels=["limit"],
+    )
     for bar in state.risk:
         util.add_metric([bar.key], bar.fraction)
     out.append(util)
-    gauge("hftd_circuit_breaker_tripped", "1 while the gateway's circuit breaker is tripped.",
-          1.0 if state.breaker_tripped else 0.0)
-    mode = GaugeMetricFamily("hftd_trading_mode", "1 for the gateway's current trading mode.",
-                             labels=["mode"])
+    gauge(
+        "hftd_circuit_breaker_tripped",
+        "1 while the gateway's circuit breaker is tripped.",
+        1.0 if state.breaker_tripped else 0.0,
+    )
+    mode = GaugeMetricFamily(
+        "hftd_trading_mode", "1 for the gateway's current trading mode.", labels=["mode"]
+    )
     for m in ("active", "paused", "reducing", "halted", "unknown"):
         mode.add_metric([m], 1.0 if state.mode == m else 0.0)
     out.append(mode)
-    gauge("hftd_venue_session_up", "1 while the gateway has a venue order session.",
-          1.0 if state.venue_up else 0.0)
-    gauge("hftd_md_session_up", "1 while the feed's market-data session is live.",
-          1.0 if state.feed_link == "live" else 0.0)
-    gauge("hftd_md_resync_loop", "1 while the strategy is in a resync loop (backing off).",
-          1.0 if state.resync_loop else 0.0)
+    gauge(
+        "hftd_venue_session_up",
+        "1 while the gateway has a venue order session.",
+        1.0 if state.venue_up else 0.0,
+    )
+    gauge(
+        "hftd_md_session_up",
+        "1 while the feed's market-data session is live.",
+        1.0 if state.feed_link == "live" else 0.0,
+    )
+    gauge(
+        "hftd_md_resync_loop",
+        "1 while the strategy is in a resync loop (backing off).",
+        1.0 if state.resync_loop else 0.0,
+    )
 
-    up = GaugeMetricFamily("hftd_up", "1 while a daemon is ready and answers its control socket.",
-                           labels=["daemon"])
-    restarts = CounterMetricFamily("hftd_daemon_restarts", "Restarts of each daemon.",
-                                   labels=["daemon"])
-    limits = CounterMetricFamily("hftd_listener_limits_hit",
-                                 "Times a daemon's listener limits acted (connection refused or "
-                                 "evicted, request too large or too slow, slow consumer dropped).",
-                                 labels=["daemon"])
+    up = GaugeMetricFamily(
+        "hftd_up", "1 while a daemon is ready and answers its control socket.", labels=["daemon"]
+    )
+    restarts = CounterMetricFamily(
+        "hftd_daemon_restarts", "Restarts of each daemon.", labels=["daemon"]
+    )
+    limits = CounterMetricFamily(
+        "hftd_listener_limits_hit",
+        "Times a daemon's listener limits acted (connection refused or "
+        "evicted, request too large or too slow, slow consumer dropped).",
+        labels=["daemon"],
+    )
     for d in state.daemons:
         up.add_metric([d.name], 1.0 if d.up else 0.0)
         restarts.add_metric([d.name], d.restarts)
         limits.add_metric([d.name], d.limits_hit)
     out += [up, restarts, limits]
 
-    hist = HistogramMetricFamily("hftd_hop_latency_seconds",
-                                 "Per-hop latency since the gateway started (T1 feed receive, "
-                                 "T2 decision, T3 risk done, T4 on the wire, T5 venue ack).",
-                                 labels=["hop"])
+    hist = HistogramMetricFamily(
+        "hftd_hop_latency_seconds",
+        "Per-hop latency since the gateway started (T1 feed receive, "
+        "T2 decision, T3 risk done, T4 on the wire, T5 venue ack).",
+        labels=["hop"],
+    )
     bounds_ns = [round(b * 1e9) for b in BUCKETS_S]
     for hop, h in hists.items():
         cum = h.cumulative(bounds_ns)
@@ -149,15 +197,22 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     )
     for lat in state.latency:
         for q, attr in QUANTILES:
-            win.add_sample("hftd_hop_latency_window_seconds", {"hop": lat.hop, "quantile": q},
-                           getattr(lat, attr) / 1e6)
+            win.add_sample(
+                "hftd_hop_latency_window_seconds",
+                {"hop": lat.hop, "quantile": q},
+                getattr(lat, attr) / 1e6,
+            )
         win.add_sample("hftd_hop_latency_window_seconds_count", {"hop": lat.hop}, lat.count)
-        win.add_sample("hftd_hop_latency_window_seconds_sum", {"hop": lat.hop},
-                       lat.mean * lat.count / 1e6)
+        win.add_sample(
+            "hftd_hop_latency_window_seconds_sum", {"hop": lat.hop}, lat.mean * lat.count / 1e6
+        )
     out.append(win)
 
-    firing = GaugeMetricFamily("hftd_alert_firing", "1 for each alert the monitor has raised.",
-                               labels=["alert", "subject", "severity"])
+    firing = GaugeMetricFamily(
+        "hftd_alert_firing",
+        "1 for each alert the monitor has raised.",
+        labels=["alert", "subject", "severity"],
+    )
     for a in state.alerts:
         firing.add_metric([a.rule, a.subject, a.severity], 1.0)
     out.append(firing)

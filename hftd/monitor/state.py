@@ -54,7 +54,6 @@ class Counters(msgspec.Struct, kw_only=True):
     reconnects: int = 0  # feed + gateway venue sessions
 
 
-
 class PositionRow(msgspec.Struct, kw_only=True):
     symbol: str
     qty: int

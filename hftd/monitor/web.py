@@ -160,9 +160,13 @@ async def _serve_conn(
     async with stream:
         if stats.open >= app.max_connections:
             stats.refused += 1
-            app.warn("refused", "web: connection from %s refused: %d open, "
-                     "monitor.web_max_connections is %d", _peer(stream), stats.open,
-                     app.max_connections)
+            app.warn(
+                "refused",
+                "web: connection from %s refused: %d open, monitor.web_max_connections is %d",
+                _peer(stream),
+                stats.open,
+                app.max_connections,
+            )
             await _quietly(_answer_and_close(conn, http.response(503, b"too many connections\n")))
             return
         stats.open += 1
@@ -173,12 +177,22 @@ async def _serve_conn(
             pass  # the browser went away
         except trio.TooSlowError:
             stats.timeouts += 1
-            app.warn("timeout", "web: %s did not send its request, or take the answer, within "
-                     "%g s (monitor.web_timeout_s): closed", _peer(stream), app.timeout_s)
+            app.warn(
+                "timeout",
+                "web: %s did not send its request, or take the answer, within "
+                "%g s (monitor.web_timeout_s): closed",
+                _peer(stream),
+                app.timeout_s,
+            )
         except Exception as exc:  # our bug, met with this request: end it, not the monitor
             stats.errors += 1
-            app.warn("error", "web: request from %s failed: %s", _peer(stream), one_line(exc),
-                     level=logging.ERROR)
+            app.warn(
+                "error",
+                "web: request from %s failed: %s",
+                _peer(stream),
+                one_line(exc),
+                level=logging.ERROR,
+            )
             if not conn.sent:
                 await _quietly(conn.send(http.response(500, b"internal error\n")))
         finally:
@@ -216,8 +230,9 @@ async def _serve_request(
             stats.oversized += 1
         else:
             stats.bad_requests += 1
-        app.warn("bad", "web: bad request from %s: %d %s", _peer(conn.stream), exc.status,
-                 clip(exc))
+        app.warn(
+            "bad", "web: bad request from %s: %d %s", _peer(conn.stream), exc.status, clip(exc)
+        )
         await _answer_and_close(conn, http.response(exc.status, str(exc).encode() + b"\n"))
         return
     if req is None:
@@ -253,13 +268,20 @@ async def _route(app: WebApp, req: http.Request, metrics_only: bool, peer: str) 
     if req.method != "GET":
         return http.response(405, b"GET only\n", headers={"Allow": "GET"})
     if path in ("/", "/index.html"):
-        return http.response(200, app.page, "text/html; charset=utf-8",
-                             {"Content-Security-Policy": "default-src 'self'; "
-                              "script-src 'unsafe-inline'; style-src 'unsafe-inline'"})
+        return http.response(
+            200,
+            app.page,
+            "text/html; charset=utf-8",
+            {
+                "Content-Security-Policy": "default-src 'self'; "
+                "script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+            },
+        )
     if path == "/api/state":
         with_history = req.query.get("history", ["1"])[0] not in ("0", "false", "no")
-        return http.response(200, app.state_json("all" if with_history else "none"),
-                             "application/json")
+        return http.response(
+            200, app.state_json("all" if with_history else "none"), "application/json"
+        )
     if path == "/favicon.ico":
         return http.response(204)
     return http.response(404, b"not found\n")
@@ -269,8 +291,13 @@ async def _action(app: WebApp, req: http.Request, name: str, peer: str) -> bytes
     if req.method != "POST":
         return http.response(405, b"POST only\n", headers={"Allow": "POST"})
     if not http.authorized(req, app.token):
-        app.warn("unauthorized", "web: refused action %r from %s: %s", clip(name, 40), peer,
-                 "wrong token" if req.header("authorization") else "no token")
+        app.warn(
+            "unauthorized",
+            "web: refused action %r from %s: %s",
+            clip(name, 40),
+            peer,
+            "wrong token" if req.header("authorization") else "no token",
+        )
         return http.unauthorized()
     verb = VERBS.get(name)
     if verb is None:
@@ -286,13 +313,13 @@ async def _action(app: WebApp, req: http.Request, name: str, peer: str) -> bytes
         if isinstance(decoded, dict):
             body = decoded
     if verb.confirm and body.get("confirm") is not True:
-        return http.json_response(409, {"error": f"{name} needs confirmation",
-                                        "help": verb.help})
+        return http.json_response(409, {"error": f"{name} needs confirmation", "help": verb.help})
     log.warning("web: operator action %s", name)
     replies = await app.execute(name)
     if not replies:
-        return http.json_response(503, {"verb": name, "replies": {},
-                                        "error": f"no {'/'.join(verb.targets)} running"})
+        return http.json_response(
+            503, {"verb": name, "replies": {}, "error": f"no {'/'.join(verb.targets)} running"}
+        )
     ok = all(r.ok for r in replies.values())
     return http.json_response(200 if ok else 502, {"verb": name, "replies": replies})
 

@@ -39,8 +39,16 @@ def summarize(hop: str, h: SparseHistogram) -> HopLatency:
     """Percentiles as `HdrHistogram.get_value_at_percentile` gives them."""
     p50, p95, p99, p999 = (v / 1e3 for v in h.percentiles_ns([50.0, 95.0, 99.0, 99.9]))
     mean = h.sum_ns() / h.total / 1e3 if h.total else 0.0
-    return HopLatency(hop=hop, count=h.total, p50=p50, p95=p95, p99=p99, p999=p999,
-                      max=h.max_ns() / 1e3, mean=mean)
+    return HopLatency(
+        hop=hop,
+        count=h.total,
+        p50=p50,
+        p95=p95,
+        p99=p99,
+        p999=p999,
+        max=h.max_ns() / 1e3,
+        mean=mean,
+    )
 
 
 class HopRecorder:
@@ -121,4 +129,3 @@ class HopRecorder:
 def summaries(latency_hdr: dict[str, Any]) -> list[HopLatency]:
     """Per-hop percentiles from a gateway Status' ``latency_hdr`` (missing hops: empty)."""
     return [summarize(hop, SparseHistogram.from_wire(latency_hdr.get(hop, {}))) for hop in HOPS]
-

@@ -85,9 +85,7 @@ class LogThrottle:
         skipped, self._skipped = self._skipped, 0
         return skipped
 
-    def log(
-        self, logger: logging.Logger, level: int, now: float, msg: str, *args: object
-    ) -> bool:
+    def log(self, logger: logging.Logger, level: int, now: float, msg: str, *args: object) -> bool:
         """Log `msg % args` if due (noting what was skipped); False if it was held back.
 
         Clip peer strings in `args` (`clip`) before: the throttle bounds the count of

@@ -209,17 +209,14 @@ class RunLock:
 
     def _open(self) -> int:
         try:
-            fd = os.open(
-                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise RunDirError(
                     f"{self.path} is a symbolic link: refusing it; remove it"
                 ) from None
             raise RunDirError(
-                f"cannot open {self.path}: {exc.strerror} (another user's file? "
-                "remove it as root)"
+                f"cannot open {self.path}: {exc.strerror} (another user's file? remove it as root)"
             ) from exc
         st = os.fstat(fd)
         if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):

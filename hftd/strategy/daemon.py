@@ -45,9 +45,7 @@ TIMER_NS = 10_000_000
 
 
 class StrategyAgent:
-    def __init__(
-        self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring, run: int = 1
-    ) -> None:
+    def __init__(self, cfg: HftdConfig, md: Ring, execs: Ring, orders: Ring, run: int = 1) -> None:
         self.cfg = cfg
         self.md = md
         self.execs = execs

@@ -464,9 +464,7 @@ class Supervisor:
                 if field.startswith("STATUS="):
                     child.status_text = field.removeprefix("STATUS=")
 
-    def _notified(
-        self, child: Child, data: bytes, last_ping: list[float], died_at: float
-    ) -> None:
+    def _notified(self, child: Child, data: bytes, last_ping: list[float], died_at: float) -> None:
         """One sd_notify datagram from the daemon: READY, WATCHDOG, STATUS."""
         now = time.monotonic()
         fields = data.decode("utf-8", "replace").split("\n")

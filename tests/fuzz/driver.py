@@ -120,8 +120,11 @@ def converse(addr: Address, case: Case, *, until: bytes = b"") -> Outcome:
             if until and until in got:
                 return Outcome(bytes(got), False)
         if not state["eof"]:
-            return Outcome(bytes(got), False,
-                           f"server did not close the connection within {CLOSE_TIMEOUT_S:g} s")
+            return Outcome(
+                bytes(got),
+                False,
+                f"server did not close the connection within {CLOSE_TIMEOUT_S:g} s",
+            )
         return Outcome(bytes(got), not state["reset"])
     finally:
         sel.close()
@@ -144,15 +147,23 @@ class Run:
     def summary(self) -> str:
         top = ", ".join(f"{k} {n}" for k, n in self.kinds.most_common(8))
         rate = self.inputs / self.seconds if self.seconds else 0.0
-        return (f"{self.listener}: {self.inputs} inputs in {self.cases} connections "
-                f"(+{self.stalls} stalled), {self.seconds:.1f} s, {rate:.0f}/s; {top}")
+        return (
+            f"{self.listener}: {self.inputs} inputs in {self.cases} connections "
+            f"(+{self.stalls} stalled), {self.seconds:.1f} s, {rate:.0f}/s; {top}"
+        )
 
 
 Worker = Callable[[random.Random], tuple[Case, Callable[[Case], str]]]
 
 
-def fuzz(listener: str, target: int, seed: int, workers: list[Worker], *,
-         stall: Callable[[random.Random], int] | None = None) -> Run:
+def fuzz(
+    listener: str,
+    target: int,
+    seed: int,
+    workers: list[Worker],
+    *,
+    stall: Callable[[random.Random], int] | None = None,
+) -> Run:
     """Run cases from every worker (one thread each) until `target` inputs were sent.
     A worker draws a case and returns it with the function that sends it and says
     what was wrong ("" if nothing). `stall`, in a thread of its own meanwhile, holds
@@ -169,8 +180,10 @@ def fuzz(listener: str, target: int, seed: int, workers: list[Worker], *,
                 case, talk = worker(r)
             except BaseException as exc:  # the generator's bug: say so, stop the run
                 with lock:
-                    run.problems.append(f"[seed {seed} worker {index} case {n}] generator "
-                                        f"failed: {type(exc).__name__}: {exc}")
+                    run.problems.append(
+                        f"[seed {seed} worker {index} case {n}] generator "
+                        f"failed: {type(exc).__name__}: {exc}"
+                    )
                 done.set()
                 raise
             try:
@@ -184,7 +197,8 @@ def fuzz(listener: str, target: int, seed: int, workers: list[Worker], *,
                 if problem and len(run.problems) < 20:
                     run.problems.append(
                         f"[seed {seed} worker {index} case {n}] {case.kind}: {problem}; "
-                        f"sent {case.data[:160]!r}{'…' if len(case.data) > 160 else ''}")
+                        f"sent {case.data[:160]!r}{'…' if len(case.data) > 160 else ''}"
+                    )
                 if run.inputs >= target:
                     done.set()
             n += 1
@@ -204,8 +218,9 @@ def fuzz(listener: str, target: int, seed: int, workers: list[Worker], *,
                     run.problems.append(f"[seed {seed} stall {run.stalls}] {problem}")
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=work, args=(i, w), daemon=True)
-               for i, w in enumerate(workers)]
+    threads = [
+        threading.Thread(target=work, args=(i, w), daemon=True) for i, w in enumerate(workers)
+    ]
     if stall is not None:
         threads.append(threading.Thread(target=stalls, daemon=True))
     for t in threads:
@@ -287,7 +302,7 @@ class MdWatcher:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def gapless(self) -> str:
-        """"" if what the watcher got is exactly messages 1..n of a fresh replay."""
+        """ "" if what the watcher got is exactly messages 1..n of a fresh replay."""
         if self.error:
             return self.error
         got = list(self.messages)
@@ -301,8 +316,9 @@ class MdWatcher:
                 data = s.recv(1 << 16)
                 if not data:
                     return "replay connection closed early"
-                fresh += [e.payload for e in cs.receive_data(data)
-                          if isinstance(e, soup.SequencedData)]
+                fresh += [
+                    e.payload for e in cs.receive_data(data) if isinstance(e, soup.SequencedData)
+                ]
             s.sendall(soup.LOGOUT_REQUEST)
         fresh = fresh[: len(got)]
         if fresh != got:
@@ -322,8 +338,9 @@ class ControlWatcher:
     """One kept-open control connection per daemon (the supervisor's too), asking Status
     every `interval_s`: every answer must come, on the same connection, from the same pid."""
 
-    def __init__(self, sockets: dict[str, Path], pids: dict[str, int],
-                 interval_s: float = 0.1) -> None:
+    def __init__(
+        self, sockets: dict[str, Path], pids: dict[str, int], interval_s: float = 0.1
+    ) -> None:
         self.sockets, self.pids, self.interval_s = sockets, pids, interval_s
         self.answers: Counter[str] = Counter()
         self.errors: list[str] = []

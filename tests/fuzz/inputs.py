@@ -205,8 +205,22 @@ def login_body(r: random.Random, t: SoupTarget) -> tuple[bytes, str]:
         pass
     elif pick < 0.65:
         kind = "login-seq"
-        seq = r.choice(["-1", "+1", " 1 2", "1e5", "NaN", "0x10", "\xb2", "1.5", "",
-                        "9" * 20, "18446744073709551616", odd_text(r, r.randint(1, 20))])
+        seq = r.choice(
+            [
+                "-1",
+                "+1",
+                " 1 2",
+                "1e5",
+                "NaN",
+                "0x10",
+                "\xb2",
+                "1.5",
+                "",
+                "9" * 20,
+                "18446744073709551616",
+                odd_text(r, r.randint(1, 20)),
+            ]
+        )
     elif pick < 0.72:
         kind = "login-session"
         session = odd_text(r, r.randint(0, 10))
@@ -242,11 +256,23 @@ def ouch_inbound(r: random.Random, t: SoupTarget) -> tuple[bytes, str]:
     pick = r.random()
     price = t.price + t.tick * r.randint(-50, 50)
     if r.random() < 0.2:
-        price = r.choice([edge_int(r, 64, signed=True), -t.tick, 0, ouch.MARKET_PRICE,
-                          ouch.MARKET_PRICE + 1, price + 1, 2**63 - 1])
+        price = r.choice(
+            [
+                edge_int(r, 64, signed=True),
+                -t.tick,
+                0,
+                ouch.MARKET_PRICE,
+                ouch.MARKET_PRICE + 1,
+                price + 1,
+                2**63 - 1,
+            ]
+        )
     qty = r.choice([100, 1, 300]) if r.random() < 0.8 else edge_int(r, 32)
-    tif = ouch.TIF_IOC if r.random() < 0.8 else r.choice([ouch.TIF_DAY, ouch.TIF_GTX, "1", "\x00",
-                                                          chr(r.randint(0, 255))])
+    tif = (
+        ouch.TIF_IOC
+        if r.random() < 0.8
+        else r.choice([ouch.TIF_DAY, ouch.TIF_GTX, "1", "\x00", chr(r.randint(0, 255))])
+    )
     cl_ord_id = odd_text(r, r.randint(0, 14)) if r.random() < 0.3 else f"F{r.getrandbits(32)}"
     appendage = b"" if r.random() < 0.85 else rbytes(r, r.randint(1, 40))
     if pick < 0.45:
@@ -257,25 +283,36 @@ def ouch_inbound(r: random.Random, t: SoupTarget) -> tuple[bytes, str]:
                 symbol = t.symbol
         side = r.choice("BSTE") if r.random() < 0.85 else chr(r.randint(0, 255))
         msg = ouch.EnterOrder(
-            t.user_ref(r), side, qty, symbol, price, tif,
+            t.user_ref(r),
+            side,
+            qty,
+            symbol,
+            price,
+            tif,
             r.choice("YNP") if r.random() < 0.8 else chr(r.randint(0, 255)),
             r.choice("APR") if r.random() < 0.8 else chr(r.randint(0, 255)),
-            r.choice("NY"), r.choice("NO") if r.random() < 0.9 else chr(r.randint(0, 255)),
-            cl_ord_id, appendage,
+            r.choice("NY"),
+            r.choice("NO") if r.random() < 0.9 else chr(r.randint(0, 255)),
+            cl_ord_id,
+            appendage,
         )
         raw, kind = _encode_fields(r, msg), "enter"
     elif pick < 0.6:
         orig = r.choice(t.refs) if t.refs else 1
-        replace = ouch.ReplaceOrder(orig, t.user_ref(r), qty, price, tif, "Y", "N", cl_ord_id,
-                                    appendage)
+        replace = ouch.ReplaceOrder(
+            orig, t.user_ref(r), qty, price, tif, "Y", "N", cl_ord_id, appendage
+        )
         raw, kind = _encode_fields(r, replace), "replace"
     elif pick < 0.75:
         orig = r.choice(t.refs) if t.refs and r.random() < 0.8 else edge_int(r, 32)
         raw = ouch.encode_inbound(ouch.CancelOrder(orig, r.choice([0, 0, 50, edge_int(r, 32)])))
         kind = "cancel"
     elif pick < 0.82:
-        raw, kind = bytes([r.choice(b"MQAUXOEJ" + bytes([r.getrandbits(8)]))]) + rbytes(
-            r, r.randint(0, 60)), "ouch-type"
+        raw, kind = (
+            bytes([r.choice(b"MQAUXOEJ" + bytes([r.getrandbits(8)]))])
+            + rbytes(r, r.randint(0, 60)),
+            "ouch-type",
+        )
     elif pick < 0.9:
         raw, kind = rbytes(r, r.randint(0, 80)), "ouch-random"
     else:
@@ -306,12 +343,19 @@ def soup_packets(r: random.Random, t: SoupTarget) -> tuple[list[bytes], str]:
     packets: list[bytes] = []
     if pick < 0.1:
         kind = "prelogin"
-        packets.append(r.choice([
-            _pkt(soup.CLIENT_HEARTBEAT_T), _pkt(soup.UNSEQUENCED, rbytes(r, 20)),
-            _pkt(soup.LOGOUT_REQUEST_T), _pkt(bytes([r.getrandbits(8)]), rbytes(r, 10)),
-            _pkt(soup.DEBUG, odd_text(r, 20).encode("latin-1")), b"\x00\x00",
-            _pkt(soup.LOGIN_REQUEST, b"", length=r.randint(2, 0xFFFF)),
-        ]))
+        packets.append(
+            r.choice(
+                [
+                    _pkt(soup.CLIENT_HEARTBEAT_T),
+                    _pkt(soup.UNSEQUENCED, rbytes(r, 20)),
+                    _pkt(soup.LOGOUT_REQUEST_T),
+                    _pkt(bytes([r.getrandbits(8)]), rbytes(r, 10)),
+                    _pkt(soup.DEBUG, odd_text(r, 20).encode("latin-1")),
+                    b"\x00\x00",
+                    _pkt(soup.LOGIN_REQUEST, b"", length=r.randint(2, 0xFFFF)),
+                ]
+            )
+        )
     elif pick < 0.14:
         return [rbytes(r, r.randint(0, 200))], "random"
     elif pick < 0.16:
@@ -356,8 +400,15 @@ def soup_case(r: random.Random, t: SoupTarget) -> Case:
     if r.random() < 0.08 and data:
         data, kind = mutate(r, data), kind + "-mutated"
     if not t.md and r.random() < 0.02:  # a mutated Enter Order among well-formed packets
-        data += _pkt(soup.UNSEQUENCED, mutate(r, ouch.encode_inbound(
-            ouch.EnterOrder(t.user_ref(r), "S", 100, t.symbol, t.price, ouch.TIF_IOC))))
+        data += _pkt(
+            soup.UNSEQUENCED,
+            mutate(
+                r,
+                ouch.encode_inbound(
+                    ouch.EnterOrder(t.user_ref(r), "S", 100, t.symbol, t.price, ouch.TIF_IOC)
+                ),
+            ),
+        )
     inputs, logged_in = soup_model(data, t)
     return deliver(r, Case(kind, data, inputs, expect=logged_in))
 
@@ -437,8 +488,14 @@ def check_soup_reply(reply: bytes, t: SoupTarget, case: Case, complete: bool) ->
                 ouch.decode_outbound(body)
             except RemoteProtocolError as exc:
                 return f"venue sent an OUCH message that does not decode: {exc}"
-        elif ptype not in (soup.LOGIN_ACCEPTED, soup.LOGIN_REJECTED, soup.SEQUENCED,
-                           soup.SERVER_HEARTBEAT_T, soup.END_OF_SESSION_T, soup.DEBUG):
+        elif ptype not in (
+            soup.LOGIN_ACCEPTED,
+            soup.LOGIN_REJECTED,
+            soup.SEQUENCED,
+            soup.SERVER_HEARTBEAT_T,
+            soup.END_OF_SESSION_T,
+            soup.DEBUG,
+        ):
             return f"server sent packet type {ptype!r}"
     if complete and frames.pending and not case.expect:
         return f"connection closed {frames.pending} bytes into a packet"
@@ -449,8 +506,21 @@ def check_soup_reply(reply: bytes, t: SoupTarget, case: Case, complete: bool) ->
 
 # Commands that only read (or are refused where they do not apply): sent as they are.
 HARMLESS = (ctl.Status, ctl.Snapshot, ctl.Depth, ctl.WebAccess, ctl.Hang)
-TAGS = ("Status", "Snapshot", "Depth", "Reload", "Hang", "Resync", "Disconnect", "Inject",
-        "Pause", "Resume", "Halt", "Flatten", "WebAccess")
+TAGS = (
+    "Status",
+    "Snapshot",
+    "Depth",
+    "Reload",
+    "Hang",
+    "Resync",
+    "Disconnect",
+    "Inject",
+    "Pause",
+    "Resume",
+    "Halt",
+    "Flatten",
+    "WebAccess",
+)
 OVERSIZED = b"<oversized>"
 
 
@@ -494,7 +564,8 @@ def mp_value(r: random.Random, depth: int = 0) -> bytes:
     if pick in (12, 13):
         return bytes([0x90 | n]) + b"".join(mp_value(r, depth + 1) for _ in range(n))
     return bytes([0x80 | n]) + b"".join(
-        mp_value(r, depth + 1) + mp_value(r, depth + 1) for _ in range(n))
+        mp_value(r, depth + 1) + mp_value(r, depth + 1) for _ in range(n)
+    )
 
 
 def _mp_len(r: random.Random, raw: bytes, fix: int, fixmax: int, code8: int) -> bytes:
@@ -534,22 +605,51 @@ def _control_body(r: random.Random, t: ControlTarget) -> tuple[bytes, str]:
     enc = ctl.encoder.encode
     pick = r.random()
     if pick < 0.1:
-        cmd = r.choice([
-            ctl.Status(), ctl.Status(), ctl.WebAccess(), ctl.Hang(r.choice([0.0, -1.0, 1e308])),
-            ctl.Depth(r.choice(t.symbols) if r.random() < 0.5 else odd_text(r, r.randint(0, 12))),
-            ctl.Snapshot(r.choice(t.users) if r.random() < 0.3 else odd_text(r, r.randint(0, 12))),
-        ])
+        cmd = r.choice(
+            [
+                ctl.Status(),
+                ctl.Status(),
+                ctl.WebAccess(),
+                ctl.Hang(r.choice([0.0, -1.0, 1e308])),
+                ctl.Depth(
+                    r.choice(t.symbols) if r.random() < 0.5 else odd_text(r, r.randint(0, 12))
+                ),
+                ctl.Snapshot(
+                    r.choice(t.users) if r.random() < 0.3 else odd_text(r, r.randint(0, 12))
+                ),
+            ]
+        )
         return enc(cmd), "valid"
     if pick < 0.3:
-        base = enc(r.choice([ctl.Status(), ctl.Depth("AAPL"), ctl.Snapshot("HFTD"),
-                             ctl.Halt("x"), ctl.Inject("HFTD", "raw", 1, b"x")]))
+        base = enc(
+            r.choice(
+                [
+                    ctl.Status(),
+                    ctl.Depth("AAPL"),
+                    ctl.Snapshot("HFTD"),
+                    ctl.Halt("x"),
+                    ctl.Inject("HFTD", "raw", 1, b"x"),
+                ]
+            )
+        )
         return mutate(r, base), "mutated"
     if pick < 0.6:  # command-shaped: {"type": tag, field: value, ...}
         n = r.randint(0, 4)
         parts = [_mp_str("type") + (_mp_str(r.choice(TAGS)) if r.random() < 0.7 else mp_value(r))]
         for _ in range(n):
-            name = r.choice(["symbol", "user", "seconds", "kind", "number", "raw", "reason",
-                             "type", odd_text(r, 5)])
+            name = r.choice(
+                [
+                    "symbol",
+                    "user",
+                    "seconds",
+                    "kind",
+                    "number",
+                    "raw",
+                    "reason",
+                    "type",
+                    odd_text(r, 5),
+                ]
+            )
             parts.append((_mp_str(name) if r.random() < 0.9 else mp_value(r)) + mp_value(r))
         head = bytes([0x80 | len(parts)]) if r.random() < 0.9 else bytes([0x80 | r.randint(0, 15)])
         return head + b"".join(parts), "shaped"
@@ -670,9 +770,19 @@ class HttpTarget:
     verbs: tuple[str, ...] = ("pause", "resume", "halt", "flatten", "reload", "explode")
 
 
-_PATHS = ("/", "/index.html", "/metrics", "/api/state?history=0", "/favicon.ico", "/nothing",
-          "/api/action/pause", "/api/action/halt", "/api/action/", "/api/state?history=x&history=0",
-          "/events")
+_PATHS = (
+    "/",
+    "/index.html",
+    "/metrics",
+    "/api/state?history=0",
+    "/favicon.ico",
+    "/nothing",
+    "/api/action/pause",
+    "/api/action/halt",
+    "/api/action/",
+    "/api/state?history=x&history=0",
+    "/events",
+)
 EVENTS = b"event: state"  # an event stream's first event: read up to it, then hang up
 
 
@@ -693,15 +803,35 @@ def http_request(r: random.Random, t: HttpTarget) -> tuple[bytes, str]:
             if r.random() < 0.3:
                 headers = [h for h in headers if h[0] != "X-Hftd-Action"]
         elif r.random() < 0.7:
-            headers.append(("Authorization", r.choice(["Bearer ", "Bearer x", "Basic eA==",
-                                                       "Bearer " + odd_text(r, 40)])))
-        body = r.choice([b'{"confirm": true}', b"{", b"[" * r.choice([10, 5000, 60000]),
-                         b'{"confirm":' * 3000, b"\xff\xfe", b"", b"{}", b'{"confirm": 1}',
-                         b"[]", b'"x"', b"1e999", b'{"confirm": true}' + rbytes(r, 3)])
+            headers.append(
+                (
+                    "Authorization",
+                    r.choice(["Bearer ", "Bearer x", "Basic eA==", "Bearer " + odd_text(r, 40)]),
+                )
+            )
+        body = r.choice(
+            [
+                b'{"confirm": true}',
+                b"{",
+                b"[" * r.choice([10, 5000, 60000]),
+                b'{"confirm":' * 3000,
+                b"\xff\xfe",
+                b"",
+                b"{}",
+                b'{"confirm": 1}',
+                b"[]",
+                b'"x"',
+                b"1e999",
+                b'{"confirm": true}' + rbytes(r, 3),
+            ]
+        )
         if t.token and r.random() < 0.3:  # the operator's request, its body the only fault
             kind = "operator"
-            headers = [("Host", host), ("X-Hftd-Action", verb),
-                       ("Authorization", f"Bearer {t.token}")]
+            headers = [
+                ("Host", host),
+                ("X-Hftd-Action", verb),
+                ("Authorization", f"Bearer {t.token}"),
+            ]
             path = f"/api/action/{verb}"
         if body and r.random() < 0.9:
             headers.append(("Content-Length", str(len(body))))
@@ -710,26 +840,64 @@ def http_request(r: random.Random, t: HttpTarget) -> tuple[bytes, str]:
         pass
     elif pick < 0.45:
         kind = "method"
-        method = r.choice(["get", "G ET", "", "\xc0\xc9", "GET" * 30, odd_text(r, 6), "DELETE",
-                           "HEAD", "OPTIONS"])
+        method = r.choice(
+            ["get", "G ET", "", "\xc0\xc9", "GET" * 30, odd_text(r, 6), "DELETE", "HEAD", "OPTIONS"]
+        )
     elif pick < 0.6:
         kind = "target"
-        path = r.choice(["//[", "*", "http://x/", "", "/%zz", "/%00%ff", "/" + "a" * 9000,
-                         "/api/state?" + "&".join(f"k{i}=v" for i in range(2000)),
-                         "/#frag", "/?=&=&&", "/" + odd_text(r, 30), "/events?x#y"])
+        path = r.choice(
+            [
+                "//[",
+                "*",
+                "http://x/",
+                "",
+                "/%zz",
+                "/%00%ff",
+                "/" + "a" * 9000,
+                "/api/state?" + "&".join(f"k{i}=v" for i in range(2000)),
+                "/#frag",
+                "/?=&=&&",
+                "/" + odd_text(r, 30),
+                "/events?x#y",
+            ]
+        )
     elif pick < 0.65:
         kind = "version"
         version = r.choice(["HTTP/2", "HTTP/1.", "HTTP/1.1 extra", "", "http/1.1", "HTTP/1.\xff"])
     elif pick < 0.85:
         kind = "headers"
         for _ in range(r.randint(1, 4)):
-            headers.append(r.choice([
-                ("Content-Length", r.choice(["-1", "\xb2", "+5", " 5", "0x10", "1" * 30,
-                                             "99999999999", "65537", "3", "", "5, 5"])),
-                ("Transfer-Encoding", "chunked"), ("Host", odd_text(r, 12)),
-                (" Leading", "space"), ("No colon", None), ("", "empty name"),
-                (odd_text(r, 8), odd_text(r, 30)), ("X-Big", "v" * r.choice([100, 20000])),
-            ]))
+            headers.append(
+                r.choice(
+                    [
+                        (
+                            "Content-Length",
+                            r.choice(
+                                [
+                                    "-1",
+                                    "\xb2",
+                                    "+5",
+                                    " 5",
+                                    "0x10",
+                                    "1" * 30,
+                                    "99999999999",
+                                    "65537",
+                                    "3",
+                                    "",
+                                    "5, 5",
+                                ]
+                            ),
+                        ),
+                        ("Transfer-Encoding", "chunked"),
+                        ("Host", odd_text(r, 12)),
+                        (" Leading", "space"),
+                        ("No colon", None),
+                        ("", "empty name"),
+                        (odd_text(r, 8), odd_text(r, 30)),
+                        ("X-Big", "v" * r.choice([100, 20000])),
+                    ]
+                )
+            )
         if r.random() < 0.5:
             headers = [h for h in headers if h[0] != "Host"]
     elif pick < 0.9:

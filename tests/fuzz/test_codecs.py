@@ -81,8 +81,10 @@ def split(data: bytes, sizes: list[int]) -> list[bytes]:
 
 
 def soup_bytes(md: bool) -> st.SearchStrategy[bytes]:
-    structured = st.builds(lambda r: b"".join(gen.soup_packets(r, soup_target(md))[0]),
-                           st.randoms(use_true_random=False))
+    structured = st.builds(
+        lambda r: b"".join(gen.soup_packets(r, soup_target(md))[0]),
+        st.randoms(use_true_random=False),
+    )
     return st.one_of(structured, st.binary(max_size=300))
 
 
@@ -107,8 +109,11 @@ def test_server_session_raises_only_protocol_errors(data: bytes, sizes: list[int
 
 
 @FUZZ
-@given(st.binary(min_size=46, max_size=46) | st.binary(max_size=80)
-       | st.builds(lambda r: gen.login_body(r, SOUP)[0], st.randoms(use_true_random=False)))
+@given(
+    st.binary(min_size=46, max_size=46)
+    | st.binary(max_size=80)
+    | st.builds(lambda r: gen.login_body(r, SOUP)[0], st.randoms(use_true_random=False))
+)
 def test_login_request_parses_or_raises_a_protocol_error(body: bytes) -> None:
     try:
         login = soup.parse_login_request(body)
@@ -120,26 +125,37 @@ def test_login_request_parses_or_raises_a_protocol_error(body: bytes) -> None:
 def server_packets(r: random.Random) -> bytes:
     """What a hostile venue may send: a login answer (odd ones too), then packets."""
     seq = r.choice(["1", "0", str(gen.edge_int(r, 64)), "9" * 20, "-1", " ", "x"])
-    out = [r.choice([
-        soup.packet(soup.LOGIN_ACCEPTED, b"S".rjust(10) + seq.encode().rjust(20)[:20]),
-        soup.packet(soup.LOGIN_ACCEPTED, gen.rbytes(r, r.randint(0, 40))),
-        soup.packet(soup.LOGIN_REJECTED, gen.rbytes(r, r.randint(0, 3))),
-        soup.SERVER_HEARTBEAT,
-    ])]
+    out = [
+        r.choice(
+            [
+                soup.packet(soup.LOGIN_ACCEPTED, b"S".rjust(10) + seq.encode().rjust(20)[:20]),
+                soup.packet(soup.LOGIN_ACCEPTED, gen.rbytes(r, r.randint(0, 40))),
+                soup.packet(soup.LOGIN_REJECTED, gen.rbytes(r, r.randint(0, 3))),
+                soup.SERVER_HEARTBEAT,
+            ]
+        )
+    ]
     for _ in range(r.randint(0, 10)):
-        out.append(r.choice([
-            soup.sequenced(gen.rbytes(r, r.randint(0, 50))), soup.SERVER_HEARTBEAT,
-            soup.END_OF_SESSION, soup.debug(gen.odd_text(r, 10).encode("latin-1").decode(
-                "ascii", "replace")), gen._pkt(bytes([r.getrandbits(8)]), gen.rbytes(r, 5)),
-            b"\x00\x00",
-        ]))
+        out.append(
+            r.choice(
+                [
+                    soup.sequenced(gen.rbytes(r, r.randint(0, 50))),
+                    soup.SERVER_HEARTBEAT,
+                    soup.END_OF_SESSION,
+                    soup.debug(gen.odd_text(r, 10).encode("latin-1").decode("ascii", "replace")),
+                    gen._pkt(bytes([r.getrandbits(8)]), gen.rbytes(r, 5)),
+                    b"\x00\x00",
+                ]
+            )
+        )
     data = b"".join(out)
     return gen.mutate(r, data) if r.random() < 0.2 else data
 
 
 @FUZZ
-@given(st.builds(server_packets, st.randoms(use_true_random=False)) | st.binary(max_size=300),
-       chunks)
+@given(
+    st.builds(server_packets, st.randoms(use_true_random=False)) | st.binary(max_size=300), chunks
+)
 def test_client_session_raises_only_protocol_errors(data: bytes, sizes: list[int]) -> None:
     """The feed's and the gateway's side: a venue may send anything; sequenced messages
     are numbered on from the login's number, one by one."""
@@ -159,8 +175,9 @@ def test_client_session_raises_only_protocol_errors(data: bytes, sizes: list[int
 
 
 ouch_in = st.one_of(
-    st.builds(lambda r: gen.ouch_inbound(r, soup_target(False))[0],
-              st.randoms(use_true_random=False)),
+    st.builds(
+        lambda r: gen.ouch_inbound(r, soup_target(False))[0], st.randoms(use_true_random=False)
+    ),
     st.binary(max_size=120),
     st.tuples(st.sampled_from(b"OUX"), st.binary(max_size=80)).map(lambda t: bytes([t[0]]) + t[1]),
 )
@@ -177,8 +194,12 @@ def test_ouch_inbound_decodes_exactly_or_raises_a_protocol_error(raw: bytes) -> 
 
 
 @FUZZ
-@given(st.tuples(st.sampled_from(sorted(ouch.OUTBOUND_SIZES)), st.binary(max_size=120))
-       .map(lambda t: t[0] + t[1]) | st.binary(max_size=120))
+@given(
+    st.tuples(st.sampled_from(sorted(ouch.OUTBOUND_SIZES)), st.binary(max_size=120)).map(
+        lambda t: t[0] + t[1]
+    )
+    | st.binary(max_size=120)
+)
 def test_ouch_outbound_decodes_exactly_or_raises_a_protocol_error(raw: bytes) -> None:
     try:
         msg = ouch.decode_outbound(raw)
@@ -188,8 +209,12 @@ def test_ouch_outbound_decodes_exactly_or_raises_a_protocol_error(raw: bytes) ->
 
 
 @FUZZ
-@given(st.tuples(st.sampled_from(sorted(itch.SIZES)), st.binary(max_size=60))
-       .map(lambda t: t[0] + t[1]) | st.binary(max_size=60))
+@given(
+    st.tuples(st.sampled_from(sorted(itch.SIZES)), st.binary(max_size=60)).map(
+        lambda t: t[0] + t[1]
+    )
+    | st.binary(max_size=60)
+)
 def test_itch_decodes_exactly_or_raises_a_protocol_error(raw: bytes) -> None:
     try:
         msg = itch.decode(raw)
@@ -235,9 +260,16 @@ def ouch_session(r: random.Random) -> list[bytes]:
     for _ in range(r.randint(1, 40)):
         raw, _ = gen.ouch_inbound(r, t)
         if r.random() < 0.3:  # a live order to replace or cancel
-            raw = ouch.encode_inbound(ouch.EnterOrder(
-                t.user_ref(r), r.choice("BS"), r.choice([100, 200]), "FUZZ",
-                1_000_000 + 100 * r.randint(-3, 3), r.choice([ouch.TIF_DAY, ouch.TIF_GTX])))
+            raw = ouch.encode_inbound(
+                ouch.EnterOrder(
+                    t.user_ref(r),
+                    r.choice("BS"),
+                    r.choice([100, 200]),
+                    "FUZZ",
+                    1_000_000 + 100 * r.randint(-3, 3),
+                    r.choice([ouch.TIF_DAY, ouch.TIF_GTX]),
+                )
+            )
         out.append(raw)
     return out
 
@@ -245,7 +277,8 @@ def ouch_session(r: random.Random) -> list[bytes]:
 @FUZZ
 @given(messages=st.builds(ouch_session, st.randoms(use_true_random=False)))
 def test_the_venue_applies_whatever_decodes_without_raising(
-    messages: list[bytes], tmp_path_factory: pytest.TempPathFactory,
+    messages: list[bytes],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """What the order port hands the venue (journaled first, then applied) must never
     raise: the daemon would log an internal error and, worse, replay the same journaled
@@ -269,15 +302,23 @@ def test_the_venue_applies_whatever_decodes_without_raising(
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12), st.text(max_size=40)),
-                max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=12), st.text(max_size=12), st.text(max_size=40)), max_size=30
+    )
+)
 def test_venue_access_takes_any_login(logins: list[tuple[str, str, str]]) -> None:
-    access = PortAccess({"HFTD": "hftd-pass"}, LoginThrottle(3, 60.0, 60.0, max_sources=8),
-                        ConnectionCap(4), SessionCap(2))
+    access = PortAccess(
+        {"HFTD": "hftd-pass"},
+        LoginThrottle(3, 60.0, 60.0, max_sources=8),
+        ConnectionCap(4),
+        SessionCap(2),
+    )
     for i, (user, password, source) in enumerate(logins):
         verdict = access.authenticate(source, user, password, float(i))
         assert verdict.accepted == (user == "HFTD" and password == "hftd-pass") or not (
-            verdict.accepted)
+            verdict.accepted
+        )
     assert len(access.throttle) <= 8
 
 
@@ -285,8 +326,9 @@ def test_venue_access_takes_any_login(logins: list[tuple[str, str, str]]) -> Non
 
 
 control_bodies = st.one_of(
-    st.builds(lambda r: gen.control_body(r, gen.ControlTarget())[0],
-              st.randoms(use_true_random=False)),
+    st.builds(
+        lambda r: gen.control_body(r, gen.ControlTarget())[0], st.randoms(use_true_random=False)
+    ),
     st.binary(max_size=200),
 )
 
@@ -344,8 +386,10 @@ TOKEN = "t" * 43
 
 
 http_bytes = st.one_of(
-    st.builds(lambda r: gen.http_case(r, gen.HttpTarget(8080, TOKEN)).data,
-              st.randoms(use_true_random=False)),
+    st.builds(
+        lambda r: gen.http_case(r, gen.HttpTarget(8080, TOKEN)).data,
+        st.randoms(use_true_random=False),
+    ),
     st.binary(max_size=300),
 )
 

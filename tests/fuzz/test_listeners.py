@@ -75,7 +75,8 @@ CONTROL = (*DAEMONS, "supervisor")
 ALL_LISTENERS = ("orders", "md", "web", "metrics", *(f"control:{n}" for n in CONTROL))
 # HFTD_FUZZ_LISTENERS=web,control:gateway: fuzz only those
 LISTENERS = tuple(x for x in os.environ.get("HFTD_FUZZ_LISTENERS", "").split(",") if x) or (
-    ALL_LISTENERS)
+    ALL_LISTENERS
+)
 FUZZ_SYMBOL = "FUZZ"
 WATCH = ("WATCH", "watch-pw")  # the legitimate market-data client's login
 RSS_SLACK_KIB = 8 * 1024
@@ -85,8 +86,10 @@ LONG = INPUTS >= 20_000  # a dedicated run: stalls also wait out the server's ti
 def fuzz_config(tmp: Path) -> Path:
     users = [{"username": "HFTD", "password": "hftd-pass"}]
     users += [{"username": f"FUZZ{i}", "password": f"fuzz-{i}"} for i in range(WORKERS)]
-    md_users = [{"username": "FEED", "password": "feed"},
-                {"username": WATCH[0], "password": WATCH[1]}]
+    md_users = [
+        {"username": "FEED", "password": "feed"},
+        {"username": WATCH[0], "password": WATCH[1]},
+    ]
     md_users += [{"username": f"FZMD{i}", "password": f"fzmd-{i}"} for i in range(WORKERS)]
     symbols = [
         {"symbol": "AAPL", "reference_price": "189.50", "tick_size": "0.01", "round_lot": 100},
@@ -95,24 +98,34 @@ def fuzz_config(tmp: Path) -> Path:
         {"symbol": "AMZN", "reference_price": "185.60"},
         {"symbol": FUZZ_SYMBOL, "reference_price": "100.00", "flow": {"enabled": False}},
     ]
-    return make_config(tmp, {
-        "symbols": symbols,
-        "exchange": {
-            "users": users, "md_users": md_users, "login_max_failures": 100_000,
-            "md_max_sessions_per_user": 8, "flow": {"arrival_rate_per_s": 150.0},
+    return make_config(
+        tmp,
+        {
+            "symbols": symbols,
+            "exchange": {
+                "users": users,
+                "md_users": md_users,
+                "login_max_failures": 100_000,
+                "md_max_sessions_per_user": 8,
+                "flow": {"arrival_rate_per_s": 150.0},
+            },
+            "strategy": {"instances": STRATEGIES},
+            "gateway": {"strategy_timeout_s": 0.5},
+            # The legitimate session must go on trading for the whole run (the dedicated
+            # run is ~20 minutes): losing to the synthetic flow, it reached the default
+            # daily loss stop and no fill followed the web's fuzz. The loss stop has its
+            # own tests; here it is out of the way.
+            "risk": {"daily_loss_limit": 100_000_000_000_000},
+            # Chart history and latency windows short, so that they are full (their size by
+            # design) before the monitor's listeners are fuzzed, and not counted as a leak.
+            "monitor": {
+                "web_port": free_port(),
+                "metrics_port": free_port(),
+                "window_s": 20.0,
+                "latency_window_s": 10.0,
+            },
         },
-        "strategy": {"instances": STRATEGIES},
-        "gateway": {"strategy_timeout_s": 0.5},
-        # The legitimate session must go on trading for the whole run (the dedicated
-        # run is ~20 minutes): losing to the synthetic flow, it reached the default
-        # daily loss stop and no fill followed the web's fuzz. The loss stop has its
-        # own tests; here it is out of the way.
-        "risk": {"daily_loss_limit": 100_000_000_000_000},
-        # Chart history and latency windows short, so that they are full (their size by
-        # design) before the monitor's listeners are fuzzed, and not counted as a leak.
-        "monitor": {"web_port": free_port(), "metrics_port": free_port(), "window_s": 20.0,
-                    "latency_window_s": 10.0},
-    })
+    )
 
 
 class System:
@@ -131,7 +144,8 @@ class System:
         self.metrics_port = self.cfg["monitor"]["metrics_port"]
         self.md_watch = MdWatcher(self.md_port, *WATCH)
         self.control_watch = ControlWatcher(
-            {n: self.run_dir / f"{n}.sock" for n in CONTROL}, self.pids)
+            {n: self.run_dir / f"{n}.sock" for n in CONTROL}, self.pids
+        )
         self.gateway0 = self.status("gateway")
         self.feed0 = self.status("feed")
 
@@ -159,11 +173,16 @@ class System:
         now = status_of_up(self.up)
         for name, before in self.daemons.items():
             d = now[name]
-            if (d["pid"], d["restarts"], d["state"]) != (before["pid"], before["restarts"],
-                                                          "ready"):
-                out.append(f"{name}: pid {before['pid']} -> {d['pid']}, restarts "
-                           f"{before['restarts']} -> {d['restarts']}, {d['state']}: "
-                           f"{d['last_error']}")
+            if (d["pid"], d["restarts"], d["state"]) != (
+                before["pid"],
+                before["restarts"],
+                "ready",
+            ):
+                out.append(
+                    f"{name}: pid {before['pid']} -> {d['pid']}, restarts "
+                    f"{before['restarts']} -> {d['restarts']}, {d['state']}: "
+                    f"{d['last_error']}"
+                )
         if out:
             return out
         ex = self.status("exchange")
@@ -171,12 +190,13 @@ class System:
             out.append(f"the gateway's OUCH session is gone: {ex['order_sessions']}")
         gw = self.status("gateway")
         if gw["reconnects"] != self.gateway0["reconnects"] or not gw["venue_up"]:
-            out.append(f"the gateway's venue link: reconnects {self.gateway0['reconnects']} -> "
-                       f"{gw['reconnects']}, up {gw['venue_up']}")
+            out.append(
+                f"the gateway's venue link: reconnects {self.gateway0['reconnects']} -> "
+                f"{gw['reconnects']}, up {gw['venue_up']}"
+            )
         feed = self.status("feed")
         if feed["reconnects"] != self.feed0["reconnects"]:
-            out.append(f"the feed reconnected: {self.feed0['reconnects']} -> "
-                       f"{feed['reconnects']}")
+            out.append(f"the feed reconnected: {self.feed0['reconnects']} -> {feed['reconnects']}")
         for name in DAEMONS:
             for listener, stats in self.status(name).get("listeners", {}).items():
                 if stats.get("errors"):
@@ -222,8 +242,17 @@ def soup_workers(s: System, md: bool) -> tuple[Address, list[Worker]]:
     workers: list[Worker] = []
     for i in range(WORKERS):
         user, password = (f"FZMD{i}", f"fzmd-{i}") if md else (f"FUZZ{i}", f"fuzz-{i}")
-        t = gen.SoupTarget(md, user, password, session, FUZZ_SYMBOL, 100, 1_000_000,
-                           others=("HFTD", "FEED", WATCH[0]), avoid=avoid)
+        t = gen.SoupTarget(
+            md,
+            user,
+            password,
+            session,
+            FUZZ_SYMBOL,
+            100,
+            1_000_000,
+            others=("HFTD", "FEED", WATCH[0]),
+            avoid=avoid,
+        )
 
         def talk(case: gen.Case, t: gen.SoupTarget = t) -> str:
             out = converse(addr, case)
@@ -235,8 +264,11 @@ def soup_workers(s: System, md: bool) -> tuple[Address, list[Worker]]:
 
 def control_workers(s: System, name: str) -> tuple[Address, list[Worker]]:
     path = str(s.run_dir / f"{name}.sock")
-    t = gen.ControlTarget(tuple(x["symbol"] for x in s.cfg["symbols"]),
-                          ("HFTD", "FUZZ0", "nobody"), s.cfg["control"]["max_request_bytes"])
+    t = gen.ControlTarget(
+        tuple(x["symbol"] for x in s.cfg["symbols"]),
+        ("HFTD", "FUZZ0", "nobody"),
+        s.cfg["control"]["max_request_bytes"],
+    )
     pid = s.pids[name]
 
     def talk(case: gen.Case) -> str:
@@ -268,8 +300,11 @@ def stall_for(addr: Address, listener: str, timeout_s: float) -> Callable[[rando
     partial = {
         "soup": [b"\x00", b"\x00/L", b"\x00/LFUZZ0 fuzz-0", gen._pkt(b"L", b"x" * 46)],
         "control": [b"\x00\x00", b"\x00\x00\x01\x00\x81", b"\x00\x00\x00\x09\x81\xa4typ"],
-        "web": [b"GE", b"GET / HTTP/1.1\r\nHost: x",
-                b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n"],
+        "web": [
+            b"GE",
+            b"GET / HTTP/1.1\r\nHost: x",
+            b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n",
+        ],
     }["soup" if listener in ("orders", "md") else "control" if ":" in listener else "web"]
 
     def stall(r: random.Random) -> int:
@@ -294,16 +329,21 @@ def rss_bound_kib(before: dict[str, int], after: dict[str, int]) -> int:
     over-allocates by an eighth (`SequencedStream`), a fill record ~200 bytes, a resting
     order with its book entry and echo fields ~1 KiB."""
     grown = {k: max(after[k] - before[k], 0) for k in before}
-    return RSS_SLACK_KIB + (grown["messages"] * 128 + grown["fills"] * 512
-                            + grown["resting"] * 2048) // 1024
+    return (
+        RSS_SLACK_KIB
+        + (grown["messages"] * 128 + grown["fills"] * 512 + grown["resting"] * 2048) // 1024
+    )
 
 
 def refusal_lines(lines: list[str], listener: str) -> list[str]:
     """The log lines a listener wrote about its peers (not an authenticated fuzz user's
     sessions coming and going: one line each, like any configured user's)."""
     if listener in ("orders", "md"):
-        return [ln for ln in lines if "[EXCH" in ln and "session up:" not in ln
-                and "session closed:" not in ln]
+        return [
+            ln
+            for ln in lines
+            if "[EXCH" in ln and "session up:" not in ln and "session closed:" not in ln
+        ]
     if listener in ("web", "metrics"):
         return [ln for ln in lines if "web:" in ln]
     return [ln for ln in lines if f"{listener.split(':')[1]}.sock:" in ln]
@@ -320,9 +360,11 @@ def test_fuzz_every_listener_while_trading(system: System) -> None:
     s = system
     rss_start = {n: rss_kib(pid) for n, pid in s.pids.items()}
     t0 = time.monotonic()
-    timeouts = {"soup": s.cfg["exchange"]["heartbeat_timeout_s"],
-                "control": s.cfg["control"]["request_timeout_s"],
-                "web": s.cfg["monitor"]["web_timeout_s"]}
+    timeouts = {
+        "soup": s.cfg["exchange"]["heartbeat_timeout_s"],
+        "control": s.cfg["control"]["request_timeout_s"],
+        "web": s.cfg["monitor"]["web_timeout_s"],
+    }
     report: list[str] = []
     failures: list[str] = []
     for listener in LISTENERS:
@@ -342,34 +384,54 @@ def test_fuzz_every_listener_while_trading(system: System) -> None:
         rss0 = rss_kib(pid)
         warm = fuzz(listener, max(INPUTS // 10, 1), SEED, workers)
         rss1, kept1, venue1 = rss_kib(pid), s.retained(), s.status("exchange")
-        run = fuzz(listener, INPUTS - warm.inputs, SEED + 1, workers,
-                   stall=stall_for(addr, listener, timeout))
+        run = fuzz(
+            listener,
+            INPUTS - warm.inputs,
+            SEED + 1,
+            workers,
+            stall=stall_for(addr, listener, timeout),
+        )
         rss2, kept2, venue2 = rss_kib(pid), s.retained(), s.status("exchange")
         bound = rss_bound_kib(kept1, kept2) if owner == "exchange" else RSS_SLACK_KIB
-        total = Run(listener, INPUTS, warm.inputs + run.inputs, warm.cases + run.cases,
-                    warm.seconds + run.seconds, warm.kinds + run.kinds,
-                    warm.problems + run.problems, run.stalls)
+        total = Run(
+            listener,
+            INPUTS,
+            warm.inputs + run.inputs,
+            warm.cases + run.cases,
+            warm.seconds + run.seconds,
+            warm.kinds + run.kinds,
+            warm.problems + run.problems,
+            run.stalls,
+        )
         said = refusal_lines(s.up.log.splitlines()[log0:], listener)
-        line = (f"{total.summary()}; {owner} VmRSS {rss0} -> {rss1} (warm) -> {rss2} KiB "
-                f"(+{rss2 - rss1}, bound {bound}); {len(said)} log lines about it")
+        line = (
+            f"{total.summary()}; {owner} VmRSS {rss0} -> {rss1} (warm) -> {rss2} KiB "
+            f"(+{rss2 - rss1}, bound {bound}); {len(said)} log lines about it"
+        )
         if listener == "orders":  # how far the OUCH got (the gateway's own orders included)
             line += "; the venue applied " + ", ".join(
-                f"{venue2[k] - venue1[k]} {k}" for k in ("orders", "replaces", "cancels",
-                                                         "rejects", "fills"))
+                f"{venue2[k] - venue1[k]} {k}"
+                for k in ("orders", "replaces", "cancels", "rejects", "fills")
+            )
         report.append(line)
         print(line, flush=True)
         failures += [f"{listener}: {p}" for p in total.problems]
         if rss2 - rss1 > bound:
             failures.append(f"{listener}: {owner} VmRSS grew {rss2 - rss1} KiB (> {bound})")
         if len(said) > log_budget(total.seconds):
-            failures.append(f"{listener}: {len(said)} log lines in {total.seconds:.0f} s "
-                            f"(> {log_budget(total.seconds)}): " + " | ".join(said[-5:]))
+            failures.append(
+                f"{listener}: {len(said)} log lines in {total.seconds:.0f} s "
+                f"(> {log_budget(total.seconds)}): " + " | ".join(said[-5:])
+            )
         if any(not ln.isprintable() for ln in said):
             failures.append(f"{listener}: a log line that is not printable text")
         failures += [f"after {listener}: {p}" for p in s.problems()]
         try:
-            wait_for(lambda f=fills0: s.status("gateway")["fills"] > f, 60,
-                     f"a fill after fuzzing {listener}")
+            wait_for(
+                lambda f=fills0: s.status("gateway")["fills"] > f,
+                60,
+                f"a fill after fuzzing {listener}",
+            )
         except AssertionError as exc:
             failures.append(f"after {listener}: {exc}")
         if failures:
@@ -385,15 +447,19 @@ def test_fuzz_every_listener_while_trading(system: System) -> None:
         failures.append("the log has a traceback or an internal error")
     rss_end = {n: rss_kib(pid) for n, pid in s.pids.items()}
     daemons = status_of_up(s.up)
-    summary = "\n".join([
-        *report,
-        "pids and restarts (start -> end): " + ", ".join(
-            f"{n} {d['pid']}/{d['restarts']} -> {daemons[n]['pid']}/{daemons[n]['restarts']}"
-            for n, d in s.daemons.items()),
-        f"{time.monotonic() - t0:.0f} s in all; VmRSS KiB at the start and the end: "
-        + ", ".join(f"{n} {rss_start[n]} -> {rss_end[n]}" for n in s.pids),
-        f"gateway fills {s.gateway0['fills']} -> {s.status('gateway')['fills']}; {watched}; "
-        f"control watcher answers {dict(s.control_watch.answers)}; log {len(log)} bytes",
-    ])
+    summary = "\n".join(
+        [
+            *report,
+            "pids and restarts (start -> end): "
+            + ", ".join(
+                f"{n} {d['pid']}/{d['restarts']} -> {daemons[n]['pid']}/{daemons[n]['restarts']}"
+                for n, d in s.daemons.items()
+            ),
+            f"{time.monotonic() - t0:.0f} s in all; VmRSS KiB at the start and the end: "
+            + ", ".join(f"{n} {rss_start[n]} -> {rss_end[n]}" for n in s.pids),
+            f"gateway fills {s.gateway0['fills']} -> {s.status('gateway')['fills']}; {watched}; "
+            f"control watcher answers {dict(s.control_watch.answers)}; log {len(log)} bytes",
+        ]
+    )
     print(summary)
     assert not failures, "\n".join([*failures, "", summary])

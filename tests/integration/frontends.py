@@ -55,21 +55,35 @@ class Browser:
         # Out of the way of 3 and 4, so the redirections below cannot clobber them.
         cmd_r, resp_w = (_high(fd) for fd in (cmd_r, resp_w))
         args = [
-            chromium_path(), "--headless", "--no-sandbox", "--disable-gpu",
-            "--remote-debugging-pipe", f"--user-data-dir={self.profile}",
-            f"--window-size={width},{height}", "--no-first-run", "--no-default-browser-check",
-            "--disable-extensions", "--disable-background-networking", "--disable-sync",
-            "--disable-component-update", "--disable-default-apps", "--mute-audio",
+            chromium_path(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-sync",
+            "--disable-component-update",
+            "--disable-default-apps",
+            "--mute-audio",
             "--disable-features=Translate,OptimizationHints,MediaRouter",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--proxy-server=direct://", "about:blank",
+            "--proxy-server=direct://",
+            "about:blank",
         ]
         # fd 3 and 4 in the child, whatever numbers the pipes have here
         # (bash: dash reads one-digit fds only).
         script = f'exec "$@" 3<&{cmd_r} 4>&{resp_w} {cmd_r}<&- {resp_w}>&-'
         self.proc = subprocess.Popen(
-            ["bash", "-c", script, "chromium", *args], pass_fds=(cmd_r, resp_w),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ["bash", "-c", script, "chromium", *args],
+            pass_fds=(cmd_r, resp_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         os.close(cmd_r)
@@ -80,8 +94,9 @@ class Browser:
         self.requests: list[str] = []
         self.session = ""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.call("Target.attachToTarget",
-                                 {"targetId": target, "flatten": True})["sessionId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Network"):
             self.call(f"{domain}.enable")
 
@@ -107,8 +122,9 @@ class Browser:
                 self.requests.append(msg["params"]["request"]["url"])
         return msg
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float = 20.0) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 20.0
+    ) -> dict[str, Any]:
         self._next_id += 1
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if self.session:
@@ -146,15 +162,18 @@ class Browser:
         self.wait_event("Page.loadEventFired")
 
     def eval(self, expression: str) -> Any:
-        res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                             "awaitPromise": True})
+        res = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"{expression}: {res['exceptionDetails']}")
         return res["result"].get("value")
 
     def text(self, selector: str) -> str:
-        value = self.eval(f"(document.querySelector({json.dumps(selector)}) || "
-                          "{textContent: ''}).textContent")
+        value = self.eval(
+            f"(document.querySelector({json.dumps(selector)}) || {{textContent: ''}}).textContent"
+        )
         return str(value)
 
     def wait_for(self, expression: str, timeout: float = 15.0, what: str = "") -> Any:
@@ -202,8 +221,9 @@ def tmux_path() -> str:
 class Tmux:
     """One command in a detached tmux session of its own server."""
 
-    def __init__(self, command: str, cols: int = 80, rows: int = 24,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: str, cols: int = 80, rows: int = 24, env: dict[str, str] | None = None
+    ) -> None:
         self.tmux = tmux_path()
         self.socket = f"hftd-test-{os.getpid()}-{time.monotonic_ns()}"
         merged = dict(os.environ, **(env or {}))
@@ -213,8 +233,14 @@ class Tmux:
         self._run("set-option", "-t", "t", "remain-on-exit", "on")
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.tmux, "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=10, env=self.env, check=False)
+        return subprocess.run(
+            [self.tmux, "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=self.env,
+            check=False,
+        )
 
     def send(self, *keys: str) -> None:
         self._run("send-keys", "-t", "t", *keys)
@@ -277,8 +303,13 @@ def hftctl_path() -> list[str]:
 
 def dashboard_url(config_path: Path) -> str:
     """The operator's link, as the operator gets it: `hftctl --config ... dashboard`."""
-    res = subprocess.run([*hftctl_path(), "--config", str(config_path), "dashboard"],
-                         capture_output=True, text=True, timeout=30, check=False)
+    res = subprocess.run(
+        [*hftctl_path(), "--config", str(config_path), "dashboard"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     url = res.stdout.strip()
     assert url.startswith("http://") and "#token=" in url, url

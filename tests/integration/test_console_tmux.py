@@ -43,19 +43,27 @@ def test_console_in_tmux(tmp_path: Path) -> None:
     with start_daemon("up", cfg) as up:
         run_dir = Path(up.config["system"]["run_dir"])
         wait_for(lambda: monitor_state(run_dir)["counters"]["fills"] >= 2, 60, "2 fills")
-        term = Tmux(f"{sys.executable} -m hftd.ctl.main --config {cfg} console", 80, 24,
-                    env={"TERM": "xterm-256color", "LANG": "C.UTF-8"})
+        term = Tmux(
+            f"{sys.executable} -m hftd.ctl.main --config {cfg} console",
+            80,
+            24,
+            env={"TERM": "xterm-256color", "LANG": "C.UTF-8"},
+        )
         try:
-            screen = term.wait_screen(lambda s: "via monitor" in s and "tick-to-trade" in s,
-                                      what="the dashboard")
+            screen = term.wait_screen(
+                lambda s: "via monitor" in s and "tick-to-trade" in s, what="the dashboard"
+            )
             lines = screen.splitlines()
             assert len(lines) == 24 and max(len(ln) for ln in lines) <= 80
             assert "P pause R resume F flatten H halt Q quit" in lines[-1]
             # It refreshes by itself: the clock in the header moves, md keeps arriving.
             first = re.search(r"\d\d:\d\d:\d\d", lines[0])
             assert first is not None
-            term.wait_screen(lambda s: first.group() not in s.splitlines()[0], timeout=5,
-                             what="the header clock to move")
+            term.wait_screen(
+                lambda s: first.group() not in s.splitlines()[0],
+                timeout=5,
+                what="the header clock to move",
+            )
             # Components: the supervisor's pids, all ready.
             sup = status(run_dir, "supervisor")
             screen = term.screen()
@@ -92,15 +100,18 @@ def test_console_in_tmux(tmp_path: Path) -> None:
             term.wait_screen(lambda s: "mode PAUSED" in s, what="mode PAUSED")
             assert status(run_dir, "gateway")["detail"]["mode"] == "paused"
             term.send("r")
-            term.wait_screen(lambda s: "resume: gateway ok" in s and "mode ACTIVE" in s,
-                             what="resumed")
+            term.wait_screen(
+                lambda s: "resume: gateway ok" in s and "mode ACTIVE" in s, what="resumed"
+            )
             # F asks first; N sends nothing.
             term.send("f")
-            screen = term.wait_screen(lambda s: "FLATTEN" in s and "Y to confirm" in s,
-                                      what="the flatten dialog")
+            screen = term.wait_screen(
+                lambda s: "FLATTEN" in s and "Y to confirm" in s, what="the flatten dialog"
+            )
             term.send("n")
-            term.wait_screen(lambda s: "flatten: not confirmed; nothing sent" in s,
-                             what="flatten cancelled")
+            term.wait_screen(
+                lambda s: "flatten: not confirmed; nothing sent" in s, what="flatten cancelled"
+            )
             # H asks first; Y halts.
             term.send("h")
             term.wait_screen(lambda s: "HALT" in s and "Y to confirm" in s, what="halt dialog")
@@ -110,8 +121,9 @@ def test_console_in_tmux(tmp_path: Path) -> None:
             term.wait_screen(lambda s: "mode HALTED" in s, what="mode HALTED")
             # Bigger terminal: the same screen, more room.
             term._run("resize-window", "-t", "t", "-x", "120", "-y", "40")
-            term.wait_screen(lambda s: len(s.splitlines()) == 40 and "RECENT TRADES" in s,
-                             what="a 120x40 redraw")
+            term.wait_screen(
+                lambda s: len(s.splitlines()) == 40 and "RECENT TRADES" in s, what="a 120x40 redraw"
+            )
             # Q quits.
             term.send("q")
             deadline = time.monotonic() + 5

@@ -158,8 +158,12 @@ def test_sigkilled_exchange_restarts_from_its_checkpoint(tmp_path: Path) -> None
     it: the same streams from sequence 1, byte for byte, as without a checkpoint."""
     cfg = make_config(
         tmp_path,
-        {"exchange": {"flow": {"arrival_rate_per_s": 150.0, "marketable_ratio": 0.2},
-                      "checkpoint_interval_s": 0.3}},
+        {
+            "exchange": {
+                "flow": {"arrival_rate_per_s": 150.0, "marketable_ratio": 0.2},
+                "checkpoint_interval_s": 0.3,
+            }
+        },
     )
     with start_daemon("exchange", cfg) as before:
         journal = exchange_journal_path(load_config(cfg))
@@ -167,12 +171,16 @@ def test_sigkilled_exchange_restarts_from_its_checkpoint(tmp_path: Path) -> None
         trader = SoupClient(order_port, "HFTD", "hftd-pass", sequence=1)
         for ref in range(1, 21):
             side = "B" if ref % 2 else "S"
-            trader.send_unsequenced(ouch.encode_inbound(
-                ouch.EnterOrder(ref, side, 200, "AAPL", ouch.MARKET_PRICE, ouch.TIF_IOC)))
+            trader.send_unsequenced(
+                ouch.encode_inbound(
+                    ouch.EnterOrder(ref, side, 200, "AAPL", ouch.MARKET_PRICE, ouch.TIF_IOC)
+                )
+            )
         got: list[bytes] = []
         drain(trader, got)
-        first = wait_for(lambda: status(before, "exchange")["checkpoints"] >= 2, 20,
-                         "two checkpoints")
+        first = wait_for(
+            lambda: status(before, "exchange")["checkpoints"] >= 2, 20, "two checkpoints"
+        )
         assert first
         time.sleep(0.1)  # flow after the checkpoint: the restart replays it
         md = SoupClient(md_port, "FEED", "feed", sequence=1)

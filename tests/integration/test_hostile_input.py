@@ -82,11 +82,19 @@ def log_lines(d: Daemon, *needles: str) -> list[str]:
 def up_with_probe(tmp_path: Path) -> Iterator[Daemon]:
     """`hftd up` running the exchange and the probe: the supervisor's socket and a daemon's."""
     off = {"enabled": False}
-    cfg = make_config(tmp_path, {
-        "exchange": {"flow": {"enabled": False}},
-        "daemons": {"feed": off, "gateway": off, "strategy": off, "monitor": off,
-                    "probe": {"after": []}},
-    })
+    cfg = make_config(
+        tmp_path,
+        {
+            "exchange": {"flow": {"enabled": False}},
+            "daemons": {
+                "feed": off,
+                "gateway": off,
+                "strategy": off,
+                "monitor": off,
+                "probe": {"after": []},
+            },
+        },
+    )
     with start_daemon("up", cfg) as up:
         yield up
 
@@ -112,10 +120,13 @@ def test_a_deeply_nested_frame_ends_neither_a_daemon_nor_the_supervisor(
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[Daemon]:
     off = {"enabled": False}
-    cfg = make_config(tmp_path, {
-        "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
-        "daemons": {"feed": off, "gateway": off, "strategy": off, "monitor": {"after": []}},
-    })
+    cfg = make_config(
+        tmp_path,
+        {
+            "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
+            "daemons": {"feed": off, "gateway": off, "strategy": off, "monitor": {"after": []}},
+        },
+    )
     with start_daemon("monitor", cfg) as d:
         yield d
 
@@ -231,10 +242,17 @@ SLOW = 200
 @pytest.fixture
 def busy_venue(tmp_path: Path) -> Iterator[Daemon]:
     """Open market data, room for many sessions, plenty of flow (send_timeout_s: 5 s)."""
-    cfg = make_config(tmp_path, {"exchange": {
-        "md_users": [], "max_connections": SLOW + 20, "md_max_sessions_per_user": SLOW + 20,
-        "flow": {"arrival_rate_per_s": 100.0},
-    }})
+    cfg = make_config(
+        tmp_path,
+        {
+            "exchange": {
+                "md_users": [],
+                "max_connections": SLOW + 20,
+                "md_max_sessions_per_user": SLOW + 20,
+                "flow": {"arrival_rate_per_s": 100.0},
+            }
+        },
+    )
     with start_daemon("exchange", cfg) as d:
         yield d
 
@@ -244,8 +262,9 @@ def round_trips(c: SoupClient, first_ref: int, n: int = 60) -> list[float]:
     out = []
     for ref in range(first_ref, first_ref + n):
         t0 = time.perf_counter()
-        c.send_unsequenced(ouch.encode_inbound(
-            ouch.EnterOrder(ref, "B", 100, "AAPL", 1_000_000, ouch.TIF_IOC)))
+        c.send_unsequenced(
+            ouch.encode_inbound(ouch.EnterOrder(ref, "B", 100, "AAPL", 1_000_000, ouch.TIF_IOC))
+        )
         while True:
             m = ouch.decode_outbound(c.sequenced().payload)
             if getattr(m, "user_ref", None) == ref and not isinstance(m, ouch.Accepted):
@@ -304,12 +323,18 @@ def test_slow_market_data_readers_are_dropped_and_orders_keep_their_latency(
     orders = SoupClient(ex["order_port"], "TEST", "test-pass", sequence=0)
     base = round_trips(orders, 1)
     with slow_readers(ex["md_port"], SLOW) as socks:
-        wait_for(lambda: status(busy_venue, "exchange")["md_sessions"] >= SLOW * 0.9, 20,
-                 "the slow sessions logged in")
+        wait_for(
+            lambda: status(busy_venue, "exchange")["md_sessions"] >= SLOW * 0.9,
+            20,
+            "the slow sessions logged in",
+        )
         detail: dict[str, Any] = wait_for(
             lambda: (lambda d: d if d.get("slow_consumers", 0) >= SLOW else None)(
-                status(busy_venue, "exchange")),
-            30, "every slow reader dropped")
+                status(busy_venue, "exchange")
+            ),
+            30,
+            "every slow reader dropped",
+        )
         assert wait_for(lambda: all(closed_by_server(s) for s in socks), 10, "closed")
         after = round_trips(orders, 1000)
     assert busy_venue.proc.pid == pid and busy_venue.proc.poll() is None
@@ -325,11 +350,14 @@ def test_slow_market_data_readers_are_dropped_and_orders_keep_their_latency(
 
 def test_a_limit_hit_raises_the_monitor_alert(tmp_path: Path) -> None:
     off = {"enabled": False}
-    cfg = make_config(tmp_path, {
-        "exchange": {"flow": {"enabled": False}},
-        "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
-        "daemons": {"feed": off, "gateway": off, "strategy": off, "monitor": {"after": []}},
-    })
+    cfg = make_config(
+        tmp_path,
+        {
+            "exchange": {"flow": {"enabled": False}},
+            "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
+            "daemons": {"feed": off, "gateway": off, "strategy": off, "monitor": {"after": []}},
+        },
+    )
     with start_daemon("exchange", cfg) as venue, start_daemon("monitor", cfg) as mon:
 
         def alerts() -> list[dict[str, Any]]:

@@ -98,8 +98,7 @@ def test_trading_on_the_nasdaq_sample_stays_in_sync(tmp_path: Path) -> None:
             assert exd["md_file"]["skipped"] == exd["md_file"]["other_symbols"] == 0
             assert exd["fills"] == 0 and base == 5  # S O, R, H, S S, S Q
             mine = wait_for(
-                lambda: (d := ask(st, "strategy", Depth("AAPL")))["md_sequence"] > base + 300
-                and d,
+                lambda: (d := ask(st, "strategy", Depth("AAPL")))["md_sequence"] > base + 300 and d,
                 20,
                 "the strategy well into the file",
             )
@@ -107,8 +106,10 @@ def test_trading_on_the_nasdaq_sample_stays_in_sync(tmp_path: Path) -> None:
             # 2. Trade on it.
             ask(gw, "gateway", Resume())
             wait_for(
-                lambda: status(gw, "gateway")["fills"] >= 1
-                and ask(ex, "exchange", Snapshot("HFTD"))["fills"],
+                lambda: (
+                    status(gw, "gateway")["fills"] >= 1
+                    and ask(ex, "exchange", Snapshot("HFTD"))["fills"]
+                ),
                 60,
                 "an order acknowledged and filled against the file's liquidity",
             )
@@ -138,4 +139,3 @@ def test_trading_on_the_nasdaq_sample_stays_in_sync(tmp_path: Path) -> None:
         # The strategy is gone: its orders are done; the gateway's books are the venue's.
         wait_for(lambda: not status(gw, "gateway")["working"], 10, "nothing working")
         assert_gateway_matches_venue(status(gw, "gateway"), ask(ex, "exchange", Snapshot("HFTD")))
-

@@ -119,8 +119,9 @@ def test_console_views_show_the_daemons_numbers(live: System) -> None:
         n = h.get_total_count()
         cells = next(ln.split() for ln in lines if ln.startswith(label))
         assert int(cells[1]) == n > 0
-        assert cells[2:6] == [fmt_us(h.get_value_at_percentile(p) / 1000, n)
-                              for p in (50, 95, 99, 99.9)]
+        assert cells[2:6] == [
+            fmt_us(h.get_value_at_percentile(p) / 1000, n) for p in (50, 95, 99, 99.9)
+        ]
     # Health: the supervisor's pids.
     health = [ln[48:].split() for ln in lines]  # the pane right of the latency table
     for d in status(live.run_dir, "supervisor"):
@@ -139,8 +140,9 @@ def test_metrics_match_the_settled_system(live: System, settled: dict[str, Any])
     text = body.decode()
     promtool = shutil.which("promtool")
     if promtool is not None:  # the value checks below run either way
-        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                           text=True, timeout=30)
+        r = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
         assert r.returncode == 0, r.stdout + r.stderr
     m: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for fam in text_string_to_metric_families(text):
@@ -164,7 +166,8 @@ def test_metrics_match_the_settled_system(live: System, settled: dict[str, Any])
         assert m[("hftd_pnl_dollars", (("kind", kind),))] == pytest.approx(pos[kind] / 10_000)
     for limit in ("gross", "rate", "working", "loss"):
         assert m[("hftd_risk_utilisation_ratio", (("limit", limit),))] == pytest.approx(
-            gw["risk"][limit])
+            gw["risk"][limit]
+        )
     for d in status(live.run_dir, "supervisor"):
         assert m[("hftd_up", (("daemon", d["name"]),))] == 1
         assert m[("hftd_daemon_restarts_total", (("daemon", d["name"]),))] == d["restarts"]
@@ -188,18 +191,19 @@ def test_monitor_state_and_web_api_match(live: System, settled: dict[str, Any]) 
     for s in (state, web):
         assert s.counters.orders == gw["sent"] and s.counters.fills == gw["fills"]
         assert {p.symbol: p.qty for p in s.positions} == {
-            p["symbol"]: p["qty"] for p in gw["positions"]["positions"]}
+            p["symbol"]: p["qty"] for p in gw["positions"]["positions"]
+        }
         assert s.totals is not None
         assert s.totals.total == pytest.approx(gw["positions"]["total"] / 10_000)
         t2t = s.hop("t1_t4")
         ref = next(h for h in latency_us(gw) if h["hop"] == "t1_t4")
         assert t2t is not None and (t2t.count, t2t.p99) == (ref["count"], ref["p99"])
-        assert [d.name for d in s.daemons] == ["exchange", "feed", "strategy", "gateway",
-                                               "monitor"]
+        assert [d.name for d in s.daemons] == ["exchange", "feed", "strategy", "gateway", "monitor"]
     assert len(web.history) >= 3  # the page's charts have points; Status leaves them out
     assert state.history == []
     assert status(live.run_dir, "monitor")["detail"]["web"]["web"] == (
-        f"http://127.0.0.1:{live.port}/")
+        f"http://127.0.0.1:{live.port}/"
+    )
 
 
 def test_reload_applies_alert_thresholds_live(live: System, settled: dict[str, Any]) -> None:
@@ -212,19 +216,27 @@ def test_reload_applies_alert_thresholds_live(live: System, settled: dict[str, A
 
     original = live.config.read_text()
     data = tomllib.loads(original)
-    tight = {"monitor": {"alerts": {"latency_p99_us": 1.0, "latency_min_samples": 1}},
-             "risk": {"max_orders_per_s": 150}}
+    tight = {
+        "monitor": {"alerts": {"latency_p99_us": 1.0, "latency_min_samples": 1}},
+        "risk": {"max_orders_per_s": 150},
+    }
     live.config.write_text(dump_toml(deep_merge(data, tight)))
     replies = execute(live.run_dir, VERBS["reload"])
     assert replies["monitor"].ok and not replies["monitor"].result["refused"], replies
     assert "monitor.alerts.latency_p99_us" in replies["monitor"].result["applied"]
-    wait_for(lambda: any(a["key"] == "latency:t1_t4"
-                         for a in monitor_state(live.run_dir)["alerts"]), 5, "latency alert")
+    wait_for(
+        lambda: any(a["key"] == "latency:t1_t4" for a in monitor_state(live.run_dir)["alerts"]),
+        5,
+        "latency alert",
+    )
     loose = {"monitor": {"alerts": {"latency_p99_us": 1e7}}}
     live.config.write_text(dump_toml(deep_merge(data, loose)))
     assert execute(live.run_dir, VERBS["reload"])["monitor"].ok
-    wait_for(lambda: all(a["key"] != "latency:t1_t4"
-                         for a in monitor_state(live.run_dir)["alerts"]), 5, "latency cleared")
+    wait_for(
+        lambda: all(a["key"] != "latency:t1_t4" for a in monitor_state(live.run_dir)["alerts"]),
+        5,
+        "latency cleared",
+    )
     last = next(a for a in monitor_state(live.run_dir)["alert_log"] if a["key"] == "latency:t1_t4")
     assert last["cleared_at"] > last["raised_at"] > 0
     live.config.write_text(original)

@@ -94,9 +94,7 @@ def test_two_systems_cannot_share_a_journal_dir(
     would journal into the same day: refused, naming the running one."""
     _cfg, up = first
     journal_dir = up.config["system"]["journal_dir"]
-    other = make_config(
-        tmp_path_factory.mktemp("other"), {"system": {"journal_dir": journal_dir}}
-    )
+    other = make_config(tmp_path_factory.mktemp("other"), {"system": {"journal_dir": journal_dir}})
     out = hftd_refused(other, "up")
     assert f"journal dir {Path(journal_dir).resolve()} is already in use" in out, out
     assert f"pid {up.proc.pid}" in out, out

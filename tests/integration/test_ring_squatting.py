@@ -168,11 +168,7 @@ def test_under_up_the_refusal_is_reported_and_not_retried(squatted: tuple[Path, 
     cfg, prefix = squatted
     data = deep_merge(
         tomllib.loads(cfg.read_text()),
-        {
-            "daemons": {
-                name: {"enabled": False} for name in ("gateway", "strategy", "monitor")
-            }
-        },
+        {"daemons": {name: {"enabled": False} for name in ("gateway", "strategy", "monitor")}},
     )
     cfg.write_text(dump_toml(data))
     with start_daemon("up", cfg) as up:

@@ -32,10 +32,22 @@ pytestmark = pytest.mark.integration
 
 COMPONENTS = ("exchange", "feed", "strategy", "gateway", "monitor", "hotpath")
 LAYOUTS = {  # --layout -> CPUAffinity per unit ("" = no affinity drop-in)
-    "2core": {"exchange": "0", "monitor": "0", "feed": "1", "strategy": "1", "gateway": "1",
-              "hotpath": "1"},
-    "wide": {"exchange": "1", "monitor": "0", "feed": "2", "strategy": "3", "gateway": "4",
-             "hotpath": "2"},
+    "2core": {
+        "exchange": "0",
+        "monitor": "0",
+        "feed": "1",
+        "strategy": "1",
+        "gateway": "1",
+        "hotpath": "1",
+    },
+    "wide": {
+        "exchange": "1",
+        "monitor": "0",
+        "feed": "2",
+        "strategy": "3",
+        "gateway": "4",
+        "hotpath": "2",
+    },
     "none": dict.fromkeys(COMPONENTS, ""),
 }
 # X after/wants Ys: the units mirror `daemons.X.after` of the default config (the
@@ -51,6 +63,8 @@ def target_wants() -> list[str]:
     """What hft.target starts with `install --hotpath auto` on this host."""
     hot = ["feed", "strategy", "gateway"] if (os.cpu_count() or 1) >= 4 else ["hotpath"]
     return sorted(f"hft@{c}.service" for c in ("exchange", *hot, "monitor"))
+
+
 RECOVERY_LIMIT_S = 5.0  # measured 0.17-0.25 s idle, up to ~1.3 s on a loaded box
 
 
@@ -75,7 +89,10 @@ def verify(dest: Path) -> tuple[int, str]:
         pytest.skip("systemd-analyze not installed (package systemd)")
     r = subprocess.run(
         [analyze, "verify", "--man=no", *unit_paths(dest)],
-        capture_output=True, text=True, timeout=60, cwd=dest,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=dest,
         env=dict(os.environ, LC_ALL="C", SYSTEMD_LOG_COLOR="0"),
     )
     return r.returncode, (r.stdout + r.stderr).strip()
@@ -119,22 +136,33 @@ def test_rendered_units_layout_and_order(tmp_path: Path, layout: str) -> None:
             assert f"\nAfter={units}\n" in text and f"\nWants={units}\n" in text, text
         else:
             assert not order.exists()
-    wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
-                 if ln.startswith("Wants="))
+    wants = next(
+        ln for ln in (dest / "hft.target").read_text().splitlines() if ln.startswith("Wants=")
+    )
     assert sorted(wants.removeprefix("Wants=").split()) == target_wants()
 
 
 def test_check_host_reports_and_exits_0() -> None:
     r = subprocess.run(
         ["/usr/bin/env", "python3", str(ROOT / "deploy" / "tuning" / "check-host")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 0 and not r.stderr, r.stderr
     lines = r.stdout.splitlines()
     assert lines[1].split("|")[-1].strip() == "verdict"
-    for check in ("CPU frequency governor", "kernel cmdline isolcpus", "kernel cmdline nohz_full",
-                  "transparent hugepages", "vm.swappiness", "irqbalance", "SMT",
-                  "CPUs online", "/dev/shm"):
+    for check in (
+        "CPU frequency governor",
+        "kernel cmdline isolcpus",
+        "kernel cmdline nohz_full",
+        "transparent hugepages",
+        "vm.swappiness",
+        "irqbalance",
+        "SMT",
+        "CPUs online",
+        "/dev/shm",
+    ):
         row = next((ln for ln in lines if ln.startswith(check)), None)
         assert row is not None, f"no row for {check}:\n{r.stdout}"
         assert row.split("|")[-1].strip() in ("ok", "TUNE", "info"), row
@@ -142,6 +170,7 @@ def test_check_host_reports_and_exits_0() -> None:
 
 
 # --- a real systemd in a container -------------------------------------------------
+
 
 def nspawn_config(path: Path) -> Path:
     """config/default.toml with background flow on, for the units' /etc/hftd/hftd.toml.
@@ -207,8 +236,9 @@ def test_exchange_restarts_under_systemd(
     # one (PrivateDevices=/PrivateTmp= must not hide it: the rings live there).
     assert c.sh("test", "-S", "/run/hftd/exchange.sock").returncode == 0
     probe = f"{c.name}-probe"
-    r = c.sh("sh", "-c", f"echo x > /dev/shm/{probe}"
-                         f" && test -e /proc/{old_pid}/root/dev/shm/{probe}")
+    r = c.sh(
+        "sh", "-c", f"echo x > /dev/shm/{probe} && test -e /proc/{old_pid}/root/dev/shm/{probe}"
+    )
     assert r.returncode == 0, "the unit does not see the shared /dev/shm"
     assert not Path("/dev/shm", probe).exists(), "the container's /dev/shm is the host's"
     assert c.sh("rm", f"/dev/shm/{probe}").returncode == 0
@@ -216,27 +246,38 @@ def test_exchange_restarts_under_systemd(
     # Crash it: SIGKILL to the main process only, as a segfault or OOM kill would.
     r = c.sh("systemctl", "kill", "-s", "KILL", "--kill-whom=main", unit)
     assert r.returncode == 0, r.stderr
-    props = ("ActiveState", "MainPID", "NRestarts", "ActiveEnterTimestampMonotonic",
-             "ActiveExitTimestampMonotonic", "InactiveExitTimestampMonotonic")
+    props = (
+        "ActiveState",
+        "MainPID",
+        "NRestarts",
+        "ActiveEnterTimestampMonotonic",
+        "ActiveExitTimestampMonotonic",
+        "InactiveExitTimestampMonotonic",
+    )
     after: dict[str, str] = {}
 
     def restarted() -> bool:
         after.update(c.show(unit, *props))
-        return (after["ActiveState"] == "active"
-                and after["MainPID"] not in ("0", str(old_pid))
-                and int(after["NRestarts"]) > int(before["NRestarts"]))
+        return (
+            after["ActiveState"] == "active"
+            and after["MainPID"] not in ("0", str(old_pid))
+            and int(after["NRestarts"]) > int(before["NRestarts"])
+        )
 
     wait_for(f"{unit} to come back with a new MainPID", restarted, timeout=15)
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, after
     # Death (left "active") -> READY=1 of the new process (entered "active").
-    died, ready = (int(after[p]) for p in ("ActiveExitTimestampMonotonic",
-                                           "ActiveEnterTimestampMonotonic"))
+    died, ready = (
+        int(after[p]) for p in ("ActiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    )
     relaunched = int(after["InactiveExitTimestampMonotonic"])  # the new ExecStart
     recovery_s = (ready - died) / 1e6
-    print(f"hft@exchange: killed pid {old_pid}, READY again as pid {after['MainPID']}"
-          f" after {recovery_s * 1000:.0f} ms (relaunched after"
-          f" {(relaunched - died) / 1000:.0f} ms, start-up to READY=1"
-          f" {(ready - relaunched) / 1000:.0f} ms; NRestarts {after['NRestarts']})")
+    print(
+        f"hft@exchange: killed pid {old_pid}, READY again as pid {after['MainPID']}"
+        f" after {recovery_s * 1000:.0f} ms (relaunched after"
+        f" {(relaunched - died) / 1000:.0f} ms, start-up to READY=1"
+        f" {(ready - relaunched) / 1000:.0f} ms; NRestarts {after['NRestarts']})"
+    )
     record_property("recovery_ms", round(recovery_s * 1000, 1))
     assert 0 < recovery_s < RECOVERY_LIMIT_S, after
     # The runtime directory was kept across the restart, and the new daemon serves in it.
@@ -254,18 +295,34 @@ def test_the_target_starts_the_hot_path_layout_asked_for(
 
     dest = tmp_path / "units"
     r = subprocess.run(
-        [str(INSTALL), "--dest", str(dest), "--prefix", str(venv_prefix()), "--layout", "2core",
-         "--hotpath", hotpath, "--no-config", "--no-reload"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(INSTALL),
+            "--dest",
+            str(dest),
+            "--prefix",
+            str(venv_prefix()),
+            "--layout",
+            "2core",
+            "--hotpath",
+            hotpath,
+            "--no-config",
+            "--no-reload",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    wants = next(ln for ln in (dest / "hft.target").read_text().splitlines()
-                 if ln.startswith("Wants="))
+    wants = next(
+        ln for ln in (dest / "hft.target").read_text().splitlines() if ln.startswith("Wants=")
+    )
     assert sorted(wants.removeprefix("Wants=").split()) == sorted(
         f"hft@{c}.service" for c in ("exchange", *units, "monitor")
     )
     bad = subprocess.run(
         [str(INSTALL), "--dest", str(dest), "--hotpath", "both", "--no-config", "--no-reload"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert bad.returncode == 2 and "unknown --hotpath both" in bad.stderr

@@ -26,17 +26,21 @@ UNKNOWN = b"Z" + bytes(8) + b"a type from a newer venue"
 
 def test_an_unusable_venue_message_raises_the_monitor_alert(tmp_path: Path) -> None:
     off = {"enabled": False}
-    cfg = make_config(tmp_path, {
-        "exchange": {"flow": {"enabled": False}},
-        "gateway": {"strategy_timeout_s": 120.0},  # no strategy in this test
-        "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
-        "daemons": {"feed": off, "strategy": off, "monitor": {"after": []}},
-    })
+    cfg = make_config(
+        tmp_path,
+        {
+            "exchange": {"flow": {"enabled": False}},
+            "gateway": {"strategy_timeout_s": 120.0},  # no strategy in this test
+            "monitor": {"web_port": free_port(), "poll_interval_s": 0.2},
+            "daemons": {"feed": off, "strategy": off, "monitor": {"after": []}},
+        },
+    )
     with (
         start_daemon("exchange", cfg) as ex,
         start_daemon("gateway", cfg) as gw,
         start_daemon("monitor", cfg) as mon,
     ):
+
         def state() -> dict[str, Any]:
             s: dict[str, Any] = status(mon, "monitor")["state"]
             return s
@@ -47,8 +51,10 @@ def test_an_unusable_venue_message_raises_the_monitor_alert(tmp_path: Path) -> N
         # The monitor's first sight of the count is its baseline: let it see 0.
         wait_for(lambda: status(gw, "gateway")["venue_up"], 20, "the gateway's venue session")
         wait_for(
-            lambda: any(d["name"] == "gateway" and d["pid"] == gw.proc.pid and d["up"]
-                        for d in state()["daemons"]),
+            lambda: any(
+                d["name"] == "gateway" and d["pid"] == gw.proc.pid and d["up"]
+                for d in state()["daemons"]
+            ),
             10,
             "the monitor polling the gateway",
         )
@@ -69,5 +75,6 @@ def test_an_unusable_venue_message_raises_the_monitor_alert(tmp_path: Path) -> N
         assert "ALERT warning venue_unusable:gateway" in mon.log
         code, body = http_get(mon.config["monitor"]["web_port"], "/metrics")
         assert code == 200 and b"hftd_gateway_unusable_total 1.0" in body
-        assert (b'hftd_alert_firing{alert="venue_unusable",severity="warning",subject="gateway"}'
-                b" 1.0") in body
+        assert (
+            b'hftd_alert_firing{alert="venue_unusable",severity="warning",subject="gateway"} 1.0'
+        ) in body

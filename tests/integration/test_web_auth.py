@@ -99,8 +99,9 @@ class System:
         self.up = self.stack.enter_context(start_daemon("up", self.config, args=("--new-day",)))
         wait_for(lambda: gateway_mode(self) == "active", 30, "the gateway trading")
         if serving:
-            wait_for(lambda: web_listener(self).startswith("http://"), 30,
-                     "the monitor's web listener")
+            wait_for(
+                lambda: web_listener(self).startswith("http://"), 30, "the monitor's web listener"
+            )
 
     def stop(self) -> None:
         assert self.up is not None
@@ -136,9 +137,15 @@ def gateway_mode(s: System) -> str:
 
 def post_action(port: int, verb: str, token: str) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/action/{verb}", data=b'{"confirm": true}', method="POST",
-        headers={"X-Hftd-Action": verb, "Content-Type": "application/json",
-                 "Authorization": f"Bearer {token}"})
+        f"http://127.0.0.1:{port}/api/action/{verb}",
+        data=b'{"confirm": true}',
+        method="POST",
+        headers={
+            "X-Hftd-Action": verb,
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+        },
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=10) as r:
@@ -149,9 +156,20 @@ def post_action(port: int, verb: str, token: str) -> tuple[int, dict[str, Any]]:
 
 def as_other_user(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
-         sys.executable, "-I", *argv],
-        capture_output=True, text=True, timeout=60, check=False, cwd="/",
+        [
+            "setpriv",
+            f"--reuid={OTHER_UID}",
+            f"--regid={OTHER_UID}",
+            "--clear-groups",
+            sys.executable,
+            "-I",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
         env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
     )
 
@@ -170,8 +188,13 @@ def test_another_user_is_refused(system: System) -> None:
     other_user_or_skip()
     assert gateway_mode(system) == "active"
     log_before = len(system.log)
-    res = as_other_user("-c", OTHER_USER_SCRIPT, str(system.port),
-                        str(system.run_dir / "web.token"), str(system.run_dir / "monitor.sock"))
+    res = as_other_user(
+        "-c",
+        OTHER_USER_SCRIPT,
+        str(system.port),
+        str(system.run_dir / "web.token"),
+        str(system.run_dir / "monitor.sock"),
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     for name in ("plain", "guessed"):
@@ -183,8 +206,11 @@ def test_another_user_is_refused(system: System) -> None:
     assert out["monitor_sock"] != "connected", out
     # Nothing ran: the gateway did not move, and the monitor logged refusals, no action.
     assert gateway_mode(system) == "active"
-    wait_for(lambda: "refused action 'pause'" in system.log[log_before:], 10,
-             "the refusal in the monitor's log")
+    wait_for(
+        lambda: "refused action 'pause'" in system.log[log_before:],
+        10,
+        "the refusal in the monitor's log",
+    )
     assert "operator action" not in system.log[log_before:]
 
 
@@ -208,8 +234,11 @@ def test_the_operator_link_from_hftctl_acts(system: System) -> None:
 
     # A restarted monitor keeps the run's token: an open page goes on working.
     wait_monitor_restarted(system, kill_monitor(system))
-    wait_for(lambda: web_listener(system).startswith("http://"), 20,
-             "the restarted monitor's web listener")
+    wait_for(
+        lambda: web_listener(system).startswith("http://"),
+        20,
+        "the restarted monitor's web listener",
+    )
     assert dashboard_url(system.config) == url
     code, body = post_action(system.port, "pause", token)
     assert code == 200 and gateway_mode(system) == "paused", body
@@ -251,8 +280,13 @@ def token_of(url: str) -> str:
 
 
 def hftctl_dashboard(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*hftctl_path(), "--config", str(config), "dashboard"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [*hftctl_path(), "--config", str(config), "dashboard"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 # Takes 127.0.0.1:<port> as soon as it is free, holds it until its stdin closes.
@@ -293,9 +327,14 @@ def squatter(port: int, free_it: Callable[[], object]) -> Iterator[str]:
             s.listen()
             yield f"this test process (uid {os.geteuid()})"
         return
-    with subprocess.Popen(python_argv(SQUATTER_SCRIPT, str(port)), stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd="/") as proc:  # its exit closes the pipes and waits
+    with subprocess.Popen(
+        python_argv(SQUATTER_SCRIPT, str(port)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    ) as proc:  # its exit closes the pipes and waits
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
             free_it()
@@ -328,8 +367,11 @@ def assert_no_link(s: System, who: str, secrets: list[str]) -> None:
 
 def assert_new_link(s: System, old: str) -> str:
     """The port is the monitor's again: a new link, which acts; the old token is refused."""
-    wait_for(lambda: web_listener(s).startswith("http://"), 20,
-             "the monitor's web listener after the squatter left")
+    wait_for(
+        lambda: web_listener(s).startswith("http://"),
+        20,
+        "the monitor's web listener after the squatter left",
+    )
     new = token_of(dashboard_url(s.config))
     assert new != old and (s.run_dir / "web.token").read_text().strip() == new
     assert post_action(s.port, "pause", old)[0] == 401

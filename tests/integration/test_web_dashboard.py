@@ -47,19 +47,24 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         try:
             # Without the operator link: figures, but no actions.
             browser.navigate(base + "/")
-            browser.wait_for("document.getElementById('conn').textContent === 'live'",
-                             what="the event stream")
+            browser.wait_for(
+                "document.getElementById('conn').textContent === 'live'", what="the event stream"
+            )
             assert browser.eval(f"{BUTTONS}.length") == 4
-            assert browser.eval(f"{BUTTONS}.every(b => b.disabled && b.title.includes("
-                                "'hftctl dashboard'))")
+            assert browser.eval(
+                f"{BUTTONS}.every(b => b.disabled && b.title.includes('hftctl dashboard'))"
+            )
             assert browser.text("#action-result") == READ_ONLY
             browser.eval("document.querySelector('button[data-verb=pause]').click()")
             assert not browser.eval("document.getElementById('modal').classList.contains('open')")
             # ... and the server refuses what the page would have sent, token aside.
-            assert browser.eval(
-                "fetch('/api/action/pause', {method: 'POST', headers: {'X-Hftd-Action': "
-                "'pause', 'Content-Type': 'application/json'}, body: '{}'}).then(r => r.status)"
-            ) == 401
+            assert (
+                browser.eval(
+                    "fetch('/api/action/pause', {method: 'POST', headers: {'X-Hftd-Action': "
+                    "'pause', 'Content-Type': 'application/json'}, body: '{}'}).then(r => r.status)"
+                )
+                == 401
+            )
             assert status(run_dir, "gateway")["detail"]["mode"] == "active"
 
             # The operator link: the token moves to the tab's storage, out of the address bar.
@@ -67,21 +72,23 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
             token = url.partition("#token=")[2]
             browser.navigate("about:blank")
             browser.navigate(url)
-            browser.wait_for("document.getElementById('conn').textContent === 'live'",
-                             what="the event stream")
+            browser.wait_for(
+                "document.getElementById('conn').textContent === 'live'", what="the event stream"
+            )
             assert browser.eval("window.location.href") == base + "/"
             assert browser.eval("sessionStorage.getItem('hftd-token')") == token
             assert browser.eval(f"{BUTTONS}.every(b => !b.disabled)")
             assert browser.text("#action-result") == ""
             # Figures update by themselves (server push): the poll number and the md count.
             seq0, md0 = int(browser.text("#seq")), int(browser.text("#cnt-md"))
-            browser.wait_for(f"+document.getElementById('seq').textContent > {seq0 + 3} && "
-                             f"+document.getElementById('cnt-md').textContent > {md0}",
-                             what="figures to move")
+            browser.wait_for(
+                f"+document.getElementById('seq').textContent > {seq0 + 3} && "
+                f"+document.getElementById('cnt-md').textContent > {md0}",
+                what="figures to move",
+            )
             browser.wait_for("history.length >= 3", what="3 chart points")
             assert browser.eval("document.getElementById('chart-latency').width > 0")
-            assert browser.eval(
-                "document.querySelectorAll('#health tbody tr').length") == 5
+            assert browser.eval("document.querySelectorAll('#health tbody tr').length") == 5
             for d in status(run_dir, "supervisor"):
                 sel = f"#health tr[data-daemon='{d['name']}']"
                 assert browser.text(sel + " td:nth-child(2)") == "ready"
@@ -91,11 +98,14 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
             gw = quiesce(cfg, run_dir)
             pos = gw["positions"]
             want_total = f"{pos['total'] / 10_000:,.2f}"
-            browser.wait_for(f"document.getElementById('total-pnl') && "
-                             f"document.getElementById('total-pnl').textContent === "
-                             f"'{want_total}' && "
-                             f"+document.getElementById('cnt-fills').textContent === "
-                             f"{gw['fills']}", what="the settled figures")
+            browser.wait_for(
+                f"document.getElementById('total-pnl') && "
+                f"document.getElementById('total-pnl').textContent === "
+                f"'{want_total}' && "
+                f"+document.getElementById('cnt-fills').textContent === "
+                f"{gw['fills']}",
+                what="the settled figures",
+            )
             for p in pos["positions"]:
                 row = f"#positions tr[data-symbol='{p['symbol']}']"
                 assert browser.text(row + " td:nth-child(2)") == str(p["qty"])
@@ -105,46 +115,61 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
             # latency figures once a second): wait for it, then it must match.
             t2t = next(h for h in latency_us(gw) if h["hop"] == "t1_t4")
             cell = "document.querySelector(\"#latency tr[data-hop='t1_t4'] td:nth-child(2)\")"
-            browser.wait_for(f"{cell} && {cell}.textContent === '{t2t['count']}'",
-                             what="the settled tick-to-trade count")
+            browser.wait_for(
+                f"{cell} && {cell}.textContent === '{t2t['count']}'",
+                what="the settled tick-to-trade count",
+            )
 
             shot = browser.screenshot(tmp_path / "hftd-dashboard.png")
             assert shot.stat().st_size > 20_000
 
             # Actions: halt asks, and Cancel sends nothing ...
             browser.eval("document.querySelector('button[data-verb=halt]').click()")
-            browser.wait_for("document.getElementById('modal').classList.contains('open')",
-                             what="the confirmation dialog")
+            browser.wait_for(
+                "document.getElementById('modal').classList.contains('open')",
+                what="the confirmation dialog",
+            )
             assert "HALT" in browser.text("#confirm-text")
             browser.eval("document.getElementById('confirm-no').click()")
             assert browser.text("#action-result") == "halt: cancelled"
             assert status(run_dir, "gateway")["detail"]["mode"] == "active"
             # ... pause, confirmed, goes through the registry to the gateway.
             browser.eval("document.querySelector('button[data-verb=pause]').click()")
-            browser.wait_for("document.getElementById('modal').classList.contains('open')",
-                             what="the confirmation dialog")
+            browser.wait_for(
+                "document.getElementById('modal').classList.contains('open')",
+                what="the confirmation dialog",
+            )
             browser.eval("document.getElementById('confirm-yes').click()")
-            browser.wait_for("document.getElementById('action-result').textContent === "
-                             "'pause: gateway ok'", what="pause accepted")
+            browser.wait_for(
+                "document.getElementById('action-result').textContent === 'pause: gateway ok'",
+                what="pause accepted",
+            )
             assert status(run_dir, "gateway")["detail"]["mode"] == "paused"
-            browser.wait_for("document.getElementById('mode').textContent === 'paused'",
-                             what="mode paused on the page")
-            browser.wait_for("[...document.querySelectorAll('#alerts li')].some("
-                             "li => li.dataset.key === 'trading_mode:gateway')",
-                             what="the trading-mode alert")
+            browser.wait_for(
+                "document.getElementById('mode').textContent === 'paused'",
+                what="mode paused on the page",
+            )
+            browser.wait_for(
+                "[...document.querySelectorAll('#alerts li')].some("
+                "li => li.dataset.key === 'trading_mode:gateway')",
+                what="the trading-mode alert",
+            )
             browser.screenshot(tmp_path / "hftd-dashboard-paused.png")
             browser.eval("document.querySelector('button[data-verb=resume]').click()")
             browser.eval("document.getElementById('confirm-yes').click()")
-            browser.wait_for("document.getElementById('mode').textContent === 'active'",
-                             what="mode active again")
+            browser.wait_for(
+                "document.getElementById('mode').textContent === 'active'", what="mode active again"
+            )
 
             # A token of another run: refused, nothing done, the page goes read-only.
             browser.eval("sessionStorage.setItem('hftd-token', 'stale-token-of-another-run')")
             browser.navigate(base + "/")
             browser.eval("document.querySelector('button[data-verb=pause]').click()")
             browser.eval("document.getElementById('confirm-yes').click()")
-            browser.wait_for(f"document.getElementById('action-result').textContent === "
-                             f"{REFUSED!r}", what="the refusal on the page")
+            browser.wait_for(
+                f"document.getElementById('action-result').textContent === {REFUSED!r}",
+                what="the refusal on the page",
+            )
             assert browser.eval(f"{BUTTONS}.every(b => b.disabled)")
             assert status(run_dir, "gateway")["detail"]["mode"] == "active"
 

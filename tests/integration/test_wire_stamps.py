@@ -50,8 +50,11 @@ def test_tick_to_trade_never_exceeds_wire_to_wire_per_order(tmp_path: Path) -> N
                 "monitor": {"enabled": False},
                 gateway_process: beside_venue,
             },
-            "venue": {"host": "127.0.0.1", "order_port": venue.order_port,
-                      "md_port": venue.md_port},
+            "venue": {
+                "host": "127.0.0.1",
+                "order_port": venue.order_port,
+                "md_port": venue.md_port,
+            },
             "system": {"log_level": "info", "trading_day_starts": ""},
         }
         cfg = make_config(tmp_path, over)
@@ -60,8 +63,9 @@ def test_tick_to_trade_never_exceeds_wire_to_wire_per_order(tmp_path: Path) -> N
             # 60 background messages per symbol fill mean reversion's window (its mid
             # never moves), then one trigger every 50 ms: 100 ms per symbol, past its
             # 20 ms cooldown; each waits up to 1 s for its order.
-            job = venue.run(Job(n=TRIGGERS, gap_ns=50_000_000, timeout_ns=1_000_000_000,
-                                user="HFTD", prime=60))
+            job = venue.run(
+                Job(n=TRIGGERS, gap_ns=50_000_000, timeout_ns=1_000_000_000, user="HFTD", prime=60)
+            )
             fills = len(venue.fills)
             wait_for(lambda: status(up, "gateway")["fills"] == fills, 15, "every fill applied")
             recent = status(up, "gateway")["recent_fills"]

@@ -190,8 +190,18 @@ class RefEngine:
             resting.qty -= qty
             order.qty -= qty
             events.append(
-                ("fill", self.next_match, order.symbol, resting.price, qty,
-                 resting.ref, resting.side, resting.qty, order.ref, order.qty)
+                (
+                    "fill",
+                    self.next_match,
+                    order.symbol,
+                    resting.price,
+                    qty,
+                    resting.ref,
+                    resting.side,
+                    resting.qty,
+                    order.ref,
+                    order.qty,
+                )
             )
             self.next_match += 1
             if resting.qty == 0:
@@ -207,14 +217,25 @@ class RefEngine:
 
     # commands
 
-    def enter(self, owner: str, user_ref: int, symbol: str, side: str, qty: int, price: int,
-              tif: str) -> list[tuple]:
+    def enter(
+        self, owner: str, user_ref: int, symbol: str, side: str, qty: int, price: int, tif: str
+    ) -> list[tuple]:
         reason = self.validate(symbol, side, qty, price, tif)
         if reason is not None:
             return [("rejected", reason)]
         book_side = "B" if side == "B" else "S"
-        order = RefOrder(self._new_ref(), self._arrive(), owner, user_ref, symbol, book_side,
-                         side, price, qty, tif)
+        order = RefOrder(
+            self._new_ref(),
+            self._arrive(),
+            owner,
+            user_ref,
+            symbol,
+            book_side,
+            side,
+            price,
+            qty,
+            tif,
+        )
         events: list[tuple] = [
             ("accepted", order.ref, owner, user_ref, symbol, side, price, qty, tif)
         ]
@@ -235,8 +256,9 @@ class RefEngine:
             self.resting.remove(order)
         return [("canceled", ref, cut, open_qty, CANCEL_USER, True)]
 
-    def replace(self, ref: int, new_user_ref: int, qty: int, price: int,
-                tif: str | None) -> list[tuple]:
+    def replace(
+        self, ref: int, new_user_ref: int, qty: int, price: int, tif: str | None
+    ) -> list[tuple]:
         order = self.find(ref)
         if order is None:
             return [("rejected", REJECT_UNKNOWN_ORDER)]
@@ -252,18 +274,65 @@ class RefEngine:
             order.qty = qty
             order.user_ref = new_user_ref
             order.tif = new_tif
-            return [("replaced", ref, old_qty, ref, new_user_ref, price, qty, new_tif,
-                     orig_user_ref, True, False)]
+            return [
+                (
+                    "replaced",
+                    ref,
+                    old_qty,
+                    ref,
+                    new_user_ref,
+                    price,
+                    qty,
+                    new_tif,
+                    orig_user_ref,
+                    True,
+                    False,
+                )
+            ]
         self.resting.remove(order)
-        new = RefOrder(self._new_ref(), self._arrive(), order.owner, new_user_ref, order.symbol,
-                       order.side, order.wire_side, price, qty, new_tif)
+        new = RefOrder(
+            self._new_ref(),
+            self._arrive(),
+            order.owner,
+            new_user_ref,
+            order.symbol,
+            order.side,
+            order.wire_side,
+            price,
+            qty,
+            new_tif,
+        )
         if not self._would_trade(new) and new_tif != TIF_IOC:
             self.resting.append(new)
-            return [("replaced", ref, old_qty, new.ref, new_user_ref, price, qty, new_tif,
-                     orig_user_ref, False, False)]
+            return [
+                (
+                    "replaced",
+                    ref,
+                    old_qty,
+                    new.ref,
+                    new_user_ref,
+                    price,
+                    qty,
+                    new_tif,
+                    orig_user_ref,
+                    False,
+                    False,
+                )
+            ]
         events: list[tuple] = [
-            ("replaced", ref, old_qty, new.ref, new_user_ref, price, qty, new_tif,
-             orig_user_ref, False, True)
+            (
+                "replaced",
+                ref,
+                old_qty,
+                new.ref,
+                new_user_ref,
+                price,
+                qty,
+                new_tif,
+                orig_user_ref,
+                False,
+                True,
+            )
         ]
         self._match_and_finish(new, events)
         return events
@@ -295,22 +364,50 @@ class RefEngine:
 def normalise(ev: object) -> tuple:
     match ev:
         case OrderAccepted(order=o):
-            return ("accepted", o.order_ref, o.owner, o.user_ref, o.symbol, o.side, o.price,
-                    o.open_qty, o.tif)
+            return (
+                "accepted",
+                o.order_ref,
+                o.owner,
+                o.user_ref,
+                o.symbol,
+                o.side,
+                o.price,
+                o.open_qty,
+                o.tif,
+            )
         case OrderRested(order=o):
             return ("rested", o.order_ref, o.price, o.open_qty)
         case OrderRejected(reason=reason):
             return ("rejected", reason)
         case Fill():
-            return ("fill", ev.match_number, ev.symbol, ev.price, ev.quantity, ev.resting_ref,
-                    ev.resting_side, ev.resting_open_qty, ev.aggressor_ref,
-                    ev.aggressor_open_qty)
+            return (
+                "fill",
+                ev.match_number,
+                ev.symbol,
+                ev.price,
+                ev.quantity,
+                ev.resting_ref,
+                ev.resting_side,
+                ev.resting_open_qty,
+                ev.aggressor_ref,
+                ev.aggressor_open_qty,
+            )
         case OrderCanceled():
-            return ("canceled", ev.order_ref, ev.quantity, ev.open_qty, ev.reason,
-                    ev.was_resting)
+            return ("canceled", ev.order_ref, ev.quantity, ev.open_qty, ev.reason, ev.was_resting)
         case OrderReplaced(order=o):
-            return ("replaced", ev.old_ref, ev.old_open_qty, o.order_ref, o.user_ref, o.price,
-                    o.open_qty, o.tif, ev.orig_user_ref, ev.kept_priority, ev.crossed)
+            return (
+                "replaced",
+                ev.old_ref,
+                ev.old_open_qty,
+                o.order_ref,
+                o.user_ref,
+                o.price,
+                o.open_qty,
+                o.tif,
+                ev.orig_user_ref,
+                ev.kept_priority,
+                ev.crossed,
+            )
     raise AssertionError(f"unexpected event {ev!r}")
 
 
@@ -391,10 +488,18 @@ OWNERS = ["alice", "bob"]
 _COARSE = [10_000 + 100 * k for k in range(-4, 5)]  # on tick for both symbols
 _FINE = [10_000 + 25 * k for k in range(-8, 9)]  # on tick for BBB, often off tick for AAA
 _SPECIAL = [
-    0, -100, -1, 10_001, 10_010,  # bad, bad, bad, off tick, off tick
-    MARKET_PRICE, MARKET_PRICE, MARKET_PRICE,  # market orders
+    0,
+    -100,
+    -1,
+    10_001,
+    10_010,  # bad, bad, bad, off tick, off tick
+    MARKET_PRICE,
+    MARKET_PRICE,
+    MARKET_PRICE,  # market orders
     MARKET_PRICE - 47,  # 2147483600: the highest valid limit price on a 100 tick
-    MARKET_PRICE - 1, MARKET_PRICE + 1, 2**40,  # off tick / above the maximum
+    MARKET_PRICE - 1,
+    MARKET_PRICE + 1,
+    2**40,  # off tick / above the maximum
 ]
 PRICES = _COARSE * 10 + _FINE + _SPECIAL
 QUANTITIES = [*range(1, 121), 0, -5, MAX_SIZE, MAX_SIZE + 1, 10**9]
@@ -402,8 +507,7 @@ QUANTITIES = [*range(1, 121), 0, -5, MAX_SIZE, MAX_SIZE + 1, 10**9]
 quantities = st.sampled_from(QUANTITIES)
 prices = st.sampled_from(PRICES)
 # A target is resolved against the reference's state when the op runs.
-targets = st.tuples(st.sampled_from(["live"] * 6 + ["dead", "unknown"]),
-                    st.integers(0, 10_000))
+targets = st.tuples(st.sampled_from(["live"] * 6 + ["dead", "unknown"]), st.integers(0, 10_000))
 # Replace quantity: relative to the current open size (often a reduction), or absolute.
 replace_quantities = st.tuples(st.sampled_from(["rel", "rel", "abs"]), st.integers(-40, 3)).map(
     lambda t: t if t[0] == "rel" else ("abs", QUANTITIES[t[1] % len(QUANTITIES)])
@@ -415,18 +519,32 @@ replace_prices = st.sampled_from([None] * len(PRICES) + PRICES)
 class OpSpace:
     """Where each field of a command is drawn from."""
 
-    def __init__(self, *, kinds: list[str], owners: st.SearchStrategy, symbols: st.SearchStrategy,
-                 sides: st.SearchStrategy, qtys: st.SearchStrategy, prices: st.SearchStrategy,
-                 tifs: st.SearchStrategy, targets: st.SearchStrategy,
-                 cancel_qtys: st.SearchStrategy, replace_qtys: st.SearchStrategy,
-                 replace_prices: st.SearchStrategy, replace_tifs: st.SearchStrategy) -> None:
+    def __init__(
+        self,
+        *,
+        kinds: list[str],
+        owners: st.SearchStrategy,
+        symbols: st.SearchStrategy,
+        sides: st.SearchStrategy,
+        qtys: st.SearchStrategy,
+        prices: st.SearchStrategy,
+        tifs: st.SearchStrategy,
+        targets: st.SearchStrategy,
+        cancel_qtys: st.SearchStrategy,
+        replace_qtys: st.SearchStrategy,
+        replace_prices: st.SearchStrategy,
+        replace_tifs: st.SearchStrategy,
+    ) -> None:
         # "nop" first: steps that do not matter to a failure shrink to it.
         self.kinds = st.sampled_from(["nop", *kinds])
         self.owners, self.symbols, self.sides = owners, symbols, sides
         self.qtys, self.prices, self.tifs = qtys, prices, tifs
         self.targets, self.cancel_qtys = targets, cancel_qtys
         self.replace_qtys, self.replace_prices, self.replace_tifs = (
-            replace_qtys, replace_prices, replace_tifs)
+            replace_qtys,
+            replace_prices,
+            replace_tifs,
+        )
 
 
 @st.composite
@@ -434,13 +552,25 @@ def op(draw: st.DrawFn, space: OpSpace) -> tuple:
     """One command as a plain tuple; only the fields its kind needs are drawn."""
     kind = draw(space.kinds)
     if kind == "enter":
-        return ("enter", draw(space.owners), draw(space.symbols), draw(space.sides),
-                draw(space.qtys), draw(space.prices), draw(space.tifs))
+        return (
+            "enter",
+            draw(space.owners),
+            draw(space.symbols),
+            draw(space.sides),
+            draw(space.qtys),
+            draw(space.prices),
+            draw(space.tifs),
+        )
     if kind == "cancel":
         return ("cancel", draw(space.targets), draw(space.cancel_qtys))
     if kind == "replace":
-        return ("replace", draw(space.targets), draw(space.replace_qtys),
-                draw(space.replace_prices), draw(space.replace_tifs))
+        return (
+            "replace",
+            draw(space.targets),
+            draw(space.replace_qtys),
+            draw(space.replace_prices),
+            draw(space.replace_tifs),
+        )
     return (kind,)
 
 
@@ -479,8 +609,9 @@ dense_ops = op(DENSE)
 
 class Harness:
     def __init__(self) -> None:
-        self.engine = MatchingEngine({s: SymbolRules(tick=t) for s, t in TICKS.items()},
-                                     max_order_size=MAX_SIZE)
+        self.engine = MatchingEngine(
+            {s: SymbolRules(tick=t) for s, t in TICKS.items()}, max_order_size=MAX_SIZE
+        )
         self.ref = RefEngine(dict(TICKS), MAX_SIZE)
         self.ledger = Ledger()
         self.issued: list[int] = []
@@ -505,8 +636,15 @@ class Harness:
             return []
         if kind == "enter":
             _, owner, symbol, side, qty, price, tif = op
-            got = self.engine.enter(owner=owner, user_ref=self.user_ref, symbol=symbol,
-                                    side=side, quantity=qty, price=price, tif=tif)
+            got = self.engine.enter(
+                owner=owner,
+                user_ref=self.user_ref,
+                symbol=symbol,
+                side=side,
+                quantity=qty,
+                price=price,
+                tif=tif,
+            )
             want = self.ref.enter(owner, self.user_ref, symbol, side, qty, price, tif)
         elif kind == "cancel":
             _, target, open_qty = op
@@ -520,8 +658,9 @@ class Harness:
             qty = (current.qty if current else 100) + qval if qmode == "rel" else qval
             if price is None:
                 price = current.price if current else 10_000
-            got = self.engine.replace(ref, new_user_ref=self.user_ref, quantity=qty,
-                                      price=price, tif=tif)
+            got = self.engine.replace(
+                ref, new_user_ref=self.user_ref, quantity=qty, price=price, tif=tif
+            )
             want = self.ref.replace(ref, self.user_ref, qty, price, tif)
         else:
             got = self.engine.end_of_day()
@@ -604,7 +743,6 @@ def test_reference_sanity() -> None:
     assert r.enter("a", 3, "AAA", "T", 5, 10_000, TIF_DAY)[-1] == ("rested", 3, 10_000, 5)
     ev = r.enter("b", 4, "AAA", "B", 30, 10_100, TIF_IOC)
     fills = [e for e in ev if e[0] == "fill"]
-    assert [(f[3], f[4], f[5]) for f in fills] == [(10_000, 10, 2), (10_000, 5, 3),
-                                                 (10_100, 10, 1)]
+    assert [(f[3], f[4], f[5]) for f in fills] == [(10_000, 10, 2), (10_000, 5, 3), (10_100, 10, 1)]
     assert ev[-1] == ("canceled", 4, 5, 0, CANCEL_IOC, False)
     assert r.book("AAA") == ([], [])

@@ -17,11 +17,13 @@ SYMBOLS = [
 
 
 def config(**monitor: Any) -> HftdConfig:
-    return parse_config({
-        "symbols": SYMBOLS,
-        "daemons": {n: {} for n in ("exchange", "feed", "strategy", "gateway", "monitor")},
-        "monitor": monitor,
-    })
+    return parse_config(
+        {
+            "symbols": SYMBOLS,
+            "daemons": {n: {} for n in ("exchange", "feed", "strategy", "gateway", "monitor")},
+            "monitor": monitor,
+        }
+    )
 
 
 def hdr(values_ns: list[int]) -> dict[int, int]:
@@ -55,30 +57,72 @@ def gateway(
         "risk_rejects": risk_rejects,
         "venue_rejects": venue_rejects,
         "reconnects": 0,
-        "working": [{"cl_id": 1, "symbol": "AAPL", "side": "B", "leaves": 100, "price": 1_890_000,
-                     "state": "live"}],
+        "working": [
+            {
+                "cl_id": 1,
+                "symbol": "AAPL",
+                "side": "B",
+                "leaves": 100,
+                "price": 1_890_000,
+                "state": "live",
+            }
+        ],
         "positions": {
             "positions": [
-                {"symbol": "MSFT", "qty": -100, "avg_price": 4_152_000.0, "cost_basis": 0,
-                 "realized": 123_400, "mark": 4_150_000, "unrealized": 20_000},
-                {"symbol": "AAPL", "qty": 300, "avg_price": 1_895_000.0, "cost_basis": 0,
-                 "realized": 0, "mark": 1_896_000, "unrealized": 30_000},
+                {
+                    "symbol": "MSFT",
+                    "qty": -100,
+                    "avg_price": 4_152_000.0,
+                    "cost_basis": 0,
+                    "realized": 123_400,
+                    "mark": 4_150_000,
+                    "unrealized": 20_000,
+                },
+                {
+                    "symbol": "AAPL",
+                    "qty": 300,
+                    "avg_price": 1_895_000.0,
+                    "cost_basis": 0,
+                    "realized": 0,
+                    "mark": 1_896_000,
+                    "unrealized": 30_000,
+                },
             ],
             "realized": 123_400,
             "unrealized": 50_000,
             "total": 173_400,
             "net_shares": 200,
         },
-        "risk": risk if risk is not None else {
-            "position.AAPL": 0.15, "position_worst.AAPL": 0.2, "position.MSFT": 0.05,
-            "gross": 0.05, "gross_worst": 0.06, "rate": 0.02, "working": 0.01, "loss": 0.0,
+        "risk": risk
+        if risk is not None
+        else {
+            "position.AAPL": 0.15,
+            "position_worst.AAPL": 0.2,
+            "position.MSFT": 0.05,
+            "gross": 0.05,
+            "gross_worst": 0.06,
+            "rate": 0.02,
+            "working": 0.01,
+            "loss": 0.0,
         },
         "latency_hdr": {hop: hdr(values) for hop in HOPS},
         "recent_fills": [
-            {"time_ns": 1_700_000_000_000_000_000, "symbol": "AAPL", "side": "B", "qty": 300,
-             "price": 1_895_000, "tick_to_trade_us": 123.4},
-            {"time_ns": 1_700_000_001_500_000_000, "symbol": "MSFT", "side": "S", "qty": 100,
-             "price": 4_152_000, "tick_to_trade_us": 456.7},
+            {
+                "time_ns": 1_700_000_000_000_000_000,
+                "symbol": "AAPL",
+                "side": "B",
+                "qty": 300,
+                "price": 1_895_000,
+                "tick_to_trade_us": 123.4,
+            },
+            {
+                "time_ns": 1_700_000_001_500_000_000,
+                "symbol": "MSFT",
+                "side": "S",
+                "qty": 100,
+                "price": 4_152_000,
+                "tick_to_trade_us": 456.7,
+            },
         ],
     }
     if mode is not None:
@@ -88,10 +132,19 @@ def gateway(
     return d
 
 
-def feed(*, messages: int = 1000, gaps: int = 0, drops: int = 0, link: str = "live") -> dict[
-        str, Any]:
-    return {"link": link, "next_sequence": messages + 1, "messages": messages,
-            "published": messages, "drops": drops, "gaps": gaps, "reconnects": 0, "resets": 0}
+def feed(
+    *, messages: int = 1000, gaps: int = 0, drops: int = 0, link: str = "live"
+) -> dict[str, Any]:
+    return {
+        "link": link,
+        "next_sequence": messages + 1,
+        "messages": messages,
+        "published": messages,
+        "drops": drops,
+        "gaps": gaps,
+        "reconnects": 0,
+        "resets": 0,
+    }
 
 
 def strategy(*, refused: int = 0) -> dict[str, Any]:
@@ -101,16 +154,23 @@ def strategy(*, refused: int = 0) -> dict[str, Any]:
 PIDS = {"exchange": 101, "feed": 102, "strategy": 103, "gateway": 104, "monitor": 105}
 
 
-def reading(name: str, t: float, detail: dict[str, Any] | None = None,
-            pid: int | None = None) -> Reading:
-    info = StatusInfo(component=name, pid=pid or PIDS[name], state="running", uptime_s=10.0,
-                      detail=detail or {})
+def reading(
+    name: str, t: float, detail: dict[str, Any] | None = None, pid: int | None = None
+) -> Reading:
+    info = StatusInfo(
+        component=name, pid=pid or PIDS[name], state="running", uptime_s=10.0, detail=detail or {}
+    )
     return Reading(name=name, info=info, ok_at=t)
 
 
-def poll(t: float, details: dict[str, dict[str, Any]], *,
-         silent: tuple[str, ...] = (), supervisor: list[DaemonStatus] | None = None,
-         pids: dict[str, int] | None = None) -> Poll:
+def poll(
+    t: float,
+    details: dict[str, dict[str, Any]],
+    *,
+    silent: tuple[str, ...] = (),
+    supervisor: list[DaemonStatus] | None = None,
+    pids: dict[str, int] | None = None,
+) -> Poll:
     """Every daemon answering at `t` (those in `silent` never answered)."""
     readings = {}
     for name in PIDS:
@@ -121,9 +181,18 @@ def poll(t: float, details: dict[str, dict[str, Any]], *,
     return Poll(mono=t, wall=1_800_000_000.0 + t, readings=readings, supervisor=supervisor)
 
 
-def sup(restarts: dict[str, int] | None = None, states: dict[str, str] | None = None,
-        error: str = "") -> list[DaemonStatus]:
-    return [DaemonStatus(name=n, state=(states or {}).get(n, "ready"), pid=pid, uptime_s=5.0,
-                         restarts=(restarts or {}).get(n, 0), last_error=error,
-                         last_recovery_ms=250.0 if (restarts or {}).get(n) else 0.0)
-            for n, pid in PIDS.items()]
+def sup(
+    restarts: dict[str, int] | None = None, states: dict[str, str] | None = None, error: str = ""
+) -> list[DaemonStatus]:
+    return [
+        DaemonStatus(
+            name=n,
+            state=(states or {}).get(n, "ready"),
+            pid=pid,
+            uptime_s=5.0,
+            restarts=(restarts or {}).get(n, 0),
+            last_error=error,
+            last_recovery_ms=250.0 if (restarts or {}).get(n) else 0.0,
+        )
+        for n, pid in PIDS.items()
+    ]

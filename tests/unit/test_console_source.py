@@ -23,12 +23,18 @@ def test_monitor_first_then_direct_when_it_is_gone(tmp_path: Path) -> None:
 
     async def monitor(cmd: Command) -> Any:
         assert isinstance(cmd, Status)
-        return StatusInfo(component="monitor", pid=1, state="running", uptime_s=1.0,
-                          detail={"state": msgspec.to_builtins(known)})
+        return StatusInfo(
+            component="monitor",
+            pid=1,
+            state="running",
+            uptime_s=1.0,
+            detail={"state": msgspec.to_builtins(known)},
+        )
 
     async def feed(cmd: Command) -> Any:
-        return StatusInfo(component="feed", pid=7, state="running", uptime_s=3.0,
-                          detail=fx.feed(messages=42))
+        return StatusInfo(
+            component="feed", pid=7, state="running", uptime_s=3.0, detail=fx.feed(messages=42)
+        )
 
     async def main() -> None:
         source = StateSource(fx.config(), run_dir)

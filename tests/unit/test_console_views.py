@@ -20,10 +20,22 @@ from tests.unit import monitor_fixtures as fx
 
 def state(**gateway: Any) -> SystemState:
     agg = Aggregator(fx.config(alerts={"latency_p99_us": 1000.0, "latency_min_samples": 1}))
-    agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(sent=0, fills=0), "feed": fx.feed(),
-                             "strategy": fx.strategy()}))
-    return agg.ingest(fx.poll(2.0, {"gateway": fx.gateway(**gateway),
-                                    "feed": fx.feed(messages=1500), "strategy": fx.strategy()}))
+    agg.ingest(
+        fx.poll(
+            1.0,
+            {"gateway": fx.gateway(sent=0, fills=0), "feed": fx.feed(), "strategy": fx.strategy()},
+        )
+    )
+    return agg.ingest(
+        fx.poll(
+            2.0,
+            {
+                "gateway": fx.gateway(**gateway),
+                "feed": fx.feed(messages=1500),
+                "strategy": fx.strategy(),
+            },
+        )
+    )
 
 
 def screen(s: SystemState | None, cols: int = 80, rows: int = 24) -> list[str]:
@@ -62,10 +74,24 @@ def test_every_section_fits_and_shows_the_state(cols: int, rows: int) -> None:
     # (HDR, 2 significant digits: a percentile is the top of its counter's range.)
     assert cells[2] == "201" and cells[4] == "4,014"
     # Positions with a totals row.
-    assert row(lines, "AAPL ")[:7] == ["AAPL", "300", "189.5000", "189.6000", "3.00", "0.00",
-                                       "3.00"]
-    assert row(lines, "MSFT ")[:7] == ["MSFT", "-100", "415.2000", "415.0000", "2.00", "12.34",
-                                       "14.34"]
+    assert row(lines, "AAPL ")[:7] == [
+        "AAPL",
+        "300",
+        "189.5000",
+        "189.6000",
+        "3.00",
+        "0.00",
+        "3.00",
+    ]
+    assert row(lines, "MSFT ")[:7] == [
+        "MSFT",
+        "-100",
+        "415.2000",
+        "415.0000",
+        "2.00",
+        "12.34",
+        "14.34",
+    ]
     assert row(lines, "TOTAL")[:5] == ["TOTAL", "200", "5.00", "12.34", "17.34"]
     # Risk bars and the breaker.
     risk = [ln[:40] for ln in lines]  # the risk pane; alerts are beside it
@@ -167,15 +193,27 @@ def test_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_describe() -> None:
     assert console_app.describe("halt", {}) == "halt: nothing running to send it to"
-    assert console_app.describe("pause", {
-        "gateway": Reply(ok=False, error="ValueError: gateway does not handle Pause")
-    }) == "pause: gateway REFUSED: ValueError: gateway does not handle Pause"
+    assert (
+        console_app.describe(
+            "pause", {"gateway": Reply(ok=False, error="ValueError: gateway does not handle Pause")}
+        )
+        == "pause: gateway REFUSED: ValueError: gateway does not handle Pause"
+    )
 
 
-@pytest.mark.parametrize(("us", "text"), [(3.25, "3.2"), (99.9, "99.9"), (100, "100"),
-                                          (4002, "4,002"), (55_378, "55.4ms"),
-                                          (182_059, "182ms"), (9_999_999, "10000ms"),
-                                          (12_500_000, "12.5s")])
+@pytest.mark.parametrize(
+    ("us", "text"),
+    [
+        (3.25, "3.2"),
+        (99.9, "99.9"),
+        (100, "100"),
+        (4002, "4,002"),
+        (55_378, "55.4ms"),
+        (182_059, "182ms"),
+        (9_999_999, "10000ms"),
+        (12_500_000, "12.5s"),
+    ],
+)
 def test_latency_fits_its_column(us: float, text: str) -> None:
     assert fmt_us(us) == text and len(text) <= 7
     assert fmt_us(us, count=0) == "-"

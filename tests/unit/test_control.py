@@ -30,8 +30,9 @@ def test_kept_connection_is_reused_and_reconnects_after_a_restart(tmp_path: Path
         async with trio.open_nursery() as nursery:
             first = trio.CancelScope()
 
-            async def serve(scope: trio.CancelScope, generation: int,
-                            task_status: trio.TaskStatus[None]) -> None:
+            async def serve(
+                scope: trio.CancelScope, generation: int, task_status: trio.TaskStatus[None]
+            ) -> None:
                 with scope:
                     await serve_control(path, handler(generation), task_status=task_status)
 

@@ -32,8 +32,9 @@ DEEP = b"\x82\xa4type\xa6Status\xa1x" + b"\x91" * 5000 + b"\xc0"  # ~5 KB, 5,000
 
 async def handle(cmd: Command) -> Any:
     if isinstance(cmd, Status):
-        return StatusInfo(component="probe", pid=1, state="running", uptime_s=0.0,
-                          detail={"hangs": 0})
+        return StatusInfo(
+            component="probe", pid=1, state="running", uptime_s=0.0, detail={"hangs": 0}
+        )
     if isinstance(cmd, Snapshot):
         raise ValueError(f"unknown user {cmd.user!r}")
     raise RuntimeError(f"cannot do {cmd!r}")
@@ -48,8 +49,11 @@ def run_server(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(lambda task_status: serve_control(
-                path, handle, limits=limits, task_status=task_status))
+            await nursery.start(
+                lambda task_status: serve_control(
+                    path, handle, limits=limits, task_status=task_status
+                )
+            )
             await body(path)
             nursery.cancel_scope.cancel()
 
@@ -231,13 +235,13 @@ def test_control_limits_are_not_live_in_the_monitor() -> None:
 
     live = MonitorService(load_config(DEFAULT_CONFIG)).live_config()
     assert "risk" in live
-    assert not any(p == "control.max_connections" or "control.max_connections".startswith(
-        p + ".") for p in live)
+    assert not any(
+        p == "control.max_connections" or "control.max_connections".startswith(p + ".")
+        for p in live
+    )
 
 
-def test_a_request_cannot_forge_log_lines(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_request_cannot_forge_log_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """msgspec's error quotes what it could not take: {"type": "Status\\n<a line>"} put
     the peer's newline, escape sequences and NULs into the log (found by tests/fuzz)."""
     forged = "Status\n[2026-01-01 00:00:00.000] [GATE  ] WARNING: halted\x1b[2J\x00"

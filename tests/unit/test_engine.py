@@ -53,8 +53,15 @@ def enter(
     owner: str = "alice",
     symbol: str = SYM,
 ) -> list:
-    return eng.enter(owner=owner, user_ref=next(_user_ref), symbol=symbol, side=side,
-                     quantity=qty, price=price, tif=tif)
+    return eng.enter(
+        owner=owner,
+        user_ref=next(_user_ref),
+        symbol=symbol,
+        side=side,
+        quantity=qty,
+        price=price,
+        tif=tif,
+    )
 
 
 def ref_of(events: list) -> int:
@@ -74,16 +81,23 @@ def queue(eng: MatchingEngine, side: str, symbol: str = SYM) -> list[tuple[int, 
     """[(ref, price, open_qty)] best first, oldest first at a price."""
     book = eng.books[symbol]
     if side == "B":
-        return [(o.order_ref, o.price, o.open_qty)
-                for p in reversed(book.bid_prices) for o in book.bids[p].orders.values()]
-    return [(o.order_ref, o.price, o.open_qty)
-            for p in book.ask_prices for o in book.asks[p].orders.values()]
+        return [
+            (o.order_ref, o.price, o.open_qty)
+            for p in reversed(book.bid_prices)
+            for o in book.bids[p].orders.values()
+        ]
+    return [
+        (o.order_ref, o.price, o.open_qty)
+        for p in book.ask_prices
+        for o in book.asks[p].orders.values()
+    ]
 
 
 def fills(events: list) -> list[tuple[int, int, int, int]]:
     """[(price, qty, resting_ref, aggressor_ref)]"""
-    return [(f.price, f.quantity, f.resting_ref, f.aggressor_ref)
-            for f in events if isinstance(f, Fill)]
+    return [
+        (f.price, f.quantity, f.resting_ref, f.aggressor_ref) for f in events if isinstance(f, Fill)
+    ]
 
 
 def rejected(events: list) -> int:
@@ -199,7 +213,12 @@ def test_ioc_remainder_is_cancelled(eng: MatchingEngine) -> None:
     last = ev[-1]
     assert isinstance(last, OrderCanceled)
     assert (last.order_ref, last.quantity, last.open_qty, last.reason, last.was_resting) == (
-        b, 15, 0, CANCEL_IOC, False)
+        b,
+        15,
+        0,
+        CANCEL_IOC,
+        False,
+    )
     assert queue(eng, "B") == [] and eng.order(b) is None
 
 
@@ -264,8 +283,15 @@ def test_market_sell_hits_best_bid_first(eng: MatchingEngine) -> None:
 )
 def test_enter_rejects(eng: MatchingEngine, kw: dict, reason: int) -> None:
     args = {"side": "B", "qty": 10, "price": PX, "tif": TIF_DAY, "symbol": SYM} | kw
-    ev = eng.enter(owner="alice", user_ref=77, symbol=args["symbol"], side=args["side"],
-                   quantity=args["qty"], price=args["price"], tif=args["tif"])
+    ev = eng.enter(
+        owner="alice",
+        user_ref=77,
+        symbol=args["symbol"],
+        side=args["side"],
+        quantity=args["qty"],
+        price=args["price"],
+        tif=args["tif"],
+    )
     assert rejected(ev) == reason
     assert (ev[0].owner, ev[0].user_ref) == ("alice", 77)
     assert eng.open_orders() == []
@@ -310,8 +336,7 @@ def test_cancel_negative_size_is_rejected(eng: MatchingEngine) -> None:
         ({"tif": "Z"}, REJECT_INVALID_TIF),
     ],
 )
-def test_replace_rejects_leave_order_untouched(eng: MatchingEngine, kw: dict,
-                                               reason: int) -> None:
+def test_replace_rejects_leave_order_untouched(eng: MatchingEngine, kw: dict, reason: int) -> None:
     ref = rest(eng, "B", 10)
     args = {"new_user_ref": 99, "quantity": 5, "price": PX, "tif": None} | kw
     assert rejected(eng.replace(ref, **args)) == reason
@@ -329,7 +354,12 @@ def test_cancel_removes(eng: MatchingEngine) -> None:
     assert len(ev) == 1 and isinstance(ev[0], OrderCanceled)
     c = ev[0]
     assert (c.order_ref, c.quantity, c.open_qty, c.reason, c.was_resting) == (
-        a, 10, 0, CANCEL_USER, True)
+        a,
+        10,
+        0,
+        CANCEL_USER,
+        True,
+    )
     assert queue(eng, "B") == [(b, PX, 10)]
     assert eng.order(a) is None
 
@@ -473,7 +503,9 @@ def test_end_of_day_cancels_day_orders_not_gtx(eng: MatchingEngine) -> None:
     ev = eng.end_of_day()
     assert all(isinstance(e, OrderCanceled) for e in ev)
     assert sorted((e.order_ref, e.quantity, e.reason) for e in ev) == [
-        (day_b, 10, CANCEL_SUPERVISORY), (day_s, 10, CANCEL_SUPERVISORY)]
+        (day_b, 10, CANCEL_SUPERVISORY),
+        (day_s, 10, CANCEL_SUPERVISORY),
+    ]
     assert queue(eng, "B") == [(gtx_b, PX - 100, 10)]
     assert queue(eng, "S") == [(gtx_s, PX + 100, 7)]
     assert queue(eng, "S", "MSFT") == []

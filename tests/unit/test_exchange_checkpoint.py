@@ -37,8 +37,17 @@ def full_state(jv: JournaledVenue) -> dict[str, Any]:
             for u, s in v.users.items()
         ],
         "orders": [
-            (o.order_ref, o.owner, o.user_ref, o.symbol, o.side, o.wire_side, o.price,
-             o.open_qty, o.tif)
+            (
+                o.order_ref,
+                o.owner,
+                o.user_ref,
+                o.symbol,
+                o.side,
+                o.wire_side,
+                o.price,
+                o.open_qty,
+                o.tif,
+            )
             for o in v.engine.orders.values()
         ],
         "levels": {
@@ -70,8 +79,9 @@ def carry_on(jv: JournaledVenue, seed: int, steps: int, reloads: bool = True) ->
         d.step()
 
 
-def day(tmp: Path, seed: int, before: int, after: int, **exchange: Any) -> tuple[
-        HftdConfig, Path, dict[str, Any], int]:
+def day(
+    tmp: Path, seed: int, before: int, after: int, **exchange: Any
+) -> tuple[HftdConfig, Path, dict[str, Any], int]:
     """A day's journal: `before` inputs, a checkpoint, `after` more. Returns the config,
     the journal, the venue's state at the end and the records the checkpoint covers."""
     cfg = config(tmp, **exchange)
@@ -293,8 +303,14 @@ def test_a_market_data_file_plays_on_across_a_checkpoint(tmp_path: Path) -> None
         side = rng.choice("BS")
         touch = book.best_ask() if side == "B" else book.best_bid()
         assert touch is not None
-        order = ouch.EnterOrder(ref, side, 100 * rng.randint(1, 5), "AAPL", touch,
-                                rng.choice((ouch.TIF_DAY, ouch.TIF_IOC)))
+        order = ouch.EnterOrder(
+            ref,
+            side,
+            100 * rng.randint(1, 5),
+            "AAPL",
+            touch,
+            rng.choice((ouch.TIF_DAY, ouch.TIF_IOC)),
+        )
         live.handle("HFTD", ouch.encode_inbound(order))
         live.file_step(40)
     assert live.checkpointer is not None
@@ -324,8 +340,12 @@ def test_stream_files_live_beside_the_journal_and_only_there(tmp_path: Path) -> 
     users = [u.username.encode().hex() for u in cfg.exchange.users]
     assert names == sorted(
         ["md.data", "md.index"]
-        + [f"{kind}-{u}.{ext}" for u in users for kind in ("ouch", "fills")
-           for ext in ("data", "index")]
+        + [
+            f"{kind}-{u}.{ext}"
+            for u in users
+            for kind in ("ouch", "fills")
+            for ext in ("data", "index")
+        ]
     )
     assert os.stat(states).st_mode & 0o077 == 0
 

@@ -40,14 +40,18 @@ class SteadyTrader:
         book = jv.venue.engine.books[symbol]
         side = rng.choice("BS")
         ioc = rng.random() < 0.5
-        touch = (book.best_ask() if side == "B" else book.best_bid()) if ioc else (
-            book.best_bid() if side == "B" else book.best_ask())
+        touch = (
+            (book.best_ask() if side == "B" else book.best_bid())
+            if ioc
+            else (book.best_bid() if side == "B" else book.best_ask())
+        )
         if touch is None:
             return
         self.ref += 1
         tif = ouch.TIF_IOC if ioc else ouch.TIF_DAY
-        order = ouch.EnterOrder(self.ref, side, 100 * rng.randint(1, 3), symbol, touch, tif,
-                                cl_ord_id=f"m{self.ref}")
+        order = ouch.EnterOrder(
+            self.ref, side, 100 * rng.randint(1, 3), symbol, touch, tif, cl_ord_id=f"m{self.ref}"
+        )
         jv.handle("HFTD", ouch.encode_inbound(order))
         if not ioc:
             self.resting.append(self.ref)

@@ -30,10 +30,14 @@ def test_any_error_in_a_session_ends_the_session_not_the_venue(
 
     async def main() -> None:
         for _ in range(20):
-            await ex._guarded("orders", "order session from 10.0.0.1:5",
-                              raises(KeyError("x" * 10_000)))
-        await ex._guarded("md", "market data session from 10.0.0.2:6",
-                          raises(RemoteProtocolError("unsequenced data")))
+            await ex._guarded(
+                "orders", "order session from 10.0.0.1:5", raises(KeyError("x" * 10_000))
+            )
+        await ex._guarded(
+            "md",
+            "market data session from 10.0.0.2:6",
+            raises(RemoteProtocolError("unsequenced data")),
+        )
         with trio.move_on_after(0.01):  # a cancellation still goes through
             await ex._guarded("md", "market data session", trio.sleep_forever())
             raise AssertionError("the cancellation was swallowed")
@@ -84,14 +88,25 @@ def test_routine_session_ends_are_logged_a_few_at_a_time(
 
     async def main() -> None:
         for i in range(500):
-            exc = _SessionEnded("closed before login") if i % 2 else trio.BrokenResourceError(
-                "socket connection broken: [Errno 104] Connection reset by peer")
+            exc = (
+                _SessionEnded("closed before login")
+                if i % 2
+                else trio.BrokenResourceError(
+                    "socket connection broken: [Errno 104] Connection reset by peer"
+                )
+            )
             await ex._guarded("md", f"market data session from 10.0.0.1:{i}", raises(exc))
-        await ex._guarded("md", "market data session from 10.0.0.2:6",
-                          raises(RemoteProtocolError("unsequenced data")))
+        await ex._guarded(
+            "md",
+            "market data session from 10.0.0.2:6",
+            raises(RemoteProtocolError("unsequenced data")),
+        )
         await trio.sleep(10)
-        await ex._guarded("md", "market data session from 10.0.0.3:7",
-                          raises(_SessionEnded("closed before login")))
+        await ex._guarded(
+            "md",
+            "market data session from 10.0.0.3:7",
+            raises(_SessionEnded("closed before login")),
+        )
 
     with caplog.at_level(logging.INFO, logger="hftd.exchange"):
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -25,9 +25,11 @@ def cfg(over: dict[str, Any] | None = None) -> HftdConfig:
 def test_split_runs_each_component_in_its_own_process() -> None:
     c = cfg({"hotpath": {"layout": "split"}})
     assert c.hot_parts() == []
-    assert c.process_order() == c.start_order() == [
-        "exchange", "feed", "gateway", "strategy", "monitor"
-    ]
+    assert (
+        c.process_order()
+        == c.start_order()
+        == ["exchange", "feed", "gateway", "strategy", "monitor"]
+    )
     assert all(c.host_of(n) == n for n in c.start_order())
 
 
@@ -66,8 +68,10 @@ def test_the_hotpath_process_takes_its_parts_settings_or_its_own() -> None:
     assert hot.cpus == [1] and hot.after == ["exchange"]
     # a configured daemons.hotpath is never started as a component of its own
     assert "hotpath" not in c.start_order()
-    assert "hotpath" not in cfg({"daemons": {"hotpath": {}}, "hotpath": {"layout": "split"}}
-                                ).process_order()
+    assert (
+        "hotpath"
+        not in cfg({"daemons": {"hotpath": {}}, "hotpath": {"layout": "split"}}).process_order()
+    )
 
 
 def test_one_enabled_part_is_nothing_to_compose() -> None:
@@ -96,8 +100,12 @@ def test_a_cycle_through_the_composite_is_reported() -> None:
         cfg(
             {
                 "hotpath": {"layout": "composite"},
-                "daemons": {"exchange": {"after": ["strategy"]}, "strategy": {"after": []},
-                            "feed": {"after": []}, "gateway": {"after": ["exchange"]}},
+                "daemons": {
+                    "exchange": {"after": ["strategy"]},
+                    "strategy": {"after": []},
+                    "feed": {"after": []},
+                    "gateway": {"after": ["exchange"]},
+                },
             }
         )
 
@@ -144,8 +152,12 @@ def test_only_rings_written_by_another_process_are_slept_on() -> None:
 
     md, orders, execs = R(), R(), R()
     host = CompositeHost(c, ["feed", "strategy"], "sleep")  # gateway runs elsewhere
-    part = host.loop("strategy", Agent("s", [], 1.0, []), {"md": md, "executions": execs},  # type: ignore[dict-item]
-                     "sleep")
+    part = host.loop(
+        "strategy",
+        Agent("s", [], 1.0, []),
+        {"md": md, "executions": execs},  # type: ignore[dict-item]
+        "sleep",
+    )
     assert part.inputs == [execs]  # type: ignore[attr-defined]
     part = host.loop("gateway", Agent("g", [], 1.0, []), {"orders": orders}, "sleep")  # type: ignore[dict-item]
     assert part.inputs == []  # type: ignore[attr-defined]
@@ -179,8 +191,14 @@ def test_each_message_the_feed_publishes_runs_through_strategy_and_gateway() -> 
     comp.add(2, "gateway", Pumped("gateway", trace, 1.0, []))
     comp.add(1, "strategy", Pumped("strategy", trace, 1.0, []))
     comp.do_work()
-    assert trace[:6] == ["publish 0", "strategy pump", "gateway pump",
-                         "publish 1", "strategy pump", "gateway pump"]
+    assert trace[:6] == [
+        "publish 0",
+        "strategy pump",
+        "gateway pump",
+        "publish 1",
+        "strategy pump",
+        "gateway pump",
+    ]
     comp.remove("strategy")
     trace.clear()
     feed.do_work()
@@ -229,8 +247,14 @@ def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> Non
     comp.add(1, "strategy", strat)
     comp.add(2, "gateway", Gateway("gateway", trace, 1.0, []))
     feed.do_work()
-    assert trace == ["publish 0", "order written", "gateway pump", "strategy rest",
-                     "publish 1", "strategy rest"]
+    assert trace == [
+        "publish 0",
+        "order written",
+        "gateway pump",
+        "strategy rest",
+        "publish 1",
+        "strategy rest",
+    ]
     comp.remove("gateway")
     assert strat.downstream is None and feed.downstream is not None
 
@@ -251,8 +275,11 @@ def test_a_burst_of_orders_goes_to_the_gateway_together_after_its_first(
     rc = cfg.rings
     rings = [
         Ring.open(ring_name(cfg, e), c)
-        for e, c in (("md", rc.md_capacity), ("executions", rc.executions_capacity),
-                     ("orders", rc.orders_capacity))
+        for e, c in (
+            ("md", rc.md_capacity),
+            ("executions", rc.executions_capacity),
+            ("orders", rc.orders_capacity),
+        )
     ]
     md, execs, orders = rings
     try:

@@ -38,8 +38,12 @@ def test_the_fields_at_both_ends() -> None:
 
 @pytest.mark.parametrize(
     ("instance", "run", "says"),
-    [(-1, 1, "instance index -1"), (ids.MAX_INSTANCES, 1, "instance index 255"),
-     (0, 0, "run 0"), (0, ids.MAX_RUN + 1, "run 65536")],
+    [
+        (-1, 1, "instance index -1"),
+        (ids.MAX_INSTANCES, 1, "instance index 255"),
+        (0, 0, "run 0"),
+        (0, ids.MAX_RUN + 1, "run 65536"),
+    ],
 )
 def test_outside_the_layout_is_refused_by_name(instance: int, run: int, says: str) -> None:
     with pytest.raises(ids.IdError, match=says):
@@ -85,9 +89,7 @@ def test_reports_route_to_the_instance_in_the_id() -> None:
     second = engine.strategies[1].om
     cl = second.new("AAPL", "B", 100, 1_895_000, "0", 0)
     assert cl is not None and ids.instance_of(cl) == 1 and ids.run_of(cl) == ids.MAX_RUN
-    engine.on_report(
-        ExecutionReport(EX_ACCEPTED, cl, 0, "AAPL", "B", 100, 1_895_000, 0, 0, "", 0)
-    )
+    engine.on_report(ExecutionReport(EX_ACCEPTED, cl, 0, "AAPL", "B", 100, 1_895_000, 0, 0, "", 0))
     assert second.orders[cl].state == "live" and second.untracked == 0
     assert engine.strategies[0].om.untracked == 0
 
@@ -95,9 +97,7 @@ def test_reports_route_to_the_instance_in_the_id() -> None:
 def test_too_many_instances_is_a_config_error() -> None:
     raw = msgspec.toml.decode(DEFAULT_CONFIG.read_bytes())
     one = raw["strategy"]["instances"][0]
-    raw["strategy"]["instances"] = [
-        {**one, "name": f"s{i}"} for i in range(ids.MAX_INSTANCES + 1)
-    ]
+    raw["strategy"]["instances"] = [{**one, "name": f"s{i}"} for i in range(ids.MAX_INSTANCES + 1)]
     with pytest.raises(Exception, match="instances: 256 listed, at most 255"):
         parse_config(raw)
 
@@ -119,8 +119,9 @@ def test_each_start_claims_the_next_run_of_the_day_and_it_is_kept(tmp_path: Path
 def test_starts_at_once_get_different_runs(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     got: list[int] = []
-    threads = [threading.Thread(target=lambda: got.append(claim_strategy_run(cfg)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: got.append(claim_strategy_run(cfg))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -64,8 +64,10 @@ def test_clip_escapes_what_is_not_printable() -> None:
     forged = "Status\n[2026-01-01 00:00:00.000] [GATE  ] halted by \x1b[31moperator\x00\u2028"
     text = clip(ValueError(f"Invalid value {forged!s}"))
     assert text.isprintable() and "\n" not in text
-    assert text == ("Invalid value Status\\n[2026-01-01 00:00:00.000] [GATE  ] halted by "
-                    "\\x1b[31moperator\\x00\\u2028")
+    assert text == (
+        "Invalid value Status\\n[2026-01-01 00:00:00.000] [GATE  ] halted by "
+        "\\x1b[31moperator\\x00\\u2028"
+    )
     assert clip("\x00" * 100, 10) == "\\x00" * 2 + "\\x… (100 chars)"
     assert clip("é²") == "é²"  # printable text is left alone
 

@@ -88,8 +88,10 @@ def test_the_sample_parses_with_the_numbers_it_uses() -> None:
 
 
 def test_pace_follows_the_recorded_timestamps() -> None:
-    msgs = [itch.encode(itch.OrderDelete(1, 0, ts, 1)) for ts in (5_000, 5_000, 1_005_000,
-                                                                  900_000, 3_005_000)]
+    msgs = [
+        itch.encode(itch.OrderDelete(1, 0, ts, 1))
+        for ts in (5_000, 5_000, 1_005_000, 900_000, 3_005_000)
+    ]
     md = MdFile.parse(itch.frame_binary_file(msgs))
     assert md.times_ns == [0, 0, 1_000_000, 1_000_000, 3_000_000]  # never backwards
     assert md.due(0, 0.0, 1.0) == 2

@@ -31,35 +31,95 @@ def test_quiet_system_raises_nothing() -> None:
 @pytest.mark.parametrize(
     ("facts", "key", "severity"),
     [
-        (Facts(monitor_age_s=100, daemons=[DaemonFacts(
-            name="feed", state="ready", answering=False, silent_s=1.5, ever_seen=True)]),
-         "daemon_down:feed", "critical"),
-        (Facts(monitor_age_s=100, daemons=[DaemonFacts(
-            name="feed", state="restarting", answering=False, silent_s=0.1, ever_seen=True,
-            last_error="killed by SIGKILL")]), "daemon_down:feed", "critical"),
-        (Facts(monitor_age_s=100, daemons=[DaemonFacts(
-            name="gateway", state="ready", answering=True, silent_s=0, ever_seen=True,
-            restarted_ago_s=5.0, recovery_ms=300)]), "daemon_restarted:gateway", "warning"),
-        (Facts(monitor_age_s=1, latency=HopLatency(hop="t1_t4", count=10, p50=1, p95=2,
-                                                    p99=6000.0, p999=7000, max=8000)),
-         "latency:t1_t4", "warning"),
+        (
+            Facts(
+                monitor_age_s=100,
+                daemons=[
+                    DaemonFacts(
+                        name="feed", state="ready", answering=False, silent_s=1.5, ever_seen=True
+                    )
+                ],
+            ),
+            "daemon_down:feed",
+            "critical",
+        ),
+        (
+            Facts(
+                monitor_age_s=100,
+                daemons=[
+                    DaemonFacts(
+                        name="feed",
+                        state="restarting",
+                        answering=False,
+                        silent_s=0.1,
+                        ever_seen=True,
+                        last_error="killed by SIGKILL",
+                    )
+                ],
+            ),
+            "daemon_down:feed",
+            "critical",
+        ),
+        (
+            Facts(
+                monitor_age_s=100,
+                daemons=[
+                    DaemonFacts(
+                        name="gateway",
+                        state="ready",
+                        answering=True,
+                        silent_s=0,
+                        ever_seen=True,
+                        restarted_ago_s=5.0,
+                        recovery_ms=300,
+                    )
+                ],
+            ),
+            "daemon_restarted:gateway",
+            "warning",
+        ),
+        (
+            Facts(
+                monitor_age_s=1,
+                latency=HopLatency(
+                    hop="t1_t4", count=10, p50=1, p95=2, p99=6000.0, p999=7000, max=8000
+                ),
+            ),
+            "latency:t1_t4",
+            "warning",
+        ),
         (Facts(monitor_age_s=1, gaps_last_min=1), "feed_gaps:feed", "warning"),
         (Facts(monitor_age_s=1, drops_last_min=3), "ring_drops:rings", "critical"),
-        (Facts(monitor_age_s=1, risk={"position.AAPL": 0.85}), "risk_utilisation:position.AAPL",
-         "warning"),
+        (
+            Facts(monitor_age_s=1, risk={"position.AAPL": 0.85}),
+            "risk_utilisation:position.AAPL",
+            "warning",
+        ),
         (Facts(monitor_age_s=1, risk={"rate": 0.8}), "risk_utilisation:rate", "warning"),
-        (Facts(monitor_age_s=1, risk={"loss": 0.9}, pnl_total=-45_000),
-         "pnl_stop:daily_loss", "critical"),
-        (Facts(monitor_age_s=1, breaker_tripped=True, breaker_reason="21 venue rejects in 1 s"),
-         "breaker:gateway", "critical"),
+        (
+            Facts(monitor_age_s=1, risk={"loss": 0.9}, pnl_total=-45_000),
+            "pnl_stop:daily_loss",
+            "critical",
+        ),
+        (
+            Facts(monitor_age_s=1, breaker_tripped=True, breaker_reason="21 venue rejects in 1 s"),
+            "breaker:gateway",
+            "critical",
+        ),
         (Facts(monitor_age_s=1, mode="paused"), "trading_mode:gateway", "warning"),
         (Facts(monitor_age_s=1, mode="halted"), "trading_mode:gateway", "critical"),
         (Facts(monitor_age_s=1, venue_down_s=2.5), "link_down:venue", "critical"),
-        (Facts(monitor_age_s=1, md_down_s=3.0, feed_link="connecting"), "link_down:md",
-         "critical"),
+        (Facts(monitor_age_s=1, md_down_s=3.0, feed_link="connecting"), "link_down:md", "critical"),
         (Facts(monitor_age_s=1, strategy_down_s=2.0), "link_down:strategy", "critical"),
-        (Facts(monitor_age_s=1, limit_hits={"exchange": 3, "feed": 0},
-               limit_where={"exchange": ["md"]}), "listener_limits:exchange", "warning"),
+        (
+            Facts(
+                monitor_age_s=1,
+                limit_hits={"exchange": 3, "feed": 0},
+                limit_where={"exchange": ["md"]},
+            ),
+            "listener_limits:exchange",
+            "warning",
+        ),
     ],
 )
 def test_each_rule(facts: Facts, key: str, severity: str) -> None:
@@ -78,21 +138,34 @@ def test_thresholds_are_edges() -> None:
     assert evaluate(RULES, Facts(monitor_age_s=1, latency=lat)) == []  # < min samples
     ok = HopLatency(hop="t1_t4", count=50, p50=1, p95=2, p99=5000.0, p999=1e4, max=1e4)
     assert evaluate(RULES, Facts(monitor_age_s=1, latency=ok)) == []  # not over
-    assert evaluate(RULES, Facts(monitor_age_s=1, risk={"position.AAPL": 0.79,
-                                                        "position_worst.AAPL": 0.99,
-                                                        "gross_worst": 1.0, "loss": 0.79})) == []
+    assert (
+        evaluate(
+            RULES,
+            Facts(
+                monitor_age_s=1,
+                risk={
+                    "position.AAPL": 0.79,
+                    "position_worst.AAPL": 0.99,
+                    "gross_worst": 1.0,
+                    "loss": 0.79,
+                },
+            ),
+        )
+        == []
+    )
     assert evaluate(RULES, Facts(monitor_age_s=1, venue_down_s=1.9)) == []
-    quiet = DaemonFacts(name="feed", state="ready", answering=False, silent_s=0.9,
-                        ever_seen=True)
+    quiet = DaemonFacts(name="feed", state="ready", answering=False, silent_s=0.9, ever_seen=True)
     assert evaluate(RULES, Facts(monitor_age_s=100, daemons=[quiet])) == []  # < down_after_s
-    long_ago = DaemonFacts(name="feed", state="ready", answering=True, silent_s=0,
-                           ever_seen=True, restarted_ago_s=61.0)
+    long_ago = DaemonFacts(
+        name="feed", state="ready", answering=True, silent_s=0, ever_seen=True, restarted_ago_s=61.0
+    )
     assert evaluate(RULES, Facts(monitor_age_s=100, daemons=[long_ago])) == []
 
 
 def test_a_daemon_never_seen_is_down_only_after_the_grace() -> None:
-    never = DaemonFacts(name="strategy", state="down", answering=False, silent_s=math.inf,
-                        ever_seen=False)
+    never = DaemonFacts(
+        name="strategy", state="down", answering=False, silent_s=math.inf, ever_seen=False
+    )
     assert evaluate(RULES, Facts(monitor_age_s=29, daemons=[never])) == []
     (c,) = evaluate(RULES, Facts(monitor_age_s=31, daemons=[never]))
     assert c.key == "daemon_down:strategy" and "never answered" in c.message
@@ -101,13 +174,15 @@ def test_a_daemon_never_seen_is_down_only_after_the_grace() -> None:
 def test_book_raises_refreshes_and_clears_with_timestamps() -> None:
     book = AlertBook()
     a = Condition(rule="breaker", subject="gateway", severity="critical", message="tripped: x")
-    b = Condition(rule="latency", subject="t1_t4", severity="warning", message="p99 6000",
-                  value=6000)
+    b = Condition(
+        rule="latency", subject="t1_t4", severity="warning", message="p99 6000", value=6000
+    )
     changes = book.update([b, a], now=100.0)
     assert {c.key for c in changes} == {"breaker:gateway", "latency:t1_t4"}
     assert [x.key for x in book.current()] == ["breaker:gateway", "latency:t1_t4"]  # critical 1st
-    b2 = Condition(rule="latency", subject="t1_t4", severity="warning", message="p99 7000",
-                   value=7000)
+    b2 = Condition(
+        rule="latency", subject="t1_t4", severity="warning", message="p99 7000", value=7000
+    )
     assert book.update([a, b2], now=101.0) == []  # held: no change, refreshed text
     held = book.active["latency:t1_t4"]
     assert (held.raised_at, held.message, held.value) == (100.0, "p99 7000", 7000)
@@ -124,8 +199,12 @@ def test_book_raises_refreshes_and_clears_with_timestamps() -> None:
 
 def test_unknown_rule_in_config_is_reported() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"symbols": fx.SYMBOLS, "monitor": {"alerts": {"disabled": ["nope"]},
-                                                         "metrics_port": 8080}})
+        parse_config(
+            {
+                "symbols": fx.SYMBOLS,
+                "monitor": {"alerts": {"disabled": ["nope"]}, "metrics_port": 8080},
+            }
+        )
     text = str(info.value)
     assert "monitor.alerts.disabled: unknown rule 'nope'" in text
     assert "monitor.metrics_port: must differ from web_port" in text
@@ -182,19 +261,30 @@ def test_supervisor_restarting_state_is_down() -> None:
 def test_gateway_mode_breaker_latency_and_gaps() -> None:
     agg = Aggregator(fx.config(alerts={"latency_p99_us": 1000.0, "latency_min_samples": 1}))
     slow = [3_000_000] * 5
-    s = agg.ingest(fx.poll(1.0, {
-        "gateway": fx.gateway(mode="halted", breaker={"tripped": True, "reason": "md stale"},
-                              latency_ns=slow),
-        "feed": fx.feed(gaps=0),
-    }))
-    assert {a.key for a in s.alerts} == {"trading_mode:gateway", "breaker:gateway",
-                                         "latency:t1_t4"}
+    s = agg.ingest(
+        fx.poll(
+            1.0,
+            {
+                "gateway": fx.gateway(
+                    mode="halted", breaker={"tripped": True, "reason": "md stale"}, latency_ns=slow
+                ),
+                "feed": fx.feed(gaps=0),
+            },
+        )
+    )
+    assert {a.key for a in s.alerts} == {"trading_mode:gateway", "breaker:gateway", "latency:t1_t4"}
     assert s.mode == "halted" and s.breaker_tripped and s.breaker_reason == "md stale"
-    s = agg.ingest(fx.poll(2.0, {"gateway": fx.gateway(mode="active", latency_ns=slow),
-                                 "feed": fx.feed(gaps=2)}))
+    s = agg.ingest(
+        fx.poll(
+            2.0, {"gateway": fx.gateway(mode="active", latency_ns=slow), "feed": fx.feed(gaps=2)}
+        )
+    )
     assert {a.key for a in s.alerts} == {"latency:t1_t4", "feed_gaps:feed"}
-    s = agg.ingest(fx.poll(70.0, {"gateway": fx.gateway(mode="active", latency_ns=slow),
-                                  "feed": fx.feed(gaps=2)}))
+    s = agg.ingest(
+        fx.poll(
+            70.0, {"gateway": fx.gateway(mode="active", latency_ns=slow), "feed": fx.feed(gaps=2)}
+        )
+    )
     assert s.alerts == []  # gaps older than a minute; no orders in the latency window
 
 
@@ -223,8 +313,9 @@ def test_listener_limits_hit_in_the_last_minute() -> None:
     while that happened within the last minute, whatever its counters were at the start."""
 
     def control(hit: int) -> dict[str, Any]:
-        return {"listeners": {"control": {"refused": hit, "limits_hit": hit},
-                              "web": {"limits_hit": 0}}}
+        return {
+            "listeners": {"control": {"refused": hit, "limits_hit": hit}, "web": {"limits_hit": 0}}
+        }
 
     agg = Aggregator(fx.config())
     s = agg.ingest(fx.poll(1.0, {"exchange": control(5)}))  # before we watched: a baseline

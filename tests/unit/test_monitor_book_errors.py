@@ -47,8 +47,11 @@ def test_strategy_status_to_alert_state_and_metrics() -> None:
     agg = Aggregator(fx.config())
     s = agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(), "strategy": strategy()}))
     assert "book_errors:strategy" not in {a.key for a in s.alerts}
-    s = agg.ingest(fx.poll(2.0, {"gateway": fx.gateway(),
-                                 "strategy": strategy(book_errors=1, last_book_error=WHY)}))
+    s = agg.ingest(
+        fx.poll(
+            2.0, {"gateway": fx.gateway(), "strategy": strategy(book_errors=1, last_book_error=WHY)}
+        )
+    )
     alert = next(a for a in s.alerts if a.key == "book_errors:strategy")
     assert alert.severity == "warning" and "sequence 2001" in alert.message
     assert s.counters.book_errors == 1
@@ -58,11 +61,19 @@ def test_strategy_status_to_alert_state_and_metrics() -> None:
         'hftd_alert_firing{alert="book_errors",severity="warning",subject="strategy"} 1.0' in text
     )
     # Resynced, and a minute without another: the alert clears (the count stays).
-    s = agg.ingest(fx.poll(30.0, {"gateway": fx.gateway(),
-                                  "strategy": strategy(book_errors=1, last_book_error=WHY)}))
+    s = agg.ingest(
+        fx.poll(
+            30.0,
+            {"gateway": fx.gateway(), "strategy": strategy(book_errors=1, last_book_error=WHY)},
+        )
+    )
     assert "book_errors:strategy" in {a.key for a in s.alerts}
-    s = agg.ingest(fx.poll(63.0, {"gateway": fx.gateway(),
-                                  "strategy": strategy(book_errors=1, last_book_error=WHY)}))
+    s = agg.ingest(
+        fx.poll(
+            63.0,
+            {"gateway": fx.gateway(), "strategy": strategy(book_errors=1, last_book_error=WHY)},
+        )
+    )
     assert "book_errors:strategy" not in {a.key for a in s.alerts}
     assert s.counters.book_errors == 1
     assert s.alert_log[0].key == "book_errors:strategy" and s.alert_log[0].cleared_at > 0
@@ -72,6 +83,11 @@ def test_a_restarted_strategy_counting_from_zero_again_still_alerts() -> None:
     agg = Aggregator(fx.config())
     agg.ingest(fx.poll(1.0, {"strategy": strategy(book_errors=3)}))  # a baseline
     agg.ingest(fx.poll(100.0, {"strategy": strategy(book_errors=3)}))
-    s = agg.ingest(fx.poll(101.0, {"strategy": strategy(book_errors=1, last_book_error=WHY)},
-                           pids={"strategy": 999}))
+    s = agg.ingest(
+        fx.poll(
+            101.0,
+            {"strategy": strategy(book_errors=1, last_book_error=WHY)},
+            pids={"strategy": 999},
+        )
+    )
     assert "book_errors:strategy" in {a.key for a in s.alerts}

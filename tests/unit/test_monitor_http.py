@@ -19,16 +19,22 @@ from hftd.msg.control import Reply
 
 
 def test_parse_incrementally() -> None:
-    raw = (b"POST /api/action/pause?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
-           b"Content-Length: 4\r\nX-Hftd-Action: pause\r\n\r\n{}{}")
+    raw = (
+        b"POST /api/action/pause?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"Content-Length: 4\r\nX-Hftd-Action: pause\r\n\r\n{}{}"
+    )
     for cut in range(len(raw)):
         assert http.parse_request(raw[:cut]) is None
     parsed = http.parse_request(raw + b"GET / HTTP/1.1\r\n\r\n")
     assert parsed is not None
     req, used = parsed
     assert used == len(raw)
-    assert (req.method, req.path, req.query, req.body) == ("POST", "/api/action/pause",
-                                                          {"x": ["1"]}, b"{}{}")
+    assert (req.method, req.path, req.query, req.body) == (
+        "POST",
+        "/api/action/pause",
+        {"x": ["1"]},
+        b"{}{}",
+    )
     assert req.header("X-HFTD-ACTION") == "pause" and req.header("missing", "d") == "d"
 
 
@@ -116,8 +122,15 @@ def test_responses_and_events() -> None:
         (b"GET / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),
         (b"GET / HTTP/1.1\r\nContent-Length: 0000000000000000000001\r\n\r\nx", 413),
     ],
-    ids=["slash-slash-bracket", "authority-like", "superscript-two", "arabic-three",
-         "negative", "5000-digits", "zero-padded"],
+    ids=[
+        "slash-slash-bracket",
+        "authority-like",
+        "superscript-two",
+        "arabic-three",
+        "negative",
+        "5000-digits",
+        "zero-padded",
+    ],
 )
 def test_hostile_requests_are_parsed_or_refused_never_raise(raw: bytes, status: int | None) -> None:
     if status is None:
@@ -156,8 +169,10 @@ def get(path: str, port: int, host: str = "") -> bytes:
 
 def post(path: str, port: int, body: bytes, headers: dict[str, str]) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
-            f"{extra}\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}\r\n"
+    ).encode() + body
 
 
 def split(resp: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -171,8 +186,12 @@ TOKEN = "kq0cZ8Yw3u1Qm2rT7vXb9nLp4sHj6dFg5aEe0iOo_-A"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[None]],
-                metrics_only: bool = False, token: str = TOKEN, **limits: Any) -> None:
+def with_server(
+    test: Callable[[WebApp, int, list[str], list[str]], Awaitable[None]],
+    metrics_only: bool = False,
+    token: str = TOKEN,
+    **limits: Any,
+) -> None:
     sent: list[str] = []
     modes: list[str] = []
 
@@ -187,13 +206,13 @@ def with_server(test: Callable[[WebApp, int, list[str], list[str]], Awaitable[No
         return {"gateway": Reply(ok=True, result={"mode": name})}
 
     async def main() -> None:
-        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute, token=token.encode(),
-                     **limits)
+        app = WebApp(state_json, lambda: b"hftd_up 1\n", execute, token=token.encode(), **limits)
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: serve_web(app, listeners, "127.0.0.1", port,
-                                                 metrics_only=metrics_only))
+            nursery.start_soon(
+                lambda: serve_web(app, listeners, "127.0.0.1", port, metrics_only=metrics_only)
+            )
             with trio.fail_after(20):
                 await test(app, port, sent, modes)
             nursery.cancel_scope.cancel()
@@ -232,11 +251,21 @@ def test_actions_need_the_header_and_confirmation() -> None:
         r = split(await fetch(port, post("/api/action/halt", port, b'{"confirm": true}', hdr)))
         assert r[0] == 200 and sent == ["halt"]
         assert json.loads(r[2])["replies"]["gateway"]["ok"] is True
-        r = split(await fetch(port, post("/api/action/pause", port, b"",
-                                         {"X-Hftd-Action": "pause", **AUTH})))
+        r = split(
+            await fetch(
+                port, post("/api/action/pause", port, b"", {"X-Hftd-Action": "pause", **AUTH})
+            )
+        )
         assert r[0] == 200 and sent == ["halt", "pause"]  # pause needs no confirmation
-        assert split(await fetch(port, post("/api/action/explode", port, b"",
-                                            {"X-Hftd-Action": "explode", **AUTH})))[0] == 404
+        assert (
+            split(
+                await fetch(
+                    port,
+                    post("/api/action/explode", port, b"", {"X-Hftd-Action": "explode", **AUTH}),
+                )
+            )[0]
+            == 404
+        )
         assert split(await fetch(port, get("/api/action/pause", port)))[0] == 405
 
     with_server(check)
@@ -252,8 +281,11 @@ def test_an_action_body_nested_too_deep_is_a_bad_request(
 
     async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
         for body in (b"[" * 5000, b'{"confirm":' * 3000):
-            r = split(await fetch(port, post("/api/action/pause", port, body,
-                                             {"X-Hftd-Action": "pause", **AUTH})))
+            r = split(
+                await fetch(
+                    port, post("/api/action/pause", port, body, {"X-Hftd-Action": "pause", **AUTH})
+                )
+            )
             assert r[0] == 400 and json.loads(r[2]) == {"error": "body is not JSON"}
         assert sent == [] and app.stats["web"].errors == 0
 
@@ -268,21 +300,32 @@ def test_actions_need_the_token(caplog: pytest.LogCaptureFixture) -> None:
 
     async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
         confirmed = b'{"confirm": true}'
-        for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                     {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": "Bearer"}):
-            for verb, body, extra in (("pause", b"", {"X-Hftd-Action": "pause"}),
-                                      ("halt", confirmed, {"X-Hftd-Action": "halt"}),
-                                      ("halt", b"{}", {"X-Hftd-Action": "halt"}),
-                                      ("resume", b"", {}),
-                                      ("explode", b"", {"X-Hftd-Action": "explode"})):
-                status, headers, raw = split(await fetch(
-                    port, post(f"/api/action/{verb}", port, body, {**extra, **auth})))
+        for auth in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": f"Bearer {TOKEN[:-1]}"},
+            {"Authorization": "Bearer"},
+        ):
+            for verb, body, extra in (
+                ("pause", b"", {"X-Hftd-Action": "pause"}),
+                ("halt", confirmed, {"X-Hftd-Action": "halt"}),
+                ("halt", b"{}", {"X-Hftd-Action": "halt"}),
+                ("resume", b"", {}),
+                ("explode", b"", {"X-Hftd-Action": "explode"}),
+            ):
+                status, headers, raw = split(
+                    await fetch(port, post(f"/api/action/{verb}", port, body, {**extra, **auth}))
+                )
                 assert status == 401, (verb, auth, raw)
                 assert headers["www-authenticate"] == "Bearer"
                 assert "hftctl dashboard" in json.loads(raw)["error"]
         assert sent == []
-        r = split(await fetch(port, post("/api/action/pause", port, b"",
-                                         {"X-Hftd-Action": "pause", **AUTH})))
+        r = split(
+            await fetch(
+                port, post("/api/action/pause", port, b"", {"X-Hftd-Action": "pause", **AUTH})
+            )
+        )
         assert r[0] == 200 and sent == ["pause"]
         # The read-only routes need no token.
         assert split(await fetch(port, get("/api/state", port)))[0] == 200
@@ -298,8 +341,11 @@ def test_actions_need_the_token(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_server_without_a_token_refuses_every_action() -> None:
     async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
         for auth in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
-            r = split(await fetch(port, post("/api/action/pause", port, b"",
-                                             {"X-Hftd-Action": "pause", **auth})))
+            r = split(
+                await fetch(
+                    port, post("/api/action/pause", port, b"", {"X-Hftd-Action": "pause", **auth})
+                )
+            )
             assert r[0] == 401
         assert sent == []
 
@@ -319,8 +365,9 @@ def test_event_stream_pushes_each_state() -> None:
                     while buf.count(b"\n\n") < n + 1:  # +1: the head's "retry:" block
                         buf += await stream.receive_some(65536)
                 body = buf.partition(b"\r\n\r\n")[2]
-                return [json.loads(line[6:]) for line in body.split(b"\n")
-                        if line.startswith(b"data: ")]
+                return [
+                    json.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: ")
+                ]
 
             first = await events(1)
             assert first[0]["full"] is True and first[0]["state"]["history"] == "all"
@@ -340,8 +387,12 @@ def test_metrics_only_listener() -> None:
     async def check(app: WebApp, port: int, sent: list[str], modes: list[str]) -> None:
         assert split(await fetch(port, get("/metrics", port)))[0] == 200
         assert split(await fetch(port, get("/", port)))[0] == 404
-        assert split(await fetch(port, post("/api/action/pause", port, b"",
-                                            {"X-Hftd-Action": "pause"})))[0] == 404
+        assert (
+            split(
+                await fetch(port, post("/api/action/pause", port, b"", {"X-Hftd-Action": "pause"}))
+            )[0]
+            == 404
+        )
         assert sent == []
 
     with_server(check, metrics_only=True)

@@ -34,8 +34,12 @@ class Gateway:
             counts[self.next_tail] = counts.get(self.next_tail, 0) + 1
             self.next_tail += 1
         self.sent += 100
-        return {**self.detail, "sent": self.sent, "fills": self.sent // 3,
-                "latency_hdr": {hop: dict(counts) for hop in HOPS}}
+        return {
+            **self.detail,
+            "sent": self.sent,
+            "fills": self.sent // 3,
+            "latency_hdr": {hop: dict(counts) for hop in HOPS},
+        }
 
 
 def test_the_monitor_model_reaches_a_plateau_once_its_windows_are_full() -> None:
@@ -53,8 +57,9 @@ def test_the_monitor_model_reaches_a_plateau_once_its_windows_are_full() -> None
             detail = gw.second()
             for _ in range(2):  # polls every 0.5 s; the gateway's figures once a second
                 t += 0.5
-                agg.ingest(fx.poll(t, {"gateway": detail, "feed": fx.feed(),
-                                       "strategy": fx.strategy()}))
+                agg.ingest(
+                    fx.poll(t, {"gateway": detail, "feed": fx.feed(), "strategy": fx.strategy()})
+                )
 
     full = int(max(cfg.monitor.window_s, cfg.monitor.latency_window_s)) + 30
     run(full)  # every window full

@@ -75,8 +75,22 @@ def test_cumulative_buckets() -> None:
     assert s.cumulative([10_000, 100_000, 1_000_000, 1_000_000_000]) == [1, 3, 4, 4]
 
 
-@pytest.mark.parametrize("bad", [b"junk", "x", [[1, 2]], {"1": 2}, {1: "2"}, {1: 2.0}, {-1: 1},
-                                 {COUNTS_LEN: 1}, {5: -1}, {True: 1}, None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"junk",
+        "x",
+        [[1, 2]],
+        {"1": 2},
+        {1: "2"},
+        {1: 2.0},
+        {-1: 1},
+        {COUNTS_LEN: 1},
+        {5: -1},
+        {True: 1},
+        None,
+    ],
+)
 def test_from_wire_rejects_garbage(bad: object) -> None:
     with pytest.raises(ValueError, match="histogram"):
         SparseHistogram.from_wire(bad)
@@ -128,8 +142,12 @@ def test_rates_come_from_counter_deltas_and_survive_a_restart() -> None:
     agg = Aggregator(fx.config())
     for i in range(9):  # 4 polls a second: 20 orders/s, 500 md messages/s
         t = 1.0 + i * 0.25
-        s = agg.ingest(fx.poll(t, {"gateway": fx.gateway(sent=5 * i, fills=2 * i),
-                                   "feed": fx.feed(messages=125 * i)}))
+        s = agg.ingest(
+            fx.poll(
+                t,
+                {"gateway": fx.gateway(sent=5 * i, fills=2 * i), "feed": fx.feed(messages=125 * i)},
+            )
+        )
     assert s.rates.orders == pytest.approx(20.0)
     assert s.rates.fills == pytest.approx(8.0)
     assert s.rates.md == pytest.approx(500.0)
@@ -170,8 +188,18 @@ def test_window_latency_forgets_old_orders() -> None:
 
 def test_missing_and_odd_keys_are_tolerated() -> None:
     agg = Aggregator(fx.config())
-    s = agg.ingest(fx.poll(1.0, {"gateway": {"venue_up": True, "risk": {"rate": "x"},
-                                             "latency_hdr": {"t1_t4": b"junk"}}}))
+    s = agg.ingest(
+        fx.poll(
+            1.0,
+            {
+                "gateway": {
+                    "venue_up": True,
+                    "risk": {"rate": "x"},
+                    "latency_hdr": {"t1_t4": b"junk"},
+                }
+            },
+        )
+    )
     assert s.positions == [] and s.totals is None and s.trades == []
     assert s.counters.orders == 0
 
@@ -192,8 +220,10 @@ def test_value_tables_are_hdrhistograms() -> None:
     ref = hdrh_of([])
     for i in range(COUNTS_LEN):
         v = ref.get_value_from_index(i)
-        assert (LOW[i], HIGH[i]) == (ref.get_lowest_equivalent_value(v),
-                                     ref.get_highest_equivalent_value(v)), i
+        assert (LOW[i], HIGH[i]) == (
+            ref.get_lowest_equivalent_value(v),
+            ref.get_highest_equivalent_value(v),
+        ), i
 
 
 def test_latency_refresh_in_steps_equals_the_whole() -> None:

@@ -21,8 +21,10 @@ OPS = ROOT / "ops" / "prometheus"
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool not installed (Debian package prometheus; "
-                    "scripts/install-system-deps installs it)")
+        pytest.skip(
+            "promtool not installed (Debian package prometheus; "
+            "scripts/install-system-deps installs it)"
+        )
     return path
 
 
@@ -37,10 +39,19 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def exposition() -> tuple[str, Aggregator]:
     agg = Aggregator(fx.config(alerts={"latency_p99_us": 1000.0, "latency_min_samples": 1}))
     # Counters seen at the first poll are a baseline; gaps and drops come after it.
-    agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(), "feed": fx.feed(),
-                             "strategy": fx.strategy()}))
-    agg.ingest(fx.poll(1.25, {"gateway": fx.gateway(), "feed": fx.feed(gaps=1, drops=2),
-                              "strategy": fx.strategy(refused=3)}))
+    agg.ingest(
+        fx.poll(1.0, {"gateway": fx.gateway(), "feed": fx.feed(), "strategy": fx.strategy()})
+    )
+    agg.ingest(
+        fx.poll(
+            1.25,
+            {
+                "gateway": fx.gateway(),
+                "feed": fx.feed(gaps=1, drops=2),
+                "strategy": fx.strategy(refused=3),
+            },
+        )
+    )
     reg = prom.make_registry(lambda: (agg.state, agg.histograms()))
     return prom.exposition(reg).decode(), agg
 
@@ -68,18 +79,23 @@ def test_values_match_the_state() -> None:
     assert m[("hftd_listener_limits_hit_total", (("daemon", "gateway"),))] == 0
     assert m[("hftd_trading_mode", (("mode", "unknown"),))] == 1
     # Latency: a histogram per hop (4 orders: 100, 200, 300 us and 4 ms) ...
-    le = {k[1][1][1]: v for k, v in m.items()
-          if k[0] == "hftd_hop_latency_seconds_bucket" and ("hop", "t1_t4") in k[1]}
+    le = {
+        k[1][1][1]: v
+        for k, v in m.items()
+        if k[0] == "hftd_hop_latency_seconds_bucket" and ("hop", "t1_t4") in k[1]
+    }
     assert le["0.0001"] == 0 and le["0.00025"] == 2 and le["0.0005"] == 3
     assert le["0.0025"] == 3 and le["0.005"] == 4 and le["+Inf"] == 4
     assert m[("hftd_hop_latency_seconds_count", (("hop", "t1_t4"),))] == 4
     assert m[("hftd_hop_latency_seconds_sum", (("hop", "t1_t4"),))] == pytest.approx(
-        0.0046, rel=0.01)
+        0.0046, rel=0.01
+    )
     # ... and the window's percentiles as a summary.
     h = s.hop("t1_t4")
     assert h is not None
     assert m[("hftd_hop_latency_window_seconds", (("hop", "t1_t4"), ("quantile", "0.99")))] == (
-        pytest.approx(h.p99 / 1e6))
+        pytest.approx(h.p99 / 1e6)
+    )
     assert m[("hftd_hop_latency_window_seconds_count", (("hop", "t1_t4"),))] == 4
     # Alerts raised by the monitor are series too.
     firing = {k[1] for k, v in m.items() if k[0] == "hftd_alert_firing" and v == 1}
@@ -97,15 +113,19 @@ def test_own_registry_only() -> None:
 
 def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
     text, _ = exposition()
-    r = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_ops_rules_config_and_rule_tests_pass() -> None:
     tool = promtool()
-    for args in (["check", "rules", "hftd-alerts.yml"], ["check", "config", "prometheus.yml"],
-                 ["test", "rules", "hftd-alerts.test.yml"]):
+    for args in (
+        ["check", "rules", "hftd-alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["test", "rules", "hftd-alerts.test.yml"],
+    ):
         r = subprocess.run([tool, *args], cwd=OPS, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"promtool {' '.join(args)}:\n{r.stdout}{r.stderr}"
 

@@ -59,8 +59,7 @@ def test_gateway_status_to_alert_state_and_metrics() -> None:
     text = exposition(make_registry(lambda: (agg.state, {}))).decode()
     assert metric(text, "hftd_gateway_unusable_total") == 1.0
     assert (
-        'hftd_alert_firing{alert="venue_unusable",severity="warning",subject="gateway"} 1.0'
-        in text
+        'hftd_alert_firing{alert="venue_unusable",severity="warning",subject="gateway"} 1.0' in text
     )
     # A minute without another: the alert clears (the count stays).
     s = agg.ingest(fx.poll(30.0, {"gateway": gateway(unusable=1, last_unusable=WHY)}))
@@ -84,7 +83,8 @@ def test_a_restarted_gateway_counting_from_zero_again_still_alerts() -> None:
     agg = Aggregator(fx.config())
     agg.ingest(fx.poll(1.0, {"gateway": gateway(unusable=3)}))  # a baseline
     agg.ingest(fx.poll(100.0, {"gateway": gateway(unusable=3)}))
-    s = agg.ingest(fx.poll(101.0, {"gateway": gateway(unusable=1, last_unusable=WHY)},
-                           pids={"gateway": 999}))
+    s = agg.ingest(
+        fx.poll(101.0, {"gateway": gateway(unusable=1, last_unusable=WHY)}, pids={"gateway": 999})
+    )
     assert "venue_unusable:gateway" in {a.key for a in s.alerts}
     assert s.counters.unusable == 1

@@ -865,8 +865,12 @@ def test_utilisation_read_from_another_thread_while_trading() -> None:
     import threading
     import traceback
 
-    r = engine(max_working_orders=10**9, max_orders_per_s=10**9, max_messages_per_s=10**9,
-               max_gross_position=10**12)
+    r = engine(
+        max_working_orders=10**9,
+        max_orders_per_s=10**9,
+        max_messages_per_s=10**9,
+        max_gross_position=10**12,
+    )
     stop = threading.Event()
     errors: list[BaseException] = []
 

@@ -21,8 +21,17 @@ def test_a_sequence_past_twenty_digits_keeps_the_link_down_not_the_daemon_dead(
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        link = SoupLink("venue", "127.0.0.1", server.getsockname()[1], "HFTD", "pw",
-                        backoff_min_s=0.01, backoff_max_s=0.02, silence_s=5.0, log=log)
+        link = SoupLink(
+            "venue",
+            "127.0.0.1",
+            server.getsockname()[1],
+            "HFTD",
+            "pw",
+            backoff_min_s=0.01,
+            backoff_max_s=0.02,
+            silence_s=5.0,
+            log=log,
+        )
         session = soup.ClientSession()
         events = session.receive_data(soup.login_accepted("S", 10**20 - 1) + soup.sequenced(b"x"))
         link.next_seq = events[-1].sequence + 1  # what the gateway does with each message

@@ -240,10 +240,12 @@ def test_load_sends_its_rate_of_non_marketable_iocs_once_books_have_both_sides()
     assert load.om.counts["sent"] == 10 and len(load.om.orders) == 10
     # The venue accepts each and cancels it (IOC, nothing to match): nothing stays working.
     for c in news:
-        eng.on_report(ExecutionReport(EX_ACCEPTED, c.cl_id, 0, c.symbol, c.side, 100, c.price,
-                                      100, 0, "", 0))
-        eng.on_report(ExecutionReport(EX_CANCELED, c.cl_id, 0, c.symbol, c.side, 100, c.price,
-                                      0, 0, "I", 0))
+        eng.on_report(
+            ExecutionReport(EX_ACCEPTED, c.cl_id, 0, c.symbol, c.side, 100, c.price, 100, 0, "", 0)
+        )
+        eng.on_report(
+            ExecutionReport(EX_CANCELED, c.cl_id, 0, c.symbol, c.side, 100, c.price, 0, 0, "I", 0)
+        )
     assert eng.working() == 0 and eng.untracked() == 0 and eng.invalid() == 0
 
 
@@ -287,9 +289,15 @@ def test_load_keeps_at_most_max_working_in_flight() -> None:
     load.on_timer(10**9 + 10**7)  # 10 due, 4 may be in flight
     news = [c for c in sent if c.kind == CMD_NEW]
     assert len(news) == 4
-    eng.on_report(ExecutionReport(EX_ACCEPTED, news[0].cl_id, 0, "AAPL", news[0].side, 100,
-                                  news[0].price, 100, 0, "", 0))
-    eng.on_report(ExecutionReport(EX_CANCELED, news[0].cl_id, 0, "AAPL", news[0].side, 100,
-                                  news[0].price, 0, 0, "I", 0))
+    eng.on_report(
+        ExecutionReport(
+            EX_ACCEPTED, news[0].cl_id, 0, "AAPL", news[0].side, 100, news[0].price, 100, 0, "", 0
+        )
+    )
+    eng.on_report(
+        ExecutionReport(
+            EX_CANCELED, news[0].cl_id, 0, "AAPL", news[0].side, 100, news[0].price, 0, 0, "I", 0
+        )
+    )
     load.on_timer(10**9 + 2 * 10**7)  # one finished: one more
     assert len([c for c in sent if c.kind == CMD_NEW]) == 5

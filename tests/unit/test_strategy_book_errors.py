@@ -100,33 +100,53 @@ def live_order(book: L3Book) -> tuple[int, tuple[str, int, int]]:
 Bad = Callable[[L3Book, int], MarketDataUpdate]
 
 
-def _u(seq: int, kind: int, ref: int, side: str = "", qty: int = 0, price: int = 0,
-       new_ref: int = 0, symbol: str = "") -> MarketDataUpdate:
+def _u(
+    seq: int,
+    kind: int,
+    ref: int,
+    side: str = "",
+    qty: int = 0,
+    price: int = 0,
+    new_ref: int = 0,
+    symbol: str = "",
+) -> MarketDataUpdate:
     return MarketDataUpdate(seq, kind, LOCATE, symbol, ref, side, qty, price, new_ref, 0, seq)
 
 
 BAD: dict[str, tuple[Bad, str]] = {
     "execute of an unknown order": (
-        lambda b, s: _u(s, MD_EXECUTE, 999_999_999, qty=100, new_ref=1), "unknown order"),
+        lambda b, s: _u(s, MD_EXECUTE, 999_999_999, qty=100, new_ref=1),
+        "unknown order",
+    ),
     "cancel of an unknown order": (
-        lambda b, s: _u(s, MD_CANCEL, 999_999_999, qty=100), "unknown order"),
-    "delete of an unknown order": (
-        lambda b, s: _u(s, MD_DELETE, 999_999_999), "unknown order"),
+        lambda b, s: _u(s, MD_CANCEL, 999_999_999, qty=100),
+        "unknown order",
+    ),
+    "delete of an unknown order": (lambda b, s: _u(s, MD_DELETE, 999_999_999), "unknown order"),
     "replace of an unknown order": (
-        lambda b, s: _u(s, MD_REPLACE, 999_999_999, qty=100, price=3_200_000,
-                        new_ref=888_888_888), "unknown order"),
+        lambda b, s: _u(s, MD_REPLACE, 999_999_999, qty=100, price=3_200_000, new_ref=888_888_888),
+        "unknown order",
+    ),
     "execution larger than the order": (
         lambda b, s: _u(s, MD_EXECUTE, live_order(b)[0], qty=live_order(b)[1][2] + 1),
-        "reduced by"),
+        "reduced by",
+    ),
     "cancel of a negative size": (
-        lambda b, s: _u(s, MD_CANCEL, live_order(b)[0], qty=-5), "reduced by -5"),
+        lambda b, s: _u(s, MD_CANCEL, live_order(b)[0], qty=-5),
+        "reduced by -5",
+    ),
     "order added twice": (
         lambda b, s: _u(s, MD_ADD, live_order(b)[0], "B", 100, 3_200_000, symbol="AAPL"),
-        "added twice"),
+        "added twice",
+    ),
     "order of zero shares": (
-        lambda b, s: _u(s, MD_ADD, 777_777_777, "B", 0, 3_200_000, symbol="AAPL"), "0 shares"),
+        lambda b, s: _u(s, MD_ADD, 777_777_777, "B", 0, 3_200_000, symbol="AAPL"),
+        "0 shares",
+    ),
     "order on neither side": (
-        lambda b, s: _u(s, MD_ADD, 777_777_777, "\xd3", 100, 3_200_000, symbol="AAPL"), "side"),
+        lambda b, s: _u(s, MD_ADD, 777_777_777, "\xd3", 100, 3_200_000, symbol="AAPL"),
+        "side",
+    ),
 }
 
 

@@ -78,9 +78,7 @@ def test_a_file_stream_reopens_as_its_meta_says_and_drops_the_rest(tmp_path: Pat
 
 
 @pytest.mark.parametrize("damage", ["data short", "index short", "last offset", "tail bytes"])
-def test_a_file_stream_refuses_files_that_do_not_hold_its_meta(
-    tmp_path: Path, damage: str
-) -> None:
+def test_a_file_stream_refuses_files_that_do_not_hold_its_meta(tmp_path: Path, damage: str) -> None:
     s = FileStream(tmp_path, "x")
     for m in messages(3000, seed=3):
         s.append(m)

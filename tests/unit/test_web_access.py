@@ -180,8 +180,11 @@ def test_no_link_while_the_port_is_held_then_a_new_token(
     new = svc.token
     assert new != old and TOKEN_RE.fullmatch(new) and app.token == new.encode()
     assert (run_dir / TOKEN_FILE).read_text().strip() == new and mode(run_dir / TOKEN_FILE) == 0o600
-    assert seen["served"] == {"serving": True, "url": f"http://127.0.0.1:{port}/#token={new}",
-                              "listening": f"http://127.0.0.1:{port}/"}
+    assert seen["served"] == {
+        "serving": True,
+        "url": f"http://127.0.0.1:{port}/#token={new}",
+        "listening": f"http://127.0.0.1:{port}/",
+    }
     assert seen["stopped"]["serving"] is False  # the listener is gone: no link either
     assert "web token: removed" in caplog.text and "web token: rotated" in caplog.text
     assert f"port {port}" in caplog.text
@@ -201,26 +204,36 @@ def test_a_first_bind_keeps_the_token(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(svc._listen, app, "web", port, False)
             assert svc.web_access() == {
-                "serving": True, "url": f"http://127.0.0.1:{port}/#token={first}",
-                "listening": f"http://127.0.0.1:{port}/"}
+                "serving": True,
+                "url": f"http://127.0.0.1:{port}/#token={first}",
+                "listening": f"http://127.0.0.1:{port}/",
+            }
             nursery.cancel_scope.cancel()
 
     trio.run(main)
     assert svc.token == first and (tmp_path / TOKEN_FILE).read_text().strip() == first
 
 
-@pytest.mark.parametrize("result", [
-    {"serving": False, "problem": "port 8080 is held by another program (in use)",
-     "listening": "error: port 8080 is held by another program (in use)"},
-    # An older monitor, which did not say whether it serves: never trust the link.
-    {"url": "http://127.0.0.1:8080/#token=" + "s" * 43, "listening": "error: cannot listen"},
-], ids=["held", "unsaid"])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {
+            "serving": False,
+            "problem": "port 8080 is held by another program (in use)",
+            "listening": "error: port 8080 is held by another program (in use)",
+        },
+        # An older monitor, which did not say whether it serves: never trust the link.
+        {"url": "http://127.0.0.1:8080/#token=" + "s" * 43, "listening": "error: cannot listen"},
+    ],
+    ids=["held", "unsaid"],
+)
 def test_hftctl_dashboard_prints_no_link_unless_served(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     result: dict[str, str],
 ) -> None:
-    monkeypatch.setattr(dashboard, "request_sync",
-                        lambda *a, **k: Reply(ok=True, result=result))
+    monkeypatch.setattr(dashboard, "request_sync", lambda *a, **k: Reply(ok=True, result=result))
     cfg = make_config(tmp_path)
     assert hftctl(["--config", str(cfg), "dashboard"]) == 1
     out, err = capsys.readouterr()

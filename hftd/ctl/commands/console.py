@@ -18,8 +18,10 @@ from hftd.ctl.context import CtlContext
 
 def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     if not sys.stdout.isatty() or not sys.stdin.isatty():
-        print("hftctl console: needs a terminal (try `hftctl status` for a one-shot view)",
-              file=sys.stderr)
+        print(
+            "hftctl console: needs a terminal (try `hftctl status` for a one-shot view)",
+            file=sys.stderr,
+        )
         return 2
     from hftd.console.app import run_console
 
@@ -31,8 +33,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("console", help="live dashboard in the terminal (urwid)")
     p.add_argument("--refresh", type=float, default=0.5, help="seconds between refreshes")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--direct", action="store_true",
-                     help="poll the daemons directly, even if a monitor runs")
-    src.add_argument("--monitor", action="store_true",
-                     help="only show the monitor daemon's state (no fallback)")
+    src.add_argument(
+        "--direct", action="store_true", help="poll the daemons directly, even if a monitor runs"
+    )
+    src.add_argument(
+        "--monitor", action="store_true", help="only show the monitor daemon's state (no fallback)"
+    )
     p.set_defaults(run=run)

@@ -40,15 +40,23 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     url = result.get("url")
     if result.get("serving") is not True or not isinstance(url, str):
         # An older monitor does not say: its link may point at someone else's page.
-        problem = str(result.get("problem") or "it did not say it serves the page "
-                      f"({str(result.get('listening', '')) or 'no listener state'})")
-        print(f"hftctl dashboard: the monitor is not serving the page: {problem}; "
-              "not printing the operator link", file=sys.stderr)
+        problem = str(
+            result.get("problem")
+            or "it did not say it serves the page "
+            f"({str(result.get('listening', '')) or 'no listener state'})"
+        )
+        print(
+            f"hftctl dashboard: the monitor is not serving the page: {problem}; "
+            "not printing the operator link",
+            file=sys.stderr,
+        )
         return 1
     print(url)
     if sys.stdout.isatty():
-        print("open it in your browser; it lets whoever holds it pause, halt and flatten",
-              file=sys.stderr)
+        print(
+            "open it in your browser; it lets whoever holds it pause, halt and flatten",
+            file=sys.stderr,
+        )
     return 0
 
 
