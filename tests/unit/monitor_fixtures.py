@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from hftd.config import HftdConfig, parse_config
 from hftd.monitor.model import Poll, Reading
 from hftd.msg.control import DaemonStatus, StatusInfo
@@ -196,3 +198,12 @@ def sup(
         )
         for n, pid in PIDS.items()
     ]
+
+
+def metric(text: str, name: str) -> float:
+    """The value of sample `name` in a /metrics exposition."""
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                return float(s.value)
+    raise KeyError(name)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from hftd.config import ALERT_RULES, AlertRulesConfig, load_config
 from hftd.monitor.alerts import Facts, evaluate
 from hftd.monitor.model import Aggregator
@@ -35,14 +33,6 @@ def strategy(**over: Any) -> dict[str, Any]:
     return d
 
 
-def metric(text: str, name: str) -> float:
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                return float(s.value)
-    raise KeyError(name)
-
-
 def test_strategy_status_to_alert_state_and_metrics() -> None:
     agg = Aggregator(fx.config())
     s = agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(), "strategy": strategy()}))
@@ -56,7 +46,7 @@ def test_strategy_status_to_alert_state_and_metrics() -> None:
     assert alert.severity == "warning" and "sequence 2001" in alert.message
     assert s.counters.book_errors == 1
     text = exposition(make_registry(lambda: (agg.state, {}))).decode()
-    assert metric(text, "hftd_md_book_errors_total") == 1.0
+    assert fx.metric(text, "hftd_md_book_errors_total") == 1.0
     assert (
         'hftd_alert_firing{alert="book_errors",severity="warning",subject="strategy"} 1.0' in text
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from hftd.config import ALERT_RULES, AlertRulesConfig
 from hftd.monitor.alerts import Facts, evaluate
 from hftd.monitor.model import Aggregator
@@ -47,14 +45,6 @@ def strategy(**over: Any) -> dict[str, Any]:
     return d
 
 
-def metric(text: str, name: str) -> float:
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                return float(s.value)
-    raise KeyError(name)
-
-
 def test_strategy_status_to_alert_state_and_metrics() -> None:
     agg = Aggregator(fx.config())
     s = agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(), "strategy": strategy()}))
@@ -73,9 +63,9 @@ def test_strategy_status_to_alert_state_and_metrics() -> None:
     assert "sequence 101" in alert.message and "10.0 s" in alert.message
     assert s.resync_loop and (s.counters.resyncs, s.counters.resync_failures) == (9, 8)
     text = exposition(make_registry(lambda: (agg.state, {}))).decode()
-    assert metric(text, "hftd_md_resync_loop") == 1.0
-    assert metric(text, "hftd_md_resyncs_total") == 9.0
-    assert metric(text, "hftd_md_resync_failures_total") == 8.0
+    assert fx.metric(text, "hftd_md_resync_loop") == 1.0
+    assert fx.metric(text, "hftd_md_resyncs_total") == 9.0
+    assert fx.metric(text, "hftd_md_resync_failures_total") == 8.0
     assert (
         'hftd_alert_firing{alert="resync_loop",severity="critical",subject="strategy"} 1.0' in text
     )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from hftd.config import ALERT_RULES, AlertRulesConfig, load_config
 from hftd.monitor.alerts import Facts, evaluate
 from hftd.monitor.model import Aggregator
@@ -40,14 +38,6 @@ def gateway(**over: Any) -> dict[str, Any]:
     return d
 
 
-def metric(text: str, name: str) -> float:
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                return float(s.value)
-    raise KeyError(name)
-
-
 def test_gateway_status_to_alert_state_and_metrics() -> None:
     agg = Aggregator(fx.config())
     s = agg.ingest(fx.poll(1.0, {"gateway": gateway()}))
@@ -57,7 +47,7 @@ def test_gateway_status_to_alert_state_and_metrics() -> None:
     assert alert.severity == "warning" and WHY in alert.message
     assert s.counters.unusable == 1
     text = exposition(make_registry(lambda: (agg.state, {}))).decode()
-    assert metric(text, "hftd_gateway_unusable_total") == 1.0
+    assert fx.metric(text, "hftd_gateway_unusable_total") == 1.0
     assert (
         'hftd_alert_firing{alert="venue_unusable",severity="warning",subject="gateway"} 1.0' in text
     )
