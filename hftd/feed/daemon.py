@@ -24,14 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import Normalizer
-from hftd.hotpath.warmup import FeedWarm
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
@@ -39,6 +38,9 @@ from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from hftd.hotpath.warmup import FeedWarm
 
 log = logging.getLogger("hftd.feed")
 
@@ -118,6 +120,8 @@ class FeedAgent:
         """A warming pass of this stage on a canned packet; the md record it made
         (hftd.hotpath.warmup)."""
         if self._warm is None:
+            from hftd.hotpath.warmup import FeedWarm  # only a composite process warms
+
             self._warm = FeedWarm(self.cfg)
         return self._warm.run(self.norm, self.encoder)
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -30,7 +30,6 @@ import trio
 from hftd.config import HftdConfig, ring_name
 from hftd.gateway.core import GatewayCore, journal_tail
 from hftd.gateway.reconcile import StreamCheck
-from hftd.hotpath.warmup import GatewayWarm
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
@@ -44,6 +43,10 @@ from hftd.wire.errors import RemoteProtocolError
 from hftd.wire.ouch import decode_outbound
 
 QUIET_ALL = (1 << 63) - 1  # above any venue sequence number
+
+
+if TYPE_CHECKING:
+    from hftd.hotpath.warmup import GatewayWarm
 
 log = logging.getLogger("hftd.gateway")
 
@@ -107,6 +110,8 @@ class GatewayAgent:
         """A warming pass of this stage: `command` (the strategy's, in the composite
         layout) through a scratch core and a canned venue (hftd.hotpath.warmup)."""
         if self._warm is None:
+            from hftd.hotpath.warmup import GatewayWarm  # only a composite process warms
+
             self._warm = GatewayWarm(self.cfg)
         self._warm.attach_journal(self.core.journal)
         self._warm.run(command, self.dec, self.enc)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
-from hftd.hotpath.warmup import StrategyWarm
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
@@ -37,6 +36,9 @@ from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import claim_strategy_run
 from hftd.strategy.engine import StrategyEngine
 from hftd.strategy.sync import APPLY, LOST, REBUILD, MdSync
+
+if TYPE_CHECKING:
+    from hftd.hotpath.warmup import StrategyWarm
 
 log = logging.getLogger("hftd.strategy")
 
@@ -101,6 +103,8 @@ class StrategyAgent:
         """A warming pass of this stage: `md` (the feed's, in the composite layout)
         through a scratch engine; the order command it made (hftd.hotpath.warmup)."""
         if self._warm is None:
+            from hftd.hotpath.warmup import StrategyWarm  # only a composite process warms
+
             self._warm = StrategyWarm(self.cfg)
         return self._warm.run(md, self.md_dec, self.enc)
 
