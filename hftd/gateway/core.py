@@ -39,6 +39,7 @@ import msgspec
 
 from hftd.config import HftdConfig
 from hftd.gateway.positions import FillLog, PositionBook
+from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_HEARTBEAT,
@@ -76,7 +77,6 @@ _B36_2 = [a + b for a in _B36 for b in _B36]  # two digits at a time: half the d
 _jenc = msgspec.msgpack.Encoder()
 _jdec = msgspec.msgpack.Decoder(tuple[Any, ...])
 NEVER_NS = 1 << 63  # later than any clock reading
-INTERNAL_CL_ID = 1 << 47  # the gateway's own orders (flatten), apart from any strategy's
 FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
 
 
@@ -177,7 +177,7 @@ class GatewayCore:
         self.breaker = CircuitBreaker(cfg.breaker)
         self.paused = False
         self.flattening = False
-        self.next_internal_cl_id = INTERNAL_CL_ID
+        self.next_internal_cl_id = ids.GATEWAY_FIRST  # its own orders (flatten): hftd.msg.ids
         # No order the timeout check may cancel (pending, or cancel pending and not
         # acknowledged) was sent before this: `on_timer` walks the orders only once the
         # oldest may be due, not every 10 ms over every order in flight (at 25k orders/s

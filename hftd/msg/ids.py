@@ -20,7 +20,9 @@ nowhere else::
   the order manager refuses an order past it rather than run into the run
   bits.
 
-Ids are unique within a trading day; a new day starts again at run 1. The
+The gateway's own orders (a flatten) have instance field 0 and count up
+from `GATEWAY_FIRST`. Ids are unique within a trading day; a new day starts
+again at run 1. The
 largest id, 2**56 - 1, is 11 base-36 characters (OUCH's ClOrdID holds 14).
 """
 
@@ -39,6 +41,9 @@ MAX_NUMBER: Final = (1 << NUMBER_BITS) - 1
 MAX_RUN: Final = (1 << RUN_BITS) - 1
 MAX_INSTANCES: Final = (1 << INSTANCE_BITS) - 1  # instance field 1..255: index 0..254
 MAX_CL_ID: Final = (1 << (INSTANCE_SHIFT + INSTANCE_BITS)) - 1
+# The gateway's own orders (a flatten): instance field 0, so no strategy's
+# (`instance_of` is -1 for them), counting up from here.
+GATEWAY_FIRST: Final = 1 << 47
 
 
 class IdError(ValueError):

@@ -34,6 +34,9 @@ def test_the_fields_at_both_ends() -> None:
     assert len(to_b36(ids.MAX_CL_ID)) <= 14  # OUCH's ClOrdID
     assert ids.instance_of(0) == -1 and ids.instance_of(ids.MAX_CL_ID + 1) == -1
     assert ids.instance_of(-5) == -1
+    # the gateway's own orders belong to no strategy and are below every strategy's
+    assert ids.instance_of(ids.GATEWAY_FIRST) == -1
+    assert ids.first_id(0, 1) > ids.GATEWAY_FIRST + ids.MAX_NUMBER
 
 
 @pytest.mark.parametrize(
