@@ -76,9 +76,6 @@ class ScratchRing:
         ring.commit()
         return out if out is not None else record
 
-    def close(self) -> None:
-        self.ring.close()
-
 
 def _canned_itch(cfg: HftdConfig) -> Iterator[bytes]:
     """SoupBinTCP packets of ITCH messages for a scratch market, endlessly: a
@@ -128,7 +125,8 @@ class StrategyWarm:
         self.sent: list[OrderCommand] = []
         self.now = 0
         self.engine = StrategyEngine(cfg, self._send, self._clock, run=1)
-        self.feed = FeedWarm(cfg)  # its own input when no feed runs in this process
+        self.cfg = cfg
+        self.feed: FeedWarm | None = None  # its own input, made if no feed hands one over
         self.norm = Normalizer()
         self.ring = ScratchRing(cfg.rings.prefix)
         self.order_at = {s.symbol: s.reference_price_fp for s in cfg.symbols}
@@ -148,6 +146,8 @@ class StrategyWarm:
     ) -> bytes | None:
         """The order command this pass made, encoded as for the orders ring."""
         if md is None:
+            if self.feed is None:
+                self.feed = FeedWarm(self.cfg)
             md = self.feed.run(self.norm, enc)
         u = dec.decode(md)
         self.now += 1_000_000_000  # a second a pass: no cooldown holds an order back
