@@ -159,7 +159,7 @@ class StrategyWarm:
             s = engine.strategies[self.now // 1_000_000_000 % len(engine.strategies)]
             if s.cfg.symbols:
                 sym = s.cfg.symbols[0]
-                s.om.new(sym, "B", s.cfg.order_qty, self.order_at.get(sym, 1), "3", u.t1)
+                s.om.new(sym, "B", s.cfg.order_qty, self.order_at.get(sym, 1), ouch.TIF_IOC, u.t1)
         out = None
         for c in sent:
             if c.kind == CMD_NEW:
