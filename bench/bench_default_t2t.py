@@ -102,8 +102,10 @@ def main() -> None:
             load = os.getloadavg()[0]
             with tempfile.TemporaryDirectory(prefix="bench-t2t-") as tmp:
                 r = subprocess.run(
-                    [sys.executable, "-c", CHILD, tmp, json.dumps(over), str(args.seconds)],
-                    cwd=ROOT,
+                    # -P and cwd=path: the tree's own tests.support (make_config, its
+                    # config/default.toml) and hftd, never this checkout's by way of cwd
+                    [sys.executable, "-P", "-c", CHILD, tmp, json.dumps(over), str(args.seconds)],
+                    cwd=path,
                     env=env,
                     capture_output=True,
                     text=True,
