@@ -50,18 +50,20 @@ def cpu_s(pid):  # user + system CPU seconds of a process
 
 
 cfg = make_config(tmp, over)
-with start_daemon("up", cfg, args=("--new-day",), ready_timeout=60) as up:
-    wait_for(lambda: status(up, "gateway").get("fills", 0) >= 1, 90, "a first fill")
-    time.sleep(2)
-    pid = ask(up, "gateway", Status())["pid"]
-    g0, c0, w0 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
-    time.sleep(seconds)
-    g1, c1, w1 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
-    same = ask(up, "gateway", Status())["pid"] == ask(up, "feed", Status())["pid"]
-    layout = "composite" if same else "split"
-for prefix in RING_PREFIXES:  # rings and the supervisor's lock: as tests/conftest.py does
-    for path in Path("/dev/shm").glob(f"{prefix}-*"):
-        path.unlink(missing_ok=True)
+try:
+    with start_daemon("up", cfg, args=("--new-day",), ready_timeout=60) as up:
+        wait_for(lambda: status(up, "gateway").get("fills", 0) >= 1, 90, "a first fill")
+        time.sleep(2)
+        pid = ask(up, "gateway", Status())["pid"]
+        g0, c0, w0 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
+        time.sleep(seconds)
+        g1, c1, w1 = status(up, "gateway")["latency_hdr"], cpu_s(pid), time.monotonic()
+        same = ask(up, "gateway", Status())["pid"] == ask(up, "feed", Status())["pid"]
+        layout = "composite" if same else "split"
+finally:  # rings and the supervisor's lock, even after a failed run (as tests/conftest.py)
+    for prefix in RING_PREFIXES:
+        for path in Path("/dev/shm").glob(f"{prefix}-*"):
+            path.unlink(missing_ok=True)
 out = {"layout": layout, "cpu": 100 * (c1 - c0) / (w1 - w0)}
 for hop in ("t1_t2", "t2_t3", "t3_t4", "t1_t4"):
     h = SparseHistogram.from_wire(g1.get(hop, {})) - SparseHistogram.from_wire(g0.get(hop, {}))
