@@ -65,7 +65,8 @@ from hftd.feed.daemon import FeedAgent  # noqa: E402
 from hftd.feed.normalize import Normalizer  # noqa: E402
 from hftd.gateway.core import GatewayCore  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
-from hftd.msg.hot import OrderCommand  # noqa: E402
+from hftd.msg.hot import MarketDataUpdate, OrderCommand  # noqa: E402
+from hftd.risk.market import MarketView  # noqa: E402
 from hftd.runtime import gcpolicy  # noqa: E402
 from hftd.runtime import log as hlog  # noqa: E402
 from hftd.strategy.daemon import StrategyAgent  # noqa: E402
@@ -158,11 +159,13 @@ class Venue:
 class Gateway:
     """GatewayAgent's hot-loop work around GatewayCore, with the venue in process."""
 
-    def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring) -> None:
+    def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring, md: Ring) -> None:
         self.core = GatewayCore(cfg, time.monotonic_ns)
         self.core.venue_up = True
-        self.orders, self.execs = orders, execs
+        self.orders, self.execs, self.md = orders, execs, md
         self.dec = msgspec.msgpack.Decoder(OrderCommand)
+        self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
+        self.market = MarketView([s.symbol for s in cfg.symbols], time.monotonic)
         self.enc = msgspec.msgpack.Encoder()
         self.session = soup.ClientSession()
         list(self.session.iter_events(soup.login_accepted("BENCH", 1)))
@@ -172,6 +175,18 @@ class Gateway:
 
     def do_work(self) -> int:
         core, orders, dec = self.core, self.orders, self.dec
+        md, market = self.md, self.market
+        m = 0
+        for _ in range(256):  # risk's own market view (GatewayAgent._market)
+            raw = md.read()
+            if raw is None:
+                break
+            m += 1
+            sym = market.on_update(self.md_dec.decode(raw))
+            if sym:
+                core.on_reference(sym, market.reference[sym])
+        if m:
+            md.commit()
         n = 0
         for _ in range(256):
             raw = orders.read()
@@ -296,7 +311,12 @@ def run(
     prefix = f"hftd-bench-alloc-{os.getpid()}-{policy}"
     rings = {
         e: Ring.open(f"{prefix}-{e}", c)
-        for e, c in (("md", 1 << 22), ("orders", 1 << 20), ("executions", 1 << 20))
+        for e, c in (
+            ("md", 1 << 22),
+            ("risk_md", 1 << 22),
+            ("orders", 1 << 20),
+            ("executions", 1 << 20),
+        )
     }
     try:
         return _run(cfg, rings, policy, messages, chunk, lap_msgs, trace, control)
@@ -319,10 +339,10 @@ def _run(
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
     gc.enable()
-    feed = FeedAgent(cfg, rings["md"])
+    feed = FeedAgent(cfg, rings["md"], rings["risk_md"])
     feed.link.requested = 1
     strat = StrategyAgent(cfg, rings["md"], rings["executions"], rings["orders"])
-    gw = Gateway(cfg, rings["orders"], rings["executions"])
+    gw = Gateway(cfg, rings["orders"], rings["executions"], rings["risk_md"])
     # the stream: login, then the laps; chunk = one recv
     feed._on_data(memoryview(soup.login_accepted("BENCH", 1)), time.monotonic_ns())
     packets = [soup.sequenced(m) for m in lap_msgs]

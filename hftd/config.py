@@ -218,7 +218,6 @@ class StrategyConfig(_Base, frozen=True, kw_only=True):
     """The strategy daemon."""
 
     heartbeat_s: Seconds = 0.1  # to the gateway, so it notices a dead strategy
-    mark_interval_s: Seconds = 0.1  # BBO marks sent to the gateway for P&L
     instances: list[StrategyInstanceConfig] = msgspec.field(default_factory=list)
 
     def problems(self) -> Iterator[str]:
@@ -240,6 +239,8 @@ class RingsConfig(_Base, frozen=True, kw_only=True):
 
     prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "hftd"
     md_capacity: Positive = 1 << 22  # feed -> strategy, bytes (power of two)
+    # feed -> gateway: the same records, for risk's own view (hftd.risk.market)
+    risk_md_capacity: Positive = 1 << 22
     orders_capacity: Positive = 1 << 20  # strategy -> gateway
     executions_capacity: Positive = 1 << 20  # gateway -> strategy
     # Per consumer. "auto": spin-then-sleep with a core to spare, else sleep
@@ -249,7 +250,7 @@ class RingsConfig(_Base, frozen=True, kw_only=True):
     spin_us: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0
 
     def problems(self) -> Iterator[str]:
-        for name in ("md_capacity", "orders_capacity", "executions_capacity"):
+        for name in ("md_capacity", "risk_md_capacity", "orders_capacity", "executions_capacity"):
             v = getattr(self, name)
             if v & (v - 1) or v < 4096:
                 yield f"{name}: must be a power of two >= 4096"
@@ -883,7 +884,7 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [path or "<root>"]
 
 
-RING_EDGES = ("md", "orders", "executions")
+RING_EDGES = ("md", "risk_md", "orders", "executions")
 
 
 def ring_name(cfg: HftdConfig, edge: str) -> str:

@@ -148,6 +148,15 @@ class BookBuilder:
         """Apply one ITCH message (replay and tests)."""
         return self.apply_update(normalize(msg, seq, 0))
 
+    def execution_price(self, u: MarketDataUpdate) -> int:
+        """The price of an MD_EXECUTE: its own (ITCH C, with price), else the resting
+        order's (ITCH E), looked up before `apply_update` takes it away; 0 unknown."""
+        if u.price:
+            return u.price
+        b = self.by_locate.get(u.locate)
+        entry = b.orders.get(u.order_ref) if b is not None else None
+        return entry[1] if entry else 0
+
     def apply_update(self, u: MarketDataUpdate) -> L3Book | None:
         """Apply one update; returns the book it changed, if any."""
         self.messages += 1

@@ -9,6 +9,13 @@ and for anything unreadable (counted, logged rate-limited), so the strategy
 never sees a gap that did not happen. It never blocks on a slow
 strategy: a full ring drops the update and counts it.
 
+Every record goes into a second ring too, `risk_md`, read by the gateway for
+risk's own view of the market (`hftd.risk.market`): the strategy must not be
+the source of the prices its orders are checked against. Written after the
+strategy's record (and, in the composite layout, after the order it caused
+has left), dropped and counted (`risk_drops`) when the gateway is behind; the
+gateway's view then sees the gap and asks for a resync like the strategy.
+
 Recovery is by sequence number. The feed always knows the next sequence it
 needs: from its last login, or after a restart from the last record it
 committed to the ring. When the link drops (EOF, error, 15 s of silence) it
@@ -31,6 +38,7 @@ import trio
 
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import Normalizer
+from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
@@ -62,9 +70,10 @@ def resume_sequence(ring: Ring) -> int:
 class FeedAgent:
     """Socket -> normalize -> ring; all in the hot thread."""
 
-    def __init__(self, cfg: HftdConfig, ring: Ring) -> None:
+    def __init__(self, cfg: HftdConfig, ring: Ring, risk_ring: Ring) -> None:
         self.cfg = cfg
         self.ring = ring
+        self.risk_ring = risk_ring
         venue, fc = cfg.venue_address(), cfg.feed  # [venue]: the simulator's by default
         self.link = SoupLink(
             "feed",
@@ -96,6 +105,7 @@ class FeedAgent:
             "messages": 0,
             "published": 0,
             "drops": 0,
+            "risk_drops": 0,  # records the gateway's ring could not take
             "gaps": 0,
             "resets": 0,
             "bytes": 0,
@@ -161,8 +171,14 @@ class FeedAgent:
         hb = MarketDataUpdate(
             self.link.next_seq - 1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
         )
-        self.ring.try_write(self.encoder.encode(hb))
+        rec = self.encoder.encode(hb)
+        self.ring.try_write(rec)
+        self._to_risk(rec)
         self.last_publish = now
+
+    def _to_risk(self, rec: bytes) -> None:
+        if not self.risk_ring.try_write(rec):
+            self.counters["risk_drops"] += 1
 
     def _drop(self, why: str, *, at_once: bool = False) -> None:
         self.live.clear()
@@ -182,14 +198,15 @@ class FeedAgent:
                 link.next_seq = seq + 1
                 self.counters["messages"] += 1
                 # Exactly one record per sequence number, whatever the message.
-                u = norm.update(ev.payload, seq, t1)
-                if ring.try_write(enc.encode(u)):
+                rec = enc.encode(norm.update(ev.payload, seq, t1))
+                if ring.try_write(rec):
                     self.counters["published"] += 1
                     self.last_publish = link.last_rx
                     if self.downstream is not None:
                         self.downstream()
                 else:
                     self.counters["drops"] += 1
+                self._to_risk(rec)
             elif isinstance(ev, soup.LoginAccepted):
                 self._on_login(ev)
             elif isinstance(ev, soup.LoginRejected):
@@ -244,13 +261,32 @@ class FeedAgent:
             return
         if self.pending_reset:
             reset = MarketDataUpdate(0, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns())
-            while not self.ring.try_write(self.encoder.encode(reset)):
+            rec = self.encoder.encode(reset)
+            while not self.ring.try_write(rec):
                 time.sleep(0.001)  # a reset must not be dropped: wait for the strategy
+            # Not waited for: a gateway that is down must not stop the strategy's data.
+            # One that missed the reset sees the replay's sequence 1 as a gap: resync.
+            self._to_risk(rec)
             self.counters["resets"] += 1
             self.pending_reset = False
         self.link.logged_in()
         self.live.set()
         log.info("logged in to session %s at sequence %d", ev.session, ev.sequence)
+
+
+async def request_resync(cfg: HftdConfig, who: logging.Logger) -> None:
+    """Ask the feed for MD_RESET and a replay from 1 (a consumer's books are gone),
+    until it says yes: a consumer without books has nothing better to do."""
+    path = cfg.system.resolved_run_dir() / "feed.sock"
+    while True:
+        try:
+            reply = await request(path, Resync())
+            if reply.ok:
+                return
+            who.warning("feed refused resync: %s", reply.error)
+        except OSError as exc:
+            who.warning("feed not reachable for a resync (%s); retrying", exc)
+        await trio.sleep(0.2)
 
 
 class FeedService:
@@ -265,7 +301,12 @@ class FeedService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         rc = self.cfg.rings
         ring = Ring.open(ring_name(self.cfg, "md"), rc.md_capacity)
-        agent = self.agent = FeedAgent(self.cfg, ring)
+        try:
+            risk_ring = Ring.open(ring_name(self.cfg, "risk_md"), rc.risk_md_capacity)
+        except BaseException:
+            ring.close()
+            raise
+        agent = self.agent = FeedAgent(self.cfg, ring, risk_ring)
         loop = self.loop = self.host.loop("feed", agent, {}, "sleep")
         loop.start()
         try:
@@ -278,6 +319,7 @@ class FeedService:
             loop.stop()
             agent.link.drop("stopping")
             ring.close()
+            risk_ring.close()
 
     def status_detail(self) -> dict[str, Any]:
         a = self.agent
@@ -291,6 +333,7 @@ class FeedService:
             "unknown_types": a.norm.unknown,
             "malformed": a.norm.malformed,
             "ring": msgspec.to_builtins(a.ring.statistics()),
+            "risk_ring": msgspec.to_builtins(a.risk_ring.statistics()),
         }
 
     async def handle(self, cmd: Command) -> Any:

@@ -212,6 +212,7 @@ class GatewayCore:
             "priority_updates": 0,
             "modified": 0,
             "restated": 0,
+            "marks_ignored": 0,  # CMD_MARK from a strategy: not a reference (on_reference)
         }
 
     # --- strategy -> venue ------------------------------------------------------------
@@ -227,13 +228,9 @@ class GatewayCore:
                 self._maybe_trip(self.breaker.check_md_age(c.price / 1000))
             return
         if kind == CMD_MARK:
-            mid = (c.qty + c.price) // 2
-            if mid > 0:
-                self.book.set_mark(c.symbol, mid)
-                # The market moves between our own fills: the band and market-order
-                # notional follow the strategy's BBO mid as well as our last fill.
-                self.risk.on_trade_price(c.symbol, mid)
-                self.risk.set_pnl(self.book.total())
+            # Retired: risk's reference is the gateway's own market view
+            # (`on_reference`), never a price the checked strategy supplies.
+            self.counters["marks_ignored"] += 1
             return
         self.counters["commands"] += 1
         if kind == CMD_NEW:
@@ -242,6 +239,14 @@ class GatewayCore:
             self._cancel(c)
         elif kind == CMD_REPLACE:
             self._replace(c, now)
+
+    def on_reference(self, symbol: str, price: int) -> None:
+        """The market moved (the gateway's own view, `hftd.risk.market`): the price
+        band and a market order's notional follow it, as the marks behind unrealized
+        P&L and the loss stop do."""
+        self.book.set_mark(symbol, price)
+        self.risk.on_trade_price(symbol, price)
+        self.risk.set_pnl(self.book.total())
 
     def _reject(self, c: OrderCommand, reason: str, orig_cl_id: int = 0) -> None:
         self.reports.append(

@@ -2,7 +2,11 @@
 
 Its hot thread consumes the orders ring, runs risk inline (T3), writes OUCH to
 the venue socket (T4), reads the venue's replies (T5 on acknowledgement), and
-publishes execution reports into the executions ring. The OUCH session is
+publishes execution reports into the executions ring. It reads the feed's
+market data too, from a ring of its own (`risk_md`): risk's reference prices
+(price band, market-order notional, the marks behind P&L and the loss stop)
+come from the gateway's own books (`hftd.risk.market`), never from the
+strategy it checks. The OUCH session is
 kept here: login, heartbeats, sequence numbers, reconnect with backoff from
 the last sequence number seen. See `hftd.gateway.core` for the logic.
 
@@ -28,13 +32,15 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
+from hftd.feed.daemon import request_resync
 from hftd.gateway.core import GatewayCore, journal_tail
 from hftd.gateway.reconcile import StreamCheck
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
-from hftd.msg.hot import ExecutionReport, OrderCommand
+from hftd.msg.hot import ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.risk.market import MarketView
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.journal import Journal
@@ -56,11 +62,14 @@ STRATEGY_HEARTBEAT_NS = 100_000_000
 
 
 class GatewayAgent:
-    def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring) -> None:
+    def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring, md: Ring) -> None:
         self.cfg = cfg
         self.orders = orders
         self.execs = execs
+        self.md = md  # risk_md: the feed's records, for risk's own view of the market
         self.core = GatewayCore(cfg, time.monotonic_ns)
+        self.market = MarketView([s.symbol for s in cfg.symbols], time.monotonic)
+        self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
         self._warm: GatewayWarm | None = None  # made on the first warming pass
         self.enc = msgspec.msgpack.Encoder()
         self.dec = msgspec.msgpack.Decoder(OrderCommand)
@@ -119,6 +128,23 @@ class GatewayAgent:
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)
 
+    def _market(self) -> int:
+        """Risk's own market view from the feed's records; a moved reference re-marks
+        its symbol (band, notional, P&L)."""
+        md, dec, market, core = self.md, self.md_dec, self.market, self.core
+        n = 0
+        for _ in range(BATCH):
+            raw = md.read()
+            if raw is None:
+                break
+            n += 1
+            sym = market.on_update(dec.decode(raw))
+            if sym:
+                core.on_reference(sym, market.reference[sym])
+        if n:
+            md.commit()
+        return n
+
     def _orders(self) -> int:
         """Risk-check and queue what the orders ring holds (nothing until reconciled)."""
         orders, dec, core = self.orders, self.dec, self.core
@@ -149,6 +175,7 @@ class GatewayAgent:
         link.connect_if_due()
         if link.up:
             work += self._read_venue()
+        work += self._market()
         work += self._orders()
         now = time.monotonic_ns()
         if now >= self.next_timer:
@@ -380,7 +407,10 @@ class GatewayService:
         rc = self.cfg.rings
         orders = Ring.open(ring_name(self.cfg, "orders"), rc.orders_capacity)
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
-        agent = self.agent = GatewayAgent(self.cfg, orders, execs)
+        md = Ring.open(ring_name(self.cfg, "risk_md"), rc.risk_md_capacity)
+        agent = self.agent = GatewayAgent(self.cfg, orders, execs, md)
+        if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
+            agent.market.sync.rejoin()
         t0 = time.monotonic()
         # In a thread: a long day's replay must not keep SIGTERM waiting.
         journal, records, last_seq = await trio.to_thread.run_sync(
@@ -401,7 +431,7 @@ class GatewayService:
         if agent.snapshot is not None:
             agent.replay_target = int(agent.snapshot["next_sequence"]) - 1
         loop = self.loop = self.host.loop(
-            "gateway", agent, {"orders": orders}, rc.wait_for("gateway")
+            "gateway", agent, {"orders": orders, "risk_md": md}, rc.wait_for("gateway")
         )
         loop.start()
         try:
@@ -412,9 +442,19 @@ class GatewayService:
                 len(agent.core.book.symbols()),
             )
             task_status.started()
+            sync = agent.market.sync
             while loop.alive:
                 await trio.sleep(0.05)
                 agent.core.latency.fold()
+                # take_resync in the hot thread, which owns the sync state (as the
+                # strategy does); a resync loop's backoff is waited out here
+                if (
+                    sync.want_resync
+                    and time.monotonic() >= sync.resync_at
+                    and await loop.call(sync.take_resync)
+                ):
+                    log.error("risk market view: %s: requesting a resync", sync.last_loss)
+                    await request_resync(self.cfg, log)
                 if journal.sync_due():  # no thread hop (and its wake-ups) when idle
                     await trio.to_thread.run_sync(journal.maybe_sync)
             raise RuntimeError(f"gateway hot loop died: {loop.error!r}")
@@ -423,6 +463,7 @@ class GatewayService:
             agent.link.drop("stopping")
             orders.close()
             execs.close()
+            md.close()
             journal.close()
 
     def status_detail(self) -> dict[str, Any]:
@@ -444,6 +485,7 @@ class GatewayService:
             "next_user_ref": core.next_user_ref,
             "last_unusable": core.last_unusable,
             "reconcile": a.reconcile_status,
+            "market": a.market.status(),
             "venue_session": core.venue_session,
             **core.counters,
             **a.counters,

@@ -54,7 +54,9 @@ class MarketDataUpdate(msgspec.Struct, array_like=True, gc=False, frozen=True):
 CMD_NEW = 1
 CMD_CANCEL = 2
 CMD_REPLACE = 3
-CMD_MARK = 4  # the strategy's BBO for marking positions: qty = bid, price = ask
+# Retired: the strategy's BBO (qty = bid, price = ask), once risk's reference. A
+# gateway counts and ignores it: its reference is its own view (hftd.risk.market).
+CMD_MARK = 4
 CMD_HEARTBEAT = 5  # alive (on a timer); qty = 1 if books are in sync, price = md age in ms
 
 

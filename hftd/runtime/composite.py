@@ -33,7 +33,7 @@ from hftd.runtime.hotloop import MAX_SLEEP_S, Agent, HotLoop
 T = TypeVar("T")
 
 # Which component writes each ring (the consumer is the other end).
-PRODUCER = {"md": "feed", "orders": "strategy", "executions": "gateway"}
+PRODUCER = {"md": "feed", "risk_md": "feed", "orders": "strategy", "executions": "gateway"}
 # Whose warming pass feeds whose (hftd.hotpath.warmup): the md ring's, the orders ring's.
 _UPSTREAM = {"strategy": "feed", "gateway": "strategy"}
 

@@ -4,7 +4,7 @@ Its hot thread consumes the md ring (feed -> strategy) and the executions
 ring (gateway -> strategy), drives the pure `StrategyEngine`, and writes
 order commands into the orders ring (strategy -> gateway).
 
-Books need the whole ITCH stream (`hftd.strategy.sync.MdSync` decides what
+Books need the whole ITCH stream (`hftd.book.sync.MdSync` decides what
 is in sync). A fresh ring starts at sequence 1, or at a feed heartbeat saying
 the venue has sequenced nothing yet (an empty stream before the open is
 normal); any other start (a restarted strategy, or a gap: a dropped update
@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from hftd.book.sync import APPLY, LOST, REBUILD, MdSync
 from hftd.config import HftdConfig, ring_name
+from hftd.feed.daemon import request_resync
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
-from hftd.msg.control import Command, Depth, DepthInfo, Resync, Status
+from hftd.msg.control import Command, Depth, DepthInfo, Status
 from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import claim_strategy_run
 from hftd.strategy.engine import StrategyEngine
-from hftd.strategy.sync import APPLY, LOST, REBUILD, MdSync
 
 if TYPE_CHECKING:
     from hftd.hotpath.warmup import StrategyWarm
@@ -206,18 +207,6 @@ class StrategyService:
         self.agent: StrategyAgent | None = None
         self.loop: PartLoop | None = None
 
-    async def _resync(self) -> None:
-        path = self.cfg.system.resolved_run_dir() / "feed.sock"
-        while True:
-            try:
-                reply = await request(path, Resync())
-                if reply.ok:
-                    return
-                log.warning("feed refused resync: %s", reply.error)
-            except OSError as exc:
-                log.warning("feed not reachable for a resync (%s); retrying", exc)
-            await trio.sleep(0.2)
-
     async def _recover(self, agent: StrategyAgent) -> None:
         """Take over the working orders and positions a previous run left (from the
         gateway, which owns them); nothing to do on a first start."""
@@ -265,7 +254,7 @@ class StrategyService:
                     and time.monotonic() >= sync.resync_at
                     and await loop.call(sync.take_resync)
                 ):
-                    await self._resync()
+                    await request_resync(self.cfg, log)
                 if not ready and sync.synced:
                     ready = True
                     task_status.started()
@@ -307,7 +296,7 @@ class StrategyService:
         raise ValueError(f"strategy does not handle {type(cmd).__name__}")
 
     def live_config(self) -> tuple[str, ...]:
-        return ("strategy.heartbeat_s", "strategy.mark_interval_s", "strategy.instances")
+        return ("strategy.heartbeat_s", "strategy.instances")
 
     def apply_config(self, cfg: HftdConfig) -> None:
         old = [(i.name, i.kind) for i in self.cfg.strategy.instances]

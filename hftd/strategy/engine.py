@@ -9,9 +9,9 @@ cl_id alone.
 An update the books reject (`BookError`: an execute, cancel, delete or
 replace of an order they do not hold, a size of zero or less, ...) means they
 are no longer the venue's. It is counted (`book_errors`, `last_book_error`),
-the books stop being trusted (`in_sync` false: no marks to the gateway, no
-strategy sees the update) and `lost(why, seq)` asks for a resync, the path a
-sequence gap takes (`hftd.strategy.sync.MdSync.lost`): the books are rebuilt
+the books stop being trusted (`in_sync` false: no strategy sees the update)
+and `lost(why, seq)` asks for a resync, the path a
+sequence gap takes (`hftd.book.sync.MdSync.lost`): the books are rebuilt
 from sequence 1. Never an exception.
 """
 
@@ -25,7 +25,6 @@ from hftd.config import HftdConfig
 from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
-    CMD_MARK,
     EX_HEARTBEAT,
     MD_EXECUTE,
     MD_RESET,
@@ -66,8 +65,6 @@ class StrategyEngine:
             if inst.enabled:
                 for sym in inst.symbols:
                     self.by_symbol.setdefault(sym, []).append(strat)
-        self.last_mark: dict[str, tuple[int, int]] = {}
-        self.next_mark_ns = 0
         self.next_heartbeat_ns = 0
         self.gateway_seen_ns = 0
         self.last_md_ns = 0  # any market data, feed heartbeats included
@@ -81,12 +78,7 @@ class StrategyEngine:
         if u.kind == MD_RESET:
             self.builder.reset()
             return
-        trade_price = 0
-        if u.kind == MD_EXECUTE:
-            b = self.builder.by_locate.get(u.locate)
-            if b is not None:
-                entry = b.orders.get(u.order_ref)
-                trade_price = u.price or (entry[1] if entry else 0)
+        trade_price = self.builder.execution_price(u) if u.kind == MD_EXECUTE else 0
         try:
             book = self.builder.apply_update(u)
         except BookError as exc:
@@ -135,7 +127,8 @@ class StrategyEngine:
     # --- timers --------------------------------------------------------------------------
 
     def on_timer(self) -> None:
-        """Heartbeat, BBO marks for the gateway's P&L, strategy timers."""
+        """Heartbeat, strategy timers. (No marks: the gateway reads the market itself
+        for its risk reference and P&L, `hftd.risk.market`.)"""
         now = self.clock()
         scfg = self.cfg.strategy
         if now >= self.next_heartbeat_ns:
@@ -144,16 +137,6 @@ class StrategyEngine:
                 OrderCommand(CMD_HEARTBEAT, 0, "", "", int(self.in_sync), age_ms, "", 0, "", 0, now)
             )
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
-        if now >= self.next_mark_ns and self.in_sync:  # never a mark from a wrong book
-            self.next_mark_ns = now + int(scfg.mark_interval_s * 1e9)
-            for sym, book in self.builder.books.items():
-                bid, ask = book.best_bid(), book.best_ask()
-                if bid is None or ask is None:
-                    continue
-                mark = (bid[0], ask[0])
-                if self.last_mark.get(sym) != mark:
-                    self.last_mark[sym] = mark
-                    self.send(OrderCommand(CMD_MARK, 0, sym, "", bid[0], ask[0], "", 0, "", 0, now))
         for s in self.strategies:
             s.on_timer(now)
 

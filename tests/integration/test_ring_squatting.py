@@ -31,7 +31,7 @@ from tests.support import ROOT, ask, make_config, start_daemon
 pytestmark = pytest.mark.integration
 
 NOBODY = 65534
-EDGES = ("md", "executions", "orders")
+EDGES = ("md", "risk_md", "executions", "orders")
 SETPRIV = shutil.which("setpriv")
 
 # Run as `nobody` with umask 0: hftd's own Ring.create, asked for mode 0o666.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hftd.config import HftdConfig, parse_config
+from hftd.config import RING_EDGES, HftdConfig, parse_config
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
 from tests.support import DEFAULT_CONFIG
 
@@ -150,7 +150,7 @@ def test_only_rings_written_by_another_process_are_slept_on() -> None:
     class R:
         pass
 
-    md, orders, execs = R(), R(), R()
+    md, risk_md, orders, execs = R(), R(), R(), R()
     host = CompositeHost(c, ["feed", "strategy"], "sleep")  # gateway runs elsewhere
     part = host.loop(
         "strategy",
@@ -159,9 +159,22 @@ def test_only_rings_written_by_another_process_are_slept_on() -> None:
         "sleep",
     )
     assert part.inputs == [execs]  # type: ignore[attr-defined]
-    part = host.loop("gateway", Agent("g", [], 1.0, []), {"orders": orders}, "sleep")  # type: ignore[dict-item]
+    part = host.loop(
+        "gateway",
+        Agent("g", [], 1.0, []),
+        {"orders": orders, "risk_md": risk_md},  # type: ignore[dict-item]
+        "sleep",
+    )
     assert part.inputs == []  # type: ignore[attr-defined]
-    assert set(PRODUCER) == {"md", "orders", "executions"}
+    host = CompositeHost(c, ["strategy", "gateway"], "sleep")  # the feed runs elsewhere
+    part = host.loop(
+        "gateway",
+        Agent("g", [], 1.0, []),
+        {"orders": orders, "risk_md": risk_md},  # type: ignore[dict-item]
+        "sleep",
+    )
+    assert part.inputs == [risk_md]  # type: ignore[attr-defined]
+    assert set(PRODUCER) == set(RING_EDGES)
 
 
 def test_each_message_the_feed_publishes_runs_through_strategy_and_gateway() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hftd.book.sync import APPLY, LOST, REBUILD, SKIP, MdSync
 from hftd.feed.normalize import Normalizer, normalize
 from hftd.msg.hot import (
     MD_ADD,
@@ -13,7 +14,6 @@ from hftd.msg.hot import (
     MD_SEQUENCE,
     MarketDataUpdate,
 )
-from hftd.strategy.sync import APPLY, LOST, REBUILD, SKIP, MdSync
 from hftd.wire import itch
 from tests.support import ITCH_FILE
 from tests.unit.test_wire import EVERY_ITCH_TYPE

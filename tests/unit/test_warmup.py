@@ -64,16 +64,17 @@ def agents(tmp_path: Path) -> Iterator[tuple[HftdConfig, list[Ring], CompositeAg
     cfg = load_config(make_config(tmp_path))
     rc = cfg.rings
     md = Ring.open(ring_name(cfg, "md"), rc.md_capacity)
+    risk_md = Ring.open(ring_name(cfg, "risk_md"), rc.risk_md_capacity)
     orders = Ring.open(ring_name(cfg, "orders"), rc.orders_capacity)
     execs = Ring.open(ring_name(cfg, "executions"), rc.executions_capacity)
     comp = CompositeAgent()
-    comp.add(0, "feed", FeedAgent(cfg, md))
+    comp.add(0, "feed", FeedAgent(cfg, md, risk_md))
     comp.add(1, "strategy", StrategyAgent(cfg, md, execs, orders))
-    comp.add(2, "gateway", GatewayAgent(cfg, orders, execs))
+    comp.add(2, "gateway", GatewayAgent(cfg, orders, execs, risk_md))
     try:
-        yield cfg, [md, orders, execs], comp
+        yield cfg, [md, risk_md, orders, execs], comp
     finally:
-        for r in (md, orders, execs):
+        for r in (md, risk_md, orders, execs):
             r.close()
 
 

@@ -1,7 +1,8 @@
-"""Where the strategy stands in the venue's ITCH stream (pure).
+"""Where a book builder stands in the venue's ITCH stream (pure).
 
 Books need every sequenced message, in order. `MdSync` decides, update by
-update, whether the books are in sync: what to apply, what to skip, when a
+update, whether the books are in sync (the strategy's, and the gateway's own
+view for risk, `hftd.risk.market`): what to apply, what to skip, when a
 gap (or a feed drop) means the books must be rebuilt from a resync (the feed
 publishes MD_RESET and replays from sequence 1), and when to ask for it.
 
