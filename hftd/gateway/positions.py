@@ -32,7 +32,8 @@ from array import array
 from collections.abc import Iterable
 from typing import Final
 
-import msgspec
+from hftd.msg.status import BookSnapshot as BookSnapshot
+from hftd.msg.status import PositionSnapshot as PositionSnapshot
 
 BUY: Final = "B"
 SELL: Final = "S"
@@ -44,34 +45,6 @@ def _scale(value: int, num: int, den: int) -> int:
     if 2 * r > den or (2 * r == den and q % 2 == 1):
         q += 1
     return q if value >= 0 else -q
-
-
-class PositionSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """One symbol's position for reporting."""
-
-    symbol: str
-    qty: int  # signed shares
-    avg_price: float  # display only: cost_basis / qty, 4dp units (0.0 when flat)
-    cost_basis: int  # signed, fixed-point dollars
-    realized: int
-    mark: int | None
-    unrealized: int  # 0 without a mark
-    bought: int  # shares, whole day
-    sold: int
-    fills: int
-
-
-class BookSnapshot(msgspec.Struct, frozen=True):
-    """Every position and the account totals."""
-
-    positions: tuple[PositionSnapshot, ...]
-    realized: int
-    unrealized: int
-    total: int
-    gross_shares: int  # sum |qty|
-    net_shares: int  # sum qty
-    gross_notional: int  # sum |qty| * mark
-    net_notional: int  # sum qty * mark
 
 
 class Position:

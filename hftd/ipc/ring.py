@@ -168,8 +168,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self, cast, get_args
 
-import msgspec
-
 from hftd.ipc.doorbell import (
     DoorbellListener,
     DoorbellRinger,
@@ -177,6 +175,7 @@ from hftd.ipc.doorbell import (
     ensure_fifo,
     open_checked,
 )
+from hftd.msg.status import RingStats
 
 __all__ = [
     "CACHE_LINE",
@@ -260,25 +259,6 @@ class RingUntrustedError(RingError):
     of the expected type, owned by another uid, or open to "other" users; the
     message names the file, the reason and what to do.
     """
-
-
-class RingStats(msgspec.Struct, frozen=True):
-    """A snapshot of a ring's header, for monitors (read without locking)."""
-
-    name: str
-    capacity: int
-    max_payload: int
-    head: int
-    tail: int
-    used: int
-    free: int
-    full_count: int
-    bells: int
-    sleeps: int
-    wakeups: int
-    timeouts: int
-    missed_wakeups: int
-    consumer_sleeping: bool
 
 
 def record_size(payload_len: int) -> int:

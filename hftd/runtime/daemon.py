@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import msgspec
 import trio
 
 from hftd.config import (
@@ -35,6 +36,7 @@ from hftd.config import (
 from hftd.ipc.control import serve_control
 from hftd.ipc.ring import RingError, RingUntrustedError
 from hftd.msg.control import Command, Reload, ReloadResult, Status, StatusInfo
+from hftd.msg.status import Detail
 from hftd.runtime import gcpolicy
 from hftd.runtime.log import flush_stale, setup_logging
 from hftd.runtime.notify import Notifier
@@ -49,8 +51,10 @@ class Service(Protocol):
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None:
         """Serve until cancelled; call task_status.started() once able to do the job."""
 
-    def status_detail(self) -> dict[str, Any]:
-        """Component figures for `hftctl status`."""
+    def status_detail(self) -> Detail | dict[str, Any] | None:
+        """Component figures for `hftctl status`, the monitor and recovery: the
+        daemon's Struct of hftd/msg/status.py (a map on the wire), None while it
+        has none yet; a plain dict for the daemons not typed yet."""
 
     async def handle(self, cmd: Command) -> Any:
         """Answer a component-specific command; raise ValueError for unknown ones."""
@@ -63,6 +67,17 @@ class Service(Protocol):
 
 
 ServiceFactory = Callable[[HftdConfig], Service]
+
+
+def _as_map(detail: Detail | dict[str, Any] | None) -> dict[str, Any]:
+    """A Status detail as the plain map the wire carries (readers without
+    hftd.msg.status, and the control server adding ``listeners``, see a map)."""
+    if detail is None:
+        return {}
+    if isinstance(detail, Detail):
+        out: dict[str, Any] = msgspec.to_builtins(detail)
+        return out
+    return detail
 
 
 def set_affinity(cpus: list[int], log: logging.Logger) -> None:
@@ -114,7 +129,7 @@ class Runtime:
                 pid=os.getpid(),
                 state=self.state,
                 uptime_s=time.monotonic() - self.started,
-                detail=self.service.status_detail(),
+                detail=_as_map(self.service.status_detail()),
             )
         if isinstance(cmd, Reload):
             return self.reload()

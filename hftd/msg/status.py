@@ -1,0 +1,294 @@
+"""What a daemon's `Status` reply carries under ``detail``: one Struct per daemon.
+
+These are contracts between processes: the gateway's working orders and
+positions are how a restarted strategy takes its orders back (`adopt`), and
+the monitor, the console and `hftctl status` read the rest. A producer builds
+its detail Struct (`status_detail()`); `Runtime.dispatch` sends it as a plain
+msgpack map (`msgspec.to_builtins`), so the wire is what it always was and a
+reader without this module still reads it. Every reader decodes with
+`decode_detail`: a field missing or of the wrong type is a `StatusDetailError`
+naming the daemon and the field (``gateway Status detail: Object missing
+required field `working```), not a KeyError deep inside recovery.
+
+Readers ignore fields they do not know (a newer producer may add some); a
+field is removed or renamed only together with every reader. Defaults only
+where a value is genuinely absent at times (a reconciliation not done yet).
+
+The control socket's server adds ``listeners`` (its own counters,
+`hftd.ipc.limits`) to every daemon's detail; a detail with nothing else in it
+comes from a daemon still starting, and decodes to None.
+
+Money and prices are 4-decimal fixed point integers (`hftd.config.PRICE_SCALE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+
+class StatusDetailError(ValueError):
+    """A Status detail that is not what its daemon's Struct says (names the field)."""
+
+
+class Detail(msgspec.Struct, kw_only=True, frozen=True):
+    """Base of every daemon's Status detail."""
+
+
+# --- gateway ------------------------------------------------------------------------
+
+
+class BreakerStatus(msgspec.Struct, kw_only=True, frozen=True):
+    tripped: bool
+    reason: str
+    trips: int
+
+
+class ReconcileStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """The journal's end checked against the venue's stream, and (with our simulator)
+    the gateway's state against the venue's snapshot (docs/reconciliation.md)."""
+
+    state: str  # verifying, agreed, mismatch
+    first: int = msgspec.field(default=0, name="from")  # the re-sent messages compared
+    last_seq: int = msgspec.field(default=0, name="to")
+    verified: int = 0  # of those, found equal to the journal's
+    problems: list[str] = msgspec.field(default_factory=list)
+    snapshot: str | list[str] = ""  # "agreed", the mismatches, or "" (no snapshot)
+
+
+class MarketStatus(msgspec.Struct, kw_only=True, frozen=True):
+    """Risk's own view of the market (hftd/risk/market.py `MarketView.status`)."""
+
+    synced: bool
+    last_seq: int
+    gaps: int
+    resyncs: int
+    resync_loop: bool
+    last_loss: str
+    book_errors: int
+    last_book_error: str
+    reference: dict[str, int]  # symbol -> the price band's reference
+
+
+class WorkingOrderStatus(msgspec.Struct, kw_only=True, frozen=True):
+    """One order the gateway has at the venue (a restarted strategy adopts it)."""
+
+    cl_id: int
+    user_ref: int  # OUCH UserRefNum
+    symbol: str
+    side: str  # "B" or "S"
+    leaves: int
+    price: int
+    order_ref: int  # the venue's order reference (0: not told)
+    tif: str
+    state: str  # pending, live, cancel_pending, replace_pending (hftd/gateway/core.py)
+    strategy: str
+
+
+class PositionSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """One symbol's position for reporting (hftd/gateway/positions.py)."""
+
+    symbol: str
+    qty: int  # signed shares
+    avg_price: float  # display only: cost_basis / qty, 4dp units (0.0 when flat)
+    cost_basis: int  # signed, fixed-point dollars
+    realized: int
+    mark: int | None
+    unrealized: int  # 0 without a mark
+    bought: int  # shares, whole day
+    sold: int
+    fills: int
+
+
+class BookSnapshot(msgspec.Struct, frozen=True):
+    """Every position and the account totals."""
+
+    positions: tuple[PositionSnapshot, ...]
+    realized: int
+    unrealized: int
+    total: int
+    gross_shares: int  # sum |qty|
+    net_shares: int  # sum qty
+    gross_notional: int  # sum |qty| * mark
+    net_notional: int  # sum qty * mark
+
+
+class FillStatus(msgspec.Struct, kw_only=True, frozen=True):
+    """One of the latest fills (the monitor's trades table)."""
+
+    time_ns: int
+    symbol: str
+    side: str
+    qty: int
+    price: int
+    tick_to_trade_us: float
+
+
+class GatewayDetail(Detail, kw_only=True, frozen=True):
+    mode: str  # active, paused, reducing, halted
+    breaker: BreakerStatus
+    venue_up: bool
+    strategy_up: bool
+    venue_seq: int
+    next_user_ref: int
+    last_unusable: str
+    reconcile: ReconcileStatus
+    market: MarketStatus
+    venue_session: str
+    # counters (GatewayCore.counters, then the daemon's own)
+    commands: int
+    sent: int
+    risk_rejects: int
+    venue_rejects: int
+    fills: int
+    cancels: int
+    replaces: int
+    timeouts: int
+    untracked: int
+    late_cancel_rejects: int
+    held: int
+    unusable: int
+    broken_trades: int
+    trade_corrections: int
+    aiq_cancels: int
+    cancel_pending: int
+    cancel_rejects: int
+    priority_updates: int
+    modified: int
+    restated: int
+    marks_ignored: int
+    report_backlog: int
+    reconnects: int
+    working: list[WorkingOrderStatus]
+    positions: BookSnapshot
+    risk: dict[str, float]  # limit -> fraction in use (RiskEngine.utilisation)
+    latency_hdr: dict[str, dict[int, int]]  # hop -> sparse HDR counters (SparseHistogram)
+    latency_rows_lost: int
+    recent_fills: list[FillStatus]
+
+
+# --- strategy -----------------------------------------------------------------------
+
+
+class StrategyInstanceStatus(msgspec.Struct, kw_only=True, frozen=True):
+    signals: int
+    sent: int
+    fills: int
+    partial_fills: int
+    rejects: int
+    cancels: int
+    positions: dict[str, int]
+
+
+class StrategyDetail(Detail, kw_only=True, frozen=True):
+    # market-data sequence (hftd/book/sync.py MdSync)
+    synced: bool
+    last_seq: int
+    updates: int
+    skipped: int
+    gaps: int
+    resets: int
+    resyncs: int
+    resync_failures: int
+    resync_loop: bool
+    resync_failures_in_a_row: int
+    resync_backoff_s: float
+    resync_hole: int
+    last_loss: str
+    # the daemon's
+    reports: int
+    orders_refused: int
+    run: int  # the strategy's run of the trading day (hftd/msg/ids.py)
+    book_errors: int
+    last_book_error: str
+    working: int
+    untracked: int
+    stale_reports: int
+    invalid_reports: int
+    gateway_heard_ms_ago: int | None  # None: never heard
+    strategies: dict[str, StrategyInstanceStatus]
+
+
+# --- feed ---------------------------------------------------------------------------
+
+
+class RingStats(msgspec.Struct, frozen=True):
+    """A snapshot of a ring's header, for monitors (read without locking)."""
+
+    name: str
+    capacity: int
+    max_payload: int
+    head: int
+    tail: int
+    used: int
+    free: int
+    full_count: int
+    bells: int
+    sleeps: int
+    wakeups: int
+    timeouts: int
+    missed_wakeups: int
+    consumer_sleeping: bool
+
+
+class FeedDetail(Detail, kw_only=True, frozen=True):
+    link: str  # disconnected, logging in, live
+    reconnects: int
+    next_sequence: int
+    messages: int
+    published: int
+    drops: int
+    risk_drops: int  # records the gateway's risk_md ring could not take
+    gaps: int
+    resets: int
+    bytes: int
+    unknown_types: int
+    malformed: int
+    ring: RingStats
+    risk_ring: RingStats
+
+
+# --- the others ---------------------------------------------------------------------
+
+
+class HotpathDetail(Detail, kw_only=True, frozen=True):
+    layout: str
+    parts: list[str]
+    ready: list[str]
+    wait: str
+    loops: int
+    sleeps: int
+    warms: int
+
+
+class ProbeDetail(Detail, kw_only=True, frozen=True):
+    hangs: int
+
+
+# The daemons whose detail is typed. Not yet: the exchange (its detail gathers the
+# venue's, the journal's and the checkpointer's figures) and the monitor (its detail
+# carries the `SystemState` of hftd/monitor/state.py, which readers decode as such).
+DETAILS: dict[str, type[Detail]] = {
+    "gateway": GatewayDetail,
+    "strategy": StrategyDetail,
+    "feed": FeedDetail,
+    "hotpath": HotpathDetail,
+    "probe": ProbeDetail,
+}
+
+D = TypeVar("D", bound=Detail)
+
+
+def decode_detail(kind: type[D], raw: Any, component: str = "") -> D | None:
+    """A Status reply's ``detail`` (a map) as `kind`; None while the daemon starts
+    (nothing in it but the control socket's ``listeners``). Raises
+    `StatusDetailError`, naming the field, for a detail `kind` does not describe."""
+    who = component or kind.__name__.removesuffix("Detail").lower()
+    if isinstance(raw, Mapping) and not raw.keys() - {"listeners"}:
+        return None
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise StatusDetailError(f"{who} Status detail: {exc}") from exc
