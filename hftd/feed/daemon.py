@@ -43,6 +43,7 @@ from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
 from hftd.msg.hot import MD_HEARTBEAT, MD_RESET, MarketDataUpdate
+from hftd.msg.status import FeedDetail
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
@@ -321,20 +322,27 @@ class FeedService:
             ring.close()
             risk_ring.close()
 
-    def status_detail(self) -> dict[str, Any]:
+    def status_detail(self) -> FeedDetail | None:
         a = self.agent
         if a is None:
-            return {}
-        return {
-            "link": a.state,
-            "reconnects": a.link.reconnects,
-            "next_sequence": a.next_seq,
-            **a.counters,
-            "unknown_types": a.norm.unknown,
-            "malformed": a.norm.malformed,
-            "ring": msgspec.to_builtins(a.ring.statistics()),
-            "risk_ring": msgspec.to_builtins(a.risk_ring.statistics()),
-        }
+            return None
+        c = a.counters
+        return FeedDetail(
+            link=a.state,
+            reconnects=a.link.reconnects,
+            next_sequence=a.next_seq,
+            messages=c["messages"],
+            published=c["published"],
+            drops=c["drops"],
+            risk_drops=c["risk_drops"],
+            gaps=c["gaps"],
+            resets=c["resets"],
+            bytes=c["bytes"],
+            unknown_types=a.norm.unknown,
+            malformed=a.norm.malformed,
+            ring=a.ring.statistics(),
+            risk_ring=a.risk_ring.statistics(),
+        )
 
     async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Resync) and self.loop is not None and self.agent is not None:

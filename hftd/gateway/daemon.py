@@ -40,6 +40,14 @@ from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
 from hftd.msg.hot import ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.status import (
+    BreakerStatus,
+    FillStatus,
+    GatewayDetail,
+    MarketStatus,
+    ReconcileStatus,
+    WorkingOrderStatus,
+)
 from hftd.risk.market import MarketView
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import gateway_journal_path
@@ -107,7 +115,7 @@ class GatewayAgent:
         # the journal's end against the venue's stream (set before the loop starts);
         # None once it agreed: no check on the hot path after that
         self.check: StreamCheck | None = None
-        self.reconcile_status: dict[str, Any] = {"state": "verifying"}
+        self.reconcile_status = ReconcileStatus(state="verifying")
         self.reconciled = False
 
     # --- agent ------------------------------------------------------------------------
@@ -349,10 +357,89 @@ class GatewayAgent:
                     len(self.snapshot["open_orders"]),
                     len(self.snapshot["fills"]),
                 )
-        self.reconcile_status = status
+        self.reconcile_status = msgspec.convert(status, ReconcileStatus)
         if check is not None and check.state == "agreed":
             self.check = None  # what follows is new: nothing to compare
         self.live.set()
+
+
+def gateway_detail(
+    core: GatewayCore,
+    market: MarketView,
+    reconcile: ReconcileStatus,
+    report_backlog: int,
+    reconnects: int,
+) -> GatewayDetail:
+    """The gateway's Status detail (the strategy's recovery reads its ``working``
+    and ``positions``). Built on the control thread while the hot loop trades:
+    whatever walks the core's dicts walks a copy."""
+    c = core.counters
+    breaker = core.breaker
+    return GatewayDetail(
+        mode=core.mode,
+        breaker=BreakerStatus(tripped=breaker.tripped, reason=breaker.reason, trips=breaker.trips),
+        venue_up=core.venue_up,
+        strategy_up=core.strategy_up,
+        venue_seq=core.venue_seq,
+        next_user_ref=core.next_user_ref,
+        last_unusable=core.last_unusable,
+        reconcile=reconcile,
+        market=msgspec.convert(market.status(), MarketStatus),
+        venue_session=core.venue_session,
+        commands=c["commands"],
+        sent=c["sent"],
+        risk_rejects=c["risk_rejects"],
+        venue_rejects=c["venue_rejects"],
+        fills=c["fills"],
+        cancels=c["cancels"],
+        replaces=c["replaces"],
+        timeouts=c["timeouts"],
+        untracked=c["untracked"],
+        late_cancel_rejects=c["late_cancel_rejects"],
+        held=c["held"],
+        unusable=c["unusable"],
+        broken_trades=c["broken_trades"],
+        trade_corrections=c["trade_corrections"],
+        aiq_cancels=c["aiq_cancels"],
+        cancel_pending=c["cancel_pending"],
+        cancel_rejects=c["cancel_rejects"],
+        priority_updates=c["priority_updates"],
+        modified=c["modified"],
+        restated=c["restated"],
+        marks_ignored=c["marks_ignored"],
+        report_backlog=report_backlog,
+        reconnects=reconnects,
+        working=[
+            WorkingOrderStatus(
+                cl_id=o.cl_id,
+                user_ref=o.user_ref,
+                symbol=o.symbol,
+                side=o.side,
+                leaves=o.leaves,
+                price=o.price,
+                order_ref=o.order_ref,
+                tif=o.tif,
+                state=o.state,
+                strategy=o.strategy,
+            )
+            for o in core.orders.copy().values()  # the hot loop adds orders meanwhile
+        ],
+        positions=core.book.snapshot(),
+        risk=core.risk.utilisation(),
+        latency_hdr=core.latency.histograms(),
+        latency_rows_lost=core.latency.lost,
+        recent_fills=[
+            FillStatus(
+                time_ns=t,
+                symbol=sym,
+                side=side,
+                qty=q,
+                price=p,
+                tick_to_trade_us=ttt / 1000,
+            )
+            for t, sym, side, q, p, ttt in list(core.recent_fills)
+        ],
+    )
 
 
 class GatewayService:
@@ -466,61 +553,13 @@ class GatewayService:
             md.close()
             journal.close()
 
-    def status_detail(self) -> dict[str, Any]:
+    def status_detail(self) -> GatewayDetail | None:
         a = self.agent
         if a is None:
-            return {}
-        core = a.core
-        snap = core.book.snapshot()
-        return {
-            "mode": core.mode,
-            "breaker": {
-                "tripped": core.breaker.tripped,
-                "reason": core.breaker.reason,
-                "trips": core.breaker.trips,
-            },
-            "venue_up": core.venue_up,
-            "strategy_up": core.strategy_up,
-            "venue_seq": core.venue_seq,
-            "next_user_ref": core.next_user_ref,
-            "last_unusable": core.last_unusable,
-            "reconcile": a.reconcile_status,
-            "market": a.market.status(),
-            "venue_session": core.venue_session,
-            **core.counters,
-            **a.counters,
-            "reconnects": a.link.reconnects,
-            "working": [
-                {
-                    "cl_id": o.cl_id,
-                    "user_ref": o.user_ref,
-                    "symbol": o.symbol,
-                    "side": o.side,
-                    "leaves": o.leaves,
-                    "price": o.price,
-                    "order_ref": o.order_ref,
-                    "tif": o.tif,
-                    "state": o.state,
-                    "strategy": o.strategy,
-                }
-                for o in core.orders.copy().values()  # the hot loop adds orders meanwhile
-            ],
-            "positions": msgspec.to_builtins(snap),
-            "risk": core.risk.utilisation(),
-            "latency_hdr": core.latency.histograms(),
-            "latency_rows_lost": core.latency.lost,
-            "recent_fills": [
-                {
-                    "time_ns": t,
-                    "symbol": sym,
-                    "side": side,
-                    "qty": q,
-                    "price": p,
-                    "tick_to_trade_us": ttt / 1000,
-                }
-                for t, sym, side, q, p, ttt in list(core.recent_fills)
-            ],
-        }
+            return None
+        return gateway_detail(
+            a.core, a.market, a.reconcile_status, a.counters["report_backlog"], a.link.reconnects
+        )
 
     async def handle(self, cmd: Command) -> Any:
         if self.loop is None or self.agent is None:

@@ -20,6 +20,7 @@ from hftd.config import HftdConfig
 from hftd.feed.daemon import FeedService
 from hftd.gateway.daemon import GatewayService
 from hftd.msg.control import Command
+from hftd.msg.status import HotpathDetail
 from hftd.runtime.composite import CompositeHost, LoopHost
 from hftd.runtime.daemon import Service
 from hftd.strategy.daemon import StrategyService
@@ -58,17 +59,17 @@ class HotpathService:
                     starters.start_soon(start, name)
             task_status.started()
 
-    def status_detail(self) -> dict[str, Any]:
+    def status_detail(self) -> HotpathDetail:
         hot = self.host.hot
-        return {
-            "layout": "composite",
-            "parts": list(self.parts),
-            "ready": sorted(self.ready),
-            "wait": hot.strategy,
-            "loops": hot.loops,
-            "sleeps": hot.sleeps,
-            "warms": hot.warms,
-        }
+        return HotpathDetail(
+            layout="composite",
+            parts=list(self.parts),
+            ready=sorted(self.ready),
+            wait=hot.strategy,
+            loops=hot.loops,
+            sleeps=hot.sleeps,
+            warms=hot.warms,
+        )
 
     async def handle(self, cmd: Command) -> Any:
         raise ValueError(

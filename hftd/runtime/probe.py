@@ -13,6 +13,7 @@ import trio
 
 from hftd.config import HftdConfig
 from hftd.msg.control import Command, Hang
+from hftd.msg.status import ProbeDetail
 
 
 class ProbeService:
@@ -24,8 +25,8 @@ class ProbeService:
         task_status.started()
         await trio.sleep_forever()
 
-    def status_detail(self) -> dict[str, Any]:
-        return {"hangs": self.hangs}
+    def status_detail(self) -> ProbeDetail:
+        return ProbeDetail(hangs=self.hangs)
 
     async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Hang):

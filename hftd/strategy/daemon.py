@@ -32,8 +32,9 @@ from hftd.config import HftdConfig, ring_name
 from hftd.feed.daemon import request_resync
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
-from hftd.msg.control import Command, Depth, DepthInfo, Status
+from hftd.msg.control import Command, Depth, DepthInfo, Status, StatusInfo
 from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.status import GatewayDetail, StrategyDetail, StrategyInstanceStatus, decode_detail
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import claim_strategy_run
 from hftd.strategy.engine import StrategyEngine
@@ -217,11 +218,15 @@ class StrategyService:
         except (OSError, trio.TooSlowError):
             log.info("gateway not reachable: starting with no working orders")
             return
-        if not reply.ok or not reply.result.get("detail"):
+        if not reply.ok:
             return
-        detail = reply.result["detail"]
-        positions = {p["symbol"]: p["qty"] for p in detail["positions"]["positions"]}
-        n = agent.engine.adopt(detail["working"], positions)
+        # a detail that is not a GatewayDetail stops the start here, naming the
+        # field (StatusDetailError): trading on without the orders would double them
+        detail = decode_detail(GatewayDetail, msgspec.convert(reply.result, StatusInfo).detail)
+        if detail is None:  # the gateway is starting: nothing to take over yet
+            return
+        positions = {p.symbol: p.qty for p in detail.positions.positions}
+        n = agent.engine.adopt(detail.working, positions)
         log.info(
             "recovered from the gateway: %d working orders, positions %s",
             n,
@@ -265,29 +270,51 @@ class StrategyService:
             for r in (md, execs, orders):
                 r.close()
 
-    def status_detail(self) -> dict[str, Any]:
+    def status_detail(self) -> StrategyDetail | None:
         a = self.agent
         if a is None:
-            return {}
-        e = a.engine
-        return {
-            **a.sync.status(),
-            **a.counters,
-            "run": a.run,
-            "book_errors": e.book_errors,
-            "last_book_error": e.last_book_error,
-            "working": e.working(),
-            "untracked": e.untracked(),
-            "stale_reports": e.stale(),
-            "invalid_reports": e.invalid(),
-            "gateway_heard_ms_ago": (time.monotonic_ns() - e.gateway_seen_ns) // 1_000_000
+            return None
+        e, sync = a.engine, a.sync
+        sc = sync.counters
+        return StrategyDetail(
+            synced=sync.synced,
+            last_seq=sync.last_seq,
+            updates=sc["updates"],
+            skipped=sc["skipped"],
+            gaps=sc["gaps"],
+            resets=sc["resets"],
+            resyncs=sc["resyncs"],
+            resync_failures=sc["resync_failures"],
+            resync_loop=sync.looping,
+            resync_failures_in_a_row=sync.failures,
+            resync_backoff_s=sync.backoff_s(),
+            resync_hole=sync.hole,
+            last_loss=sync.last_loss,
+            reports=a.counters["reports"],
+            orders_refused=a.counters["orders_refused"],
+            run=a.run,
+            book_errors=e.book_errors,
+            last_book_error=e.last_book_error,
+            working=e.working(),
+            untracked=e.untracked(),
+            stale_reports=e.stale(),
+            invalid_reports=e.invalid(),
+            gateway_heard_ms_ago=(time.monotonic_ns() - e.gateway_seen_ns) // 1_000_000
             if e.gateway_seen_ns
             else None,
-            "strategies": {
-                s.name: {"signals": s.signals, **s.om.counts, "positions": dict(s.om.positions)}
+            strategies={
+                s.name: StrategyInstanceStatus(
+                    signals=s.signals,
+                    sent=s.om.counts["sent"],
+                    fills=s.om.counts["fills"],
+                    partial_fills=s.om.counts["partial_fills"],
+                    rejects=s.om.counts["rejects"],
+                    cancels=s.om.counts["cancels"],
+                    positions=dict(s.om.positions),
+                )
                 for s in e.strategies
             },
-        }
+        )
 
     async def handle(self, cmd: Command) -> Any:
         if isinstance(cmd, Depth) and self.loop is not None and self.agent is not None:

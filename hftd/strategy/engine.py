@@ -17,8 +17,7 @@ from sequence 1. Never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from hftd.book.l3 import BookBuilder, BookError
 from hftd.config import HftdConfig
@@ -33,6 +32,7 @@ from hftd.msg.hot import (
     MarketDataUpdate,
     OrderCommand,
 )
+from hftd.msg.status import WorkingOrderStatus
 from hftd.strategy.orders import OrderManager
 from hftd.strategy.strategies import KINDS, Strategy
 
@@ -140,21 +140,15 @@ class StrategyEngine:
         for s in self.strategies:
             s.on_timer(now)
 
-    def adopt(self, working: list[dict[str, Any]], positions: dict[str, int]) -> int:
+    def adopt(self, working: Sequence[WorkingOrderStatus], positions: dict[str, int]) -> int:
         """Recover what a previous run left: working orders (routed by cl_id) and
         each symbol's net position, as the gateway knows them."""
         n = 0
         for w in working:
-            idx = ids.instance_of(w["cl_id"])
+            idx = ids.instance_of(w.cl_id)
             if 0 <= idx < len(self.strategies):
                 self.strategies[idx].om.adopt(
-                    w["cl_id"],
-                    w["symbol"],
-                    w["side"],
-                    w["leaves"],
-                    w["price"],
-                    w.get("tif", "0"),
-                    w["state"] != "live",
+                    w.cl_id, w.symbol, w.side, w.leaves, w.price, w.tif, w.state != "live"
                 )
                 n += 1
         for s in self.strategies:
