@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -46,8 +46,19 @@ from hftd.monitor.state import (
     Trade,
 )
 from hftd.msg.control import DaemonStatus, StatusInfo
+from hftd.msg.status import (
+    DETAILS,
+    BookSnapshot,
+    Detail,
+    FeedDetail,
+    GatewayDetail,
+    StrategyDetail,
+    decode_detail,
+)
 from hftd.runtime.hdr import SparseHistogram
 from hftd.runtime.latency import summarize
+
+D = TypeVar("D", bound=Detail)
 
 COUNTER_WINDOW_S = 65.0  # running totals kept this long ("last minute" counts)
 RATE_SPAN_S = 1.0  # rates over about this much time
@@ -66,7 +77,7 @@ def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
             del into[i]
 
 
-def _money(value: Any) -> float:
+def _money(value: int | float | None) -> float:
     """A fixed-point amount from a Status as dollars; None (not known yet, e.g.
     no mark for a position recovered before any trade) reads as 0."""
     return float(value) / PRICE_SCALE if value is not None else 0.0
@@ -77,8 +88,18 @@ class Reading(msgspec.Struct, kw_only=True):
 
     name: str
     info: StatusInfo | None = None  # its latest answer (may be old: see ok_at)
+    detail: Detail | None = None  # that answer's detail, typed (`typed_detail`)
     ok_at: float = 0.0  # monotonic time of that answer (0 = never answered)
     error: str = ""  # why the latest attempt failed ("" = it answered)
+
+
+def typed_detail(name: str, info: StatusInfo) -> Detail | None:
+    """`info.detail` as daemon `name`'s Struct (hftd.msg.status); None while it
+    starts, or for a daemon whose detail is not typed (the monitor reads only the
+    gateway's, the feed's and the strategy's). Raises `StatusDetailError`, naming
+    the field, for a detail its Struct does not describe."""
+    kind = DETAILS.get(name)
+    return None if kind is None else decode_detail(kind, info.detail, name)
 
 
 class Poll(msgspec.Struct, kw_only=True):
@@ -218,20 +239,46 @@ class Aggregator:
             dfacts.append(df)
 
         answering = {d.name: d.answering for d in dfacts}
-        gw = self._detail(poll, "gateway")
-        feed = self._detail(poll, "feed")
-        strat = self._detail(poll, "strategy")
+        gw = self._detail(poll, "gateway", GatewayDetail)
+        feed = self._detail(poll, "feed", FeedDetail)
+        strat = self._detail(poll, "strategy", StrategyDetail)
 
-        self._count(
-            "gateway",
-            poll,
-            gw,
-            ("sent", "fills", "cancels", "risk_rejects", "venue_rejects", "reconnects", "unusable"),
-        )
-        self._count("feed", poll, feed, ("messages", "gaps", "drops", "reconnects"))
-        self._count(
-            "strategy", poll, strat, ("orders_refused", "resyncs", "resync_failures", "book_errors")
-        )
+        if gw is not None:
+            self._count(
+                "gateway",
+                poll,
+                {
+                    "sent": gw.sent,
+                    "fills": gw.fills,
+                    "cancels": gw.cancels,
+                    "risk_rejects": gw.risk_rejects,
+                    "venue_rejects": gw.venue_rejects,
+                    "reconnects": gw.reconnects,
+                    "unusable": gw.unusable,
+                },
+            )
+        if feed is not None:
+            self._count(
+                "feed",
+                poll,
+                {
+                    "messages": feed.messages,
+                    "gaps": feed.gaps,
+                    "drops": feed.drops,
+                    "reconnects": feed.reconnects,
+                },
+            )
+        if strat is not None:
+            self._count(
+                "strategy",
+                poll,
+                {
+                    "orders_refused": strat.orders_refused,
+                    "resyncs": strat.resyncs,
+                    "resync_failures": strat.resync_failures,
+                    "book_errors": strat.book_errors,
+                },
+            )
         limit_hits, limit_where = self._limits(poll)
         if latency and self.latency_due(poll):
             for _ in self.latency_steps(poll):
@@ -251,35 +298,31 @@ class Aggregator:
             md=fd.rate("messages") if fd and feed_on else 0.0,
         )
         counters = Counters(
-            orders=_num(gw, "sent"),
-            fills=_num(gw, "fills"),
-            cancels=_num(gw, "cancels"),
-            risk_rejects=_num(gw, "risk_rejects"),
-            venue_rejects=_num(gw, "venue_rejects"),
-            md_messages=_num(feed, "messages"),
-            gaps=_num(feed, "gaps"),
-            drops=_num(feed, "drops"),
-            orders_refused=_num(strat, "orders_refused"),
-            resyncs=_num(strat, "resyncs"),
-            resync_failures=_num(strat, "resync_failures"),
-            book_errors=_num(strat, "book_errors"),
-            unusable=_num(gw, "unusable"),
-            reconnects=_num(feed, "reconnects") + _num(gw, "reconnects"),
+            orders=gw.sent if gw else 0,
+            fills=gw.fills if gw else 0,
+            cancels=gw.cancels if gw else 0,
+            risk_rejects=gw.risk_rejects if gw else 0,
+            venue_rejects=gw.venue_rejects if gw else 0,
+            md_messages=feed.messages if feed else 0,
+            gaps=feed.gaps if feed else 0,
+            drops=feed.drops if feed else 0,
+            orders_refused=strat.orders_refused if strat else 0,
+            resyncs=strat.resyncs if strat else 0,
+            resync_failures=strat.resync_failures if strat else 0,
+            book_errors=strat.book_errors if strat else 0,
+            unusable=gw.unusable if gw else 0,
+            reconnects=(feed.reconnects if feed else 0) + (gw.reconnects if gw else 0),
         )
-        positions, totals = self._positions(gw)
-        risk_raw = {
-            k: float(v) for k, v in (gw.get("risk") or {}).items() if isinstance(v, int | float)
-        }
-        raw_breaker = gw.get("breaker")
-        breaker: dict[str, Any] = raw_breaker if isinstance(raw_breaker, dict) else {}
-        mode = str(gw.get("mode", "")) if gw else ""
+        positions, totals = self._positions(gw.positions) if gw else ([], None)
+        risk_raw = dict(gw.risk) if gw else {}
+        mode = gw.mode if gw else ""
 
         window, total_lat = self.lat_window, self.lat_total
         hop_win = next((x for x in window if x.hop == acfg.latency_hop), None)
 
-        venue_up = bool(gw.get("venue_up", False))
-        strategy_up = bool(gw.get("strategy_up", False))
-        feed_link = str(feed.get("link", "")) if feed else ""
+        venue_up = gw.venue_up if gw else False
+        strategy_up = gw.strategy_up if gw else False
+        feed_link = feed.link if feed else ""
         facts = Facts(
             monitor_age_s=poll.mono - self.started,
             daemons=dfacts,
@@ -291,28 +334,28 @@ class Aggregator:
             risk=risk_raw,
             pnl_total=totals.total if totals else 0.0,
             mode=mode,
-            breaker_tripped=bool(breaker.get("tripped", False)),
-            breaker_reason=str(breaker.get("reason", "")),
-            venue_down_s=self._down_for("venue", gw_on and bool(gw) and not venue_up, poll.mono),
+            breaker_tripped=gw.breaker.tripped if gw else False,
+            breaker_reason=gw.breaker.reason if gw else "",
+            venue_down_s=self._down_for(
+                "venue", gw_on and gw is not None and not venue_up, poll.mono
+            ),
             strategy_down_s=self._down_for(
-                "strategy", gw_on and bool(gw) and not strategy_up, poll.mono
+                "strategy", gw_on and gw is not None and not strategy_up, poll.mono
             ),
             md_down_s=self._down_for(
-                "md", feed_on and bool(feed) and feed_link != "live", poll.mono
+                "md", feed_on and feed is not None and feed_link != "live", poll.mono
             ),
-            resync_failures=_num(strat, "resync_failures_in_a_row") if strat_on else 0,
-            resync_hole=_num(strat, "resync_hole"),
-            resync_backoff_s=float(v)
-            if isinstance(v := strat.get("resync_backoff_s"), int | float)
-            else 0.0,
-            resync_loss=str(strat.get("last_loss", "")),
+            resync_failures=strat.resync_failures_in_a_row if strat and strat_on else 0,
+            resync_hole=strat.resync_hole if strat else 0,
+            resync_backoff_s=strat.resync_backoff_s if strat else 0.0,
+            resync_loss=strat.last_loss if strat else "",
             feed_link=feed_link,
             limit_hits=limit_hits,
             limit_where=limit_where,
             book_errors_last_min=st.within("book_errors", 60.0) if st else 0,
-            book_error=str(strat.get("last_book_error", "")),
+            book_error=strat.last_book_error if strat else "",
             unusable_last_min=g.within("unusable", 60.0) if g else 0,
-            last_unusable=str(gw.get("last_unusable", "")),
+            last_unusable=gw.last_unusable if gw else "",
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -327,8 +370,8 @@ class Aggregator:
             venue_up=venue_up,
             strategy_up=strategy_up,
             feed_link=feed_link,
-            working_orders=len(gw.get("working") or []),
-            resync_loop=bool(strat.get("resync_loop", False)) and strat_on,
+            working_orders=len(gw.working) if gw else 0,
+            resync_loop=strat is not None and strat.resync_loop and strat_on,
             counters=counters,
             rates=rates,
             latency_hop=acfg.latency_hop,
@@ -338,7 +381,7 @@ class Aggregator:
             positions=positions,
             totals=totals,
             risk=self._risk_bars(risk_raw),
-            trades=self._trades(gw),
+            trades=self._trades(gw) if gw else [],
             daemons=daemons,
             alerts=self.book.current(),
             alert_log=list(self.book.log)[:50],
@@ -352,11 +395,11 @@ class Aggregator:
 
     # --- pieces ---------------------------------------------------------------------
 
-    def _detail(self, poll: Poll, name: str) -> dict[str, Any]:
+    @staticmethod
+    def _detail(poll: Poll, name: str, kind: type[D]) -> D | None:
+        """Daemon `name`'s latest typed detail (None: none yet)."""
         r = poll.readings.get(name)
-        if r is None or r.info is None:
-            return {}
-        return r.info.detail
+        return r.detail if r is not None and isinstance(r.detail, kind) else None
 
     def _daemon(
         self, name: str, r: Reading, sup: DaemonStatus | None, poll: Poll
@@ -414,14 +457,14 @@ class Aggregator:
         )
         return health, facts
 
-    def _count(self, name: str, poll: Poll, detail: dict[str, Any], keys: tuple[str, ...]) -> None:
+    def _count(self, name: str, poll: Poll, counts: dict[str, int]) -> None:
         r = poll.readings.get(name)
-        if r is None or not detail or not r.ok_at:
+        if r is None or not r.ok_at:
             return
         tot = self.totals.setdefault(name, _Totals())
         if tot.series and tot.series[-1][0] >= r.ok_at:
             return  # nothing new from this daemon since the last poll
-        tot.add(r.ok_at, {k: _num(detail, k) for k in keys})
+        tot.add(r.ok_at, counts)
 
     def _limits(self, poll: Poll) -> tuple[dict[str, int], dict[str, list[str]]]:
         """Per daemon: its listeners' limits hit in the last minute, and which listeners."""
@@ -451,10 +494,10 @@ class Aggregator:
         steps the monitor daemon makes a system call, where the kernel does.
         The new figures replace the old ones only when all steps are done."""
         self.lat_at = poll.mono
-        gw = self._detail(poll, "gateway")
-        hists = gw.get("latency_hdr")
+        gw = self._detail(poll, "gateway", GatewayDetail)
         r = poll.readings.get("gateway")
-        if isinstance(hists, dict) and r is not None:
+        if gw is not None and r is not None:
+            hists = gw.latency_hdr
             t = r.ok_at
             for hop in HOPS:
                 wire = hists.get(hop)
@@ -510,20 +553,18 @@ class Aggregator:
             return 0.0
         return now - self.since_false.setdefault(flag, now)
 
-    def _positions(self, gw: dict[str, Any]) -> tuple[list[PositionRow], PositionRow | None]:
-        snap = gw.get("positions")
-        if not isinstance(snap, dict):
-            return [], None
+    @staticmethod
+    def _positions(snap: BookSnapshot) -> tuple[list[PositionRow], PositionRow]:
         rows = []
-        for p in snap.get("positions") or []:
-            realized = _money(p.get("realized"))
-            unrealized = _money(p.get("unrealized"))
+        for p in snap.positions:
+            realized = _money(p.realized)
+            unrealized = _money(p.unrealized)
             rows.append(
                 PositionRow(
-                    symbol=str(p.get("symbol", "?")),
-                    qty=int(p.get("qty") or 0),
-                    avg_price=_money(p.get("avg_price")),
-                    mark=_money(p.get("mark")),  # None: no market price seen yet
+                    symbol=p.symbol,
+                    qty=p.qty,
+                    avg_price=_money(p.avg_price),
+                    mark=_money(p.mark),  # None: no market price seen yet
                     unrealized=unrealized,
                     realized=realized,
                     total=realized + unrealized,
@@ -532,12 +573,12 @@ class Aggregator:
         rows.sort(key=lambda r: r.symbol)
         total = PositionRow(
             symbol="TOTAL",
-            qty=int(snap.get("net_shares", sum(r.qty for r in rows)) or 0),
+            qty=snap.net_shares,
             avg_price=0.0,
             mark=0.0,
-            unrealized=_money(snap.get("unrealized")),
-            realized=_money(snap.get("realized")),
-            total=_money(snap.get("total")),
+            unrealized=_money(snap.unrealized),
+            realized=_money(snap.realized),
+            total=_money(snap.total),
         )
         return rows, total
 
@@ -561,17 +602,17 @@ class Aggregator:
         return bars
 
     @staticmethod
-    def _trades(gw: dict[str, Any], limit: int = 20) -> list[Trade]:
+    def _trades(gw: GatewayDetail, limit: int = 20) -> list[Trade]:
         out = []
-        for f in reversed(gw.get("recent_fills") or []):
+        for f in reversed(gw.recent_fills):
             out.append(
                 Trade(
-                    time=float(f.get("time_ns", 0)) / 1e9,
-                    symbol=str(f.get("symbol", "")),
-                    side=str(f.get("side", "")),
-                    qty=int(f.get("qty", 0)),
-                    price=float(f.get("price", 0)) / PRICE_SCALE,
-                    tick_to_trade_us=float(f.get("tick_to_trade_us", 0.0)),
+                    time=f.time_ns / 1e9,
+                    symbol=f.symbol,
+                    side=f.side,
+                    qty=f.qty,
+                    price=f.price / PRICE_SCALE,
+                    tick_to_trade_us=f.tick_to_trade_us,
                 )
             )
             if len(out) >= limit:

@@ -12,6 +12,10 @@ no send path that could block; the Status handler they already serve for
 socket stops answering; nothing has to notice the absence of a push. Each
 poller keeps its connection open (reconnecting after any failure), so a poll
 costs a daemon one framed request, not an accept and a new task.
+
+Each answer's detail is decoded here, once, into its daemon's Struct
+(hftd.msg.status, `Reading.detail`): a detail that does not match it is a
+failed poll whose error names the field.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import msgspec
 import trio
 
 from hftd.ipc.control import Connection, request
-from hftd.monitor.model import Reading
+from hftd.monitor.model import Reading, typed_detail
 from hftd.msg.control import DaemonStatus, Reply, Status, StatusInfo
 
 
@@ -70,6 +74,9 @@ class Poller:
         r = self.readings[name]
         try:
             info = await self.ask(name)
+            # a detail its Struct does not describe (a field missing, renamed or of
+            # another type) is a failed poll whose error names the field
+            detail = typed_detail(name, info)
         except FileNotFoundError:
             self.failures += 1
             r.error = "no control socket"
@@ -81,6 +88,7 @@ class Poller:
             r.error = f"{type(exc).__name__}: {exc}"
         else:
             r.info = info
+            r.detail = detail
             r.ok_at = time.monotonic()
             r.error = ""
 

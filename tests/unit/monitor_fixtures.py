@@ -1,14 +1,28 @@
-"""Status replies shaped like the real daemons' (see their `status_detail`), for monitor tests."""
+"""Status replies made of the real daemons' detail Structs (hftd.msg.status), for monitor tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from hftd.config import HftdConfig, parse_config
-from hftd.monitor.model import Poll, Reading
+from hftd.monitor.model import Poll, Reading, typed_detail
 from hftd.msg.control import DaemonStatus, StatusInfo
+from hftd.msg.status import (
+    BookSnapshot,
+    BreakerStatus,
+    FeedDetail,
+    FillStatus,
+    GatewayDetail,
+    MarketStatus,
+    PositionSnapshot,
+    ReconcileStatus,
+    RingStats,
+    StrategyDetail,
+    WorkingOrderStatus,
+)
 from hftd.runtime.hdr import SparseHistogram
 from hftd.runtime.latency import HOPS
 
@@ -41,7 +55,7 @@ def gateway(
     risk_rejects: int = 1,
     venue_rejects: int = 0,
     latency_ns: list[int] | None = None,
-    mode: str | None = None,
+    mode: str = "active",
     breaker: dict[str, Any] | None = None,
     risk: dict[str, float] | None = None,
     venue_up: bool = True,
@@ -49,53 +63,68 @@ def gateway(
 ) -> dict[str, Any]:
     """A gateway detail: AAPL long 300 @ 189.50 marked 189.60, MSFT short 100, realized 12.34."""
     values = latency_ns if latency_ns is not None else [100_000, 200_000, 300_000, 4_000_000]
-    d: dict[str, Any] = {
-        "venue_up": venue_up,
-        "strategy_up": strategy_up,
-        "venue_seq": 7,
-        "sent": sent,
-        "fills": fills,
-        "cancels": cancels,
-        "risk_rejects": risk_rejects,
-        "venue_rejects": venue_rejects,
-        "reconnects": 0,
-        "working": [
-            {
-                "cl_id": 1,
-                "symbol": "AAPL",
-                "side": "B",
-                "leaves": 100,
-                "price": 1_890_000,
-                "state": "live",
-            }
-        ],
-        "positions": {
-            "positions": [
-                {
-                    "symbol": "MSFT",
-                    "qty": -100,
-                    "avg_price": 4_152_000.0,
-                    "cost_basis": 0,
-                    "realized": 123_400,
-                    "mark": 4_150_000,
-                    "unrealized": 20_000,
-                },
-                {
-                    "symbol": "AAPL",
-                    "qty": 300,
-                    "avg_price": 1_895_000.0,
-                    "cost_basis": 0,
-                    "realized": 0,
-                    "mark": 1_896_000,
-                    "unrealized": 30_000,
-                },
-            ],
-            "realized": 123_400,
-            "unrealized": 50_000,
-            "total": 173_400,
-            "net_shares": 200,
+    counters = dict.fromkeys(
+        (f.name for f in msgspec.structs.fields(GatewayDetail) if f.type is int), 0
+    )
+    detail = GatewayDetail(
+        **{
+            **counters,
+            "venue_seq": 7,
+            "next_user_ref": 2,
+            "sent": sent,
+            "fills": fills,
+            "cancels": cancels,
+            "risk_rejects": risk_rejects,
+            "venue_rejects": venue_rejects,
         },
-        "risk": risk
+        mode=mode,
+        breaker=BreakerStatus(**{"tripped": False, "reason": "", "trips": 0, **(breaker or {})}),
+        venue_up=venue_up,
+        strategy_up=strategy_up,
+        last_unusable="",
+        reconcile=ReconcileStatus(state="agreed"),
+        market=MarketStatus(
+            synced=True,
+            last_seq=1000,
+            gaps=0,
+            resyncs=0,
+            resync_loop=False,
+            last_loss="",
+            book_errors=0,
+            last_book_error="",
+            reference={"AAPL": 1_896_000, "MSFT": 4_150_000},
+        ),
+        venue_session="S1",
+        working=[
+            WorkingOrderStatus(
+                cl_id=1,
+                user_ref=1,
+                symbol="AAPL",
+                side="B",
+                leaves=100,
+                price=1_890_000,
+                order_ref=9001,
+                tif="0",
+                state="live",
+                strategy="mr1",
+            )
+        ],
+        positions=BookSnapshot(
+            positions=(
+                PositionSnapshot(
+                    "MSFT", -100, 4_152_000.0, 0, 123_400, 4_150_000, 20_000, 0, 100, 1
+                ),
+                PositionSnapshot("AAPL", 300, 1_895_000.0, 0, 0, 1_896_000, 30_000, 300, 0, 1),
+            ),
+            realized=123_400,
+            unrealized=50_000,
+            total=173_400,
+            gross_shares=400,
+            net_shares=200,
+            gross_notional=400 * 1_896_000,
+            net_notional=200 * 1_896_000,
+        ),
+        risk=risk
         if risk is not None
         else {
             "position.AAPL": 0.15,
@@ -107,50 +136,86 @@ def gateway(
             "working": 0.01,
             "loss": 0.0,
         },
-        "latency_hdr": {hop: hdr(values) for hop in HOPS},
-        "recent_fills": [
-            {
-                "time_ns": 1_700_000_000_000_000_000,
-                "symbol": "AAPL",
-                "side": "B",
-                "qty": 300,
-                "price": 1_895_000,
-                "tick_to_trade_us": 123.4,
-            },
-            {
-                "time_ns": 1_700_000_001_500_000_000,
-                "symbol": "MSFT",
-                "side": "S",
-                "qty": 100,
-                "price": 4_152_000,
-                "tick_to_trade_us": 456.7,
-            },
+        latency_hdr={hop: hdr(values) for hop in HOPS},
+        recent_fills=[
+            FillStatus(
+                time_ns=1_700_000_000_000_000_000,
+                symbol="AAPL",
+                side="B",
+                qty=300,
+                price=1_895_000,
+                tick_to_trade_us=123.4,
+            ),
+            FillStatus(
+                time_ns=1_700_000_001_500_000_000,
+                symbol="MSFT",
+                side="S",
+                qty=100,
+                price=4_152_000,
+                tick_to_trade_us=456.7,
+            ),
         ],
-    }
-    if mode is not None:
-        d["mode"] = mode
-    if breaker is not None:
-        d["breaker"] = breaker
-    return d
+    )
+    out: dict[str, Any] = msgspec.to_builtins(detail)
+    return out
+
+
+def _ring(name: str) -> RingStats:
+    return RingStats(name, 1024, 256, 10, 10, 0, 1024, 0, 0, 0, 0, 0, 0, False)
 
 
 def feed(
     *, messages: int = 1000, gaps: int = 0, drops: int = 0, link: str = "live"
 ) -> dict[str, Any]:
-    return {
-        "link": link,
-        "next_sequence": messages + 1,
-        "messages": messages,
-        "published": messages,
-        "drops": drops,
-        "gaps": gaps,
-        "reconnects": 0,
-        "resets": 0,
-    }
+    detail = FeedDetail(
+        link=link,
+        reconnects=0,
+        next_sequence=messages + 1,
+        messages=messages,
+        published=messages,
+        drops=drops,
+        risk_drops=0,
+        gaps=gaps,
+        resets=0,
+        bytes=messages * 30,
+        unknown_types=0,
+        malformed=0,
+        ring=_ring("md"),
+        risk_ring=_ring("risk_md"),
+    )
+    out: dict[str, Any] = msgspec.to_builtins(detail)
+    return out
 
 
 def strategy(*, refused: int = 0) -> dict[str, Any]:
-    return {"synced": True, "last_seq": 10, "orders_refused": refused, "strategies": {}}
+    detail = StrategyDetail(
+        synced=True,
+        last_seq=10,
+        updates=10,
+        skipped=0,
+        gaps=0,
+        resets=0,
+        resyncs=0,
+        resync_failures=0,
+        resync_loop=False,
+        resync_failures_in_a_row=0,
+        resync_backoff_s=0.0,
+        resync_hole=0,
+        last_loss="",
+        reports=0,
+        orders_refused=refused,
+        run=1,
+        book_errors=0,
+        last_book_error="",
+        working=0,
+        untracked=0,
+        stale_reports=0,
+        invalid_reports=0,
+        gateway_heard_ms_ago=None,
+        strategies={},
+    )
+    out: dict[str, Any] = msgspec.to_builtins(detail)
+    return out
 
 
 PIDS = {"exchange": 101, "feed": 102, "strategy": 103, "gateway": 104, "monitor": 105}
@@ -162,7 +227,7 @@ def reading(
     info = StatusInfo(
         component=name, pid=pid or PIDS[name], state="running", uptime_s=10.0, detail=detail or {}
     )
-    return Reading(name=name, info=info, ok_at=t)
+    return Reading(name=name, info=info, detail=typed_detail(name, info), ok_at=t)
 
 
 def poll(

@@ -5,11 +5,18 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
+import trio
 from hdrh.histogram import HdrHistogram
 
-from hftd.monitor.model import Aggregator
+from hftd.monitor.model import Aggregator, Reading
+from hftd.monitor.poll import Poller
+from hftd.msg.control import StatusInfo
+from hftd.msg.status import GatewayDetail
 from hftd.runtime.hdr import (
     COUNTS_LEN,
     HIGH,
@@ -134,7 +141,7 @@ def test_state_mirrors_the_daemons() -> None:
     assert (s.trades[0].price, s.trades[0].tick_to_trade_us) == (415.2, 456.7)
     assert [d.name for d in s.daemons] == ["exchange", "feed", "strategy", "gateway", "monitor"]
     assert all(d.up and d.state == "ready" for d in s.daemons)
-    assert s.mode == "unknown" and not s.breaker_tripped  # keys absent: no crash, no alert
+    assert s.mode == "active" and not s.breaker_tripped
     assert s.alerts == []
 
 
@@ -186,22 +193,47 @@ def test_window_latency_forgets_old_orders() -> None:
     assert window is not None and window.count == 0 and window.p99 == 0
 
 
-def test_missing_and_odd_keys_are_tolerated() -> None:
-    agg = Aggregator(fx.config())
-    s = agg.ingest(
-        fx.poll(
-            1.0,
-            {
-                "gateway": {
-                    "venue_up": True,
-                    "risk": {"rate": "x"},
-                    "latency_hdr": {"t1_t4": b"junk"},
-                }
-            },
-        )
+class _OnePoller(Poller):
+    """A poller whose daemons answer with the StatusInfo given (no sockets)."""
+
+    def __init__(self, info: StatusInfo) -> None:
+        super().__init__(Path("/nonexistent"), [info.component], 1.0, 1.0, keep_open=False)
+        self.info = info
+
+    async def ask(self, name: str) -> StatusInfo:
+        return self.info
+
+
+@pytest.mark.parametrize(
+    ("detail", "field"),
+    [
+        ({**fx.gateway(), "risk": {"rate": "x"}}, "`float`, got `str` - at `$.risk[...]`"),
+        ({**fx.gateway(), "latency_hdr": {"t1_t4": b"junk"}}, "`bytes` - at `$.latency_hdr[...]`"),
+        ({k: v for k, v in fx.gateway().items() if k != "sent"}, "`sent`"),
+    ],
+)
+def test_a_detail_not_as_its_struct_says_is_a_failed_poll_naming_the_field(
+    detail: dict[str, Any], field: str
+) -> None:
+    """Was: odd values read as 0 and missing keys as absent, silently. Now the poll
+    fails, its error names the field, and the monitor shows no figures from it."""
+    good = StatusInfo(
+        component="gateway", pid=1, state="running", uptime_s=1.0, detail=fx.gateway()
     )
+    poller = _OnePoller(good)
+    trio.run(poller.poll_one, "gateway")
+    r = poller.readings["gateway"]
+    assert r.error == "" and isinstance(r.detail, GatewayDetail) and r.detail.sent == 10
+    poller.info = msgspec.structs.replace(good, detail=detail)
+    trio.run(poller.poll_one, "gateway")
+    assert r.error.startswith("StatusDetailError: gateway Status detail: ")
+    assert field in r.error and poller.failures == 1
+    assert r.detail is not None and r.detail.sent == 10  # the last good one is kept
+    bad = fx.poll(1.0, {})
+    bad.readings["gateway"] = Reading(name="gateway", info=poller.info, ok_at=1.0)
+    s = Aggregator(fx.config()).ingest(bad)
     assert s.positions == [] and s.totals is None and s.trades == []
-    assert s.counters.orders == 0
+    assert s.counters.orders == 0 and s.mode == "unknown"
 
 
 def test_pure_modules_do_not_import_trio() -> None:

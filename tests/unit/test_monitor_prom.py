@@ -77,7 +77,7 @@ def test_values_match_the_state() -> None:
     assert m[("hftd_up", (("daemon", "feed"),))] == 1
     assert m[("hftd_daemon_restarts_total", (("daemon", "gateway"),))] == 0
     assert m[("hftd_listener_limits_hit_total", (("daemon", "gateway"),))] == 0
-    assert m[("hftd_trading_mode", (("mode", "unknown"),))] == 1
+    assert m[("hftd_trading_mode", (("mode", "active"),))] == 1
     # Latency: a histogram per hop (4 orders: 100, 200, 300 us and 4 ms) ...
     le = {
         k[1][1][1]: v
