@@ -2,8 +2,10 @@
 
 Asks the embedded supervisor (`supervisor.sock`) when `hftd up` runs;
 otherwise (systemd) asks each daemon's own control socket and systemd for the
-restart count. Exit status: 0 all ready, 1 some daemon not ready, 3 nothing
-running.
+restart count; there each daemon's Status detail is decoded as its Struct
+(hftd.msg.status), and one that is not (a field missing or mistyped) is the
+row's last error, naming the field. Exit status: 0 all ready, 1 some daemon
+not ready, 3 nothing running.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import msgspec
 from hftd.ctl.context import CtlContext
 from hftd.ipc.control import request_sync
 from hftd.msg.control import DaemonStatus, Status, StatusInfo
+from hftd.msg.status import DETAILS, StatusDetailError, decode_detail
 
 NOT_RUNNING = 3
 
@@ -49,6 +52,19 @@ def _systemd_restarts(name: str) -> int:
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return int(out) if out.isdigit() else 0
+
+
+def _detail_problem(name: str, info: StatusInfo) -> str:
+    """ "" if the daemon's Status detail is what its Struct says (hftd.msg.status:
+    what the monitor and the strategy's recovery rely on), else which field is not."""
+    kind = DETAILS.get(name)
+    if kind is None:
+        return ""
+    try:
+        decode_detail(kind, info.detail, name)
+    except StatusDetailError as exc:
+        return str(exc)
+    return ""
 
 
 def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
@@ -81,7 +97,14 @@ def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
         state = "ready" if info.state == "running" else info.state
         rows.append(
             DaemonStatus(
-                name, state, info.pid, info.uptime_s, _systemd_restarts(host), "", 0.0, process
+                name,
+                state,
+                info.pid,
+                info.uptime_s,
+                _systemd_restarts(host),
+                _detail_problem(name, info),
+                0.0,
+                process,
             )
         )
     return ("daemons" if any_up else ""), rows
