@@ -38,6 +38,25 @@ from typing import Any
 import msgspec
 
 from hftd.config import HftdConfig
+from hftd.gateway.lifecycle import (
+    ACCEPTED,
+    CANCEL_HELD,
+    CANCEL_PENDING,
+    CANCEL_REFUSED,
+    CANCEL_REFUSED_UNACKED,
+    CANCEL_SENT,
+    CANCELED,
+    DONE,
+    FILLED,
+    LIVE,
+    PENDING,
+    REDUCED,
+    REJECTED,
+    REPLACE_REFUSED,
+    REPLACE_SENT,
+    REPLACED,
+    step,
+)
 from hftd.gateway.positions import FillLog, PositionBook
 from hftd.msg import ids
 from hftd.msg.hot import (
@@ -66,11 +85,6 @@ from hftd.wire.errors import RemoteProtocolError
 
 log = logging.getLogger("hftd.gateway")
 
-PENDING = "pending"  # sent, no acknowledgement yet
-LIVE = "live"
-CANCEL_PENDING = "cancel pending"
-REPLACE_PENDING = "replace pending"  # an old order whose replacement is on its way
-DONE = "done"
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _B36_2 = [a + b for a in _B36 for b in _B36]  # two digits at a time: half the divisions
@@ -360,7 +374,7 @@ class GatewayCore:
         return n
 
     def _send_cancel(self, o: GwOrder, now: int) -> None:
-        o.state = CANCEL_PENDING
+        o.state = step(o.state, CANCEL_SENT)
         o.sent_ns = now  # from now on: when the cancel went out
         if now < self.oldest_sent_ns:
             self.oldest_sent_ns = now
@@ -453,7 +467,7 @@ class GatewayCore:
         new.sent_ns = now
         if now < self.oldest_sent_ns:
             self.oldest_sent_ns = now
-        old.state = REPLACE_PENDING
+        old.state = step(old.state, REPLACE_SENT)
         self.orders[c.cl_id] = new
         self.by_ref[ref] = new
         new.reserved = self.risk.on_replace_sent(old.symbol, old.side, old.leaves, c.qty, now)
@@ -527,7 +541,7 @@ class GatewayCore:
             new.orig = old
             new.sent_ns = now
             self.oldest_sent_ns = min(self.oldest_sent_ns, now)
-            old.state = REPLACE_PENDING
+            old.state = step(old.state, REPLACE_SENT)
             self.orders[cl_id] = new
             self.by_ref[m.new_user_ref] = new
             new.reserved = self.risk.on_replace_sent(
@@ -537,7 +551,7 @@ class GatewayCore:
         else:
             target = self.by_ref.get(m.user_ref)
             if target is not None and target.state in (PENDING, LIVE):
-                target.state = CANCEL_PENDING
+                target.state = step(target.state, CANCEL_SENT)
                 target.sent_ns = now
                 self.oldest_sent_ns = min(self.oldest_sent_ns, now)
 
@@ -780,8 +794,7 @@ class GatewayCore:
         if o is None:
             return
         self.counters["cancel_pending"] += 1
-        if o.state in (PENDING, LIVE, CANCEL_PENDING):
-            o.state = CANCEL_PENDING
+        o.state = step(o.state, CANCEL_HELD)
         o.cancel_acked = True  # the venue has it: no re-sending on timeout
         log.info("cancel of cl %d pending at the venue", o.cl_id)
 
@@ -792,8 +805,7 @@ class GatewayCore:
         self.counters["cancel_rejects"] += 1
         o.cancel_acked = False
         self.oldest_sent_ns = 0  # it may be due again, sent long ago: walk at the next timer
-        if o.state == CANCEL_PENDING:
-            o.state = LIVE if o.acked else PENDING
+        o.state = step(o.state, CANCEL_REFUSED if o.acked else CANCEL_REFUSED_UNACKED)
         log.warning(
             "venue refused to cancel cl %d (UserRefNum %d): it stays working", o.cl_id, o.user_ref
         )
@@ -857,7 +869,7 @@ class GatewayCore:
             )
         if o.leaves <= 0:
             self.risk.on_order_finished()
-            self._finish(o)
+            self._finish(o, CANCELED)  # modified down to nothing
 
     def _restated(self, m: ouch.OrderRestated) -> None:
         o = self._order(m.user_ref, "Order Restated")
@@ -893,8 +905,7 @@ class GatewayCore:
             self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
         o.acked = True
-        if o.state == PENDING:
-            o.state = LIVE
+        o.state = step(o.state, ACCEPTED)
         if o.t4:
             self.latency.record(o.t1, o.t2, o.t3, o.t4, now)
         self._report(
@@ -967,7 +978,7 @@ class GatewayCore:
             )
         )
         if done:
-            self._finish(o)
+            self._finish(o, FILLED)
 
     def _canceled(self, user_ref: int, quantity: int, reason: str) -> None:
         o = self.by_ref.get(user_ref)
@@ -978,8 +989,11 @@ class GatewayCore:
         if quantity > 0:
             self.risk.on_open_reduced(o.symbol, o.side, quantity)
         self.counters["cancels"] += 1
-        if self.venue_seq > self.quiet_until and reason == ouch.CANCEL_USER:
-            self._maybe_trip(self.breaker.record("cancels", self.clock()))
+        trip = (
+            self.breaker.record("cancels", self.clock())
+            if self.venue_seq > self.quiet_until and reason == ouch.CANCEL_USER
+            else None
+        )
         if o.leaves <= 0:
             self.risk.on_order_finished()
         self._report(
@@ -998,10 +1012,12 @@ class GatewayCore:
             )
         )
         if o.leaves <= 0:
-            self._finish(o)
-        elif o.state == CANCEL_PENDING:
-            o.state = LIVE
-            o.cancel_acked = False
+            self._finish(o, CANCELED)
+        else:
+            if o.state == CANCEL_PENDING:
+                o.cancel_acked = False  # what is left works, uncancelled
+            o.state = step(o.state, REDUCED)
+        self._maybe_trip(trip)  # after: a halt's cancel-all must not cancel it again
 
     def _replaced(self, m: ouch.Replaced, now: int) -> None:
         old = self.by_ref.get(m.orig_user_ref)
@@ -1030,7 +1046,7 @@ class GatewayCore:
             old.symbol, old.side, old.leaves, m.quantity, accepted=True, reserved=new.reserved
         )
         new.leaves = m.quantity
-        new.state = LIVE
+        new.state = step(new.state, REPLACED)
         new.acked = True
         # The replace is settled: the old order is gone. Keeping the link would keep
         # every order a live one replaced alive (a chain, one per replace), and make a
@@ -1038,7 +1054,7 @@ class GatewayCore:
         new.orig = None
         if new.t4:
             self.latency.record(new.t1, new.t2, new.t3, new.t4, now)
-        self._drop(old)
+        self._finish(old, REPLACED)
         self._report(
             ExecutionReport(
                 EX_REPLACED,
@@ -1066,16 +1082,24 @@ class GatewayCore:
             return
         self.counters["venue_rejects"] += 1
         self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
-        if self.venue_seq > self.quiet_until:
-            self._maybe_trip(self.breaker.record("venue_rejects", self.clock()))
-        reason = f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}"
+        trip = (
+            self.breaker.record("venue_rejects", self.clock())
+            if self.venue_seq > self.quiet_until
+            else None
+        )
+        # The reject is applied before a trip acts on it: the halt's cancel-all must
+        # not send a cancel for the very order the venue just refused.
+        self._apply_reject(o, f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}")
+        self._maybe_trip(trip)
+
+    def _apply_reject(self, o: GwOrder, reason: str) -> None:
         if o.orig is not None and o.state != LIVE:  # a refused replace: the old order lives on
             old = o.orig
             self.risk.on_replace_done(
                 old.symbol, old.side, old.leaves, o.qty, accepted=False, reserved=o.reserved
             )
-            old.state = LIVE
-            self._drop(o)
+            old.state = step(old.state, REPLACE_REFUSED)
+            self._finish(o, REJECTED)
             self._report(
                 ExecutionReport(
                     EX_REJECTED,
@@ -1111,10 +1135,12 @@ class GatewayCore:
                 0,
             )
         )
-        self._finish(o)
+        self._finish(o, REJECTED)
 
-    def _finish(self, o: GwOrder) -> None:
-        o.state = DONE
+    def _finish(self, o: GwOrder, event: str) -> None:
+        """The order's last event (filled, cancelled, rejected, replaced): done, and
+        off the books."""
+        o.state = step(o.state, event)
         self._drop(o)
 
     def _drop(self, o: GwOrder) -> None:

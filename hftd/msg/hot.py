@@ -60,6 +60,14 @@ CMD_MARK = 4
 CMD_HEARTBEAT = 5  # alive (on a timer); qty = 1 if books are in sync, price = md age in ms
 
 
+# Time in force of an order (OrderCommand.tif): our own codes. They are OUCH 5.0's
+# by choice, so the OUCH gateway passes them through unchanged (a unit test holds
+# them equal); another venue's adapter maps them.
+TIF_DAY = "0"  # rests until the end of the day
+TIF_IOC = "3"  # immediate or cancel: what does not trade at once is cancelled
+TIF_GTX = "5"  # extended hours
+
+
 class OrderCommand(msgspec.Struct, array_like=True, gc=False, frozen=True):
     """An instruction to the gateway; `cl_id` is the strategy's order id."""
 
@@ -69,7 +77,7 @@ class OrderCommand(msgspec.Struct, array_like=True, gc=False, frozen=True):
     side: str  # "B" / "S"
     qty: int  # NEW/REPLACE: open size wanted
     price: int  # 4 implied decimals; MARKET_PRICE for a market order
-    tif: str  # OUCH time in force: "0" day, "3" IOC, "5" GTX
+    tif: str  # TIF_DAY, TIF_IOC or TIF_GTX (above)
     orig_cl_id: int  # CANCEL/REPLACE: the order acted on
     strategy: str
     t1: int  # feed receive time of the update that triggered it (0 if none)

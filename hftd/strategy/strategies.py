@@ -11,9 +11,8 @@ from itertools import islice
 
 from hftd.book.l3 import L3Book
 from hftd.config import StrategyInstanceConfig
-from hftd.msg.hot import PRICE_SCALE, ExecutionReport, MarketDataUpdate
+from hftd.msg.hot import PRICE_SCALE, TIF_DAY, TIF_IOC, ExecutionReport, MarketDataUpdate
 from hftd.strategy.orders import OrderManager, WorkingOrder
-from hftd.wire.ouch import TIF_DAY, TIF_IOC
 
 log = logging.getLogger("hftd.strategy")
 

@@ -26,6 +26,8 @@ PURE = [
     "hftd.strategy.engine",
     "hftd.book.sync",
     "hftd.gateway.positions",
+    "hftd.gateway.lifecycle",
+    "hftd.gateway.core",
     "hftd.gateway.reconcile",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
