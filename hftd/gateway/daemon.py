@@ -115,7 +115,7 @@ class GatewayAgent:
         # the journal's end against the venue's stream (set before the loop starts);
         # None once it agreed: no check on the hot path after that
         self.check: StreamCheck | None = None
-        self.reconcile_status = ReconcileStatus(state="verifying")
+        self.reconcile_status = ReconcileStatus(state="verifying", problems=[])
         self.reconciled = False
 
     # --- agent ------------------------------------------------------------------------

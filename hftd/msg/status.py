@@ -54,7 +54,7 @@ class ReconcileStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=T
     first: int = msgspec.field(default=0, name="from")  # the re-sent messages compared
     last_seq: int = msgspec.field(default=0, name="to")
     verified: int = 0  # of those, found equal to the journal's
-    problems: list[str] = msgspec.field(default_factory=list)
+    problems: list[str]  # always on the wire: readers check it is empty
     snapshot: str | list[str] = ""  # "agreed", the mismatches, or "" (no snapshot)
 
 
@@ -76,14 +76,14 @@ class WorkingOrderStatus(msgspec.Struct, kw_only=True, frozen=True):
     """One order the gateway has at the venue (a restarted strategy adopts it)."""
 
     cl_id: int
-    user_ref: int  # OUCH UserRefNum
+    user_ref: int  # the order's number at the venue (OUCH's UserRefNum)
     symbol: str
     side: str  # "B" or "S"
     leaves: int
     price: int
     order_ref: int  # the venue's order reference (0: not told)
     tif: str
-    state: str  # pending, live, cancel_pending, replace_pending (hftd/gateway/core.py)
+    state: str  # pending, live, cancel pending, replace pending (hftd/gateway/lifecycle.py)
     strategy: str
 
 

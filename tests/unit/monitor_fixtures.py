@@ -82,7 +82,7 @@ def gateway(
         venue_up=venue_up,
         strategy_up=strategy_up,
         last_unusable="",
-        reconcile=ReconcileStatus(state="agreed"),
+        reconcile=ReconcileStatus(state="agreed", problems=[]),
         market=MarketStatus(
             synced=True,
             last_seq=1000,

@@ -86,7 +86,13 @@ def test_a_traded_gateways_detail_round_trips_through_the_typed_decoder() -> Non
     # the wire is the plain map it always was (old readers index it by key)
     assert raw["positions"]["positions"][0]["symbol"] == "AAPL"
     assert {w["state"] for w in raw["working"]} == {"live"}
-    assert raw["reconcile"] == {"state": "agreed", "from": 3, "to": 9, "verified": 7}
+    assert raw["reconcile"] == {
+        "state": "agreed",
+        "from": 3,
+        "to": 9,
+        "verified": 7,
+        "problems": [],
+    }
     assert raw["sent"] == 2 and raw["fills"] == 1 and raw["report_backlog"] == 2
     assert len(detail.working) == 2 and detail.positions.positions[0].qty == -100
     assert detail.recent_fills[0].qty == 100
@@ -196,8 +202,8 @@ def test_each_service_makes_the_detail_its_readers_decode(
         assert isinstance(detail, kind) and DETAILS[name] is kind
         assert decode_detail(kind, wire(detail), name) == detail
     gd = gw.status_detail()
-    assert gd is not None and gd.reconcile == ReconcileStatus(state="verifying")
-    assert wire(gd)["reconcile"] == {"state": "verifying"}  # as before the Structs
+    assert gd is not None and gd.reconcile == ReconcileStatus(state="verifying", problems=[])
+    assert wire(gd)["reconcile"] == {"state": "verifying", "problems": []}
 
 
 @pytest.mark.parametrize(
