@@ -64,6 +64,7 @@ from hftd.config import HftdConfig, load_config  # noqa: E402
 from hftd.feed.daemon import FeedAgent  # noqa: E402
 from hftd.feed.normalize import Normalizer  # noqa: E402
 from hftd.gateway.core import GatewayCore  # noqa: E402
+from hftd.gateway.ouch_adapter import OuchAdapter  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
 from hftd.msg.hot import MarketDataUpdate, OrderCommand  # noqa: E402
 from hftd.risk.market import MarketView  # noqa: E402
@@ -160,7 +161,7 @@ class Gateway:
     """GatewayAgent's hot-loop work around GatewayCore, with the venue in process."""
 
     def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring, md: Ring) -> None:
-        self.core = GatewayCore(cfg, time.monotonic_ns)
+        self.core = GatewayCore(cfg, time.monotonic_ns, OuchAdapter())
         self.core.venue_up = True
         self.orders, self.execs, self.md = orders, execs, md
         self.dec = msgspec.msgpack.Decoder(OrderCommand)
@@ -214,7 +215,7 @@ class Gateway:
             t5 = time.monotonic_ns()
             for ev in self.session.iter_events(b"".join(replies)):
                 if type(ev) is soup.SequencedData:
-                    core.on_venue(ouch.decode_outbound(ev.payload), ev.sequence, t5)
+                    core.on_venue_payload(ev.payload, ev.sequence, t5)
         self._flush()
         return n
 

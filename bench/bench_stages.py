@@ -61,7 +61,8 @@ import msgspec  # noqa: E402
 from hftd.book.l3 import BookBuilder  # noqa: E402
 from hftd.config import load_config, parse_config  # noqa: E402
 from hftd.feed.normalize import _DECODE, Normalizer, normalize, sequence_only  # noqa: E402
-from hftd.gateway.core import GatewayCore, to_b36  # noqa: E402
+from hftd.gateway.core import GatewayCore  # noqa: E402
+from hftd.gateway.ouch_adapter import OuchAdapter, to_b36  # noqa: E402
 from hftd.ipc.ring import Ring  # noqa: E402
 from hftd.msg.hot import (  # noqa: E402
     CMD_HEARTBEAT,
@@ -398,7 +399,7 @@ def run(args: argparse.Namespace) -> list[Stage]:
             gc.collect()
             gc.freeze()
             gc.disable()
-            core = GatewayCore(cfg, time.monotonic_ns)
+            core = GatewayCore(cfg, time.monotonic_ns, OuchAdapter())
             core.venue_up = core.strategy_up = True
             risk = core.risk
             t_ow = stage("order ring write (encode + try_write)").times
@@ -471,28 +472,34 @@ def run(args: argparse.Namespace) -> list[Stage]:
                 core.stamp_sent(now)
                 core.after_send()
                 seq += 1
-                core.on_venue(
-                    ouch.Accepted(
-                        now,
-                        ref,
-                        c2.side,
-                        c2.qty,
-                        c2.symbol,
-                        c2.price,
-                        c2.tif,
-                        "Y",
-                        seq,
-                        "A",
-                        "N",
-                        "N",
-                        "L",
-                        to_b36(c2.cl_id),
+                core.on_venue_payload(
+                    ouch.encode_outbound(
+                        ouch.Accepted(
+                            now,
+                            ref,
+                            c2.side,
+                            c2.qty,
+                            c2.symbol,
+                            c2.price,
+                            c2.tif,
+                            "Y",
+                            seq,
+                            "A",
+                            "N",
+                            "N",
+                            "L",
+                            to_b36(c2.cl_id),
+                        )
                     ),
                     seq,
                     now,
                 )
                 seq += 1
-                core.on_venue(ouch.Canceled(now, ref, c2.qty, ouch.CANCEL_IOC), seq, now)
+                core.on_venue_payload(
+                    ouch.encode_outbound(ouch.Canceled(now, ref, c2.qty, ouch.CANCEL_IOC)),
+                    seq,
+                    now,
+                )
                 core.reports.clear()
                 hlog.flush_deferred(64)
             gc.enable()

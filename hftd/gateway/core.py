@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from hftd.config import HftdConfig
+from hftd.gateway import venue as v
 from hftd.gateway.lifecycle import (
     ACCEPTED,
     CANCEL_HELD,
@@ -72,7 +73,9 @@ from hftd.msg.hot import (
     EX_POSITION,
     EX_REJECTED,
     EX_REPLACED,
+    MARKET_PRICE,
     PRICE_SCALE,
+    TIF_IOC,
     ExecutionReport,
     OrderCommand,
 )
@@ -80,8 +83,6 @@ from hftd.risk.breaker import CircuitBreaker
 from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
 from hftd.runtime.journal import Journal
 from hftd.runtime.latency import HopRecorder
-from hftd.wire import ouch
-from hftd.wire.errors import RemoteProtocolError
 
 log = logging.getLogger("hftd.gateway")
 
@@ -92,24 +93,6 @@ _jenc = msgspec.msgpack.Encoder()
 _jdec = msgspec.msgpack.Decoder(tuple[Any, ...])
 NEVER_NS = 1 << 63  # later than any clock reading
 FLATTEN_TICKS = 20  # a flatten order crosses the mark by this many cents
-
-
-def to_b36(n: int) -> str:
-    """`n` >= 0 in base 36 (every order's ClOrdID: on the hot path)."""
-    parts = []
-    while n >= 1296:
-        n, r = divmod(n, 1296)
-        parts.append(_B36_2[r])
-    parts.append(_B36[n] if n < 36 else _B36_2[n])
-    parts.reverse()
-    return "".join(parts)
-
-
-def from_b36(text: str) -> int:
-    try:
-        return int(text, 36) if text else 0
-    except ValueError:
-        return 0
 
 
 class GwOrder:
@@ -169,9 +152,10 @@ class GwOrder:
 
 
 class GatewayCore:
-    def __init__(self, cfg: HftdConfig, clock: Callable[[], int]) -> None:
+    def __init__(self, cfg: HftdConfig, clock: Callable[[], int], venue: v.VenueAdapter) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.venue = venue  # the venue's protocol (hftd.gateway.venue): the core speaks none
         self.risk = RiskEngine(cfg.risk)
         self.book = PositionBook()
         self.latency = HopRecorder()
@@ -312,7 +296,7 @@ class GatewayCore:
         now: int,
     ) -> str:
         """Risk-check and send one new order; "" if sent, else why not."""
-        market = price == ouch.MARKET_PRICE
+        market = price == MARKET_PRICE
         d = self.risk.check_new(symbol, side, qty, price, now, market)
         t3 = self.clock()
         if not d.ok:
@@ -338,11 +322,7 @@ class GatewayCore:
         self.orders[cl_id] = o
         self.by_ref[ref] = o
         self.risk.on_sent(symbol, side, qty, now)
-        self._out(
-            cl_id,
-            strategy,
-            ouch.EnterOrder(ref, side, qty, symbol, price, tif, cl_ord_id=to_b36(cl_id)),
-        )
+        self._out(cl_id, strategy, self.venue.enter(ref, cl_id, symbol, side, qty, price, tif))
         self.sent_orders.append(o)
         self.sent_log.append(o)  # its line once its bytes are on the socket: after_send
         self.counters["sent"] += 1
@@ -378,7 +358,8 @@ class GatewayCore:
         o.sent_ns = now  # from now on: when the cancel went out
         if now < self.oldest_sent_ns:
             self.oldest_sent_ns = now
-        self._out(o.cl_id, o.strategy, ouch.CancelOrder(o.user_ref, 0))
+        self.risk.on_cancel_sent(now)
+        self._out(o.cl_id, o.strategy, self.venue.cancel(o.user_ref))
 
     def pause(self) -> dict[str, object]:
         self.paused = True
@@ -430,16 +411,14 @@ class GatewayCore:
             side = "S" if p.qty > 0 else "B"
             mark = self.book.mark(p.symbol)
             if mark is None:
-                price = ouch.MARKET_PRICE
+                price = MARKET_PRICE
             else:
                 cross = FLATTEN_TICKS * 100
                 price = mark - cross if side == "S" else mark + cross
                 price -= price % 100
             cl_id = self.next_internal_cl_id
             self.next_internal_cl_id += 1
-            self._send_new(
-                cl_id, p.symbol, side, abs(p.qty), price, ouch.TIF_IOC, "flatten", 0, 0, now
-            )
+            self._send_new(cl_id, p.symbol, side, abs(p.qty), price, TIF_IOC, "flatten", 0, 0, now)
 
     def _cancel(self, c: OrderCommand) -> None:
         o = self.orders.get(c.orig_cl_id)
@@ -474,18 +453,13 @@ class GatewayCore:
         self._out(
             c.cl_id,
             c.strategy,
-            ouch.ReplaceOrder(
-                old.user_ref, ref, c.qty, c.price, old.tif, cl_ord_id=to_b36(c.cl_id)
-            ),
+            self.venue.replace(old.user_ref, ref, c.cl_id, c.qty, c.price, old.tif),
         )
         self.sent_orders.append(new)
         self.counters["replaces"] += 1
 
-    def _out(self, cl_id: int, strategy: str, msg: ouch.Inbound) -> None:
-        """Queue one OUCH message for the venue, journaled first (it is acted on)."""
-        payload = ouch.encode_inbound(msg)
-        if type(msg) is ouch.CancelOrder:
-            self.risk.on_cancel_sent(self.clock())
+    def _out(self, cl_id: int, strategy: str, payload: bytes) -> None:
+        """Queue one venue message, journaled first (it is acted on)."""
         if self.journal is not None:
             self.journal.append(_jenc.encode(("O", cl_id, strategy, payload)))
         self.to_venue.append(payload)
@@ -511,45 +485,39 @@ class GatewayCore:
                 elif rec[0] == "L":
                     self.venue_session = rec[1]
                 else:
-                    self._replay_sent(rec[1], rec[2], ouch.decode_inbound(rec[3]), now)
+                    self._replay_sent(rec[1], rec[2], self.venue.decode_sent(rec[3]), now)
         finally:
             self.journal = journal
         return last_seq
 
-    def _replay_sent(self, cl_id: int, strategy: str, m: ouch.Inbound, now: int) -> None:
+    def _replay_sent(self, cl_id: int, strategy: str, m: v.Sent, now: int) -> None:
         # Orders sent before the crash get a full timeout from now: their
         # acknowledgement may still come with the re-login.
-        if isinstance(m, ouch.EnterOrder):
-            if m.user_ref in self.by_ref:
+        if type(m) is v.SentNew:
+            if m.ref in self.by_ref:
                 return
-            o = GwOrder(
-                cl_id, m.user_ref, m.symbol, m.side, m.quantity, m.price, m.time_in_force, strategy
-            )
+            o = GwOrder(cl_id, m.ref, m.symbol, m.side, m.qty, m.price, m.tif, strategy)
             o.sent_ns = now
             self.oldest_sent_ns = min(self.oldest_sent_ns, now)
             self.orders[cl_id] = o
-            self.by_ref[m.user_ref] = o
-            self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
-            self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
-        elif isinstance(m, ouch.ReplaceOrder):
-            old = self.by_ref.get(m.orig_user_ref)
-            if old is None or m.new_user_ref in self.by_ref:
+            self.by_ref[m.ref] = o
+            self.risk.on_sent(o.symbol, o.side, m.qty, 0)
+            self.next_user_ref = max(self.next_user_ref, m.ref + 1)
+        elif type(m) is v.SentReplace:
+            old = self.by_ref.get(m.orig_ref)
+            if old is None or m.ref in self.by_ref:
                 return
-            new = GwOrder(
-                cl_id, m.new_user_ref, old.symbol, old.side, m.quantity, m.price, old.tif, strategy
-            )
+            new = GwOrder(cl_id, m.ref, old.symbol, old.side, m.qty, m.price, old.tif, strategy)
             new.orig = old
             new.sent_ns = now
             self.oldest_sent_ns = min(self.oldest_sent_ns, now)
             old.state = step(old.state, REPLACE_SENT)
             self.orders[cl_id] = new
-            self.by_ref[m.new_user_ref] = new
-            new.reserved = self.risk.on_replace_sent(
-                old.symbol, old.side, old.leaves, m.quantity, 0
-            )
-            self.next_user_ref = max(self.next_user_ref, m.new_user_ref + 1)
+            self.by_ref[m.ref] = new
+            new.reserved = self.risk.on_replace_sent(old.symbol, old.side, old.leaves, m.qty, 0)
+            self.next_user_ref = max(self.next_user_ref, m.ref + 1)
         else:
-            target = self.by_ref.get(m.user_ref)
+            target = self.by_ref.get(m.ref)
             if target is not None and target.state in (PENDING, LIVE):
                 target.state = step(target.state, CANCEL_SENT)
                 target.sent_ns = now
@@ -609,7 +577,7 @@ class GatewayCore:
         Made here, not as the order is risk-checked: a log record costs tens of
         microseconds on a cold cache, and an order's T4 must not wait for it."""
         for o in self.sent_log:
-            market = o.price == ouch.MARKET_PRICE
+            market = o.price == MARKET_PRICE
             # the price is formatted when the line is written (idle), as _px would
             log.info(
                 "risk OK, order sent %s %s %d @ MKT (cl %d, ref %d)"
@@ -641,37 +609,34 @@ class GatewayCore:
         return r if r.venue_seq else msgspec.structs.replace(r, venue_seq=self.venue_seq)
 
     def on_venue_payload(self, payload: bytes, seq: int, now: int) -> None:
-        """Decode and apply one sequenced message; one that is not OUCH 5.0 is counted
-        and logged (`unusable`), never an error: the session and the stream go on."""
+        """Decode (the venue adapter) and apply one sequenced message; one it cannot
+        read is counted and logged (`unusable`), never an error: the session and the
+        stream go on."""
         try:
-            m = ouch.decode_outbound(payload)
-        except RemoteProtocolError as exc:
-            self.on_undecodable(payload, seq, exc)
+            e = self.venue.decode(payload)
+        except v.UnreadableMessage as exc:
+            self.venue_seq = seq
+            self._unusable(f"not {self.venue.name} ({exc}): {bytes(payload[:40]).hex()}")
             return
-        self.on_venue(m, seq, now)
+        self.on_event(e, seq, now)
 
-    def on_undecodable(self, payload: bytes, seq: int, exc: Exception) -> None:
-        """Sequenced message `seq` is not OUCH 5.0: counted and logged, nothing else."""
+    def on_event(self, e: v.VenueEvent, seq: int, now: int) -> None:
+        """Apply one venue event (sequence `seq` of our stream)."""
         self.venue_seq = seq
-        self._unusable(f"not OUCH 5.0 ({exc}): {bytes(payload[:40]).hex()}")
-
-    def on_venue(self, m: ouch.Outbound, seq: int, now: int) -> None:
-        """Apply one sequenced OUCH reply (sequence `seq` of our stream)."""
-        self.venue_seq = seq
-        t = type(m)
-        if t is ouch.Executed:
-            self._executed(m, now)  # type: ignore[arg-type]
-        elif t is ouch.Accepted:
-            self._accepted(m, now)  # type: ignore[arg-type]
-        elif t is ouch.Canceled:
-            c: ouch.Canceled = m  # type: ignore[assignment]
-            self._canceled(c.user_ref, c.quantity, c.reason)
-        elif t is ouch.Replaced:
-            self._replaced(m, now)  # type: ignore[arg-type]
-        elif t is ouch.Rejected:
-            self._rejected(m)  # type: ignore[arg-type]
+        t = type(e)
+        if t is v.Executed:
+            self._executed(e, now)  # type: ignore[arg-type]
+        elif t is v.Accepted:
+            self._accepted(e, now)  # type: ignore[arg-type]
+        elif t is v.Canceled:
+            c: v.Canceled = e  # type: ignore[assignment]
+            self._canceled(c.ref, c.qty, c.reason)
+        elif t is v.Replaced:
+            self._replaced(e, now)  # type: ignore[arg-type]
+        elif t is v.Rejected:
+            self._rejected(e)  # type: ignore[arg-type]
         else:
-            self._venue_side(m, now)
+            self._venue_side(e)
 
     def _unusable(self, why: str) -> None:
         """A sequenced message that was journaled but cannot be applied: count it, say so."""
@@ -695,39 +660,27 @@ class GatewayCore:
 
     # --- venue-side changes (the rare kinds) ------------------------------------------
 
-    def _venue_side(self, m: ouch.Outbound, now: int) -> None:
-        if isinstance(m, ouch.SystemEventMsg):
-            log.info("venue system event %r (sequence %d)", m.event_code, self.venue_seq)
-        elif isinstance(m, ouch.AiqCanceled):
-            self.counters["aiq_cancels"] += 1
-            log.info(
-                "AIQ cancel: %d shares of UserRefNum %d taken off (self-match prevention, "
-                "%d prevented from trading)",
-                m.decrement,
-                m.user_ref,
-                m.prevented,
-            )
-            self._canceled(m.user_ref, m.decrement, ouch.CANCEL_AIQ)
-        elif isinstance(m, ouch.BrokenTrade):
-            self._fix_fill(m.user_ref, m.match_number, None, f"broken ({m.reason})")
-        elif isinstance(m, ouch.TradeCorrection):
-            self._fix_fill(
-                m.user_ref, m.match_number, (m.quantity, m.price), f"corrected ({m.reason})"
-            )
-        elif isinstance(m, ouch.CancelPending):
-            self._cancel_pending(m)
-        elif isinstance(m, ouch.CancelReject):
-            self._cancel_reject(m)
-        elif isinstance(m, ouch.OrderPriorityUpdate):
-            self._priority_update(m)
-        elif isinstance(m, ouch.OrderModified):
-            self._modified(m)
-        elif isinstance(m, ouch.OrderRestated):
-            self._restated(m)
-        elif isinstance(m, ouch.AccountQueryResponse):
-            self.next_user_ref = max(self.next_user_ref, m.next_user_ref)
-        else:  # a type added to the codec and not here: still never skipped silently
-            self._unusable(f"{type(m).__name__} is not handled")
+    def _venue_side(self, e: v.VenueEvent) -> None:
+        if isinstance(e, v.SystemEvent):
+            log.info("venue system event %r (sequence %d)", e.code, self.venue_seq)
+        elif isinstance(e, v.TradeBroken):
+            self._fix_fill(e.ref, e.match, None, f"broken ({e.reason})")
+        elif isinstance(e, v.TradeCorrected):
+            self._fix_fill(e.ref, e.match, (e.qty, e.price), f"corrected ({e.reason})")
+        elif isinstance(e, v.CancelHeld):
+            self._cancel_pending(e)
+        elif isinstance(e, v.CancelRefused):
+            self._cancel_reject(e)
+        elif isinstance(e, v.PriorityUpdate):
+            self._priority_update(e)
+        elif isinstance(e, v.Modified):
+            self._modified(e)
+        elif isinstance(e, v.Restated):
+            self._restated(e)
+        elif isinstance(e, v.NextRef):
+            self.next_user_ref = max(self.next_user_ref, e.next_ref)
+        else:  # a message the adapter reads and the core has no use for: never silent
+            self._unusable(f"{getattr(e, 'what', type(e).__name__)} is not handled")
 
     def _fix_fill(
         self, user_ref: int, match_number: int, new: tuple[int, int] | None, what: str
@@ -789,8 +742,8 @@ class GatewayCore:
             self._untracked(what, user_ref)
         return o
 
-    def _cancel_pending(self, m: ouch.CancelPending) -> None:
-        o = self._order(m.user_ref, "Cancel Pending")
+    def _cancel_pending(self, m: v.CancelHeld) -> None:
+        o = self._order(m.ref, "Cancel Pending")
         if o is None:
             return
         self.counters["cancel_pending"] += 1
@@ -798,8 +751,8 @@ class GatewayCore:
         o.cancel_acked = True  # the venue has it: no re-sending on timeout
         log.info("cancel of cl %d pending at the venue", o.cl_id)
 
-    def _cancel_reject(self, m: ouch.CancelReject) -> None:
-        o = self._order(m.user_ref, "Cancel Reject")
+    def _cancel_reject(self, m: v.CancelRefused) -> None:
+        o = self._order(m.ref, "Cancel Reject")
         if o is None:
             return
         self.counters["cancel_rejects"] += 1
@@ -810,8 +763,8 @@ class GatewayCore:
             "venue refused to cancel cl %d (UserRefNum %d): it stays working", o.cl_id, o.user_ref
         )
 
-    def _priority_update(self, m: ouch.OrderPriorityUpdate) -> None:
-        o = self._order(m.user_ref, "Order Priority Update")
+    def _priority_update(self, m: v.PriorityUpdate) -> None:
+        o = self._order(m.ref, "Order Priority Update")
         if o is None:
             return
         self.counters["priority_updates"] += 1
@@ -821,14 +774,14 @@ class GatewayCore:
             _px(o.price),
             _px(m.price),
             m.display,
-            m.order_ref,
+            m.venue_order_id,
         )
         o.price = m.price
         o.display_price = m.price
-        o.order_ref = m.order_ref
+        o.order_ref = m.venue_order_id
 
-    def _modified(self, m: ouch.OrderModified) -> None:
-        o = self._order(m.user_ref, "Order Modified")
+    def _modified(self, m: v.Modified) -> None:
+        o = self._order(m.ref, "Order Modified")
         if o is None:
             return
         self.counters["modified"] += 1
@@ -842,15 +795,15 @@ class GatewayCore:
             o.side,
             o.leaves,
             side,
-            m.quantity,
+            m.qty,
         )
         o.side = side
-        change = m.quantity - o.leaves
+        change = m.qty - o.leaves
         if change > 0:
             self.risk.on_open_added(o.symbol, side, change)
         elif change < 0:
             self.risk.on_open_reduced(o.symbol, side, -change)
-        o.leaves = m.quantity
+        o.leaves = m.qty
         if change < 0:
             self._report(
                 ExecutionReport(
@@ -863,7 +816,7 @@ class GatewayCore:
                     o.price,
                     o.leaves,
                     self.book.position(o.symbol).qty,
-                    "M",
+                    v.CANCEL_MODIFIED,
                     0,
                 )
             )
@@ -871,39 +824,30 @@ class GatewayCore:
             self.risk.on_order_finished()
             self._finish(o, CANCELED)  # modified down to nothing
 
-    def _restated(self, m: ouch.OrderRestated) -> None:
-        o = self._order(m.user_ref, "Order Restated")
+    def _restated(self, m: v.Restated) -> None:
+        o = self._order(m.ref, "Order Restated")
         if o is None:
             return
         self.counters["restated"] += 1
-        shown = restated_display_price(m.appendage)
+        shown = m.display_price
         if shown:
             o.display_price = shown
         log.info(
             "venue restated cl %d (%s)%s",
             o.cl_id,
-            "display refreshed" if m.reason == ouch.RESTATED_REFRESH else m.reason,
+            m.why,
             f", displayed at {_px(shown)}" if shown else "",
         )
 
-    def _accepted(self, m: ouch.Accepted, now: int) -> None:
-        o = self.by_ref.get(m.user_ref)
+    def _accepted(self, m: v.Accepted, now: int) -> None:
+        o = self.by_ref.get(m.ref)
         if o is None:  # replaying a previous run's order: rebuild it from the echo
-            o = GwOrder(
-                from_b36(m.cl_ord_id),
-                m.user_ref,
-                m.symbol,
-                m.side,
-                m.quantity,
-                m.price,
-                m.time_in_force,
-                "",
-            )
+            o = GwOrder(m.cl_id, m.ref, m.symbol, m.side, m.qty, m.price, m.tif, "")
             self.orders[o.cl_id] = o
-            self.by_ref[m.user_ref] = o
+            self.by_ref[m.ref] = o
             # Rebuilt from a replay: open and working, but not in today's rate window.
-            self.risk.on_sent(o.symbol, o.side, m.quantity, 0)
-        self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+            self.risk.on_sent(o.symbol, o.side, m.qty, 0)
+        self.next_user_ref = max(self.next_user_ref, m.ref + 1)
         o.acked = True
         o.state = step(o.state, ACCEPTED)
         if o.t4:
@@ -915,7 +859,7 @@ class GatewayCore:
                 0,
                 o.symbol,
                 o.side,
-                m.quantity,
+                m.qty,
                 m.price,
                 o.leaves,
                 self.book.position(o.symbol).qty,
@@ -924,17 +868,17 @@ class GatewayCore:
             )
         )
 
-    def _executed(self, m: ouch.Executed, now: int) -> None:
-        o = self.by_ref.get(m.user_ref)
+    def _executed(self, m: v.Executed, now: int) -> None:
+        o = self.by_ref.get(m.ref)
         if o is None:
-            self._untracked(f"execution {m.match_number}", m.user_ref)
+            self._untracked(f"execution {m.match}", m.ref)
             return
         side = "B" if o.side == "B" else "S"
-        o.leaves -= m.quantity
+        o.leaves -= m.qty
         done = o.leaves <= 0
-        self.fill_log.append(m.match_number, o.symbol, side, m.quantity, m.price)
-        self.book.on_fill(o.symbol, side, m.quantity, m.price)
-        self.risk.on_fill(o.symbol, side, m.quantity, m.price, order_done=done)
+        self.fill_log.append(m.match, o.symbol, side, m.qty, m.price)
+        self.book.on_fill(o.symbol, side, m.qty, m.price)
+        self.risk.on_fill(o.symbol, side, m.qty, m.price, order_done=done)
         self.risk.set_pnl(self.book.total())
         self.counters["fills"] += 1
         # (wall time ns, symbol, side, qty, price, tick-to-trade ns of the order)
@@ -943,7 +887,7 @@ class GatewayCore:
                 time.time_ns(),
                 o.symbol,
                 side,
-                m.quantity,
+                m.qty,
                 m.price,
                 o.t4 - o.t1 if o.t1 and o.t4 else 0,
             )
@@ -954,7 +898,7 @@ class GatewayCore:
                 "fill %s %s %d @ %s (cl %d, %s), position %s %d, realized %s",
                 o.symbol,
                 "BUY" if side == "B" else "SELL",
-                m.quantity,
+                m.qty,
                 _px(m.price),
                 o.cl_id,
                 "partial" if not done else "complete",
@@ -969,11 +913,11 @@ class GatewayCore:
                 0,
                 o.symbol,
                 side,
-                m.quantity,
+                m.qty,
                 m.price,
                 max(o.leaves, 0),
                 pos.qty,
-                m.liquidity_flag,
+                m.liquidity,
                 now,
             )
         )
@@ -989,9 +933,17 @@ class GatewayCore:
         if quantity > 0:
             self.risk.on_open_reduced(o.symbol, o.side, quantity)
         self.counters["cancels"] += 1
+        if reason == v.CANCEL_SELF_MATCH:
+            self.counters["aiq_cancels"] += 1
+            log.info(
+                "self-match prevention took %d shares of cl %d off (UserRefNum %d)",
+                quantity,
+                o.cl_id,
+                user_ref,
+            )
         trip = (
             self.breaker.record("cancels", self.clock())
-            if self.venue_seq > self.quiet_until and reason == ouch.CANCEL_USER
+            if self.venue_seq > self.quiet_until and reason == v.CANCEL_USER
             else None
         )
         if o.leaves <= 0:
@@ -1019,33 +971,22 @@ class GatewayCore:
             o.state = step(o.state, REDUCED)
         self._maybe_trip(trip)  # after: a halt's cancel-all must not cancel it again
 
-    def _replaced(self, m: ouch.Replaced, now: int) -> None:
-        old = self.by_ref.get(m.orig_user_ref)
-        new = self.by_ref.get(m.new_user_ref)
+    def _replaced(self, m: v.Replaced, now: int) -> None:
+        old = self.by_ref.get(m.orig_ref)
+        new = self.by_ref.get(m.ref)
         if old is None:
-            self._untracked("Replaced", m.orig_user_ref)
+            self._untracked("Replaced", m.orig_ref)
             return
         if new is None:  # replaying a previous run's replace
-            new = GwOrder(
-                from_b36(m.cl_ord_id),
-                m.new_user_ref,
-                m.symbol,
-                m.side,
-                m.quantity,
-                m.price,
-                m.time_in_force,
-                old.strategy,
-            )
+            new = GwOrder(m.cl_id, m.ref, m.symbol, m.side, m.qty, m.price, m.tif, old.strategy)
             self.orders[new.cl_id] = new
-            self.by_ref[m.new_user_ref] = new
-            new.reserved = self.risk.on_replace_sent(
-                old.symbol, old.side, old.leaves, m.quantity, 0
-            )
-        self.next_user_ref = max(self.next_user_ref, m.new_user_ref + 1)
+            self.by_ref[m.ref] = new
+            new.reserved = self.risk.on_replace_sent(old.symbol, old.side, old.leaves, m.qty, 0)
+        self.next_user_ref = max(self.next_user_ref, m.ref + 1)
         self.risk.on_replace_done(
-            old.symbol, old.side, old.leaves, m.quantity, accepted=True, reserved=new.reserved
+            old.symbol, old.side, old.leaves, m.qty, accepted=True, reserved=new.reserved
         )
-        new.leaves = m.quantity
+        new.leaves = m.qty
         new.state = step(new.state, REPLACED)
         new.acked = True
         # The replace is settled: the old order is gone. Keeping the link would keep
@@ -1062,26 +1003,26 @@ class GatewayCore:
                 old.cl_id,
                 new.symbol,
                 new.side,
-                m.quantity,
+                m.qty,
                 m.price,
-                m.quantity,
+                m.qty,
                 self.book.position(new.symbol).qty,
                 "",
                 now,
             )
         )
 
-    def _rejected(self, m: ouch.Rejected) -> None:
-        o = self.by_ref.get(m.user_ref)
+    def _rejected(self, m: v.Rejected) -> None:
+        o = self.by_ref.get(m.ref)
         if o is None:
-            if m.user_ref < self.next_user_ref and m.reason == ouch.REJECT_UNKNOWN_ORDER:
+            if m.ref < self.next_user_ref and m.reason == v.REJECT_UNKNOWN_ORDER:
                 # A cancel that crossed the order's last fill: the order is done already.
                 self.counters["late_cancel_rejects"] += 1
             else:
-                self._untracked("Rejected", m.user_ref)
+                self._untracked("Rejected", m.ref)
             return
         self.counters["venue_rejects"] += 1
-        self.next_user_ref = max(self.next_user_ref, m.user_ref + 1)
+        self.next_user_ref = max(self.next_user_ref, m.ref + 1)
         trip = (
             self.breaker.record("venue_rejects", self.clock())
             if self.venue_seq > self.quiet_until
@@ -1089,7 +1030,7 @@ class GatewayCore:
         )
         # The reject is applied before a trip acts on it: the halt's cancel-all must
         # not send a cancel for the very order the venue just refused.
-        self._apply_reject(o, f"venue: {ouch.REJECT_REASONS.get(m.reason, str(m.reason))}")
+        self._apply_reject(o, f"venue: {m.text}")
         self._maybe_trip(trip)
 
     def _apply_reject(self, o: GwOrder, reason: str) -> None:
@@ -1204,22 +1145,5 @@ def journal_tail(records: list[bytes], first: int) -> dict[int, bytes]:
     return tail
 
 
-TAG_DISPLAY_PRICE = 23  # Order Restated appendage: display price (i64)
-
-
-def restated_display_price(appendage: bytes) -> int:
-    """The display price in an Order Restated appendage (TLVs: length including the
-    tag byte, tag, value), 0 if it has none or is malformed."""
-    i = 0
-    while i + 2 <= len(appendage):
-        length, tag = appendage[i], appendage[i + 1]
-        if length < 1 or i + 1 + length > len(appendage):
-            return 0
-        if tag == TAG_DISPLAY_PRICE and length == 9:
-            return int.from_bytes(appendage[i + 2 : i + 10], "big", signed=True)
-        i += 1 + length
-    return 0
-
-
 def _px(price: int) -> str:
-    return "MKT" if price == ouch.MARKET_PRICE else f"{price / PRICE_SCALE:.4f}"
+    return "MKT" if price == MARKET_PRICE else f"{price / PRICE_SCALE:.4f}"

@@ -34,6 +34,7 @@ import trio
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.daemon import request_resync
 from hftd.gateway.core import GatewayCore, journal_tail
+from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.reconcile import StreamCheck
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
@@ -54,7 +55,6 @@ from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.journal import Journal
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
-from hftd.wire.ouch import decode_outbound
 
 QUIET_ALL = (1 << 63) - 1  # above any venue sequence number
 
@@ -75,7 +75,7 @@ class GatewayAgent:
         self.orders = orders
         self.execs = execs
         self.md = md  # risk_md: the feed's records, for risk's own view of the market
-        self.core = GatewayCore(cfg, time.monotonic_ns)
+        self.core = GatewayCore(cfg, time.monotonic_ns, OuchAdapter())
         self.market = MarketView([s.symbol for s in cfg.symbols], time.monotonic)
         self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
         self._warm: GatewayWarm | None = None  # made on the first warming pass
@@ -249,12 +249,7 @@ class GatewayAgent:
                     if check is not None and not check.on_message(ev.sequence, ev.payload):
                         continue  # re-read to compare with the journal: applied already
                     core.journal_venue(ev.sequence, ev.payload)
-                    try:
-                        msg = decode_outbound(ev.payload)
-                    except RemoteProtocolError as exc:
-                        core.on_undecodable(ev.payload, ev.sequence, exc)
-                        continue
-                    core.on_venue(msg, ev.sequence, now)
+                    core.on_venue_payload(ev.payload, ev.sequence, now)
                     if (
                         not self.reconciled
                         and self.snapshot is not None

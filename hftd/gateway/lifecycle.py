@@ -8,7 +8,7 @@ work (a fill still fills), it just does not move the order (a late Accepted of
 an order whose cancel is on its way keeps it cancel pending). `DONE` is final:
 a done order has left the gateway's books, whatever comes after it about it.
 
-The events are ours, not a venue's: the OUCH adapter (hftd.gateway.core today)
+The events are ours, not a venue's: the OUCH adapter (hftd.gateway.ouch_adapter)
 maps Order Accepted to ACCEPTED, Order Executed to FILL or FILLED, Cancel
 Pending to CANCEL_HELD, and so on; a FIX venue would map ExecType values the
 same way. The strategy keeps a table of its own for its view of the same

@@ -39,6 +39,7 @@ import msgspec
 from hftd.config import HftdConfig
 from hftd.feed.normalize import Normalizer
 from hftd.gateway.core import GatewayCore
+from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.ipc.ring import Ring
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
@@ -226,7 +227,7 @@ class GatewayWarm:
             md_stale_s=1e9,
         )
         scratch = msgspec.structs.replace(cfg, risk=risk, breaker=breaker)
-        self.core = GatewayCore(scratch, time.monotonic_ns)
+        self.core = GatewayCore(scratch, time.monotonic_ns, OuchAdapter())
         self.journal: ScratchJournal | None = None  # `attach_journal`, once there is one
         self.core.venue_up = True
         self.core.on_command(

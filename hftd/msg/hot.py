@@ -60,6 +60,9 @@ CMD_MARK = 4
 CMD_HEARTBEAT = 5  # alive (on a timer); qty = 1 if books are in sync, price = md age in ms
 
 
+# OrderCommand.price of a market order (OUCH's value, passed through like the TIFs).
+MARKET_PRICE = 2_147_483_647
+
 # Time in force of an order (OrderCommand.tif): our own codes. They are OUCH 5.0's
 # by choice, so the OUCH gateway passes them through unchanged (a unit test holds
 # them equal); another venue's adapter maps them.
@@ -76,7 +79,7 @@ class OrderCommand(msgspec.Struct, array_like=True, gc=False, frozen=True):
     symbol: str
     side: str  # "B" / "S"
     qty: int  # NEW/REPLACE: open size wanted
-    price: int  # 4 implied decimals; MARKET_PRICE for a market order
+    price: int  # 4 implied decimals; MARKET_PRICE (above) for a market order
     tif: str  # TIF_DAY, TIF_IOC or TIF_GTX (above)
     orig_cl_id: int  # CANCEL/REPLACE: the order acted on
     strategy: str

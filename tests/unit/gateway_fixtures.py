@@ -4,7 +4,8 @@ venue up, and a venue that numbers its replies (tests of the gateway's logic).""
 from __future__ import annotations
 
 from hftd.config import HftdConfig, load_config
-from hftd.gateway.core import LIVE, GatewayCore, GwOrder, to_b36
+from hftd.gateway.core import LIVE, GatewayCore, GwOrder
+from hftd.gateway.ouch_adapter import OuchAdapter, to_b36
 from hftd.msg.hot import CMD_HEARTBEAT, CMD_NEW, EX_ACCEPTED, EX_FILL, ExecutionReport, OrderCommand
 from hftd.wire import ouch
 from tests.support import DEFAULT_CONFIG
@@ -26,7 +27,7 @@ class Harness:
 
     def __init__(self, cfg: HftdConfig | None = None) -> None:
         self.clock = Clock()
-        self.core = GatewayCore(cfg or load_config(DEFAULT_CONFIG), self.clock)
+        self.core = GatewayCore(cfg or load_config(DEFAULT_CONFIG), self.clock, OuchAdapter())
         self.core.venue_up = True
         self.core.on_command(
             OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0), self.clock.now

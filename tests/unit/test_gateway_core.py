@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from hftd.config import load_config
+from hftd.gateway import venue
 from hftd.gateway.core import CANCEL_PENDING, LIVE, GatewayCore
+from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.positions import PositionBook
 from hftd.msg.hot import (
     CMD_CANCEL,
@@ -114,7 +116,9 @@ def test_an_aiq_cancel_takes_shares_off_like_a_cancel() -> None:
     h = Harness()
     o = h.order("B", 300)
     reports = h.reply(ouch.AiqCanceled(3, o.user_ref, 200, ouch.CANCEL_AIQ, 200, PX, "A"))
-    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [(EX_CANCELED, 200, 100, "Q")]
+    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [
+        (EX_CANCELED, 200, 100, venue.CANCEL_SELF_MATCH)
+    ]
     assert o.leaves == 100 and o.state == LIVE
     assert h.core.risk.open_qty("AAPL", "B") == 100
     h.reply(ouch.AiqCanceled(4, o.user_ref, 100, ouch.CANCEL_AIQ, 100, PX, "A"))
@@ -144,7 +148,9 @@ def test_order_modified_changes_size_and_side() -> None:
     h = Harness()
     o = h.order("S", 300)
     reports = h.reply(ouch.OrderModified(3, o.user_ref, "T", 200))  # now a short sale, 200
-    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [(EX_CANCELED, 100, 200, "M")]
+    assert [(r.kind, r.qty, r.leaves, r.reason) for r in reports] == [
+        (EX_CANCELED, 100, 200, venue.CANCEL_MODIFIED)
+    ]
     assert (o.side, o.leaves) == ("S", 200) and h.core.risk.open_qty("AAPL", "S") == 200
     h.reply(ouch.OrderModified(4, o.user_ref, "B", 200))  # side: the open shares move
     assert o.side == "B"
@@ -204,7 +210,7 @@ def test_replay_of_a_journal_applies_venue_side_messages_and_unusable_ones(
     h.reply(b"?")
     journal.close()
 
-    fresh = GatewayCore(load_config(DEFAULT_CONFIG), h.clock)
+    fresh = GatewayCore(load_config(DEFAULT_CONFIG), h.clock, OuchAdapter())
     records, torn = read_all(tmp_path / "gw.journal")
     assert torn is None
     assert fresh.replay(records, h.clock.now) == h.seq

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hftd.config import load_config
-from hftd.gateway.core import LIVE, GatewayCore, to_b36
+from hftd.gateway.core import LIVE, GatewayCore
+from hftd.gateway.ouch_adapter import OuchAdapter, to_b36
 from hftd.gateway.positions import FillLog
 from hftd.msg.hot import (
     CMD_CANCEL,
@@ -41,7 +42,7 @@ class Day:
 
     def __init__(self, journal: Journal | None) -> None:
         self.now = 1_000_000_000
-        self.core = GatewayCore(load_config(DEFAULT_CONFIG), lambda: self.now)
+        self.core = GatewayCore(load_config(DEFAULT_CONFIG), lambda: self.now, OuchAdapter())
         self.core.journal = journal
         self.core.venue_up = True
         self.seq = 0
@@ -62,7 +63,7 @@ class Day:
         self.seq += 1
         payload = ouch.encode_outbound(m)
         self.core.journal_venue(self.seq, payload)
-        self.core.on_venue(ouch.decode_outbound(payload), self.seq, self.now + 2000)
+        self.core.on_venue_payload(payload, self.seq, self.now + 2000)
 
     def fill(self, user_ref: int, qty: int, px: int) -> None:
         self.match += 1

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from hftd.config import load_config, parse_config
-from hftd.gateway.core import to_b36
+from hftd.gateway.ouch_adapter import to_b36
 from hftd.msg import ids
 from hftd.msg.hot import EX_ACCEPTED, ExecutionReport, OrderCommand
 from hftd.runtime import days

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from hftd.config import load_config
 from hftd.gateway.core import GatewayCore
+from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
     CMD_MARK,
@@ -101,7 +102,7 @@ def new(cl_id: int, side: str, price: int) -> OrderCommand:
 def test_the_price_band_holds_when_the_strategy_sends_a_false_mark() -> None:
     """A strategy claiming the market is at $379 (twice the real one) cannot move
     the band that checks its own orders: the gateway's view says $189.50."""
-    core = GatewayCore(load_config(DEFAULT_CONFIG), lambda: 1_000_000_000)
+    core = GatewayCore(load_config(DEFAULT_CONFIG), lambda: 1_000_000_000, OuchAdapter())
     core.venue_up = True
     core.on_command(OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0), 1)
     view = MarketView(["AAPL"], Clock())
