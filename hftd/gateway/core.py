@@ -30,10 +30,9 @@ holds the cancel (not re-sent) and Cancel Reject makes the order live again.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -81,7 +80,6 @@ from hftd.msg.hot import (
 )
 from hftd.risk.breaker import CircuitBreaker
 from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
-from hftd.runtime.journal import Journal
 from hftd.runtime.latency import HopRecorder
 
 log = logging.getLogger("hftd.gateway")
@@ -151,6 +149,13 @@ class GwOrder:
         self.sent_ns = 0
 
 
+class JournalSink(Protocol):
+    """Where the core's records go before they are acted on: the day's journal
+    (hftd.runtime.journal.Journal), given by the daemon; the core does no I/O."""
+
+    def append(self, payload: bytes) -> None: ...
+
+
 class GatewayCore:
     def __init__(self, cfg: HftdConfig, clock: Callable[[], int], venue: v.VenueAdapter) -> None:
         self.cfg = cfg
@@ -181,7 +186,7 @@ class GatewayCore:
         # oldest may be due, not every 10 ms over every order in flight (at 25k orders/s
         # thousands wait for their acknowledgement). 0: not known, walk at the next timer.
         self.oldest_sent_ns = 0
-        self.journal: Journal | None = None
+        self.journal: JournalSink | None = None
         self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
         # Every fill of the day, in order, so that one the venue breaks or corrects can be
         # taken out of the position exactly (compact columns: it grows with the day).
@@ -881,10 +886,11 @@ class GatewayCore:
         self.risk.on_fill(o.symbol, side, m.qty, m.price, order_done=done)
         self.risk.set_pnl(self.book.total())
         self.counters["fills"] += 1
-        # (wall time ns, symbol, side, qty, price, tick-to-trade ns of the order)
+        # (the core's clock at the fill, symbol, side, qty, price, tick-to-trade ns):
+        # the daemon turns the clock into wall time for Status (the core reads none)
         self.recent_fills.append(
             (
-                time.time_ns(),
+                now,
                 o.symbol,
                 side,
                 m.qty,

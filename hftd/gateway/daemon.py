@@ -76,6 +76,7 @@ class GatewayAgent:
         self.execs = execs
         self.md = md  # risk_md: the feed's records, for risk's own view of the market
         self.core = GatewayCore(cfg, time.monotonic_ns, OuchAdapter())
+        self.journal: Journal | None = None  # the day's, once recovered (the core's sink)
         self.market = MarketView([s.symbol for s in cfg.symbols], time.monotonic)
         self.md_dec = msgspec.msgpack.Decoder(MarketDataUpdate)
         self._warm: GatewayWarm | None = None  # made on the first warming pass
@@ -130,7 +131,7 @@ class GatewayAgent:
             from hftd.hotpath.warmup import GatewayWarm  # only a composite process warms
 
             self._warm = GatewayWarm(self.cfg)
-        self._warm.attach_journal(self.core.journal)
+        self._warm.attach_journal(self.journal)
         self._warm.run(command, self.dec, self.enc)
 
     def next_timer_s(self) -> float:
@@ -370,6 +371,7 @@ def gateway_detail(
     whatever walks the core's dicts walks a copy."""
     c = core.counters
     breaker = core.breaker
+    wall = time.time_ns() - time.monotonic_ns()  # the core's clock (monotonic) to wall time
     return GatewayDetail(
         mode=core.mode,
         breaker=BreakerStatus(tripped=breaker.tripped, reason=breaker.reason, trips=breaker.trips),
@@ -425,7 +427,7 @@ def gateway_detail(
         latency_rows_lost=core.latency.lost,
         recent_fills=[
             FillStatus(
-                time_ns=t,
+                time_ns=t + wall,
                 symbol=sym,
                 side=side,
                 qty=q,
@@ -467,7 +469,7 @@ class GatewayService:
         check of its last messages against the venue's stream (`agent.check`)."""
         gw = agent.cfg.gateway
         journal, records = Journal.recover(path, gw.journal_fsync, gw.journal_batch_s)
-        agent.core.journal = journal
+        agent.core.journal = agent.journal = journal
         if agent.fresh_ring:
             agent.core.quiet_until = QUIET_ALL
         last_seq = agent.core.replay(records, time.monotonic_ns())

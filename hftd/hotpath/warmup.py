@@ -252,7 +252,7 @@ class GatewayWarm:
                 self.journal = ScratchJournal(Path(journal.path).parent)
             except OSError:
                 self.journal = None
-            self.core.journal = self.journal  # type: ignore[assignment]
+            self.core.journal = self.journal
 
     def run(
         self,

@@ -265,3 +265,13 @@ def test_our_time_in_force_codes_pass_through_ouch_unchanged() -> None:
     """The gateway hands OrderCommand.tif to OUCH as it is: that holds only while our
     codes are OUCH's (another venue's adapter maps them)."""
     assert (hot.TIF_DAY, hot.TIF_IOC, hot.TIF_GTX) == (ouch.TIF_DAY, ouch.TIF_IOC, ouch.TIF_GTX)
+
+
+def test_the_core_reads_no_clock_of_its_own() -> None:
+    """Its only clock is the one it is given (a test's fake one here): no `time`."""
+    src = (ROOT / "hftd" / "gateway" / "core.py").read_text()
+    assert not re.search(r"^\s*(import time|from time import)", src, re.M)
+    h = Harness()
+    o = h.order("B", 100)
+    h.fill(o, 100)
+    assert h.core.recent_fills[-1][0] == h.clock.now  # stamped with the given clock
