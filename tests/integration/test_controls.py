@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
                 f["quantity"] if f["side"] == "B" else -f["quantity"]
             )
         assert set(pos.values()) <= {0}, pos
+        # hftctl status says where trading stands and what the operator does next.
+        out = hftctl(cfg, "status").stdout
+        assert "TRADING    mode reducing" in out, out
+        assert "flat, mode reducing: `hftctl resume` to trade again" in out, out
 
         # Resume: trading again.
         sent = status(gw, "gateway")["sent"]
@@ -83,6 +88,8 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
         halted_at = ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"]
         d0 = status(gw, "gateway")
         assert d0["mode"] == "halted"
+        js = json.loads(hftctl(cfg, "status", "--json").stdout)
+        assert js["trading"]["mode"] == "halted" and "hftctl resume" in js["trading"]["next"]
         wait_for(
             lambda: status(gw, "gateway")["risk_rejects"] >= d0["risk_rejects"] + 3,
             60,

@@ -1,11 +1,15 @@
-"""`hftctl status [--json]`: every daemon's state, pid, uptime, restarts, last error.
+"""`hftctl status [--json]`: every daemon's state, pid, uptime, restarts, last error,
+and what the operator must know about trading: the gateway's mode, breaker,
+venue session, risk's market view, positions and P&L, and what to do next
+(`trading_summary`, from the gateway's Status detail decoded as its Struct).
 
 Asks the embedded supervisor (`supervisor.sock`) when `hftd up` runs;
 otherwise (systemd) asks each daemon's own control socket and systemd for the
 restart count; there each daemon's Status detail is decoded as its Struct
 (hftd.msg.status), and one that is not (a field missing or mistyped) is the
 row's last error, naming the field. Exit status: 0 all ready, 1 some daemon
-not ready, 3 nothing running.
+not ready, 3 nothing running (a halted or paused gateway is ready: its mode
+is in the trading line, not in the exit status).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import msgspec
 from hftd.ctl.context import CtlContext
 from hftd.ipc.control import request_sync
 from hftd.msg.control import DaemonStatus, Status, StatusInfo
-from hftd.msg.status import DETAILS, StatusDetailError, decode_detail
+from hftd.msg.hot import PRICE_SCALE
+from hftd.msg.status import DETAILS, GatewayDetail, StatusDetailError, decode_detail
 
 NOT_RUNNING = 3
 
@@ -65,6 +70,81 @@ def _detail_problem(name: str, info: StatusInfo) -> str:
     except StatusDetailError as exc:
         return str(exc)
     return ""
+
+
+class TradingSummary(msgspec.Struct, kw_only=True, frozen=True):
+    """What the gateway says about trading, for the operator."""
+
+    mode: str  # active, paused, reducing, halted
+    breaker: str  # "ok", or "tripped: <reason>"
+    venue: str  # "up" or "down"
+    strategy: str  # "up" or "down" (its heartbeats)
+    market_view: str  # "in sync", or why not (risk's own books, hftd/risk/market.py)
+    working: int  # orders at the venue
+    positions: dict[str, int]  # symbol -> signed shares (non-zero ones)
+    realized: float  # dollars
+    unrealized: float
+    total: float
+    next: str  # what the operator does now ("" while trading normally)
+
+
+def trading_summary(d: GatewayDetail) -> TradingSummary:
+    """The gateway's detail as the operator reads it, with the next step."""
+    b = d.breaker
+    book = d.positions
+    held = {p.symbol: p.qty for p in book.positions if p.qty}
+    m = d.market
+    if d.mode == "halted":
+        nxt = (
+            f"circuit breaker tripped ({b.reason}): find the cause, then `hftctl resume` "
+            "re-arms it and trades again"
+            if b.tripped
+            else "trading halted: `hftctl resume` to trade again"
+        )
+    elif d.mode == "reducing":
+        nxt = (
+            "mode reducing: closing positions (only orders that reduce them); "
+            "`hftctl resume` to trade again"
+            if held
+            else "flat, mode reducing: `hftctl resume` to trade again"
+        )
+    elif d.mode == "paused":
+        nxt = "paused: new orders held, working orders stay; `hftctl resume` to trade again"
+    elif not d.venue_up:
+        nxt = "no venue session: the gateway reconnects by itself; check the venue"
+    elif not m.synced:
+        nxt = "risk's market view is resyncing: the band uses the last good reference"
+    else:
+        nxt = ""
+    return TradingSummary(
+        mode=d.mode,
+        breaker=f"tripped: {b.reason}" if b.tripped else "ok",
+        venue="up" if d.venue_up else "down",
+        strategy="up" if d.strategy_up else "down",
+        market_view="in sync" if m.synced else f"out of sync ({m.last_loss or 'starting'})",
+        working=len(d.working),
+        positions=held,
+        realized=book.realized / PRICE_SCALE,
+        unrealized=book.unrealized / PRICE_SCALE,
+        total=book.total / PRICE_SCALE,
+        next=nxt,
+    )
+
+
+def trading(ctx: CtlContext) -> tuple[TradingSummary | None, str]:
+    """The gateway's trading summary, or None and why there is none."""
+    if "gateway" not in ctx.cfg.start_order():
+        return None, ""  # nothing trades: no trading lines
+    raw = _ask(ctx.socket("gateway"))
+    if raw is None:
+        return None, "the gateway does not answer"
+    try:
+        d = decode_detail(GatewayDetail, msgspec.convert(raw, StatusInfo).detail, "gateway")
+    except (StatusDetailError, msgspec.ValidationError) as exc:
+        return None, str(exc)
+    if d is None:
+        return None, "the gateway is starting"
+    return trading_summary(d), ""
 
 
 def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
@@ -117,6 +197,7 @@ def _uptime(s: float) -> str:
 
 def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     source, rows = collect(ctx)
+    summary, why = trading(ctx) if source else (None, "nothing runs")
     if args.json:
         print(
             json.dumps(
@@ -125,6 +206,8 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
                     "source": source,
                     "run_dir": str(ctx.run_dir),
                     "daemons": msgspec.to_builtins(rows),
+                    "trading": msgspec.to_builtins(summary) if summary else None,
+                    "trading_unknown": why,  # why "trading" is null ("" no gateway)
                 },
                 indent=2,
             )
@@ -148,9 +231,28 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
                 hosts.setdefault(r.process, []).append(r.name)
         for host, names in hosts.items():
             print(f"({', '.join(names)}: one process, {host}; layout composite)")
+        _print_trading(summary, why)
     if not source:
         return NOT_RUNNING
     return 0 if all(r.state == "ready" for r in rows) else 1
+
+
+def _print_trading(t: TradingSummary | None, why: str) -> None:
+    if t is None:
+        if why:
+            print(f"\nTRADING    unknown: {why}")
+        return
+    pos = ", ".join(f"{s} {q:+d}" for s, q in sorted(t.positions.items())) or "flat"
+    print(
+        f"\nTRADING    mode {t.mode}, breaker {t.breaker}, venue {t.venue}, "
+        f"strategy {t.strategy}, market view {t.market_view}"
+    )
+    print(
+        f"POSITIONS  {pos}; {t.working} working; P&L ${t.total:,.2f} "
+        f"(realized ${t.realized:,.2f}, unrealized ${t.unrealized:,.2f})"
+    )
+    if t.next:
+        print(f"NEXT       {t.next}")
 
 
 def add_parser(sub: Any) -> None:
