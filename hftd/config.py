@@ -379,6 +379,7 @@ ALERT_RULES = (
     "listener_limits",
     "book_errors",
     "venue_unusable",
+    "risk_view",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 

@@ -43,7 +43,11 @@ Rules (severity; raised while):
   max_unusable_per_min sequenced venue messages in the last 60 s that it
   journaled but could not apply (not OUCH 5.0, a type it does not handle, about
   an order or a fill it does not know): never skipped, but its orders,
-  positions or P&L may now differ from the venue's.
+  positions or P&L may now differ from the venue's;
+- risk_view (critical): the gateway's own market view (hftd/risk/market.py)
+  out of sync for link_down_after_s: its price band, market-order notional
+  and marks stay at the last good reference until the feed's resync rebuilds
+  its books.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class Facts(msgspec.Struct, kw_only=True):
     book_error: str = ""  # the last one: its sequence number and why
     unusable_last_min: int = 0  # gateway: sequenced venue messages not applied, last 60 s
     last_unusable: str = ""  # the last one: its sequence number and why
+    risk_view_down_s: float = 0.0  # gateway answering, its market view out of sync this long
+    risk_view_loss: str = ""  # why it lost sync
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -305,6 +311,19 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                 f"{f.last_unusable or 'not reported'}",
                 value=f.unusable_last_min,
                 threshold=cfg.max_unusable_per_min,
+            )
+        )
+    if f.risk_view_down_s >= cfg.link_down_after_s:
+        out.append(
+            Condition(
+                rule="risk_view",
+                subject="gateway",
+                severity="critical",
+                message=f"risk's market view out of sync for {f.risk_view_down_s:.0f} s "
+                f"({f.risk_view_loss or 'waiting for the stream'}): price band and marks "
+                "use the last good reference",
+                value=f.risk_view_down_s,
+                threshold=cfg.link_down_after_s,
             )
         )
     return [c for c in out if c.rule not in cfg.disabled]

@@ -356,6 +356,10 @@ class Aggregator:
             book_error=strat.last_book_error if strat else "",
             unusable_last_min=g.within("unusable", 60.0) if g else 0,
             last_unusable=gw.last_unusable if gw else "",
+            risk_view_down_s=self._down_for(
+                "risk_view", gw_on and gw is not None and not gw.market.synced, poll.mono
+            ),
+            risk_view_loss=gw.market.last_loss if gw else "",
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
