@@ -15,14 +15,24 @@ import pytest
 from hftd.config import load_config
 from hftd.gateway.core import GwOrder
 from hftd.gateway.lifecycle import (
+    ACCEPTED,
+    CANCEL_HELD,
     CANCEL_PENDING,
+    CANCEL_REFUSED,
+    CANCEL_REFUSED_UNACKED,
+    CANCEL_SENT,
     CANCELED,
     DONE,
     EVENTS,
     FILLED,
     LIVE,
     PENDING,
+    REDUCED,
+    REJECTED,
     REPLACE_PENDING,
+    REPLACE_REFUSED,
+    REPLACE_SENT,
+    REPLACED,
     STATES,
     TRANSITIONS,
     step,
@@ -275,3 +285,89 @@ def test_the_core_reads_no_clock_of_its_own() -> None:
     o = h.order("B", 100)
     h.fill(o, 100)
     assert h.core.recent_fills[-1][0] == h.clock.now  # stamped with the given clock
+
+
+# --- every transition of the table, through the gateway's logic ------------------------------
+
+
+def _pending(h: Harness) -> GwOrder:
+    return h.send("B", 100)
+
+
+def _live(h: Harness) -> GwOrder:
+    return h.order("B", 100)
+
+
+def _cancel_pending(h: Harness, acked: bool = True) -> GwOrder:
+    o = h.order("B", 100) if acked else h.send("B", 100)
+    h.command(CMD_CANCEL, o)
+    h.core.to_venue.clear()
+    return o
+
+
+def _replace_pending(h: Harness) -> GwOrder:
+    old = h.order("B", 100)
+    h.command(CMD_REPLACE, old, 100, PX + 100)
+    h.core.to_venue.clear()
+    return old
+
+
+def _replacement(h: Harness) -> GwOrder:
+    """The new order of a replace on its way (pending)."""
+    old = h.order("B", 100)
+    cl = h.command(CMD_REPLACE, old, 100, PX + 100)
+    h.core.to_venue.clear()
+    return h.core.orders[cl]
+
+
+def _replaced(h: Harness, o: GwOrder) -> None:
+    old, new = (o, _new_of(h, o)) if o.state == REPLACE_PENDING else (o.orig, o)
+    assert old is not None
+    echo = ("B", 100, "AAPL", PX + 100, "0", "Y", 7777, "A", "N", "N", "L", "")
+    h.reply(ouch.Replaced(7, old.user_ref, new.user_ref, *echo))
+
+
+def _new_of(h: Harness, old: GwOrder) -> GwOrder:
+    return next(x for x in h.core.orders.values() if x.orig is old)
+
+
+def _refused(h: Harness, o: GwOrder) -> None:
+    h.reply(ouch.Rejected(8, _new_of(h, o).user_ref, ouch.REJECT_INVALID_PRICE, ""))
+
+
+SETUP = {
+    PENDING: _pending,
+    LIVE: _live,
+    CANCEL_PENDING: _cancel_pending,
+    REPLACE_PENDING: _replace_pending,
+}
+ACT = {
+    ACCEPTED: lambda h, o: h.accept(o),
+    FILLED: lambda h, o: h.fill(o, o.leaves),
+    CANCEL_SENT: lambda h, o: h.command(CMD_CANCEL, o),
+    CANCEL_HELD: lambda h, o: h.reply(ouch.CancelPending(3, o.user_ref)),
+    CANCEL_REFUSED: lambda h, o: h.reply(ouch.CancelReject(3, o.user_ref)),
+    CANCEL_REFUSED_UNACKED: lambda h, o: h.reply(ouch.CancelReject(3, o.user_ref)),
+    REDUCED: lambda h, o: h.reply(ouch.Canceled(4, o.user_ref, 40, ouch.CANCEL_USER)),
+    CANCELED: lambda h, o: h.reply(ouch.Canceled(4, o.user_ref, o.leaves, ouch.CANCEL_USER)),
+    REPLACE_SENT: lambda h, o: h.command(CMD_REPLACE, o, 100, PX + 100),
+    REPLACED: _replaced,
+    REPLACE_REFUSED: _refused,
+    REJECTED: lambda h, o: h.reply(ouch.Rejected(8, o.user_ref, ouch.REJECT_INVALID_PRICE, "")),
+}
+SPECIAL_SETUP = {  # where the state alone does not say which order
+    (PENDING, REPLACED): _replacement,
+    (CANCEL_PENDING, CANCEL_REFUSED_UNACKED): lambda h: _cancel_pending(h, acked=False),
+    (CANCEL_PENDING, REJECTED): lambda h: _cancel_pending(h, acked=False),
+}
+
+
+@pytest.mark.parametrize(("pair", "to"), sorted(TRANSITIONS.items()))
+def test_the_gateway_takes_each_transition_of_the_table(pair: tuple[str, str], to: str) -> None:
+    state, event = pair
+    h = Harness()
+    o = SPECIAL_SETUP.get(pair, SETUP[state])(h)
+    assert o.state == state
+    ACT[event](h, o)
+    assert o.state == to, (pair, o.state)
+    assert (o.cl_id in h.core.orders) == (to != DONE)  # done: off the books
