@@ -369,6 +369,7 @@ class GatewayCore:
     def pause(self) -> dict[str, object]:
         self.paused = True
         log.warning("PAUSED by operator: new orders held, working orders stay")
+        self._mode_changed()
         return {"mode": self.mode}
 
     def resume(self) -> dict[str, object]:
@@ -378,6 +379,7 @@ class GatewayCore:
         self.risk.set_mode(ACTIVE)
         self.risk.resume()
         log.warning("RESUMED by operator: trading active (breaker re-armed)")
+        self._mode_changed()
         return {"mode": self.mode}
 
     def halt(self, reason: str, *, cancel: bool = True) -> dict[str, object]:
@@ -386,6 +388,7 @@ class GatewayCore:
         name other orders at the venue)."""
         self.risk.set_mode(HALTED)
         self.flattening = False
+        self._mode_changed()
         if not cancel:
             log.error("HALTED (%s): new orders refused until resume, nothing cancelled", reason)
             return {"mode": self.mode, "cancelled": 0}
@@ -399,6 +402,7 @@ class GatewayCore:
         self.risk.set_mode(REDUCING)
         self.paused = False
         self.flattening = True
+        self._mode_changed()
         n = self.cancel_all()
         log.warning("FLATTEN: %d working orders cancelled; closing every position", n)
         return {"mode": self.mode, "cancelled": n}
@@ -1135,7 +1139,13 @@ class GatewayCore:
             self._flatten_step(now)
 
     def heartbeat(self) -> ExecutionReport:
-        return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, "", self.clock())
+        """Alive, and the trading mode (reason): what the strategy may send."""
+        return ExecutionReport(EX_HEARTBEAT, 0, 0, "", "", 0, 0, 0, 0, self.mode, self.clock())
+
+    def _mode_changed(self) -> None:
+        """Tell the strategy now, not at the next heartbeat: orders it sends meanwhile
+        would only be refused."""
+        self.reports.append(self.heartbeat())
 
 
 def journal_tail(records: list[bytes], first: int) -> dict[int, bytes]:

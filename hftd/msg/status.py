@@ -179,6 +179,7 @@ class StrategyInstanceStatus(msgspec.Struct, kw_only=True, frozen=True):
     partial_fills: int
     rejects: int
     cancels: int
+    held: int  # orders not sent: the gateway's mode would refuse them
     positions: dict[str, int]
 
 
@@ -208,6 +209,7 @@ class StrategyDetail(Detail, kw_only=True, frozen=True):
     stale_reports: int
     invalid_reports: int
     gateway_heard_ms_ago: int | None  # None: never heard
+    gateway_mode: str  # as the gateway's heartbeats say (what its orders may be)
     strategies: dict[str, StrategyInstanceStatus]
 
 

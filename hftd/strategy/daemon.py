@@ -302,6 +302,7 @@ class StrategyService:
             gateway_heard_ms_ago=(time.monotonic_ns() - e.gateway_seen_ns) // 1_000_000
             if e.gateway_seen_ns
             else None,
+            gateway_mode=e.gateway_mode,
             strategies={
                 s.name: StrategyInstanceStatus(
                     signals=s.signals,
@@ -310,6 +311,7 @@ class StrategyService:
                     partial_fills=s.om.counts["partial_fills"],
                     rejects=s.om.counts["rejects"],
                     cancels=s.om.counts["cancels"],
+                    held=s.om.counts["held"],
                     positions=dict(s.om.positions),
                 )
                 for s in e.strategies

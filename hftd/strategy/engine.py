@@ -17,6 +17,7 @@ from sequence 1. Never an exception.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from hftd.book.l3 import BookBuilder, BookError
@@ -33,8 +34,17 @@ from hftd.msg.hot import (
     OrderCommand,
 )
 from hftd.msg.status import WorkingOrderStatus
-from hftd.strategy.orders import OrderManager
+from hftd.strategy.orders import (
+    MODE_ACTIVE,
+    MODE_HALTED,
+    MODE_PAUSED,
+    MODE_REDUCING,
+    MODES,
+    OrderManager,
+)
 from hftd.strategy.strategies import KINDS, Strategy
+
+log = logging.getLogger("hftd.strategy")
 
 
 def _no_resync(why: str, seq: int) -> None:
@@ -67,6 +77,7 @@ class StrategyEngine:
                     self.by_symbol.setdefault(sym, []).append(strat)
         self.next_heartbeat_ns = 0
         self.gateway_seen_ns = 0
+        self.gateway_mode = MODE_ACTIVE  # what its heartbeats say; every order manager's
         self.last_md_ns = 0  # any market data, feed heartbeats included
         self.in_sync = True  # books consistent (the daemon sets this)
         self.book_errors = 0  # updates the books rejected
@@ -107,9 +118,34 @@ class StrategyEngine:
 
     # --- executions --------------------------------------------------------------------
 
+    def _set_mode(self, mode: str) -> None:
+        """The gateway's trading mode (its heartbeat's reason): what every strategy's
+        order manager may send. An unknown word is kept as the mode (nothing allowed
+        but what `OrderManager.allows` allows outside active: nothing), and said."""
+        mode = mode or MODE_ACTIVE  # a gateway that does not say: as before, active
+        if mode == self.gateway_mode:
+            return
+        if mode not in MODES:
+            log.error("gateway reports an unknown trading mode %r: holding new orders", mode)
+        else:
+            log.warning(
+                "gateway mode %s: %s",
+                mode,
+                {
+                    MODE_ACTIVE: "orders flow again",
+                    MODE_PAUSED: "new orders held until resume",
+                    MODE_REDUCING: "only orders that reduce a position",
+                    MODE_HALTED: "new orders held until the operator resumes",
+                }[mode],
+            )
+        self.gateway_mode = mode
+        for s in self.strategies:
+            s.om.mode = mode
+
     def on_report(self, r: ExecutionReport) -> None:
         if r.kind == EX_HEARTBEAT:
             self.gateway_seen_ns = self.clock()
+            self._set_mode(r.reason)
             return
         idx = ids.instance_of(r.cl_id)
         if not 0 <= idx < len(self.strategies):

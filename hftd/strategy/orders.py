@@ -3,6 +3,13 @@
 Each lifecycle is one table: `TRANSITIONS[(state, event)] -> state`. A report
 for an order the manager does not know is counted in `untracked` (it would
 mean the gateway and the strategy disagree: a bug or a lost message).
+
+It sends only what the gateway's trading mode allows (`mode`, from the
+gateway's heartbeat reports): nothing new while paused or halted, and while
+reducing (after a flatten) only orders that bring a position toward zero,
+counting what already works on that side. A held order is counted (`held`),
+not sent: sending it would only make the gateway's risk refuse it, a storm
+of rejects for the operator to read.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ PARTIAL = "partially filled"
 CANCEL_PENDING = "cancel pending"
 REPLACE_PENDING = "replace pending"
 DONE = "done"  # filled, cancelled, rejected or replaced
+
+# The gateway's trading modes (its heartbeat report's reason; hftd.gateway.core `mode`).
+MODE_ACTIVE = "active"
+MODE_PAUSED = "paused"  # new orders held by the gateway; working ones stay
+MODE_REDUCING = "reducing"  # after a flatten: only orders that reduce a position
+MODE_HALTED = "halted"  # nothing new until the operator resumes
+MODES = (MODE_ACTIVE, MODE_PAUSED, MODE_REDUCING, MODE_HALTED)
 
 # (state, event) -> state; events: accepted, fill, filled (leaves 0), cancel_req,
 # replace_req, canceled (leaves > 0 left), done (cancelled out / rejected / replaced)
@@ -104,7 +118,33 @@ class OrderManager:
         self.stale = 0  # reports for a previous run's orders (after a restart)
         self.invalid = 0  # reports the order's state could not take (ignored)
         self.refused = 0  # commands the gateway ring would not take
-        self.counts = {"sent": 0, "fills": 0, "partial_fills": 0, "rejects": 0, "cancels": 0}
+        self.counts = {
+            "sent": 0,
+            "fills": 0,
+            "partial_fills": 0,
+            "rejects": 0,
+            "cancels": 0,
+            "held": 0,  # not sent: the gateway's mode would refuse it (`allows`)
+        }
+        self.mode = MODE_ACTIVE  # the gateway's, from its heartbeats (StrategyEngine)
+
+    def allows(self, symbol: str, side: str, qty: int) -> bool:
+        """May a new order of `qty` on `side` go out in the gateway's mode?"""
+        mode = self.mode
+        if mode == MODE_ACTIVE:
+            return True
+        if mode != MODE_REDUCING:
+            return False  # paused, halted
+        pos = self.positions.get(symbol, 0)
+        buy = side == "B"
+        working = sum(
+            o.leaves for o in self.orders.values() if o.symbol == symbol and (o.side == "B") == buy
+        )
+        room = -pos if buy else pos  # how much of the position this side can close
+        return qty + working <= room
+
+    def _hold(self) -> None:
+        self.counts["held"] += 1
 
     def _event(self, order: WorkingOrder, event: str) -> None:
         nxt = TRANSITIONS.get((order.state, event))
@@ -117,7 +157,11 @@ class OrderManager:
     # --- commands -------------------------------------------------------------------
 
     def new(self, symbol: str, side: str, qty: int, price: int, tif: str, t1: int) -> int | None:
-        """Send a new order; its cl_id, or None if it could not be queued."""
+        """Send a new order; its cl_id, or None if it could not be queued or the
+        gateway's mode does not allow it (`held`)."""
+        if not self.allows(symbol, side, qty):
+            self._hold()
+            return None
         cl_id = self.next_cl_id
         if cl_id > self.last_cl_id:
             self._out_of_ids()
@@ -149,6 +193,9 @@ class OrderManager:
     def replace(self, cl_id: int, qty: int, price: int, t1: int = 0) -> int | None:
         o = self.orders.get(cl_id)
         if o is None or o.state not in (LIVE, PARTIAL):
+            return None
+        if self.mode != MODE_ACTIVE and not (self.mode == MODE_REDUCING and qty <= o.leaves):
+            self._hold()  # outside active: at most a size-down while reducing
             return None
         new_id = self.next_cl_id
         if new_id > self.last_cl_id:

@@ -212,6 +212,7 @@ def strategy(*, refused: int = 0) -> dict[str, Any]:
         stale_reports=0,
         invalid_reports=0,
         gateway_heard_ms_ago=None,
+        gateway_mode="active",
         strategies={},
     )
     out: dict[str, Any] = msgspec.to_builtins(detail)

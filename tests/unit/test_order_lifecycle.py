@@ -38,7 +38,15 @@ from hftd.gateway.lifecycle import (
     step,
 )
 from hftd.msg import hot
-from hftd.msg.hot import CMD_CANCEL, CMD_REPLACE, EX_CANCELED, EX_FILL, EX_REJECTED, EX_REPLACED
+from hftd.msg.hot import (
+    CMD_CANCEL,
+    CMD_REPLACE,
+    EX_CANCELED,
+    EX_FILL,
+    EX_HEARTBEAT,
+    EX_REJECTED,
+    EX_REPLACED,
+)
 from hftd.wire import ouch
 from tests.support import DEFAULT_CONFIG, ROOT
 from tests.unit.gateway_fixtures import PX, Harness
@@ -224,16 +232,19 @@ def test_breaker_trip_halts_and_cancels_and_the_operator_rearms() -> None:
     working = h.order("B", 100)
     for _ in range(3):  # three venue rejects in the window: one more than allowed
         o = h.send("B", 100, PX - 100)
-        [r] = h.reply(ouch.Rejected(5, o.user_ref, ouch.REJECT_INVALID_PRICE, ""))
+        replies = h.reply(ouch.Rejected(5, o.user_ref, ouch.REJECT_INVALID_PRICE, ""))
+        [r] = [x for x in replies if x.kind != EX_HEARTBEAT]  # the trip's says "halted"
         assert r.kind == EX_REJECTED and o.state == DONE
     assert h.core.breaker.tripped and h.core.mode == "halted"
     assert working.state == CANCEL_PENDING  # the halt cancelled what was working
     cancel_sent(h, working)
+    h.core.reports.clear()
     h.command(1, working, 100, PX)  # CMD_NEW while halted: refused by risk
     [r] = h.core.reports
     assert r.kind == EX_REJECTED and "risk" in r.reason and not h.core.to_venue
     h.core.reports.clear()
     assert h.core.resume()["mode"] == "active" and not h.core.breaker.tripped
+    h.core.reports.clear()  # (the resume's heartbeat)
     o = h.send("B", 100)
     assert o.state == PENDING
 
