@@ -153,6 +153,7 @@ class Dashboard:
                 "up" if s.venue_up else ("crit", "DOWN"),
                 f"  via {s.source}",
                 f"  {note}" if note else "",
+                *((("warn", f"\n next: {s.next_step}"),) if s.next_step else ()),
             ]
         )
         r, c = s.rates, s.counters

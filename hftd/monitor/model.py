@@ -54,6 +54,7 @@ from hftd.msg.status import (
     GatewayDetail,
     StrategyDetail,
     decode_detail,
+    next_step,
 )
 from hftd.runtime.hdr import SparseHistogram
 from hftd.runtime.latency import summarize
@@ -375,6 +376,7 @@ class Aggregator:
             strategy_up=strategy_up,
             feed_link=feed_link,
             working_orders=len(gw.working) if gw else 0,
+            next_step=next_step(gw) if gw and gw_on else "",
             resync_loop=strat is not None and strat.resync_loop and strat_on,
             counters=counters,
             rates=rates,

@@ -90,6 +90,7 @@ ul { list-style:none; margin:0; padding:0; }
   <span>breaker <span class="badge" id="breaker">-</span></span>
   <span>venue <span class="badge" id="venue">-</span></span>
   <span class="dim">updated <span id="updated">-</span> · poll <span id="seq">0</span></span>
+  <span id="next" class="badge warn" hidden></span>
   <span class="spacer"></span>
   <span id="action-result"></span>
   <span id="actions"></span>
@@ -199,6 +200,8 @@ function render(s) {
     s.mode === "unknown" ? "" : "warn");
   badge("breaker", s.breaker_tripped ? "TRIPPED" : "ok", s.breaker_tripped ? "crit" : "ok");
   $("breaker").title = s.breaker_reason || "";
+  setText("next", s.next_step ? "next: " + s.next_step : "");
+  $("next").hidden = !s.next_step;
   badge("venue", s.venue_up ? "up" : "down", s.venue_up ? "ok" : "crit");
   for (const k of ["orders", "fills", "cancels", "rejects", "md"]) {
     setText("rate-" + k, rate(s.rates[k]));

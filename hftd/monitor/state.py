@@ -122,6 +122,7 @@ class SystemState(msgspec.Struct, kw_only=True):
     mode: str = "unknown"  # gateway trading mode: active, paused, reducing, halted
     breaker_tripped: bool = False
     breaker_reason: str = ""
+    next_step: str = ""  # what the operator does now (hftd.msg.status.next_step); "" as usual
     venue_up: bool = False
     strategy_up: bool = False
     feed_link: str = ""

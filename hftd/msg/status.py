@@ -169,6 +169,33 @@ class GatewayDetail(Detail, kw_only=True, frozen=True):
     recent_fills: list[FillStatus]
 
 
+def next_step(d: GatewayDetail) -> str:
+    """What the operator does now, from the gateway's detail ("" while trading as
+    usual): the one wording `hftctl status`, the console and the web page show."""
+    b = d.breaker
+    if d.mode == "halted":
+        if b.tripped:
+            return (
+                f"circuit breaker tripped ({b.reason}): find the cause, then "
+                "`hftctl resume` re-arms it and trades again"
+            )
+        return "trading halted: `hftctl resume` to trade again"
+    if d.mode == "reducing":
+        if any(p.qty for p in d.positions.positions):
+            return (
+                "mode reducing: closing positions (only orders that reduce them); "
+                "`hftctl resume` to trade again"
+            )
+        return "flat, mode reducing: `hftctl resume` to trade again"
+    if d.mode == "paused":
+        return "paused: new orders held, working orders stay; `hftctl resume` to trade again"
+    if not d.venue_up:
+        return "no venue session: the gateway reconnects by itself; check the venue"
+    if not d.market.synced:
+        return "risk's market view is resyncing: the band uses the last good reference"
+    return ""
+
+
 # --- strategy -----------------------------------------------------------------------
 
 

@@ -149,6 +149,11 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 "document.getElementById('mode').textContent === 'paused'",
                 what="mode paused on the page",
             )
+            browser.wait_for(  # and what the operator does next, as hftctl status says it
+                "!document.getElementById('next').hidden && document.getElementById('next')"
+                ".textContent.includes('paused: new orders held')",
+                what="the next step on the page",
+            )
             browser.wait_for(
                 "[...document.querySelectorAll('#alerts li')].some("
                 "li => li.dataset.key === 'trading_mode:gateway')",
@@ -160,6 +165,7 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
             browser.wait_for(
                 "document.getElementById('mode').textContent === 'active'", what="mode active again"
             )
+            browser.wait_for("document.getElementById('next').hidden", what="no next step")
 
             # A token of another run: refused, nothing done, the page goes read-only.
             browser.eval("sessionStorage.setItem('hftd-token', 'stale-token-of-another-run')")

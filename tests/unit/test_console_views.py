@@ -119,6 +119,10 @@ def test_breaker_mode_and_down_daemon_show() -> None:
     assert "mode HALTED" in lines[0] and "breaker TRIPPED" in lines[0]
     assert "breaker        TRIPPED 21 venue" in text  # the risk pane clips; alerts say all
     assert "CRIT circuit breaker tripped" in text and "CRIT trading halted" in text
+    # what to do next, in the same words as hftctl status and the web page
+    assert s.next_step.startswith("circuit breaker tripped (21 venue rejects in 1 s)")
+    assert lines[1].startswith(" next: circuit breaker tripped (21 venue rejects")
+    assert "next:" not in "\n".join(screen(state(), 100, 30))  # trading as usual: no line
 
 
 def test_before_the_first_state() -> None:

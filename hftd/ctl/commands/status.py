@@ -27,7 +27,13 @@ from hftd.ctl.context import CtlContext
 from hftd.ipc.control import request_sync
 from hftd.msg.control import DaemonStatus, Status, StatusInfo
 from hftd.msg.hot import PRICE_SCALE
-from hftd.msg.status import DETAILS, GatewayDetail, StatusDetailError, decode_detail
+from hftd.msg.status import (
+    DETAILS,
+    GatewayDetail,
+    StatusDetailError,
+    decode_detail,
+    next_step,
+)
 
 NOT_RUNNING = 3
 
@@ -94,28 +100,6 @@ def trading_summary(d: GatewayDetail) -> TradingSummary:
     book = d.positions
     held = {p.symbol: p.qty for p in book.positions if p.qty}
     m = d.market
-    if d.mode == "halted":
-        nxt = (
-            f"circuit breaker tripped ({b.reason}): find the cause, then `hftctl resume` "
-            "re-arms it and trades again"
-            if b.tripped
-            else "trading halted: `hftctl resume` to trade again"
-        )
-    elif d.mode == "reducing":
-        nxt = (
-            "mode reducing: closing positions (only orders that reduce them); "
-            "`hftctl resume` to trade again"
-            if held
-            else "flat, mode reducing: `hftctl resume` to trade again"
-        )
-    elif d.mode == "paused":
-        nxt = "paused: new orders held, working orders stay; `hftctl resume` to trade again"
-    elif not d.venue_up:
-        nxt = "no venue session: the gateway reconnects by itself; check the venue"
-    elif not m.synced:
-        nxt = "risk's market view is resyncing: the band uses the last good reference"
-    else:
-        nxt = ""
     return TradingSummary(
         mode=d.mode,
         breaker=f"tripped: {b.reason}" if b.tripped else "ok",
@@ -127,7 +111,7 @@ def trading_summary(d: GatewayDetail) -> TradingSummary:
         realized=book.realized / PRICE_SCALE,
         unrealized=book.unrealized / PRICE_SCALE,
         total=book.total / PRICE_SCALE,
-        next=nxt,
+        next=next_step(d),
     )
 
 
