@@ -76,18 +76,25 @@ def test_trading_loop_positions_match_the_venue(tmp_path: Path) -> None:
         start_daemon("gateway", cfg) as gw,
     ):
         with start_daemon("strategy", cfg) as st:
+
+            def every_instance_filled() -> bool:
+                per = status(st, "strategy")["strategies"]
+                return all(per[i["name"]]["fills"] >= 1 for i in STRATEGIES)
+
             wait_for(
                 lambda: (
                     status(gw, "gateway")["fills"] >= 20
                     and partial_fills(st) >= 2
                     and status(gw, "gateway")["cancels"] >= 1
+                    and every_instance_filled()
                 ),
                 timeout=120,
-                what="fills, partial fills and cancels",
+                what="fills (every instance's), partial fills and cancels",
             )
             sdet = status(st, "strategy")
             assert sdet["untracked"] == 0 and sdet["gaps"] == 0
-            assert "signal mr1" in st.log or "signal mom1" in st.log
+            for inst in STRATEGIES:  # every configured instance trades, none unnoticed
+                assert f"signal {inst['name']}" in st.log
         # The strategy is gone: the gateway cancels what it had working.
         wait_for(lambda: not status(gw, "gateway")["strategy_up"], 10, "strategy down noticed")
         wait_for(lambda: not status(gw, "gateway")["working"], 10, "working orders cancelled")

@@ -301,3 +301,70 @@ def test_load_keeps_at_most_max_working_in_flight() -> None:
     )
     load.on_timer(10**9 + 2 * 10**7)  # one finished: one more
     assert len([c for c in sent if c.kind == CMD_NEW]) == 5
+
+
+def momentum(**over: object) -> StrategyInstanceConfig:
+    return StrategyInstanceConfig(
+        **{
+            "name": "mom",
+            "kind": "momentum",
+            "symbols": ["AAPL"],
+            "fast_window": 2,
+            "slow_window": 4,
+            "order_qty": 100,
+            "max_position": 100,
+            "cooldown_ms": 0.0,
+            "order_timeout_ms": 50.0,
+            **over,
+        }  # type: ignore[arg-type]
+    )
+
+
+def flat_then_up(eng: StrategyEngine, seq: itertools.count[int]) -> None:
+    """Ask 101.00 and bids at 100.00 (a flat mid), then a higher bid: the mid rises."""
+    eng.on_update(book_update(next(seq), 1, "S", 1_010_000))
+    for ref in range(10, 14):  # four bids at the same price: the mid does not move
+        eng.on_update(book_update(next(seq), ref, "B", 1_000_000))
+    eng.on_update(book_update(next(seq), 20, "B", 1_000_400))
+
+
+def test_momentum_joins_the_bid_when_the_fast_average_crosses_above() -> None:
+    eng, sent = engine([momentum()])
+    seq = itertools.count(1)
+    flat_then_up(eng, seq)
+    orders = [c for c in sent if c.kind == CMD_NEW]
+    assert [(c.side, c.price, c.qty, c.tif) for c in orders] == [("B", 1_000_400, 100, "0")]
+    # the same trend again: no second order (it trades the cross, not the level)
+    eng.on_update(book_update(next(seq), 21, "B", 1_000_500))
+    assert len([c for c in sent if c.kind == CMD_NEW]) == 1
+
+
+def test_momentum_cancels_what_works_past_its_timeout() -> None:
+    eng, sent = engine([momentum()])
+    flat_then_up(eng, itertools.count(1))
+    [order] = [c for c in sent if c.kind == CMD_NEW]
+    eng.on_report(report(EX_ACCEPTED, order.cl_id, 100, 100))
+    mom = eng.strategies[0]
+    start = 10**12
+    mom.on_timer(start)  # (the order's clock is the engine's: far in the past by now)
+    cancels = [c for c in sent if c.kind == CMD_CANCEL]
+    assert [c.orig_cl_id for c in cancels] == [order.cl_id]
+
+
+def test_momentum_sells_the_ask_on_the_way_down_within_its_position_limit() -> None:
+    eng, sent = engine([momentum()])
+    seq = itertools.count(1)
+    flat_then_up(eng, seq)
+    [buy] = [c for c in sent if c.kind == CMD_NEW]
+    eng.on_report(report(EX_ACCEPTED, buy.cl_id, 100, 100))
+    eng.on_report(report(EX_FILL, buy.cl_id, 100, 0, position=100))  # long 100: at its limit
+    for ref in range(30, 34):  # the ask comes down step by step: the mid falls
+        eng.on_update(book_update(next(seq), ref, "S", 1_009_000 - (ref - 30) * 1_000))
+    sells = [c for c in sent if c.kind == CMD_NEW and c.side == "S"]
+    assert sells and sells[0].price == 1_009_000 and sells[0].qty == 100
+    # and no buy beyond max_position on the next rise
+    eng.on_report(report(EX_ACCEPTED, sells[0].cl_id, 100, 100))
+    eng.on_report(report(EX_CANCELED, sells[0].cl_id, 100, 0, position=100))
+    for ref in range(40, 44):
+        eng.on_update(book_update(next(seq), ref, "B", 1_001_000 + (ref - 40) * 500))
+    assert [c.side for c in sent if c.kind == CMD_NEW] == ["B", "S"]
