@@ -885,6 +885,13 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [path or "<root>"]
 
 
+def within(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Is the config path `path` (as `config_diff` names it: `a.b`, `a.list[2].c`) one
+    of `prefixes` or below one? A list item is below its list: `strategy.instances[0]
+    .order_qty` is below `strategy.instances`."""
+    return any(path == x or path.startswith((x + ".", x + "[")) for x in prefixes)
+
+
 RING_EDGES = ("md", "risk_md", "orders", "executions")
 
 

@@ -32,6 +32,7 @@ from hftd.config import (
     HftdConfig,
     config_diff,
     load_config,
+    within,
 )
 from hftd.ipc.control import serve_control
 from hftd.ipc.ring import RingError, RingUntrustedError
@@ -144,7 +145,7 @@ class Runtime:
             return ReloadResult([], [], str(exc))
         changed = config_diff(self.cfg, new)
         live = (*self.service.live_config(), "system.log_level")
-        refused = [p for p in changed if not any(p == x or p.startswith(x + ".") for x in live)]
+        refused = [p for p in changed if not within(p, live)]
         if refused:
             self.log.error("reload refused, these changes need a restart: %s", ", ".join(refused))
             return ReloadResult([], refused)

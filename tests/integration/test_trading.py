@@ -241,3 +241,42 @@ def test_nothing_beyond_a_risk_limit_reaches_the_venue(tmp_path: Path) -> None:
         f"{len(accepted)} orders reached the venue; busiest second {worst}; "
         f"final positions {position}"
     )
+
+
+def test_a_strategy_parameter_changed_by_reload_changes_what_it_trades(tmp_path: Path) -> None:
+    """`hftctl reload` with mr1's order_qty changed on a running system: every order
+    mr1 decides after the strategy applied it is of the new size (issue 14, item 6),
+    and the other instance's are unchanged. (It was refused, always: the changed key
+    `strategy.instances[0].order_qty` was not seen as below `strategy.instances`.)"""
+    import re
+    import tomllib
+
+    from tests.support import deep_merge, dump_toml, hftctl
+
+    cfg = trading_config(tmp_path)
+    signal = re.compile(r"signal (mr1|mom1) \S+ (?:BUY|SELL) (\d+) @")
+
+    def sizes(log: str, name: str) -> list[int]:
+        return [int(m[2]) for m in signal.finditer(log) if m[1] == name]
+
+    with (
+        start_daemon("exchange", cfg),
+        start_daemon("feed", cfg),
+        start_daemon("gateway", cfg),
+        start_daemon("strategy", cfg) as st,
+    ):
+        wait_for(lambda: 400 in sizes(st.log, "mr1"), 120, "mr1 orders of 400")
+        data = tomllib.loads(cfg.read_text())
+        mr1 = [dict(i, order_qty=150) if i["name"] == "mr1" else i for i in STRATEGIES]
+        cfg.write_text(dump_toml(deep_merge(data, {"strategy": {"instances": mr1}})))
+        res = hftctl(cfg, "reload")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "strategy: ok" in res.stdout and "instances[0].order_qty" in res.stdout
+        wait_for(lambda: "reloaded: strategy.instances[0].order_qty" in st.log, 10, "applied")
+
+        def after() -> str:
+            return st.log[st.log.index("reloaded: strategy.instances[0].order_qty") :]
+
+        wait_for(lambda: len(sizes(after(), "mr1")) >= 3, 120, "three mr1 orders after it")
+        assert set(sizes(after(), "mr1")) == {150}, sizes(after(), "mr1")
+        assert set(sizes(st.log, "mom1")) <= {300}

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from hftd.config import HftdConfig, config_diff, load_config
+from hftd.config import HftdConfig, config_diff, load_config, within
 from hftd.msg.control import Command
 from hftd.runtime.daemon import Runtime
 from hftd.supervise.supervisor import FlapDetector
@@ -34,6 +34,16 @@ def test_config_diff_names_paths() -> None:
         p.unlink()
     assert config_diff(a, b) == ["exchange.order_port", "exchange.flow.cancel_ratio"]
     assert config_diff(a, a) == []
+
+
+def test_a_list_item_is_within_its_list() -> None:
+    """A strategy parameter is named `strategy.instances[0].order_qty`: it is a live
+    change for a daemon that applies `strategy.instances` (it was refused, always)."""
+    live = ("strategy.instances", "risk")
+    assert within("strategy.instances[0].order_qty", live)
+    assert within("strategy.instances", live) and within("risk.max_position", live)
+    assert not within("strategy.instancesX", live) and not within("riskier", live)
+    assert not within("strategy.heartbeat_s", live)
 
 
 class FakeService:
