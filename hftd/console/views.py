@@ -7,6 +7,7 @@ columns show more of each row):
     throughput  orders/s fills/s cancels/s rejects/s md/s
     latency | components     p50 p95 p99 p99.9 per hop | state, pid, restarts
     positions   symbol position avg market unrealized realized total, TOTAL row
+    strategies  per instance: signals orders fills rejects held, its position, its P&L
     risk | alerts            position, order rate, daily P&L bars, breaker | alerts
     trades      newest first, with tick-to-trade latency
     footer      keys, and the last action's outcome
@@ -112,6 +113,7 @@ class Dashboard:
         self.latency = urwid.Text("", wrap="clip")
         self.health = urwid.Text("", wrap="clip")
         self.positions = urwid.Text("", wrap="clip")
+        self.strategies = urwid.Text("", wrap="clip")
         self.risk = urwid.Text("", wrap="clip")
         self.alerts = urwid.Text("", wrap="space")  # alerts wrap: they matter more than trades
         self.trades_walker: urwid.SimpleListWalker[urwid.Text] = urwid.SimpleListWalker([])
@@ -121,6 +123,7 @@ class Dashboard:
                 ("pack", self.throughput),
                 ("pack", urwid.Columns([(47, self.latency), self.health], dividechars=1)),
                 ("pack", self.positions),
+                ("pack", self.strategies),
                 ("pack", urwid.Columns([(40, self.risk), self.alerts], dividechars=1)),
                 ("pack", urwid.Text(("title", "RECENT TRADES"), wrap="clip")),
                 ("weight", 1, urwid.ListBox(self.trades_walker)),
@@ -175,6 +178,7 @@ class Dashboard:
         self.latency.set_text(self._latency(s))
         self.health.set_text(self._health(s))
         self.positions.set_text(self._positions(s))
+        self.strategies.set_text(self._strategies(s))
         self.risk.set_text(self._risk(s))
         self.alerts.set_text(self._alerts(s))
         self.trades_walker[:] = [urwid.Text(t, wrap="clip") for t in self._trades(s)]
@@ -252,6 +256,26 @@ class Dashboard:
             ]
         else:
             out.append(("dim", "\n(no positions: gateway not answering)"))
+        return out
+
+    @staticmethod
+    def _strategies(s: SystemState) -> list[Markup]:
+        """A line per strategy instance: its own counts, position and P&L."""
+        out: list[Markup] = [
+            ("title", f"{'STRATEGY':<9}"),
+            ("dim", f"{'SIG':>5} {'ORD':>5} {'FILL':>5} {'REJ':>4} {'HELD':>4}  POSITION"),
+            ("dim", "  P&L"),
+        ]
+        for r in s.strategies:
+            pos = " ".join(f"{sym} {q:+d}" for sym, q in sorted(r.positions.items())) or "flat"
+            out += [
+                "\n",
+                f"{r.name[:8]:<9}{r.signals:>5} {r.orders:>5} {r.fills:>5} {r.rejects:>4} "
+                f"{r.held:>4}  {pos}  ",
+                (_money_attr(r.pnl), fmt_money(r.pnl)),
+            ]
+        if not s.strategies:
+            out.append(("dim", "\n(no strategy instance reporting)"))
         return out
 
     @staticmethod

@@ -130,6 +130,12 @@ ul { list-style:none; margin:0; padding:0; }
       <th>market</th><th>unrealized</th><th>realized</th><th>total</th></tr></thead>
       <tbody></tbody><tfoot></tfoot></table>
   </section>
+  <section class="c4"><h2>Strategies</h2>
+    <table id="strategies"><thead><tr><th>strategy</th><th title="signals">sig</th>
+      <th title="orders sent">ord</th><th>fills</th><th title="rejects">rej</th>
+      <th title="held: the gateway's mode would refuse them">held</th><th>position</th>
+      <th>P&amp;L</th></tr></thead><tbody></tbody></table>
+  </section>
   <section class="c4"><h2>Risk</h2><div id="risk"></div></section>
   <section class="c4"><h2>Alerts (<span id="alert-count">0</span>)</h2>
     <ul id="alerts"></ul><h2 style="margin-top:8px">Alert log</h2><ul id="alertlog"></ul>
@@ -222,6 +228,12 @@ function render(s) {
     "</td><td>" + p.avg_price.toFixed(4) + "</td><td>" + p.mark.toFixed(4) + "</td><td>" +
     signed(p.unrealized) + "</td><td>" + signed(p.realized) + "</td><td>" + signed(p.total) +
     "</td></tr>").join("");
+  $("strategies").tBodies[0].innerHTML = (s.strategies || []).map((r) =>
+    '<tr data-strategy="' + esc(r.name) + '"><td>' + esc(r.name) + "</td><td>" + r.signals +
+    "</td><td>" + r.orders + "</td><td>" + r.fills + "</td><td>" + r.rejects + "</td><td>" +
+    r.held + "</td><td>" + (esc(Object.entries(r.positions).map(([k, q]) =>
+      k + " " + (q > 0 ? "+" : "") + q).join(", ")) || "flat") + '</td><td class="pnl">' +
+    signed(r.pnl) + "</td></tr>").join("");
   const t = s.totals;
   $("positions").tFoot.innerHTML = t ? "<tr><td>TOTAL</td><td>" + t.qty +
     "</td><td></td><td></td><td>" + signed(t.unrealized) + "</td><td>" + signed(t.realized) +

@@ -124,6 +124,33 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     out.append(pnl)
     gauge("hftd_working_orders", "Orders working at the venue.", state.working_orders)
 
+    # per strategy instance (its own order manager's figures, its own fills' P&L)
+    s_counts = CounterMetricFamily(
+        "hftd_strategy_events",
+        "Per strategy: signals, orders sent, fills, rejects, orders held (mode).",
+        labels=["strategy", "what"],
+    )
+    s_pnl = GaugeMetricFamily(
+        "hftd_strategy_pnl_dollars", "Per strategy: its own P&L.", labels=["strategy", "kind"]
+    )
+    s_pos = GaugeMetricFamily(
+        "hftd_strategy_position_shares",
+        "Per strategy: its own net position per symbol.",
+        labels=["strategy", "symbol"],
+    )
+    s_work = GaugeMetricFamily(
+        "hftd_strategy_working_orders", "Per strategy: its orders not done.", labels=["strategy"]
+    )
+    for r in state.strategies:
+        for what in ("signals", "orders", "fills", "rejects", "held"):
+            s_counts.add_metric([r.name, what], getattr(r, what))
+        for kind in ("realized", "unrealized", "pnl"):
+            s_pnl.add_metric([r.name, "total" if kind == "pnl" else kind], getattr(r, kind))
+        for sym, shares in sorted(r.positions.items()):
+            s_pos.add_metric([r.name, sym], shares)
+        s_work.add_metric([r.name], r.working)
+    out += [s_counts, s_pnl, s_pos, s_work]
+
     util = GaugeMetricFamily(
         "hftd_risk_utilisation_ratio",
         "Fraction of each risk limit in use (1 = at the limit).",

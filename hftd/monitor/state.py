@@ -79,6 +79,23 @@ class Trade(msgspec.Struct, kw_only=True):
     tick_to_trade_us: float
 
 
+class StrategyRow(msgspec.Struct, kw_only=True):
+    """One strategy instance's own figures (its order manager's; its P&L from its
+    own fills, marked at its books' mids)."""
+
+    name: str
+    signals: int
+    orders: int
+    fills: int
+    rejects: int
+    held: int  # not sent: the gateway's mode would have refused them
+    working: int
+    positions: dict[str, int]  # its own, signed shares, non-zero symbols
+    realized: float  # dollars
+    unrealized: float
+    pnl: float
+
+
 class DaemonHealth(msgspec.Struct, kw_only=True):
     name: str
     state: str  # ready, starting, restarting, failed, stopped, down (not answering)
@@ -138,6 +155,7 @@ class SystemState(msgspec.Struct, kw_only=True):
     totals: PositionRow | None = None
     risk: list[RiskBar] = msgspec.field(default_factory=list)
     trades: list[Trade] = msgspec.field(default_factory=list)  # newest first
+    strategies: list[StrategyRow] = msgspec.field(default_factory=list)  # by name
     daemons: list[DaemonHealth] = msgspec.field(default_factory=list)
     alerts: list[Alert] = msgspec.field(default_factory=list)  # active, most severe first
     alert_log: list[Alert] = msgspec.field(default_factory=list)  # raised/cleared, newest first

@@ -207,7 +207,13 @@ class StrategyInstanceStatus(msgspec.Struct, kw_only=True, frozen=True):
     rejects: int
     cancels: int
     held: int  # orders not sent: the gateway's mode would refuse them
-    positions: dict[str, int]
+    working: int  # its orders not done yet
+    positions: dict[str, int]  # the account's, per symbol (the gateway's reports)
+    # this instance's own, from its own fills (several may share a symbol):
+    net: dict[str, int]  # signed shares per symbol, non-zero ones
+    realized: int  # 4-decimal fixed point dollars
+    unrealized: int  # at its books' mids
+    pnl: int  # realized + unrealized
 
 
 class StrategyDetail(Detail, kw_only=True, frozen=True):

@@ -312,7 +312,14 @@ class StrategyService:
                     rejects=s.om.counts["rejects"],
                     cancels=s.om.counts["cancels"],
                     held=s.om.counts["held"],
+                    working=len(s.om.orders),
                     positions=dict(s.om.positions),
+                    net={
+                        sym: q for sym in s.om.book.symbols() if (q := s.om.book.position(sym).qty)
+                    },
+                    realized=s.om.book.realized(),
+                    unrealized=s.om.book.unrealized(),
+                    pnl=s.om.book.total(),
                 )
                 for s in e.strategies
             },

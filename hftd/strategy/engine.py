@@ -147,15 +147,17 @@ class StrategyEngine:
             self.gateway_seen_ns = self.clock()
             self._set_mode(r.reason)
             return
+        if r.symbol:
+            # The account's position (the gateway's word) for every instance on the
+            # symbol, whoever's order it was (another instance's, the gateway's flatten):
+            # what the reducing mode's room is measured against.
+            for s in self.by_symbol.get(r.symbol, ()):
+                s.om.positions[r.symbol] = r.position
         idx = ids.instance_of(r.cl_id)
         if not 0 <= idx < len(self.strategies):
             idx = ids.instance_of(r.orig_cl_id)
         if not 0 <= idx < len(self.strategies):
-            # Not a strategy's order (e.g. the gateway's flatten): positions still move.
-            if r.symbol:
-                for s in self.by_symbol.get(r.symbol, ()):
-                    s.om.positions[r.symbol] = r.position
-            return
+            return  # not a strategy's order (e.g. the gateway's flatten)
         strat = self.strategies[idx]
         order = strat.om.on_report(r)
         strat.on_execution(r, order)
@@ -163,8 +165,8 @@ class StrategyEngine:
     # --- timers --------------------------------------------------------------------------
 
     def on_timer(self) -> None:
-        """Heartbeat, strategy timers. (No marks: the gateway reads the market itself
-        for its risk reference and P&L, `hftd.risk.market`.)"""
+        """Heartbeat, each strategy's own P&L marks, strategy timers. (No marks to the
+        gateway: it reads the market itself for risk and its P&L, `hftd.risk.market`.)"""
         now = self.clock()
         scfg = self.cfg.strategy
         if now >= self.next_heartbeat_ns:
@@ -173,6 +175,14 @@ class StrategyEngine:
                 OrderCommand(CMD_HEARTBEAT, 0, "", "", int(self.in_sync), age_ms, "", 0, "", 0, now)
             )
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
+        if self.in_sync:  # each strategy's own P&L, marked at its books' mids
+            for s in self.strategies:
+                book = s.om.book
+                for sym in book.symbols():
+                    b = self.builder.books.get(sym)
+                    bid, ask = (b.best_bid(), b.best_ask()) if b is not None else (None, None)
+                    if bid is not None and ask is not None:
+                        book.set_mark(sym, (bid[0] + ask[0]) // 2)
         for s in self.strategies:
             s.on_timer(now)
 

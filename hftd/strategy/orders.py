@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from hftd.gateway.positions import PositionBook
 from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_CANCEL,
@@ -127,6 +128,10 @@ class OrderManager:
             "held": 0,  # not sent: the gateway's mode would refuse it (`allows`)
         }
         self.mode = MODE_ACTIVE  # the gateway's, from its heartbeats (StrategyEngine)
+        # This strategy's own positions and P&L, from its own fills (`positions` above
+        # is the account's, as the gateway reports it: several strategies may share a
+        # symbol). Marked by the engine from its books.
+        self.book = PositionBook()
 
     def allows(self, symbol: str, side: str, qty: int) -> bool:
         """May a new order of `qty` on `side` go out in the gateway's mode?"""
@@ -275,6 +280,7 @@ class OrderManager:
         elif r.kind == EX_FILL:
             o.filled += r.qty
             o.leaves = r.leaves
+            self.book.on_fill(o.symbol, "B" if o.side == "B" else "S", r.qty, r.price)
             self.counts["fills"] += 1
             if r.leaves:
                 self.counts["partial_fills"] += 1

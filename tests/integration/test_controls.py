@@ -74,6 +74,8 @@ def test_flatten_then_halt(tmp_path: Path) -> None:
         out = hftctl(cfg, "status").stdout
         assert "TRADING    mode reducing" in out, out
         assert "flat, mode reducing: `hftctl resume` to trade again" in out, out
+        for inst in ("mr1", "mom1"):  # and each strategy instance's own figures
+            assert f"STRATEGY   {inst}: " in out, out
 
         # Resume: trading again.
         sent = status(gw, "gateway")["sent"]

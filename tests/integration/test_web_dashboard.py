@@ -93,6 +93,13 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 sel = f"#health tr[data-daemon='{d['name']}']"
                 assert browser.text(sel + " td:nth-child(2)") == "ready"
                 assert browser.text(sel + " td:nth-child(3)") == str(d["pid"])
+            # a row per strategy instance, with its own figures (the strategy's Status)
+            names = sorted(status(run_dir, "strategy")["detail"]["strategies"])
+            browser.wait_for(
+                f"[...document.querySelectorAll('#strategies tbody tr')]"
+                f".map(r => r.dataset.strategy).join() === {','.join(names)!r}",
+                what="a row per strategy",
+            )
 
             # Settle the venue, then the page must show the gateway's numbers exactly.
             gw = quiesce(cfg, run_dir)

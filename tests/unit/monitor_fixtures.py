@@ -21,6 +21,7 @@ from hftd.msg.status import (
     ReconcileStatus,
     RingStats,
     StrategyDetail,
+    StrategyInstanceStatus,
     WorkingOrderStatus,
 )
 from hftd.runtime.hdr import SparseHistogram
@@ -213,7 +214,23 @@ def strategy(*, refused: int = 0) -> dict[str, Any]:
         invalid_reports=0,
         gateway_heard_ms_ago=None,
         gateway_mode="active",
-        strategies={},
+        strategies={
+            "mr1": StrategyInstanceStatus(
+                signals=12,
+                sent=10,
+                fills=4,
+                partial_fills=1,
+                rejects=1,
+                cancels=2,
+                held=3,
+                working=1,
+                positions={"AAPL": 300, "MSFT": -100},
+                net={"AAPL": 200},
+                realized=56_700,  # $5.67
+                unrealized=-12_000,  # -$1.20
+                pnl=44_700,
+            )
+        },
     )
     out: dict[str, Any] = msgspec.to_builtins(detail)
     return out

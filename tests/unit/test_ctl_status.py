@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hftd.ctl.commands.status import trading_summary
-from hftd.msg.status import GatewayDetail, decode_detail
+from hftd.ctl.commands.status import strategy_lines, trading_summary
+from hftd.msg.status import GatewayDetail, StrategyDetail, decode_detail
 from tests.unit import monitor_fixtures as fx
 
 
@@ -61,3 +61,18 @@ def test_flat_and_reducing_says_resume_to_trade_again() -> None:
     assert d is not None
     t = trading_summary(d)
     assert t.positions == {} and t.next == "flat, mode reducing: `hftctl resume` to trade again"
+
+
+def test_a_line_per_strategy_instance_with_its_own_figures() -> None:
+    d = decode_detail(StrategyDetail, fx.strategy())
+    assert d is not None
+    [mr1] = strategy_lines(d)
+    assert (mr1.name, mr1.signals, mr1.orders, mr1.fills, mr1.rejects, mr1.held) == (
+        "mr1",
+        12,
+        10,
+        4,
+        1,
+        3,
+    )
+    assert mr1.positions == {"AAPL": 200} and mr1.pnl == pytest.approx(4.47)

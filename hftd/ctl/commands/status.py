@@ -31,6 +31,7 @@ from hftd.msg.status import (
     DETAILS,
     GatewayDetail,
     StatusDetailError,
+    StrategyDetail,
     decode_detail,
     next_step,
 )
@@ -131,6 +132,47 @@ def trading(ctx: CtlContext) -> tuple[TradingSummary | None, str]:
     return trading_summary(d), ""
 
 
+class StrategyLine(msgspec.Struct, kw_only=True, frozen=True):
+    """One strategy instance's own figures (its Status, hftd.msg.status)."""
+
+    name: str
+    signals: int
+    orders: int
+    fills: int
+    rejects: int
+    held: int
+    positions: dict[str, int]  # its own
+    pnl: float  # dollars, its own fills' at its books' mids
+
+
+def strategy_lines(d: StrategyDetail) -> list[StrategyLine]:
+    return [
+        StrategyLine(
+            name=name,
+            signals=s.signals,
+            orders=s.sent,
+            fills=s.fills,
+            rejects=s.rejects,
+            held=s.held,
+            positions=dict(s.net),
+            pnl=s.pnl / PRICE_SCALE,
+        )
+        for name, s in sorted(d.strategies.items())
+    ]
+
+
+def strategies(ctx: CtlContext) -> list[StrategyLine]:
+    """Every strategy instance's figures; none when the strategy does not answer."""
+    if "strategy" not in ctx.cfg.start_order():
+        return []
+    raw = _ask(ctx.socket("strategy"))
+    try:
+        d = decode_detail(StrategyDetail, msgspec.convert(raw, StatusInfo).detail, "strategy")
+    except (StatusDetailError, msgspec.ValidationError):
+        return []  # its row in the daemon table says what is wrong
+    return strategy_lines(d) if d is not None else []
+
+
 def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
     """(source, statuses); source is "supervisor", "daemons" or "" if nothing runs."""
     sup = _ask(ctx.socket("supervisor"))
@@ -182,6 +224,7 @@ def _uptime(s: float) -> str:
 def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     source, rows = collect(ctx)
     summary, why = trading(ctx) if source else (None, "nothing runs")
+    lines = strategies(ctx) if source else []
     if args.json:
         print(
             json.dumps(
@@ -192,6 +235,7 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
                     "daemons": msgspec.to_builtins(rows),
                     "trading": msgspec.to_builtins(summary) if summary else None,
                     "trading_unknown": why,  # why "trading" is null ("" no gateway)
+                    "strategies": msgspec.to_builtins(lines),
                 },
                 indent=2,
             )
@@ -216,6 +260,12 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
         for host, names in hosts.items():
             print(f"({', '.join(names)}: one process, {host}; layout composite)")
         _print_trading(summary, why)
+        for ln in lines:
+            pos = ", ".join(f"{s} {q:+d}" for s, q in sorted(ln.positions.items())) or "flat"
+            print(
+                f"STRATEGY   {ln.name}: {ln.signals} signals, {ln.orders} orders, {ln.fills} "
+                f"fills, {ln.rejects} rejects, {ln.held} held; {pos}; P&L ${ln.pnl:,.2f}"
+            )
     if not source:
         return NOT_RUNNING
     return 0 if all(r.state == "ready" for r in rows) else 1
