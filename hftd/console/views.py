@@ -7,7 +7,8 @@ columns show more of each row):
     throughput  orders/s fills/s cancels/s rejects/s md/s
     latency | components     p50 p95 p99 p99.9 per hop | state, pid, restarts
     positions   symbol position avg market unrealized realized total, TOTAL row
-    strategies  per instance: signals orders fills rejects held, its position, its P&L
+    strategies  (under the positions, while any reports) per instance: signals orders
+                fills rejects held, its position, its P&L
     risk | alerts            position, order rate, daily P&L bars, breaker | alerts
     trades      newest first, with tick-to-trade latency
     footer      keys, and the last action's outcome
@@ -113,7 +114,6 @@ class Dashboard:
         self.latency = urwid.Text("", wrap="clip")
         self.health = urwid.Text("", wrap="clip")
         self.positions = urwid.Text("", wrap="clip")
-        self.strategies = urwid.Text("", wrap="clip")
         self.risk = urwid.Text("", wrap="clip")
         self.alerts = urwid.Text("", wrap="space")  # alerts wrap: they matter more than trades
         self.trades_walker: urwid.SimpleListWalker[urwid.Text] = urwid.SimpleListWalker([])
@@ -123,7 +123,6 @@ class Dashboard:
                 ("pack", self.throughput),
                 ("pack", urwid.Columns([(47, self.latency), self.health], dividechars=1)),
                 ("pack", self.positions),
-                ("pack", self.strategies),
                 ("pack", urwid.Columns([(40, self.risk), self.alerts], dividechars=1)),
                 ("pack", urwid.Text(("title", "RECENT TRADES"), wrap="clip")),
                 ("weight", 1, urwid.ListBox(self.trades_walker)),
@@ -177,8 +176,9 @@ class Dashboard:
         )
         self.latency.set_text(self._latency(s))
         self.health.set_text(self._health(s))
-        self.positions.set_text(self._positions(s))
-        self.strategies.set_text(self._strategies(s))
+        # the strategies' lines under the positions, only while there are some: a
+        # screen of 24 rows has none to spare (more alerts must not push out the top)
+        self.positions.set_text(self._positions(s) + self._strategies(s))
         self.risk.set_text(self._risk(s))
         self.alerts.set_text(self._alerts(s))
         self.trades_walker[:] = [urwid.Text(t, wrap="clip") for t in self._trades(s)]
@@ -261,7 +261,10 @@ class Dashboard:
     @staticmethod
     def _strategies(s: SystemState) -> list[Markup]:
         """A line per strategy instance: its own counts, position and P&L."""
+        if not s.strategies:
+            return []
         out: list[Markup] = [
+            "\n",
             ("title", f"{'STRATEGY':<9}"),
             ("dim", f"{'SIG':>5} {'ORD':>5} {'FILL':>5} {'REJ':>4} {'HELD':>4}  POSITION"),
             ("dim", "  P&L"),
@@ -274,8 +277,6 @@ class Dashboard:
                 f"{r.held:>4}  {pos}  ",
                 (_money_attr(r.pnl), fmt_money(r.pnl)),
             ]
-        if not s.strategies:
-            out.append(("dim", "\n(no strategy instance reporting)"))
         return out
 
     @staticmethod
