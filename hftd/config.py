@@ -185,7 +185,7 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     """One strategy instance and its parameters (applied live on reload)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
-    kind: Literal["mean_reversion", "momentum", "load"]
+    kind: Literal["mean_reversion", "momentum", "market_maker", "load"]
     symbols: list[Symbol]
     enabled: bool = True
     order_qty: Positive = 100
@@ -199,6 +199,17 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     fast_window: Annotated[int, msgspec.Meta(ge=1)] = 10
     slow_window: Annotated[int, msgspec.Meta(ge=2)] = 40
     order_timeout_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0  # cancel if still working
+    # market maker: quotes both sides of a fair price (the microprice) half_spread_ticks
+    # away, shifted against its inventory by up to skew_ticks at max_position; moves a
+    # quote (replace) once it is requote_ticks off; pulls both for cooldown_ms when the
+    # mid moves pull_ticks within pull_window_ms, and while market data is older than
+    # stale_ms
+    half_spread_ticks: Annotated[int, msgspec.Meta(ge=1)] = 2
+    skew_ticks: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
+    requote_ticks: Annotated[int, msgspec.Meta(ge=1)] = 1
+    pull_ticks: Annotated[int, msgspec.Meta(ge=1)] = 5
+    pull_window_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 100.0
+    stale_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0
     # load (a load generator, not a trading strategy): up to rate_per_s non-marketable
     # IOC orders a second across its symbols, offset_ticks behind its own side's touch
     rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0

@@ -12,7 +12,7 @@ from itertools import islice
 from hftd.book.l3 import L3Book
 from hftd.config import StrategyInstanceConfig
 from hftd.msg.hot import PRICE_SCALE, TIF_DAY, TIF_IOC, ExecutionReport, MarketDataUpdate
-from hftd.strategy.orders import OrderManager, WorkingOrder
+from hftd.strategy.orders import LIVE, PARTIAL, SENT, OrderManager, WorkingOrder
 
 log = logging.getLogger("hftd.strategy")
 
@@ -248,8 +248,127 @@ class Load(Strategy):
             self.signals += 1
 
 
+class MarketMaker(Strategy):
+    """Quote both sides around a fair price with an inventory skew, and keep the
+    quotes there with replaces (a replace keeps the order's id at the venue and
+    costs one message, a cancel and a new one cost two and a queue place).
+
+    Fair price: the microprice, (bid * ask size + ask * bid size) / (both sizes), a
+    better guess of the next mid than the mid. Reservation price (Avellaneda and
+    Stoikov's, in its simplest form): fair shifted against the inventory, by
+    `skew_ticks` at `max_position` (long: lower, to sell more and buy less). Quotes:
+    reservation -/+ `half_spread_ticks`, on the tick grid, never crossing the
+    touch (a quote that would cross joins the touch instead: it makes the spread,
+    never pays it). A side whose fill would pass `max_position` (this instance's
+    own fills, not the account's) is not quoted.
+
+    Protection: a quote is moved only when it is `requote_ticks` off (no churn on
+    every book change); both quotes are pulled for `cooldown_ms` when the mid moves
+    `pull_ticks` within `pull_window_ms` (an adverse move: the quotes left behind
+    are the ones informed flow picks off), and while the market data is older than
+    `stale_ms` (its quotes would be priced on a market that moved on).
+    """
+
+    def __init__(
+        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
+    ) -> None:
+        super().__init__(cfg, om, ticks)
+        self.mids: dict[str, deque[tuple[int, int]]] = {}  # symbol -> (time, mid)
+        self.hold_until: dict[str, int] = {}  # symbol -> no quotes before this (ns)
+        self.last_md: dict[str, int] = {}  # symbol -> when its book last changed (ns)
+        self.pulls = 0
+        self.requotes = 0
+
+    def quotes(self, symbol: str, bid: tuple[int, int], ask: tuple[int, int]) -> tuple[int, int]:
+        """(bid price, ask price) it wants for `symbol` now (0: no quote that side)."""
+        cfg, tick = self.cfg, self.ticks[symbol]
+        (bp, bs), (ap, asz) = bid, ask
+        fair = (bp * asz + ap * bs) / (bs + asz)
+        inv = self.om.book.position(symbol).qty
+        reservation = fair - inv / cfg.max_position * cfg.skew_ticks * tick
+        want_bid = math.floor((reservation - cfg.half_spread_ticks * tick) / tick) * tick
+        want_ask = math.ceil((reservation + cfg.half_spread_ticks * tick) / tick) * tick
+        want_bid = min(want_bid, ap - tick)  # never cross: at worst join the bid side
+        want_ask = max(want_ask, bp + tick)
+        if inv + cfg.order_qty > cfg.max_position:
+            want_bid = 0
+        if inv - cfg.order_qty < -cfg.max_position:
+            want_ask = 0
+        return max(want_bid, 0), want_ask
+
+    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is None or ask is None:
+            return
+        sym = book.symbol
+        self.last_md[sym] = now
+        mid = (bid[0] + ask[0]) // 2
+        hist = self.mids.get(sym)
+        if hist is None:
+            hist = self.mids[sym] = deque()
+        hist.append((now, mid))
+        horizon = now - int(self.cfg.pull_window_ms * 1e6)
+        while hist[0][0] < horizon:
+            hist.popleft()
+        if abs(mid - hist[0][1]) >= self.cfg.pull_ticks * self.ticks[sym]:
+            self._pull(sym, now, "adverse move")
+            hist.clear()
+            hist.append((now, mid))
+            return
+        if now < self.hold_until.get(sym, 0):
+            return
+        want_bid, want_ask = self.quotes(sym, bid, ask)
+        self._keep(sym, "B", want_bid, u, now)
+        self._keep(sym, "S", want_ask, u, now)
+
+    def _keep(self, sym: str, side: str, price: int, u: MarketDataUpdate, now: int) -> None:
+        """Make this side's quote `price` (0: none), with the least it takes."""
+        mine = [o for o in self.om.working(sym) if (o.side == "B") == (side == "B")]
+        if any(o.state not in (LIVE, PARTIAL) for o in mine):
+            return  # an answer is on its way (sent, cancel or replace pending): wait for it
+        if not price:
+            for o in mine:
+                self.om.cancel(o.cl_id, u.t1)
+            return
+        if not mine:
+            self._order(sym, side, price, TIF_DAY, u, now, "quote")
+            return
+        o = mine[0]
+        off = abs(o.price - price) >= self.cfg.requote_ticks * self.ticks[sym]
+        if off and self.om.replace(o.cl_id, self.cfg.order_qty, price, u.t1) is not None:
+            self.requotes += 1
+
+    def _pull(self, sym: str, now: int, why: str) -> None:
+        """Cancel both quotes; no new ones for cooldown_ms."""
+        self.hold_until[sym] = now + int(self.cfg.cooldown_ms * 1e6)
+        pulled = [o.cl_id for o in self.om.working(sym) if o.state in (SENT, LIVE, PARTIAL)]
+        for cl_id in pulled:
+            self.om.cancel(cl_id)
+        if pulled:
+            self.pulls += 1
+            log.info("%s: %s in %s: quotes pulled", self.name, why, sym)
+
+    def on_execution(self, r: ExecutionReport, order: WorkingOrder | None) -> None:
+        """A quote that comes live (accepted, or its replace done) while its symbol's
+        quotes are pulled was on its way when they were: cancel it too."""
+        if (
+            order is not None
+            and order.cl_id in self.om.orders
+            and order.state in (LIVE, PARTIAL)
+            and self.om.clock() < self.hold_until.get(order.symbol, 0)
+        ):
+            self.om.cancel(order.cl_id)
+
+    def on_timer(self, now: int) -> None:
+        stale = int(self.cfg.stale_ms * 1e6)
+        for sym, at in self.last_md.items():
+            if now - at > stale and now >= self.hold_until.get(sym, 0):
+                self._pull(sym, now, "stale market data")
+
+
 KINDS: dict[str, type[Strategy]] = {
     "mean_reversion": MeanReversion,
     "momentum": Momentum,
+    "market_maker": MarketMaker,
     "load": Load,
 }
