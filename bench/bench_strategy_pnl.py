@@ -2,7 +2,7 @@
 """What each strategy instance earns on the simulator's synthetic flow, per hour.
 
     python bench/bench_strategy_pnl.py [--seconds 300] [--samples 10]
-                                       [--strategies default|market_maker|all]
+                                       [--strategies default|market_maker|all] [--mm KEY=JSON ...]
 
 `hftd up --new-day` with config/default.toml's venue and flow (fresh ports and
 dirs, tests/support.py `make_config`), the strategy instances chosen by
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,14 +66,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--strategies", choices=("default", "market_maker", "all"), default="all")
+    ap.add_argument(
+        "--mm", action="append", default=[], metavar="KEY=JSON", help="a market maker parameter"
+    )
     args = ap.parse_args()
+    mm = dict(MARKET_MAKER)
+    for kv in args.mm:
+        k, v = kv.split("=", 1)
+        mm[k] = json.loads(v)
     over: dict[str, object] = {"system": {"log_level": "warning"}}
     if args.strategies != "default":
         import tomllib
 
         base = tomllib.loads((ROOT / "config" / "default.toml").read_text())
         mine = [] if args.strategies == "market_maker" else base["strategy"]["instances"]
-        over["strategy"] = {"instances": [*mine, MARKET_MAKER]}
+        over["strategy"] = {"instances": [*mine, mm]}
     with tempfile.TemporaryDirectory(prefix="hftd-pnl-") as tmp:
         out = subprocess.run(
             [
@@ -86,6 +94,7 @@ def main() -> None:
                 str(args.samples),
             ],
             cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),  # this checkout's tests.support
             capture_output=True,
             text=True,
             timeout=args.seconds + 180,
@@ -97,6 +106,7 @@ def main() -> None:
     print(
         f"synthetic flow, config/default.toml's venue; {args.seconds:.0f} s, "
         f"{args.samples} samples; instances: {args.strategies}"
+        + (f"; market maker {mm}" if args.strategies != "default" else "")
     )
     names = sorted(rows[-1][1])
     for name in names:
