@@ -42,7 +42,6 @@ from hftd.monitor.state import (
     PositionRow,
     Rates,
     RiskBar,
-    StrategyRow,
     SystemState,
     Trade,
 )
@@ -56,6 +55,7 @@ from hftd.msg.status import (
     StrategyDetail,
     decode_detail,
     next_step,
+    strategy_rows,
 )
 from hftd.runtime.hdr import SparseHistogram
 from hftd.runtime.latency import summarize
@@ -77,25 +77,6 @@ def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
             into[i] = n
         else:
             del into[i]
-
-
-def _strategy_rows(d: StrategyDetail) -> list[StrategyRow]:
-    return [
-        StrategyRow(
-            name=name,
-            signals=s.signals,
-            orders=s.sent,
-            fills=s.fills,
-            rejects=s.rejects,
-            held=s.held,
-            working=s.working,
-            positions=dict(s.net),
-            realized=_money(s.realized),
-            unrealized=_money(s.unrealized),
-            pnl=_money(s.pnl),
-        )
-        for name, s in sorted(d.strategies.items())
-    ]
 
 
 def _money(value: int | float | None) -> float:
@@ -408,7 +389,7 @@ class Aggregator:
             totals=totals,
             risk=self._risk_bars(risk_raw),
             trades=self._trades(gw) if gw else [],
-            strategies=_strategy_rows(strat) if strat and strat_on else [],
+            strategies=strategy_rows(strat) if strat and strat_on else [],
             daemons=daemons,
             alerts=self.book.current(),
             alert_log=list(self.book.log)[:50],

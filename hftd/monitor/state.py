@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 # Part of the state schema, defined beside the code that computes it.
+from hftd.msg.status import StrategyRow as StrategyRow
 from hftd.runtime.latency import HopLatency as HopLatency
 
 HOPS = ("t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4")
@@ -77,23 +78,6 @@ class Trade(msgspec.Struct, kw_only=True):
     qty: int
     price: float
     tick_to_trade_us: float
-
-
-class StrategyRow(msgspec.Struct, kw_only=True):
-    """One strategy instance's own figures (its order manager's; its P&L from its
-    own fills, marked at its books' mids)."""
-
-    name: str
-    signals: int
-    orders: int
-    fills: int
-    rejects: int
-    held: int  # not sent: the gateway's mode would have refused them
-    working: int
-    positions: dict[str, int]  # its own, signed shares, non-zero symbols
-    realized: float  # dollars
-    unrealized: float
-    pnl: float
 
 
 class DaemonHealth(msgspec.Struct, kw_only=True):

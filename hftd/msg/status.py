@@ -246,6 +246,43 @@ class StrategyDetail(Detail, kw_only=True, frozen=True):
     strategies: dict[str, StrategyInstanceStatus]
 
 
+class StrategyRow(msgspec.Struct, kw_only=True):
+    """One strategy instance's own figures (its order manager's; its P&L from its
+    own fills, marked at its books' mids)."""
+
+    name: str
+    signals: int
+    orders: int
+    fills: int
+    rejects: int
+    held: int  # not sent: the gateway's mode would have refused them
+    working: int
+    positions: dict[str, int]  # its own, signed shares, non-zero symbols
+    realized: float  # dollars
+    unrealized: float
+    pnl: float
+
+
+def strategy_rows(d: StrategyDetail) -> list[StrategyRow]:
+    """Each instance's figures as the front ends show them (money in dollars)."""
+    return [
+        StrategyRow(
+            name=name,
+            signals=s.signals,
+            orders=s.sent,
+            fills=s.fills,
+            rejects=s.rejects,
+            held=s.held,
+            working=s.working,
+            positions=dict(s.net),
+            realized=s.realized / 10_000,
+            unrealized=s.unrealized / 10_000,
+            pnl=s.pnl / 10_000,
+        )
+        for name, s in sorted(d.strategies.items())
+    ]
+
+
 # --- feed ---------------------------------------------------------------------------
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hftd.ctl.commands.status import strategy_lines, trading_summary
-from hftd.msg.status import GatewayDetail, StrategyDetail, decode_detail
+from hftd.ctl.commands.status import trading_summary
+from hftd.msg.status import GatewayDetail, StrategyDetail, decode_detail, strategy_rows
 from tests.unit import monitor_fixtures as fx
 
 
@@ -66,7 +66,7 @@ def test_flat_and_reducing_says_resume_to_trade_again() -> None:
 def test_a_line_per_strategy_instance_with_its_own_figures() -> None:
     d = decode_detail(StrategyDetail, fx.strategy())
     assert d is not None
-    [mr1] = strategy_lines(d)
+    [mr1] = strategy_rows(d)
     assert (mr1.name, mr1.signals, mr1.orders, mr1.fills, mr1.rejects, mr1.held) == (
         "mr1",
         12,

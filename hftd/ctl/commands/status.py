@@ -32,8 +32,10 @@ from hftd.msg.status import (
     GatewayDetail,
     StatusDetailError,
     StrategyDetail,
+    StrategyRow,
     decode_detail,
     next_step,
+    strategy_rows,
 )
 
 NOT_RUNNING = 3
@@ -132,36 +134,7 @@ def trading(ctx: CtlContext) -> tuple[TradingSummary | None, str]:
     return trading_summary(d), ""
 
 
-class StrategyLine(msgspec.Struct, kw_only=True, frozen=True):
-    """One strategy instance's own figures (its Status, hftd.msg.status)."""
-
-    name: str
-    signals: int
-    orders: int
-    fills: int
-    rejects: int
-    held: int
-    positions: dict[str, int]  # its own
-    pnl: float  # dollars, its own fills' at its books' mids
-
-
-def strategy_lines(d: StrategyDetail) -> list[StrategyLine]:
-    return [
-        StrategyLine(
-            name=name,
-            signals=s.signals,
-            orders=s.sent,
-            fills=s.fills,
-            rejects=s.rejects,
-            held=s.held,
-            positions=dict(s.net),
-            pnl=s.pnl / PRICE_SCALE,
-        )
-        for name, s in sorted(d.strategies.items())
-    ]
-
-
-def strategies(ctx: CtlContext) -> list[StrategyLine]:
+def strategies(ctx: CtlContext) -> list[StrategyRow]:
     """Every strategy instance's figures; none when the strategy does not answer."""
     if "strategy" not in ctx.cfg.start_order():
         return []
@@ -170,7 +143,7 @@ def strategies(ctx: CtlContext) -> list[StrategyLine]:
         d = decode_detail(StrategyDetail, msgspec.convert(raw, StatusInfo).detail, "strategy")
     except (StatusDetailError, msgspec.ValidationError):
         return []  # its row in the daemon table says what is wrong
-    return strategy_lines(d) if d is not None else []
+    return strategy_rows(d) if d is not None else []
 
 
 def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
