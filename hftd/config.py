@@ -896,6 +896,22 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [path or "<root>"]
 
 
+# Config sections one daemon alone reads. A change there is that daemon's to apply
+# or refuse; the others do not read it, so they neither apply nor refuse it: they
+# report it as ignored (a reload of risk limits is not "refused" by the feed).
+PRIVATE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "strategy": ("strategy",),
+    "gateway": ("gateway", "risk", "breaker"),
+    "feed": ("feed",),
+    "monitor": ("monitor",),
+}
+
+
+def others_sections(mine: set[str]) -> tuple[str, ...]:
+    """The private sections of every daemon not in `mine` (a process's components)."""
+    return tuple(p for d, ps in PRIVATE_SECTIONS.items() if d not in mine for p in ps)
+
+
 def within(path: str, prefixes: tuple[str, ...]) -> bool:
     """Is the config path `path` (as `config_diff` names it: `a.b`, `a.list[2].c`) one
     of `prefixes` or below one? A list item is below its list: `strategy.instances[0]

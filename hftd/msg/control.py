@@ -44,6 +44,7 @@ class ReloadResult(msgspec.Struct, frozen=True):
     applied: list[str]  # config paths now in force
     refused: list[str]  # paths that need a restart (nothing was applied if any)
     error: str = ""  # the new file is invalid (nothing was applied)
+    ignored: list[str] = msgspec.field(default_factory=list)  # another daemon's sections
 
 
 class Hang(msgspec.Struct, tag=True, frozen=True):

@@ -32,6 +32,7 @@ from hftd.config import (
     HftdConfig,
     config_diff,
     load_config,
+    others_sections,
     within,
 )
 from hftd.ipc.control import serve_control
@@ -144,11 +145,19 @@ class Runtime:
             self.log.error("reload refused, config unchanged: %s", exc)
             return ReloadResult([], [], str(exc))
         changed = config_diff(self.cfg, new)
+        # what only other daemons read: theirs to apply or refuse, not ours to judge
+        others = others_sections({self.component, *(p.component for p in self.parts)})
+        ignored = [p for p in changed if within(p, others)]
+        changed = [p for p in changed if not within(p, others)]
         live = (*self.service.live_config(), "system.log_level")
         refused = [p for p in changed if not within(p, live)]
         if refused:
             self.log.error("reload refused, these changes need a restart: %s", ", ".join(refused))
-            return ReloadResult([], refused)
+            return ReloadResult([], refused, "", ignored)
+        if ignored:
+            self.log.info(
+                "reload: not this daemon's config, left to its owner: %s", ", ".join(ignored)
+            )
         if changed:
             try:
                 self.service.apply_config(new)
@@ -158,9 +167,10 @@ class Runtime:
             logging.getLogger().setLevel(new.system.log_level.upper())
             self.cfg = new
             self.log.info("reloaded: %s", ", ".join(changed))
-        else:
+        elif not ignored:
             self.log.info("reload: no changes")
-        return ReloadResult(changed, [])
+        self.cfg = new  # (ignored keys included: this daemon does not read them)
+        return ReloadResult(changed, [], "", ignored)
 
 
 async def _flush_stale_logs() -> None:

@@ -271,7 +271,11 @@ def test_a_strategy_parameter_changed_by_reload_changes_what_it_trades(tmp_path:
         cfg.write_text(dump_toml(deep_merge(data, {"strategy": {"instances": mr1}})))
         res = hftctl(cfg, "reload")
         assert res.returncode == 0, res.stdout + res.stderr
-        assert "strategy: ok" in res.stdout and "instances[0].order_qty" in res.stdout
+        # a line per daemon: the owner applied it, the others left it to the owner
+        assert "strategy: applied strategy.instances[0].order_qty" in res.stdout, res.stdout
+        for other in ("exchange", "feed", "gateway"):
+            want = f"{other}: left to its owner strategy.instances[0].order_qty"
+            assert want in res.stdout, res.stdout
         wait_for(lambda: "reloaded: strategy.instances[0].order_qty" in st.log, 10, "applied")
 
         def after() -> str:
@@ -280,3 +284,11 @@ def test_a_strategy_parameter_changed_by_reload_changes_what_it_trades(tmp_path:
         wait_for(lambda: len(sizes(after(), "mr1")) >= 3, 120, "three mr1 orders after it")
         assert set(sizes(after(), "mr1")) == {150}, sizes(after(), "mr1")
         assert set(sizes(st.log, "mom1")) <= {300}
+        assert "reload refused" not in st.log  # no daemon refused what was not its own
+        # a change that needs a restart: refused, and hftctl says so in its exit status
+        slow = deep_merge(tomllib.loads(cfg.read_text()), {"exchange": {"send_timeout_s": 7.0}})
+        cfg.write_text(dump_toml(slow))
+        res = hftctl(cfg, "reload")
+        assert res.returncode == 1, res.stdout
+        want = "exchange: REFUSED, nothing applied (needs a restart): exchange.send_timeout_s"
+        assert want in res.stdout, res.stdout

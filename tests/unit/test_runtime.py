@@ -8,7 +8,7 @@ from typing import Any
 import trio
 
 from hftd.config import HftdConfig, config_diff, load_config, within
-from hftd.msg.control import Command
+from hftd.msg.control import Command, ReloadResult
 from hftd.runtime.daemon import Runtime
 from hftd.supervise.supervisor import FlapDetector
 from tests.support import DEFAULT_CONFIG
@@ -269,3 +269,22 @@ def test_brief_format_of_any_second_whatever_the_order() -> None:
         r.created, r.msecs = t, int((t % 1) * 1000)
         want = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
         assert fmt.format(r) == f"[{want}.{r.msecs:03d}] [FEED  ] x"
+
+
+def test_reload_leaves_other_daemons_sections_to_them(tmp_path: Path) -> None:
+    """Risk limits (the gateway's) and strategy parameters changed: the exchange
+    neither applies nor refuses them (it does not read them) and says so."""
+    rt, svc, path = _runtime(tmp_path)
+    text = path.read_text().replace("max_order_qty = 1000", "max_order_qty = 900")
+    path.write_text(text.replace("heartbeat_s = 0.1", "heartbeat_s = 0.2"))
+    res = rt.reload()
+    assert res.ignored == ["strategy.heartbeat_s", "risk.max_order_qty"]
+    assert res.applied == [] and res.refused == [] and not res.error
+    assert rt.cfg.risk.max_order_qty == 900  # kept, so the next reload does not see it again
+    assert rt.reload() == ReloadResult([], [], "", [])
+    # with a change of its own that needs a restart: refused, the others still ignored
+    path.write_text(path.read_text().replace("max_order_qty = 900", "max_order_qty = 800"))
+    path.write_text(path.read_text().replace("md_port = 9001", "md_port = 9101"))
+    res = rt.reload()
+    assert res.refused == ["exchange.md_port"] and res.ignored == ["risk.max_order_qty"]
+    assert not svc.applied

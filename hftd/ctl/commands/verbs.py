@@ -1,7 +1,9 @@
 """`hftctl pause|resume|halt|flatten|reload`: the registry's verbs on the command line.
 
 Verbs that need confirmation ask on a terminal, and need `--yes` otherwise.
-Exit status: 0 every target accepted, 1 one refused, 3 nothing running.
+Exit status: 0 every target accepted, 1 one refused (a reload: one daemon refused a
+change or the file), 3 nothing running. A reload prints a line per daemon: what it
+applied, refused and left to the daemon that owns it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import msgspec
 
 from hftd.ctl.context import CtlContext
 from hftd.ctl.registry import VERBS, Verb, execute
+from hftd.msg.control import ReloadResult
 
 NOT_RUNNING = 3
 
@@ -36,12 +39,30 @@ def run_verb(verb: Verb, ctx: CtlContext, args: argparse.Namespace) -> int:
         return NOT_RUNNING
     code = 0
     for target, reply in replies.items():
-        if reply.ok:
+        if reply.ok and verb.name == "reload":
+            r = msgspec.convert(reply.result, ReloadResult)
+            print(f"{target}: {_reload_line(r)}")
+            if r.refused or r.error:
+                code = 1
+        elif reply.ok:
             print(f"{target}: ok {msgspec.json.encode(reply.result).decode()}")
         else:
             print(f"{target}: REFUSED: {reply.error}")
             code = 1
     return code
+
+
+def _reload_line(r: ReloadResult) -> str:
+    if r.error:
+        return f"REFUSED, nothing applied: {r.error}"
+    parts = []
+    if r.refused:
+        parts.append("REFUSED, nothing applied (needs a restart): " + ", ".join(r.refused))
+    elif r.applied:
+        parts.append("applied " + ", ".join(r.applied))
+    if r.ignored:
+        parts.append("left to its owner " + ", ".join(r.ignored))
+    return "; ".join(parts) or "no changes"
 
 
 def add_parsers(sub: Any) -> None:
