@@ -150,7 +150,9 @@ class Dashboard:
                 f" hftd  {clock}  mode ",
                 (mode_attr, s.mode.upper()),
                 "  breaker ",
-                ("crit", "TRIPPED") if s.breaker_tripped else "ok",
+                ("crit", "TRIPPED")
+                if s.breaker_tripped
+                else ("ok" if s.mode != "unknown" else "-"),  # no gateway: no word on it
                 "  venue ",
                 "up" if s.venue_up else ("crit", "DOWN"),
                 f"  via {s.source}",
@@ -247,7 +249,7 @@ class Dashboard:
             out += [
                 "\n",
                 ("title", f"{'TOTAL':<7}"),
-                f"{t.qty:>7} {'':>10} {'':>9} ",
+                f"{'':>7} {'':>10} {'':>9} ",  # no share total: symbols do not add up
                 (_money_attr(t.unrealized), f"{fmt_money(t.unrealized):>11}"),
                 " ",
                 (_money_attr(t.realized), f"{fmt_money(t.realized):>11}"),
@@ -319,9 +321,11 @@ class Dashboard:
         for t in s.trades:
             ms = int(t.time * 1000) % 1000
             when = time.strftime("%H:%M:%S", time.localtime(t.time)) + f".{ms:03d}"
+            # an order no market data triggered (the gateway's flatten) has no tick
+            t2t = fmt_us_unit(t.tick_to_trade_us) if t.tick_to_trade_us > 0 else "no tick"
             rows.append(
                 f"{when}  {t.symbol:<6} {t.side}  {t.qty:>6} @ {t.price:>10.2f}   "
-                f"tick-to-trade {fmt_us_unit(t.tick_to_trade_us):>10}"
+                f"tick-to-trade {t2t:>10}"
             )
         return rows
 

@@ -204,7 +204,8 @@ function render(s) {
   setText("seq", String(s.seq));
   badge("mode", s.mode, s.mode === "active" ? "ok" : s.mode === "halted" ? "crit" :
     s.mode === "unknown" ? "" : "warn");
-  badge("breaker", s.breaker_tripped ? "TRIPPED" : "ok", s.breaker_tripped ? "crit" : "ok");
+  badge("breaker", s.breaker_tripped ? "TRIPPED" : s.mode === "unknown" ? "-" : "ok",
+    s.breaker_tripped ? "crit" : s.mode === "unknown" ? "" : "ok");
   $("breaker").title = s.breaker_reason || "";
   setText("next", s.next_step ? "next: " + s.next_step : "");
   $("next").hidden = !s.next_step;
@@ -235,7 +236,8 @@ function render(s) {
       k + " " + (q > 0 ? "+" : "") + q).join(", ")) || "flat") + '</td><td class="pnl">' +
     signed(r.pnl) + "</td></tr>").join("");
   const t = s.totals;
-  $("positions").tFoot.innerHTML = t ? "<tr><td>TOTAL</td><td>" + t.qty +
+  // no share total: shares of different symbols do not add up
+  $("positions").tFoot.innerHTML = t ? "<tr><td>TOTAL</td><td>" +
     "</td><td></td><td></td><td>" + signed(t.unrealized) + "</td><td>" + signed(t.realized) +
     '</td><td id="total-pnl">' + signed(t.total) + "</td></tr>" : "";
   setText("pnl-total", t ? money(t.total) : "-");
@@ -267,7 +269,7 @@ function render(s) {
   $("trades").tBodies[0].innerHTML = s.trades.slice(0, 12).map((f) =>
     "<tr><td>" + clock(f.time) + "</td><td>" + esc(f.symbol) + "</td><td>" + esc(f.side) +
     "</td><td>" + f.qty + "</td><td>" + f.price.toFixed(2) + "</td><td>" +
-    us(f.tick_to_trade_us) + "</td></tr>").join("");
+    (f.tick_to_trade_us > 0 ? us(f.tick_to_trade_us) : "no tick") + "</td></tr>").join("");
   drawCharts();
 }
 

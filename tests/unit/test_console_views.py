@@ -92,7 +92,8 @@ def test_every_section_fits_and_shows_the_state(cols: int, rows: int) -> None:
         "12.34",
         "14.34",
     ]
-    assert row(lines, "TOTAL")[:5] == ["TOTAL", "200", "5.00", "12.34", "17.34"]
+    # money adds up across symbols, shares do not: no share total
+    assert row(lines, "TOTAL")[:4] == ["TOTAL", "5.00", "12.34", "17.34"]
     # Risk bars and the breaker.
     risk = [ln[:40] for ln in lines]  # the risk pane; alerts are beside it
     assert "position AAPL  [##" in text and row(risk, "position AAPL")[-1] == "15.0%"
@@ -221,3 +222,15 @@ def test_describe() -> None:
 def test_latency_fits_its_column(us: float, text: str) -> None:
     assert fmt_us(us) == text and len(text) <= 7
     assert fmt_us(us, count=0) == "-"
+
+
+def test_a_fill_without_a_tick_and_a_breaker_nobody_reports() -> None:
+    """A flatten order had no market-data trigger: "no tick", not "0.0 us"; and with
+    no gateway answering the header does not say the breaker is ok."""
+    s = state()
+    s.trades[0].tick_to_trade_us = 0.0
+    text = "\n".join(screen(s, 100, 30))
+    assert "tick-to-trade    no tick" in text and "tick-to-trade      0.0" not in text
+    assert "breaker ok" in screen(s, 100, 30)[0]
+    s.mode = "unknown"
+    assert "breaker -" in screen(s, 100, 30)[0]
