@@ -181,11 +181,26 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
 
+BUILTIN_STRATEGIES = ("mean_reversion", "momentum", "market_maker", "load")
+STRATEGY_ENTRY_POINTS = "hftd.strategies"  # the group a package registers its kinds in
+
+
+def strategy_kinds() -> list[str]:
+    """The strategy kinds a config may name: the built-in ones, then those installed
+    packages register (by name only: nothing of theirs is imported to validate)."""
+    from importlib.metadata import entry_points
+
+    extra = sorted({e.name for e in entry_points(group=STRATEGY_ENTRY_POINTS)})
+    return [*BUILTIN_STRATEGIES, *(k for k in extra if k not in BUILTIN_STRATEGIES)]
+
+
 class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     """One strategy instance and its parameters (applied live on reload)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
-    kind: Literal["mean_reversion", "momentum", "market_maker", "load"]
+    # a built-in kind, or one a package registers under the "hftd.strategies" entry
+    # point group (hftd.strategy.plugins; docs/strategies.md)
+    kind: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
     symbols: list[Symbol]
     enabled: bool = True
     order_qty: Positive = 100
@@ -215,8 +230,13 @@ class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
     rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     offset_ticks: NonNegative = 5
     max_working: Positive = 4000  # load: orders in flight at most (the venue's queue bounded)
+    # a plug-in kind's own parameters (the built-in kinds use the fields above)
+    params: dict[str, float | int | str | bool] = msgspec.field(default_factory=dict)
 
     def problems(self) -> Iterator[str]:
+        known = strategy_kinds()
+        if self.kind not in known:
+            yield f"kind: unknown strategy kind {self.kind!r} (known: {', '.join(known)})"
         if self.kind == "momentum" and self.fast_window >= self.slow_window:
             yield "fast_window: must be < slow_window"
         if self.kind == "load" and self.rate_per_s <= 0:

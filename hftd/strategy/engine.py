@@ -42,7 +42,8 @@ from hftd.strategy.orders import (
     MODES,
     OrderManager,
 )
-from hftd.strategy.strategies import KINDS, Strategy
+from hftd.strategy.plugins import strategy_class
+from hftd.strategy.strategies import Strategy
 
 log = logging.getLogger("hftd.strategy")
 
@@ -70,7 +71,7 @@ class StrategyEngine:
         self.by_symbol: dict[str, list[Strategy]] = {}
         for i, inst in enumerate(cfg.strategy.instances):
             om = OrderManager(inst.name, ids.first_id(i, run), send, clock)
-            strat = KINDS[inst.kind](inst, om, ticks)
+            strat = strategy_class(inst.kind)(inst, om, ticks)
             self.strategies.append(strat)
             if inst.enabled:
                 for sym in inst.symbols:
