@@ -4,6 +4,7 @@ its entry point names the kind, a config uses it, and it trades."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,11 @@ EXAMPLE = ROOT / "examples" / "hftd-example-strategy"
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The example installed into tmp/site, on the path of this process and its children."""
-    site = tmp_path / "site"
+    site, src = tmp_path / "site", tmp_path / "src"
+    shutil.copytree(EXAMPLE, src)  # a build writes beside its sources: not in the checkout
     res = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--no-index", "--target", str(site), str(EXAMPLE)],
+         "--no-build-isolation", "--no-index", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
