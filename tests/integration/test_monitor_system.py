@@ -107,7 +107,7 @@ def test_console_views_show_the_daemons_numbers(live: System) -> None:
         assert cells[4] == f"{p['unrealized'] / 10_000:,.2f}"
         assert cells[5] == f"{p['realized'] / 10_000:,.2f}"
     total = next(ln.split() for ln in lines if ln.startswith("TOTAL"))
-    assert total[1] == str(gw["positions"]["net_shares"])
+    assert total[1] == f"{gw['positions']['unrealized'] / 10_000:,.2f}"  # no share total
     assert total[-1] == f"{gw['positions']['total'] / 10_000:,.2f}"
     # Latency: the gateway's histograms, recounted here by hdrh itself (the window still covers
     # the gateway's whole life). (Its `latency_us` summary is folded a moment apart from the
