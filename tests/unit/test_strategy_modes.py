@@ -9,28 +9,17 @@ import itertools
 import pytest
 
 from hftd.config import load_config
-from hftd.msg.hot import EX_ACCEPTED, EX_FILL, EX_HEARTBEAT, ExecutionReport, OrderCommand
+from hftd.msg.hot import EX_ACCEPTED, EX_FILL, EX_HEARTBEAT, ExecutionReport
 from hftd.strategy.engine import StrategyEngine
 from hftd.strategy.orders import (
     MODE_ACTIVE,
     MODE_HALTED,
     MODE_PAUSED,
     MODE_REDUCING,
-    OrderManager,
 )
 from tests.support import DEFAULT_CONFIG
 from tests.unit.gateway_fixtures import Harness
-
-
-def manager() -> tuple[OrderManager, list[OrderCommand]]:
-    sent: list[OrderCommand] = []
-    clock = itertools.count(1)
-
-    def send(c: OrderCommand) -> bool:
-        sent.append(c)
-        return True
-
-    return OrderManager("t", 100, send, lambda: next(clock)), sent
+from tests.unit.test_strategy import manager
 
 
 def heartbeat(mode: str) -> ExecutionReport:
