@@ -27,6 +27,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` different free ports: asked for while all are held, so the kernel cannot
+    hand the same one out twice (two `free_port()` calls in a row sometimes did, and
+    the config was refused: md_port must differ from order_port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -98,7 +112,7 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
         data,
         {
             "system": {"run_dir": str(tmp / "run"), "journal_dir": str(tmp / "journal")},
-            "exchange": {"order_port": free_port(), "md_port": free_port()},
+            "exchange": dict(zip(("order_port", "md_port"), free_ports(2), strict=True)),
             "rings": {"prefix": prefix},
         },
     )
