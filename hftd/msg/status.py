@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from hftd.msg.hot import PRICE_SCALE
+
 
 class StatusDetailError(ValueError):
     """A Status detail that is not what its daemon's Struct says (names the field)."""
@@ -275,9 +277,9 @@ def strategy_rows(d: StrategyDetail) -> list[StrategyRow]:
             held=s.held,
             working=s.working,
             positions=dict(s.net),
-            realized=s.realized / 10_000,
-            unrealized=s.unrealized / 10_000,
-            pnl=s.pnl / 10_000,
+            realized=s.realized / PRICE_SCALE,
+            unrealized=s.unrealized / PRICE_SCALE,
+            pnl=s.pnl / PRICE_SCALE,
         )
         for name, s in sorted(d.strategies.items())
     ]
