@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 from hftd.gateway import venue as v
+from hftd.msg import ids
 from hftd.wire import ouch
 from hftd.wire.errors import RemoteProtocolError
 
@@ -56,10 +57,12 @@ def to_b36(n: int) -> str:
 
 
 def from_b36(text: str) -> int:
-    try:
-        return int(text, 36) if text else 0
-    except ValueError:
+    """A ClOrdID read back: our base-36 text of an id in range, else 0 (not ours:
+    no sign, spaces, underscores or ids past hftd.msg.ids.MAX_CL_ID)."""
+    if not text or len(text) > 14 or not (text.isascii() and text.isalnum()):
         return 0
+    n = int(text, 36)
+    return n if n <= ids.MAX_CL_ID else 0
 
 
 def restated_display_price(appendage: bytes) -> int:
@@ -118,6 +121,8 @@ class OuchAdapter:
         # the common ones first, by exact type (the hot part of the reply path)
         if t is ouch.Executed:
             e: ouch.Executed = m  # type: ignore[assignment]
+            if e.quantity <= 0 or e.price <= 0:  # would corrupt positions: not applied
+                raise v.UnreadableMessage(f"execution of {e.quantity} @ {e.price}")
             return v.Executed(e.user_ref, e.quantity, e.price, e.match_number, e.liquidity_flag)
         if t is ouch.Accepted:
             a: ouch.Accepted = m  # type: ignore[assignment]
@@ -159,6 +164,8 @@ class OuchAdapter:
         if isinstance(m, ouch.BrokenTrade):
             return v.TradeBroken(m.user_ref, m.match_number, m.reason)
         if isinstance(m, ouch.TradeCorrection):
+            if m.quantity <= 0 or m.price <= 0:
+                raise v.UnreadableMessage(f"trade correction to {m.quantity} @ {m.price}")
             return v.TradeCorrected(m.user_ref, m.match_number, m.quantity, m.price, m.reason)
         if isinstance(m, ouch.OrderPriorityUpdate):
             return v.PriorityUpdate(m.user_ref, m.price, m.display, m.order_ref)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hftd.gateway import venue as v
-from hftd.gateway.ouch_adapter import OuchAdapter, to_b36
+from hftd.gateway.ouch_adapter import OuchAdapter, from_b36, to_b36
 from hftd.msg import hot, ids
 from hftd.wire import ouch
 
@@ -115,3 +115,24 @@ def test_the_order_core_imports_no_wire_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        ouch.Executed(1, 5, 0, 1_000_000, "A", 77),
+        ouch.Executed(1, 5, 100, 0, "A", 77),
+        ouch.TradeCorrection(1, 5, 0, 1_000_000, "R", 77, "N", ""),
+    ],
+)
+def test_a_fill_that_would_corrupt_positions_is_unreadable_not_applied(
+    msg: ouch.Outbound,
+) -> None:
+    with pytest.raises(v.UnreadableMessage):
+        A.decode(ouch.encode_outbound(msg))
+
+
+@pytest.mark.parametrize("text", ["-5", " z", "1_0", "zzzzzzzzzzzzzz", "", "é"])
+def test_a_client_order_id_not_ours_reads_as_none(text: str) -> None:
+    assert from_b36(text) == 0
+    assert from_b36(to_b36(CL)) == CL
