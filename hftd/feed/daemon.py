@@ -38,7 +38,6 @@ import trio
 
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.normalize import Normalizer
-from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Resync
@@ -273,21 +272,6 @@ class FeedAgent:
         self.link.logged_in()
         self.live.set()
         log.info("logged in to session %s at sequence %d", ev.session, ev.sequence)
-
-
-async def request_resync(cfg: HftdConfig, who: logging.Logger) -> None:
-    """Ask the feed for MD_RESET and a replay from 1 (a consumer's books are gone),
-    until it says yes: a consumer without books has nothing better to do."""
-    path = cfg.system.resolved_run_dir() / "feed.sock"
-    while True:
-        try:
-            reply = await request(path, Resync())
-            if reply.ok:
-                return
-            who.warning("feed refused resync: %s", reply.error)
-        except OSError as exc:
-            who.warning("feed not reachable for a resync (%s); retrying", exc)
-        await trio.sleep(0.2)
 
 
 class FeedService:

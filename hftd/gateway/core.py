@@ -85,8 +85,6 @@ from hftd.runtime.latency import HopRecorder
 log = logging.getLogger("hftd.gateway")
 
 
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_B36_2 = [a + b for a in _B36 for b in _B36]  # two digits at a time: half the divisions
 _jenc = msgspec.msgpack.Encoder()
 _jdec = msgspec.msgpack.Decoder(tuple[Any, ...])
 NEVER_NS = 1 << 63  # later than any clock reading

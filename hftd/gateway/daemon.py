@@ -32,7 +32,7 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
-from hftd.feed.daemon import request_resync
+from hftd.feed.resync import request_resync
 from hftd.gateway.core import GatewayCore, journal_tail
 from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.reconcile import StreamCheck
@@ -184,8 +184,8 @@ class GatewayAgent:
         link.connect_if_due()
         if link.up:
             work += self._read_venue()
+        work += self._orders()  # orders first: risk's market view can wait a pass
         work += self._market()
-        work += self._orders()
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS

@@ -88,8 +88,3 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 def step(state: str, event: str) -> str:
     """The state after `event` (the same state when the table has no such pair)."""
     return TRANSITIONS.get((state, event), state)
-
-
-def working(state: str) -> bool:
-    """At the venue, or on its way there (not done)."""
-    return state != DONE

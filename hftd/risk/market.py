@@ -45,11 +45,9 @@ class MarketView:
         self.reference: dict[str, int] = {}  # symbol -> the price risk uses now
         self.book_errors = 0
         self.last_book_error = ""
-        self.last_t1 = 0  # feed receive time of the last record (heartbeats included)
 
     def on_update(self, u: MarketDataUpdate) -> str:
         """Apply one md record; the symbol whose reference moved, else ""."""
-        self.last_t1 = u.t1
         act = self.sync.on_update(u)
         if act == REBUILD:
             self.builder.reset()

@@ -29,7 +29,7 @@ import trio
 
 from hftd.book.sync import APPLY, LOST, REBUILD, MdSync
 from hftd.config import HftdConfig, ring_name
-from hftd.feed.daemon import request_resync
+from hftd.feed.resync import request_resync
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Status, StatusInfo
