@@ -165,7 +165,6 @@ class Runtime:
                 self.log.error("reload refused, config unchanged: %s", exc)
                 return ReloadResult([], [], str(exc))
             logging.getLogger().setLevel(new.system.log_level.upper())
-            self.cfg = new
             self.log.info("reloaded: %s", ", ".join(changed))
         elif not ignored:
             self.log.info("reload: no changes")

@@ -47,6 +47,8 @@ from hftd.strategy.strategies import Strategy
 
 log = logging.getLogger("hftd.strategy")
 
+MARK_INTERVAL_NS = 100_000_000  # each strategy's own P&L marks (read by Status only)
+
 
 def _no_resync(why: str, seq: int) -> None:
     """`lost` when nobody can resync (a test): the error is still counted."""
@@ -78,6 +80,7 @@ class StrategyEngine:
                     self.by_symbol.setdefault(sym, []).append(strat)
         self.next_heartbeat_ns = 0
         self.gateway_seen_ns = 0
+        self.next_mark_ns = 0  # the strategies' own marks: no more often than this
         self.gateway_mode = MODE_ACTIVE  # what its heartbeats say; every order manager's
         self.last_md_ns = 0  # any market data, feed heartbeats included
         self.in_sync = True  # books consistent (the daemon sets this)
@@ -176,7 +179,8 @@ class StrategyEngine:
                 OrderCommand(CMD_HEARTBEAT, 0, "", "", int(self.in_sync), age_ms, "", 0, "", 0, now)
             )
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
-        if self.in_sync:  # each strategy's own P&L, marked at its books' mids
+        if self.in_sync and now >= self.next_mark_ns:  # each strategy's own P&L, marked
+            self.next_mark_ns = now + MARK_INTERVAL_NS  # at its books' mids (for Status)
             for s in self.strategies:
                 book = s.om.book
                 for sym in book.symbols():

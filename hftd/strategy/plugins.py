@@ -35,6 +35,9 @@ def strategy_class(kind: str) -> type[Strategy]:
     found = [e for e in entry_points(group=STRATEGY_ENTRY_POINTS) if e.name == kind]
     if not found:
         raise PluginError(f"strategy kind {kind!r} is neither built in nor installed")
+    if len(found) > 1:  # never pick one at random
+        who = ", ".join(f"{e.value} ({e.dist.name if e.dist else '?'})" for e in found)
+        raise PluginError(f"strategy kind {kind!r} is registered twice: {who}")
     ep = found[0]
     where = f"{ep.value} ({ep.dist.name if ep.dist else 'unknown package'})"
     try:

@@ -331,7 +331,8 @@ class MarketMaker(Strategy):
                 self.om.cancel(o.cl_id, u.t1)
             return
         if not mine:
-            self._order(sym, side, price, TIF_DAY, u, now, "quote")
+            if self.om.allows(sym, side, self.cfg.order_qty):  # (no signal line per tick
+                self._order(sym, side, price, TIF_DAY, u, now, "quote")  # while halted)
             return
         o = mine[0]
         off = abs(o.price - price) >= self.cfg.requote_ticks * self.ticks[sym]

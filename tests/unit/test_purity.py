@@ -27,6 +27,7 @@ PURE = [
     "hftd.book.sync",
     "hftd.gateway.positions",
     "hftd.gateway.lifecycle",
+    "hftd.gateway.venue",
     "hftd.gateway.core",
     "hftd.gateway.reconcile",
 ]

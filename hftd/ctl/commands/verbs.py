@@ -40,7 +40,11 @@ def run_verb(verb: Verb, ctx: CtlContext, args: argparse.Namespace) -> int:
     code = 0
     for target, reply in replies.items():
         if reply.ok and verb.name == "reload":
-            r = msgspec.convert(reply.result, ReloadResult)
+            try:
+                r = msgspec.convert(reply.result, ReloadResult)
+            except msgspec.ValidationError:  # a daemon of another version: as it said
+                print(f"{target}: ok {msgspec.json.encode(reply.result).decode()}")
+                continue
             print(f"{target}: {_reload_line(r)}")
             if r.refused or r.error:
                 code = 1
