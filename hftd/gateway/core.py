@@ -80,6 +80,7 @@ from hftd.msg.hot import (
 )
 from hftd.risk.breaker import CircuitBreaker
 from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
+from hftd.risk.limits import RiskLimits
 from hftd.runtime.latency import HopRecorder
 
 log = logging.getLogger("hftd.gateway")
@@ -247,7 +248,7 @@ class GatewayCore:
         P&L and the loss stop do."""
         self.book.set_mark(symbol, price)
         self.risk.on_trade_price(symbol, price)
-        self.risk.set_pnl(self.book.total())
+        self._set_pnl()
 
     def _reject(self, c: OrderCommand, reason: str, orig_cl_id: int = 0) -> None:
         self.reports.append(
@@ -335,11 +336,35 @@ class GatewayCore:
 
     @property
     def mode(self) -> str:
+        """What the strategy may send. A latched loss stop is "reducing": risk passes
+        only orders that reduce a position until the operator resumes."""
         if self.risk.mode == HALTED:
             return "halted"
-        if self.risk.mode == REDUCING:
+        if self.risk.mode == REDUCING or self.risk.loss_stopped:
             return "reducing"
         return "paused" if self.paused else "active"
+
+    def set_risk_limits(self, limits: RiskLimits) -> None:
+        """New limits (a reload): a loss limit that latches or clears the stop changes
+        the mode, and the strategy is told."""
+        before = self.mode
+        self.risk.set_limits(limits)
+        if self.mode != before:
+            self._mode_changed()
+
+    def _set_pnl(self) -> None:
+        """P&L to risk. The loss stop it may latch changes the mode: the strategy is
+        told at once, or it would keep sending orders risk refuses."""
+        risk = self.risk
+        was = risk.loss_stopped
+        risk.set_pnl(self.book.total())
+        if risk.loss_stopped != was:
+            log.error(
+                "LOSS STOP: P&L %s reached -daily_loss_limit: only position-reducing "
+                "orders until `hftctl resume`",
+                _px(risk.pnl),
+            )
+            self._mode_changed()
 
     def _maybe_trip(self, reason: str | None) -> None:
         if reason:
@@ -710,7 +735,7 @@ class GatewayCore:
         self.book.rebuild(symbol, log_.of_symbol(symbol))
         pos = self.book.position(symbol)
         self.risk.set_position(symbol, pos.qty)
-        self.risk.set_pnl(self.book.total())
+        self._set_pnl()
         log.warning(
             "execution %d (UserRefNum %d, %s %s %d @ %s) %s by the venue%s: position %s %d, "
             "realized %s",
@@ -886,7 +911,7 @@ class GatewayCore:
         self.fill_log.append(m.match, o.symbol, side, m.qty, m.price)
         self.book.on_fill(o.symbol, side, m.qty, m.price)
         self.risk.on_fill(o.symbol, side, m.qty, m.price, order_done=done)
-        self.risk.set_pnl(self.book.total())
+        self._set_pnl()
         self.counters["fills"] += 1
         # (the core's clock at the fill, symbol, side, qty, price, tick-to-trade ns):
         # the daemon turns the clock into wall time for Status (the core reads none)

@@ -570,7 +570,7 @@ class GatewayService:
             def apply() -> None:
                 agent.cfg = cfg
                 agent.core.cfg = cfg
-                agent.core.risk.set_limits(cfg.risk)
+                agent.core.set_risk_limits(cfg.risk)
                 agent.core.breaker.cfg = cfg.breaker
                 agent.link.backoff_min_s = cfg.gateway.reconnect_min_s
                 agent.link.backoff_max_s = cfg.gateway.reconnect_max_s

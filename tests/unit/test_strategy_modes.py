@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
 from hftd.config import load_config
@@ -94,3 +95,33 @@ def test_a_fill_while_reducing_moves_the_room_with_the_position() -> None:
     assert b is not None and om.new("AAPL", "B", 1, 1_000_000, "0", 0) is None
     om.on_report(ExecutionReport(EX_FILL, b, 0, "AAPL", "B", 200, 1_000_000, 0, 0, "", 0))
     assert om.position("AAPL") == 0 and om.new("AAPL", "B", 1, 1_000_000, "0", 0) is None
+
+
+def test_a_loss_stop_makes_the_mode_reducing_and_says_so_at_once() -> None:
+    """Risk's latched loss stop refuses all but reducing orders: the mode says
+    "reducing" the moment it latches (a heartbeat report), so the strategies hold
+    what risk would refuse instead of sending it; a resume with P&L still past the
+    limit keeps it, a raised limit (reload) clears it and says so."""
+    cfg = load_config(DEFAULT_CONFIG)
+    small = msgspec.structs.replace(cfg.risk, daily_loss_limit=1_000 * 10_000)  # $1,000
+    h = Harness(msgspec.structs.replace(cfg, risk=small))
+    core = h.core
+    o = h.order("B", 100)
+    h.fill(o, 100)
+    core.reports.clear()
+    limit = core.risk.limits.daily_loss_limit
+    drop = limit // 100 + 10_000  # $10.01 a share under the fill: past the $1,000 limit
+    core.on_reference("AAPL", 1_895_000 - drop)
+    assert core.risk.loss_stopped and core.mode == MODE_REDUCING
+    assert [(r.kind, r.reason) for r in core.reports] == [(EX_HEARTBEAT, MODE_REDUCING)]
+    core.reports.clear()
+    core.on_reference("AAPL", 1_895_000 - drop - 100)  # still stopped: no second report
+    assert core.reports == []
+    core.resume()  # P&L still past the limit: the stop latches again at once
+    assert core.mode == MODE_REDUCING
+    core.reports.clear()
+    wider = msgspec.structs.replace(core.risk.limits, daily_loss_limit=limit * 10)
+    core.set_risk_limits(wider)
+    core.resume()
+    assert core.mode == MODE_ACTIVE
+    assert core.reports[-1].reason == MODE_ACTIVE
