@@ -31,6 +31,8 @@ PURE = [
     "hftd.gateway.core",
     "hftd.gateway.reconcile",
     "hftd.backtest.queue",
+    "hftd.backtest.itch_file",
+    "hftd.backtest.detect",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
 
