@@ -144,6 +144,11 @@ class PositionBook:
             pos = self._positions[symbol] = Position(symbol)
         return pos
 
+    def qty(self, symbol: str) -> int:
+        """The net shares in `symbol` (0 if never traded; nothing is created)."""
+        pos = self._positions.get(symbol)
+        return pos.qty if pos is not None else 0
+
     def symbols(self) -> list[str]:
         return sorted(self._positions.copy())
 

@@ -322,4 +322,12 @@ class OrderManager:
         return [o for o in self.orders.values() if symbol is None or o.symbol == symbol]
 
     def position(self, symbol: str) -> int:
+        """The account's net position in `symbol` (the gateway's word, whoever traded
+        it): what the reducing mode measures against."""
         return self.positions.get(symbol, 0)
+
+    def own_position(self, symbol: str) -> int:
+        """This instance's own position (its fills only): what its `max_position`
+        caps. Several instances on one symbol each keep to their own cap; the
+        account's total is risk's to limit."""
+        return self.book.qty(symbol)

@@ -53,7 +53,7 @@ class Strategy:
             return False
         if self.om.working(symbol):
             return False
-        pos = self.om.position(symbol)
+        pos = self.om.own_position(symbol)
         qty = self.cfg.order_qty
         limit = self.cfg.max_position
         return pos + qty <= limit if side == "B" else pos - qty >= -limit
@@ -235,7 +235,7 @@ class Load(Strategy):
             side, price = ("B", bid - away) if k & 1 == 0 else ("S", ask + away)
             if price <= 0:  # a bid too near zero to go below: offer instead
                 side, price = "S", ask + away
-            pos = om.position(sym)  # none should fill; if some did, the cap still holds
+            pos = om.own_position(sym)  # none should fill; if some did, the cap holds
             if (pos + qty > limit) if side == "B" else (pos - qty < -limit):
                 self.turn = k + 1
                 self.credit -= 1.0

@@ -368,3 +368,14 @@ def test_momentum_sells_the_ask_on_the_way_down_within_its_position_limit() -> N
     for ref in range(40, 44):
         eng.on_update(book_update(next(seq), ref, "B", 1_001_000 + (ref - 40) * 500))
     assert [c.side for c in sent if c.kind == CMD_NEW] == ["B", "S"]
+
+
+def test_each_instance_keeps_to_its_own_cap_on_a_shared_symbol() -> None:
+    """Two instances on one symbol: each one's max_position caps its own fills, not
+    the account's net (which another instance's opposite trades move)."""
+    om, _sent = manager()
+    cl = om.new("AAPL", "B", 100, 1_000_000, "0", 0)
+    assert cl is not None
+    om.on_report(report(EX_FILL, cl, 100, 0, position=-400))  # the account: another's shorts
+    assert om.own_position("AAPL") == 100 and om.position("AAPL") == -400
+    assert om.own_position("MSFT") == 0 and om.book.symbols() == ["AAPL"]
