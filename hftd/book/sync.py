@@ -16,6 +16,19 @@ States and what moves them:
   saying the feed published more than we saw (a drop on a full ring), or a
   book error on applying an update, loses sync: a resync is wanted.
 - MD_RESET: synced again from nothing; the replay from 1 follows.
+- catching up (synced): the stream from sequence 1 up to `replay_to` repeats
+  what the feed had published before the resync (hours of the day, perhaps).
+  The books must go through it, but nobody may act on it: risk's reference
+  prices and P&L marks would move through the day's old prices (and could
+  latch the loss stop on a price from hours ago), strategies would send
+  orders on them. Such updates come back QUIET (books only); the one that
+  reaches `replay_to` comes back LIVE (apply it, then act on the books as they
+  stand: they are at the live edge). `replay_to` is the MD_RESET's `seq`:
+  the feed's high-water mark when it started the replay (0, an older feed or
+  nothing known: no catch-up, every update APPLY as before). A consumer that
+  joins mid-day on a ring nobody read syncs at the ring's sequence 1 without
+  a reset: what the feed had published when it started (`catch_up_to`, from
+  the feed's Status) is its replay.
 
 Resync loops. A hole the replay does not fill (a message the feed cannot
 publish, a ring too small for the replay, an update the books reject) comes
@@ -40,6 +53,8 @@ SKIP: Final = 0  # nothing for the books
 APPLY: Final = 1  # apply this update to the books
 REBUILD: Final = 2  # empty the books (a reset, or a stream that is still empty)
 LOST: Final = 3  # nothing for the books: sync was just lost (`last_loss` says why)
+QUIET: Final = 4  # catching up: apply this update to the books, act on nothing
+LIVE: Final = 5  # caught up with this update: apply it (unless MD_SEQUENCE), then act
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -62,6 +77,10 @@ class MdSync:
         self.hole = 0  # the sequence number sync was last lost at (0: none open)
         self.failures = 0  # consecutive resyncs that lost sync again before the hole
         self.last_loss = ""
+        # The stream up to this sequence number repeats what was published before:
+        # rebuild through it, act on nothing (0: no catch-up pending or under way).
+        self.replay_to = 0
+        self.catching_up = False  # synced, last_seq < replay_to (the hot path's one check)
         self.counters = {
             "updates": 0,  # applied in sequence (sequence-only records included)
             "skipped": 0,  # seen while not in sync
@@ -69,12 +88,13 @@ class MdSync:
             "resets": 0,  # MD_RESET seen
             "resyncs": 0,  # resyncs asked of the feed
             "resync_failures": 0,  # resyncs that hit a gap again before the hole
+            "catch_ups": 0,  # replays gone through to the live edge
         }
 
     # --- per update (the hot path) ------------------------------------------------------
 
     def on_update(self, u: MarketDataUpdate) -> int:
-        """SKIP, APPLY, REBUILD or LOST for one update from the md ring."""
+        """SKIP, APPLY, REBUILD, LOST, QUIET or LIVE for one update from the md ring."""
         kind = u.kind
         if kind == MD_HEARTBEAT:
             if self.synced:
@@ -88,6 +108,7 @@ class MdSync:
                 # The venue has sequenced nothing yet: empty books are in sync.
                 self.synced = True
                 self.last_seq = 0
+                self.catching_up = self.replay_to > 0  # what follows, if `catch_up_to` said
                 return REBUILD
             return SKIP
         if kind == MD_RESET:
@@ -95,6 +116,10 @@ class MdSync:
             self.synced = True
             self.want_resync = False
             self.last_seq = 0
+            # The feed's word on where the replay ends (0: it does not say): it
+            # replaces what we guessed (the venue's stream may be shorter now).
+            self.replay_to = u.seq
+            self.catching_up = u.seq > 0
             return REBUILD
         seq = u.seq
         if not self.synced:
@@ -102,6 +127,7 @@ class MdSync:
                 self.counters["skipped"] += 1
                 return SKIP
             self.synced = True
+            self.catching_up = self.replay_to > 0
         if seq != self.last_seq + 1:
             self.lost(f"md gap: expected {self.last_seq + 1}, got {seq}", self.last_seq + 1)
             return LOST
@@ -109,6 +135,13 @@ class MdSync:
         self.counters["updates"] += 1
         if self.hole and seq > self.hole:
             self._past_hole()
+        if self.catching_up:
+            if seq < self.replay_to:
+                return SKIP if kind == MD_SEQUENCE else QUIET
+            self.catching_up = False
+            self.replay_to = 0
+            self.counters["catch_ups"] += 1
+            return LIVE
         return SKIP if kind == MD_SEQUENCE else APPLY
 
     # --- losing and regaining sync ------------------------------------------------------
@@ -118,6 +151,7 @@ class MdSync:
         they rejected): a resync is wanted, at once or after the loop's backoff."""
         self.counters["gaps"] += 1
         self.synced = False
+        self.catching_up = False
         self.want_resync = True
         self.last_loss = why
         now = self.clock()
@@ -132,8 +166,18 @@ class MdSync:
     def rejoin(self) -> None:
         """Started on a ring another run consumed: the books are gone, resync at once."""
         self.synced = False
+        self.catching_up = False
         self.want_resync = True
         self.resync_at = self.clock()
+
+    def catch_up_to(self, seq: int) -> None:
+        """The stream up to `seq` was published before we started (the feed's
+        high-water mark, asked at start): a consumer joining mid-day rebuilds its
+        books through it and acts only from the live edge. A reset says better."""
+        if seq <= self.replay_to or (self.synced and self.last_seq >= seq):
+            return
+        self.replay_to = seq
+        self.catching_up = self.synced
 
     def backoff_s(self) -> float:
         """How long the next resync waits (0 unless looping)."""
@@ -162,6 +206,8 @@ class MdSync:
         return {
             "synced": self.synced,
             "last_seq": self.last_seq,
+            "catching_up": self.catching_up,
+            "replay_to": self.replay_to,
             **self.counters,
             "resync_loop": self.looping,
             "resync_failures_in_a_row": self.failures,

@@ -23,6 +23,12 @@ reconnects with exponential backoff and logs in from that number, so nothing
 is missed. If the venue cannot serve that number (its answer starts
 elsewhere: it restarted, or skipped), the feed publishes MD_RESET and logs in
 from 1, and the strategy rebuilds its books from the full replay.
+
+A replay from 1 repeats what the consumers saw before, perhaps hours of it:
+the MD_RESET carries the feed's high-water mark in `seq` (the last sequence
+number it had from the venue before the replay, `high_water`), so consumers
+rebuild their books through the replay without acting on it, and act again
+from the live edge (`hftd.book.sync`, "catching up").
 """
 
 from __future__ import annotations
@@ -58,6 +64,13 @@ PROBLEM_LOG_INTERVAL_S = 5.0  # unreadable ITCH messages: at most one warning th
 _md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
 
 
+def ring_high_water(ring: Ring) -> int:
+    """The last sequence number the ring's last record says the venue had published
+    (a record's own, a heartbeat's, a reset's replay end); 0 for an empty ring."""
+    last = ring.last_committed()
+    return 0 if last is None else _md_decoder.decode(last).seq
+
+
 def resume_sequence(ring: Ring) -> int:
     """The next ITCH sequence number to ask for, from what the ring last committed."""
     last = ring.last_committed()
@@ -90,6 +103,10 @@ class FeedAgent:
         self.link.next_seq = resume_sequence(ring)
         self.live = threading.Event()
         self.pending_reset = False
+        # The venue's stream as far as we had it before the latest replay from 1:
+        # the replay's end, which the MD_RESET tells the consumers. A restart
+        # mid-replay knows only what the ring holds (a reset: the end it carried).
+        self.high_water = ring_high_water(ring)
         self.last_publish = 0.0
         self.buf = bytearray(1 << 18)
         self.view = memoryview(self.buf)
@@ -114,6 +131,12 @@ class FeedAgent:
     @property
     def next_seq(self) -> int:
         return self.link.next_seq
+
+    @property
+    def published_upto(self) -> int:
+        """The last sequence number we have had from the venue, a replay's end
+        included (a replay under way has not got there yet)."""
+        return max(self.high_water, self.link.next_seq - 1)
 
     @property
     def state(self) -> str:
@@ -241,6 +264,8 @@ class FeedAgent:
 
     def resync(self) -> None:
         """Publish MD_RESET and replay from sequence 1 (a consumer lost its books)."""
+        # a resync asked for during a replay (or twice) still ends where the first did
+        self.high_water = self.published_upto
         self.link.next_seq = 1
         self.pending_reset = True
         self._drop("resync requested", at_once=True)
@@ -254,13 +279,21 @@ class FeedAgent:
                 self.link.requested,
                 ev.sequence,
             )
+            # The replay's end: the venue has sequenced up to ev.sequence - 1, and when
+            # that is short of what we had (it lost messages: a new stream) no further.
+            if ev.sequence < self.link.requested:
+                self.high_water = ev.sequence - 1
+            else:
+                self.high_water = max(self.high_water, ev.sequence - 1)
             self.link.next_seq = 1
             self.pending_reset = True
             # Already asked for 1 and refused: retrying at once would only spin.
             self._drop("resync", at_once=self.link.requested != 1)
             return
         if self.pending_reset:
-            reset = MarketDataUpdate(0, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns())
+            reset = MarketDataUpdate(
+                self.high_water, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
+            )
             rec = self.encoder.encode(reset)
             while not self.ring.try_write(rec):
                 time.sleep(0.001)  # a reset must not be dropped: wait for the strategy
@@ -321,6 +354,7 @@ class FeedService:
             risk_drops=c["risk_drops"],
             gaps=c["gaps"],
             resets=c["resets"],
+            high_water=a.published_upto,
             bytes=c["bytes"],
             unknown_types=a.norm.unknown,
             malformed=a.norm.malformed,

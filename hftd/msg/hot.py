@@ -25,7 +25,10 @@ MD_TRADE = 6  # execution against a hidden order (P)
 MD_DIRECTORY = 7  # a symbol and its locate code (R)
 MD_TRADING = 8  # trading state change (H); side carries the state
 MD_SYSTEM = 9  # system event (S); side carries the event code
-MD_RESET = 10  # feed handler: books must be rebuilt from the replay that follows
+# feed handler: books must be rebuilt from the replay (from 1) that follows; seq = the
+# replay's end, the last sequence the feed had before it (0: unknown). Consumers rebuild
+# through it and act from there on (hftd.book.sync: "catching up").
+MD_RESET = 10
 MD_HEARTBEAT = 11  # feed handler: link up, nothing new; seq = last sequence published
 # A sequenced ITCH message the books and strategies do not use (Y, L, V, W, K, J, h,
 # Q, B, I, N, O), or one the feed could not read (not ITCH 5.0, wrong size): only its

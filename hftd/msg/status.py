@@ -72,6 +72,10 @@ class MarketStatus(msgspec.Struct, kw_only=True, frozen=True):
     book_errors: int
     last_book_error: str
     reference: dict[str, int]  # symbol -> the price band's reference
+    # rebuilding through a replay of what was published before (hftd/book/sync.py):
+    # references and marks stay where they were until it reaches replay_to
+    catching_up: bool = False
+    replay_to: int = 0
 
 
 class WorkingOrderStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -233,6 +237,9 @@ class StrategyDetail(Detail, kw_only=True, frozen=True):
     resync_backoff_s: float
     resync_hole: int
     last_loss: str
+    # rebuilding the books through a replay up to replay_to: no strategy sees it
+    catching_up: bool = False
+    replay_to: int = 0
     # the daemon's
     reports: int
     orders_refused: int
@@ -317,6 +324,9 @@ class FeedDetail(Detail, kw_only=True, frozen=True):
     risk_drops: int  # records the gateway's risk_md ring could not take
     gaps: int
     resets: int
+    # the last sequence number it has had from the venue: where a replay from 1 ends
+    # (its MD_RESET says so), and what a consumer joining mid-day catches up to
+    high_water: int = 0
     bytes: int
     unknown_types: int
     malformed: int
