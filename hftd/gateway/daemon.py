@@ -32,7 +32,7 @@ import msgspec
 import trio
 
 from hftd.config import HftdConfig, ring_name
-from hftd.feed.resync import request_resync
+from hftd.feed.resync import feed_high_water, request_resync
 from hftd.gateway.core import GatewayCore, journal_tail
 from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.reconcile import StreamCheck
@@ -40,7 +40,7 @@ from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.ipc.souplink import SoupLink
 from hftd.msg.control import Command, Flatten, Halt, Pause, Resume, Snapshot
-from hftd.msg.hot import ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import PRICE_SCALE, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.msg.status import (
     BreakerStatus,
     FillStatus,
@@ -139,7 +139,9 @@ class GatewayAgent:
 
     def _market(self) -> int:
         """Risk's own market view from the feed's records; a moved reference re-marks
-        its symbol (band, notional, P&L)."""
+        its symbol (band, notional, P&L). A replay moves nothing until it reaches the
+        live edge; then every symbol is re-marked once (`remark`, checked per batch:
+        no order is taken in between)."""
         md, dec, market, core = self.md, self.md_dec, self.market, self.core
         n = 0
         for _ in range(BATCH):
@@ -152,7 +154,21 @@ class GatewayAgent:
                 core.on_reference(sym, market.reference[sym])
         if n:
             md.commit()
+            if market.remark:
+                self._remark()
         return n
+
+    def _remark(self) -> None:
+        """The market view caught up with the live edge: every symbol's reference."""
+        market, core = self.market, self.core
+        for sym in market.remark:
+            core.on_reference(sym, market.reference[sym])
+        log.info(
+            "risk market view caught up at sequence %d: references %s",
+            market.sync.last_seq,
+            {s: market.reference[s] / PRICE_SCALE for s in market.remark},
+        )
+        market.remark.clear()
 
     def _orders(self) -> int:
         """Risk-check and queue what the orders ring holds (nothing until reconciled)."""
@@ -475,6 +491,8 @@ class GatewayService:
         agent = self.agent = GatewayAgent(self.cfg, orders, execs, md)
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.market.sync.rejoin()
+        else:  # read from its start: what the feed published before now is history
+            agent.market.sync.catch_up_to(await feed_high_water(self.cfg, log))
         t0 = time.monotonic()
         # In a thread: a long day's replay must not keep SIGTERM waiting.
         journal, records, last_seq = await trio.to_thread.run_sync(
