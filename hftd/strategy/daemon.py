@@ -15,6 +15,13 @@ updates before the reset are skipped. A resync that hits a gap again before
 getting past the old one is a resync loop: reported in Status (`resync_loop`)
 and retried with a growing backoff, never at the feed's reconnect rate.
 READY=1 once in sync.
+
+The replay is history: up to the sequence the MD_RESET names (what the feed
+had published before it), or, for a strategy joining mid-day on a ring nobody
+read, up to what the feed had published when it started (its Status), the
+books are rebuilt and no strategy sees an update (Status `catching_up`); the
+heartbeat to the gateway says "not in sync" meanwhile. Strategies act again
+from the live edge.
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from hftd.book.sync import APPLY, LOST, REBUILD, MdSync
+from hftd.book.sync import APPLY, LIVE, LOST, QUIET, REBUILD, MdSync
 from hftd.config import HftdConfig, ring_name
-from hftd.feed.resync import request_resync
+from hftd.feed.resync import feed_high_water, request_resync
 from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Status, StatusInfo
-from hftd.msg.hot import MD_RESET, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import MD_RESET, MD_SEQUENCE, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.msg.status import GatewayDetail, StrategyDetail, StrategyInstanceStatus, decode_detail
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import claim_strategy_run
@@ -156,7 +163,8 @@ class StrategyAgent:
         now = time.monotonic_ns()
         if now >= self.next_timer:
             self.next_timer = now + TIMER_NS
-            engine.in_sync = self.sync.synced
+            sync = self.sync
+            engine.in_sync = sync.synced and not sync.catching_up  # the gateway's md-age check
             engine.on_timer()
             self._end_unit()
         return work + n
@@ -166,14 +174,24 @@ class StrategyAgent:
         act = self.sync.on_update(u)
         if act == APPLY:
             self.engine.on_update(u)  # a BookError comes back as _book_lost
+        elif act == QUIET:
+            self.engine.rebuild(u)  # a replay: books only
         elif act == REBUILD:
             self.engine.builder.reset()
             if u.kind == MD_RESET:
-                log.info("md reset: rebuilding books from sequence 1")
+                log.info(
+                    "md reset: rebuilding books from sequence 1%s",
+                    f", strategies act from sequence {u.seq} on" if u.seq else "",
+                )
             else:
                 log.info("in sync: the venue has sequenced nothing yet (empty books)")
         elif act == LOST:
             self._log_lost()
+        elif act == LIVE:
+            if u.kind != MD_SEQUENCE:
+                self.engine.rebuild(u)
+            if self.sync.synced:
+                log.info("caught up at sequence %d: strategies see the market again", u.seq)
 
     def _book_lost(self, why: str, seq: int) -> None:
         """The engine's books rejected update `seq`: resync, as for a gap."""
@@ -244,6 +262,8 @@ class StrategyService:
         await self._recover(agent)
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.sync.rejoin()
+        else:  # read from its start: what the feed published before now is history
+            agent.sync.catch_up_to(await feed_high_water(self.cfg, log))
         loop = self.loop = self.host.loop(
             "strategy", agent, {"md": md, "executions": execs}, rc.wait_for("strategy")
         )
@@ -290,6 +310,8 @@ class StrategyService:
             resync_backoff_s=sync.backoff_s(),
             resync_hole=sync.hole,
             last_loss=sync.last_loss,
+            catching_up=sync.catching_up,
+            replay_to=sync.replay_to,
             reports=a.counters["reports"],
             orders_refused=a.counters["orders_refused"],
             run=a.run,

@@ -13,6 +13,12 @@ the books stop being trusted (`in_sync` false: no strategy sees the update)
 and `lost(why, seq)` asks for a resync, the path a
 sequence gap takes (`hftd.book.sync.MdSync.lost`): the books are rebuilt
 from sequence 1. Never an exception.
+
+A replay is not news. After a resync (or a restart) the feed replays the day
+from sequence 1; the part of it that was published before is rebuilt through
+`rebuild` (books only: no strategy sees it, so no order is made on prices from
+hours ago) and strategies hear of the market again from the live edge on
+(`on_update`). The daemon tells which is which (`MdSync`: QUIET and LIVE).
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ class StrategyEngine:
         self.next_mark_ns = 0  # the strategies' own marks: no more often than this
         self.gateway_mode = MODE_ACTIVE  # what its heartbeats say; every order manager's
         self.last_md_ns = 0  # any market data, feed heartbeats included
-        self.in_sync = True  # books consistent (the daemon sets this)
+        self.in_sync = True  # books consistent and at the live edge (the daemon sets this)
         self.book_errors = 0  # updates the books rejected
         self.last_book_error = ""
 
@@ -112,6 +118,14 @@ class StrategyEngine:
             if trade_price:
                 s.on_trade(book.symbol, trade_price, u.qty, u, now)
             s.on_book(book, u, now)
+
+    def rebuild(self, u: MarketDataUpdate) -> None:
+        """An update of a replay of what was published before (MdSync QUIET, and
+        the last one, LIVE): the books only, no strategy callback."""
+        try:
+            self.builder.apply_update(u)
+        except BookError as exc:
+            self._book_error(u, exc)
 
     def _book_error(self, u: MarketDataUpdate, exc: BookError) -> None:
         self.book_errors += 1
