@@ -1,4 +1,4 @@
-"""`hftd`: run a daemon, the whole system, or a replay."""
+"""`hftd`: run a daemon, the whole system, a backtest or a replay."""
 
 from __future__ import annotations
 
@@ -134,6 +134,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Recorded market data through the live strategy, risk and position code."""
+    from hftd.backtest.cli import run_backtest
+
+    return run_backtest(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hftd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         help="show: the current day and its journals; new: open a new day (nothing may run)",
     )
     p.set_defaults(fn=cmd_day)
+    p = sub.add_parser(
+        "backtest", help="run the strategies on recorded market data (ITCH 5.0, LOBSTER)"
+    )
+    p.add_argument("--config", "-c", default="config/backtest.toml", help="TOML config file")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="FILE",
+        help="a recorded file instead of the config's backtest.data (repeatable)",
+    )
+    p.add_argument("--out", help="results directory (default: the config's backtest.out_dir)")
+    p.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="a progress line on stderr (auto: when stderr is a terminal)",
+    )
+    p.set_defaults(fn=cmd_backtest)
     p = sub.add_parser("replay", help="rebuild books from an ITCH 5.0 BinaryFILE")
     p.add_argument("file", help="NASDAQ BinaryFILE (u16 length + ITCH message, repeated)")
     p.add_argument("--symbol", action="append", help="only this symbol (repeatable)")

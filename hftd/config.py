@@ -563,6 +563,41 @@ class SystemConfig(_Base, frozen=True, kw_only=True):
         return Path.home() / ".local" / "state" / "hftd" / "journal"
 
 
+Fee = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]+(\.[0-9]{1,6})?$")]
+
+
+class FeesConfig(_Base, frozen=True, kw_only=True):
+    """A venue's charges per share traded, in dollars (negative: a rebate). Maker:
+    our resting order was hit (liquidity "A"); taker: we took (anything else)."""
+
+    maker_per_share: Fee = "0"
+    taker_per_share: Fee = "0"
+
+    def per_share_nano(self, liquidity: str) -> int:
+        """The charge of one share in 1e-9 dollars (exact decimal arithmetic)."""
+        text = self.maker_per_share if liquidity == "A" else self.taker_per_share
+        return int(Decimal(text) * 1_000_000_000)
+
+
+class BacktestConfig(_Base, frozen=True, kw_only=True):
+    """`hftd backtest`: recorded market data through the live strategy, risk and
+    position code, in one process on the data's clock (docs/backtesting.md)."""
+
+    # recorded files (ITCH 5.0 BinaryFILE plain or gzip, LOBSTER zip or message CSV),
+    # relative to the config file; `--data` on the command line replaces them
+    data: list[str] = msgspec.field(default_factory=list)
+    out_dir: str = "backtest-out"  # relative to the working directory
+    # delays on the way: the venue's md to our books, our order to the venue, the
+    # venue's reply to the gateway (constant or a seeded distribution, microseconds)
+    feed_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    entry_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    response_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
+    timer_ms: Annotated[float, msgspec.Meta(gt=0.0, le=1000.0)] = 10.0  # the daemons' timers
+    equity_interval_s: Seconds = 1.0  # the equity curve's step (sim time)
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
 class HftdConfig(_Base, frozen=True, kw_only=True):
     """The whole system's configuration (one file for every daemon)."""
 
@@ -580,6 +615,7 @@ class HftdConfig(_Base, frozen=True, kw_only=True):
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
     control: ControlConfig = msgspec.field(default_factory=ControlConfig)
+    backtest: BacktestConfig = msgspec.field(default_factory=BacktestConfig)
     daemons: dict[str, DaemonConfig] = msgspec.field(
         default_factory=lambda: {"exchange": DaemonConfig()}
     )
@@ -924,6 +960,7 @@ PRIVATE_SECTIONS: dict[str, tuple[str, ...]] = {
     "gateway": ("gateway", "risk", "breaker"),
     "feed": ("feed",),
     "monitor": ("monitor",),
+    "backtest": ("backtest",),  # no daemon reads it: every daemon ignores a change
 }
 
 
