@@ -136,12 +136,13 @@ def _fifo_latency(cfg: Any) -> Callable[[int], int]:
     """`sent -> arrival` for one hop: constant or seeded draws, never overtaking."""
     model = LatencyModel(cfg)
     last = [0]
-    if not model.enabled:
+    if cfg.kind in ("none", "fixed"):  # (the clock never goes back: no overtaking)
+        fixed = int(cfg.micros * 1000) if cfg.kind == "fixed" else 0
 
-        def zero(t: int) -> int:
-            return t if t > last[0] else last[0]
+        def constant(t: int) -> int:
+            return t + fixed
 
-        return zero
+        return constant
 
     def draw(t: int) -> int:
         at = t + int(model.sample() * 1e9)
@@ -208,6 +209,7 @@ class Backtest:
         on_market = self.venue.on_market
         deliver = self._deliver
         progress = self.on_progress
+        to_feed = self.to_feed
         for u in updates:
             t = u.exch_ts
             if t < self.now:
@@ -217,6 +219,16 @@ class Backtest:
                 self.first_ts = t
                 self.next_timer = t
                 self.next_sample = t
+            if to_feed and not (self.to_venue or self.to_gateway):
+                # the common case, inline: market data on its way to our side, due
+                # before this message and before the next timer, nothing else in flight
+                nt = self.next_timer
+                while to_feed and to_feed[0][0] < t and to_feed[0][0] < nt:
+                    at, x = to_feed.popleft()
+                    self.now = at
+                    deliver(x)
+                    if self.to_venue or self.to_gateway:
+                        break
             if t >= self._due():
                 self._advance(t)
             self.now = t
@@ -224,10 +236,10 @@ class Backtest:
             evs = on_market(u)
             if evs:
                 self._replies(evs)
-            if self.feed_direct and not self.to_feed:
+            if self.feed_direct and not to_feed:
                 deliver(u)
             else:
-                self.to_feed.append((self.feed_at(t), u))
+                to_feed.append((self.feed_at(t), u))
             if progress is not None and not self.events & 0xFFFF:
                 progress(self.events, t)
         # the data ended: what is in flight arrives, the timers run one more second

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""The backtest's whole loop: how fast, and whether memory stays flat (issue 15).
+
+    python bench/bench_backtest.py [--data FILE] [--config config/backtest.toml]
+                                   [--runs 3] [--memory-messages 10000000]
+                                   [--wanted-every 10] [--skip-speed] [--skip-memory]
+
+Speed: the data's updates are read into memory first (the source's own rate
+is printed apart), then played through `hftd.backtest.runner.Backtest` (queue
+model, risk's market view, the gateway core, the strategy engine and its
+books) with: no strategy instances (the loop's floor), each configured instance
+alone, and all of them. Market-data events per second, median of `--runs`.
+Default data: the LOBSTER AMZN day (../shared/data/lobster), else the NASDAQ
+ITCH sample in tests/data.
+
+Memory: builds in a temp dir an ITCH 5.0 BinaryFILE of `--memory-messages`
+messages: the NASDAQ AAPL sample repeated as one AAPL day (each repetition's
+order references and timestamps shifted past the previous one's, so the
+stream stays a valid book) for one message in `--wanted-every`, and the
+sample's messages under 49 other locate codes for the rest (skipped unread by
+the symbol filter). The full backtest (all configured strategies, on AAPL)
+streams it from disk; RSS and Python's allocated blocks are sampled every
+100,000 events. It prints the first and last samples and the growth per
+million events over the second half (flat: ~0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+
+from hftd.backtest.detect import open_source  # noqa: E402
+from hftd.backtest.itch_file import ItchFile  # noqa: E402
+from hftd.backtest.runner import Backtest  # noqa: E402
+from hftd.config import HftdConfig, parse_config  # noqa: E402
+from hftd.msg.hot import MarketDataUpdate  # noqa: E402
+from hftd.wire import itch  # noqa: E402
+
+SAMPLE = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
+LOBSTER = ROOT.parent / "shared" / "data" / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
+REF_TYPES = frozenset(b"AFECXDUP")  # order reference at bytes 11..19 (U: new one at 19..27)
+
+
+def with_instances(cfg: HftdConfig, names: list[str] | None) -> HftdConfig:
+    insts = [i for i in cfg.strategy.instances if names is None or i.name in names]
+    return msgspec.structs.replace(
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, instances=insts)
+    )
+
+
+def on_symbol(config: Path, symbol: str) -> HftdConfig:
+    """The config with its (one) symbol and every instance moved to `symbol`."""
+    data = tomllib.loads(config.read_text())
+    data["symbols"] = [{**data["symbols"][0], "symbol": symbol}]
+    for inst in data["strategy"]["instances"]:
+        inst["symbols"] = [symbol]
+    return parse_config(data, str(config))
+
+
+def rate(cfg: HftdConfig, ups: list[MarketDataUpdate], runs: int) -> tuple[float, int]:
+    rates, fills = [], 0
+    for _ in range(runs):
+        bt = Backtest(cfg)
+        gc.collect()
+        t = time.perf_counter()
+        bt.run(ups)
+        rates.append(len(ups) / (time.perf_counter() - t))
+        fills = len(bt.fills)
+    return statistics.median(rates), fills
+
+
+def speed(args: argparse.Namespace) -> None:
+    data = Path(args.data) if args.data else (LOBSTER if LOBSTER.exists() else SAMPLE)
+    src = open_source(data)
+    t = time.perf_counter()
+    ups = list(src)
+    src_rate = len(ups) / (time.perf_counter() - t)
+    symbol = next(u.symbol for u in ups if u.symbol)
+    cfg = on_symbol(Path(args.config), symbol)
+    print(f"data: {data.name} ({src.name}), {len(ups):,} updates, symbol {symbol}")
+    print(f"  source alone (parse + normalize): {src_rate:>12,.0f} updates/s")
+    rows = [("loop, no strategies", with_instances(cfg, []))]
+    rows += [
+        (f"loop + {i.name} ({i.kind})", with_instances(cfg, [i.name]))
+        for i in cfg.strategy.instances
+    ]
+    rows.append(("loop + all strategies", cfg))
+    for label, c in rows:
+        r, fills = rate(c, ups, args.runs)
+        print(f"  {label:<36} {r:>12,.0f} events/s   ({fills:,} fills, median of {args.runs})")
+
+
+def shifted(msgs: list[bytes], k: int, span: int) -> list[bytes]:
+    """The sample's AAPL messages for repetition `k`: references and timestamps moved
+    past every earlier repetition's."""
+    out = []
+    off = k << 40
+    for m in msgs:
+        b = bytearray(m)
+        ts = int.from_bytes(b[5:11], "big") + k * span
+        b[5:11] = ts.to_bytes(6, "big")
+        if b[0] in REF_TYPES and len(b) >= 19:
+            ref = int.from_bytes(b[11:19], "big")
+            if ref:
+                b[11:19] = (ref + off).to_bytes(8, "big")
+            if b[0] == ord("U"):
+                b[19:27] = (int.from_bytes(b[19:27], "big") + off).to_bytes(8, "big")
+        out.append(bytes(b))
+    return out
+
+
+def build(path: Path, messages: int, every: int) -> int:
+    sample = [bytes(m) for m in itch.iter_binary_file(SAMPLE.read_bytes())]
+    aapl = [m for m in sample if m[:1] not in b"RS"]
+    first, last = (int.from_bytes(m[5:11], "big") for m in (aapl[0], aapl[-1]))
+    span = last - first + 1
+    codes = [c for c in range(1, 51) if c != 13]
+    head = [
+        itch.encode(
+            itch.StockDirectory(
+                c,
+                0,
+                0,
+                "AAPL" if c == 13 else f"SYM{c:04d}",
+                "Q",
+                "N",
+                100,
+                "N",
+                "C",
+                "Z",
+                "P",
+                "N",
+                "N",
+                "1",
+                "N",
+                0,
+                "N",
+            )
+        )
+        for c in [13, *codes]
+    ]
+    # Times are kept increasing across repetitions only for AAPL; other locates'
+    # messages are never read (skipped by locate), so theirs do not matter.
+    written = len(head)
+    k = 0
+    with path.open("wb") as f:
+        f.write(itch.frame_binary_file(head))
+        while written < messages:
+            mine = shifted(aapl, k, span)
+            k += 1
+            block = []
+            o = 0
+            for m in mine:
+                block.append(m)
+                for _ in range(every - 1):
+                    other = sample[o % len(sample)]
+                    o += 1
+                    loc = codes[o % len(codes)]
+                    block.append(other[:1] + loc.to_bytes(2, "big") + other[3:])
+            block = block[: messages - written]
+            f.write(itch.frame_binary_file(block))
+            written += len(block)
+    return written
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def memory(args: argparse.Namespace) -> None:
+    cfg = on_symbol(Path(args.config), "AAPL")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "day.bin"
+        t = time.perf_counter()
+        n = build(path, args.memory_messages, args.wanted_every)
+        print(
+            f"built {n:,} messages ({path.stat().st_size / 2**20:,.0f} MiB), 1 in "
+            f"{args.wanted_every} AAPL, in {time.perf_counter() - t:.0f} s"
+        )
+        samples: list[tuple[int, float, int]] = []
+
+        def progress(events: int, _t: int) -> None:
+            if events % 100_000 < 65_536:  # called every 65,536 events
+                samples.append((events, rss_mib(), sys.getallocatedblocks()))
+
+        bt = Backtest(cfg, progress)
+        t = time.perf_counter()
+        bt.run(ItchFile(path, ["AAPL"]))
+        dt = time.perf_counter() - t
+    print(
+        f"full loop, all strategies: {bt.events:,} AAPL events of {n:,} messages in {dt:.0f} s "
+        f"({bt.events / dt:,.0f} events/s, {n / dt:,.0f} file messages/s), {len(bt.fills):,} fills"
+    )
+    if len(samples) < 4:
+        print("too few samples for a slope")
+        return
+    for label, (events, rss, blocks) in (("first", samples[0]), ("last", samples[-1])):
+        print(f"  {label} sample: {events:>10,} events  RSS {rss:.1f} MiB  blocks {blocks:,}")
+    half = samples[len(samples) // 2 :]
+    de = (half[-1][0] - half[0][0]) / 1e6
+    print(
+        f"  second half: RSS {(half[-1][1] - half[0][1]) / de:+.2f} MiB and "
+        f"{(half[-1][2] - half[0][2]) / de:+,.0f} blocks per million events "
+        "(fills, orders and the equity curve are kept for the report: they grow with trading)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", help="a recorded file (default: the LOBSTER AMZN day, else the ITCH sample)"
+    )
+    p.add_argument("--config", default=str(ROOT / "config" / "backtest.toml"))
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--memory-messages", type=int, default=10_000_000)
+    p.add_argument("--wanted-every", type=int, default=10)
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    args = p.parse_args()
+    with open("/proc/loadavg") as f:
+        print(f"load average: {f.read().split()[0]}")
+    if not args.skip_speed:
+        speed(args)
+    if not args.skip_memory:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
