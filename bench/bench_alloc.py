@@ -74,9 +74,7 @@ from hftd.strategy.daemon import StrategyAgent  # noqa: E402
 from hftd.wire import itch, ouch  # noqa: E402
 from hftd.wire import soupbintcp as soup  # noqa: E402
 
-DATA = (
-    ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
-)
+DATA = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
 CHECKPOINT = 100_000
 YOUNG = gcpolicy.GcPolicy().young  # --young: the policy's young-generation size
 

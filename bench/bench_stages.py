@@ -3,7 +3,7 @@
 
     python bench/bench_stages.py [--repeat 5] [--orders 10000] [--data FILE]
 
-In one process, on the NASDAQ AAPL ITCH sample (`../shared/data/itch/`), every
+In one process, on the NASDAQ AAPL ITCH sample (`tests/data/itch/`), every
 stage the hot path runs, called the way the daemons call it, each timed with
 `time.perf_counter_ns()` around the call (collector frozen and off while timing):
 
@@ -80,9 +80,7 @@ from hftd.strategy.engine import StrategyEngine  # noqa: E402
 from hftd.wire import itch, ouch  # noqa: E402
 from hftd.wire import soupbintcp as soup  # noqa: E402
 
-DATA = (
-    ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
-)
+DATA = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
 
 
 class Stage:
@@ -587,7 +585,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA))
     args = ap.parse_args()
     if not Path(args.data).exists():
-        raise SystemExit(f"missing {args.data} (the NASDAQ ITCH sample, ../shared/data/README.md)")
+        raise SystemExit(f"missing {args.data} (the NASDAQ ITCH sample, tests/data/itch/)")
     stages = run(args)
     note = stages.pop()
     print(

@@ -16,9 +16,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
-ITCH_FILE = (
-    ROOT.parent / "shared" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
-)
+# NASDAQ's public sample (may be committed: ../shared/data/README.md), in the repository
+ITCH_FILE = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
 
 
 def free_port() -> int:
@@ -481,7 +480,7 @@ class StubItchVenue:
 
 
 def itch_sample() -> list[bytes]:
-    """The real NASDAQ sample's 10,000 ITCH messages (../shared/data)."""
+    """The real NASDAQ sample's 10,000 ITCH messages (tests/data/itch)."""
     from hftd.wire import itch
 
     return [bytes(m) for m in itch.iter_binary_file(ITCH_FILE.read_bytes())]
