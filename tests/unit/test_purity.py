@@ -33,6 +33,7 @@ PURE = [
     "hftd.backtest.queue",
     "hftd.backtest.itch_file",
     "hftd.backtest.detect",
+    "hftd.backtest.lobster",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
 
