@@ -181,7 +181,7 @@ class StrategyAgent:
             if u.kind == MD_RESET:
                 log.info(
                     "md reset: rebuilding books from sequence 1%s",
-                    f", strategies act from sequence {u.seq} on" if u.seq else "",
+                    f" (a replay up to {u.seq}: strategies wait for it)" if u.seq else "",
                 )
             else:
                 log.info("in sync: the venue has sequenced nothing yet (empty books)")
