@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
+from pathlib import Path
 
 import trio
 
+from hftd import configsource
 from hftd.config import ConfigError, HftdConfig, load_config
+from hftd.configsource import ConfigSource
 from hftd.runtime.daemon import ServiceFactory, run_daemon
 from hftd.runtime.log import setup_logging
 
+CONFIG_HELP = (
+    "TOML config file (default: $HFTD_CONFIG, else ./config/default.toml if it exists, "
+    "else the packaged default: `hftd config show`)"
+)
 
-def _load(path: str) -> HftdConfig:
+
+def _load(src: ConfigSource) -> HftdConfig:
+    """The config, or exit 2 naming the file and, unless named, why it is that one."""
     try:
-        return load_config(path)
+        return load_config(src.path)
     except ConfigError as exc:
-        print(f"hftd: {exc}", file=sys.stderr)
+        named = src.why == "--config"
+        print(f"hftd: {exc if named else ConfigError(src.describe(), exc.errors)}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def _source(args: argparse.Namespace) -> ConfigSource:
+    """The config this command uses: `--config`, else the default resolution."""
+    return configsource.resolve(args.config)
 
 
 def _service(component: str) -> ServiceFactory:
@@ -58,16 +74,66 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     factory = _service(args.command)  # imports everything the daemon needs
     if args.standby and sys.stdin.readline() != "go\n":
         return 0  # the supervisor no longer needs this spare
-    return run_daemon(args.command, args.config, factory)
+    src = _source(args)
+    if src.why != "--config":  # the supervisor always names it: only one run by hand says
+        print(f"hftd {args.command}: config: {src.describe()}", file=sys.stderr)
+    return run_daemon(args.command, src.path, factory)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from hftd.supervise.supervisor import run_up
+    from hftd.supervise.supervisor import log, run_up
 
-    cfg = _load(args.config)
+    src = _source(args)
+    cfg = _load(src)
     setup_logging("supervisor", cfg.system.log_level)
-    code: int = trio.run(partial(run_up, new_day=args.new_day), cfg, args.config)
+    log.info("config: %s", src.describe())
+    code: int = trio.run(partial(run_up, new_day=args.new_day), cfg, src.path)
     return code
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`hftd config init PATH | show`: an editable copy of the packaged default, or
+    which file a command run here without `--config` would use."""
+    if args.action == "show":
+        src = _source(args)
+        print(src.describe())
+        return 0
+    if not args.path:
+        print("hftd config init: where to? `hftd config init PATH`", file=sys.stderr)
+        return 2
+    return _init_config(Path(args.path).expanduser(), args.force)
+
+
+def _init_config(dest: Path, force: bool) -> int:
+    """Write the packaged default to `dest` (0640: it holds the venue's passwords)."""
+    if dest.is_dir():
+        print(f"hftd config init: {dest} is a directory: name the file", file=sys.stderr)
+        return 2
+    if dest.exists() and not force:
+        print(
+            f"hftd config init: {dest} exists, left as is (--force to overwrite it)",
+            file=sys.stderr,
+        )
+        return 1
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # never half a file at dest
+    try:
+        text = configsource.packaged_default().read_bytes()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"hftd config init: cannot write {dest}: {exc.strerror}", file=sys.stderr)
+        return 1
+    path = dest.resolve()
+    print(f"wrote {path} (the packaged default config); edit it, then run")
+    print(f"  hftd up --config {path}")
+    print(f"or export HFTD_CONFIG={path}: every hftd command without --config uses it")
+    return 0
 
 
 def cmd_day(args: argparse.Namespace) -> int:
@@ -75,7 +141,7 @@ def cmd_day(args: argparse.Namespace) -> int:
     from hftd.runtime import days
     from hftd.runtime.rundir import RunDirError
 
-    cfg = _load(args.config)
+    cfg = _load(_source(args))
     try:
         if args.action == "show":
             return _show_day(cfg)
@@ -117,8 +183,6 @@ def _show_day(cfg: HftdConfig) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hftd.replay import ReplayError, format_books, replay_file
 
     try:
@@ -155,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         ("probe", cmd_daemon, "run the probe daemon (supervision tests)"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")
+        p.add_argument("--config", "-c", help=CONFIG_HELP)
         if fn is cmd_daemon:
             p.add_argument(
                 "--standby",
@@ -170,13 +234,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         p.set_defaults(fn=fn)
     p = sub.add_parser("day", help="show the current trading day, or open a new one")
-    p.add_argument("--config", "-c", default="config/default.toml", help="TOML config file")
+    p.add_argument("--config", "-c", help=CONFIG_HELP)
     p.add_argument(
         "action",
         choices=("show", "new"),
         help="show: the current day and its journals; new: open a new day (nothing may run)",
     )
     p.set_defaults(fn=cmd_day)
+    p = sub.add_parser(
+        "config", help="write an editable copy of the default config, or show the one in use"
+    )
+    p.add_argument(
+        "action",
+        choices=("init", "show"),
+        help="init PATH: write the packaged default config to PATH; "
+        "show: the config used here without --config, and why",
+    )
+    p.add_argument("path", nargs="?", help="init: the file to write (parent dirs are created)")
+    p.add_argument("--force", action="store_true", help="init: overwrite an existing file")
+    p.add_argument("--config", "-c", help="show: as if this were given")
+    p.set_defaults(fn=cmd_config)
     p = sub.add_parser(
         "backtest", help="run the strategies on recorded market data (ITCH 5.0, LOBSTER)"
     )
