@@ -1,4 +1,16 @@
-"""Where hftctl finds the system: the config file and the run directory."""
+"""Where hftctl finds the system: the run directory, and the config file when a
+command needs one.
+
+The run dir is `--run-dir`, else the config's (the config found as below, or
+the environment's default run dir if that config cannot be read), else the
+systemd units' `/run/hftd` if daemons answer there. The config is `--config`;
+else the one the running system recorded in its run dir (hftd.configsource),
+so `--run-dir` alone is enough from any directory; else `$HFTD_CONFIG`,
+`./config/default.toml`, `/etc/hftd/hftd.toml`, the packaged default. Only an
+explicit `--config` is read at once; any other only by a command that needs it
+(`status` with no supervisor answering, `console`), so pause, resume, halt,
+flatten, reload, dashboard and a supervised `status` work with none at all.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +18,76 @@ import contextlib
 import os
 from pathlib import Path
 
-from hftd.config import HftdConfig, load_config
+from hftd import configsource
+from hftd.config import ConfigError, HftdConfig, SystemConfig, load_config
+from hftd.configsource import ConfigSource
 from hftd.runtime.rundir import check_trusted_dir
 
-CONFIG_CANDIDATES = ("config/default.toml", "/etc/hftd/hftd.toml")
 SYSTEMD_RUN_DIR = "/run/hftd"  # RuntimeDirectory= of the hft@ units
 
 
 class CtlContext:
-    """The config hftctl was pointed at, and the sockets it names."""
+    """The run dir hftctl was pointed at, its sockets, and (on demand) the config."""
 
     def __init__(self, config_path: str | None, run_dir: str | None) -> None:
-        path = config_path or os.environ.get("HFTD_CONFIG")
-        if path is None:
-            path = next((p for p in CONFIG_CANDIDATES if Path(p).exists()), CONFIG_CANDIDATES[0])
-        self.config_path = path
-        self.cfg: HftdConfig = load_config(path)
+        self._cfg: HftdConfig | None = None
+        self._source: ConfigSource | None = None
+        self._read: tuple[ConfigSource, HftdConfig] | None = None  # the fallback, if read
+        if config_path:  # named: it must be readable, whatever the command
+            self._source = configsource.resolve(config_path)
+            self._cfg = load_config(config_path)
         if run_dir:
             self.run_dir = Path(run_dir)
-        else:
-            # The config's run dir; else the systemd units' /run/hftd if daemons live there.
-            self.run_dir = self.cfg.system.resolved_run_dir()
-            explicit = self.cfg.system.run_dir or os.environ.get("HFTD_RUN_DIR")
-            systemd = Path(SYSTEMD_RUN_DIR)
-            if (
-                not explicit
-                and not any(self.run_dir.glob("*.sock"))
-                and any(systemd.glob("*.sock"))
-            ):
-                self.run_dir = systemd
+            return
+        cfg = self._cfg
+        if cfg is None:
+            fallback = self._fallback()
+            with contextlib.suppress(ConfigError):  # said by a command that needs it
+                cfg = load_config(fallback.path)
+                self._read = (fallback, cfg)
+        system = cfg.system if cfg is not None else SystemConfig()
+        # The config's run dir; else the systemd units' /run/hftd if daemons live there.
+        self.run_dir = system.resolved_run_dir()
+        explicit = system.run_dir or os.environ.get("HFTD_RUN_DIR")
+        systemd = Path(SYSTEMD_RUN_DIR)
+        if not explicit and not any(self.run_dir.glob("*.sock")) and any(systemd.glob("*.sock")):
+            self.run_dir = systemd
+
+    @staticmethod
+    def _fallback() -> ConfigSource:
+        """The config without `--config` and without a record: `$HFTD_CONFIG`,
+        the checkout's, the systemd units', the packaged default."""
+        return configsource.resolve(None, system_wide=True)
+
+    def source(self) -> ConfigSource:
+        """The config in use: `--config`, the running system's record, the fallback.
+
+        Raises RunDirError if the record is not root's or ours."""
+        if self._source is None:
+            path = None
+            with contextlib.suppress(FileNotFoundError):  # no run dir: nothing runs
+                path = configsource.recorded(check_trusted_dir(self.run_dir))
+            self._source = (
+                ConfigSource(path, f"the running system's, recorded in {self.run_dir}")
+                if path
+                else self._fallback()
+            )
+        return self._source
+
+    @property
+    def cfg(self) -> HftdConfig:
+        """The config, read on first use; ConfigError (naming the file and why it is
+        the one in use) if it cannot be read or is invalid."""
+        if self._cfg is None:
+            src = self.source()
+            if self._read is not None and self._read[0] == src:
+                self._cfg = self._read[1]  # read already, for the run dir
+                return self._cfg
+            try:
+                self._cfg = load_config(src.path)
+            except ConfigError as exc:
+                raise ConfigError(f"{src.path} ({src.why})", exc.errors) from exc
+        return self._cfg
 
     def check_run_dir(self) -> None:
         """Refuse a run dir that is not root's or ours, or that others may write to:

@@ -18,9 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config",
         "-c",
-        help="config file (default: $HFTD_CONFIG, config/default.toml, /etc/hftd/hftd.toml)",
+        help="config file (default: the one the running system recorded in its run dir, "
+        "else $HFTD_CONFIG, ./config/default.toml, /etc/hftd/hftd.toml, the packaged default); "
+        "read only by the commands that need it (console, status without a supervisor)",
     )
-    parser.add_argument("--run-dir", help="run directory (default: from the config)")
+    parser.add_argument(
+        "--run-dir",
+        help="run directory (default: the config's; enough alone, from any directory)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
         cmd.add_parser(sub)
@@ -36,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(ctx, args)
     except RunDirError as exc:  # someone else's dir or socket: never act on its answers
         print(f"hftctl: refusing: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # a command that needs the config, and it cannot be read
+        print(f"hftctl {args.command}: needs the config: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 import msgspec
 import trio
 
+from hftd import configsource
 from hftd.config import (
     HOT_PARTS,
     HOTPATH,
@@ -378,6 +379,11 @@ def run_daemon(component: str, config_path: str, factory: ServiceFactory) -> int
         log.error("cannot run: %s", exc)
         notifier.failed(str(exc))
         return EXIT_REFUSED
+    try:
+        # which config this system runs, for `hftctl --run-dir` (under systemd too)
+        configsource.record(run_dir, config_path)
+    except OSError as exc:
+        log.warning("cannot record the config path in %s: %s", run_dir, exc)
     try:
         dcfg = cfg.process_config(component)
         set_affinity(dcfg.cpus, log)

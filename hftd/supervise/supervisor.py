@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 import trio
 
+from hftd import configsource
 from hftd.config import (
     HOTPATH,
     RING_EDGES,
@@ -218,11 +219,20 @@ class Supervisor:
             self.open_day()  # under the locks: no other `hftd up` is journaling here
             # The web token is per run: a new `hftd up` makes the monitor draw a new one.
             (self.run_dir / "web.token").unlink(missing_ok=True)
+            self._record_config()
         except BaseException:
             for lock in taken:
                 lock.release()
             raise
         return taken
+
+    def _record_config(self) -> None:
+        """Say in the run dir which config this system runs: `hftctl --run-dir` from
+        anywhere then reads the same file (hftd.configsource)."""
+        try:
+            configsource.record(self.run_dir, self.config_path)
+        except OSError as exc:  # hftctl then needs --config: not a reason not to trade
+            log.warning("cannot record the config path in %s: %s", self.run_dir, exc)
 
     async def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; EXIT_REFUSED if the run dir is not usable."""
@@ -254,6 +264,7 @@ class Supervisor:
                     await self._stop_all()
                     nursery.cancel_scope.cancel()
             self.remove_rings()
+            configsource.forget(self.run_dir, self.config_path)
             log.info("all daemons stopped")
             return 0
         finally:

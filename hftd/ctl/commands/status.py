@@ -18,11 +18,13 @@ import argparse
 import json
 import shutil
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from hftd.config import COMPONENTS, ConfigError
 from hftd.ctl.context import CtlContext
 from hftd.ipc.control import request_sync
 from hftd.msg.control import DaemonStatus, Status, StatusInfo
@@ -118,9 +120,10 @@ def trading_summary(d: GatewayDetail) -> TradingSummary:
     )
 
 
-def trading(ctx: CtlContext) -> tuple[TradingSummary | None, str]:
-    """The gateway's trading summary, or None and why there is none."""
-    if "gateway" not in ctx.cfg.start_order():
+def trading(ctx: CtlContext, names: Collection[str]) -> tuple[TradingSummary | None, str]:
+    """The gateway's trading summary, or None and why there is none (`names`: the
+    system's components, as the status rows name them)."""
+    if "gateway" not in names:
         return None, ""  # nothing trades: no trading lines
     raw = _ask(ctx.socket("gateway"))
     if raw is None:
@@ -134,9 +137,9 @@ def trading(ctx: CtlContext) -> tuple[TradingSummary | None, str]:
     return trading_summary(d), ""
 
 
-def strategies(ctx: CtlContext) -> list[StrategyRow]:
+def strategies(ctx: CtlContext, names: Collection[str]) -> list[StrategyRow]:
     """Every strategy instance's figures; none when the strategy does not answer."""
-    if "strategy" not in ctx.cfg.start_order():
+    if "strategy" not in names:
         return []
     raw = _ask(ctx.socket("strategy"))
     try:
@@ -147,13 +150,23 @@ def strategies(ctx: CtlContext) -> list[StrategyRow]:
 
 
 def collect(ctx: CtlContext) -> tuple[str, list[DaemonStatus]]:
-    """(source, statuses); source is "supervisor", "daemons" or "" if nothing runs."""
+    """(source, statuses); source is "supervisor", "daemons" or "" if nothing runs.
+
+    The supervisor knows its daemons: no config needed. Without it (systemd) the
+    config says which daemons should run; if it cannot be read, ConfigError,
+    unless no daemon answers at all (then nothing runs, whatever the config)."""
     sup = _ask(ctx.socket("supervisor"))
     if sup is not None:
         return "supervisor", msgspec.convert(sup, list[DaemonStatus])
+    try:
+        names = ctx.cfg.start_order()
+    except ConfigError:
+        if all(_ask(ctx.socket(n)) is None for n in COMPONENTS):
+            return "", []
+        raise
     rows: list[DaemonStatus] = []
     any_up = False
-    for name in ctx.cfg.start_order():
+    for name in names:
         raw = _ask(ctx.socket(name))
         host = ctx.cfg.host_of(name)  # its unit: hft@hotpath in the composite layout
         process = host if host != name else ""
@@ -196,8 +209,9 @@ def _uptime(s: float) -> str:
 
 def run(ctx: CtlContext, args: argparse.Namespace) -> int:
     source, rows = collect(ctx)
-    summary, why = trading(ctx) if source else (None, "nothing runs")
-    lines = strategies(ctx) if source else []
+    components = {r.name for r in rows}
+    summary, why = trading(ctx, components) if source else (None, "nothing runs")
+    lines = strategies(ctx, components) if source else []
     if args.json:
         print(
             json.dumps(
