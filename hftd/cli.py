@@ -266,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", help="results directory (default: the config's backtest.out_dir)")
     p.add_argument(
+        "--session",
+        metavar="DIR",
+        help="re-run a recorded live session (strategy.record_inputs) from a day's journal "
+        "dir and check it sends the same orders",
+    )
+    p.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",

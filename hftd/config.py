@@ -249,6 +249,9 @@ class StrategyConfig(_Base, frozen=True, kw_only=True):
     """The strategy daemon."""
 
     heartbeat_s: Seconds = 0.1  # to the gateway, so it notices a dead strategy
+    # Record every input of the engine (market data, reports, timers, clock readings)
+    # in the day's journal dir, for `hftd backtest --session` (restart to change)
+    record_inputs: bool = False
     instances: list[StrategyInstanceConfig] = msgspec.field(default_factory=list)
 
     def problems(self) -> Iterator[str]:

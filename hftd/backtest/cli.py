@@ -34,6 +34,10 @@ def run_backtest(args: argparse.Namespace) -> int:
     from hftd.backtest.report import summarize, summary_text, write_results
     from hftd.backtest.runner import Backtest, updates_of
 
+    if args.session:
+        from hftd.backtest.session import replay_session
+
+        return replay_session(Path(args.session))
     config_path = Path(args.config)
     try:
         cfg = load_config(config_path)

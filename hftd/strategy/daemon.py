@@ -41,10 +41,18 @@ from hftd.ipc.control import request
 from hftd.ipc.ring import Ring
 from hftd.msg.control import Command, Depth, DepthInfo, Status, StatusInfo
 from hftd.msg.hot import MD_RESET, MD_SEQUENCE, ExecutionReport, MarketDataUpdate, OrderCommand
-from hftd.msg.status import GatewayDetail, StrategyDetail, StrategyInstanceStatus, decode_detail
+from hftd.msg.status import (
+    GatewayDetail,
+    StrategyDetail,
+    StrategyInstanceStatus,
+    WorkingOrderStatus,
+    decode_detail,
+)
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
-from hftd.runtime.days import claim_strategy_run
+from hftd.runtime.days import claim_strategy_run, current_day
+from hftd.runtime.journal import Journal
 from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.record import InputRecorder, record_name
 
 if TYPE_CHECKING:
     from hftd.hotpath.warmup import StrategyWarm
@@ -67,7 +75,17 @@ class StrategyAgent:
         # cl_ids stay unique for the day across restarts: this start's run of the
         # day is in every id it makes (hftd.msg.ids)
         self.run = run
-        self.engine = StrategyEngine(cfg, self._send, time.monotonic_ns, run, self._book_lost)
+        # strategy.record_inputs: every engine call recorded (hftd.strategy.record);
+        # `journal` (the day's record file) is given by the service
+        self.rec: InputRecorder | None = None
+        self.journal: Journal | None = None
+        clock: Callable[[], int] = time.monotonic_ns
+        send: Callable[[OrderCommand], bool] = self._send
+        if cfg.strategy.record_inputs:
+            self.rec = InputRecorder(clock, send)
+            clock, send = self.rec.clock, self.rec.send
+            self.rec.header(run, cfg)
+        self.engine = StrategyEngine(cfg, send, clock, run, self._book_lost)
         self.sync = MdSync(time.monotonic)
         self._warm: StrategyWarm | None = None  # made on the first warming pass
         self.next_timer = 0
@@ -131,7 +149,7 @@ class StrategyAgent:
             if raw is None:
                 break
             work += 1
-            self._on_update(self.md_dec.decode(raw))
+            self._on_update(self.md_dec.decode(raw), raw)
             self._end_unit()
         if work:
             md.commit()
@@ -155,7 +173,10 @@ class StrategyAgent:
             if raw is None:
                 break
             n += 1
-            engine.on_report(self.ex_dec.decode(raw))
+            if self.rec is None:
+                engine.on_report(self.ex_dec.decode(raw))
+            else:
+                self.rec.call(("X", bytes(raw)), engine.on_report, self.ex_dec.decode(raw))
         if n:
             execs.commit()
             self.counters["reports"] += n
@@ -165,19 +186,33 @@ class StrategyAgent:
             self.next_timer = now + TIMER_NS
             sync = self.sync
             engine.in_sync = sync.synced and not sync.catching_up  # the gateway's md-age check
-            engine.on_timer()
+            if self.rec is None:
+                engine.on_timer()
+            else:
+                self.rec.call(("T", engine.in_sync, engine.last_md_ns), engine.on_timer)
+                self.flush_record()
             self._end_unit()
         return work + n
 
-    def _on_update(self, u: MarketDataUpdate) -> None:
+    def _on_update(self, u: MarketDataUpdate, raw: bytes | memoryview = b"") -> None:
         self.engine.last_md_ns = time.monotonic_ns()
         act = self.sync.on_update(u)
+        rec = self.rec
         if act == APPLY:
-            self.engine.on_update(u)  # a BookError comes back as _book_lost
+            if rec is None:
+                self.engine.on_update(u)  # a BookError comes back as _book_lost
+            else:
+                rec.call(("U", bytes(raw)), self.engine.on_update, u)
         elif act == QUIET:
-            self.engine.rebuild(u)  # a replay: books only
+            if rec is None:
+                self.engine.rebuild(u)  # a replay: books only
+            else:
+                rec.call(("Q", bytes(raw)), self.engine.rebuild, u)
         elif act == REBUILD:
-            self.engine.builder.reset()
+            if rec is None:
+                self.engine.builder.reset()
+            else:
+                rec.call(("Z",), self.engine.builder.reset)
             if u.kind == MD_RESET:
                 log.info(
                     "md reset: rebuilding books from sequence 1%s",
@@ -189,9 +224,35 @@ class StrategyAgent:
             self._log_lost()
         elif act == LIVE:
             if u.kind != MD_SEQUENCE:
-                self.engine.rebuild(u)
+                if rec is None:
+                    self.engine.rebuild(u)
+                else:
+                    rec.call(("Q", bytes(raw)), self.engine.rebuild, u)
             if self.sync.synced:
                 log.info("caught up at sequence %d: strategies see the market again", u.seq)
+
+    def adopt(self, working: list[WorkingOrderStatus], positions: dict[str, int]) -> int:
+        """Take over a previous run's working orders and positions (recorded)."""
+        if self.rec is None:
+            return self.engine.adopt(working, positions)
+        n: list[int] = []
+        head = ("A", msgspec.to_builtins(working), dict(positions))
+        self.rec.call(head, lambda: n.append(self.engine.adopt(working, positions)))
+        return n[0]
+
+    def reconfigure(self, cfg: HftdConfig) -> None:
+        """New strategy parameters (a reload; recorded)."""
+        if self.rec is None:
+            self.engine.reconfigure(cfg)
+        else:
+            self.rec.call(("R", msgspec.to_builtins(cfg)), self.engine.reconfigure, cfg)
+
+    def flush_record(self) -> None:
+        """The recorded inputs so far into the day's record file (one write)."""
+        if self.rec is not None and self.journal is not None:
+            payload = self.rec.take()
+            if payload is not None:
+                self.journal.append(payload)
 
     def _book_lost(self, why: str, seq: int) -> None:
         """The engine's books rejected update `seq`: resync, as for a gap."""
@@ -244,7 +305,7 @@ class StrategyService:
         if detail is None:  # the gateway is starting: nothing to take over yet
             return
         positions = {p.symbol: p.qty for p in detail.positions.positions}
-        n = agent.engine.adopt(detail.working, positions)
+        n = agent.adopt(detail.working, positions)
         log.info(
             "recovered from the gateway: %d working orders, positions %s",
             n,
@@ -259,6 +320,10 @@ class StrategyService:
         run = await trio.to_thread.run_sync(claim_strategy_run, self.cfg)
         agent = self.agent = StrategyAgent(self.cfg, md, execs, orders, run)
         log.info("strategy run %d of the trading day (its order ids: hftd.msg.ids)", run)
+        if agent.rec is not None:
+            path = current_day(self.cfg).path / record_name(run)
+            agent.journal = await trio.to_thread.run_sync(lambda: Journal.open(path, fsync="never"))
+            log.info("recording the engine's inputs in %s (hftd backtest --session)", path)
         await self._recover(agent)
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.sync.rejoin()
@@ -287,6 +352,10 @@ class StrategyService:
             raise RuntimeError(f"strategy hot loop died: {loop.error!r}")
         finally:
             loop.stop()
+            if agent.journal is not None:  # the hot thread has stopped: flush here
+                agent.flush_record()
+                agent.journal.sync()
+                agent.journal.close()
             for r in (md, execs, orders):
                 r.close()
 
@@ -363,5 +432,5 @@ class StrategyService:
             raise ValueError("strategy instances (names, kinds) change only with a restart")
         self.cfg = cfg
         if self.loop is not None and self.agent is not None:
-            engine = self.agent.engine
-            self.loop.post(lambda: engine.reconfigure(cfg))
+            agent = self.agent
+            self.loop.post(lambda: agent.reconfigure(cfg))
