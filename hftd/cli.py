@@ -183,17 +183,31 @@ def _show_day(cfg: HftdConfig) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from hftd.replay import ReplayError, format_books, replay_file
+    """The backtest's book-only mode: a recorded file through the feed's normalizer
+    and the strategies' book builder, no strategy; the books it ends with."""
+    from hftd.backtest.detect import open_source
+    from hftd.backtest.itch_file import ItchFile
+    from hftd.backtest.source import SourceError
+    from hftd.replay import ReplayError, format_books, replay_file, replay_source
 
+    path = Path(args.file)
     try:
-        builder, count = replay_file(Path(args.file), args.symbol or None)
+        with path.open("rb") as f:
+            plain_itch = f.read(2) != b"\x1f\x8b" and isinstance(open_source(path), ItchFile)
+        if plain_itch:  # every error named by message number and byte offset
+            builder, count = replay_file(path, args.symbol or None)
+            what = "ITCH messages"
+        else:
+            source = open_source(path, args.symbol or None)
+            builder, count = replay_source(source, args.symbol or None)
+            what = f"updates ({source.name})"
     except OSError as exc:
         print(f"hftd replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    except ReplayError as exc:  # names the file, the message number and its byte offset
+    except (ReplayError, SourceError) as exc:  # names the file and where in it
         print(f"hftd replay: {exc}", file=sys.stderr)
         return 2
-    print(f"{count} ITCH messages replayed from {args.file}")
+    print(f"{count} {what} replayed from {args.file}")
     print(format_books(builder, args.depth))
     return 0
 
@@ -278,8 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a progress line on stderr (auto: when stderr is a terminal)",
     )
     p.set_defaults(fn=cmd_backtest)
-    p = sub.add_parser("replay", help="rebuild books from an ITCH 5.0 BinaryFILE")
-    p.add_argument("file", help="NASDAQ BinaryFILE (u16 length + ITCH message, repeated)")
+    p = sub.add_parser(
+        "replay",
+        help="the backtest's book-only mode: rebuild books from a recorded file, no strategies",
+    )
+    p.add_argument(
+        "file", help="an ITCH 5.0 BinaryFILE (plain or gzip) or a LOBSTER zip / message CSV"
+    )
     p.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
     p.add_argument("--depth", type=int, default=5, help="price levels to print per side")
     p.set_defaults(fn=cmd_replay)

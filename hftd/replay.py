@@ -1,9 +1,11 @@
-"""`hftd replay FILE`: the feed path driven from an ITCH BinaryFILE.
+"""`hftd replay FILE`: the backtest's book-only mode.
 
 Parser -> normalizer -> book builder: the feed path and the books, no
-strategies (this checks a file and the books it builds), no sockets and no
-rings: the same pure code the daemons run, so a replay reproduces what the
-live system's books would have been.
+strategies (this checks a file and the books it builds; `hftd backtest` runs
+the strategies), no sockets and no rings: the same pure code the daemons run,
+so a replay reproduces what the live system's books would have been. A plain
+ITCH BinaryFILE is read here, message by message; a gzipped one or a LOBSTER
+day through its backtest source (`hftd.backtest.detect`).
 
 The file is input, not trusted: anything wrong with it (framing, a message
 that is not ITCH 5.0, an update the books reject) stops the replay with a
@@ -14,11 +16,12 @@ offset of that message's length field, never with a traceback.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 from hftd.book.l3 import BookBuilder, BookError
 from hftd.feed.normalize import normalize
-from hftd.msg.hot import PRICE_SCALE
+from hftd.msg.hot import PRICE_SCALE, MarketDataUpdate
 from hftd.wire import itch
 from hftd.wire.errors import RemoteProtocolError
 
@@ -87,3 +90,21 @@ def format_books(builder: BookBuilder, depth: int) -> str:
             a = f"{px(asks[i][0]):<12} {asks[i][1]:<10}" if i < len(asks) else ""
             lines.append(f"  {b} | {a}")
     return "\n".join(lines)
+
+
+def replay_source(
+    source: Iterable[MarketDataUpdate], symbols: list[str] | None = None
+) -> tuple[BookBuilder, int]:
+    """Rebuild every book from a backtest source's updates; the books and the count.
+    SourceError (naming the update) if the books reject one."""
+    from hftd.backtest.source import SourceError
+
+    builder = BookBuilder(symbols)
+    path = Path(getattr(source, "path", "<source>"))
+    n = 0
+    for n, u in enumerate(source, 1):
+        try:
+            builder.apply_update(u)
+        except BookError as exc:
+            raise SourceError(path, f"update {n} (sequence {u.seq})", str(exc)) from exc
+    return builder, n

@@ -136,3 +136,32 @@ def test_a_file_that_cannot_be_read(tmp_path: Path) -> None:
     r = run_cli(tmp_path / "missing.bin")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "missing.bin" in r.stderr
+
+
+def test_replay_reads_every_recorded_format_the_backtest_reads(tmp_path: Path) -> None:
+    """`hftd replay` is the backtest's book-only mode: a gzipped BinaryFILE (or a
+    LOBSTER day) builds the books the plain file builds; junk is named."""
+    import gzip
+
+    gz = tmp_path / "day"  # no .gz in the name: told by its content
+    gz.write_bytes(gzip.compress(ITCH_FILE.read_bytes()))
+    outs = [
+        subprocess.run(
+            [sys.executable, "-m", "hftd.cli", "replay", str(p)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for p in (ITCH_FILE, gz)
+    ]
+    assert [o.returncode for o in outs] == [0, 0]
+    assert outs[0].stdout.splitlines()[1:] == outs[1].stdout.splitlines()[1:]
+    junk = tmp_path / "junk.csv"
+    junk.write_text("hello\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "hftd.cli", "replay", str(junk)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and str(junk) in bad.stderr and "Traceback" not in bad.stderr
