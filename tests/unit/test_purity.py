@@ -34,6 +34,9 @@ PURE = [
     "hftd.backtest.itch_file",
     "hftd.backtest.detect",
     "hftd.backtest.lobster",
+    "hftd.backtest.runner",
+    "hftd.backtest.report",
+    "hftd.strategy.record",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
 
