@@ -207,6 +207,12 @@ class ItchFile:
                 u = replace(u, exch_ts=ts)
             yield u
 
+    def payloads(self) -> Iterator[bytes]:
+        """The kept messages as they are in the file (ITCH payloads without their
+        length field), one for each update `__iter__` yields, in the same order: the
+        exchange publishes a recorded day's own bytes (hftd.exchange.recorded)."""
+        return _frames(self.path, self.wanted, self.chunk_size, [0])
+
 
 def count_skip(
     path: Path | str, symbols: Iterable[str] | None = None, *, chunk_size: int = CHUNK_SIZE

@@ -88,12 +88,23 @@ at our level fills our order iff X is not in that set (one set lookup per
 order of ours there), refs leaving the level are discarded from it, and
 `queue_ahead` sums the set's live shares on demand. No `ahead` counter has to
 be kept up to date on every cancel.
+
+State (a checkpoint)
+--------------------
+`state()` is the whole model as a `QueueState` (msgspec, so it encodes as it
+is) and `QueueVenue.restore(state)` a model that answers every later input
+exactly as the one it was taken from: each level's FIFO, our orders in their
+queues with the real refs ahead of them, the consumed shadows, the halts,
+the locate codes and the counters. The exchange's paper venue
+(hftd.exchange.paper) checkpoints it; a restart does not replay the day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
+
+import msgspec
 
 from hftd.gateway.venue import (
     CANCEL_CLOSED,
@@ -140,6 +151,44 @@ NO_ASK: Final = 1 << 62  # above every price (MARKET_PRICE included)
 
 # A real order in the book: (side, price, its level: real ref -> shares, FIFO).
 _Real = tuple[str, int, dict[int, int]]
+# A side's levels as a state holds them: (price, [(real ref, shares), FIFO]).
+_Levels = list[tuple[int, list[tuple[int, int]]]]
+
+
+class MineState(msgspec.Struct, frozen=True, array_like=True):
+    """One of our working orders (`QueueState`); `ahead` sorted."""
+
+    ref: int
+    cl_id: int
+    symbol: str
+    side: str
+    leaves: int
+    price: int
+    tif: str
+    ahead: list[int]
+
+
+class BookState(msgspec.Struct, frozen=True, array_like=True):
+    """One symbol of a `QueueState`: its real levels (FIFO kept), shadows, halt."""
+
+    symbol: str
+    halted: bool
+    bids: _Levels
+    asks: _Levels
+    consumed: list[tuple[int, int]]
+
+
+class QueueState(msgspec.Struct, frozen=True, array_like=True):
+    """A `QueueVenue`'s whole state (`QueueVenue.state`, `QueueVenue.restore`)."""
+
+    wanted: list[str] | None
+    books: list[BookState]
+    locates: list[tuple[int, str | None]]  # locate -> symbol (None: not wanted)
+    mine: list[MineState]  # our working orders, oldest first (each level's FIFO too)
+    last_ref: int
+    match: int
+    unknown_refs: int
+    bad_updates: int
 
 
 class _Mine:
@@ -542,6 +591,84 @@ class QueueVenue:
             return 0
         ahead = m.ahead
         return sum(q for r, q in level.items() if r in ahead)
+
+    def real_orders(self, symbol: str) -> dict[int, tuple[str, int, int]]:
+        """The real book of `symbol` (no order of ours): ref -> (side, price, shares),
+        each level oldest first; {} for a symbol not held."""
+        b = self.books.get(symbol)
+        if b is None:
+            return {}
+        out: dict[int, tuple[str, int, int]] = {}
+        for side, levels in (("B", b.bids), ("S", b.asks)):
+            for price, level in levels.items():
+                for r, q in level.items():
+                    out[r] = (side, price, q)
+        return out
+
+    # --- state (a checkpoint) --------------------------------------------------------
+
+    def state(self) -> QueueState:
+        """Everything this model holds, to `restore` it elsewhere later."""
+        books = [
+            BookState(
+                b.symbol,
+                b.halted,
+                [(p, list(level.items())) for p, level in b.bids.items()],
+                [(p, list(level.items())) for p, level in b.asks.items()],
+                list(b.consumed.items()),
+            )
+            for b in self.books.values()
+        ]
+        locates = [(loc, b.symbol if b else None) for loc, b in self._by_locate.items()]
+        mine = [
+            MineState(
+                m.ref, m.cl_id, m.book.symbol, m.side, m.leaves, m.price, m.tif, sorted(m.ahead)
+            )
+            for m in self._mine.values()
+        ]
+        wanted = sorted(self.wanted) if self.wanted is not None else None
+        return QueueState(
+            wanted,
+            books,
+            locates,
+            mine,
+            self._last_ref,
+            self._match,
+            self.unknown_refs,
+            self.bad_updates,
+        )
+
+    @classmethod
+    def restore(cls, st: QueueState) -> QueueVenue:
+        """The model `st` was taken from (`state`); ValueError if `st` does not add up."""
+        q = cls(st.wanted)
+        for bs in st.books:
+            b = q.books.get(bs.symbol)
+            if b is None:
+                b = q.books[bs.symbol] = _Book(bs.symbol)
+            b.halted = bs.halted
+            for side, src, levels in (("B", bs.bids, b.bids), ("S", bs.asks, b.asks)):
+                for price, refs in src:
+                    level = levels[price] = dict(refs)
+                    for r in level:
+                        b.orders[r] = (side, price, level)
+            b.consumed = dict(bs.consumed)
+        for loc, symbol in st.locates:
+            q._by_locate[loc] = None if symbol is None else q.books[symbol]
+        for ms in st.mine:
+            b = q.books.get(ms.symbol)
+            if b is None:
+                raise ValueError(f"our order {ms.ref} is in {ms.symbol}, a book not held")
+            m = _Mine(b, ms.ref, ms.cl_id, ms.side, ms.leaves, ms.price, ms.tif)
+            m.ahead = set(ms.ahead)
+            mine = b.mine_bids if ms.side == "B" else b.mine_asks
+            mine.setdefault(ms.price, []).append(m)
+            q._mine[ms.ref] = m
+        for b in q.books.values():
+            b.retop()
+        q._last_ref, q._match = st.last_ref, st.match
+        q.unknown_refs, q.bad_updates = st.unknown_refs, st.bad_updates
+        return q
 
     def _new_ref(self, ref: int) -> tuple[str, str] | None:
         """OUCH's rule: each order number greater than the last (used even if refused)."""
