@@ -161,10 +161,15 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
     login_lockout_s: Seconds = 60.0  # for this long: every login from it refused
     max_connections: Positive = 64  # open at once per port, logged in or not
     md_max_sessions_per_user: Positive = 4  # market-data sessions per md user
-    # A recorded day as background flow instead of the synthetic one (docs/venue.md
-    # "Serving a recorded ITCH file"): an ITCH 5.0 BinaryFILE, its configured symbols
-    # played into the books and the ITCH stream; "" = synthetic flow. Restart to change.
+    # A recorded day as the market instead of the synthetic flow (docs/venue.md "Paper
+    # trading on a recorded day"); "" = synthetic flow. Relative to the config file.
+    # md_file_model "book": an ITCH 5.0 BinaryFILE played into the venue's books, our
+    # orders trading with its orders there (our trades change the stream); "queue": any
+    # file hftd.backtest.detect reads (ITCH plain or gzip, LOBSTER) published as it is,
+    # our orders matched by the backtest's queue model (hftd.exchange.paper). Restart
+    # to change.
     md_file: str = ""
+    md_file_model: Literal["book", "queue"] = "book"
     md_file_speed: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0  # x recorded time; 0 = at once
     # A session whose socket does not take its data (sequenced messages, heartbeats,
     # replies) for this long is not reading: it is dropped, so it cannot slow the venue.
@@ -917,7 +922,9 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> HftdConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> HftdConfig:
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file. A relative `exchange.md_file` is taken
+    relative to the file's directory (as `backtest.data`), so the config means the
+    same from any working directory (systemd runs daemons in /)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -927,7 +934,14 @@ def load_config(path: str | os.PathLike[str]) -> HftdConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from exc
-    return parse_config(data, str(p))
+    cfg = parse_config(data, str(p))
+    md_file = cfg.exchange.md_file
+    if md_file and not Path(md_file).expanduser().is_absolute():
+        where = str(p.absolute().parent / md_file)
+        cfg = msgspec.structs.replace(
+            cfg, exchange=msgspec.structs.replace(cfg.exchange, md_file=where)
+        )
+    return cfg
 
 
 def config_diff(old: Any, new: Any, path: str = "") -> list[str]:

@@ -24,12 +24,15 @@ order, the engine's order map and counters, the users' bookkeeping (last
 UserRefNum, live orders, broken trades) and echo fields, the flow generators
 (RNG state, resting list, mid, config, and the delay drawn for the next step:
 the daemon draws it before it sleeps, so there always is one), the
-market-data file's position, counters and stock locates, and each stream's
-length and size. The streams themselves are not in it: they are in their
-files, which hold every message from sequence 1, so a restarted venue still
-serves any sequence number; the checkpoint says how many messages each file
-held, and the restart cuts off what a file holds beyond that (the replay after
-the checkpoint appends it again, byte for byte). The files are checked where
+market-data file's position, counters and stock locates, the queue model's
+whole state when our orders are matched by it (`exchange.md_file_model =
+"queue"`: `PaperVenue.state`; the file itself is read again up to its
+position on a restart), and each stream's length and size. The streams
+themselves are not in it: they are in their files, which hold every message
+from sequence 1, so a restarted venue still serves any sequence number; the
+checkpoint says how many messages each file held, and the restart cuts off
+what a file holds beyond that (the replay after the checkpoint appends it
+again, byte for byte). The files are checked where
 the checkpoint ends (sizes, the last offset, a crc of the last 4 KiB), not
 byte for byte: that would cost a read of the whole day at every restart.
 
@@ -62,6 +65,7 @@ import msgspec
 
 from hftd.config import FlowConfig
 from hftd.exchange.engine import Level, Order
+from hftd.exchange.paper import PaperState
 from hftd.exchange.stream import FileStore, StreamMeta
 from hftd.exchange.venue import OrderExtras, UserState
 from hftd.runtime.journal import RecordRef
@@ -138,6 +142,7 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     counters: dict[str, int]
     file_locate: dict[int, str]
     file_counters: dict[str, int]
+    paper: PaperState | None = None  # the queue model and our orders in it
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -205,6 +210,7 @@ def capture(jv: JournaledVenue, identity: bytes, generation: int, records: int) 
         counters=dict(v.counters),
         file_locate=dict(v.file_locate),
         file_counters=dict(v.file_counters),
+        paper=v.paper.state() if v.paper is not None else None,
     )
     payload = _encode(ck)
     return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
@@ -285,6 +291,15 @@ def restore(jv: JournaledVenue, ck: Checkpoint) -> None:
         st.fills.broken = set(u.broken)
     v.last_trade, v.counters = dict(ck.last_trade), dict(ck.counters)
     v.file_locate, v.file_counters = dict(ck.file_locate), dict(ck.file_counters)
+    if (v.paper is None) != (ck.paper is None):
+        raise CheckpointError("the queue model in one of the checkpoint and the venue only")
+    if v.paper is not None and ck.paper is not None:
+        try:
+            v.paper.restore(ck.paper)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"its queue model: {exc}") from exc
+    if jv.recorded is not None:
+        jv.recorded.skip_to(ck.file_pos)  # MdFileError if the file ends before
     if isinstance(store, FileStore) and set(store.streams) != {m.name for m in ck.streams}:
         raise CheckpointError(
             f"streams {sorted(m.name for m in ck.streams)}, the venue has {sorted(store.streams)}"

@@ -10,9 +10,11 @@
 - On both ports (`hftd.exchange.access`): failed logins throttled per source
   (all of loopback is one) and per username, with a lock-out; refused logins
   logged rate-limited; at most `max_connections` connections open.
-- `exchange.md_file`: a recorded ITCH day (BinaryFILE) played as the background
-  flow instead of the synthetic one, paced by its timestamps (`_file_flow`;
-  docs/venue.md "Serving a recorded ITCH file").
+- `exchange.md_file`: a recorded day played as the market instead of the
+  synthetic flow, paced by its timestamps: into the venue's books (the "book"
+  model, `_file_flow`), or published as it is with our orders in the
+  backtest's queue model (the "queue" model, `_recorded_flow`); docs/venue.md
+  "Paper trading on a recorded day".
 - control socket `<run_dir>/exchange.sock`: Status, Snapshot(user), Depth(symbol),
   Disconnect(kind), and the test hook Inject(user, kind, ...) (a venue-side message
   such as a Broken Trade into a user's OUCH stream).
@@ -200,6 +202,8 @@ class ExchangeDaemon:
             nursery.start_soon(self._release_md)
             if self.jv.md_file is not None:
                 nursery.start_soon(self._file_flow)  # a recorded day instead
+            elif self.jv.recorded is not None:
+                nursery.start_soon(self._recorded_flow)  # ... our orders in the queue model
             else:
                 for i in range(len(self.cfg.symbols)):
                     nursery.start_soon(self._flow, i)
@@ -353,18 +357,16 @@ class ExchangeDaemon:
             )
             return {"sequence": seq}
         if isinstance(cmd, Depth):
-            book = self.venue.engine.books.get(cmd.symbol)
-            if book is None:
-                raise ValueError(f"unknown symbol {cmd.symbol!r}")
+            try:
+                bids, asks, orders = self.venue.depth(cmd.symbol)
+            except KeyError:
+                raise ValueError(f"unknown symbol {cmd.symbol!r}") from None
             return DepthInfo(
                 symbol=cmd.symbol,
                 md_sequence=len(self.venue.md),
-                bids=book.depth("B"),
-                asks=book.depth("S"),
-                orders={
-                    o.order_ref: ("B" if o.side == "B" else "S", o.price, o.open_qty)
-                    for o in book.orders()
-                },
+                bids=bids,
+                asks=asks,
+                orders=orders,
             )
         raise ValueError(f"exchange does not handle {type(cmd).__name__}")
 
@@ -407,16 +409,67 @@ class ExchangeDaemon:
             await trio.sleep(0)  # sessions send what is new before the next batch
         log.info("market-data file played to its end: %s", self.venue.file_counters)
 
+    async def _recorded_flow(self) -> None:
+        """Play exchange.md_file (queue model) at md_file_speed x its recorded pace, in
+        batches of what is due, as it is read (`RecordedMarket`); after a restart, on
+        from the journal's position at the same pace. A file found broken part way
+        ends the market there (logged); the venue carries on with our orders."""
+        jv, rm = self.jv, self.jv.recorded
+        assert rm is not None
+        speed = self.ex.md_file_speed
+        try:
+            start = trio.current_time() - rm.elapsed_at(speed)
+            if not rm.done:
+                log.info(
+                    "playing %s (%s) from message %d at %gx its recorded pace, our orders "
+                    "in the queue model",
+                    self.ex.md_file,
+                    rm.format,
+                    jv.file_pos + 1,
+                    speed,
+                )
+            while True:
+                elapsed = trio.current_time() - start
+                wait = rm.wait_s(elapsed, speed)
+                if wait > 0:
+                    await trio.sleep(wait)
+                    continue
+                count = rm.due(elapsed, speed, MAX_BATCH)
+                if not count:
+                    break
+                jv.file_step(count)
+                self._published()
+                await trio.sleep(0)  # sessions send what is new before the next batch
+        except MdFileError as exc:
+            log.error("market-data file: %s: the market stops here", exc)
+            return
+        log.info("market-data file played to its end: %s", self.venue.file_counters)
+
     def _md_file_status(self) -> dict[str, Any]:
-        md = self.jv.md_file
-        if md is None:
+        md, rm, paper = self.jv.md_file, self.jv.recorded, self.venue.paper
+        if md is not None:
+            return {
+                "md_file": {
+                    "path": self.ex.md_file,
+                    "model": "book",
+                    "length": len(md),
+                    "position": self.jv.file_pos,
+                    **self.venue.file_counters,
+                }
+            }
+        if rm is None or paper is None:
             return {}
         return {
             "md_file": {
                 "path": self.ex.md_file,
-                "length": len(md),
+                "model": "queue",
+                "format": rm.format,
                 "position": self.jv.file_pos,
+                "done": rm.finished,
                 **self.venue.file_counters,
+                "working": len(paper.orders),
+                "unknown_refs": paper.queue.unknown_refs,
+                "bad_updates": paper.queue.bad_updates,
             }
         }
 

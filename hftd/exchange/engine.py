@@ -454,6 +454,13 @@ class MatchingEngine:
 
     # --- queries ----------------------------------------------------------------
 
+    def check(
+        self, symbol: str, side: str, quantity: int, price: int, tif: str
+    ) -> tuple[int, str] | None:
+        """Why the engine would refuse such an order: (OUCH reject reason, detail), or
+        None. The paper venue (hftd.exchange.paper) refuses by the same rules."""
+        return self._validate(self.books.get(symbol), symbol, side, quantity, price, tif)
+
     def open_orders(self, owner: str | None = None) -> list[OrderView]:
         return [o.view() for o in self.orders.values() if owner is None or o.owner == owner]
 

@@ -14,14 +14,18 @@ Records (msgpack arrays, tag first), in the order they happened::
     ["B", version, identity, flows]  first record: what the venue is (symbols,
                                      users, seed, limits) and each symbol's flow config
     ["S", ts]                        start of day
-    ["I", ts, user, raw]             one inbound OUCH message (raw bytes as received)
+    ["I", ts, user, raw, pos]        one inbound OUCH message (raw bytes as received), and
+                                     how many market-data file messages were played before
+                                     it (a replay checks it; -1 in journals before it)
     ["F", ts, index]                 one synthetic flow step for symbols[index]
     ["P", index, flow]               symbols[index]'s flow config changed (reload)
     ["E", ts]                        end of day (a later "S" reopens the venue)
     ["V", ts, user, kind, number, raw]  a venue-side event put into a user's OUCH
                                      stream (`Venue.venue_event`: a test and drill hook)
     ["M", ts, count]                 the next `count` messages of the market-data file
-                                     played (`exchange.md_file`; its sha256 is in Begin)
+                                     played (`exchange.md_file`; its sha256 is in Begin;
+                                     with the queue model, `count` items of the
+                                     `RecordedMarket`: updates of `open_source(file)`)
 
 Why this is enough:
 - The clock is a `StepClock` holding one value per input: every timestamp an
@@ -35,6 +39,13 @@ Why this is enough:
 
 An input journaled but not applied when the process died is applied by the
 replay: its replies are then in the streams for the client to fetch.
+
+With `exchange.md_file_model = "queue"` the journal is the same: file steps and
+our orders interleaved as they were applied, so the queue model is rebuilt
+exactly (every order reaches it at the file position it did live, which each
+"I" record also says). The file is read again from its start on a restart
+(`RecordedMarket.skip_to`, after a checkpoint): neither ITCH nor LOBSTER can
+seek to a message.
 
 A restart does not replay the whole day: `open_venue` loads the day's latest
 checkpoint of the venue (`hftd.exchange.checkpoint`) and replays only the
@@ -71,12 +82,13 @@ from hftd.exchange.checkpoint import (
 )
 from hftd.exchange.flow import FlowCancel, FlowGenerator
 from hftd.exchange.mdfile import MdFile, MdFileError
+from hftd.exchange.recorded import RecordedMarket
 from hftd.exchange.stream import FileStore, StreamStore
 from hftd.exchange.venue import Venue
 from hftd.runtime.days import exchange_journal_path
 from hftd.runtime.journal import Journal, TornInfo
 from hftd.runtime.rundir import RunDirError
-from hftd.wire import ouch
+from hftd.wire import itch, ouch
 
 log = logging.getLogger("hftd.exchange")
 
@@ -110,15 +122,18 @@ class VenueIdentity(msgspec.Struct, frozen=True, array_like=True):
     max_order_size: int
     flow_seed: int
     md_file: str = ""  # sha256 of the market-data file played ("": synthetic flow)
+    md_file_model: str = ""  # "queue": our orders in the queue model ("": the engine's books)
 
     @classmethod
     def of(cls, cfg: HftdConfig, md_file: str = "") -> VenueIdentity:
+        queue = md_file and cfg.exchange.md_file_model == "queue"
         return cls(
             [(s.symbol, s.reference_price_fp, s.tick_fp, s.round_lot) for s in cfg.symbols],
             [u.username for u in cfg.exchange.users],
             cfg.exchange.max_order_size,
             cfg.exchange.flow_seed,
             md_file,
+            "queue" if queue else "",
         )
 
 
@@ -136,6 +151,7 @@ class Inbound(msgspec.Struct, tag="I", frozen=True, array_like=True):
     ts: int
     user: str
     raw: bytes  # the OUCH message as received
+    pos: int = -1  # market-data file messages played before it (-1: not recorded)
 
 
 class FlowStep(msgspec.Struct, tag="F", frozen=True, array_like=True):
@@ -187,15 +203,20 @@ class JournaledVenue:
         journal: Journal | None = None,
         md_file: MdFile | None = None,
         store: StreamStore | None = None,
+        recorded: RecordedMarket | None = None,
     ) -> None:
         self.cfg = cfg
         self.live_clock = clock_ns
         self.clock = StepClock()
         self.venue = Venue(cfg, self.clock, store)
-        self.md_file = md_file  # played instead of the synthetic flow
-        self.file_pos = 0  # messages of md_file played
+        self.md_file = md_file  # played instead of the synthetic flow (the book model)
+        # ... or this one, our orders in the queue model (md_file_model = "queue")
+        self.recorded = recorded
+        self.file_pos = 0  # messages of md_file (items of recorded) played
         if md_file is not None:
             self.venue.attach_file(md_file.max_order_ref, md_file.max_match_number)
+        if recorded is not None:
+            self.venue.attach_paper()
         self.flows = [
             FlowGenerator(
                 cfg.flow_for(s.symbol),
@@ -218,7 +239,7 @@ class JournaledVenue:
         self.checkpointer: Checkpointer | None = None  # set by open_venue
 
     def identity(self) -> VenueIdentity:
-        return VenueIdentity.of(self.cfg, self.md_file.digest if self.md_file else "")
+        return VenueIdentity.of(self.cfg, _digest(self.md_file, self.recorded))
 
     def close(self) -> None:
         """Close the journal and the stream files (a stop; tests)."""
@@ -259,7 +280,7 @@ class JournaledVenue:
         if msg is None:
             msg = ouch.decode_inbound(raw)
         ts = self._now()
-        self._record(Inbound(ts, user, raw))
+        self._record(Inbound(ts, user, raw, self.file_pos))
         self._inbound(ts, user, msg)
 
     def venue_event(self, user: str, kind: str, number: int, raw: bytes = b"") -> None:
@@ -285,12 +306,28 @@ class JournaledVenue:
         self._flow_step(ts, index)
 
     def file_step(self, count: int) -> None:
-        """Play the next `count` messages of the market-data file (all at one timestamp)."""
+        """Play the next `count` messages of the market-data file (all at one timestamp).
+        With the queue model they are read first (MdFileError if the file is broken
+        there: nothing is journaled), and fewer are played at the file's end."""
         ts = self._now()
-        self._record(FileStep(ts, count))
-        self._file_step(ts, count)
+        if self.recorded is None:
+            self._record(FileStep(ts, count))
+            self._file_step(ts, count)
+            return
+        items = self.recorded.take(count)
+        self._record(FileStep(ts, len(items)))
+        self._play_recorded(ts, items)
 
     def _file_step(self, ts: int, count: int) -> None:
+        if self.recorded is not None:
+            items = self.recorded.take(count)
+            if len(items) < count:
+                raise JournalMismatch(
+                    f"the journal plays {count} messages of the file from {self.file_pos}, "
+                    f"it has {len(items)} there"
+                )
+            self._play_recorded(ts, items)
+            return
         if self.md_file is None:
             raise JournalMismatch("the journal plays a market-data file: set exchange.md_file")
         self.clock.now = ts
@@ -300,6 +337,14 @@ class JournaledVenue:
         for raw in self.md_file.messages[self.file_pos : end]:
             play(raw)
         self.file_pos = end
+
+    def _play_recorded(self, ts: int, items: list[itch.ItchMessage | None]) -> None:
+        self.clock.now = ts
+        self.inputs += 1
+        play = self.venue.play_recorded
+        for msg in items:
+            play(msg)
+        self.file_pos += len(items)
 
     def set_flow(self, index: int, flow: FlowConfig) -> bool:
         """Change symbols[index]'s flow config; False if it is unchanged."""
@@ -342,6 +387,11 @@ class JournaledVenue:
 
     def _replay_one(self, rec: Record) -> None:
         if isinstance(rec, Inbound):
+            if rec.pos >= 0 and rec.pos != self.file_pos:
+                raise JournalMismatch(
+                    f"an order journaled after {rec.pos} messages of the file, replayed "
+                    f"after {self.file_pos}"
+                )
             self._inbound(rec.ts, rec.user, ouch.decode_inbound(rec.raw))
         elif isinstance(rec, FlowStep):
             self._flow_step(rec.ts, rec.index)
@@ -416,10 +466,17 @@ class Recovery(msgspec.Struct, frozen=True):
     checkpoint_problem: str = ""  # why the checkpoint there was not used ("": none)
 
 
+def _digest(md_file: MdFile | None, recorded: RecordedMarket | None) -> str:
+    if md_file is not None:
+        return md_file.digest
+    return recorded.digest if recorded is not None else ""
+
+
 def load_md_file(cfg: HftdConfig) -> MdFile | None:
-    """The market-data file `exchange.md_file` names, parsed (None if it names none).
-    Raises MdFileError if it cannot be read or is not a BinaryFILE."""
-    if not cfg.exchange.md_file:
+    """The market-data file `exchange.md_file` names for the book model, parsed (None
+    if it names none, or the queue model plays it: `load_recorded`). Raises
+    MdFileError if it cannot be read or is not a BinaryFILE."""
+    if not cfg.exchange.md_file or cfg.exchange.md_file_model == "queue":
         return None
     path = Path(cfg.exchange.md_file).expanduser()
     try:
@@ -427,6 +484,15 @@ def load_md_file(cfg: HftdConfig) -> MdFile | None:
     except OSError as exc:
         raise MdFileError(f"cannot read {path}: {exc.strerror}") from exc
     return MdFile.parse(data)
+
+
+def load_recorded(cfg: HftdConfig) -> RecordedMarket | None:
+    """The recorded day `exchange.md_file` names for the queue model (None if it names
+    none, or the book model plays it). MdFileError if it is neither ITCH nor LOBSTER
+    or cannot be read."""
+    if not cfg.exchange.md_file or cfg.exchange.md_file_model != "queue":
+        return None
+    return RecordedMarket(Path(cfg.exchange.md_file).expanduser(), [s.symbol for s in cfg.symbols])
 
 
 def open_venue(
@@ -448,12 +514,13 @@ def open_venue(
     md_file = load_md_file(cfg)
     states = StateDir(state_dir(path))
     ck, problem = states.load()
-    identity = _encode(VenueIdentity.of(cfg, md_file.digest if md_file else ""))
+    recorded = load_recorded(cfg)
+    identity = _encode(VenueIdentity.of(cfg, _digest(md_file, recorded)))
     if ck is not None and ck.identity != identity:
         ck, problem = None, "written for another venue (symbols, users, seed or md_file)"
     if ck is not None:
         try:
-            return _resume(cfg, clock_ns, path, md_file, states, ck, identity, t0)
+            return _resume(cfg, clock_ns, path, md_file, recorded, states, ck, identity, t0)
         except (RunDirError, MdFileError):
             raise
         except Exception as exc:  # whatever it is, the whole journal can do without it
@@ -464,7 +531,9 @@ def open_venue(
             states.path / CHECKPOINT,
             problem,
         )
-    return _replay_all(cfg, clock_ns, path, md_file, states, identity, t0, problem)
+    if recorded is not None and ck is not None:  # the resume may have read some of it
+        recorded = recorded.fresh()
+    return _replay_all(cfg, clock_ns, path, md_file, recorded, states, identity, t0, problem)
 
 
 def _resume(
@@ -472,6 +541,7 @@ def _resume(
     clock_ns: Callable[[], int],
     path: Path,
     md_file: MdFile | None,
+    recorded: RecordedMarket | None,
     states: StateDir,
     ck: Checkpoint,
     identity: bytes,
@@ -483,7 +553,7 @@ def _resume(
     store: FileStore | None = None
     try:
         store = FileStore(states.streams(ck.generation), {m.name: m for m in ck.streams})
-        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store)
+        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store, recorded)
         restore(jv, ck)
         n = jv.replay(records, begun=True)
         del records
@@ -506,6 +576,7 @@ def _replay_all(
     clock_ns: Callable[[], int],
     path: Path,
     md_file: MdFile | None,
+    recorded: RecordedMarket | None,
     states: StateDir,
     identity: bytes,
     t0: float,
@@ -519,7 +590,7 @@ def _replay_all(
         states.set_aside()
         gen = states.new_generation()
         store = FileStore(states.streams(gen))
-        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store)
+        jv = JournaledVenue(cfg, clock_ns, journal, md_file, store, recorded)
         n = jv.replay(records)
         del records
         if not jv.begun:

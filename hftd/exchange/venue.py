@@ -18,6 +18,12 @@ Venue-side events a real venue sends on its own (a broken trade, an order
 re-priced) have no cause in this simulator: `venue_event` puts one into a
 user's stream on request. It is a test and drill hook (the exchange's
 `Inject` control command), journaled like any other input.
+
+A recorded day is played in one of two ways (`exchange.md_file_model`):
+"book" (`play_file_message`): the file's orders rest in the engine's books
+and ours trade with them; "queue" (`attach_paper`, `play_recorded`): the
+file is published as it is and our orders go to the backtest's queue model
+(hftd.exchange.paper), fed with every ITCH message the venue publishes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable, Iterator
 import msgspec
 
 from hftd.config import HftdConfig
+from hftd.exchange.denormalize import directory
 from hftd.exchange.engine import (
     EngineEvent,
     Fill,
@@ -39,7 +46,9 @@ from hftd.exchange.engine import (
     OrderRested,
     SymbolRules,
 )
+from hftd.exchange.paper import PaperVenue, Reply
 from hftd.exchange.stream import MAX_PAYLOAD, MemoryStore, SequencedStream, StreamStore
+from hftd.feed.normalize import normalize
 from hftd.wire import itch, ouch
 from hftd.wire.errors import RemoteProtocolError
 
@@ -50,9 +59,14 @@ FILE_COUNTERS = (  # Venue.file_counters: a played market-data file's messages
     "clipped",  # applied with fewer shares than the file says (our orders took the rest)
     "traded",  # fills of the file's adds and replaces against our resting orders
     "skipped",  # not published: the order is gone, a system event, a reference in use
+    #             (queue model: the file's own start of day, a LOBSTER cross trade)
     "other_symbols",  # for a symbol the venue does not list
     "unreadable",  # not ITCH 5.0, or the wrong size
 )
+
+# A recorded file's system events the venue does not publish in the queue model: its
+# own start of day said them (start of messages, of system hours, of market hours).
+OWN_SYSTEM_EVENTS = frozenset("OSQ")
 
 # Venue-side events `Venue.venue_event` can put into a user's stream (test hook).
 EVENT_BROKEN_TRADE = "broken_trade"
@@ -190,6 +204,8 @@ class Venue:
         # A recorded market-data file played as background flow (`play_file_message`).
         self.file_locate: dict[int, str] = {}  # the file's stock locate -> symbol
         self.file_counters = dict.fromkeys(FILE_COUNTERS, 0)
+        # The queue model (exchange.md_file_model = "queue"): our orders, not the engine.
+        self.paper: PaperVenue | None = None
 
     # --- session-independent streams --------------------------------------------
 
@@ -202,6 +218,10 @@ class Venue:
 
     def _md(self, msg: itch.ItchMessage) -> None:
         self.md.append(itch.encode(msg))
+        if self.paper is not None:  # the queue model sees what the venue publishes
+            replies = self.paper.market(normalize(msg, len(self.md), 0), self.clock_ns())
+            if replies:
+                self._replies(replies)
 
     def _out(self, user: str, msg: ouch.Outbound) -> None:
         if user != SYNTHETIC:
@@ -214,27 +234,7 @@ class Venue:
         self._md(itch.SystemEvent(0, 0, ts, "O"))
         for s in self.cfg.symbols:
             loc = self.locate[s.symbol]
-            self._md(
-                itch.StockDirectory(
-                    loc,
-                    0,
-                    ts,
-                    s.symbol,
-                    "Q",
-                    "N",
-                    s.round_lot,
-                    "N",
-                    "C",
-                    "Z",
-                    "P",
-                    "N",
-                    "1",
-                    "N",
-                    "N",
-                    0,
-                    "N",
-                )
-            )
+            self._md(directory(loc, ts, s.symbol, s.round_lot))
             self._md(itch.TradingAction(loc, 0, ts, s.symbol, "T", " ", ""))
         self._md(itch.SystemEvent(0, 0, ts, "S"))
         self._md(itch.SystemEvent(0, 0, ts, "Q"))
@@ -244,7 +244,8 @@ class Venue:
             self.user(u.username)
 
     def end_of_day(self) -> None:
-        """Cancel day orders and publish end of market/system hours."""
+        """Cancel day orders and publish end of market/system hours (the queue model
+        cancels ours on the S M it is fed)."""
         self._publish(self.engine.end_of_day())
         ts = self.clock_ns()
         self._md(itch.SystemEvent(0, 0, ts, "M"))
@@ -258,7 +259,9 @@ class Venue:
     def handle(self, user: str, msg: ouch.Inbound) -> None:
         """Apply one inbound OUCH message from `user`."""
         st = self.user(user)
-        if isinstance(msg, ouch.EnterOrder):
+        if self.paper is not None:
+            self._paper_handle(user, st, msg, self.paper)
+        elif isinstance(msg, ouch.EnterOrder):
             self._enter(user, st, msg)
         elif isinstance(msg, ouch.ReplaceOrder):
             self._replace(user, st, msg)
@@ -339,6 +342,111 @@ class Venue:
             self._reject(user, m.user_ref, ouch.REJECT_UNKNOWN_ORDER)
             return
         self._publish(self.engine.cancel(ref, m.quantity))
+
+    # --- the queue model (exchange.md_file_model = "queue") ---------------------------
+
+    def attach_paper(self) -> None:
+        """Match our orders with the backtest's queue model (hftd.exchange.paper) against
+        the recorded market the venue publishes, not in the engine's books."""
+        self.paper = PaperVenue([s.symbol for s in self.cfg.symbols], self.engine.check)
+
+    def _paper_handle(self, user: str, st: UserState, msg: ouch.Inbound, paper: PaperVenue) -> None:
+        """One OUCH message to the queue model, with the venue's own rules first: the
+        UserRefNum order, and Cancel/Replace of a working order (as `_enter` & co.)."""
+        ts = self.clock_ns()
+        if isinstance(msg, ouch.EnterOrder):
+            self.counters["orders"] += 1
+            if msg.user_ref <= st.last_user_ref:
+                self._reject(user, msg.user_ref, ouch.REJECT_DUPLICATE_USER_REF, msg.cl_ord_id)
+                return
+            st.last_user_ref = msg.user_ref
+            self._replies(paper.enter(user, msg, ts))
+        elif isinstance(msg, ouch.ReplaceOrder):
+            self.counters["replaces"] += 1
+            if paper.order(user, msg.orig_user_ref) is None:
+                self._reject(user, msg.new_user_ref, ouch.REJECT_UNKNOWN_ORDER, msg.cl_ord_id)
+                return
+            if msg.new_user_ref <= st.last_user_ref:
+                self._reject(user, msg.new_user_ref, ouch.REJECT_DUPLICATE_USER_REF, msg.cl_ord_id)
+                return
+            st.last_user_ref = msg.new_user_ref
+            self._replies(paper.replace(user, msg, ts))
+        else:
+            self.counters["cancels"] += 1
+            if paper.order(user, msg.user_ref) is None:
+                self._reject(user, msg.user_ref, ouch.REJECT_UNKNOWN_ORDER)
+                return
+            self._replies(paper.cancel(user, msg, ts))
+
+    def _replies(self, replies: list[Reply]) -> None:
+        """The queue model's answers into the users' streams (fills into their logs)."""
+        counters = self.counters
+        for user, msg, fill in replies:
+            self._out(user, msg)
+            if fill is not None:
+                counters["fills"] += 1
+                self.last_trade[fill[3]] = fill[6]
+                self.user(user).fills.append(fill)
+            elif isinstance(msg, ouch.Rejected):
+                counters["rejects"] += 1
+
+    def play_recorded(self, msg: itch.ItchMessage | None) -> None:
+        """Publish one message of a recorded day (queue model): the venue's stock locate
+        and clock, every other field as recorded; the queue model sees it as published
+        (`_md`). Left out: the file's system events of the start of the day (the venue
+        said its own), messages for symbols the venue does not list, and unreadable
+        ones (None: not ITCH 5.0, or a LOBSTER record ITCH cannot carry)."""
+        fc = self.file_counters
+        fc["messages"] += 1
+        if msg is None or isinstance(msg, itch.Unknown):
+            fc["unreadable" if msg is not None else "skipped"] += 1
+            return
+        if isinstance(msg, itch.SystemEvent) and msg.event_code in OWN_SYSTEM_EVENTS:
+            fc["skipped"] += 1
+            return
+        symbol = self._file_symbol(msg)
+        if symbol is None:
+            fc["other_symbols"] += 1
+            return
+        loc = self.locate[symbol] if symbol else 0
+        self._file_md(msgspec.structs.replace(msg, stock_locate=loc, timestamp=self.clock_ns()))
+
+    def _file_symbol(self, msg: itch.ItchMessage) -> str | None:
+        """The listed symbol a file message is for ("" market-wide), None if not listed;
+        learns the file's stock locates from the messages that name the stock."""
+        stock: str | None = getattr(msg, "stock", None)
+        if stock is not None:
+            self.file_locate[msg.stock_locate] = stock  # type: ignore[union-attr]
+            symbol = stock
+        elif msg.stock_locate == 0:  # type: ignore[union-attr]
+            symbol = ""  # market-wide (S, V, W)
+        else:
+            symbol = self.file_locate.get(msg.stock_locate, "?")  # type: ignore[union-attr]
+        return symbol if not symbol or symbol in self.locate else None
+
+    def depth(
+        self, symbol: str
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], dict[int, tuple[str, int, int]]]:
+        """`symbol`'s full-depth book (bids, asks best first; orders by reference): the
+        engine's, or with the queue model the recorded market's (ours are not in it).
+        KeyError for a symbol the venue does not list."""
+        if self.paper is None:
+            book = self.engine.books[symbol]
+            orders = {
+                o.order_ref: ("B" if o.side == "B" else "S", o.price, o.open_qty)
+                for o in book.orders()
+            }
+            return book.depth("B"), book.depth("S"), orders
+        if symbol not in self.locate:
+            raise KeyError(symbol)
+        orders = self.paper.queue.real_orders(symbol)
+        levels: dict[str, dict[int, int]] = {"B": {}, "S": {}}
+        for side, price, qty in orders.values():
+            at = levels[side]
+            at[price] = at.get(price, 0) + qty
+        bids = sorted(levels["B"].items(), reverse=True)
+        asks = sorted(levels["S"].items())
+        return bids, asks, orders
 
     # --- synthetic flow -----------------------------------------------------------
 
@@ -518,8 +626,7 @@ class Venue:
             if number in st.fills.broken or not st.fills.with_match(number):
                 return f"user {user} has no execution with match number {number}"
         elif kind == EVENT_PRIORITY_UPDATE:
-            ref = st.live.get(number)
-            if ref is None or self.engine.order(ref) is None:
+            if self._working(user, number) is None:
                 return f"user {user} has no live order with UserRefNum {number}"
         elif kind != EVENT_RAW:
             return f"unknown event {kind!r} (known: {', '.join(EVENTS)})"
@@ -546,13 +653,24 @@ class Venue:
                     ouch.BrokenTrade(ts, f.user_ref, number, ouch.BROKEN_SUPERVISORY, f.cl_ord_id),
                 )
         elif kind == EVENT_PRIORITY_UPDATE:
-            ref = st.live[number]
-            o = self.engine.order(ref)
-            assert o is not None
-            x = self.extras.get(ref, NO_EXTRAS)
-            self._out(user, ouch.OrderPriorityUpdate(ts, number, o.price, x.display, ref))
+            working = self._working(user, number)
+            assert working is not None
+            ref, price, display = working
+            self._out(user, ouch.OrderPriorityUpdate(ts, number, price, display, ref))
         else:
             st.stream.append(raw)
+
+    def _working(self, user: str, user_ref: int) -> tuple[int, int, str] | None:
+        """`user`'s live order `user_ref`: (order reference, price, display), or None."""
+        if self.paper is not None:
+            p = self.paper.order(user, user_ref)
+            return None if p is None else (p.ref, p.price, p.display)
+        st = self.users.get(user)
+        ref = st.live.get(user_ref) if st is not None else None
+        o = self.engine.order(ref) if ref is not None else None
+        if ref is None or o is None:
+            return None
+        return ref, o.price, self.extras.get(ref, NO_EXTRAS).display
 
     # --- a recorded market-data file (exchange.md_file) --------------------------------
 
@@ -586,15 +704,8 @@ class Venue:
         if isinstance(msg, itch.SystemEvent):
             fc["skipped"] += 1
             return
-        stock: str | None = getattr(msg, "stock", None)
-        if stock is not None:
-            self.file_locate[msg.stock_locate] = stock
-            symbol = stock
-        elif msg.stock_locate == 0:
-            symbol = ""  # market-wide (V, W)
-        else:
-            symbol = self.file_locate.get(msg.stock_locate, "?")
-        if symbol and symbol not in self.locate:
+        symbol = self._file_symbol(msg)
+        if symbol is None:
             fc["other_symbols"] += 1
             return
         loc = self.locate[symbol] if symbol else 0
@@ -732,6 +843,11 @@ class Venue:
     def snapshot(self, user: str) -> Snapshot:
         st = self.user(user)
         opens = []
+        if self.paper is not None:
+            for p in self.paper.open_orders(user):
+                opens.append(
+                    OpenOrder(p.user_ref, p.ref, p.symbol, p.wire_side, p.price, p.leaves, p.tif)
+                )
         for user_ref, ref in st.live.items():
             o = self.engine.order(ref)
             if o is not None:
