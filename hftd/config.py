@@ -600,6 +600,10 @@ class BacktestConfig(_Base, frozen=True, kw_only=True):
     feed_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
     entry_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
     response_latency: LatencyConfig = msgspec.field(default_factory=LatencyConfig)
+    # the live system's measured hops instead of entry/response_latency: a file from
+    # `hftctl latency --save` (relative to the config file); "" = the configured ones
+    latency_histograms: str = ""
+    latency_seed: int = 7  # the draws from them
     fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
     timer_ms: Annotated[float, msgspec.Meta(gt=0.0, le=1000.0)] = 10.0  # the daemons' timers
     equity_interval_s: Seconds = 1.0  # the equity curve's step (sim time)

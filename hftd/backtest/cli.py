@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -67,7 +68,22 @@ def run_backtest(args: argparse.Namespace) -> int:
         )
         sys.stderr.flush()
 
-    bt = Backtest(cfg, progress if show else None)
+    hops = None
+    if cfg.backtest.latency_histograms:
+        from hftd.backtest.latency import load_hops
+
+        hpath = Path(cfg.backtest.latency_histograms)
+        hpath = hpath if hpath.is_absolute() else config_path.parent / hpath
+        try:
+            hops = load_hops(json.loads(hpath.read_text()))
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            print(f"hftd backtest: backtest.latency_histograms {hpath}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        bt = Backtest(cfg, progress if show else None, hops)
+    except ValueError as exc:
+        print(f"hftd backtest: backtest.latency_histograms: {exc}", file=sys.stderr)
+        return 2
     try:
         bt.run(updates_of(sources))
     except SourceError as exc:

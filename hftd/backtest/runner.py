@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 
+from hftd.backtest.latency import measured
 from hftd.backtest.queue import QueueVenue
 from hftd.config import HftdConfig
 from hftd.exchange.latency import LatencyModel
@@ -55,6 +56,7 @@ from hftd.msg.hot import (
     OrderCommand,
 )
 from hftd.risk.market import MarketView
+from hftd.runtime.hdr import SparseHistogram
 from hftd.strategy.engine import StrategyEngine
 
 log = logging.getLogger("hftd.backtest")
@@ -154,10 +156,29 @@ def _fifo_latency(cfg: Any) -> Callable[[int], int]:
     return draw
 
 
+def _fifo_draws(draw: Callable[[], int]) -> Callable[[int], int]:
+    """`sent -> arrival` with a delay drawn per message, never overtaking."""
+    last = [0]
+
+    def at(t: int) -> int:
+        a = t + draw()
+        if a < last[0]:
+            a = last[0]
+        last[0] = a
+        return a
+
+    return at
+
+
 class Backtest:
     """One run: feed it the data (`run`), then read `fills`, `orders`, `samples`."""
 
-    def __init__(self, cfg: HftdConfig, on_progress: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        cfg: HftdConfig,
+        on_progress: Callable[[int, int], None] | None = None,
+        hops: dict[str, SparseHistogram] | None = None,
+    ):
         self.cfg = cfg
         bt = cfg.backtest
         self.now = 0
@@ -170,6 +191,9 @@ class Backtest:
         self.feed_at = _fifo_latency(bt.feed_latency)
         self.entry_at = _fifo_latency(bt.entry_latency)
         self.reply_at = _fifo_latency(bt.response_latency)
+        if hops is not None:  # the live system's measured delays (hftd.backtest.latency)
+            entry, response = measured(hops, bt.latency_seed)
+            self.entry_at, self.reply_at = _fifo_draws(entry), _fifo_draws(response)
         self.feed_direct = bt.feed_latency.kind == "none"
         self.to_feed: deque[tuple[int, MarketDataUpdate]] = deque()
         self.to_venue: deque[tuple[int, bytes]] = deque()

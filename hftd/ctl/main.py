@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from hftd.config import ConfigError
-from hftd.ctl.commands import console, dashboard, status, verbs
+from hftd.ctl.commands import console, dashboard, latency, status, verbs
 from hftd.ctl.context import CtlContext
 from hftd.runtime.rundir import RunDirError
 
-COMMANDS = [status, console, dashboard]
+COMMANDS = [status, console, dashboard, latency]
 
 
 def main(argv: list[str] | None = None) -> int:
