@@ -186,7 +186,9 @@ class GatewayCore:
         # thousands wait for their acknowledgement). 0: not known, walk at the next timer.
         self.oldest_sent_ns = 0
         self.journal: JournalSink | None = None
-        self.recent_fills: deque[tuple[int, str, str, int, int, int]] = deque(maxlen=50)
+        self.recent_fills: deque[tuple[int, str, str, int, int, int, float | None]] = deque(
+            maxlen=50
+        )
         # Every fill of the day, in order, so that one the venue breaks or corrects can be
         # taken out of the position exactly (compact columns: it grows with the day).
         self.fill_log = FillLog()
@@ -909,12 +911,15 @@ class GatewayCore:
         o.leaves -= m.qty
         done = o.leaves <= 0
         self.fill_log.append(m.match, o.symbol, side, m.qty, m.price)
-        self.book.on_fill(o.symbol, side, m.qty, m.price)
+        pos = self.book.position(o.symbol)
+        held = pos.qty  # before the fill: does it reduce?
+        pnl = self.book.on_fill(o.symbol, side, m.qty, m.price)
         self.risk.on_fill(o.symbol, side, m.qty, m.price, order_done=done)
         self._set_pnl()
         self.counters["fills"] += 1
-        # (the core's clock at the fill, symbol, side, qty, price, tick-to-trade ns):
-        # the daemon turns the clock into wall time for Status (the core reads none)
+        # (the core's clock at the fill, symbol, side, qty, price, tick-to-trade ns, P&L
+        # per share closed or None): the daemon turns the clock into wall time for Status
+        # (the core reads none). A reducing fill realized `pnl` on min(qty, |held|) shares.
         self.recent_fills.append(
             (
                 now,
@@ -923,9 +928,9 @@ class GatewayCore:
                 m.qty,
                 m.price,
                 o.t4 - o.t1 if o.t1 and o.t4 else 0,
+                pnl / min(m.qty, abs(held)) if (held < 0 if side == "B" else held > 0) else None,
             )
         )
-        pos = self.book.position(o.symbol)
         if self.venue_seq > self.quiet_until:
             log.info(
                 "fill %s %s %d @ %s (cl %d, %s), position %s %d, realized %s",

@@ -387,7 +387,10 @@ def gateway_detail(
     whatever walks the core's dicts walks a copy."""
     c = core.counters
     breaker = core.breaker
-    wall = time.time_ns() - time.monotonic_ns()  # the core's clock (monotonic) to wall time
+    mono = time.monotonic_ns()  # the core's clock
+    wall = time.time_ns() - mono  # ... to wall time
+    # now, not the last order's time: a quiet second shows 0 orders in it, not the last burst
+    figures = core.risk.figures(mono)
     return GatewayDetail(
         mode=core.mode,
         breaker=BreakerStatus(tripped=breaker.tripped, reason=breaker.reason, trips=breaker.trips),
@@ -418,7 +421,8 @@ def gateway_detail(
             for o in core.orders.copy().values()  # the hot loop adds orders meanwhile
         ],
         positions=core.book.snapshot(),
-        risk=core.risk.utilisation(),
+        risk={k: f.fraction for k, f in figures.items()},
+        risk_figures=figures,
         latency_hdr=core.latency.histograms(),
         latency_rows_lost=core.latency.lost,
         recent_fills=[
@@ -429,8 +433,9 @@ def gateway_detail(
                 qty=q,
                 price=p,
                 tick_to_trade_us=ttt / 1000,
+                pnl_per_share=pps,
             )
-            for t, sym, side, q, p, ttt in list(core.recent_fills)
+            for t, sym, side, q, p, ttt, pps in list(core.recent_fills)
         ],
     )
 

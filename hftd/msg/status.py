@@ -129,7 +129,39 @@ class FillStatus(msgspec.Struct, kw_only=True, frozen=True):
     side: str
     qty: int
     price: int
-    tick_to_trade_us: float
+    tick_to_trade_us: float  # 0: no market data triggered its order (the gateway's flatten)
+    # A fill that reduced or closed a position: the P&L it realized per share closed
+    # (the fill's price against the average entry price of the shares it closed,
+    # positive when it made money; 4-decimal fixed point, a float: it is a division).
+    # None: the fill opened or added to a position.
+    pnl_per_share: float | None = None
+
+
+# The units of a `RiskFigure`.
+SHARES = "shares"
+ORDERS_PER_S = "orders/s"
+MESSAGES_PER_S = "messages/s"
+ORDERS = "orders"
+DOLLARS = "dollars"  # on the wire 4-decimal fixed point, like all money here
+
+
+class RiskFigure(msgspec.Struct, kw_only=True, frozen=True):
+    """One risk limit's use: what counts against it now, and the limit in force.
+
+    `used` and `limit` are in `unit`. Shares, orders and messages are counts (a
+    position's and the net's are magnitudes: |qty|); dollars are fixed point.
+    The daily loss is the P&L itself against the stop level, both signed:
+    ``used`` = P&L (realized + unrealized), ``limit`` = -daily_loss_limit.
+    """
+
+    used: int
+    limit: int  # never 0: every limit is a positive config value (the loss's, negated)
+    unit: str  # SHARES, ORDERS_PER_S, MESSAGES_PER_S, ORDERS or DOLLARS
+
+    @property
+    def fraction(self) -> float:
+        """Of the limit in use, 1.0 = at the limit (a profit is 0.0 of the loss limit)."""
+        return max(0.0, self.used / self.limit)
 
 
 class GatewayDetail(Detail, kw_only=True, frozen=True):
@@ -173,6 +205,9 @@ class GatewayDetail(Detail, kw_only=True, frozen=True):
     latency_hdr: dict[str, dict[int, int]]  # hop -> sparse HDR counters (SparseHistogram)
     latency_rows_lost: int
     recent_fills: list[FillStatus]
+    # the figures behind `risk`: limit -> used and limit (RiskEngine.figures); the
+    # same keys. Empty from a gateway that did not send them (older than this field).
+    risk_figures: dict[str, RiskFigure] = msgspec.field(default_factory=dict)
 
 
 def next_step(d: GatewayDetail) -> str:
@@ -200,6 +235,80 @@ def next_step(d: GatewayDetail) -> str:
     if not d.market.synced:
         return "risk's market view is resyncing: the band uses the last good reference"
     return ""
+
+
+def format_dollars(fixed: int) -> str:
+    """Fixed-point money as the front ends show it: "$1,234.56", "-$128.00" (to the cent,
+    half away from zero; exact: no floats)."""
+    cents = (abs(fixed) + PRICE_SCALE // 200) // (PRICE_SCALE // 100)
+    sign = "-" if fixed < 0 and cents else ""
+    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
+
+
+def format_fraction(fraction: float) -> str:
+    """A limit's use as a percentage: "40.0%"."""
+    return f"{fraction * 100:.1f}%"
+
+
+def risk_text(f: RiskFigure) -> str:
+    """`used/limit` in the limit's own units: "400/1,000"; money with its sign and a
+    spaced slash: "-$128.00 / -$5,000.00" (the daily loss: P&L against the stop)."""
+    if f.unit == DOLLARS:
+        return f"{format_dollars(f.used)} / {format_dollars(f.limit)}"
+    return f"{f.used:,}/{f.limit:,}"
+
+
+RISK_LABELS = {  # the account-wide limits, in the order the front ends show them
+    "gross": "gross position",
+    "net": "net position",
+    "exposure": "exposure",
+    "rate": "order rate",
+    "messages": "message rate",
+    "working": "working orders",
+    "loss": "daily P&L",
+}
+
+
+class RiskBar(msgspec.Struct, kw_only=True):
+    """One risk limit's use as the front ends show it (part of the monitor's state)."""
+
+    key: str  # the gateway's key ("position.AAPL", "gross", "rate", "loss", ...)
+    label: str
+    fraction: float  # of the limit in use; 1.0 = at the limit
+    # What the fraction is of (from the gateway's `risk_figures`; 0, 0, "" and "" from a
+    # gateway too old to send them): in `unit`, dollars as dollars (floats).
+    used: int | float = 0
+    limit: int | float = 0  # the symbol's own for position.SYM; -daily_loss_limit for loss
+    unit: str = ""  # "shares", "orders/s", "messages/s", "orders", "dollars"
+    figure: str = ""  # `risk_text`: "400/1,000", "-$128.00 / -$5,000.00"
+
+
+def risk_bars(d: GatewayDetail) -> list[RiskBar]:
+    """Every limit's use, as all the front ends show it: each symbol's position (by
+    symbol), then `RISK_LABELS`'s. Worst cases (``*_worst``: every open order
+    filling) stay in the detail: the checks see them, the operator sees positions."""
+    bars: list[RiskBar] = []
+    keys = sorted(k for k in d.risk if k.startswith("position."))
+    keys += [k for k in RISK_LABELS if k in d.risk]
+    for key in keys:
+        label = RISK_LABELS.get(key) or f"position {key.split('.', 1)[1]}"
+        f = d.risk_figures.get(key)
+        if f is None:  # an older gateway: the fraction alone
+            bars.append(RiskBar(key=key, label=label, fraction=d.risk[key]))
+            continue
+        money = f.unit == DOLLARS
+        bars.append(
+            RiskBar(
+                key=key,
+                label=label,
+                fraction=f.fraction,
+                used=f.used / PRICE_SCALE if money else f.used,
+                limit=f.limit / PRICE_SCALE if money else f.limit,
+                unit=f.unit,
+                figure=risk_text(f),
+            )
+        )
+    return bars
 
 
 # --- strategy -----------------------------------------------------------------------

@@ -78,6 +78,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from hftd.msg.status import DOLLARS, MESSAGES_PER_S, ORDERS, ORDERS_PER_S, SHARES, RiskFigure
 from hftd.risk.limits import EffectiveLimits, RiskLimits, format_money
 
 BUY: Final = "B"
@@ -616,30 +617,52 @@ class RiskEngine:
     # --- monitoring ---------------------------------------------------------------
 
     def utilisation(self, now_ns: int | None = None) -> dict[str, float]:
-        """Fraction of each limit in use (1.0 = at the limit).
+        """Fraction of each limit in use (1.0 = at the limit): `figures`' fractions."""
+        return {k: f.fraction for k, f in self.figures(now_ns).items()}
 
-        Keys: ``position.<SYM>`` (|net| / max_position), ``position_worst.<SYM>``
-        (worst case with open orders), ``gross``, ``gross_worst``, ``rate``
-        (orders in the 1 s window ending at `now_ns`, default the latest time
-        seen), ``working`` and ``loss`` (max(0, -P&L) / daily_loss_limit).
+    def figures(self, now_ns: int | None = None) -> dict[str, RiskFigure]:
+        """Each limit's use: what counts against it now and the limit in force.
+
+        Keys: ``position.<SYM>`` (|net| against the symbol's max_position),
+        ``position_worst.<SYM>`` (worst case with open orders), ``gross``
+        (sum of |position|), ``gross_worst``, ``net`` (|sum of positions|),
+        ``exposure`` (sum of |position| x last trade price), ``rate`` (orders
+        and replaces in the 1 s window ending at `now_ns`, default the latest
+        time seen), ``messages`` (the same with cancels), ``working`` and
+        ``loss`` (the P&L against -daily_loss_limit: both signed, see
+        `RiskFigure`).
         """
         lim = self._limits
-        out: dict[str, float] = {}
-        gross = 0
+        out: dict[str, RiskFigure] = {}
+        gross = net = exposure = 0
         # The gateway's control thread reads this while its hot loop may be adding a
         # symbol: iterate a copy. (dict.copy() copies the table with no per-item
         # allocation, so no collection can run Python code, and switch threads,
         # midway; list(d.items()) can, and failed now and then.)
         for sym, st in self._syms.copy().items():
             mp = self._eff.get(sym, self._default).max_position
-            out[f"position.{sym}"] = abs(st.position) / mp
-            out[f"position_worst.{sym}"] = st.worst / mp
-            gross += abs(st.position)
-        out["gross"] = gross / lim.max_gross_position
-        out["gross_worst"] = self._gross_worst / lim.max_gross_position
-        out["rate"] = self._window_count(now_ns) / lim.max_orders_per_s
-        out["working"] = self._working / lim.max_working_orders
-        out["loss"] = max(0, -self._pnl) / lim.daily_loss_limit
+            pos = st.position
+            out[f"position.{sym}"] = RiskFigure(used=abs(pos), limit=mp, unit=SHARES)
+            out[f"position_worst.{sym}"] = RiskFigure(used=st.worst, limit=mp, unit=SHARES)
+            gross += abs(pos)
+            net += pos
+            exposure += abs(pos) * (st.last_price or 0)
+        out["gross"] = RiskFigure(used=gross, limit=lim.max_gross_position, unit=SHARES)
+        out["gross_worst"] = RiskFigure(
+            used=self._gross_worst, limit=lim.max_gross_position, unit=SHARES
+        )
+        out["net"] = RiskFigure(used=abs(net), limit=lim.max_net_position, unit=SHARES)
+        out["exposure"] = RiskFigure(used=exposure, limit=lim.max_exposure_notional, unit=DOLLARS)
+        out["rate"] = RiskFigure(
+            used=self._window_count(now_ns), limit=lim.max_orders_per_s, unit=ORDERS_PER_S
+        )
+        out["messages"] = RiskFigure(
+            used=self._window_count(now_ns, self._messages),
+            limit=lim.max_messages_per_s,
+            unit=MESSAGES_PER_S,
+        )
+        out["working"] = RiskFigure(used=self._working, limit=lim.max_working_orders, unit=ORDERS)
+        out["loss"] = RiskFigure(used=self._pnl, limit=-lim.daily_loss_limit, unit=DOLLARS)
         return out
 
     def statistics(self) -> RiskStatistics:
@@ -680,9 +703,11 @@ class RiskEngine:
             self._loss_stopped = True
             self._loss_trip_pnl = self._pnl
 
-    def _window_count(self, now_ns: int | None) -> int:
+    def _window_count(self, now_ns: int | None, times: deque[int] | None = None) -> int:
+        """Entries of `times` (default: orders sent) in the 1 s window ending at `now_ns`."""
         now = self._latest_ns if now_ns is None else now_ns
-        sent = self._sent.copy()  # the hot loop may append meanwhile (see utilisation)
+        # the hot loop may append meanwhile (see figures)
+        sent = (self._sent if times is None else times).copy()
         return sum(1 for t in sent if now - WINDOW_NS < t <= now)
 
 

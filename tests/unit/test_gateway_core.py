@@ -91,6 +91,32 @@ def test_a_broken_trade_of_a_fill_never_seen_is_unusable_not_an_error() -> None:
     assert "execution 999999 broken (E): no such fill" in h.core.last_unusable
 
 
+# --- recent fills: P&L per share of a fill that reduces ------------------------------------
+
+
+def test_a_reducing_fill_carries_its_pnl_per_share_closed() -> None:
+    """The recent fills (the console's and the page's trades) say what each fill that
+    reduced a position made per share it closed, against the average entry price of
+    those shares, positive when it made money; a fill that opens or adds says None."""
+    h = Harness()
+    buy = h.order("B", 200, PX)
+    h.fill(buy, 100, PX)  # opens
+    h.fill(buy, 50, PX + 100)  # adds: 150 long, average PX + 33.33
+    sell = h.order("S", 200, PX + 300)
+    h.fill(sell, 60, PX + 300)  # reduces: (PX + 300) - (PX + 33.33) a share
+    h.fill(sell, 140, PX - 100)  # closes 90 long at a loss, then opens 50 short
+    cover = h.order("B", 20, PX - 300)
+    h.fill(cover, 20, PX - 300)  # reduces the short: bought $0.02 below its entry
+    pps = [f[6] for f in h.core.recent_fills]
+    assert pps[:2] == [None, None]
+    assert pps[2] == pytest.approx(300 - 100 * 50 / 150)
+    assert pps[3] == pytest.approx(-100 - 100 * 50 / 150)
+    assert pps[4] == 200.0
+    # each one is what the fill realized, per share closed (the book's own arithmetic)
+    realized = h.core.book.position("AAPL").realized
+    assert pps[2] * 60 + pps[3] * 90 + pps[4] * 20 == pytest.approx(realized)
+
+
 # --- the order's life at the venue --------------------------------------------------------
 
 

@@ -646,6 +646,47 @@ def test_utilisation() -> None:
     assert r.utilisation(T0 + SEC)["rate"] == 0.0
 
 
+def test_figures_are_used_and_limit_of_every_limit() -> None:
+    """What the front ends show as used/limit: the same counts the checks use, against
+    the limit in force (a symbol's own max_position); the loss is the P&L itself
+    against -daily_loss_limit, both signed."""
+    from hftd.msg.status import RiskFigure
+
+    r = engine(max_net_position=3_000, max_exposure_notional=dollars(400_000))
+    fill(r, "AAPL", "B", 500)  # @ $100.00
+    fill(r, "TSLA", "S", 150, 2_000_000)  # @ $200.00, its own max_position 200
+    r.on_sent("AAPL", "B", 250, T0)
+    r.on_sent("TSLA", "B", 50, T0)
+    r.on_cancel_sent(T0 + 1)
+    r.set_pnl(-dollars(128))
+    f = r.figures(T0 + 2)
+    assert f["position.AAPL"] == RiskFigure(used=500, limit=1_000, unit="shares")
+    assert f["position.TSLA"] == RiskFigure(used=150, limit=200, unit="shares")
+    assert f["position_worst.AAPL"] == RiskFigure(used=750, limit=1_000, unit="shares")
+    assert f["gross"] == RiskFigure(used=650, limit=2_500, unit="shares")
+    assert f["gross_worst"].used == 750 + 150
+    assert f["net"] == RiskFigure(used=350, limit=3_000, unit="shares")
+    assert f["exposure"] == RiskFigure(
+        used=500 * PX + 150 * 2_000_000, limit=dollars(400_000), unit="dollars"
+    )
+    # in the window: the 2 orders at T0 and the cancel (the fills' orders are 10 s old)
+    assert f["rate"] == RiskFigure(used=2, limit=5, unit="orders/s")
+    assert f["messages"] == RiskFigure(used=3, limit=LIMITS.max_messages_per_s, unit="messages/s")
+    assert f["working"] == RiskFigure(used=2, limit=4, unit="orders")
+    assert f["loss"] == RiskFigure(used=-dollars(128), limit=-dollars(1_000), unit="dollars")
+    # the fractions are theirs; a profit uses none of the loss limit
+    assert r.utilisation(T0 + 2) == {k: x.fraction for k, x in f.items()}
+    assert f["loss"].fraction == 0.128 and f["position.TSLA"].fraction == 0.75
+    r.set_pnl(dollars(300))
+    assert r.figures()["loss"].used == dollars(300) and r.figures()["loss"].fraction == 0.0
+    # a quiet second later: nothing in the window
+    later = r.figures(T0 + 2 + SEC)
+    assert later["rate"].used == later["messages"].used == 0
+    # short positions count by size against the limit; so does a short net
+    fill(r, "MSFT", "S", 900)
+    assert r.figures()["position.MSFT"].used == 900 and r.figures()["net"].used == 550
+
+
 # --- limits as configuration --------------------------------------------------------------
 
 

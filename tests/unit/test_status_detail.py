@@ -24,16 +24,21 @@ from hftd.msg.status import (
     GatewayDetail,
     PositionSnapshot,
     ReconcileStatus,
+    RiskFigure,
     StatusDetailError,
     StrategyDetail,
     WorkingOrderStatus,
     decode_detail,
+    format_dollars,
+    format_fraction,
+    risk_text,
 )
 from hftd.risk.market import MarketView
 from hftd.runtime.daemon import _as_map
 from hftd.strategy.daemon import StrategyAgent, StrategyService
 from hftd.strategy.engine import StrategyEngine
 from tests.support import DEFAULT_CONFIG, make_config
+from tests.unit.gateway_fixtures import PX
 from tests.unit.test_gateway_core import Harness
 
 CONTROL = {"control": {"open": 1, "accepted": 1, "limits_hit": 0}}  # the socket server's
@@ -74,6 +79,10 @@ def traded_gateway() -> tuple[Harness, GatewayDetail]:
     market = MarketView([s.symbol for s in cfg.symbols], lambda: 0.0)
     agreed = ReconcileStatus(state="agreed", first=3, last_seq=9, verified=7, problems=[])
     return h, gateway_detail(h.core, market, agreed, 2, 1)
+
+
+def made_market() -> MarketView:
+    return MarketView([s.symbol for s in load_config(DEFAULT_CONFIG).symbols], lambda: 0.0)
 
 
 # --- the gateway: what the strategy's recovery and the monitor read -----------------
@@ -120,6 +129,58 @@ def test_a_restarted_strategy_adopts_what_the_gateways_detail_says() -> None:
     assert sorted((o.side, o.leaves) for o in om.orders.values()) == [("B", 100), ("S", 200)]
     assert om.positions["AAPL"] == -100  # mr1 trades AAPL; mom1 does not
     assert "AAPL" not in engine.strategies[1].om.positions
+
+
+def test_risk_figures_and_pnl_per_share_ride_along_and_older_details_still_decode() -> None:
+    """The risk limits' used/limit and a reducing fill's P&L per share are in the
+    detail; a gateway older than them (neither field) still decodes, without them."""
+    h, made = traded_gateway()  # bought 100 (working), sold 100 of 300: short 100
+    sell = h.core.orders[h.next_cl - 1]
+    h.fill(h.order("B", 40), 40, PX - 100)  # covers 40 of the short, $0.01 a share better
+    detail = gateway_detail(h.core, made_market(), made.reconcile, 0, 0)
+    assert [f.pnl_per_share for f in detail.recent_fills] == [None, 100.0]
+    figures = detail.risk_figures
+    assert figures["position.AAPL"] == RiskFigure(used=60, limit=2_000, unit="shares")
+    assert figures["working"].used == len(h.core.orders) == 2 and sell.leaves == 200
+    assert detail.risk == {k: f.fraction for k, f in figures.items()}
+    raw = wire(detail)
+    assert raw["risk_figures"]["loss"] == {
+        "used": detail.positions.total,
+        "limit": -500_000_000,
+        "unit": "dollars",
+    }
+    assert decode_detail(GatewayDetail, raw) == detail
+    del raw["risk_figures"]
+    for f in raw["recent_fills"]:
+        del f["pnl_per_share"]
+    old = decode_detail(GatewayDetail, raw)
+    assert old is not None and old.risk_figures == {}
+    assert [f.pnl_per_share for f in old.recent_fills] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("fixed", "text"),
+    [
+        (0, "$0.00"),
+        (-1_280_000, "-$128.00"),
+        (-50_000 * 10_000, "-$50,000.00"),
+        (12_345_678_949, "$1,234,567.89"),  # half a cent and less: down
+        (12_345_678_950, "$1,234,567.90"),  # half a cent: away from zero
+        (-49, "$0.00"),  # no "-$0.00"
+        (-50, "-$0.01"),
+    ],
+)
+def test_dollars_as_the_front_ends_show_them(fixed: int, text: str) -> None:
+    assert format_dollars(fixed) == text
+
+
+def test_risk_text_is_used_over_limit_in_the_limits_units() -> None:
+    assert risk_text(RiskFigure(used=400, limit=1_000, unit="shares")) == "400/1,000"
+    assert risk_text(RiskFigure(used=12, limit=1_000, unit="messages/s")) == "12/1,000"
+    loss = RiskFigure(used=-1_280_000, limit=-50_000_000, unit="dollars")
+    assert risk_text(loss) == "-$128.00 / -$5,000.00" and format_fraction(loss.fraction) == "2.6%"
+    profit = RiskFigure(used=3_000_000, limit=-50_000_000, unit="dollars")
+    assert risk_text(profit) == "$300.00 / -$5,000.00" and profit.fraction == 0.0
 
 
 @pytest.mark.parametrize("field", required(GatewayDetail))
