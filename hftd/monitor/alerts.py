@@ -83,6 +83,7 @@ class Facts(msgspec.Struct, kw_only=True):
     gaps_last_min: int = 0
     drops_last_min: int = 0
     risk: dict[str, float] = msgspec.field(default_factory=dict)
+    risk_figures: dict[str, str] = msgspec.field(default_factory=dict)  # key -> "used/limit"
     pnl_total: float = 0.0  # dollars
     mode: str = ""  # "" = the gateway does not report one
     breaker_tripped: bool = False
@@ -120,6 +121,12 @@ class Condition(msgspec.Struct, kw_only=True):
 
 def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
+
+
+def _figure(f: Facts, key: str) -> str:
+    """ " (used/limit)" when the gateway said ("" from one that does not)."""
+    fig = f.risk_figures.get(key, "")
+    return f" ({fig})" if fig else ""
 
 
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
@@ -208,7 +215,8 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                         rule="pnl_stop",
                         subject="daily_loss",
                         severity="critical",
-                        message=f"P&L {f.pnl_total:,.2f} is {_pct(frac)} of the daily loss limit",
+                        message=f"P&L {f.pnl_total:,.2f} is {_pct(frac)} of the daily loss limit"
+                        + _figure(f, key),
                         value=frac,
                         threshold=cfg.pnl_stop_fraction,
                     )
@@ -219,7 +227,7 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                     rule="risk_utilisation",
                     subject=key,
                     severity="warning",
-                    message=f"risk {key} at {_pct(frac)} of its limit",
+                    message=f"risk {key} at {_pct(frac)} of its limit" + _figure(f, key),
                     value=frac,
                     threshold=cfg.risk_utilisation,
                 )

@@ -41,7 +41,6 @@ from hftd.monitor.state import (
     Point,
     PositionRow,
     Rates,
-    RiskBar,
     SystemState,
     Trade,
 )
@@ -55,6 +54,7 @@ from hftd.msg.status import (
     StrategyDetail,
     decode_detail,
     next_step,
+    risk_bars,
     strategy_rows,
 )
 from hftd.runtime.hdr import SparseHistogram
@@ -317,6 +317,7 @@ class Aggregator:
         )
         positions, totals = self._positions(gw.positions) if gw else ([], None)
         risk_raw = dict(gw.risk) if gw else {}
+        bars = risk_bars(gw) if gw else []
         mode = gw.mode if gw else ""
 
         window, total_lat = self.lat_window, self.lat_total
@@ -334,6 +335,7 @@ class Aggregator:
             drops_last_min=(fd.within("drops", 60.0) if fd else 0)
             + (st.within("orders_refused", 60.0) if st else 0),
             risk=risk_raw,
+            risk_figures={b.key: b.figure for b in bars if b.figure},
             pnl_total=totals.total if totals else 0.0,
             mode=mode,
             breaker_tripped=gw.breaker.tripped if gw else False,
@@ -387,7 +389,7 @@ class Aggregator:
             latency_total=total_lat,
             positions=positions,
             totals=totals,
-            risk=self._risk_bars(risk_raw),
+            risk=bars,
             trades=self._trades(gw) if gw else [],
             strategies=strategy_rows(strat) if strat and strat_on else [],
             daemons=daemons,
@@ -591,25 +593,6 @@ class Aggregator:
         return rows, total
 
     @staticmethod
-    def _risk_bars(risk: dict[str, float]) -> list[RiskBar]:
-        bars = []
-        pos = {k: v for k, v in risk.items() if k.startswith("position.")}
-        if pos:
-            key = max(pos, key=lambda k: (pos[k], k))
-            bars.append(
-                RiskBar(key=key, label=f"position {key.split('.', 1)[1]}", fraction=pos[key])
-            )
-        for key, label in (
-            ("gross", "gross position"),
-            ("rate", "order rate"),
-            ("working", "working orders"),
-            ("loss", "daily P&L loss"),
-        ):
-            if key in risk:
-                bars.append(RiskBar(key=key, label=label, fraction=risk[key]))
-        return bars
-
-    @staticmethod
     def _trades(gw: GatewayDetail, limit: int = 20) -> list[Trade]:
         out = []
         for f in reversed(gw.recent_fills):
@@ -621,6 +604,9 @@ class Aggregator:
                     qty=f.qty,
                     price=f.price / PRICE_SCALE,
                     tick_to_trade_us=f.tick_to_trade_us,
+                    pnl_per_share=None
+                    if f.pnl_per_share is None
+                    else f.pnl_per_share / PRICE_SCALE,
                 )
             )
             if len(out) >= limit:

@@ -59,8 +59,9 @@ tfoot td { border-top:1px solid var(--line); font-weight:bold; }
 .tile { background:#1c242e; padding:6px; border-radius:3px; }
 .tile .v { font-size:20px; } .tile .l { color:var(--dim); font-size:11px; }
 .tile .n { color:var(--dim); font-size:11px; }
-.bar { display:grid; grid-template-columns:130px 1fr 52px; gap:8px; align-items:center;
+.bar { display:grid; grid-template-columns:112px 1fr auto 48px; gap:8px; align-items:center;
   margin:3px 0; }
+.bar .fig, .bar .pct { text-align:right; white-space:nowrap; }
 .bar .track { height:10px; background:#222b35; border-radius:2px; overflow:hidden; }
 .bar .fill { height:100%; background:var(--ok); }
 .bar .fill.warn { background:var(--warn); } .bar .fill.crit { background:var(--crit); }
@@ -146,7 +147,9 @@ ul { list-style:none; margin:0; padding:0; }
   </section>
   <section class="c4"><h2>Recent trades</h2>
     <table id="trades"><thead><tr><th>time</th><th>sym</th><th>side</th><th>qty</th>
-      <th>price</th><th>t2t &micro;s</th></tr></thead><tbody></tbody></table>
+      <th>price</th><th>t2t &micro;s</th>
+      <th title="a fill that reduced a position: its P&amp;L per share closed">P&amp;L/sh</th>
+      </tr></thead><tbody></tbody></table>
   </section>
 </main>
 <div id="modal"><div class="box"><p id="confirm-text"></p>
@@ -188,6 +191,12 @@ function money(v) {
 }
 function signed(v) { return '<span class="' + (v < 0 ? "neg" : v > 0 ? "pos" : "") + '">'
   + money(v) + "</span>"; }
+function perShare(v) {  // a reducing fill's P&L per share closed; "-" for one that opened
+  if (v === null || v === undefined) return '<span class="dim">-</span>';
+  return '<span class="' + (v < 0 ? "neg" : v > 0 ? "pos" : "") + '">' + (v > 0 ? "+" : "") +
+    v.toLocaleString("en-US", {minimumFractionDigits: 4, maximumFractionDigits: 4}) +
+    "</span>";
+}
 function rate(v) { return v >= 100 ? v.toFixed(0) : v.toFixed(1); }
 function clock(t) { return new Date(t * 1000).toLocaleTimeString("en-GB"); }
 function dur(s) {
@@ -241,16 +250,21 @@ function render(s) {
     "</td><td></td><td></td><td>" + signed(t.unrealized) + "</td><td>" + signed(t.realized) +
     '</td><td id="total-pnl">' + signed(t.total) + "</td></tr>" : "";
   setText("pnl-total", t ? money(t.total) : "-");
+  // each limit: a bar, used/limit as the gateway counts it ("400/1,000", the daily P&L
+  // against the loss limit: "-$128.00 / -$5,000.00"; hftd.msg.status.risk_text), the %
   const bars = s.risk.map((b) => {
     const pct = Math.max(0, Math.min(1, b.fraction)) * 100;
     const cls = b.fraction >= 0.8 ? "crit" : b.fraction >= 0.5 ? "warn" : "";
     return '<div class="bar" data-key="' + esc(b.key) + '"><span>' + esc(b.label) +
       '</span><div class="track"><div class="fill ' + cls + '" style="width:' + pct.toFixed(1) +
-      '%"></div></div><span>' + (b.fraction * 100).toFixed(1) + "%</span></div>";
+      '%"></div></div><span class="fig">' + esc(b.figure || "") + '</span><span class="pct">' +
+      (b.fraction * 100).toFixed(1) + "%</span></div>";
   });
-  bars.push('<div class="bar"><span>circuit breaker</span><span class="' +
-    (s.breaker_tripped ? "st-bad" : "st-ready") + '">' +
-    (s.breaker_tripped ? "TRIPPED " + esc(s.breaker_reason) : "armed") + "</span></div>");
+  // no gateway answering: nobody says the breaker is armed
+  bars.push('<div class="bar"><span>circuit breaker</span><span id="risk-breaker" class="' +
+    (s.breaker_tripped ? "st-bad" : s.mode === "unknown" ? "dim" : "st-ready") + '">' +
+    (s.breaker_tripped ? "TRIPPED " + esc(s.breaker_reason) : s.mode === "unknown" ? "-" :
+      "armed") + "</span></div>");
   $("risk").innerHTML = bars.join("");
   setText("alert-count", String(s.alerts.length));
   $("alerts").innerHTML = s.alerts.length ? s.alerts.map((a) =>
@@ -269,7 +283,8 @@ function render(s) {
   $("trades").tBodies[0].innerHTML = s.trades.slice(0, 12).map((f) =>
     "<tr><td>" + clock(f.time) + "</td><td>" + esc(f.symbol) + "</td><td>" + esc(f.side) +
     "</td><td>" + f.qty + "</td><td>" + f.price.toFixed(2) + "</td><td>" +
-    (f.tick_to_trade_us > 0 ? us(f.tick_to_trade_us) : "no tick") + "</td></tr>").join("");
+    (f.tick_to_trade_us > 0 ? us(f.tick_to_trade_us) : "no tick") + '</td><td class="pps">' +
+    perShare(f.pnl_per_share) + "</td></tr>").join("");
   drawCharts();
 }
 

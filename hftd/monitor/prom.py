@@ -48,6 +48,9 @@ BUCKETS_S = (
 )
 QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"))
 
+# A risk figure's unit as a label value (words: "orders/s" reads as a path).
+PROM_UNITS = {"orders/s": "orders_per_second", "messages/s": "messages_per_second"}
+
 StateProvider = Callable[[], tuple[SystemState, dict[str, SparseHistogram]]]
 
 
@@ -156,9 +159,24 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         "Fraction of each risk limit in use (1 = at the limit).",
         labels=["limit"],
     )
+    used = GaugeMetricFamily(
+        "hftd_risk_used",
+        "What counts against each risk limit now, in `unit` (loss: the daily P&L, signed).",
+        labels=["limit", "unit"],
+    )
+    limit = GaugeMetricFamily(
+        "hftd_risk_limit",
+        "Each risk limit in force, in `unit` (position.SYM: the symbol's own; "
+        "loss: -daily_loss_limit).",
+        labels=["limit", "unit"],
+    )
     for bar in state.risk:
         util.add_metric([bar.key], bar.fraction)
-    out.append(util)
+        if bar.unit:  # "" from a gateway too old to send its figures
+            unit = PROM_UNITS.get(bar.unit, bar.unit)
+            used.add_metric([bar.key, unit], bar.used)
+            limit.add_metric([bar.key, unit], bar.limit)
+    out += [util, used, limit]
     gauge(
         "hftd_circuit_breaker_tripped",
         "1 while the gateway's circuit breaker is tripped.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 # Part of the state schema, defined beside the code that computes it.
+from hftd.msg.status import RiskBar as RiskBar
 from hftd.msg.status import StrategyRow as StrategyRow
 from hftd.runtime.latency import HopLatency as HopLatency
 
@@ -65,19 +66,16 @@ class PositionRow(msgspec.Struct, kw_only=True):
     total: float
 
 
-class RiskBar(msgspec.Struct, kw_only=True):
-    key: str  # the gateway's utilisation key ("rate", "position.AAPL", ...)
-    label: str
-    fraction: float  # of the limit in use; 1.0 = at the limit
-
-
 class Trade(msgspec.Struct, kw_only=True):
     time: float
     symbol: str
     side: str
     qty: int
     price: float
-    tick_to_trade_us: float
+    tick_to_trade_us: float  # 0: its order had no market-data trigger (a flatten)
+    # dollars per share closed, for a fill that reduced a position (see FillStatus);
+    # None for one that opened or added
+    pnl_per_share: float | None = None
 
 
 class DaemonHealth(msgspec.Struct, kw_only=True):

@@ -11,6 +11,11 @@ from hftd.config import HftdConfig, parse_config
 from hftd.monitor.model import Poll, Reading, typed_detail
 from hftd.msg.control import DaemonStatus, StatusInfo
 from hftd.msg.status import (
+    DOLLARS,
+    MESSAGES_PER_S,
+    ORDERS,
+    ORDERS_PER_S,
+    SHARES,
     BookSnapshot,
     BreakerStatus,
     FeedDetail,
@@ -20,6 +25,7 @@ from hftd.msg.status import (
     PositionSnapshot,
     ReconcileStatus,
     RingStats,
+    RiskFigure,
     StrategyDetail,
     StrategyInstanceStatus,
     WorkingOrderStatus,
@@ -43,6 +49,27 @@ def config(**monitor: Any) -> HftdConfig:
     )
 
 
+# What the gateway's risk would say of the positions in `gateway()`, under default.toml's
+# [risk] (max_position 2,000, max_gross_position 8,000, max_orders_per_s 200,
+# max_working_orders 100, daily_loss_limit $50,000) and the other limits' defaults.
+RISK_FIGURES = {
+    "position.AAPL": RiskFigure(used=300, limit=2_000, unit=SHARES),
+    "position_worst.AAPL": RiskFigure(used=400, limit=2_000, unit=SHARES),
+    "position.MSFT": RiskFigure(used=100, limit=2_000, unit=SHARES),
+    "position_worst.MSFT": RiskFigure(used=100, limit=2_000, unit=SHARES),
+    "gross": RiskFigure(used=400, limit=8_000, unit=SHARES),
+    "gross_worst": RiskFigure(used=500, limit=8_000, unit=SHARES),
+    "net": RiskFigure(used=200, limit=20_000, unit=SHARES),
+    "exposure": RiskFigure(  # 300 x $189.60 + 100 x $415.00
+        used=300 * 1_896_000 + 100 * 4_150_000, limit=5_000_000 * 10_000, unit=DOLLARS
+    ),
+    "rate": RiskFigure(used=4, limit=200, unit=ORDERS_PER_S),
+    "messages": RiskFigure(used=6, limit=1_000, unit=MESSAGES_PER_S),
+    "working": RiskFigure(used=1, limit=100, unit=ORDERS),
+    "loss": RiskFigure(used=173_400, limit=-50_000 * 10_000, unit=DOLLARS),  # P&L +$17.34
+}
+
+
 def hdr(values_ns: list[int]) -> dict[int, int]:
     """A gateway's `latency_hdr` entry for these values."""
     return SparseHistogram.from_values(values_ns).to_wire()
@@ -59,14 +86,21 @@ def gateway(
     mode: str = "active",
     breaker: dict[str, Any] | None = None,
     risk: dict[str, float] | None = None,
+    risk_figures: dict[str, RiskFigure] | None = None,
     venue_up: bool = True,
     strategy_up: bool = True,
+    recent_fills: list[FillStatus] | None = None,
 ) -> dict[str, Any]:
-    """A gateway detail: AAPL long 300 @ 189.50 marked 189.60, MSFT short 100, realized 12.34."""
+    """A gateway detail: AAPL long 300 @ 189.50 marked 189.60, MSFT short 100, realized 12.34.
+
+    Risk: `RISK_FIGURES` (default.toml's limits), and `risk` their fractions; a `risk`
+    given alone comes without figures (a gateway older than them)."""
     values = latency_ns if latency_ns is not None else [100_000, 200_000, 300_000, 4_000_000]
     counters = dict.fromkeys(
         (f.name for f in msgspec.structs.fields(GatewayDetail) if f.type is int), 0
     )
+    figures = {} if risk is not None else RISK_FIGURES
+    figures = risk_figures if risk_figures is not None else figures
     detail = GatewayDetail(
         **{
             **counters,
@@ -125,20 +159,12 @@ def gateway(
             gross_notional=400 * 1_896_000,
             net_notional=200 * 1_896_000,
         ),
-        risk=risk
-        if risk is not None
-        else {
-            "position.AAPL": 0.15,
-            "position_worst.AAPL": 0.2,
-            "position.MSFT": 0.05,
-            "gross": 0.05,
-            "gross_worst": 0.06,
-            "rate": 0.02,
-            "working": 0.01,
-            "loss": 0.0,
-        },
+        risk=risk if risk is not None else {k: f.fraction for k, f in figures.items()},
+        risk_figures=figures,
         latency_hdr={hop: hdr(values) for hop in HOPS},
-        recent_fills=[
+        recent_fills=recent_fills
+        if recent_fills is not None
+        else [
             FillStatus(
                 time_ns=1_700_000_000_000_000_000,
                 symbol="AAPL",

@@ -133,6 +133,23 @@ def test_each_rule(facts: Facts, key: str, severity: str) -> None:
     assert evaluate(off, facts) == []
 
 
+def test_risk_alerts_say_used_over_limit_when_the_gateway_does() -> None:
+    figures = {"position.AAPL": "1,700/2,000", "loss": "-$45,000.00 / -$50,000.00"}
+    facts = Facts(
+        monitor_age_s=1,
+        risk={"position.AAPL": 0.85, "loss": 0.9, "rate": 0.8},
+        risk_figures=figures,
+        pnl_total=-45_000,
+    )
+    msgs = {c.key: c.message for c in evaluate(RULES, facts)}
+    assert msgs == {
+        "risk_utilisation:position.AAPL": "risk position.AAPL at 85% of its limit (1,700/2,000)",
+        "pnl_stop:daily_loss": "P&L -45,000.00 is 90% of the daily loss limit "
+        "(-$45,000.00 / -$50,000.00)",
+        "risk_utilisation:rate": "risk rate at 80% of its limit",  # no figure: none said
+    }
+
+
 def test_thresholds_are_edges() -> None:
     lat = HopLatency(hop="t1_t4", count=4, p50=1, p95=2, p99=9999.0, p999=1e4, max=1e4)
     assert evaluate(RULES, Facts(monitor_age_s=1, latency=lat)) == []  # < min samples

@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 from hftd.monitor.model import Aggregator, Reading
 from hftd.monitor.poll import Poller
 from hftd.msg.control import StatusInfo
-from hftd.msg.status import GatewayDetail
+from hftd.msg.status import FillStatus, GatewayDetail, RiskFigure
 from hftd.runtime.hdr import (
     COUNTS_LEN,
     HIGH,
@@ -133,16 +133,92 @@ def test_state_mirrors_the_daemons() -> None:
     assert h.p50 == ref.get_value_at_percentile(50) / 1000
     assert h.p99 == ref.get_value_at_percentile(99) / 1000
     assert s.hop("t1_t4", total=True) == h
-    # Risk bars: the most used position limit, then the account-wide ones.
-    assert [b.key for b in s.risk] == ["position.AAPL", "gross", "rate", "working", "loss"]
-    assert s.risk[0].fraction == 0.15
+    # Risk bars: every symbol's position, then the account-wide limits; each with what
+    # it is of (the gateway's figures), money in dollars.
+    assert [b.key for b in s.risk] == [
+        "position.AAPL",
+        "position.MSFT",
+        "gross",
+        "net",
+        "exposure",
+        "rate",
+        "messages",
+        "working",
+        "loss",
+    ]
+    aapl_bar = s.risk[0]
+    assert (aapl_bar.label, aapl_bar.fraction, aapl_bar.used, aapl_bar.limit) == (
+        "position AAPL",
+        0.15,
+        300,
+        2_000,
+    )
+    assert (aapl_bar.unit, aapl_bar.figure) == ("shares", "300/2,000")
+    bars = {b.key: b for b in s.risk}
+    assert bars["exposure"].figure == "$98,380.00 / $5,000,000.00"
+    assert (bars["exposure"].used, bars["exposure"].limit) == (98_380.0, 5_000_000.0)
+    assert (bars["loss"].label, bars["loss"].figure) == ("daily P&L", "$17.34 / -$50,000.00")
+    assert (bars["loss"].used, bars["loss"].limit, bars["loss"].fraction) == (17.34, -50_000, 0)
+    assert (bars["rate"].label, bars["rate"].figure) == ("order rate", "4/200")
     # Trades newest first, in dollars.
     assert [t.symbol for t in s.trades] == ["MSFT", "AAPL"]
     assert (s.trades[0].price, s.trades[0].tick_to_trade_us) == (415.2, 456.7)
+    assert [t.pnl_per_share for t in s.trades] == [None, None]  # both opened
     assert [d.name for d in s.daemons] == ["exchange", "feed", "strategy", "gateway", "monitor"]
     assert all(d.up and d.state == "ready" for d in s.daemons)
     assert s.mode == "active" and not s.breaker_tripped
     assert s.alerts == []
+
+
+def test_a_losing_day_and_a_reducing_fill() -> None:
+    """The daily P&L against the loss limit, both negative; a fill that reduced a
+    position carries its P&L per share closed, in dollars; the gateway's own
+    per-symbol limit is the one shown."""
+    figures = dict(
+        fx.RISK_FIGURES,
+        **{
+            "position.AAPL": RiskFigure(used=300, limit=500, unit="shares"),  # an override
+            "loss": RiskFigure(used=-1_280_000, limit=-50_000_000, unit="dollars"),
+        },
+    )
+    fills = [
+        FillStatus(
+            time_ns=1,
+            symbol="AAPL",
+            side="S",
+            qty=100,
+            price=1_896_000,
+            tick_to_trade_us=0.0,
+            pnl_per_share=1_000.0,  # $0.10 a share above the average entry
+        ),
+        FillStatus(
+            time_ns=2,
+            symbol="MSFT",
+            side="B",
+            qty=40,
+            price=4_153_000,
+            tick_to_trade_us=9.0,
+            pnl_per_share=-1_000.0,
+        ),
+    ]
+    agg = Aggregator(fx.config())
+    s = agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(risk_figures=figures, recent_fills=fills)}))
+    bars = {b.key: b for b in s.risk}
+    assert (bars["position.AAPL"].figure, bars["position.AAPL"].fraction) == ("300/500", 0.6)
+    assert bars["loss"].figure == "-$128.00 / -$5,000.00"
+    assert bars["loss"].fraction == pytest.approx(0.0256)
+    assert (bars["loss"].used, bars["loss"].limit) == (-128.0, -5_000.0)
+    assert [(t.symbol, t.pnl_per_share) for t in s.trades] == [("MSFT", -0.1), ("AAPL", 0.1)]
+
+
+def test_a_gateway_without_figures_shows_its_fractions_alone() -> None:
+    """An older gateway (no `risk_figures`): the bars it can have, nothing made up."""
+    agg = Aggregator(fx.config())
+    s = agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(risk={"position.AAPL": 0.5, "loss": 0.1})}))
+    assert [(b.key, b.fraction, b.figure, b.unit) for b in s.risk] == [
+        ("position.AAPL", 0.5, "", ""),
+        ("loss", 0.1, "", ""),
+    ]
 
 
 def test_rates_come_from_counter_deltas_and_survive_a_restart() -> None:

@@ -74,6 +74,21 @@ def test_values_match_the_state() -> None:
     assert m[("hftd_symbol_pnl_dollars", (("kind", "realized"), ("symbol", "MSFT")))] == 12.34
     assert m[("hftd_pnl_dollars", (("kind", "total"),))] == pytest.approx(17.34)
     assert m[("hftd_risk_utilisation_ratio", (("limit", "position.AAPL"),))] == 0.15
+    # ... and what that is of: used and limit, in the limit's units (money in dollars)
+    shares = (("limit", "position.AAPL"), ("unit", "shares"))
+    assert (m[("hftd_risk_used", shares)], m[("hftd_risk_limit", shares)]) == (300, 2_000)
+    rate = (("limit", "rate"), ("unit", "orders_per_second"))
+    assert (m[("hftd_risk_used", rate)], m[("hftd_risk_limit", rate)]) == (4, 200)
+    loss = (("limit", "loss"), ("unit", "dollars"))
+    assert m[("hftd_risk_used", loss)] == pytest.approx(17.34)
+    assert m[("hftd_risk_limit", loss)] == -50_000
+    exposure = (("limit", "exposure"), ("unit", "dollars"))
+    assert m[("hftd_risk_used", exposure)] == pytest.approx(98_380)
+    assert (
+        {k[1][0][1] for k in m if k[0] == "hftd_risk_used"}
+        == {b.key for b in s.risk}
+        == {k[1][0][1] for k in m if k[0] == "hftd_risk_utilisation_ratio"}
+    )
     assert m[("hftd_up", (("daemon", "feed"),))] == 1
     assert m[("hftd_daemon_restarts_total", (("daemon", "gateway"),))] == 0
     assert m[("hftd_listener_limits_hit_total", (("daemon", "gateway"),))] == 0
@@ -103,6 +118,15 @@ def test_values_match_the_state() -> None:
     assert (("alert", "latency"), ("severity", "warning"), ("subject", "t1_t4")) in firing
     assert (("alert", "ring_drops"), ("severity", "critical"), ("subject", "rings")) in firing
     assert m[("hftd_alerts_active", ())] == len(s.alerts)
+
+
+def test_a_gateway_without_figures_still_has_its_ratios() -> None:
+    """A gateway older than `risk_figures`: the utilisation ratios, no used/limit."""
+    agg = Aggregator(fx.config())
+    agg.ingest(fx.poll(1.0, {"gateway": fx.gateway(risk={"rate": 0.25, "loss": 0.1})}))
+    m = samples(prom.exposition(prom.make_registry(lambda: (agg.state, {}))).decode())
+    assert m[("hftd_risk_utilisation_ratio", (("limit", "rate"),))] == 0.25
+    assert not [k for k in m if k[0] in ("hftd_risk_used", "hftd_risk_limit")]
 
 
 def test_own_registry_only() -> None:
