@@ -17,7 +17,7 @@ import pytest
 from hftd.backtest.detect import open_source
 from hftd.backtest.queue import QueueState, QueueVenue
 from hftd.book.l3 import BookBuilder
-from hftd.config import HftdConfig, load_config
+from hftd.config import ConfigError, HftdConfig, load_config
 from hftd.exchange.checkpoint import decode
 from hftd.exchange.journal import JournaledVenue, JournalMismatch, open_venue
 from hftd.exchange.mdfile import MdFileError
@@ -446,3 +446,23 @@ def test_pace_follows_the_recorded_timestamps(tmp_path: Path) -> None:
     assert rm.done and rm.finished and rm.due(9.0, 1.0, 512) == 0 and rm.position == 5
     fast = RecordedMarket(path)
     assert fast.due(0.0, 0.0, 512) == 5 and fast.wait_s(0.0, 0.0) == 0.0  # speed 0
+
+
+# --- the config ---------------------------------------------------------------------------
+
+
+def test_md_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    text = DEFAULT.read_text().replace(
+        'md_file = ""', 'md_file = "data/day.bin"\nmd_file_model = "queue"'
+    )
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "hftd.toml"
+    path.write_text(text)
+    ex = load_config(path).exchange
+    assert ex.md_file == str(tmp_path / "etc" / "data" / "day.bin")
+    assert ex.md_file_model == "queue"
+    path.write_text(text.replace('md_file = "data/day.bin"', f'md_file = "{ITCH_SAMPLE}"'))
+    assert load_config(path).exchange.md_file == str(ITCH_SAMPLE)  # absolute: as it is
+    path.write_text(text.replace('md_file_model = "queue"', 'md_file_model = "fifo"'))
+    with pytest.raises(ConfigError, match=r"exchange\.md_file_model"):
+        load_config(path)
