@@ -9,8 +9,11 @@ columns show more of each row):
     positions   symbol position avg market unrealized realized total, TOTAL row
     strategies  (under the positions, while any reports) per instance: signals orders
                 fills rejects held, its position, its P&L
-    risk | alerts            position, order rate, daily P&L bars, breaker | alerts
-    trades      newest first, with tick-to-trade latency
+    risk | alerts            breaker; the most used position, book (gross, net,
+                             exposure) and flow (orders/s, messages/s, working)
+                             limits and the daily P&L, as used/limit and % | alerts
+    trades      newest first, with tick-to-trade latency and, for a fill that
+                reduced a position, its P&L per share closed
     footer      keys, and the last action's outcome
 
 ASCII only, so it renders the same over any SSH session and locale.
@@ -23,7 +26,8 @@ import time
 
 import urwid
 
-from hftd.monitor.state import HOP_LABELS, HOPS, SystemState
+from hftd.monitor.state import HOP_LABELS, HOPS, RiskBar, SystemState
+from hftd.msg.status import format_fraction
 
 PALETTE = [
     ("header", "black", "light gray"),
@@ -94,11 +98,27 @@ def fmt_uptime(s: float) -> str:
     )
 
 
-def bar(fraction: float, width: int = 14) -> list[Markup]:
-    f = max(0.0, min(1.0, fraction))
-    n = round(f * width)
-    attr = "bar_crit" if fraction >= 0.8 else "bar_warn" if fraction >= 0.5 else "bar_ok"
-    return ["[", (attr, "#" * n), ("dim", "." * (width - n)), "]"]
+TRADES_TITLE: list[Markup] = [  # over the columns of `Dashboard._trades`
+    ("title", f"{'RECENT TRADES':<43}"),
+    ("dim", f"  {'tick-to-trade':>13}  {'P&L/share':>11}"),
+]
+RISK_WIDTH = 40  # the risk pane's columns (the alerts have the rest)
+
+
+def risk_line(b: RiskBar, width: int = RISK_WIDTH) -> list[Markup]:
+    """ "position AAPL  400/1,000          40.0%": the label, used/limit, and the % in
+    use coloured as the page's bars. A long figure (money) takes the label's padding,
+    then the spaces around its slash, then the label's end: the figures show whole."""
+    pct = format_fraction(b.fraction)
+    attr = "bar_crit" if b.fraction >= 0.8 else "bar_warn" if b.fraction >= 0.5 else "bar_ok"
+    room = width - len(pct) - 1  # for the label, the figure and the space between
+    figure = b.figure
+    if len(b.label) + len(figure) + 1 > room:  # money: "$380,000.00/$5,000,000.00"
+        figure = figure.replace(" / ", "/")
+    avail = max(0, room - len(figure) - 1)  # for the label
+    label = b.label[:avail]
+    head = f"{label:<{min(14, avail)}} {figure}" if figure else label
+    return [f"{head:<{room}} ", (attr, pct)]
 
 
 def _money_attr(v: float) -> str:
@@ -123,8 +143,8 @@ class Dashboard:
                 ("pack", self.throughput),
                 ("pack", urwid.Columns([(47, self.latency), self.health], dividechars=1)),
                 ("pack", self.positions),
-                ("pack", urwid.Columns([(40, self.risk), self.alerts], dividechars=1)),
-                ("pack", urwid.Text(("title", "RECENT TRADES"), wrap="clip")),
+                ("pack", urwid.Columns([(RISK_WIDTH, self.risk), self.alerts], dividechars=1)),
+                ("pack", urwid.Text(TRADES_TITLE, wrap="clip")),
                 ("weight", 1, urwid.ListBox(self.trades_walker)),
             ]
         )
@@ -283,18 +303,25 @@ class Dashboard:
 
     @staticmethod
     def _risk(s: SystemState) -> list[Markup]:
-        out: list[Markup] = [("title", "RISK")]
-        wanted = [b for b in s.risk if b.key.startswith("position.")]
-        wanted += [b for b in s.risk if b.key in ("rate", "loss")]
-        labels = {"rate": "order rate", "loss": "daily P&L"}
-        for b in wanted:
-            label = labels.get(b.key, b.label)
-            out += ["\n", f"{label:<15}", *bar(b.fraction), f"{b.fraction * 100:>5.1f}%"]
-        out += ["\n", f"{'breaker':<15}"]
+        """The breaker, then the most used limit of each kind: a symbol's position, the
+        account's book (gross, net, exposure), its flow (orders/s, messages/s, working
+        orders), and the daily P&L against the loss limit; each as used/limit and %."""
+        out: list[Markup] = [("title", "RISK"), f"{'':<11}breaker "]
         if s.breaker_tripped:
             out.append(("crit", f"TRIPPED {s.breaker_reason}"))
+        elif s.mode == "unknown":
+            out.append("-")  # no gateway answering: nobody says it is armed
         else:
             out.append(("ok", "armed"))
+        bars = {b.key: b for b in s.risk}
+        for family in (
+            [b for b in s.risk if b.key.startswith("position.")],
+            [bars[k] for k in ("gross", "net", "exposure") if k in bars],
+            [bars[k] for k in ("rate", "messages", "working") if k in bars],
+            [bars[k] for k in ("loss",) if k in bars],
+        ):
+            if family:
+                out += ["\n", *risk_line(max(family, key=lambda b: b.fraction))]
         return out
 
     @staticmethod
@@ -323,9 +350,13 @@ class Dashboard:
             when = time.strftime("%H:%M:%S", time.localtime(t.time)) + f".{ms:03d}"
             # an order no market data triggered (the gateway's flatten) has no tick
             t2t = fmt_us_unit(t.tick_to_trade_us) if t.tick_to_trade_us > 0 else "no tick"
+            pps = t.pnl_per_share
             rows.append(
-                f"{when}  {t.symbol:<6} {t.side}  {t.qty:>6} @ {t.price:>10.2f}   "
-                f"tick-to-trade {t2t:>10}"
+                [
+                    f"{when}  {t.symbol:<6} {t.side}  {t.qty:>6} @ {t.price:>10.2f}  {t2t:>13}  ",
+                    # what a fill that reduced a position made per share closed; "-" opened
+                    ("dim", f"{'-':>11}") if pps is None else (_money_attr(pps), f"{pps:>+11,.4f}"),
+                ]
             )
         return rows
 

@@ -11,10 +11,11 @@ import trio.testing
 import urwid
 
 from hftd.console import app as console_app
-from hftd.console.views import Dashboard, confirm_dialog, fmt_us, render_text
+from hftd.console.views import Dashboard, confirm_dialog, fmt_us, render_text, risk_line
 from hftd.monitor.model import Aggregator
 from hftd.monitor.state import SystemState
 from hftd.msg.control import Reply
+from hftd.msg.status import FillStatus, RiskBar, RiskFigure
 from tests.unit import monitor_fixtures as fx
 
 
@@ -94,21 +95,25 @@ def test_every_section_fits_and_shows_the_state(cols: int, rows: int) -> None:
     ]
     # money adds up across symbols, shares do not: no share total
     assert row(lines, "TOTAL")[:4] == ["TOTAL", "5.00", "12.34", "17.34"]
-    # Risk bars and the breaker.
+    # Risk: the breaker, then the most used limit of each kind as used/limit and %.
     risk = [ln[:40] for ln in lines]  # the risk pane; alerts are beside it
-    assert "position AAPL  [##" in text and row(risk, "position AAPL")[-1] == "15.0%"
-    assert row(risk, "order rate")[-1] == "2.0%"
-    assert row(risk, "daily P&L")[-1] == "0.0%"
-    assert row(risk, "breaker") == ["breaker", "armed"]
+    assert row(risk, "RISK") == ["RISK", "breaker", "armed"]
+    assert row(risk, "position AAPL") == ["position", "AAPL", "300/2,000", "15.0%"]
+    assert row(risk, "gross position") == ["gross", "position", "400/8,000", "5.0%"]
+    assert row(risk, "order rate") == ["order", "rate", "4/200", "2.0%"]
+    assert row(risk, "daily P&L") == ["daily", "P&L", "$17.34", "/", "-$50,000.00", "0.0%"]
+    assert all(ln[39] == "%" for ln in risk if ln.startswith(("position", "gross", "daily")))
     # Health: every daemon, ready, with its pid.
     for name, pid in fx.PIDS.items():
         assert f"{name} " in text and str(pid) in text
     # The latency alert (threshold 1000 us) shows with its figures.
     assert "ALERTS (1)" in text and "WARN tick-to-trade p99 4,014" in text
-    # Trades, newest first, with their latency.
-    trades = [ln for ln in lines if "tick-to-trade" in ln and "@" in ln]
+    # Trades, newest first, with their latency; both opened: no P&L per share.
+    title = row(lines, "RECENT TRADES")
+    assert title[2:] == ["tick-to-trade", "P&L/share"]
+    trades = [ln for ln in lines if " @ " in ln]
     assert len(trades) >= 2 if rows > 24 else len(trades) >= 1
-    assert "MSFT" in trades[0] and "415.20" in trades[0] and "457" in trades[0]
+    assert trades[0].split()[1:] == ["MSFT", "S", "100", "@", "415.20", "457", "us", "-"]
     # The keys are always on screen.
     assert "P pause R resume F flatten H halt Q quit" in lines[-1]
 
@@ -118,12 +123,73 @@ def test_breaker_mode_and_down_daemon_show() -> None:
     lines = screen(s, 100, 30)
     text = "\n".join(lines)
     assert "mode HALTED" in lines[0] and "breaker TRIPPED" in lines[0]
-    assert "breaker        TRIPPED 21 venue" in text  # the risk pane clips; alerts say all
+    assert "RISK           breaker TRIPPED 21 venue" in text  # the pane clips; alerts say all
     assert "CRIT circuit breaker tripped" in text and "CRIT trading halted" in text
     # what to do next, in the same words as hftctl status and the web page
     assert s.next_step.startswith("circuit breaker tripped (21 venue rejects in 1 s)")
     assert lines[1].startswith(" next: circuit breaker tripped (21 venue rejects")
     assert "next:" not in "\n".join(screen(state(), 100, 30))  # trading as usual: no line
+
+
+def test_the_risk_pane_shows_the_most_used_limit_of_each_kind_whole() -> None:
+    """Long money figures (a loss against the limit, exposure against millions) show
+    whole, with the % at the pane's edge: the label's padding gives way first, then the
+    spaces around the slash, then the label's end. Of the book's limits and of the
+    flow's, the most used one shows."""
+    figures = dict(
+        fx.RISK_FIGURES,
+        **{
+            "position.MSFT": RiskFigure(used=1_900, limit=2_000, unit="shares"),
+            "exposure": RiskFigure(  # $380,000: 7.6%, above gross (5%) and net (1%)
+                used=3_800_000_000, limit=50_000_000_000, unit="dollars"
+            ),
+            "messages": RiskFigure(used=600, limit=1_000, unit="messages/s"),
+            "loss": RiskFigure(used=-12_345_600, limit=-500_000_000, unit="dollars"),
+        },
+    )
+    lines = screen(state(risk_figures=figures))
+    risk = [ln[:40] for ln in lines]
+    assert row(risk, "position MSFT") == ["position", "MSFT", "1,900/2,000", "95.0%"]
+    assert row(risk, "exposure") == ["exposure", "$380,000.00/$5,000,000.00", "7.6%"]
+    assert row(risk, "message rate") == ["message", "rate", "600/1,000", "60.0%"]
+    assert row(risk, "daily P&L") == ["daily", "P&L", "-$1,234.56", "/", "-$50,000.00", "2.5%"]
+    assert not any(ln.startswith(("position AAPL", "gross", "net", "order rate")) for ln in risk)
+    shown = ("position", "exposure", "message", "daily")
+    assert [ln[39] for ln in risk if ln.startswith(shown)] == ["%"] * 4
+    # millions against millions: the label's end goes, never a figure
+    big = RiskBar(
+        key="exposure", label="exposure", fraction=0.247, figure="$1,234,567.89 / $5,000,000.00"
+    )
+    text = "".join(m if isinstance(m, str) else str(m[1]) for m in risk_line(big))
+    assert text == "exposu $1,234,567.89/$5,000,000.00 24.7%"
+
+
+def test_a_fill_that_reduced_a_position_shows_its_pnl_per_share() -> None:
+    fills = [
+        FillStatus(  # sold 100 of a long at $0.1234 a share above its average entry
+            time_ns=1_700_000_000_000_000_000,
+            symbol="AAPL",
+            side="S",
+            qty=100,
+            price=1_896_000,
+            tick_to_trade_us=80.0,
+            pnl_per_share=1_234.0,
+        ),
+        FillStatus(  # bought back 40 of a short at a loss of $0.05 a share
+            time_ns=1_700_000_001_000_000_000,
+            symbol="MSFT",
+            side="B",
+            qty=40,
+            price=4_152_000,
+            tick_to_trade_us=0.0,
+            pnl_per_share=-500.0,
+        ),
+    ]
+    lines = screen(state(recent_fills=fills))
+    trades = [ln.split() for ln in lines if " @ " in ln]
+    assert trades[0][1:] == ["MSFT", "B", "40", "@", "415.20", "no", "tick", "-0.0500"]
+    assert trades[1][1:] == ["AAPL", "S", "100", "@", "189.60", "80.0", "us", "+0.1234"]
+    assert all(len(ln) == 80 for ln in lines)
 
 
 def test_before_the_first_state() -> None:
@@ -230,7 +296,9 @@ def test_a_fill_without_a_tick_and_a_breaker_nobody_reports() -> None:
     s = state()
     s.trades[0].tick_to_trade_us = 0.0
     text = "\n".join(screen(s, 100, 30))
-    assert "tick-to-trade    no tick" in text and "tick-to-trade      0.0" not in text
+    assert "415.20        no tick" in text and " 0.0 us" not in text
     assert "breaker ok" in screen(s, 100, 30)[0]
     s.mode = "unknown"
-    assert "breaker -" in screen(s, 100, 30)[0]
+    lines = screen(s, 100, 30)
+    assert "breaker -" in lines[0]
+    assert row(lines, "RISK")[:3] == ["RISK", "breaker", "-"]  # not "armed" either
