@@ -32,11 +32,15 @@ from hftd.msg.hot import PRICE_SCALE
 from hftd.msg.status import (
     DETAILS,
     GatewayDetail,
+    RiskBar,
     StatusDetailError,
     StrategyDetail,
     StrategyRow,
     decode_detail,
+    format_dollars,
+    format_fraction,
     next_step,
+    risk_bars,
     strategy_rows,
 )
 
@@ -97,6 +101,8 @@ class TradingSummary(msgspec.Struct, kw_only=True, frozen=True):
     unrealized: float
     total: float
     next: str  # what the operator does now ("" while trading normally)
+    # every risk limit's use: used/limit as the console and the page show it
+    risk: list[RiskBar] = msgspec.field(default_factory=list)
 
 
 def trading_summary(d: GatewayDetail) -> TradingSummary:
@@ -117,6 +123,7 @@ def trading_summary(d: GatewayDetail) -> TradingSummary:
         unrealized=book.unrealized / PRICE_SCALE,
         total=book.total / PRICE_SCALE,
         next=next_step(d),
+        risk=risk_bars(d),
     )
 
 
@@ -269,11 +276,30 @@ def _print_trading(t: TradingSummary | None, why: str) -> None:
         f"strategy {t.strategy}, market view {t.market_view}"
     )
     print(
-        f"POSITIONS  {pos}; {t.working} working; P&L ${t.total:,.2f} "
-        f"(realized ${t.realized:,.2f}, unrealized ${t.unrealized:,.2f})"
+        f"POSITIONS  {pos}; {t.working} working; P&L {_dollars(t.total)} "
+        f"(realized {_dollars(t.realized)}, unrealized {_dollars(t.unrealized)})"
     )
+    for line in risk_lines(t.risk):
+        print(line)
     if t.next:
         print(f"NEXT       {t.next}")
+
+
+def _dollars(v: float) -> str:
+    return format_dollars(round(v * PRICE_SCALE))
+
+
+def risk_lines(bars: list[RiskBar]) -> list[str]:
+    """A line per limit: label, used/limit, % in use (figures right-aligned)."""
+    if not bars:
+        return []
+    label_w = max(len(b.label) for b in bars)
+    fig_w = max(len(b.figure) for b in bars)
+    head = ["RISK      "] + [" " * 10] * (len(bars) - 1)
+    return [
+        f"{h} {b.label:<{label_w}}  {b.figure:>{fig_w}}  {format_fraction(b.fraction):>6}".rstrip()
+        for h, b in zip(head, bars, strict=True)
+    ]
 
 
 def add_parser(sub: Any) -> None:
