@@ -6,6 +6,7 @@ and a checkpoint rebuild it exactly."""
 
 from __future__ import annotations
 
+import gzip
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -466,3 +467,13 @@ def test_md_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
     path.write_text(text.replace('md_file_model = "queue"', 'md_file_model = "fifo"'))
     with pytest.raises(ConfigError, match=r"exchange\.md_file_model"):
         load_config(path)
+
+
+def test_a_gzipped_itch_file_is_the_same_market(tmp_path: Path) -> None:
+    """NASDAQ publishes its days gzipped: read as they are, the same messages."""
+    gz = tmp_path / "sample.bin.gz"
+    gz.write_bytes(gzip.compress(ITCH_SAMPLE.read_bytes()))
+    plain, packed = RecordedMarket(ITCH_SAMPLE, ["AAPL"]), RecordedMarket(gz, ["AAPL"])
+    assert packed.format == plain.format == "ITCH 5.0 BinaryFILE"
+    assert packed.take(20_000) == plain.take(20_000) and packed.position == 10_000
+    assert packed.digest != plain.digest  # the file's own bytes: another journal identity
