@@ -179,6 +179,7 @@ class GatewayCore:
         self.breaker = CircuitBreaker(cfg.breaker)
         self.paused = False
         self.flattening = False
+        self.mode_reason = ""  # the last mode change and why ("halt: circuit breaker: ...")
         self.next_internal_cl_id = ids.GATEWAY_FIRST  # its own orders (flatten): hftd.msg.ids
         # No order the timeout check may cancel (pending, or cancel pending and not
         # acknowledged) was sent before this: `on_timer` walks the orders only once the
@@ -391,13 +392,42 @@ class GatewayCore:
         self.risk.on_cancel_sent(now)
         self._out(o.cl_id, o.strategy, self.venue.cancel(o.user_ref))
 
+    def _journal_mode(self, op: str, reason: str = "") -> None:
+        """An operator's (or the breaker's) mode change, journaled: a restarted gateway
+        comes back in the mode it was left in, never trading after a halt."""
+        self.mode_reason = f"{op}: {reason}" if reason else op
+        if self.journal is not None:
+            self.journal.append(_jenc.encode(("M", op, reason)))
+
+    def _replay_mode(self, op: str, reason: str) -> None:
+        """A journaled mode change, restored without acting (its cancels and orders
+        are journaled as they went out)."""
+        self.mode_reason = f"{op}: {reason}" if reason else op
+        if op == "pause":
+            self.paused = True
+        elif op == "resume":
+            self.paused = False
+            self.flattening = False
+            self.breaker.rearm()
+            self.risk.set_mode(ACTIVE)
+            self.risk.resume()
+        elif op == "halt":
+            self.risk.set_mode(HALTED)
+            self.flattening = False
+        elif op == "flatten":
+            self.risk.set_mode(REDUCING)
+            self.paused = False
+            self.flattening = True
+
     def pause(self) -> dict[str, object]:
+        self._journal_mode("pause")
         self.paused = True
         log.warning("PAUSED by operator: new orders held, working orders stay")
         self._mode_changed()
         return {"mode": self.mode}
 
     def resume(self) -> dict[str, object]:
+        self._journal_mode("resume")
         self.paused = False
         self.flattening = False
         self.breaker.rearm()
@@ -411,6 +441,7 @@ class GatewayCore:
         """HALTED: new orders refused until resume; working orders cancelled, unless
         `cancel` is False (the gateway's orders are in doubt: their UserRefNums may
         name other orders at the venue)."""
+        self._journal_mode("halt", reason)
         self.risk.set_mode(HALTED)
         self.flattening = False
         self._mode_changed()
@@ -424,6 +455,7 @@ class GatewayCore:
         return {"mode": self.mode, "cancelled": n}
 
     def flatten(self) -> dict[str, object]:
+        self._journal_mode("flatten")
         self.risk.set_mode(REDUCING)
         self.paused = False
         self.flattening = True
@@ -505,7 +537,9 @@ class GatewayCore:
 
         "O" records restore what was sent (orders, replaces, cancels pending);
         "V" records re-apply the venue's replies; "L" records name the venue
-        session of each login (`venue_session`). Reports for replies past
+        session of each login (`venue_session`); "M" records restore the mode the
+        operator or the breaker left (paused, halted, flattening): a restart never
+        resumes trading by itself. Reports for replies past
         `quiet_until` (the strategy never got them) are produced again.
         """
         last_seq = 0
@@ -518,6 +552,8 @@ class GatewayCore:
                     self.on_venue_payload(rec[2], rec[1], now)
                 elif rec[0] == "L":
                     self.venue_session = rec[1]
+                elif rec[0] == "M":
+                    self._replay_mode(rec[1], rec[2])
                 else:
                     self._replay_sent(rec[1], rec[2], self.venue.decode_sent(rec[3]), now)
         finally:

@@ -51,8 +51,9 @@ from hftd.msg.status import (
 )
 from hftd.risk.market import MarketView
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
+from hftd.runtime.daemon import StartupError
 from hftd.runtime.days import gateway_journal_path
-from hftd.runtime.journal import Journal
+from hftd.runtime.journal import Journal, JournalCorrupt
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
@@ -500,10 +501,24 @@ class GatewayService:
             agent.market.sync.catch_up_to(await feed_high_water(self.cfg, log))
         t0 = time.monotonic()
         # In a thread: a long day's replay must not keep SIGTERM waiting.
-        journal, records, last_seq = await trio.to_thread.run_sync(
-            self._recover, agent, path, abandon_on_cancel=True
-        )
+        try:
+            journal, records, last_seq = await trio.to_thread.run_sync(
+                self._recover, agent, path, abandon_on_cancel=True
+            )
+        except JournalCorrupt as exc:  # restarting cannot mend it: refuse, say what to do
+            raise StartupError(
+                f"cannot replay the journal: {exc} (it is kept as the day's record: never "
+                "delete it; ops/runbook-journal-damage.md says what to do)",
+                refused=True,
+            ) from exc
         assert agent.check is not None
+        if agent.core.mode != "active":
+            log.warning(
+                "journal: the gateway was left %s (%s): it stays so; `hftctl resume` to "
+                "trade again",
+                agent.core.mode,
+                agent.core.mode_reason,
+            )
         agent.link.next_seq = agent.check.first
         log.info(
             "journal: %d records replayed in %.0f ms from %s (venue messages up to %d); "

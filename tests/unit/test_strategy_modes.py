@@ -125,3 +125,45 @@ def test_a_loss_stop_makes_the_mode_reducing_and_says_so_at_once() -> None:
     core.resume()
     assert core.mode == MODE_ACTIVE
     assert core.reports[-1].reason == MODE_ACTIVE
+
+
+class ListJournal:
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+
+    def append(self, payload: bytes) -> None:
+        self.records.append(payload)
+
+
+@pytest.mark.parametrize(
+    ("steps", "mode"),
+    [
+        (["halt"], MODE_HALTED),
+        (["pause"], MODE_PAUSED),
+        (["flatten"], MODE_REDUCING),
+        (["halt", "resume"], MODE_ACTIVE),
+        (["pause", "halt", "resume", "pause"], MODE_PAUSED),
+    ],
+)
+def test_a_restarted_gateway_comes_back_in_the_mode_it_was_left_in(
+    steps: list[str], mode: str
+) -> None:
+    """The kill switch is sticky: the mode changes are journaled and a gateway that
+    replays its journal (a crash, a reboot) is still halted, paused or flattening,
+    never trading by itself; the breaker's halt says why."""
+    h = Harness()
+    journal = ListJournal()
+    h.core.journal = journal
+    h.order("B", 100)
+    for step in steps:
+        if step == "halt":
+            h.core.halt("circuit breaker: too many rejects")
+        else:
+            getattr(h.core, step)()
+    assert h.core.mode == mode
+    again = Harness()
+    again.core.replay(journal.records, 0)
+    assert again.core.mode == mode
+    assert again.core.flattening == (mode == MODE_REDUCING)
+    if steps[-1] == "halt":
+        assert again.core.mode_reason == "halt: circuit breaker: too many rejects"
