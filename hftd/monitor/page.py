@@ -59,10 +59,11 @@ tfoot td { border-top:1px solid var(--line); font-weight:bold; }
 .tile { background:#1c242e; padding:6px; border-radius:3px; }
 .tile .v { font-size:20px; } .tile .l { color:var(--dim); font-size:11px; }
 .tile .n { color:var(--dim); font-size:11px; }
-.bar { display:grid; grid-template-columns:112px 1fr auto 48px; gap:8px; align-items:center;
-  margin:3px 0; }
+.bar { display:grid; grid-template-columns:1fr auto 52px; column-gap:8px; row-gap:2px;
+  align-items:center; margin:4px 0; }
 .bar .fig, .bar .pct { text-align:right; white-space:nowrap; }
-.bar .track { height:10px; background:#222b35; border-radius:2px; overflow:hidden; }
+.bar .track { grid-column:1 / -1; height:5px; background:#222b35; border-radius:2px;
+  overflow:hidden; }
 .bar .fill { height:100%; background:var(--ok); }
 .bar .fill.warn { background:var(--warn); } .bar .fill.crit { background:var(--crit); }
 canvas { width:100%; height:190px; display:block; }
@@ -256,9 +257,9 @@ function render(s) {
     const pct = Math.max(0, Math.min(1, b.fraction)) * 100;
     const cls = b.fraction >= 0.8 ? "crit" : b.fraction >= 0.5 ? "warn" : "";
     return '<div class="bar" data-key="' + esc(b.key) + '"><span>' + esc(b.label) +
-      '</span><div class="track"><div class="fill ' + cls + '" style="width:' + pct.toFixed(1) +
-      '%"></div></div><span class="fig">' + esc(b.figure || "") + '</span><span class="pct">' +
-      (b.fraction * 100).toFixed(1) + "%</span></div>";
+      '</span><span class="fig">' + esc(b.figure || "") + '</span><span class="pct">' +
+      (b.fraction * 100).toFixed(1) + '%</span><div class="track"><div class="fill ' + cls +
+      '" style="width:' + pct.toFixed(1) + '%"></div></div></div>';
   });
   // no gateway answering: nobody says the breaker is armed
   bars.push('<div class="bar"><span>circuit breaker</span><span id="risk-breaker" class="' +
