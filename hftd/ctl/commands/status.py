@@ -258,7 +258,7 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> int:
             pos = ", ".join(f"{s} {q:+d}" for s, q in sorted(ln.positions.items())) or "flat"
             print(
                 f"STRATEGY   {ln.name}: {ln.signals} signals, {ln.orders} orders, {ln.fills} "
-                f"fills, {ln.rejects} rejects, {ln.held} held; {pos}; P&L ${ln.pnl:,.2f}"
+                f"fills, {ln.rejects} rejects, {ln.held} held; {pos}; P&L {_dollars(ln.pnl)}"
             )
     if not source:
         return NOT_RUNNING
