@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hftd.msg.status import format_dollars
 from tests.integration.frontends import (
     Tmux,
     latency_us,
@@ -95,6 +96,9 @@ def test_console_in_tmux(tmp_path: Path) -> None:
             total = cells(screen, "TOTAL")
             assert total[1] == f"{pos['unrealized'] / 10_000:,.2f}" and len(total) == 4
             assert int(cells(screen, "tick-to-trade")[1]) == t2t["count"]
+            # the day's P&L against the loss limit, in money (default.toml's $50,000)
+            daily = cells(screen, "daily P&L")
+            assert daily[2:5] == [format_dollars(pos["total"]), "/", "-$50,000.00"], daily
 
             # P: pause, straight through the registry.
             term.send("p")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hftd.msg.status import format_dollars
 from tests.integration.frontends import (
     Browser,
     chromium_path,
@@ -118,6 +119,27 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 assert browser.text(row + " td:nth-child(2)") == str(p["qty"])
                 assert browser.text(row + " td:nth-child(4)") == f"{p['mark'] / 10_000:.4f}"
             assert browser.text("#cnt-orders") == str(gw["sent"])
+            # Risk: used/limit beside each bar, as the gateway counts it: each position
+            # against its limit, the day's P&L against the loss limit, in money.
+            figures = gw["risk_figures"]
+            for p in (p for p in pos["positions"] if p["qty"]):  # (0: maybe never sent)
+                f = figures[f"position.{p['symbol']}"]
+                assert (f["used"], f["limit"]) == (abs(p["qty"]), 2_000)  # default.toml's
+                sel = f"#risk .bar[data-key='position.{p['symbol']}'] .fig"
+                assert browser.text(sel) == f"{f['used']:,}/{f['limit']:,}"
+            assert browser.text("#risk .bar[data-key='loss'] .fig") == (
+                f"{format_dollars(pos['total'])} / -$50,000.00"
+            )
+            assert browser.text("#risk-breaker") == "armed"
+            # Recent trades: a fill that reduced a position shows its P&L per share
+            # closed, one that opened or added "-" (the same trades as the monitor's).
+            trades = monitor_state(run_dir)["trades"][:12]
+            want = [
+                "-" if v is None else ("+" if v > 0 else "") + f"{v:,.4f}"
+                for v in (t["pnl_per_share"] for t in trades)
+            ]
+            cells = "[...document.querySelectorAll('#trades td.pps')].map(td => td.textContent)"
+            assert browser.eval(cells) == want
             # Latency can arrive a poll after the counters (the monitor refreshes its
             # latency figures once a second): wait for it, then it must match.
             t2t = next(h for h in latency_us(gw) if h["hop"] == "t1_t4")
