@@ -103,6 +103,7 @@ TRADES_TITLE: list[Markup] = [  # over the columns of `Dashboard._trades`
     ("dim", f"  {'tick-to-trade':>13}  {'P&L/share':>11}"),
 ]
 RISK_WIDTH = 40  # the risk pane's columns (the alerts have the rest)
+MAX_POSITION_LINES = 6  # more symbols than this: one "... N more" line (80x24 must fit)
 
 
 def risk_line(b: RiskBar, width: int = RISK_WIDTH) -> list[Markup]:
@@ -146,7 +147,10 @@ class Dashboard:
                 ("pack", urwid.Columns([(RISK_WIDTH, self.risk), self.alerts], dividechars=1)),
                 ("pack", urwid.Text(TRADES_TITLE, wrap="clip")),
                 ("weight", 1, urwid.ListBox(self.trades_walker)),
-            ]
+            ],
+            # what does not fit is cut from the bottom (the trades), never the top:
+            # throughput, latency, health and positions matter more
+            focus_item=0,
         )
         footer = urwid.Columns([("pack", urwid.Text(KEYS_HELP, wrap="clip")), self.message])
         self.widget = urwid.Frame(
@@ -254,7 +258,8 @@ class Dashboard:
                 f"{'MARKET':>9} {'UNREAL':>11} {'REAL':>11} {'TOTAL':>11}",
             ),
         ]
-        for p in s.positions:
+        shown = s.positions[:MAX_POSITION_LINES]
+        for p in shown:
             out += [
                 "\n",
                 f"{p.symbol:<7}{p.qty:>7} {p.avg_price:>10.4f} {p.mark:>9.4f} ",
@@ -264,6 +269,9 @@ class Dashboard:
                 " ",
                 (_money_attr(p.total), f"{fmt_money(p.total):>11}"),
             ]
+        if len(s.positions) > len(shown):  # the rest: the page, hftctl status
+            more = len(s.positions) - len(shown)
+            out += ["\n", ("dim", f"... {more} more symbols: hftctl status, the web page")]
         t = s.totals
         if t is not None:
             out += [

@@ -202,6 +202,11 @@ def test_too_many_symbols_still_renders_at_80x24() -> None:
     s.positions = s.positions * 8
     lines = screen(s)
     assert len(lines) == 24 and lines[-1].startswith("P pause")
+    # what does not fit is cut from the bottom: the top stays, and the positions
+    # give way to "... N more" before the risk and alerts are pushed off
+    assert lines[1].startswith("orders/s")
+    assert any("more symbols" in ln for ln in lines)
+    assert any(ln.startswith("RISK") for ln in lines)
 
 
 def test_confirmation_dialog_renders_over_the_dashboard() -> None:
