@@ -13,16 +13,34 @@ import typing
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
+from hftd.configtypes import (
+    Alpha6,
+    Alpha10,
+    Micros,
+    NonNegative,
+    Port,
+    Positive,
+    PriceText,
+    Ratio,
+    Seconds,
+    Symbol,
+)
 from hftd.ipc.ring import default_strategy
 from hftd.msg import ids
 from hftd.msg.hot import PRICE_SCALE as PRICE_SCALE  # 4 implied decimals
 from hftd.risk.breaker import BreakerConfig
 from hftd.risk.limits import RiskLimits
 from hftd.runtime.journal import FsyncPolicy
+from hftd.strategy.api import StrategyParams
+from hftd.strategy.kinds import BuiltinConfig
+from hftd.strategy.plugins import BUILTIN_STRATEGIES as BUILTIN_STRATEGIES
+from hftd.strategy.plugins import STRATEGY_ENTRY_POINTS as STRATEGY_ENTRY_POINTS
+from hftd.strategy.plugins import PluginError, config_class
+from hftd.strategy.plugins import strategy_kinds as strategy_kinds
 
 
 class ConfigError(Exception):
@@ -40,18 +58,6 @@ class _Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     def problems(self) -> Iterator[str]:
         """Cross-field checks a type annotation cannot express (path-relative)."""
         return iter(())
-
-
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-Seconds = Annotated[float, msgspec.Meta(gt=0.0)]
-Micros = Annotated[float, msgspec.Meta(ge=0.0)]
-Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=8, pattern=r"^[A-Z][A-Z0-9.]*$")]
-Alpha6 = Annotated[str, msgspec.Meta(min_length=1, max_length=6, pattern=r"^[ -~]+$")]
-Alpha10 = Annotated[str, msgspec.Meta(min_length=1, max_length=10, pattern=r"^[ -~]+$")]
-PriceText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]{1,4})?$")]
 
 
 def to_fixed(text: str) -> int:
@@ -186,70 +192,6 @@ class ExchangeConfig(_Base, frozen=True, kw_only=True):
             yield "heartbeat_timeout_s: must exceed heartbeat_interval_s"
 
 
-BUILTIN_STRATEGIES = ("mean_reversion", "momentum", "market_maker", "load")
-STRATEGY_ENTRY_POINTS = "hftd.strategies"  # the group a package registers its kinds in
-
-
-def strategy_kinds() -> list[str]:
-    """The strategy kinds a config may name: the built-in ones, then those installed
-    packages register (by name only: nothing of theirs is imported to validate).
-    Not cached: a package installed while daemons run is seen at the next reload."""
-    from importlib.metadata import entry_points  # ~50 ms: only for a kind not built in
-
-    extra = sorted({e.name for e in entry_points(group=STRATEGY_ENTRY_POINTS)})
-    return [*BUILTIN_STRATEGIES, *(k for k in extra if k not in BUILTIN_STRATEGIES)]
-
-
-class StrategyInstanceConfig(_Base, frozen=True, kw_only=True):
-    """One strategy instance and its parameters (applied live on reload)."""
-
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
-    # a built-in kind, or one a package registers under the "hftd.strategies" entry
-    # point group (hftd.strategy.plugins; docs/strategies.md)
-    kind: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-    symbols: list[Symbol]
-    enabled: bool = True
-    order_qty: Positive = 100
-    max_position: Positive = 500  # the strategy's own cap; risk limits are the gateway's
-    cooldown_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0  # between orders per symbol
-    aggression_ticks: NonNegative = 0  # IOC limit = opposite touch +/- this many ticks
-    # mean reversion: z-score of the mid over a rolling window
-    window: Annotated[int, msgspec.Meta(ge=2)] = 50
-    threshold_sigma: Annotated[float, msgspec.Meta(gt=0.0)] = 2.0
-    # momentum: fast/slow moving averages of the mid; passive orders at the touch
-    fast_window: Annotated[int, msgspec.Meta(ge=1)] = 10
-    slow_window: Annotated[int, msgspec.Meta(ge=2)] = 40
-    order_timeout_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0  # cancel if still working
-    # market maker: quotes both sides of a fair price (the microprice) half_spread_ticks
-    # away, shifted against its inventory by up to skew_ticks at max_position; moves a
-    # quote (replace) once it is requote_ticks off; pulls both for cooldown_ms when the
-    # mid moves pull_ticks within pull_window_ms, and while market data is older than
-    # stale_ms
-    half_spread_ticks: Annotated[int, msgspec.Meta(ge=1)] = 2
-    skew_ticks: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
-    requote_ticks: Annotated[int, msgspec.Meta(ge=1)] = 1
-    pull_ticks: Annotated[int, msgspec.Meta(ge=1)] = 5
-    pull_window_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 100.0
-    stale_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 500.0
-    # load (a load generator, not a trading strategy): up to rate_per_s non-marketable
-    # IOC orders a second across its symbols, offset_ticks behind its own side's touch
-    rate_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
-    offset_ticks: NonNegative = 5
-    max_working: Positive = 4000  # load: orders in flight at most (the venue's queue bounded)
-    # a plug-in kind's own parameters (the built-in kinds use the fields above)
-    params: dict[str, float | int | str | bool] = msgspec.field(default_factory=dict)
-
-    def problems(self) -> Iterator[str]:
-        if self.kind not in BUILTIN_STRATEGIES and self.kind not in (known := strategy_kinds()):
-            yield f"kind: unknown strategy kind {self.kind!r} (known: {', '.join(known)})"
-        if self.kind == "momentum" and self.fast_window >= self.slow_window:
-            yield "fast_window: must be < slow_window"
-        if self.kind == "load" and self.rate_per_s <= 0:
-            yield "rate_per_s: a load instance needs a rate > 0"
-        if not self.symbols:
-            yield "symbols: at least one symbol"
-
-
 class StrategyConfig(_Base, frozen=True, kw_only=True):
     """The strategy daemon."""
 
@@ -257,7 +199,10 @@ class StrategyConfig(_Base, frozen=True, kw_only=True):
     # Record every input of the engine (market data, reports, timers, clock readings)
     # in the day's journal dir, for `hftd backtest --session` (restart to change)
     record_inputs: bool = False
-    instances: list[StrategyInstanceConfig] = msgspec.field(default_factory=list)
+    # Each instance is its kind's own config Struct (`kind` the tag: a built-in one,
+    # hftd.strategy.kinds, or a plug-in's; hftd.strategy.plugins), decoded and checked
+    # as one (`_check_instance`, `convert_config`); applied live on reload
+    instances: list[StrategyParams] = msgspec.field(default_factory=list)
 
     def problems(self) -> Iterator[str]:
         names = [i.name for i in self.instances]
@@ -827,6 +772,9 @@ def _join(path: str, key: str | int) -> str:
 def _check(value: Any, tp: Any, path: str, errors: list[str]) -> None:
     """Collect every problem in `value` against type `tp` into `errors`."""
     struct = _struct_of(tp)
+    if struct is StrategyParams and isinstance(value, dict):
+        _check_instance(value, path, errors)
+        return
     if struct is not None and isinstance(value, dict):
         _check_struct(value, struct, path, errors)
         return
@@ -878,6 +826,72 @@ def _check_struct(
         _check(data[name], hints[field.name], _join(path, name), errors)
 
 
+def _check_instance(data: dict[str, Any], path: str, errors: list[str]) -> None:
+    """A strategy instance, against its kind's config Struct (the tag, `kind`, says
+    which: a built-in kind or an installed plug-in's). A field of another kind is
+    named with the fields this kind has."""
+    kind = data.get("kind")
+    where = _join(path, "kind")
+    if kind is None:
+        errors.append(f"{where}: required field is missing")
+        return
+    if not isinstance(kind, str):
+        errors.append(f"{where}: Expected `str`, got `{type(kind).__name__}`")
+        return
+    try:
+        cls = config_class(kind)
+    except PluginError as exc:
+        errors.append(f"{where}: {exc}")
+        return
+    fields = {f.encode_name for f in msgspec.structs.fields(cls)}
+    for key in data:
+        if key == "kind" or key in fields:
+            continue
+        if key == "params":
+            errors.append(
+                f"{_join(path, key)}: removed: a kind's own parameters are fields of the "
+                f"instance, beside the common ones (kind {kind!r} has: "
+                f"{', '.join(_own_fields(cls))})"
+            )
+        else:
+            errors.append(
+                f"{_join(path, key)}: unknown field for kind {kind!r} (its own: "
+                f"{', '.join(_own_fields(cls)) or 'none'}; common: "
+                f"{', '.join(_own_fields(StrategyParams))})"
+            )
+    known = {k: v for k, v in data.items() if k in fields}
+    _check_struct(known, cls, path, errors)
+
+
+def _own_fields(cls: type[msgspec.Struct]) -> list[str]:
+    """A strategy config Struct's fields: those of its kind (StrategyParams itself:
+    the common ones)."""
+    common = set() if cls is StrategyParams else set(StrategyParams.__struct_fields__)
+    return [f.encode_name for f in msgspec.structs.fields(cls) if f.name not in common]
+
+
+def convert_config(data: dict[str, Any]) -> HftdConfig:
+    """A config document as HftdConfig, without validating it (`parse_config` does):
+    for a config that was valid before (a recorded session's). The strategy
+    instances decode as the union of the built-in kinds' config Structs and those of
+    the plug-in kinds it names, tagged on `kind`."""
+    strategy = data.get("strategy")
+    insts = strategy.get("instances") if isinstance(strategy, dict) else None
+    if not isinstance(strategy, dict) or not insts:
+        return msgspec.convert(data, HftdConfig)
+    plugins = {
+        i["kind"]: config_class(i["kind"])
+        for i in insts
+        if isinstance(i, dict) and i.get("kind") not in BUILTIN_STRATEGIES
+    }
+    kinds = Union[(BuiltinConfig, *plugins.values())] if plugins else BuiltinConfig
+    decoded: list[StrategyParams] = msgspec.convert(insts, list[kinds])  # type: ignore[valid-type]
+    cfg = msgspec.convert({**data, "strategy": {**strategy, "instances": []}}, HftdConfig)
+    return msgspec.structs.replace(
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, instances=decoded)
+    )
+
+
 def _semantic(obj: Any, path: str, errors: list[str]) -> None:
     """Run `problems()` on every config Struct in the tree."""
     if isinstance(obj, msgspec.Struct):
@@ -918,7 +932,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> HftdConfig:
     _check_struct(data, HftdConfig, "", errors)
     if errors:
         raise ConfigError(source, errors)
-    cfg = _without_disabled_after(msgspec.convert(data, HftdConfig))
+    cfg = _without_disabled_after(convert_config(data))
     _semantic(cfg, "", errors)
     if errors:
         raise ConfigError(source, errors)

@@ -120,12 +120,12 @@ def sharpe(curve: list[tuple[int, float]], step_ns: int = 60 * NANO) -> float:
 def summarize(bt: Backtest, data: list[str]) -> Summary:
     counts = bt.strategy_counts()
     out: list[StrategySummary] = []
-    for s in bt.engine.strategies:
+    for s in bt.engine.contexts:
         name = s.name
         fills = [f for f in bt.fills if f.strategy == name]
         news = [o for o in bt.orders if o.strategy == name and o.action == "new"]
         rows: list[SymbolSummary] = []
-        for sym in sorted({*s.cfg.symbols, *s.om.book.symbols()}):
+        for sym in sorted({*s.params.symbols, *s.om.book.symbols()}):
             mine = [f for f in fills if f.symbol == sym]
             pos = s.om.book.position(sym)
             ordered = sum(o.qty for o in news if o.symbol == sym)

@@ -432,7 +432,7 @@ class Backtest:
         """Every strategy's positions marked at the last mids (the engine marks on its
         timer; the day's end needs the last ones)."""
         books = self.engine.builder.books
-        for s in self.engine.strategies:
+        for s in self.engine.contexts:
             for sym in s.om.book.symbols():
                 b = books.get(sym)
                 bid, ask = (b.best_bid(), b.best_ask()) if b is not None else (None, None)
@@ -449,7 +449,7 @@ class Backtest:
             mids[sym] = (bid[0] + ask[0]) // 2 if bid is not None and ask is not None else 0
         pnl: dict[str, int] = {}
         pos: dict[str, dict[str, int]] = {}
-        for s in self.engine.strategies:
+        for s in self.engine.contexts:
             book = s.om.book
             pnl[s.name] = book.total()
             pos[s.name] = {sym: book.position(sym).qty for sym in sorted(book.symbols())}
@@ -457,7 +457,7 @@ class Backtest:
 
     def strategy_counts(self) -> dict[str, dict[str, int]]:
         """Each instance's order manager's counters (sent, fills, rejects, held, ...)."""
-        return {s.name: dict(s.om.counts) for s in self.engine.strategies}
+        return {s.name: dict(s.om.counts) for s in self.engine.contexts}
 
 
 def updates_of(sources: Iterable[Iterable[MarketDataUpdate]]) -> Iterator[MarketDataUpdate]:

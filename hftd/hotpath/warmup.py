@@ -155,12 +155,14 @@ class StrategyWarm:
         engine = self.engine
         engine.on_update(u)
         sent = self.sent
-        if not any(c.kind == CMD_NEW for c in sent) and engine.strategies:
+        if not any(c.kind == CMD_NEW for c in sent) and engine.contexts:
             # no signal this time: the order path is warmed all the same
-            s = engine.strategies[self.now // 1_000_000_000 % len(engine.strategies)]
-            if s.cfg.symbols:
-                sym = s.cfg.symbols[0]
-                s.om.new(sym, "B", s.cfg.order_qty, self.order_at.get(sym, 1), ouch.TIF_IOC, u.t1)
+            s = engine.contexts[self.now // 1_000_000_000 % len(engine.contexts)]
+            if s.params.symbols:
+                sym = s.params.symbols[0]
+                s.om.new(
+                    sym, "B", s.params.order_qty, self.order_at.get(sym, 1), ouch.TIF_IOC, u.t1
+                )
         out = None
         for c in sent:
             if c.kind == CMD_NEW:

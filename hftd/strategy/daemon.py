@@ -412,7 +412,7 @@ class StrategyService:
                     unrealized=s.om.book.unrealized(),
                     pnl=s.om.book.total(),
                 )
-                for s in e.strategies
+                for s in e.contexts
             },
         )
 

@@ -4,7 +4,8 @@ Fed by a live ring or a replay, it never touches I/O: orders leave through
 the `send` callable the daemon gives it, a request to rebuild the books
 through `lost`. Each strategy instance has its own order manager with its own
 cl_id range (instance index in bits 40..47), so a report is routed by its
-cl_id alone.
+cl_id alone, and its own context (`StrategyContext`, `contexts`): what its
+strategy reads and acts through (hftd.strategy.api).
 
 An update the books reject (`BookError`: an execute, cancel, delete or
 replace of an order they do not hold, a size of zero or less, ...) means they
@@ -24,14 +25,21 @@ hours ago) and strategies hear of the market again from the live edge on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from hftd.book.l3 import BookBuilder, BookError
 from hftd.config import HftdConfig
 from hftd.msg import ids
 from hftd.msg.hot import (
     CMD_HEARTBEAT,
+    EX_ACCEPTED,
+    EX_CANCELED,
+    EX_FILL,
     EX_HEARTBEAT,
+    EX_REJECTED,
+    EX_REPLACED,
     MD_EXECUTE,
     MD_RESET,
     MD_TRADE,
@@ -40,6 +48,8 @@ from hftd.msg.hot import (
     OrderCommand,
 )
 from hftd.msg.status import WorkingOrderStatus
+from hftd.strategy.api import ACCEPTED, CANCELED, FILL, REJECTED, REPLACED, OrderUpdate, Strategy
+from hftd.strategy.context import TRADES_KEPT, StrategyContext
 from hftd.strategy.orders import (
     MODE_ACTIVE,
     MODE_HALTED,
@@ -49,11 +59,21 @@ from hftd.strategy.orders import (
     OrderManager,
 )
 from hftd.strategy.plugins import strategy_class
-from hftd.strategy.strategies import Strategy
 
 log = logging.getLogger("hftd.strategy")
 
 MARK_INTERVAL_NS = 100_000_000  # each strategy's own P&L marks (read by Status only)
+EVENTS = {
+    EX_ACCEPTED: ACCEPTED,
+    EX_FILL: FILL,
+    EX_CANCELED: CANCELED,
+    EX_REJECTED: REJECTED,
+    EX_REPLACED: REPLACED,
+}
+
+# What an update calls for one instance: its context, its on_book, its on_trade
+# (None when the kind does not override it), bound once.
+Dispatch = tuple[StrategyContext, Callable[[StrategyContext, str], None], Any]
 
 
 def _no_resync(why: str, seq: int) -> None:
@@ -68,22 +88,30 @@ class StrategyEngine:
         clock: Callable[[], int],
         run: int = 1,
         lost: Callable[[str, int], None] | None = None,
+        kinds: Mapping[str, type[Strategy[Any]]] | None = None,
     ) -> None:
+        """`kinds`: strategy classes by kind, besides the built-in and installed ones
+        (hftd.strategy.testing runs one that no package registers)."""
         self.cfg = cfg
         self.send = send
         self.clock = clock
         self.lost = lost if lost is not None else _no_resync
         self.builder = BookBuilder([s.symbol for s in cfg.symbols])
         ticks = {s.symbol: s.tick_fp for s in cfg.symbols}
-        self.strategies: list[Strategy] = []
-        self.by_symbol: dict[str, list[Strategy]] = {}
+        # each symbol's recent trades (time, price, qty), shared by the contexts
+        self.trades: dict[str, deque[tuple[int, int, int]]] = {
+            s.symbol: deque(maxlen=TRADES_KEPT) for s in cfg.symbols
+        }
+        self.contexts: list[StrategyContext] = []
         for i, inst in enumerate(cfg.strategy.instances):
             om = OrderManager(inst.name, ids.first_id(i, run), send, clock)
-            strat = strategy_class(inst.kind)(inst, om, ticks)
-            self.strategies.append(strat)
-            if inst.enabled:
-                for sym in inst.symbols:
-                    self.by_symbol.setdefault(sym, []).append(strat)
+            cls = kinds.get(inst.kind) if kinds else None
+            strat = (cls or strategy_class(inst.kind))(inst)
+            self.contexts.append(
+                StrategyContext(strat, inst, om, self.builder.books, ticks, self.trades)
+            )
+        self.by_symbol: dict[str, list[Dispatch]] = {}
+        self._route()
         self.next_heartbeat_ns = 0
         self.gateway_seen_ns = 0
         self.next_mark_ns = 0  # the strategies' own marks: no more often than this
@@ -92,6 +120,18 @@ class StrategyEngine:
         self.in_sync = True  # books consistent and at the live edge (the daemon sets this)
         self.book_errors = 0  # updates the books rejected
         self.last_book_error = ""
+        for c in self.contexts:  # (no clock reading: a replay's starts where live did)
+            c.strategy.on_start(c)
+
+    def _route(self) -> None:
+        """Which enabled instances each symbol's updates go to (after a reload too)."""
+        self.by_symbol = {}
+        for c in self.contexts:
+            if c.params.enabled:
+                s = c.strategy
+                on_trade = s.on_trade if type(s).on_trade is not Strategy.on_trade else None
+                for sym in c.params.symbols:
+                    self.by_symbol.setdefault(sym, []).append((c, s.on_book, on_trade))
 
     # --- market data -----------------------------------------------------------------
 
@@ -110,14 +150,26 @@ class StrategyEngine:
             trade_price = u.price
         if book is None:
             return
-        strats = self.by_symbol.get(book.symbol)
-        if not strats:
+        sym = book.symbol
+        route = self.by_symbol.get(sym)
+        if not route:
             return
         now = self.clock()
-        for s in strats:
-            if trade_price:
-                s.on_trade(book.symbol, trade_price, u.qty, u, now)
-            s.on_book(book, u, now)
+        t1 = u.t1
+        if trade_price:
+            qty = u.qty
+            self.trades[sym].append((now, trade_price, qty))
+            for c, on_book, on_trade in route:
+                c.now = now
+                c.t1 = t1
+                if on_trade is not None:
+                    on_trade(c, sym, trade_price, qty)
+                on_book(c, sym)
+        else:
+            for c, on_book, _ in route:
+                c.now = now
+                c.t1 = t1
+                on_book(c, sym)
 
     def rebuild(self, u: MarketDataUpdate) -> None:
         """An update of a replay of what was published before (MdSync QUIET, and
@@ -157,8 +209,8 @@ class StrategyEngine:
                 }[mode],
             )
         self.gateway_mode = mode
-        for s in self.strategies:
-            s.om.mode = mode
+        for c in self.contexts:
+            c.om.mode = mode
 
     def on_report(self, r: ExecutionReport) -> None:
         if r.kind == EX_HEARTBEAT:
@@ -169,16 +221,31 @@ class StrategyEngine:
             # The account's position (the gateway's word) for every instance on the
             # symbol, whoever's order it was (another instance's, the gateway's flatten):
             # what the reducing mode's room is measured against.
-            for s in self.by_symbol.get(r.symbol, ()):
-                s.om.positions[r.symbol] = r.position
+            for c, _, _ in self.by_symbol.get(r.symbol, ()):
+                c.om.positions[r.symbol] = r.position
         idx = ids.instance_of(r.cl_id)
-        if not 0 <= idx < len(self.strategies):
+        if not 0 <= idx < len(self.contexts):
             idx = ids.instance_of(r.orig_cl_id)
-        if not 0 <= idx < len(self.strategies):
+        if not 0 <= idx < len(self.contexts):
             return  # not a strategy's order (e.g. the gateway's flatten)
-        strat = self.strategies[idx]
-        order = strat.om.on_report(r)
-        strat.on_execution(r, order)
+        c = self.contexts[idx]
+        order = c.om.on_report(r)
+        if order is None:
+            return
+        c.now = self.clock()
+        c.t1 = 0
+        fill = r.kind == EX_FILL
+        c.strategy.on_order(
+            c,
+            OrderUpdate(
+                order,
+                EVENTS.get(r.kind, ""),
+                r.qty if fill else 0,
+                r.price if fill else 0,
+                r.reason,
+                r.orig_cl_id if r.kind == EX_REPLACED else 0,
+            ),
+        )
 
     # --- timers --------------------------------------------------------------------------
 
@@ -195,15 +262,18 @@ class StrategyEngine:
             self.next_heartbeat_ns = now + int(scfg.heartbeat_s * 1e9)
         if self.in_sync and now >= self.next_mark_ns:  # each strategy's own P&L, marked
             self.next_mark_ns = now + MARK_INTERVAL_NS  # at its books' mids (for Status)
-            for s in self.strategies:
-                book = s.om.book
+            for c in self.contexts:
+                book = c.om.book
                 for sym in book.symbols():
                     b = self.builder.books.get(sym)
                     bid, ask = (b.best_bid(), b.best_ask()) if b is not None else (None, None)
                     if bid is not None and ask is not None:
                         book.set_mark(sym, (bid[0] + ask[0]) // 2)
-        for s in self.strategies:
-            s.on_timer(now)
+        for c in self.contexts:
+            if c.params.enabled:
+                c.now = now
+                c.t1 = 0
+                c.strategy.on_timer(c)
 
     def adopt(self, working: Sequence[WorkingOrderStatus], positions: dict[str, int]) -> int:
         """Recover what a previous run left: working orders (routed by cl_id) and
@@ -211,31 +281,34 @@ class StrategyEngine:
         n = 0
         for w in working:
             idx = ids.instance_of(w.cl_id)
-            if 0 <= idx < len(self.strategies):
-                self.strategies[idx].om.adopt(
+            if 0 <= idx < len(self.contexts):
+                self.contexts[idx].om.adopt(
                     w.cl_id, w.symbol, w.side, w.leaves, w.price, w.tif, w.state != "live"
                 )
                 n += 1
-        for s in self.strategies:
-            for sym in s.cfg.symbols:
+        for c in self.contexts:
+            for sym in c.params.symbols:
                 if sym in positions:
-                    s.om.positions[sym] = positions[sym]
+                    c.om.positions[sym] = positions[sym]
         return n
 
     def reconfigure(self, cfg: HftdConfig) -> None:
-        """Apply new strategy parameters (same instances, same symbols)."""
+        """Apply new strategy parameters (same instances: names and kinds). An
+        instance enabled or disabled, or given other symbols (configured ones), is
+        routed accordingly from the next update."""
         self.cfg = cfg
-        for s, inst in zip(self.strategies, cfg.strategy.instances, strict=True):
-            s.reconfigure(inst)
+        for c, inst in zip(self.contexts, cfg.strategy.instances, strict=True):
+            c.reconfigure(inst)
+        self._route()
 
     def working(self) -> int:
-        return sum(len(s.om.orders) for s in self.strategies)
+        return sum(len(c.om.orders) for c in self.contexts)
 
     def untracked(self) -> int:
-        return sum(s.om.untracked for s in self.strategies)
+        return sum(c.om.untracked for c in self.contexts)
 
     def stale(self) -> int:
-        return sum(s.om.stale for s in self.strategies)
+        return sum(c.om.stale for c in self.contexts)
 
     def invalid(self) -> int:
-        return sum(s.om.invalid for s in self.strategies)
+        return sum(c.om.invalid for c in self.contexts)

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from hftd.config import HftdConfig
+from hftd.config import HftdConfig, convert_config
 from hftd.msg.hot import CMD_HEARTBEAT, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.msg.status import WorkingOrderStatus
 from hftd.strategy.engine import StrategyEngine
@@ -167,7 +167,7 @@ def replay(payloads: Iterable[bytes]) -> ReplayResult:
             if kind == "H":
                 if rec[1] != VERSION:
                     raise ValueError(f"record version {rec[1]}, this hftd reads {VERSION}")
-                cfg = msgspec.convert(rec[3], HftdConfig)
+                cfg = convert_config(rec[3])
                 r.result.run = rec[2]
                 engine = StrategyEngine(cfg, r.send, r.clock, rec[2], _lost)
                 continue
@@ -202,6 +202,6 @@ def _apply(engine: StrategyEngine, kind: str, rec: Sequence[Any]) -> None:
         working = msgspec.convert(rec[1], list[WorkingOrderStatus])
         engine.adopt(working, dict(rec[2]))
     elif kind == "R":
-        engine.reconfigure(msgspec.convert(rec[1], HftdConfig))
+        engine.reconfigure(convert_config(rec[1]))
     else:
         raise ValueError(f"unknown record kind {kind!r}")

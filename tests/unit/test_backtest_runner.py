@@ -85,7 +85,7 @@ def test_positions_and_fills_agree_between_strategies_and_gateway() -> None:
     """The gateway core (the account) and each strategy's own book saw the same
     fills: their positions and counts add up."""
     bt = run(aapl_config())
-    own = sum(s.om.own_position("AAPL") for s in bt.engine.strategies)
+    own = sum(s.om.own_position("AAPL") for s in bt.engine.contexts)
     assert own == bt.core.book.qty("AAPL")
     assert len(bt.fills) == bt.core.counters["fills"] > 0
     traded = sum(f.qty if f.side == "B" else -f.qty for f in bt.fills)

@@ -89,12 +89,12 @@ def test_reports_route_to_the_instance_in_the_id() -> None:
     cfg = load_config(DEFAULT_CONFIG)
     assert len(cfg.strategy.instances) >= 2, text
     engine = StrategyEngine(cfg, lambda c: True, lambda: 0, run=ids.MAX_RUN)
-    second = engine.strategies[1].om
+    second = engine.contexts[1].om
     cl = second.new("AAPL", "B", 100, 1_895_000, "0", 0)
     assert cl is not None and ids.instance_of(cl) == 1 and ids.run_of(cl) == ids.MAX_RUN
     engine.on_report(ExecutionReport(EX_ACCEPTED, cl, 0, "AAPL", "B", 100, 1_895_000, 0, 0, "", 0))
     assert second.orders[cl].state == "live" and second.untracked == 0
-    assert engine.strategies[0].om.untracked == 0
+    assert engine.contexts[0].om.untracked == 0
 
 
 def test_too_many_instances_is_a_config_error() -> None:

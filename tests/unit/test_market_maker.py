@@ -1,4 +1,4 @@
-"""The market maker's decisions (hftd.strategy.strategies.MarketMaker): quoting
+"""The market maker's decisions (hftd.strategy.kinds.market_maker): quoting
 both sides, the inventory skew, its position limit, keeping quotes with replaces,
 and pulling them on an adverse move and on stale market data."""
 
@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from hftd.config import StrategyInstanceConfig, load_config
+from hftd.config import load_config
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_NEW,
@@ -23,17 +23,16 @@ from hftd.msg.hot import (
     OrderCommand,
 )
 from hftd.strategy.engine import StrategyEngine
-from hftd.strategy.strategies import MarketMaker
+from hftd.strategy.kinds import MarketMaker, MarketMakerConfig
 from tests.support import ROOT
-from tests.unit.test_strategy import engine
+from tests.unit.test_strategy import engine, timer
 
 TICK = 100  # $0.01 (AAPL's tick in the default config)
 
 
-def mm(**over: Any) -> StrategyInstanceConfig:
+def mm(**over: Any) -> MarketMakerConfig:
     base: dict[str, Any] = {
         "name": "mm",
-        "kind": "market_maker",
         "symbols": ["AAPL"],
         "order_qty": 100,
         "max_position": 200,
@@ -45,7 +44,7 @@ def mm(**over: Any) -> StrategyInstanceConfig:
         "stale_ms": 500.0,
         "cooldown_ms": 50.0,
     }
-    return StrategyInstanceConfig(**(base | over))
+    return MarketMakerConfig(**(base | over))
 
 
 class Market:
@@ -77,8 +76,8 @@ def news(sent: list[OrderCommand]) -> list[tuple[str, int]]:
 
 def accept_all(eng: StrategyEngine, sent: list[OrderCommand]) -> None:
     for c in sent:
-        if c.kind == CMD_NEW and c.cl_id in eng.strategies[0].om.orders:
-            o = eng.strategies[0].om.orders[c.cl_id]
+        if c.kind == CMD_NEW and c.cl_id in eng.contexts[0].om.orders:
+            o = eng.contexts[0].om.orders[c.cl_id]
             if o.state == "sent":
                 eng.on_report(
                     ExecutionReport(
@@ -108,7 +107,7 @@ def test_inventory_skews_both_quotes_against_it_and_the_limit_stops_a_side() -> 
     mk = Market(eng)
     mk.quote(1_000_000, 1_001_000)
     accept_all(eng, sent)
-    strat = eng.strategies[0]
+    strat = eng.contexts[0]
     [bid_cl] = [c.cl_id for c in sent if c.kind == CMD_NEW and c.side == "B"]
     # our bid fills: long 100 (half the limit) -> reservation 2 ticks lower
     eng.on_report(ExecutionReport(EX_FILL, bid_cl, 0, "AAPL", "B", 100, 999_800, 0, 100, "", 0))
@@ -119,7 +118,7 @@ def test_inventory_skews_both_quotes_against_it_and_the_limit_stops_a_side() -> 
     ask = [c for c in sent if c.kind == CMD_REPLACE and c.side == "S"]
     assert bid and bid[0].price == 1_000_500 - 2 * TICK - 2 * TICK
     assert ask and ask[0].price == 1_000_500 + 2 * TICK - 2 * TICK  # moved by a replace
-    assert isinstance(strat, MarketMaker) and strat.requotes == 1
+    assert isinstance(strat.strategy, MarketMaker) and strat.strategy.requotes == 1
     # at the limit (long 200): no bid at all
     eng.on_report(
         ExecutionReport(EX_ACCEPTED, bid[0].cl_id, 0, "AAPL", "B", 100, bid[0].price, 100, 0, "", 0)
@@ -169,8 +168,8 @@ def test_an_adverse_move_pulls_both_quotes_for_the_cooldown() -> None:
     sent.clear()
     mk.quote(1_001_200, 1_001_600)  # the bid jumps: the mid is 6 ticks up at once
     assert sorted(c.kind for c in sent) == [CMD_CANCEL, CMD_CANCEL]
-    strat = eng.strategies[0]
-    assert isinstance(strat, MarketMaker) and strat.pulls == 1
+    strat = eng.contexts[0]
+    assert isinstance(strat.strategy, MarketMaker) and strat.strategy.pulls == 1
     sent.clear()
     mk.quote(1_001_200, 1_001_600)  # still cooling down: no new quotes
     assert not news(sent)
@@ -200,11 +199,12 @@ def test_stale_market_data_pulls_the_quotes() -> None:
     eng, sent = engine([mm(stale_ms=500.0)])
     Market(eng).quote(1_000_000, 1_001_000)
     accept_all(eng, sent)
-    strat = eng.strategies[0]
+    strat = eng.contexts[0]
     sent.clear()
-    strat.on_timer(strat.last_md["AAPL"] + 400 * 10**6)  # not stale yet  # type: ignore[attr-defined]
+    assert isinstance(strat.strategy, MarketMaker)
+    timer(eng, strat.strategy.last_md["AAPL"] + 400 * 10**6)  # not stale yet
     assert not sent
-    strat.on_timer(strat.last_md["AAPL"] + 600 * 10**6)  # type: ignore[attr-defined]
+    timer(eng, strat.strategy.last_md["AAPL"] + 600 * 10**6)
     assert sorted(c.kind for c in sent) == [CMD_CANCEL, CMD_CANCEL]
 
 

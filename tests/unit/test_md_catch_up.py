@@ -318,15 +318,16 @@ def test_a_strategy_neither_sees_nor_trades_on_the_replay(
     a book has both sides): nothing during the replay, quotes from the live edge."""
     cfg, r = cfg_rings
     agent = StrategyAgent(cfg, r["md"], r["executions"], r["orders"])
-    [mm] = agent.engine.strategies
+    [mm] = agent.engine.contexts
     seen: list[int] = []
-    on_book = mm.on_book
+    on_book = mm.strategy.on_book
 
-    def spy(book: Any, u: MarketDataUpdate, now: int) -> None:
-        seen.append(u.seq)
-        on_book(book, u, now)
+    def spy(ctx: Any, symbol: str) -> None:
+        seen.append(agent.engine.builder.last_seq)
+        on_book(ctx, symbol)
 
-    mm.on_book = spy  # type: ignore[method-assign]
+    mm.strategy.on_book = spy  # type: ignore[method-assign]
+    agent.engine.reconfigure(cfg)  # routes updates anew: to the spy
     dec = msgspec.msgpack.Decoder(OrderCommand)
 
     def sent() -> list[OrderCommand]:

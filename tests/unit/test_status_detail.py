@@ -125,10 +125,10 @@ def test_a_restarted_strategy_adopts_what_the_gateways_detail_says() -> None:
     engine = StrategyEngine(cfg, lambda c: True, lambda: 0)
     positions = {p.symbol: p.qty for p in detail.positions.positions}
     assert engine.adopt(detail.working, positions) == 2
-    om = engine.strategies[0].om
+    om = engine.contexts[0].om
     assert sorted((o.side, o.leaves) for o in om.orders.values()) == [("B", 100), ("S", 200)]
     assert om.positions["AAPL"] == -100  # mr1 trades AAPL; mom1 does not
-    assert "AAPL" not in engine.strategies[1].om.positions
+    assert "AAPL" not in engine.contexts[1].om.positions
 
 
 def test_risk_figures_and_pnl_per_share_ride_along_and_older_details_still_decode() -> None:

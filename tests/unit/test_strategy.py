@@ -7,7 +7,7 @@ import itertools
 import msgspec
 import pytest
 
-from hftd.config import StrategyInstanceConfig, load_config
+from hftd.config import load_config
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_HEARTBEAT,
@@ -23,7 +23,9 @@ from hftd.msg.hot import (
     MarketDataUpdate,
     OrderCommand,
 )
+from hftd.strategy.api import StrategyParams
 from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.kinds import Load, LoadConfig, MeanReversionConfig, MomentumConfig
 from hftd.strategy.orders import CANCEL_PENDING, LIVE, PARTIAL, REPLACE_PENDING, OrderManager
 from tests.support import DEFAULT_CONFIG
 
@@ -89,7 +91,7 @@ def test_invalid_transition_is_a_bug() -> None:
         om._event(om.orders[cl], "replace_req")  # a replace before any acknowledgement
 
 
-def engine(instances: list[StrategyInstanceConfig]) -> tuple[StrategyEngine, list[OrderCommand]]:
+def engine(instances: list[StrategyParams]) -> tuple[StrategyEngine, list[OrderCommand]]:
     cfg = msgspec.structs.replace(
         load_config(DEFAULT_CONFIG),
         strategy=msgspec.structs.replace(load_config(DEFAULT_CONFIG).strategy, instances=instances),
@@ -104,14 +106,20 @@ def engine(instances: list[StrategyInstanceConfig]) -> tuple[StrategyEngine, lis
     return StrategyEngine(cfg, send, lambda: next(clock)), sent
 
 
+def timer(eng: StrategyEngine, now: int, i: int = 0) -> None:
+    """Instance `i`'s timer callback alone, at `now` (the engine's timer also beats)."""
+    c = eng.contexts[i]
+    c.now, c.t1 = now, 0
+    c.strategy.on_timer(c)
+
+
 def book_update(seq: int, ref: int, side: str, price: int, qty: int = 100) -> MarketDataUpdate:
     return MarketDataUpdate(seq, MD_ADD, 1, "AAPL", ref, side, qty, price, 0, 0, seq)
 
 
 def test_mean_reversion_buys_a_dip_and_routes_its_reports() -> None:
-    mr = StrategyInstanceConfig(
+    mr = MeanReversionConfig(
         name="mr",
-        kind="mean_reversion",
         symbols=["AAPL"],
         window=5,
         threshold_sigma=1.5,
@@ -129,10 +137,10 @@ def test_mean_reversion_buys_a_dip_and_routes_its_reports() -> None:
     cl = orders[0].cl_id
     eng.on_report(report(EX_ACCEPTED, cl, 100, 100))
     eng.on_report(report(EX_FILL, cl, 100, 0, position=100))
-    assert eng.strategies[0].om.position("AAPL") == 100 and eng.working() == 0
+    assert eng.contexts[0].om.position("AAPL") == 100 and eng.working() == 0
     # A report for an order that is not a strategy's (the gateway's flatten) still moves positions.
     eng.on_report(report(EX_FILL, 1 << 47, 100, 0, position=0))
-    assert eng.strategies[0].om.position("AAPL") == 0 and eng.untracked() == 0
+    assert eng.contexts[0].om.position("AAPL") == 0 and eng.untracked() == 0
 
 
 def test_timer_sends_heartbeats_with_market_data_age() -> None:
@@ -148,9 +156,8 @@ def test_signal_lines_say_why_with_the_numbers_the_strategy_used(
 ) -> None:
     """The reason is formatted when the line is written (not on the order's path),
     into the same text as before: momentum's fast average is the last fast_window mids."""
-    mom = StrategyInstanceConfig(
+    mom = MomentumConfig(
         name="mom",
-        kind="momentum",
         symbols=["AAPL"],
         fast_window=2,
         slow_window=4,
@@ -176,9 +183,8 @@ def test_signal_lines_say_why_with_the_numbers_the_strategy_used(
 
 
 def test_mean_reversion_signal_line_carries_its_z_score(caplog: pytest.LogCaptureFixture) -> None:
-    mr = StrategyInstanceConfig(
+    mr = MeanReversionConfig(
         name="mr",
-        kind="mean_reversion",
         symbols=["AAPL"],
         window=5,
         threshold_sigma=1.5,
@@ -201,9 +207,7 @@ def test_mean_reversion_signal_line_carries_its_z_score(caplog: pytest.LogCaptur
 
 def load_engine(rate: float, symbols: list[str]) -> tuple[StrategyEngine, list[OrderCommand]]:
     """A `load` instance in an engine whose clock the test sets (`eng.clock`)."""
-    ld = StrategyInstanceConfig(
-        name="load", kind="load", symbols=symbols, rate_per_s=rate, offset_ticks=3
-    )
+    ld = LoadConfig(name="load", symbols=symbols, rate_per_s=rate, offset_ticks=3)
     eng, sent = engine([ld])
     return eng, sent
 
@@ -215,18 +219,18 @@ def two_sided(eng: StrategyEngine, symbol: str, locate: int, bid: int, ask: int)
 
 def test_load_sends_its_rate_of_non_marketable_iocs_once_books_have_both_sides() -> None:
     eng, sent = load_engine(1000.0, ["AAPL", "MSFT"])
-    load = eng.strategies[0]
+    load = eng.contexts[0]
     now = [10**9]
     eng.clock = lambda: now[0]
-    load.on_timer(now[0])
+    timer(eng, now[0])
     now[0] += 10**7
-    load.on_timer(now[0])
+    timer(eng, now[0])
     assert not sent  # no book with both sides yet: nothing to price from
     locate = {s.symbol: i + 1 for i, s in enumerate(eng.cfg.symbols)}
     two_sided(eng, "AAPL", locate["AAPL"], 1_000_000, 1_000_200)
     two_sided(eng, "MSFT", locate["MSFT"], 4_000_000, 4_000_500)
     now[0] += 10**7  # 10 ms at 1000/s: 10 orders
-    load.on_timer(now[0])
+    timer(eng, now[0])
     news = [c for c in sent if c.kind == CMD_NEW]
     assert len(news) == 10
     assert {c.symbol for c in news} == {"AAPL", "MSFT"}
@@ -251,10 +255,10 @@ def test_load_sends_its_rate_of_non_marketable_iocs_once_books_have_both_sides()
 
 def test_load_catches_up_at_most_a_burst_and_stops_at_a_full_ring() -> None:
     eng, sent = load_engine(1000.0, ["AAPL"])
-    load = eng.strategies[0]
+    load = eng.contexts[0]
     two_sided(eng, "AAPL", 1, 1_000_000, 1_000_200)
-    load.on_timer(10**9)
-    load.on_timer(10**9 + 10 * 10**9)  # 10 s without a timer: 50 ms of the rate, not 10,000
+    timer(eng, 10**9)
+    timer(eng, 10**9 + 10 * 10**9)  # 10 s without a timer: 50 ms of the rate, not 10,000
     assert len([c for c in sent if c.kind == CMD_NEW]) == 50
     ring = [3]  # the ring takes three more, then is full
 
@@ -266,27 +270,25 @@ def test_load_catches_up_at_most_a_burst_and_stops_at_a_full_ring() -> None:
         return True
 
     load.om.send = full_after_three
-    load.on_timer(10**9 + 10 * 10**9 + 10**7)  # 10 more due
+    timer(eng, 10**9 + 10 * 10**9 + 10**7)  # 10 more due
     assert len([c for c in sent if c.kind == CMD_NEW]) == 53
-    assert load.refused == 1 and load.om.refused == 1
+    assert isinstance(load.strategy, Load)
+    assert load.strategy.refused == 1 and load.om.refused == 1
 
 
 def test_load_config_needs_a_rate() -> None:
-    cfg = StrategyInstanceConfig(name="l", kind="load", symbols=["AAPL"])
+    cfg = LoadConfig(name="l", symbols=["AAPL"])
     assert any("rate_per_s" in p for p in cfg.problems())
-    ok = StrategyInstanceConfig(name="l", kind="load", symbols=["AAPL"], rate_per_s=10.0)
+    ok = LoadConfig(name="l", symbols=["AAPL"], rate_per_s=10.0)
     assert not list(ok.problems())
 
 
 def test_load_keeps_at_most_max_working_in_flight() -> None:
-    ld = StrategyInstanceConfig(
-        name="load", kind="load", symbols=["AAPL"], rate_per_s=1000.0, max_working=4
-    )
+    ld = LoadConfig(name="load", symbols=["AAPL"], rate_per_s=1000.0, max_working=4)
     eng, sent = engine([ld])
-    load = eng.strategies[0]
     two_sided(eng, "AAPL", 1, 1_000_000, 1_000_200)
-    load.on_timer(10**9)
-    load.on_timer(10**9 + 10**7)  # 10 due, 4 may be in flight
+    timer(eng, 10**9)
+    timer(eng, 10**9 + 10**7)  # 10 due, 4 may be in flight
     news = [c for c in sent if c.kind == CMD_NEW]
     assert len(news) == 4
     eng.on_report(
@@ -299,15 +301,14 @@ def test_load_keeps_at_most_max_working_in_flight() -> None:
             EX_CANCELED, news[0].cl_id, 0, "AAPL", news[0].side, 100, news[0].price, 0, 0, "I", 0
         )
     )
-    load.on_timer(10**9 + 2 * 10**7)  # one finished: one more
+    timer(eng, 10**9 + 2 * 10**7)  # one finished: one more
     assert len([c for c in sent if c.kind == CMD_NEW]) == 5
 
 
-def momentum(**over: object) -> StrategyInstanceConfig:
-    return StrategyInstanceConfig(
+def momentum(**over: object) -> MomentumConfig:
+    return MomentumConfig(
         **{
             "name": "mom",
-            "kind": "momentum",
             "symbols": ["AAPL"],
             "fast_window": 2,
             "slow_window": 4,
@@ -344,9 +345,8 @@ def test_momentum_cancels_what_works_past_its_timeout() -> None:
     flat_then_up(eng, itertools.count(1))
     [order] = [c for c in sent if c.kind == CMD_NEW]
     eng.on_report(report(EX_ACCEPTED, order.cl_id, 100, 100))
-    mom = eng.strategies[0]
     start = 10**12
-    mom.on_timer(start)  # (the order's clock is the engine's: far in the past by now)
+    timer(eng, start)  # (the order's clock is the engine's: far in the past by now)
     cancels = [c for c in sent if c.kind == CMD_CANCEL]
     assert [c.orig_cl_id for c in cancels] == [order.cl_id]
 

@@ -8,9 +8,9 @@ import itertools
 
 import pytest
 
-from hftd.config import StrategyInstanceConfig
 from hftd.monitor.state import StrategyRow
 from hftd.msg.hot import EX_ACCEPTED, EX_FILL, MD_ADD, ExecutionReport, MarketDataUpdate
+from hftd.strategy.kinds import MeanReversionConfig
 from tests.unit import monitor_fixtures as fx
 from tests.unit.test_console_views import screen, state
 from tests.unit.test_monitor_prom import exposition, samples
@@ -57,26 +57,25 @@ def test_the_console_shows_a_line_per_strategy(cols: int, rows: int) -> None:
 def test_an_instance_keeps_its_own_position_and_pnl_from_its_own_fills() -> None:
     """Two instances on one symbol: each P&L is its own fills', marked at the mid;
     the account's position (the gateway's) is theirs together."""
-    cfg = dict(kind="mean_reversion", symbols=["AAPL"], cooldown_ms=0.0)
-    a = StrategyInstanceConfig(name="a", **cfg)  # type: ignore[arg-type]
-    b = StrategyInstanceConfig(name="b", **cfg)  # type: ignore[arg-type]
+    a = MeanReversionConfig(name="a", symbols=["AAPL"], cooldown_ms=0.0)
+    b = MeanReversionConfig(name="b", symbols=["AAPL"], cooldown_ms=0.0)
     eng, _ = engine([a, b])
     seq = itertools.count(1)
     for ref, side, px in ((1, "B", 1_000_000), (2, "S", 1_002_000)):  # mid 100.10
         eng.on_update(MarketDataUpdate(next(seq), MD_ADD, 1, "AAPL", ref, side, 100, px, 0, 0, 0))
-    oa = eng.strategies[0].om.new("AAPL", "B", 100, 1_000_000, "0", 0)
-    ob = eng.strategies[1].om.new("AAPL", "S", 40, 1_003_000, "0", 0)
+    oa = eng.contexts[0].om.new("AAPL", "B", 100, 1_000_000, "0", 0)
+    ob = eng.contexts[1].om.new("AAPL", "S", 40, 1_003_000, "0", 0)
     assert oa is not None and ob is not None
     for cl, side, qty, px, pos in ((oa, "B", 100, 1_000_000, 100), (ob, "S", 40, 1_003_000, 60)):
         eng.on_report(ExecutionReport(EX_ACCEPTED, cl, 0, "AAPL", side, qty, px, qty, 0, "", 0))
         eng.on_report(ExecutionReport(EX_FILL, cl, 0, "AAPL", side, qty, px, 0, pos, "", 0))
     eng.on_timer()  # marks each instance's book at the mid
-    ba, bb = eng.strategies[0].om.book, eng.strategies[1].om.book
+    ba, bb = eng.contexts[0].om.book, eng.contexts[1].om.book
     assert ba.position("AAPL").qty == 100 and bb.position("AAPL").qty == -40
     assert ba.unrealized() == 100 * (1_001_000 - 1_000_000)  # long 100 from 100.00
     assert bb.unrealized() == 40 * (1_003_000 - 1_001_000)  # short 40 from 100.30
     # the account's position, as the gateway reports it, is the same for both
-    assert eng.strategies[0].om.position("AAPL") == eng.strategies[1].om.position("AAPL") == 60
+    assert eng.contexts[0].om.position("AAPL") == eng.contexts[1].om.position("AAPL") == 60
 
 
 def test_the_fixture_is_what_a_strategy_reports() -> None:

@@ -217,7 +217,7 @@ def engine_session() -> bytes:
 def _instances(eng: StrategyEngine) -> list[Any]:
     """Each instance's figures holder: the engine's list of them (named `contexts`
     since the strategy API, `strategies` before)."""
-    return list(getattr(eng, "contexts", None) or eng.strategies)
+    return list(eng.contexts)
 
 
 def backtest_outputs() -> dict[str, bytes]:

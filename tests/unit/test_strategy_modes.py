@@ -62,14 +62,14 @@ def test_the_engine_takes_the_mode_from_the_gateways_heartbeat() -> None:
     engine = StrategyEngine(
         load_config(DEFAULT_CONFIG), lambda c: True, itertools.count(1).__next__
     )
-    assert engine.strategies and all(s.om.mode == MODE_ACTIVE for s in engine.strategies)
+    assert engine.contexts and all(s.om.mode == MODE_ACTIVE for s in engine.contexts)
     engine.on_report(heartbeat(MODE_HALTED))
     assert engine.gateway_mode == MODE_HALTED
-    assert all(s.om.mode == MODE_HALTED for s in engine.strategies)
+    assert all(s.om.mode == MODE_HALTED for s in engine.contexts)
     engine.on_report(heartbeat(""))  # a gateway that says nothing: active, as before
-    assert all(s.om.mode == MODE_ACTIVE for s in engine.strategies)
+    assert all(s.om.mode == MODE_ACTIVE for s in engine.contexts)
     engine.on_report(heartbeat("sleeping"))  # a word we do not know: hold, never guess
-    assert all(not s.om.allows("AAPL", "B", 1) for s in engine.strategies)
+    assert all(not s.om.allows("AAPL", "B", 1) for s in engine.contexts)
 
 
 def test_the_gateway_says_its_mode_at_once_when_it_changes() -> None:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from hftd.backtest.itch_file import ItchFile
-from hftd.config import HftdConfig, StrategyInstanceConfig, load_config
+from hftd.config import HftdConfig, load_config
 from hftd.msg.hot import (
     CMD_CANCEL,
     CMD_NEW,
@@ -24,6 +24,7 @@ from hftd.msg.hot import (
     OrderCommand,
 )
 from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.kinds import MarketMakerConfig
 from hftd.strategy.record import InputRecorder, replay
 from tests.support import DEFAULT_CONFIG, ITCH_FILE
 
@@ -34,7 +35,7 @@ def on_aapl() -> HftdConfig:
     """The default config's strategies, all on AAPL (the NASDAQ sample's symbol)."""
     cfg = load_config(DEFAULT_CONFIG)
     insts = [msgspec.structs.replace(i, symbols=["AAPL"]) for i in cfg.strategy.instances]
-    insts.append(StrategyInstanceConfig(name="mm1", kind="market_maker", symbols=["AAPL"]))
+    insts.append(MarketMakerConfig(name="mm1", symbols=["AAPL"]))
     return msgspec.structs.replace(
         cfg, strategy=msgspec.structs.replace(cfg.strategy, instances=insts)
     )
