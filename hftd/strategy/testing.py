@@ -18,6 +18,7 @@ The clock is manual (`advance`, `timer`); the symbols' tick is `tick_size`.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -72,9 +73,10 @@ class StrategyTest:
         self.locate = {s: i + 1 for i, s in enumerate(config.symbols)}
         self.refs = itertools.count(1)
         self.seq = itertools.count(1)
-        self.resting: dict[tuple[str, str], int] = {}  # (symbol, side) -> its order ref
+        # (symbol, side) -> the book's one order there: (ref, price, size)
+        self.resting: dict[tuple[str, str], tuple[int, int, int]] = {}
         self.position: dict[str, int] = {}  # the account's, as the gateway would report it
-        self.answered = 0  # commands `ack` has answered
+        self.unanswered: deque[OrderCommand] = deque()  # for `ack`
         for symbol in config.symbols:  # the directory: which locate is which symbol
             self._md(MD_DIRECTORY, symbol, 0, "", 0, 0)
         if mode != "active":
@@ -83,6 +85,7 @@ class StrategyTest:
     def _send(self, c: OrderCommand) -> bool:
         if c.kind != CMD_HEARTBEAT:
             self.sent.append(c)
+            self.unanswered.append(c)
         return True
 
     # --- prices and time -------------------------------------------------------------
@@ -117,15 +120,18 @@ class StrategyTest:
         self, symbol: str, bid: Price, ask: Price, bid_size: int = 100, ask_size: int = 100
     ) -> None:
         """The book's best bid and ask become these (one order a side: the bid moves,
-        then the ask; each is one book change, `on_book`)."""
+        then the ask; each side that changes is one book change, one `on_book`)."""
         for side, price, size in (("B", bid, bid_size), ("S", ask, ask_size)):
-            ref = next(self.refs)
+            px = self.px(price)
             old = self.resting.get((symbol, side))
+            if old is not None and old[1:] == (px, size):
+                continue
+            ref = next(self.refs)
             if old is None:
-                self._md(MD_ADD, symbol, ref, side, size, self.px(price))
+                self._md(MD_ADD, symbol, ref, side, size, px)
             else:
-                self._md(MD_REPLACE, symbol, old, side, size, self.px(price), ref)
-            self.resting[(symbol, side)] = ref
+                self._md(MD_REPLACE, symbol, old[0], side, size, px, ref)
+            self.resting[(symbol, side)] = (ref, px, size)
 
     def trade(self, symbol: str, price: Price, qty: int) -> None:
         """A trade prints (`on_trade`, then `on_book`; `ctx.trades`)."""
@@ -138,9 +144,8 @@ class StrategyTest:
         return [c for c in self.sent if c.kind == kind]
 
     def take(self) -> list[OrderCommand]:
-        """Everything sent since the last take."""
+        """Everything sent since the last take (`ack` still answers what it has not)."""
         out, self.sent = self.sent, []
-        self.answered = 0
         return out
 
     def _report(
@@ -164,9 +169,8 @@ class StrategyTest:
         """Answer every command not answered yet as a venue would: new orders
         accepted (an IOC then cancelled: nothing trades here), cancels done,
         replaces done."""
-        while self.answered < len(self.sent):
-            c = self.sent[self.answered]
-            self.answered += 1
+        while self.unanswered:
+            c = self.unanswered.popleft()
             if c.kind == CMD_NEW:
                 self._report(EX_ACCEPTED, c, c.qty, c.price, c.qty)
                 if c.tif == TIF_IOC:

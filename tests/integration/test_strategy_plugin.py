@@ -1,6 +1,7 @@
-"""A strategy kind from outside the package (issue 14, item 2): the example
+"""A strategy kind from outside the package (issue 14, items 1 and 2): the example
 package under examples/ is installed (pip, into a directory of its own, offline),
-its entry point names the kind, a config uses it, and it trades."""
+its entry point names the kind, a config uses it with its own fields (checked
+against its config Struct), and it trades."""
 
 from __future__ import annotations
 
@@ -46,6 +47,26 @@ def test_without_the_package_the_kind_is_unknown_and_the_error_lists_the_known(
     assert "mean_reversion, momentum, market_maker, load" in str(err.value)
 
 
+def test_the_plugin_kinds_fields_are_checked_against_its_config(
+    tmp_path: Path, installed: Path
+) -> None:
+    inst = {"name": "bo1", "kind": "breakout", "symbols": ["AAPL"], "lookback": 1, "window": 5}
+    cfg = make_config(tmp_path, {"strategy": {"instances": [inst]}})
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    text = str(err.value)
+    assert "strategy.instances[0].lookback: Expected `int` >= 2" in text
+    assert (
+        "strategy.instances[0].window: unknown field for kind 'breakout' (its own: lookback;"
+        in (text)
+    )
+    fixed = {k: v for k, v in inst.items() if k != "window"} | {"lookback": 5}
+    [bo1] = load_config(
+        make_config(tmp_path, {"strategy": {"instances": [fixed]}})
+    ).strategy.instances
+    assert (bo1.kind, bo1.lookback) == ("breakout", 5)  # type: ignore[attr-defined]
+
+
 def test_the_example_package_trades_through_its_entry_point(
     tmp_path: Path, installed: Path
 ) -> None:
@@ -57,7 +78,7 @@ def test_the_example_package_trades_through_its_entry_point(
         "order_qty": 100,
         "max_position": 500,
         "cooldown_ms": 50.0,
-        "params": {"lookback": 10},
+        "lookback": 10,
     }
     cfg = make_config(
         tmp_path,

@@ -1,45 +1,51 @@
 """An hftd strategy kind from outside the package (the "hftd.strategies" entry point).
 
 `Breakout`: when the mid rises past the highest mid of its last `lookback` book
-changes, buy at the touch; when it falls past the lowest, sell; IOC, so nothing
-rests. Its parameters are its config's `params` (`lookback`, default 20) and the
-common ones (`order_qty`, `max_position`, `cooldown_ms`).
+changes, buy at the ask; when it falls past the lowest, sell at the bid; IOC, so
+nothing rests. Its parameters: `lookback` (its own) and the common ones
+(`order_qty`, `max_position`, `cooldown_ms`, ...), all applied live on reload.
 
     [[strategy.instances]]
     name = "bo1"
     kind = "breakout"
     symbols = ["AAPL"]
-    params = { lookback = 20 }
+    lookback = 20
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Annotated
 
-from hftd.book.l3 import L3Book
-from hftd.config import StrategyInstanceConfig
-from hftd.msg.hot import TIF_IOC, MarketDataUpdate
-from hftd.strategy.orders import OrderManager
-from hftd.strategy.strategies import Strategy
+import msgspec
+
+from hftd.strategy.api import BUY, IOC, SELL, Context, Strategy, StrategyParams
 
 
-class Breakout(Strategy):
-    def __init__(
-        self, cfg: StrategyInstanceConfig, om: OrderManager, ticks: dict[str, int]
-    ) -> None:
-        super().__init__(cfg, om, ticks)
-        self.mids: dict[str, deque[int]] = {}
+class BreakoutConfig(StrategyParams, tag="breakout", frozen=True):
+    """The tag is the kind's name: the entry point's and the config's `kind`."""
 
-    def on_book(self, book: L3Book, u: MarketDataUpdate, now: int) -> None:
-        bid, ask = book.best_bid(), book.best_ask()
-        if bid is None or ask is None:
+    lookback: Annotated[int, msgspec.Meta(ge=2)] = 20  # book changes
+
+
+class Breakout(Strategy[BreakoutConfig]):
+    def __init__(self, config: BreakoutConfig) -> None:
+        super().__init__(config)
+        self.mids: dict[str, deque[int]] = {}  # symbol -> its last `lookback` mids
+
+    def on_book(self, ctx: Context, symbol: str) -> None:
+        bbo = ctx.bbo(symbol)
+        if bbo is None:  # a side is empty
             return
-        lookback = int(self.cfg.params.get("lookback", 20))
-        hist = self.mids.setdefault(book.symbol, deque(maxlen=lookback))
-        mid = (bid[0] + ask[0]) // 2
-        if len(hist) == lookback:
-            if mid > max(hist) and self._can_trade(book.symbol, "B", now):
-                self._order(book.symbol, "B", ask[0], TIF_IOC, u, now, "breakout up")
-            elif mid < min(hist) and self._can_trade(book.symbol, "S", now):
-                self._order(book.symbol, "S", bid[0], TIF_IOC, u, now, "breakout down")
+        bid, _, ask, _ = bbo
+        cfg = self.config
+        hist = self.mids.get(symbol)
+        if hist is None or hist.maxlen != cfg.lookback:  # (a reload may change it)
+            hist = self.mids[symbol] = deque(hist or (), maxlen=cfg.lookback)
+        mid = (bid + ask) // 2
+        if len(hist) == cfg.lookback:
+            if mid > max(hist) and ctx.can_trade(symbol, BUY):
+                ctx.buy(symbol, cfg.order_qty, ask, IOC, "breakout up")
+            elif mid < min(hist) and ctx.can_trade(symbol, SELL):
+                ctx.sell(symbol, cfg.order_qty, bid, IOC, "breakout down")
         hist.append(mid)
