@@ -373,7 +373,7 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
 
 def strategy_throughput_phase(tmp: Path, seconds: float) -> float:
     """The orders come from the strategy engine: a `load` instance (hftd/strategy/
-    strategies.py) offers `--load-rate` non-marketable IOC orders a second across the
+    kinds/load.py) offers `--load-rate` non-marketable IOC orders a second across the
     four symbols through its order manager, the orders ring, risk, the gateway and the
     venue; orders/s = acknowledgements the venue sent in the window / its length."""
     system = System(write_config(tmp, "strategy", 5.0))
