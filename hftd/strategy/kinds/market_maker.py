@@ -65,9 +65,11 @@ class MarketMaker(Strategy[MarketMakerConfig]):
         self.pulls = 0
         self.requotes = 0
 
-    def quotes(self, ctx: Context, symbol: str, bbo: tuple[int, int, int, int]) -> tuple[int, int]:
+    def quotes(
+        self, ctx: Context, symbol: str, bbo: tuple[int, int, int, int], tick: int
+    ) -> tuple[int, int]:
         """(bid price, ask price) it wants for `symbol` now (0: no quote that side)."""
-        cfg, tick = self.config, ctx.tick(symbol)
+        cfg = self.config
         bp, bs, ap, asz = bbo
         fair = (bp * asz + ap * bs) / (bs + asz)
         inv = ctx.position(symbol)
@@ -86,7 +88,7 @@ class MarketMaker(Strategy[MarketMakerConfig]):
         bbo = ctx.bbo(symbol)
         if bbo is None:
             return
-        cfg, now = self.config, ctx.now
+        cfg, now, tick = self.config, ctx.now, ctx.tick(symbol)
         self.last_md[symbol] = now
         mid = (bbo[0] + bbo[2]) // 2
         hist = self.mids.get(symbol)
@@ -96,14 +98,14 @@ class MarketMaker(Strategy[MarketMakerConfig]):
         horizon = now - int(cfg.pull_window_ms * 1e6)
         while hist[0][0] < horizon:
             hist.popleft()
-        if abs(mid - hist[0][1]) >= cfg.pull_ticks * ctx.tick(symbol):
+        if abs(mid - hist[0][1]) >= cfg.pull_ticks * tick:
             self._pull(ctx, symbol, "adverse move")
             hist.clear()
             hist.append((now, mid))
             return
         if now < self.hold_until.get(symbol, 0):
             return
-        want_bid, want_ask = self.quotes(ctx, symbol, bbo)
+        want_bid, want_ask = self.quotes(ctx, symbol, bbo, tick)
         self.requotes += ctx.quote(symbol, want_bid, want_ask, cfg.order_qty, cfg.requote_ticks)
 
     def _pull(self, ctx: Context, symbol: str, why: str) -> None:
