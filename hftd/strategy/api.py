@@ -297,7 +297,8 @@ class Strategy(Generic[C]):
         self.config = config
 
     def on_start(self, ctx: Context) -> None:
-        """Once, when the engine starts: before any market data."""
+        """Once, when the engine starts: before any market data (`ctx.now` is 0: the
+        engine reads no clock to start, so a replayed session starts as live did)."""
 
     def on_book(self, ctx: Context, symbol: str) -> None:
         """The book of one of its symbols changed."""

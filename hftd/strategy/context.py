@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hftd.strategy.api import BUY, DAY, PRICE_SCALE, OrderView, Strategy, StrategyParams
+from hftd.strategy.api import BUY, DAY, PRICE_SCALE, SELL, OrderView, Strategy, StrategyParams
 from hftd.strategy.orders import LIVE, PARTIAL, SENT, OrderManager
 
 if TYPE_CHECKING:
@@ -167,14 +167,14 @@ class StrategyContext:
         self, symbol: str, qty: int, price: int, tif: str = DAY, why: str = "",
         *why_args: object,
     ) -> int | None:  # fmt: skip
-        return self.submit(symbol, "S", qty, price, tif, why, *why_args)
+        return self.submit(symbol, SELL, qty, price, tif, why, *why_args)
 
     def quote(
         self, symbol: str, bid_price: int, ask_price: int, qty: int, requote_ticks: int = 1
     ) -> int:
         away = requote_ticks * self.ticks[symbol]
         return self._keep(symbol, BUY, bid_price, qty, away) + self._keep(
-            symbol, "S", ask_price, qty, away
+            symbol, SELL, ask_price, qty, away
         )
 
     def _keep(self, symbol: str, side: str, price: int, qty: int, away: int) -> int:
