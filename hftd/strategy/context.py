@@ -2,15 +2,18 @@
 
 One per strategy instance. It reads the engine's books and its own order
 manager, and sends through that order manager, so the strategy never holds
-either. The engine sets `now` and `t1` before each callback (two attribute
-writes: nothing is allocated per update for the context).
+either. The engine sets `now_ns` and `t1` before each callback (two attribute
+writes: nothing is allocated per update for the context). For a report it
+leaves `now_ns` unset (-1): `now` reads the clock when the strategy asks, so an
+order update costs a clock reading only when a strategy looks at the time (as
+before the context: a recorded session replays with the same readings).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hftd.strategy.api import BUY, DAY, PRICE_SCALE, SELL, OrderView, Strategy, StrategyParams
@@ -31,8 +34,9 @@ class StrategyContext:
 
     __slots__ = (
         "books",
+        "clock",
         "last_order_ns",
-        "now",
+        "now_ns",
         "om",
         "params",
         "signals",
@@ -50,6 +54,7 @@ class StrategyContext:
         books: Mapping[str, L3Book],
         ticks: Mapping[str, int],
         trades: Mapping[str, deque[tuple[int, int, int]]],
+        clock: Callable[[], int],
     ) -> None:
         self.strategy = strategy
         self.params = params
@@ -57,7 +62,8 @@ class StrategyContext:
         self.books = books  # the engine's BookBuilder.books (cleared in place on reset)
         self.ticks = ticks
         self.trades_by_symbol = trades
-        self.now = 0
+        self.clock = clock
+        self.now_ns = 0  # -1: not read yet (`now`)
         self.t1 = 0
         # signal lines logged, and orders sent without one (a load generator's)
         self.signals = 0
@@ -66,6 +72,17 @@ class StrategyContext:
     @property
     def name(self) -> str:
         return self.params.name
+
+    @property
+    def now(self) -> int:
+        t = self.now_ns
+        if t < 0:
+            t = self.now_ns = self.clock()
+        return t
+
+    @now.setter
+    def now(self, t: int) -> None:
+        self.now_ns = t
 
     def reconfigure(self, params: StrategyParams) -> None:
         self.params = params

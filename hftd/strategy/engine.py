@@ -108,7 +108,7 @@ class StrategyEngine:
             cls = kinds.get(inst.kind) if kinds else None
             strat = (cls or strategy_class(inst.kind))(inst)
             self.contexts.append(
-                StrategyContext(strat, inst, om, self.builder.books, ticks, self.trades)
+                StrategyContext(strat, inst, om, self.builder.books, ticks, self.trades, clock)
             )
         self.by_symbol: dict[str, list[Dispatch]] = {}
         self._route()
@@ -160,14 +160,14 @@ class StrategyEngine:
             qty = u.qty
             self.trades[sym].append((now, trade_price, qty))
             for c, on_book, on_trade in route:
-                c.now = now
+                c.now_ns = now
                 c.t1 = t1
                 if on_trade is not None:
                     on_trade(c, sym, trade_price, qty)
                 on_book(c, sym)
         else:
             for c, on_book, _ in route:
-                c.now = now
+                c.now_ns = now
                 c.t1 = t1
                 on_book(c, sym)
 
@@ -232,7 +232,7 @@ class StrategyEngine:
         order = c.om.on_report(r)
         if order is None:
             return
-        c.now = self.clock()
+        c.now_ns = -1  # read when the strategy asks (`StrategyContext.now`)
         c.t1 = 0
         fill = r.kind == EX_FILL
         c.strategy.on_order(
@@ -271,7 +271,7 @@ class StrategyEngine:
                         book.set_mark(sym, (bid[0] + ask[0]) // 2)
         for c in self.contexts:
             if c.params.enabled:
-                c.now = now
+                c.now_ns = now
                 c.t1 = 0
                 c.strategy.on_timer(c)
 

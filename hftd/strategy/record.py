@@ -22,6 +22,13 @@ Records (msgpack tuples; `clocks` the values read, `outs` [(command bytes, ok)])
     ("R", config, clocks, outs)                 engine.reconfigure (a reload)
 
 The daemon batches them: one journal record holds ("B", [record, ...]).
+
+Version 1 is a record from before the strategy API (issue 14): its config gave
+every instance every kind's fields (a plug-in's own in `params`), and the
+market maker's pulled quotes were cancelled with T1 0 where a strategy's
+cancels now carry the T1 of the update that made them (the gateway reads no T1
+of a cancel). It still replays, through the strategies as they are now: each
+instance keeps its kind's fields, and a cancel's T1 is not compared.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from typing import Any
 import msgspec
 
 from hftd.config import HftdConfig, convert_config
-from hftd.msg.hot import CMD_HEARTBEAT, ExecutionReport, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import CMD_CANCEL, CMD_HEARTBEAT, ExecutionReport, MarketDataUpdate, OrderCommand
 from hftd.msg.status import WorkingOrderStatus
 from hftd.strategy.engine import StrategyEngine
+from hftd.strategy.plugins import config_class
 
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the versions `replay` takes
 RECORD_PREFIX = "strategy-inputs"  # <day dir>/strategy-inputs.<run>.rec
 
 _enc = msgspec.msgpack.Encoder()
@@ -118,6 +127,7 @@ class _Replayer:
         self.result = ReplayResult()
         self.n = 0
         self.last_clock = 0
+        self.version = VERSION  # the record's (its header)
 
     def clock(self) -> int:
         if self.clocks:
@@ -132,6 +142,8 @@ class _Replayer:
             return True
         raw, ok = self.outs.popleft()
         want = _cmd.decode(raw)
+        if self.version == 1 and cmd.kind == CMD_CANCEL:
+            want = msgspec.structs.replace(want, t1=cmd.t1)  # (module docstring)
         if want != cmd:
             diff = [
                 f"{f}: live {getattr(want, f)!r}, replay {getattr(cmd, f)!r}"
@@ -165,9 +177,12 @@ def replay(payloads: Iterable[bytes]) -> ReplayResult:
         for rec in recs:
             kind = rec[0]
             if kind == "H":
-                if rec[1] != VERSION:
-                    raise ValueError(f"record version {rec[1]}, this hftd reads {VERSION}")
-                cfg = convert_config(rec[3])
+                if rec[1] not in READS:
+                    raise ValueError(
+                        f"record version {rec[1]}, this hftd reads {', '.join(map(str, READS))}"
+                    )
+                r.version = rec[1]
+                cfg = recorded_config(rec[3], r.version)
                 r.result.run = rec[2]
                 engine = StrategyEngine(cfg, r.send, r.clock, rec[2], _lost)
                 continue
@@ -177,7 +192,7 @@ def replay(payloads: Iterable[bytes]) -> ReplayResult:
             r.result.inputs += 1
             r.clocks = deque(rec[-2])
             r.outs = deque((bytes(b), ok) for b, ok in rec[-1])
-            _apply(engine, kind, rec)
+            _apply(engine, kind, rec, r.version)
             if r.outs:
                 r._diverged(f"{len(r.outs)} command(s) sent live were not sent by the replay")
             if r.clocks:
@@ -185,7 +200,25 @@ def replay(payloads: Iterable[bytes]) -> ReplayResult:
     return r.result
 
 
-def _apply(engine: StrategyEngine, kind: str, rec: Sequence[Any]) -> None:
+def recorded_config(data: dict[str, Any], version: int = VERSION) -> HftdConfig:
+    """A recorded config. In version 1 every instance carries every kind's fields,
+    and a plug-in's own are in `params`: each keeps its kind's fields (a plug-in's
+    `params` become fields)."""
+    strategy = data.get("strategy")
+    insts = strategy.get("instances") if isinstance(strategy, dict) else None
+    if version == 1 and isinstance(strategy, dict) and isinstance(insts, list):
+        upgraded = []
+        for inst in insts:
+            if isinstance(inst, dict) and isinstance(inst.get("params"), dict):
+                keep = {f.encode_name for f in msgspec.structs.fields(config_class(inst["kind"]))}
+                flat = {**inst, **inst["params"]}
+                inst = {k: v for k, v in flat.items() if k in keep or k == "kind"}
+            upgraded.append(inst)
+        data = {**data, "strategy": {**strategy, "instances": upgraded}}
+    return convert_config(data)
+
+
+def _apply(engine: StrategyEngine, kind: str, rec: Sequence[Any], version: int) -> None:
     if kind == "U":
         engine.on_update(_md.decode(rec[1]))
     elif kind == "Q":
@@ -202,6 +235,6 @@ def _apply(engine: StrategyEngine, kind: str, rec: Sequence[Any]) -> None:
         working = msgspec.convert(rec[1], list[WorkingOrderStatus])
         engine.adopt(working, dict(rec[2]))
     elif kind == "R":
-        engine.reconfigure(convert_config(rec[1]))
+        engine.reconfigure(recorded_config(rec[1], version))
     else:
         raise ValueError(f"unknown record kind {kind!r}")

@@ -149,3 +149,45 @@ def test_a_record_without_its_header_is_refused() -> None:
     headless = _tampered(records, lambda r: ["T", True, 0, [], []] if r[0] == "H" else r)
     with pytest.raises(ValueError, match="header"):
         replay(headless)
+
+
+# Every kind's fields, as a version-1 record (before the strategy API) gave each instance.
+V1_FIELDS: dict[str, Any] = {
+    "aggression_ticks": 0, "window": 50, "threshold_sigma": 2.0, "fast_window": 10,
+    "slow_window": 40, "order_timeout_ms": 500.0, "half_spread_ticks": 2, "skew_ticks": 2.0,
+    "requote_ticks": 1, "pull_ticks": 5, "pull_window_ms": 100.0, "stale_ms": 500.0,
+    "rate_per_s": 0.0, "offset_ticks": 5, "max_working": 4000, "params": {},
+}  # fmt: skip
+
+
+def test_a_record_from_before_the_strategy_api_still_replays() -> None:
+    """Version 1: every instance with every kind's fields (its own kept, the rest
+    dropped), cancels with T1 0 (not compared). A session recorded by the
+    strategies before the port replayed through them after it, the same way, to
+    all 4,174 orders (issue 14 item 1)."""
+    records, orders = live_session(on_aapl())
+
+    def cancels_t1_0(r: list[Any]) -> list[Any]:
+        if r[0] != "H":
+            r[-1] = [
+                (_zero_t1(raw) if _cmd(raw).kind == CMD_CANCEL else raw, ok) for raw, ok in r[-1]
+            ]
+        return r
+
+    def as_v1(r: list[Any]) -> list[Any]:
+        if r[0] == "H":
+            r[1] = 1
+            r[3]["strategy"]["instances"] = [V1_FIELDS | i for i in r[3]["strategy"]["instances"]]
+        return cancels_t1_0(r)
+
+    old = _tampered(records, as_v1)
+    assert replay(old).ok and replay(old).orders == orders
+    assert not replay(_tampered(records, cancels_t1_0)).ok  # version 2: every T1 compared
+
+
+def _zero_t1(raw: bytes) -> bytes:
+    return _enc.encode(msgspec.structs.replace(_cmd(raw), t1=0))
+
+
+def _cmd(raw: bytes) -> OrderCommand:
+    return msgspec.msgpack.decode(raw, type=OrderCommand)
