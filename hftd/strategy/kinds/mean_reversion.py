@@ -57,8 +57,9 @@ class MeanReversion(Strategy[MeanReversionConfig]):
         if var <= 1e-9:
             return
         z = (mid - mean) / math.sqrt(var)
-        away = ctx.tick(symbol) * cfg.aggression_ticks
         if z <= -cfg.threshold_sigma and ctx.can_trade(symbol, BUY):
+            away = ctx.tick(symbol) * cfg.aggression_ticks
             ctx.buy(symbol, cfg.order_qty, ask + away, IOC, "z=%.2f", z)
         elif z >= cfg.threshold_sigma and ctx.can_trade(symbol, SELL):
+            away = ctx.tick(symbol) * cfg.aggression_ticks
             ctx.sell(symbol, cfg.order_qty, bid - away, IOC, "z=%.2f", z)
