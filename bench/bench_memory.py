@@ -24,6 +24,7 @@ compare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import signal
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,18 +113,13 @@ def slope_mb_per_h(points: list[tuple[float, int]]) -> float:
     return num / den * 3600 * 1024 / 1e6 if den else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=15.0)
-    ap.add_argument("--rate", type=float, default=100.0, help="flow events/s per symbol")
-    ap.add_argument("--sample-s", type=float, default=60.0)
-    ap.add_argument("--warmup-s", type=float, default=360.0)
-    ap.add_argument("--cwd", type=Path, default=None, help="run the system from this checkout")
-    args = ap.parse_args()
-    code = (args.cwd or ROOT).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix="hftd-bench-memory-"))
-    cfg = write_config(tmp, code, args.rate)
-    run_dir = tmp / "run"
+@contextlib.contextmanager
+def running_system(code: Path, rate: float, prefix: str) -> Iterator[Path]:
+    """`hftd up` on `write_config`'s config (from checkout `code`) in a fresh temp dir,
+    ready (its READY=1); yields the temp dir (run dir: tmp/run, journals: tmp/journal).
+    Stopped with SIGTERM at the end, its rings removed."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    cfg = write_config(tmp, code, rate)
     notify = tmp / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
@@ -140,11 +137,35 @@ def main() -> None:
         cwd=code,
         env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
     )
-    samples: dict[str, list[tuple[float, int]]] = {}
     try:
         sock.settimeout(90)
         while "READY=1" not in sock.recv(4096).decode().split("\n"):
             pass
+        yield tmp
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sock.close()
+        log.close()
+        for ring in Path("/dev/shm").glob(f"hftd-mem{os.getpid()}*"):
+            ring.unlink(missing_ok=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--rate", type=float, default=100.0, help="flow events/s per symbol")
+    ap.add_argument("--sample-s", type=float, default=60.0)
+    ap.add_argument("--warmup-s", type=float, default=360.0)
+    ap.add_argument("--cwd", type=Path, default=None, help="run the system from this checkout")
+    args = ap.parse_args()
+    code = (args.cwd or ROOT).resolve()
+    samples: dict[str, list[tuple[float, int]]] = {}
+    with running_system(code, args.rate, "hftd-bench-memory-") as tmp:
+        run_dir = tmp / "run"
         t0 = time.monotonic()
         pids = {d: int(status(run_dir, d)["pid"]) for d in DAEMONS}
         procs = processes(pids)
@@ -198,14 +219,6 @@ def main() -> None:
             f"{ex.get('checkpoints', 'n/a')} checkpoints",
             flush=True,
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sock.close()
-        log.close()
     minutes = samples["exchange"][-1][0] / 60 if samples.get("exchange") else 0.0
     print(
         f"\nRSS over {minutes:.1f} min (MB/h: least-squares slope; after warm-up = "
@@ -221,8 +234,6 @@ def main() -> None:
             f"{slope_mb_per_h(late):+7.2f} MB/h after warm-up ({len(late)} samples)"
         )
     print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for p in sorted(Path("/dev/shm").glob(f"hftd-mem{os.getpid()}*")):
-        p.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_memory import DAEMONS, processes, rss_kib, status, write_config  # noqa: E402
+from bench_memory import DAEMONS, processes, rss_kib, running_system, status  # noqa: E402
 
 from hftd.runtime.hdr import SparseHistogram  # noqa: E402
 from hftd.runtime.latency import summarize  # noqa: E402
@@ -69,35 +64,13 @@ def main() -> None:
     ap.add_argument("--cwd", type=Path, default=None, help="run the system from this checkout")
     args = ap.parse_args()
     code = (args.cwd or ROOT).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix="hftd-bench-soak-"))
-    cfg = write_config(tmp, code, args.rate)
-    run_dir, journal = tmp / "run", tmp / "journal"
-    notify = tmp / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    print(
-        f"machine: {platform.machine()} {os.cpu_count()} CPUs, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; code {code}; load average before "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        flush=True,
-    )
-    log = open(tmp / "up.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hftd.cli", "up", "--config", str(cfg), "--new-day"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=code,
-        env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
-    )
     series: dict[str, list[tuple[float, float]]] = {}
 
     def add(name: str, t: float, v: float) -> None:
         series.setdefault(name, []).append((t, v))
 
-    try:
-        sock.settimeout(90)
-        while "READY=1" not in sock.recv(4096).decode().split("\n"):
-            pass
+    with running_system(code, args.rate, "hftd-bench-soak-") as tmp:
+        run_dir, journal = tmp / "run", tmp / "journal"
         t0 = time.monotonic()
         pids = {d: int(status(run_dir, d)["pid"]) for d in DAEMONS}
         procs = processes(pids)
@@ -144,16 +117,6 @@ def main() -> None:
             next_at += args.sample_s
             if time.monotonic() >= end:
                 break
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sock.close()
-        log.close()
-        for p in Path("/dev/shm").glob(f"hftd-mem{os.getpid()}*"):
-            p.unlink(missing_ok=True)
     print(f"\nper series: first -> last, slope per hour after {args.warmup_s:g} s (and overall)")
     for name, pts in series.items():
         late = [p for p in pts if p[0] >= args.warmup_s]
