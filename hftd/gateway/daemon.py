@@ -394,6 +394,7 @@ def gateway_detail(
     figures = core.risk.figures(mono)
     return GatewayDetail(
         mode=core.mode,
+        mode_reason=core.mode_reason,
         breaker=BreakerStatus(tripped=breaker.tripped, reason=breaker.reason, trips=breaker.trips),
         venue_up=core.venue_up,
         strategy_up=core.strategy_up,

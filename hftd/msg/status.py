@@ -166,6 +166,9 @@ class RiskFigure(msgspec.Struct, kw_only=True, frozen=True):
 
 class GatewayDetail(Detail, kw_only=True, frozen=True):
     mode: str  # active, paused, reducing, halted
+    # the last mode change and why ("halt: reconciliation: ...", "halt: circuit breaker:
+    # ..."), journaled: a restarted gateway still says why it is halted
+    mode_reason: str = ""
     breaker: BreakerStatus
     venue_up: bool
     strategy_up: bool
@@ -220,7 +223,8 @@ def next_step(d: GatewayDetail) -> str:
                 f"circuit breaker tripped ({b.reason}): find the cause, then "
                 "`hftctl resume` re-arms it and trades again"
             )
-        return "trading halted: `hftctl resume` to trade again"
+        why = d.mode_reason.removeprefix("halt: ") if d.mode_reason.startswith("halt") else ""
+        return f"trading halted{f' ({why})' if why else ''}: `hftctl resume` to trade again"
     if d.mode == "reducing":
         if any(p.qty for p in d.positions.positions):
             return (

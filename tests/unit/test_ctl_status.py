@@ -24,7 +24,9 @@ from tests.unit import monitor_fixtures as fx
 
 
 def summary(**over: Any) -> Any:
-    raw = fx.gateway(**{k: v for k, v in over.items() if k != "market"})
+    raw = fx.gateway(**{k: v for k, v in over.items() if k not in ("market", "mode_reason")})
+    if "mode_reason" in over:
+        raw["mode_reason"] = over["mode_reason"]
     if "market" in over:
         raw["market"] = dict(raw["market"], **over["market"])
     d = decode_detail(GatewayDetail, raw)
@@ -51,6 +53,10 @@ def test_trading_normally_says_so_and_asks_nothing() -> None:
         ({"mode": "reducing"}, "mode reducing: closing positions"),
         ({"mode": "paused"}, "paused: new orders held"),
         ({"mode": "halted"}, "trading halted: `hftctl resume`"),
+        (
+            {"mode": "halted", "mode_reason": "halt: reconciliation: order UserRefNum 7 differs"},
+            "trading halted (reconciliation: order UserRefNum 7 differs): `hftctl resume`",
+        ),
         (
             {"mode": "halted", "breaker": {"tripped": True, "reason": "21 venue rejects"}},
             "circuit breaker tripped (21 venue rejects)",
