@@ -177,5 +177,6 @@ def test_a_journal_of_another_day_is_detected_and_not_traded_on(tmp_path: Path) 
         assert "nothing cancelled" in g.log
         # the venue's new day is untouched: no order of the old day was cancelled there
         assert ask(ex, "exchange", Snapshot("HFTD"))["next_sequence"] == 2
-        # the journal keeps the record of what happened (a login), nothing is rewritten
-        assert len(read_all(journal)[0]) == records + 1
+        # the journal keeps the record of what happened (a login, the halt), nothing
+        # is rewritten
+        assert len(read_all(journal)[0]) == records + 2

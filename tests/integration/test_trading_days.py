@@ -18,7 +18,7 @@ import pytest
 
 from hftd.config import load_config
 from hftd.msg import ids
-from hftd.msg.control import Halt, Snapshot
+from hftd.msg.control import Halt, Resume, Snapshot
 from hftd.runtime.days import claim_strategy_run
 from hftd.runtime.journal import read_all
 from tests.integration.test_trading import trading_config
@@ -146,9 +146,14 @@ def test_a_clean_stop_keeps_the_day_and_the_next_up_continues_it(tmp_path: Path)
         assert files(root)[name][: len(data)] == data, name
     assert len(files(root)[f"{day}/exchange.journal"]) > len(run1[f"{day}/exchange.journal"])
 
-    # And with the strategy: the continued day trades again, and still adds up.
+    # And with the strategy: the continued day is still halted (the kill switch is
+    # journaled: a restart never resumes trading by itself), says why, and trades
+    # again once the operator resumes, and still adds up.
     with start_daemon("up", cfg, ready_timeout=60) as up:
         assert f"trading day {day} continued" in up.log
+        g = status(up, "gateway")
+        assert g["mode"] == "halted" and g["mode_reason"] == "halt: test: end of run"
+        assert ask(up, "gateway", Resume())["mode"] == "active"
         wait_for(
             lambda: status(up, "gateway")["fills"] > before["fills"] + 5,
             120,
