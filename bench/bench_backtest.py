@@ -16,7 +16,7 @@ ITCH sample in tests/data.
 Memory: builds in a temp dir an ITCH 5.0 BinaryFILE of `--memory-messages`
 messages: the NASDAQ AAPL sample repeated as one AAPL day (each repetition's
 order references and timestamps shifted past the previous one's, so the
-stream stays a valid book) for one message in `--wanted-every`, and the
+stream stays a valid book; timestamps 1 ms apart) for one message in `--wanted-every`, and the
 sample's messages under 49 other locate codes for the rest (skipped unread by
 the symbol filter). The full backtest (all configured strategies, on AAPL)
 streams it from disk; RSS and Python's allocated blocks are sampled every
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import resource
 import statistics
 import sys
@@ -102,15 +103,16 @@ def speed(args: argparse.Namespace) -> None:
         print(f"  {label:<36} {r:>12,.0f} events/s   ({fills:,} fills, median of {args.runs})")
 
 
-def shifted(msgs: list[bytes], k: int, span: int) -> list[bytes]:
-    """The sample's AAPL messages for repetition `k`: references and timestamps moved
-    past every earlier repetition's."""
+def shifted(msgs: list[bytes], k: int, start: int) -> list[bytes]:
+    """The sample's AAPL messages for repetition `k`: references moved past every
+    earlier repetition's, and timestamps re-spaced 1 ms apart from `start` (a real
+    day's span repeated would run past ITCH's 48-bit timestamp)."""
     out = []
     off = k << 40
-    for m in msgs:
+    base = start + k * len(msgs) * 1_000_000
+    for i, m in enumerate(msgs):
         b = bytearray(m)
-        ts = int.from_bytes(b[5:11], "big") + k * span
-        b[5:11] = ts.to_bytes(6, "big")
+        b[5:11] = (base + i * 1_000_000).to_bytes(6, "big")
         if b[0] in REF_TYPES and len(b) >= 19:
             ref = int.from_bytes(b[11:19], "big")
             if ref:
@@ -124,8 +126,7 @@ def shifted(msgs: list[bytes], k: int, span: int) -> list[bytes]:
 def build(path: Path, messages: int, every: int) -> int:
     sample = [bytes(m) for m in itch.iter_binary_file(SAMPLE.read_bytes())]
     aapl = [m for m in sample if m[:1] not in b"RS"]
-    first, last = (int.from_bytes(m[5:11], "big") for m in (aapl[0], aapl[-1]))
-    span = last - first + 1
+    first = int.from_bytes(aapl[0][5:11], "big")
     codes = [c for c in range(1, 51) if c != 13]
     head = [
         itch.encode(
@@ -158,7 +159,7 @@ def build(path: Path, messages: int, every: int) -> int:
     with path.open("wb") as f:
         f.write(itch.frame_binary_file(head))
         while written < messages:
-            mine = shifted(aapl, k, span)
+            mine = shifted(aapl, k, first)
             k += 1
             block = []
             o = 0
@@ -190,12 +191,14 @@ def memory(args: argparse.Namespace) -> None:
             f"built {n:,} messages ({path.stat().st_size / 2**20:,.0f} MiB), 1 in "
             f"{args.wanted_every} AAPL, in {time.perf_counter() - t:.0f} s"
         )
-        samples: list[tuple[int, float, int]] = []
+        samples: list[tuple[int, float, int, int]] = []
 
         def progress(events: int, _t: int) -> None:
             if events % 100_000 < 65_536:  # called every 65,536 events
-                samples.append((events, rss_mib(), sys.getallocatedblocks()))
+                kept = len(bt.orders) + len(bt.fills) + len(bt.samples)
+                samples.append((events, rss_mib(), sys.getallocatedblocks(), kept))
 
+        logging.getLogger("hftd").setLevel(logging.ERROR)  # risk's reject lines
         bt = Backtest(cfg, progress)
         t = time.perf_counter()
         bt.run(ItchFile(path, ["AAPL"]))
@@ -207,14 +210,20 @@ def memory(args: argparse.Namespace) -> None:
     if len(samples) < 4:
         print("too few samples for a slope")
         return
-    for label, (events, rss, blocks) in (("first", samples[0]), ("last", samples[-1])):
-        print(f"  {label} sample: {events:>10,} events  RSS {rss:.1f} MiB  blocks {blocks:,}")
+    for label, (events, rss, blocks, kept) in (("first", samples[0]), ("last", samples[-1])):
+        print(
+            f"  {label} sample: {events:>10,} events  RSS {rss:.1f} MiB  blocks {blocks:,}  "
+            f"results kept {kept:,}"
+        )
     half = samples[len(samples) // 2 :]
     de = (half[-1][0] - half[0][0]) / 1e6
+    dk = half[-1][3] - half[0][3]
+    db = half[-1][2] - half[0][2]
     print(
-        f"  second half: RSS {(half[-1][1] - half[0][1]) / de:+.2f} MiB and "
-        f"{(half[-1][2] - half[0][2]) / de:+,.0f} blocks per million events "
-        "(fills, orders and the equity curve are kept for the report: they grow with trading)"
+        f"  second half: RSS {(half[-1][1] - half[0][1]) / de:+.2f} MiB and {db / de:+,.0f} "
+        f"blocks per million events; {dk / de:+,.0f} results kept (orders, fills, equity "
+        f"points: the report's) per million events, {db / max(dk, 1):.1f} blocks each: "
+        "beyond them, flat"
     )
 
 

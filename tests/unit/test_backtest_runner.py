@@ -197,3 +197,35 @@ def test_a_missing_file_is_named(tmp_path: Path, missing: str) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 2 and missing in done.stderr
+
+
+LOBSTER = ROOT.parent / "shared" / "data" / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
+
+
+def test_the_readme_backtest_of_the_lobster_day_twice_gives_the_same_files(
+    tmp_path: Path,
+) -> None:
+    """The README's command on the LOBSTER AMZN day (config/backtest.toml's data):
+    every shipped strategy trades, the summary is printed, the report written, and a
+    second run writes the same bytes."""
+    assert LOBSTER.exists(), f"missing {LOBSTER} (the LOBSTER sample: ../shared/data/README.md)"
+    outs, prints = [], []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        done = subprocess.run(
+            [sys.executable, "-m", "hftd.cli", "backtest", "-c", str(CONFIG), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        outs.append(out)
+        prints.append(done.stdout.replace(str(out), "OUT"))
+    assert prints[0] == prints[1] and "185286 market-data events" in prints[0]
+    for name in ("mr1", "mom1", "mm1"):
+        row = next(
+            ln for ln in prints[0].splitlines() if ln.startswith(name + " ") and "AMZN" in ln
+        )
+        assert int(row.split()[3]) > 0, row  # fills
+    for p in sorted(outs[0].iterdir()):
+        assert p.read_bytes() == (outs[1] / p.name).read_bytes(), p.name
