@@ -364,6 +364,7 @@ ALERT_RULES = (
     "book_errors",
     "venue_unusable",
     "risk_view",
+    "risk_rejects",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -386,6 +387,7 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     max_limit_hits_per_min: NonNegative = 0  # listener limits hit (refused, timed out...), 60 s
     max_book_errors_per_min: NonNegative = 0  # md updates the strategy's books rejected, 60 s
     max_unusable_per_min: NonNegative = 0  # sequenced venue messages the gateway could not use
+    max_risk_rejects_per_min: NonNegative = 100  # orders risk refused, last 60 s
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

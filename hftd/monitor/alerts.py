@@ -34,6 +34,10 @@ Rules (severity; raised while):
   ports, venue ports) had to act on a limit (connection refused or idle one
   closed at the cap, request too large, request or answer too slow, slow
   consumer dropped) more than max_limit_hits_per_min times in the last 60 s;
+- risk_rejects (warning): the gateway's risk refused more than
+  max_risk_rejects_per_min orders in the last 60 s (a limit every order breaks
+  trades nothing while the mode stays active and the breaker, at its default,
+  does not trip);
 - book_errors (warning): the strategy's books rejected more than
   max_book_errors_per_min market-data updates in the last 60 s (an execute,
   cancel, delete or replace of an order they do not hold, a size of zero or
@@ -101,6 +105,7 @@ class Facts(msgspec.Struct, kw_only=True):
     book_errors_last_min: int = 0  # strategy: md updates its books rejected, last 60 s
     book_error: str = ""  # the last one: its sequence number and why
     unusable_last_min: int = 0  # gateway: sequenced venue messages not applied, last 60 s
+    risk_rejects_last_min: int = 0  # gateway: orders its risk refused, last 60 s
     last_unusable: str = ""  # the last one: its sequence number and why
     risk_view_down_s: float = 0.0  # gateway answering, its market view out of sync this long
     risk_view_loss: str = ""  # why it lost sync
@@ -319,6 +324,19 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                 f"{f.last_unusable or 'not reported'}",
                 value=f.unusable_last_min,
                 threshold=cfg.max_unusable_per_min,
+            )
+        )
+    if f.risk_rejects_last_min > cfg.max_risk_rejects_per_min:
+        out.append(
+            Condition(
+                rule="risk_rejects",
+                subject="gateway",
+                severity="warning",
+                message=f"{f.risk_rejects_last_min} orders refused by risk in the last minute "
+                f"(max {cfg.max_risk_rejects_per_min}): a limit every order breaks (hftctl "
+                "status: RISK lines) trades nothing while the mode stays active",
+                value=f.risk_rejects_last_min,
+                threshold=cfg.max_risk_rejects_per_min,
             )
         )
     if f.risk_view_down_s >= cfg.link_down_after_s:

@@ -359,6 +359,7 @@ class Aggregator:
             book_errors_last_min=st.within("book_errors", 60.0) if st else 0,
             book_error=strat.last_book_error if strat else "",
             unusable_last_min=g.within("unusable", 60.0) if g else 0,
+            risk_rejects_last_min=g.within("risk_rejects", 60.0) if g else 0,
             last_unusable=gw.last_unusable if gw else "",
             risk_view_down_s=self._down_for(
                 "risk_view", gw_on and gw is not None and not gw.market.synced, poll.mono

@@ -263,15 +263,11 @@ def test_risk_rejecting_everything(tmp_path: Path) -> None:
         halt_and_match_the_venue(up, cfg)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the default breaker (max_risk_rejects = 500 in 1 s) risk refusing every "
-    "order raises no alert: the strategies' refused orders come at ~50-80/s, the breaker "
-    "never trips, and hftd/monitor/alerts.py has no rule on risk rejects (only `breaker` "
-    "and `trading_mode`, which need the trip), so the monitor shows nothing while "
-    "nothing trades",
-)
 def test_risk_rejecting_everything_default_breaker_alerts(tmp_path: Path) -> None:
+    """With the default breaker (max_risk_rejects = 500 in 1 s) risk refusing every
+    order trips nothing: the strategies' refused orders come at ~50-80/s and the mode
+    stays active. The monitor's `risk_rejects` rule (more than 100 in a minute) is
+    what says so: it was missing (this test was a strict xfail until it came)."""
     cfg = links_config(tmp_path)
     smallest = min(i["order_qty"] for i in STRATEGIES)
     with start_daemon("up", cfg, ready_timeout=60) as up:
