@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from hftd.ipc.control import request_sync
-from hftd.msg.control import Snapshot, Status
+from hftd.msg.control import Resume, Snapshot, Status
 from tests.integration.test_trading import STRATEGIES
 from tests.support import (
     Daemon,
+    ask,
     assert_gateway_matches_venue,
     make_config,
     start_daemon,
@@ -53,12 +54,26 @@ def chaos_config(tmp: Path) -> Path:
     )
 
 
+def trading_again(up: Daemon, fills: int, trips: list[str]) -> bool:
+    """More fills than `fills`. A circuit breaker the chaos tripped (market data
+    stale past `breaker.md_stale_s` while a loaded machine restarts the venue) is
+    re-armed as an operator would (`hftctl resume`): a trip survives restarts by
+    design, and the test is about what a kill loses, not about the breaker."""
+    g = detail(up, "gateway")
+    if g["mode"] == "halted" and g["breaker"]["tripped"]:
+        trips.append(g["breaker"]["reason"])
+        ask(up, "gateway", Resume())
+        return False
+    return bool(g["fills"] > fills)
+
+
 def test_kill_every_daemon_repeatedly_nothing_lost(tmp_path: Path) -> None:
     cfg = chaos_config(tmp_path)
     rounds = int(os.environ.get("HFTD_CHAOS_ROUNDS", "2"))
     with start_daemon("up", cfg, ready_timeout=60) as up:
         wait_for(lambda: detail(up, "gateway")["fills"] >= 10, 120, "trading")
         recoveries: dict[str, list[float]] = {n: [] for n in ORDER}
+        trips: list[str] = []
         for _ in range(rounds):
             for name in ORDER:
                 before = sup(up)[name]
@@ -74,10 +89,12 @@ def test_kill_every_daemon_repeatedly_nothing_lost(tmp_path: Path) -> None:
                 # Let it trade a little between kills (and the strategy resync).
                 fills = detail(up, "gateway")["fills"]
                 wait_for(
-                    lambda f=fills: detail(up, "gateway")["fills"] > f,
+                    lambda f=fills: trading_again(up, f, trips),
                     60,
                     f"trading after {name} restart",
                 )
+        if trips:
+            print(f"breaker trips re-armed during the kills: {trips}")
         everything = [ms for v in recoveries.values() for ms in v]
         for name, v in recoveries.items():
             print(f"{name:9s} SIGKILL -> READY: " + ", ".join(f"{ms:.0f}" for ms in v) + " ms")
