@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import msgspec
+
 from hftd.runtime.journal import JournalCorrupt, read_all
 from hftd.strategy.record import RECORD_PREFIX, ReplayResult, replay
 
@@ -44,7 +46,10 @@ def replay_session(where: Path) -> int:
         try:
             records, torn = read_all(path)
             result: ReplayResult = replay(records)
-        except (OSError, JournalCorrupt, ValueError) as exc:
+        except (IndexError, KeyError, TypeError) as exc:  # a record of the wrong shape
+            print(f"hftd backtest: {path}: not a session record: {exc!r}", file=sys.stderr)
+            return 2
+        except (OSError, JournalCorrupt, ValueError, msgspec.MsgspecError) as exc:
             print(f"hftd backtest: {path}: cannot replay: {exc}", file=sys.stderr)
             return 2
         tail = f" (a torn tail was left out: {torn.reason})" if torn is not None else ""

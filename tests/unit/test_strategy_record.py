@@ -4,6 +4,7 @@ recorded as the daemon makes them, re-run to the same orders field for field."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -191,3 +192,23 @@ def _zero_t1(raw: bytes) -> bytes:
 
 def _cmd(raw: bytes) -> OrderCommand:
     return msgspec.msgpack.decode(raw, type=OrderCommand)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xc1 not msgpack", msgspec.msgpack.encode(("B", [["U"]])), msgspec.msgpack.encode([1])],
+)
+def test_a_damaged_record_file_is_named_not_a_traceback(
+    tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The record is a file: `hftd backtest --session` reads it as input, not as
+    trusted state. Whatever its records hold, exit 2 naming the file."""
+    from hftd.backtest.session import replay_session
+    from hftd.runtime.journal import frame
+
+    records, _ = live_session(on_aapl())
+    path = tmp_path / "strategy-inputs.1.rec"
+    path.write_bytes(frame(records[0]) + frame(payload))
+    assert replay_session(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err
