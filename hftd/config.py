@@ -365,6 +365,7 @@ ALERT_RULES = (
     "venue_unusable",
     "risk_view",
     "risk_rejects",
+    "venue_silent",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -388,6 +389,8 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     max_book_errors_per_min: NonNegative = 0  # md updates the strategy's books rejected, 60 s
     max_unusable_per_min: NonNegative = 0  # sequenced venue messages the gateway could not use
     max_risk_rejects_per_min: NonNegative = 100  # orders risk refused, last 60 s
+    # a venue session up but nothing from the venue this long (it heartbeats each second)
+    venue_silent_after_s: Seconds = 3.0
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

@@ -59,6 +59,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("hftd.feed")
 
 MD_HEARTBEAT_S = 0.1  # idle this long: publish MD_HEARTBEAT
+# ... but only while the venue talks: it sends a heartbeat every second when idle
+# (SoupBinTCP), so nothing from it for two of them is a venue not answering, and
+# the feed stops saying the market data is fresh (the breaker's md_stale_s then
+# sees it age) long before the link's own silence timeout (15 s) drops it.
+MD_VOUCH_S = 2 * soup.HEARTBEAT_INTERVAL
 PROBLEM_LOG_INTERVAL_S = 5.0  # unreadable ITCH messages: at most one warning this often
 
 _md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
@@ -160,9 +165,16 @@ class FeedAgent:
 
     def next_timer_s(self) -> float:
         t = self.link.next_timer_s()
-        if self.link.up:
+        if self.vouching(time.monotonic()):
             t = min(t, max(0.0, self.last_publish + MD_HEARTBEAT_S - time.monotonic()))
         return t
+
+    def vouching(self, now: float) -> bool:
+        """The feed may say "the link is up though nothing traded" (MD_HEARTBEAT): it
+        is live and has heard the venue within MD_VOUCH_S. Not otherwise: a venue
+        that stopped answering must show as market data ageing, not as fresh."""
+        link = self.link
+        return self.live.is_set() and link.up and now - link.last_rx < MD_VOUCH_S
 
     def do_work(self) -> int:
         link = self.link
@@ -181,7 +193,7 @@ class FeedAgent:
             self.live.clear()
             return 0
         now = time.monotonic()
-        if self.live.is_set() and now - self.last_publish >= MD_HEARTBEAT_S:
+        if now - self.last_publish >= MD_HEARTBEAT_S and self.vouching(now):
             self._publish_heartbeat(now)
         link.keepalive()
         if not link.up:
@@ -346,6 +358,7 @@ class FeedService:
         c = a.counters
         return FeedDetail(
             link=a.state,
+            venue_heard_ms_ago=a.link.heard_ms_ago(),
             reconnects=a.link.reconnects,
             next_sequence=a.next_seq,
             messages=c["messages"],

@@ -382,6 +382,7 @@ def gateway_detail(
     reconcile: ReconcileStatus,
     report_backlog: int,
     reconnects: int,
+    venue_heard_ms_ago: int | None = None,
 ) -> GatewayDetail:
     """The gateway's Status detail (the strategy's recovery reads its ``working``
     and ``positions``). Built on the control thread while the hot loop trades:
@@ -397,6 +398,7 @@ def gateway_detail(
         mode_reason=core.mode_reason,
         breaker=BreakerStatus(tripped=breaker.tripped, reason=breaker.reason, trips=breaker.trips),
         venue_up=core.venue_up,
+        venue_heard_ms_ago=venue_heard_ms_ago,
         strategy_up=core.strategy_up,
         venue_seq=core.venue_seq,
         next_user_ref=core.next_user_ref,
@@ -574,7 +576,12 @@ class GatewayService:
         if a is None:
             return None
         return gateway_detail(
-            a.core, a.market, a.reconcile_status, a.counters["report_backlog"], a.link.reconnects
+            a.core,
+            a.market,
+            a.reconcile_status,
+            a.counters["report_backlog"],
+            a.link.reconnects,
+            a.link.heard_ms_ago(),
         )
 
     async def handle(self, cmd: Command) -> Any:

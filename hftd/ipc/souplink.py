@@ -154,6 +154,15 @@ class SoupLink:
         if self.sock is not None and now - self.last_rx > self.silence_s:
             self.drop(f"venue silent for {now - self.last_rx:.1f} s")
 
+    def heard_ms_ago(self) -> int | None:
+        """Milliseconds since the venue last sent anything (since the connect, if it
+        has sent nothing yet); None while no connection is up. For Status, off the
+        hot path: a venue that stopped answering shows here long before `silence_s`
+        drops the link (the monitor's `venue_silent` alert)."""
+        if self.sock is None:
+            return None
+        return max(0, int((time.monotonic() - self.last_rx) * 1000))
+
     def logged_in(self) -> None:
         """The login was accepted: the next failure starts backing off from scratch."""
         self.backoff = self.backoff_min_s

@@ -51,7 +51,14 @@ Rules (severity; raised while):
 - risk_view (critical): the gateway's own market view (hftd/risk/market.py)
   out of sync for link_down_after_s: its price band, market-order notional
   and marks stay at the last good reference until the feed's resync rebuilds
-  its books.
+  its books;
+- venue_silent (critical): a venue session is connected (the gateway's order
+  session: subject "orders"; the feed's market data: "md") but the venue has
+  sent nothing on it, not even its heartbeat (one a second when idle), for
+  venue_silent_after_s: a venue that stopped answering. The link is declared
+  down only after the venue's heartbeat timeout (15 s), and link_down after
+  that; meanwhile orders get no acknowledgement (the gateway cancels them after
+  gateway.order_timeout_s) and the market data is not moving.
 """
 
 from __future__ import annotations
@@ -109,6 +116,9 @@ class Facts(msgspec.Struct, kw_only=True):
     last_unusable: str = ""  # the last one: its sequence number and why
     risk_view_down_s: float = 0.0  # gateway answering, its market view out of sync this long
     risk_view_loss: str = ""  # why it lost sync
+    venue_silent_s: float = 0.0  # gateway: order session connected, nothing from the venue
+    md_silent_s: float = 0.0  # feed: md session connected, nothing from the venue
+    awaiting_venue: int = 0  # gateway: orders and cancels sent, not answered yet
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -352,6 +362,27 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                 threshold=cfg.link_down_after_s,
             )
         )
+    for subject, secs, what in (
+        ("orders", f.venue_silent_s, "order session"),
+        ("md", f.md_silent_s, "market-data session"),
+    ):
+        if secs >= cfg.venue_silent_after_s:
+            waiting = (
+                f"; {f.awaiting_venue} orders or cancels await its answer"
+                if subject == "orders" and f.awaiting_venue
+                else ""
+            )
+            out.append(
+                Condition(
+                    rule="venue_silent",
+                    subject=subject,
+                    severity="critical",
+                    message=f"venue silent on the {what} for {secs:.0f} s, not even a "
+                    f"heartbeat: not answering{waiting}",
+                    value=secs,
+                    threshold=cfg.venue_silent_after_s,
+                )
+            )
     return [c for c in out if c.rule not in cfg.disabled]
 
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from hftd.config import PRICE_SCALE, HftdConfig
+from hftd.gateway.lifecycle import CANCEL_PENDING, PENDING
 from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
 from hftd.monitor.state import (
     HOPS,
@@ -67,6 +68,8 @@ RATE_SPAN_S = 1.0  # rates over about this much time
 # Windowed percentiles of five hops (sparse histograms subtracted and walked):
 # latency figures are refreshed once a second, not every poll.
 LATENCY_EVERY_S = 1.0
+# A working order in these states waits for the venue's answer.
+AWAITING_VENUE = frozenset({PENDING, CANCEL_PENDING})
 
 
 def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
@@ -77,6 +80,11 @@ def _fold(into: dict[int, int], h: SparseHistogram, sign: int) -> None:
             into[i] = n
         else:
             del into[i]
+
+
+def _silent_s(heard_ms_ago: int | None) -> float:
+    """How long a venue session has heard nothing, in seconds (0: no session)."""
+    return heard_ms_ago / 1000 if heard_ms_ago is not None else 0.0
 
 
 def _money(value: int | float | None) -> float:
@@ -365,6 +373,9 @@ class Aggregator:
                 "risk_view", gw_on and gw is not None and not gw.market.synced, poll.mono
             ),
             risk_view_loss=gw.market.last_loss if gw else "",
+            venue_silent_s=_silent_s(gw.venue_heard_ms_ago) if gw and gw_on else 0.0,
+            md_silent_s=_silent_s(feed.venue_heard_ms_ago) if feed and feed_on else 0.0,
+            awaiting_venue=sum(o.state in AWAITING_VENUE for o in gw.working) if gw else 0,
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -379,6 +390,8 @@ class Aggregator:
             venue_up=venue_up,
             strategy_up=strategy_up,
             feed_link=feed_link,
+            venue_silent_s=facts.venue_silent_s,
+            md_silent_s=facts.md_silent_s,
             working_orders=len(gw.working) if gw else 0,
             next_step=next_step(gw) if gw and gw_on else "",
             resync_loop=strat is not None and strat.resync_loop and strat_on,

@@ -198,6 +198,15 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         "1 while the feed's market-data session is live.",
         1.0 if state.feed_link == "live" else 0.0,
     )
+    silent = GaugeMetricFamily(
+        "hftd_venue_silent_seconds",
+        "Seconds since the venue last sent anything on a connected session (its "
+        "heartbeat comes every second; 0 without a session).",
+        labels=["session"],
+    )
+    silent.add_metric(["orders"], state.venue_silent_s)
+    silent.add_metric(["md"], state.md_silent_s)
+    out.append(silent)
     gauge(
         "hftd_md_resync_loop",
         "1 while the strategy is in a resync loop (backing off).",

@@ -125,6 +125,9 @@ class SystemState(msgspec.Struct, kw_only=True):
     venue_up: bool = False
     strategy_up: bool = False
     feed_link: str = ""
+    # a venue session connected but not a byte from the venue this long (alert venue_silent)
+    venue_silent_s: float = 0.0  # the gateway's order session
+    md_silent_s: float = 0.0  # the feed's market-data session
     resync_loop: bool = False  # the strategy cannot rebuild its books (alert resync_loop)
     working_orders: int = 0
     counters: Counters = msgspec.field(default_factory=Counters)

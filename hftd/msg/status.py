@@ -171,6 +171,9 @@ class GatewayDetail(Detail, kw_only=True, frozen=True):
     mode_reason: str = ""
     breaker: BreakerStatus
     venue_up: bool
+    # ms since the venue last sent anything on the order session (a reply or its
+    # heartbeat, one a second when idle); None: no session connected
+    venue_heard_ms_ago: int | None
     strategy_up: bool
     venue_seq: int
     next_user_ref: int
@@ -429,6 +432,9 @@ class RingStats(msgspec.Struct, frozen=True):
 
 class FeedDetail(Detail, kw_only=True, frozen=True):
     link: str  # disconnected, logging in, live
+    # ms since the venue last sent anything on the market-data session (a message or
+    # its heartbeat, one a second when idle); None: no session connected
+    venue_heard_ms_ago: int | None
     reconnects: int
     next_sequence: int
     messages: int

@@ -88,6 +88,7 @@ def gateway(
     risk: dict[str, float] | None = None,
     risk_figures: dict[str, RiskFigure] | None = None,
     venue_up: bool = True,
+    venue_heard_ms_ago: int | None = 200,
     strategy_up: bool = True,
     recent_fills: list[FillStatus] | None = None,
 ) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def gateway(
         mode=mode,
         breaker=BreakerStatus(**{"tripped": False, "reason": "", "trips": 0, **(breaker or {})}),
         venue_up=venue_up,
+        venue_heard_ms_ago=venue_heard_ms_ago,
         strategy_up=strategy_up,
         last_unusable="",
         reconcile=ReconcileStatus(state="agreed", problems=[]),
@@ -192,10 +194,16 @@ def _ring(name: str) -> RingStats:
 
 
 def feed(
-    *, messages: int = 1000, gaps: int = 0, drops: int = 0, link: str = "live"
+    *,
+    messages: int = 1000,
+    gaps: int = 0,
+    drops: int = 0,
+    link: str = "live",
+    venue_heard_ms_ago: int | None = 100,
 ) -> dict[str, Any]:
     detail = FeedDetail(
         link=link,
+        venue_heard_ms_ago=venue_heard_ms_ago,
         reconnects=0,
         next_sequence=messages + 1,
         messages=messages,
