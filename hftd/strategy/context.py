@@ -27,6 +27,7 @@ log = logging.getLogger("hftd.strategy")
 TRADES_KEPT = 256  # recent trades per symbol (`Context.trades`)
 _NO_TRADES: deque[tuple[int, int, int]] = deque(maxlen=0)
 _CANCELLABLE = (SENT, LIVE, PARTIAL)
+_QUOTED = (LIVE, PARTIAL)  # a quote side's orders with no answer on its way
 
 
 class StrategyContext:
@@ -140,8 +141,9 @@ class StrategyContext:
         if self.now - self.last_order_ns.get(symbol, 0) < p.cooldown_ms * 1e6:
             return False
         om = self.om
-        if om.working(symbol):
-            return False
+        for o in om.orders.values():  # nothing of its own works in `symbol`
+            if o.symbol == symbol:
+                return False
         pos = om.own_position(symbol)
         qty = qty or p.order_qty
         limit = p.max_position
@@ -199,21 +201,27 @@ class StrategyContext:
         was a replace."""
         om = self.om
         buy = side == BUY
-        mine = [o for o in om.working(symbol) if (o.side == BUY) == buy]
-        if any(o.state not in (LIVE, PARTIAL) for o in mine):
-            return 0  # an answer is on its way (sent, cancel or replace pending): wait for it
         if not price:
+            mine = [o for o in om.working(symbol) if (o.side == BUY) == buy]
+            if any(o.state not in _QUOTED for o in mine):
+                return 0  # an answer is on its way: wait for it
             for o in mine:
                 om.cancel(o.cl_id, self.t1)
             return 0
-        if not mine:
+        first = None  # its oldest order on this side (one pass, no list: every tick)
+        for o in om.orders.values():
+            if o.symbol == symbol and (o.side == BUY) == buy:
+                if o.state not in _QUOTED:
+                    return 0  # an answer is on its way (sent, cancel or replace pending)
+                if first is None:
+                    first = o
+        if first is None:
             if om.allows(symbol, side, qty):  # (no signal line per tick while halted)
                 self.submit(symbol, side, qty, price, DAY, "quote")
             return 0
-        o = mine[0]
-        if abs(o.price - price) >= away and om.replace(o.cl_id, qty, price, self.t1) is not None:
-            return 1
-        return 0
+        if abs(first.price - price) < away:
+            return 0
+        return 1 if om.replace(first.cl_id, qty, price, self.t1) is not None else 0
 
     def replace(self, cl_id: int, qty: int, price: int) -> int | None:
         return self.om.replace(cl_id, qty, price, self.t1)

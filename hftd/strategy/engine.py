@@ -111,6 +111,7 @@ class StrategyEngine:
                 StrategyContext(strat, inst, om, self.builder.books, ticks, self.trades, clock)
             )
         self.by_symbol: dict[str, list[Dispatch]] = {}
+        self.timed: list[StrategyContext] = []
         self._route()
         self.next_heartbeat_ns = 0
         self.gateway_seen_ns = 0
@@ -124,11 +125,15 @@ class StrategyEngine:
             c.strategy.on_start(c)
 
     def _route(self) -> None:
-        """Which enabled instances each symbol's updates go to (after a reload too)."""
+        """Which enabled instances each symbol's updates and the timer go to (after a
+        reload too)."""
         self.by_symbol = {}
+        self.timed = []  # the enabled instances whose kind has an on_timer
         for c in self.contexts:
             if c.params.enabled:
                 s = c.strategy
+                if type(s).on_timer is not Strategy.on_timer:
+                    self.timed.append(c)
                 on_trade = s.on_trade if type(s).on_trade is not Strategy.on_trade else None
                 for sym in c.params.symbols:
                     self.by_symbol.setdefault(sym, []).append((c, s.on_book, on_trade))
@@ -269,11 +274,10 @@ class StrategyEngine:
                     bid, ask = (b.best_bid(), b.best_ask()) if b is not None else (None, None)
                     if bid is not None and ask is not None:
                         book.set_mark(sym, (bid[0] + ask[0]) // 2)
-        for c in self.contexts:
-            if c.params.enabled:
-                c.now_ns = now
-                c.t1 = 0
-                c.strategy.on_timer(c)
+        for c in self.timed:
+            c.now_ns = now
+            c.t1 = 0
+            c.strategy.on_timer(c)
 
     def adopt(self, working: Sequence[WorkingOrderStatus], positions: dict[str, int]) -> int:
         """Recover what a previous run left: working orders (routed by cl_id) and

@@ -59,11 +59,24 @@ class MarketMaker(Strategy[MarketMakerConfig]):
 
     def __init__(self, config: MarketMakerConfig) -> None:
         super().__init__(config)
-        self.mids: dict[str, deque[tuple[int, int]]] = {}  # symbol -> (time, mid)
+        # symbol -> its mids over the pull window, oldest first: [time, mid] per run of
+        # equal mids (the time of the run's latest), so an unchanged mid costs no entry
+        self.mids: dict[str, deque[list[int]]] = {}
         self.hold_until: dict[str, int] = {}  # symbol -> no quotes before this (ns)
         self.last_md: dict[str, int] = {}  # symbol -> when its book last changed (ns)
         self.pulls = 0
         self.requotes = 0
+        self.window_ns = self.stale_ns = 0
+        self._derive()
+
+    def reconfigure(self, config: MarketMakerConfig) -> None:
+        super().reconfigure(config)
+        self._derive()
+
+    def _derive(self) -> None:
+        """The config's times in ns, once (not per book change or tick)."""
+        self.window_ns = int(self.config.pull_window_ms * 1e6)
+        self.stale_ns = int(self.config.stale_ms * 1e6)
 
     def quotes(
         self, ctx: Context, symbol: str, bbo: tuple[int, int, int, int], tick: int
@@ -94,14 +107,17 @@ class MarketMaker(Strategy[MarketMakerConfig]):
         hist = self.mids.get(symbol)
         if hist is None:
             hist = self.mids[symbol] = deque()
-        hist.append((now, mid))
-        horizon = now - int(cfg.pull_window_ms * 1e6)
-        while hist[0][0] < horizon:
+        if hist and hist[-1][1] == mid:
+            hist[-1][0] = now
+        else:
+            hist.append([now, mid])
+        horizon = now - self.window_ns
+        while hist[0][0] < horizon:  # (the oldest mid seen within the window stays)
             hist.popleft()
         if abs(mid - hist[0][1]) >= cfg.pull_ticks * tick:
             self._pull(ctx, symbol, "adverse move")
             hist.clear()
-            hist.append((now, mid))
+            hist.append([now, mid])
             return
         if now < self.hold_until.get(symbol, 0):
             return
@@ -124,7 +140,7 @@ class MarketMaker(Strategy[MarketMakerConfig]):
 
     def on_timer(self, ctx: Context) -> None:
         now = ctx.now
-        stale = int(self.config.stale_ms * 1e6)
+        stale = self.stale_ns
         for symbol, at in self.last_md.items():
             if now - at > stale and now >= self.hold_until.get(symbol, 0):
                 self._pull(ctx, symbol, "stale market data")

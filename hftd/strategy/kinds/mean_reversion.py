@@ -20,6 +20,17 @@ class MeanReversionConfig(StrategyParams, tag="mean_reversion", frozen=True):
     aggression_ticks: NonNegative = 0  # IOC limit = opposite touch +/- this many ticks
 
 
+class _Window:
+    """One symbol's last mids with their running sum and sum of squares."""
+
+    __slots__ = ("mids", "s", "sq")
+
+    def __init__(self) -> None:
+        self.mids: deque[float] = deque()
+        self.s = 0.0
+        self.sq = 0.0
+
+
 class MeanReversion(Strategy[MeanReversionConfig]):
     """When the mid is `threshold_sigma` standard deviations below its mean over the
     last `window` book changes, buy (IOC, at the ask + `aggression_ticks`); as far
@@ -27,8 +38,7 @@ class MeanReversion(Strategy[MeanReversionConfig]):
 
     def __init__(self, config: MeanReversionConfig) -> None:
         super().__init__(config)
-        self.mids: dict[str, deque[float]] = {}
-        self.sums: dict[str, tuple[float, float]] = {}  # symbol -> (sum, sum of squares)
+        self.windows: dict[str, _Window] = {}
 
     def on_book(self, ctx: Context, symbol: str) -> None:
         bbo = ctx.bbo(symbol)
@@ -37,20 +47,23 @@ class MeanReversion(Strategy[MeanReversionConfig]):
         bid, _, ask, _ = bbo
         cfg = self.config
         mid = (bid + ask) / 2.0
-        window = self.mids.get(symbol)
-        if window is None:
-            window = self.mids[symbol] = deque()
-        s, sq = self.sums.get(symbol, (0.0, 0.0))
+        w = self.windows.get(symbol)
+        if w is None:
+            w = self.windows[symbol] = _Window()
+        window = w.mids
         window.append(mid)
-        s += mid
-        sq += mid * mid
-        while len(window) > cfg.window:
+        s = w.s + mid
+        sq = w.sq + mid * mid
+        size = cfg.window
+        n = len(window)
+        while n > size:
             old = window.popleft()
             s -= old
             sq -= old * old
-        self.sums[symbol] = (s, sq)
-        n = len(window)
-        if n < cfg.window:
+            n -= 1
+        w.s = s
+        w.sq = sq
+        if n < size:
             return
         mean = s / n
         var = sq / n - mean * mean

@@ -28,6 +28,23 @@ class MomentumConfig(StrategyParams, tag="momentum", frozen=True):
             yield "fast_window: must be < slow_window"
 
 
+class _Mids:
+    """One symbol's recent mids, kept as bid + ask (integers: twice the mid), with
+    running sums of the whole window and of its last `fast_n`. Integers, so a sum
+    kept up by additions and subtractions is exact: the averages are the very
+    floats that summing the float mids over the window gives (half-integers add
+    exactly below 2**52)."""
+
+    __slots__ = ("fast", "fast_n", "total", "trend", "window")
+
+    def __init__(self, slow_window: int) -> None:
+        self.window: deque[int] = deque(maxlen=slow_window)
+        self.total = 0  # sum of the window
+        self.fast = 0  # sum of its last `fast_n`
+        self.fast_n = 0  # 0: not summed yet (or a reload changed fast_window)
+        self.trend = 0
+
+
 class Momentum(Strategy[MomentumConfig]):
     """When the fast average of the mid crosses above the slow one, bid at the best
     bid (DAY); below, offer at the best ask. Cancel what still works after
@@ -35,8 +52,7 @@ class Momentum(Strategy[MomentumConfig]):
 
     def __init__(self, config: MomentumConfig) -> None:
         super().__init__(config)
-        self.mids: dict[str, deque[float]] = {}
-        self.trend: dict[str, int] = {}
+        self.mids: dict[str, _Mids] = {}
         self.sent_at: dict[int, int] = {}  # cl_id -> when it was sent
 
     def on_book(self, ctx: Context, symbol: str) -> None:
@@ -45,18 +61,32 @@ class Momentum(Strategy[MomentumConfig]):
             return
         bid, _, ask, _ = bbo
         cfg = self.config
-        window = self.mids.get(symbol)
-        if window is None:
-            window = self.mids[symbol] = deque(maxlen=cfg.slow_window)
-        window.append((bid + ask) / 2.0)
-        if len(window) < cfg.slow_window:
+        m = self.mids.get(symbol)
+        if m is None:
+            m = self.mids[symbol] = _Mids(cfg.slow_window)
+        window = m.window
+        x = bid + ask
+        n = len(window)
+        if n == window.maxlen:
+            m.total -= window[0]  # (append drops it)
+        else:
+            n += 1
+        window.append(x)
+        m.total += x
+        fw = cfg.fast_window
+        if n <= fw:
+            m.fast, m.fast_n = m.total, fw
+        elif fw == m.fast_n:
+            m.fast += x - window[-fw - 1]
+        else:  # first time past fw mids, or fast_window reloaded
+            m.fast, m.fast_n = sum(islice(window, n - fw, None)), fw
+        if n < cfg.slow_window:
             return
-        fw = cfg.fast_window  # the last fw mids, summed in order, without copying
-        fast = sum(islice(window, max(0, len(window) - fw), None)) / fw
-        slow = sum(window) / len(window)
+        fast = m.fast / 2.0 / fw
+        slow = m.total / 2.0 / n
         trend = 1 if fast > slow else -1 if fast < slow else 0
-        prev = self.trend.get(symbol, 0)
-        self.trend[symbol] = trend
+        prev = m.trend
+        m.trend = trend
         if trend == prev or trend == 0:
             return
         side = BUY if trend > 0 else SELL
