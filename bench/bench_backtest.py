@@ -4,6 +4,7 @@
     python bench/bench_backtest.py [--data FILE] [--config config/backtest.toml]
                                    [--runs 3] [--memory-messages 10000000]
                                    [--wanted-every 10] [--skip-speed] [--skip-memory]
+                                   [--keep-results]
 
 Speed: the data's updates are read into memory first (the source's own rate
 is printed apart), then played through `hftd.backtest.runner.Backtest` (queue
@@ -19,9 +20,12 @@ order references and timestamps shifted past the previous one's, so the
 stream stays a valid book; timestamps 1 ms apart) for one message in `--wanted-every`, and the
 sample's messages under 49 other locate codes for the rest (skipped unread by
 the symbol filter). The full backtest (all configured strategies, on AAPL)
-streams it from disk; RSS and Python's allocated blocks are sampled every
-100,000 events. It prints the first and last samples and the growth per
-million events over the second half (flat: ~0).
+streams it from disk, its results streamed as `hftd backtest` does (orders,
+fills and the equity curve written to CSV files as they come, running figures
+kept: hftd.backtest.results); RSS and Python's allocated blocks are sampled
+every 100,000 events. It prints the first and last samples and the growth per
+million events over the second half (flat: ~0), with the rows written.
+`--keep-results` keeps every row in memory instead (the growth they cost).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ import msgspec  # noqa: E402
 
 from hftd.backtest.detect import open_source  # noqa: E402
 from hftd.backtest.itch_file import ItchFile  # noqa: E402
+from hftd.backtest.report import summarize, write_results  # noqa: E402
+from hftd.backtest.results import Results  # noqa: E402
 from hftd.backtest.runner import Backtest  # noqa: E402
 from hftd.config import HftdConfig, parse_config  # noqa: E402
 from hftd.msg.hot import MarketDataUpdate  # noqa: E402
@@ -78,7 +84,7 @@ def rate(cfg: HftdConfig, ups: list[MarketDataUpdate], runs: int) -> tuple[float
         t = time.perf_counter()
         bt.run(ups)
         rates.append(len(ups) / (time.perf_counter() - t))
-        fills = len(bt.fills)
+        fills = bt.results.fill_count
     return statistics.median(rates), fills
 
 
@@ -195,17 +201,27 @@ def memory(args: argparse.Namespace) -> None:
 
         def progress(events: int, _t: int) -> None:
             if events % 100_000 < 65_536:  # called every 65,536 events
-                kept = len(bt.orders) + len(bt.fills) + len(bt.samples)
+                r = bt.results
+                kept = len(r.orders) + len(r.fills) + len(r.samples) + len(r.chart)
                 samples.append((events, rss_mib(), sys.getallocatedblocks(), kept))
 
         logging.getLogger("hftd").setLevel(logging.ERROR)  # risk's reject lines
-        bt = Backtest(cfg, progress)
+        out = Path(tmp) / "out"
+        names = [i.name for i in cfg.strategy.instances]
+        keep = args.keep_results
+        bt = Backtest(cfg, progress, results=Results(names, None if keep else out, keep=keep))
         t = time.perf_counter()
         bt.run(ItchFile(path, ["AAPL"]))
         dt = time.perf_counter() - t
+        write_results(bt, summarize(bt, [path.name]), out)
+        sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    r = bt.results
     print(
         f"full loop, all strategies: {bt.events:,} AAPL events of {n:,} messages in {dt:.0f} s "
-        f"({bt.events / dt:,.0f} events/s, {n / dt:,.0f} file messages/s), {len(bt.fills):,} fills"
+        f"({bt.events / dt:,.0f} events/s, {n / dt:,.0f} file messages/s), "
+        f"{r.fill_count:,} fills, {r.order_count:,} orders, {r.sample_count:,} equity points "
+        f"({'kept in memory' if keep else 'streamed'}: orders.csv "
+        f"{sizes['orders.csv'] / 2**20:.1f} MiB, fills.csv {sizes['fills.csv'] / 2**20:.1f} MiB)"
     )
     if len(samples) < 4:
         print("too few samples for a slope")
@@ -213,7 +229,7 @@ def memory(args: argparse.Namespace) -> None:
     for label, (events, rss, blocks, kept) in (("first", samples[0]), ("last", samples[-1])):
         print(
             f"  {label} sample: {events:>10,} events  RSS {rss:.1f} MiB  blocks {blocks:,}  "
-            f"results kept {kept:,}"
+            f"rows held {kept:,}"
         )
     half = samples[len(samples) // 2 :]
     de = (half[-1][0] - half[0][0]) / 1e6
@@ -221,9 +237,8 @@ def memory(args: argparse.Namespace) -> None:
     db = half[-1][2] - half[0][2]
     print(
         f"  second half: RSS {(half[-1][1] - half[0][1]) / de:+.2f} MiB and {db / de:+,.0f} "
-        f"blocks per million events; {dk / de:+,.0f} results kept (orders, fills, equity "
-        f"points: the report's) per million events, {db / max(dk, 1):.1f} blocks each: "
-        "beyond them, flat"
+        f"blocks per million events; rows held (orders, fills, equity and chart points) "
+        f"{dk / de:+,.0f} per million events"
     )
 
 
@@ -240,6 +255,9 @@ def main() -> None:
     p.add_argument("--wanted-every", type=int, default=10)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument(
+        "--keep-results", action="store_true", help="memory: keep every row (not streamed)"
+    )
     args = p.parse_args()
     with open("/proc/loadavg") as f:
         print(f"load average: {f.read().split()[0]}")

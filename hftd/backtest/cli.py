@@ -33,6 +33,7 @@ def _sources(cfg: HftdConfig, config_path: Path, given: list[str] | None) -> lis
 
 def run_backtest(args: argparse.Namespace) -> int:
     from hftd.backtest.report import summarize, summary_text, write_results
+    from hftd.backtest.results import Results
     from hftd.backtest.runner import Backtest, updates_of
 
     if args.session:
@@ -79,8 +80,11 @@ def run_backtest(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
             print(f"hftd backtest: backtest.latency_histograms {hpath}: {exc}", file=sys.stderr)
             return 2
+    out = Path(args.out or cfg.backtest.out_dir)
+    # orders, fills and the equity curve written as they come: memory stays flat
+    results = Results([i.name for i in cfg.strategy.instances], out, keep=False)
     try:
-        bt = Backtest(cfg, progress if show else None, hops)
+        bt = Backtest(cfg, progress if show else None, hops, results)
     except ValueError as exc:
         print(f"hftd backtest: backtest.latency_histograms: {exc}", file=sys.stderr)
         return 2
@@ -95,7 +99,6 @@ def run_backtest(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     elapsed = time.monotonic() - started
     summary = summarize(bt, [f"{s.name}: {s.path}" for s in sources])
-    out = Path(args.out or cfg.backtest.out_dir)
     write_results(bt, summary, out)
     print(summary_text(summary), end="")
     print(f"\nresults in {out}/ (report.html, summary.json, fills.csv, orders.csv, equity.csv)")

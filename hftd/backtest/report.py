@@ -1,9 +1,10 @@
 """A backtest's results for a person: the summary, CSV files and an HTML report.
 
-Everything is computed from the run's own records (`Backtest.fills`, `.orders`,
-`.samples` and each strategy's position book) and written without a wall-clock
-time or anything else that changes between runs: two runs of the same data and
-config write byte-identical files.
+Everything is computed from the run's own results (`Backtest.results`,
+hftd.backtest.results: running figures, the rows streamed or kept) and each
+strategy's position book, and written without a wall-clock time or anything
+else that changes between runs: two runs of the same data and config write
+byte-identical files.
 
 Figures (docs/backtesting.md says how to read them):
 - P&L: realized + unrealized at the last mid, before fees; net = after fees.
@@ -19,21 +20,18 @@ Figures (docs/backtesting.md says how to read them):
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from hftd.backtest.results import NANO, Sample, clock_text, net
 from hftd.backtest.runner import Backtest
 from hftd.msg.hot import PRICE_SCALE
 
-NANO = 1_000_000_000  # fees are in 1e-9 dollars
 SHARPE_SCALE = math.sqrt(252 * 390)
 
 
@@ -75,40 +73,8 @@ class Summary(msgspec.Struct, frozen=True):
     strategies: list[StrategySummary]
 
 
-def clock_text(ns: int) -> str:
-    """Nanoseconds since midnight as HH:MM:SS.nnnnnnnnn."""
-    s, frac = divmod(ns, NANO)
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{frac:09d}"
-
-
-def _net_curve(bt: Backtest, name: str) -> list[tuple[int, float]]:
-    return [
-        (s.t, s.pnl.get(name, 0) / PRICE_SCALE - s.fees_nano.get(name, 0) / NANO)
-        for s in bt.samples
-    ]
-
-
-def max_drawdown(curve: list[float]) -> float:
-    peak = -math.inf
-    worst = 0.0
-    for x in curve:
-        peak = max(peak, x)
-        worst = max(worst, peak - x)
-    return worst
-
-
-def sharpe(curve: list[tuple[int, float]], step_ns: int = 60 * NANO) -> float:
-    """Annualized Sharpe of the curve's changes over `step_ns` steps (module doc)."""
-    if not curve:
-        return 0.0
-    points: list[float] = []
-    next_t = curve[0][0]
-    for t, x in curve:
-        if t >= next_t:
-            points.append(x)
-            next_t = t - (t - curve[0][0]) % step_ns + step_ns
-    if points[-1] != curve[-1][1]:
-        points.append(curve[-1][1])
+def sharpe_of(points: list[float]) -> float:
+    """Annualized Sharpe of the changes between `points` (one a minute, module doc)."""
     diffs = [b - a for a, b in itertools.pairwise(points)]
     if len(diffs) < 2:
         return 0.0
@@ -118,23 +84,17 @@ def sharpe(curve: list[tuple[int, float]], step_ns: int = 60 * NANO) -> float:
 
 
 def summarize(bt: Backtest, data: list[str]) -> Summary:
+    res = bt.results
     counts = bt.strategy_counts()
     out: list[StrategySummary] = []
     for s in bt.engine.contexts:
         name = s.name
-        fills = [f for f in bt.fills if f.strategy == name]
-        news = [o for o in bt.orders if o.strategy == name and o.action == "new"]
+        figs = {sym: f for (st, sym), f in res.symbols.items() if st == name}
         rows: list[SymbolSummary] = []
         for sym in sorted({*s.params.symbols, *s.om.book.symbols()}):
-            mine = [f for f in fills if f.symbol == sym]
+            f = figs.get(sym)
             pos = s.om.book.position(sym)
-            ordered = sum(o.qty for o in news if o.symbol == sym)
-            shares = sum(f.qty for f in mine)
-            run = peak = 0
-            for f in mine:
-                run += f.qty if f.side == "B" else -f.qty
-                peak = max(peak, abs(run))
-            fees = sum(f.fee_nano for f in mine) / NANO
+            fees = f.fees_nano / NANO if f else 0.0
             mark = s.om.book.mark(sym)
             unreal = pos.unrealized(mark) if mark is not None else 0
             gross = (pos.realized + unreal) / PRICE_SCALE
@@ -142,34 +102,35 @@ def summarize(bt: Backtest, data: list[str]) -> Summary:
                 SymbolSummary(
                     strategy=name,
                     symbol=sym,
-                    orders=sum(1 for o in news if o.symbol == sym),
-                    fills=len(mine),
-                    shares=shares,
-                    notional=round(sum(f.qty * f.price for f in mine) / PRICE_SCALE, 2),
-                    fill_ratio=round(shares / ordered, 4) if ordered else 0.0,
+                    orders=f.orders if f else 0,
+                    fills=f.fills if f else 0,
+                    shares=f.shares if f else 0,
+                    notional=round(f.notional / PRICE_SCALE, 2) if f else 0.0,
+                    fill_ratio=round(f.shares / f.ordered, 4) if f and f.ordered else 0.0,
                     realized=round(pos.realized / PRICE_SCALE, 2),
                     unrealized=round(unreal / PRICE_SCALE, 2),
                     pnl=round(gross, 2),
                     fees=round(fees, 4),
                     net=round(gross - fees, 2),
                     position=pos.qty,
-                    max_abs_position=peak,
+                    max_abs_position=f.peak if f else 0,
                 )
             )
-        curve = _net_curve(bt, name)
-        positions = [sum(abs(q) for q in smp.position.get(name, {}).values()) for smp in bt.samples]
+        curve = res.curves[name]
         c = counts[name]
         out.append(
             StrategySummary(
                 strategy=name,
-                orders=len(news),
-                fills=len(fills),
+                orders=sum(f.orders for f in figs.values()),
+                fills=sum(f.fills for f in figs.values()),
                 rejects=bt.rejects[name],
                 held=c.get("held", 0),
                 net=round(sum(r.net for r in rows), 2),
-                max_drawdown=round(max_drawdown([x for _t, x in curve]), 2),
-                sharpe=sharpe(curve),
-                mean_abs_position=round(sum(positions) / len(positions), 2) if positions else 0.0,
+                max_drawdown=round(curve.worst, 2),
+                sharpe=sharpe_of(curve.sharpe_points()),
+                mean_abs_position=(
+                    round(curve.abs_position / curve.samples, 2) if curve.samples else 0.0
+                ),
                 symbols=rows,
             )
         )
@@ -211,94 +172,29 @@ def summary_text(s: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: list[list[Any]], header: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def _px(p: int) -> str:
-    return f"{p / PRICE_SCALE:.4f}"
-
-
 def write_results(bt: Backtest, s: Summary, out: Path) -> list[Path]:
     """summary.txt, summary.json, fills.csv, orders.csv, equity.csv and report.html
-    in `out` (created); the paths written."""
+    in `out` (created); the paths written. Results streamed as the run went
+    (`Results.out`) are completed there (it must be `out`); kept ones are written."""
+    res = bt.results
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "summary.txt": summary_text(s),
         "summary.json": json.dumps(msgspec.to_builtins(s), indent=2, sort_keys=True) + "\n",
-        "fills.csv": _csv(
-            [
-                [
-                    clock_text(f.t),
-                    f.strategy,
-                    f.cl_id,
-                    f.symbol,
-                    f.side,
-                    f.qty,
-                    _px(f.price),
-                    f.liquidity,
-                    f"{f.fee_nano / NANO:.6f}",
-                ]
-                for f in bt.fills
-            ],
-            ["time", "strategy", "cl_id", "symbol", "side", "qty", "price", "liquidity", "fee"],
-        ),
-        "orders.csv": _csv(
-            [
-                [
-                    clock_text(o.t),
-                    o.strategy,
-                    o.cl_id,
-                    o.action,
-                    o.symbol,
-                    o.side,
-                    o.qty,
-                    _px(o.price) if o.price else "",
-                    o.tif,
-                    o.orig_cl_id or "",
-                ]
-                for o in bt.orders
-            ],
-            [
-                "time",
-                "strategy",
-                "cl_id",
-                "action",
-                "symbol",
-                "side",
-                "qty",
-                "price",
-                "tif",
-                "orig_cl_id",
-            ],
-        ),
-        "equity.csv": _equity_csv(bt),
-        "report.html": report_html(bt, s),
     }
     written = []
+    if res.streamed:
+        if res.out is None or res.out.resolve() != out.resolve():
+            raise ValueError(f"the results were written to {res.out}, not {out}")
+        written += res.close()
+    else:
+        files.update(res.kept_csv())
+    files["report.html"] = report_html(bt, s)
     for name, text in files.items():
         p = out / name
         p.write_text(text, encoding="utf-8")
         written.append(p)
-    return written
-
-
-def _equity_csv(bt: Backtest) -> str:
-    names = bt.names
-    rows = []
-    for smp in bt.samples:
-        rows.append(
-            [clock_text(smp.t)]
-            + [
-                f"{smp.pnl.get(n, 0) / PRICE_SCALE - smp.fees_nano.get(n, 0) / NANO:.2f}"
-                for n in names
-            ]
-        )
-    return _csv(rows, ["time", *(f"{n}_net" for n in names)])
+    return sorted(written)
 
 
 # --- the HTML report: inline SVG, no script, no network ------------------------------
@@ -318,9 +214,12 @@ def _chart(
     title: str,
     series: list[tuple[str, list[tuple[int, float]]]],
     marks: list[tuple[int, float, str]] | None = None,
+    extent: list[tuple[int, float]] | None = None,
 ) -> str:
-    """One line chart as SVG; `marks` are (t, y, side) triangles (our trades)."""
+    """One line chart as SVG; `marks` are (t, y, side) triangles (our trades);
+    `extent`, more points the axes must cover (marks not drawn)."""
     pts = [p for _n, s in series for p in s] + [(t, y) for t, y, _s in marks or []]
+    pts += extent or []
     if not pts:
         return f"<h3>{html.escape(title)}</h3><p>no data</p>"
     t0, t1 = min(p[0] for p in pts), max(p[0] for p in pts)
@@ -351,7 +250,7 @@ def _chart(
             f'<text x="{W - 120}" y="{14 + 12 * i}" font-size="11" fill="{color}">'
             f"{html.escape(name)}</text>"
         )
-    for t, y, side in (marks or [])[:3000]:
+    for t, y, side in marks or []:
         x, yy = (float(c) for c in xy(t, y).split(","))
         color = "#2ca02c" if side == "B" else "#d62728"
         tri = (
@@ -364,29 +263,37 @@ def _chart(
     return "\n".join(parts)
 
 
+def _net_curve(samples: list[Sample], name: str) -> list[tuple[int, float]]:
+    return [(smp.t, net(smp, name)) for smp in samples]
+
+
 def report_html(bt: Backtest, s: Summary) -> str:
-    """A self-contained page: the summary, equity, positions, mid with our trades."""
+    """A self-contained page: the summary, equity, positions, mid with our trades
+    (the curves from the results' thinned samples, at most `CHART_POINTS` drawn)."""
+    res = bt.results
+    samples = res.chart_samples()
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>hftd backtest</title>",
         "<style>body{font-family:sans-serif;margin:20px}pre{background:#f4f4f4;padding:8px}"
         "</style></head><body><h1>hftd backtest</h1>",
         f"<pre>{html.escape(summary_text(s))}</pre>",
-        _chart("Net P&L per strategy ($)", [(n, _net_curve(bt, n)) for n in bt.names]),
+        _chart("Net P&L per strategy ($)", [(n, _net_curve(samples, n)) for n in bt.names]),
     ]
-    syms = sorted({sym for smp in bt.samples for sym in smp.mid})
-    for sym in syms:
+    for sym in sorted(res.mid_symbols):
         series = [
             (
                 n,
-                [(smp.t, float(smp.position.get(n, {}).get(sym, 0))) for smp in bt.samples],
+                [(smp.t, float(smp.position.get(n, {}).get(sym, 0))) for smp in samples],
             )
             for n in bt.names
         ]
         body.append(_chart(f"Position in {sym} (shares)", series))
-        mid = [(smp.t, smp.mid[sym] / PRICE_SCALE) for smp in bt.samples if smp.mid.get(sym)]
-        marks = [(f.t, f.price / PRICE_SCALE, f.side) for f in bt.fills if f.symbol == sym]
+        mid = [(smp.t, smp.mid[sym] / PRICE_SCALE) for smp in samples if smp.mid.get(sym)]
+        marks = [(t, p / PRICE_SCALE, side) for t, p, side in res.marks.get(sym, [])]
+        e = res.extent.get(sym)
+        extent = [(e[0], e[2] / PRICE_SCALE), (e[1], e[3] / PRICE_SCALE)] if e else None
         body.append(
-            _chart(f"{sym} mid with our fills (green buy, red sell)", [("mid", mid)], marks)
+            _chart(f"{sym} mid with our fills (green buy, red sell)", [("mid", mid)], marks, extent)
         )
     body.append("</body></html>\n")
     return "\n".join(body)

@@ -41,6 +41,7 @@ import msgspec
 
 from hftd.backtest.latency import measured
 from hftd.backtest.queue import QueueVenue
+from hftd.backtest.results import Fill, OrderRecord, Results, Sample
 from hftd.config import HftdConfig
 from hftd.exchange.latency import LatencyModel
 from hftd.gateway import venue as v
@@ -95,45 +96,6 @@ class SimAdapter:
         return v.SentCancel(m[1])
 
 
-class Fill(msgspec.Struct, frozen=True, array_like=True):
-    """One of our fills, as the strategy was told of it."""
-
-    t: int  # ns since midnight, when the report reached the strategy
-    strategy: str
-    cl_id: int
-    symbol: str
-    side: str
-    qty: int
-    price: int
-    liquidity: str  # "A": our resting order was hit; else we took
-    fee_nano: int  # the fee in 1e-9 dollars (negative: a rebate)
-
-
-class OrderRecord(msgspec.Struct, frozen=True, array_like=True):
-    """One instruction a strategy sent."""
-
-    t: int
-    strategy: str
-    cl_id: int
-    action: str  # new | cancel | replace
-    symbol: str
-    side: str
-    qty: int
-    price: int
-    tif: str
-    orig_cl_id: int
-
-
-class Sample(msgspec.Struct, frozen=True, array_like=True):
-    """The state at one step of the equity curve (money in 1e-4 dollars)."""
-
-    t: int
-    pnl: dict[str, int]  # strategy -> realized + unrealized, before fees
-    fees_nano: dict[str, int]  # strategy -> fees so far
-    position: dict[str, dict[str, int]]  # strategy -> symbol -> shares
-    mid: dict[str, int]  # symbol -> mid (0: one side empty)
-
-
 def _fifo_latency(cfg: Any) -> Callable[[int], int]:
     """`sent -> arrival` for one hop: constant or seeded draws, never overtaking."""
     model = LatencyModel(cfg)
@@ -171,13 +133,17 @@ def _fifo_draws(draw: Callable[[], int]) -> Callable[[int], int]:
 
 
 class Backtest:
-    """One run: feed it the data (`run`), then read `fills`, `orders`, `samples`."""
+    """One run: feed it the data (`run`), then read its `results`
+    (hftd.backtest.results: by default every row kept, `fills`, `orders` and
+    `samples`; a `Results(names, out, keep=False)` writes them as they come and
+    keeps only running figures, for a day of any length)."""
 
     def __init__(
         self,
         cfg: HftdConfig,
         on_progress: Callable[[int, int], None] | None = None,
         hops: dict[str, SparseHistogram] | None = None,
+        results: Results | None = None,
     ):
         self.cfg = cfg
         bt = cfg.backtest
@@ -207,15 +173,30 @@ class Backtest:
         self.venue_seq = 0
         self.fees = bt.fees
         self.names = [i.name for i in cfg.strategy.instances]
-        self.fills: list[Fill] = []
-        self.orders: list[OrderRecord] = []
-        self.samples: list[Sample] = []
+        if results is not None and results.names != self.names:
+            raise ValueError(f"results for {results.names}, strategies {self.names}")
+        self.results = results if results is not None else Results(self.names)
         self.fees_nano: dict[str, int] = dict.fromkeys(self.names, 0)
         self.rejects: dict[str, int] = dict.fromkeys(self.names, 0)
         self.events = 0  # market-data updates read
         self.backwards = 0  # updates stamped before the one before (taken as then)
         self.first_ts = -1
         self.on_progress = on_progress
+
+    @property
+    def fills(self) -> list[Fill]:
+        """Every fill (kept results only: `Results.keep`)."""
+        return self.results.fills
+
+    @property
+    def orders(self) -> list[OrderRecord]:
+        """Every order sent (kept results only)."""
+        return self.results.orders
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Every equity sample (kept results only)."""
+        return self.results.samples
 
     # --- clocks ----------------------------------------------------------------------
 
@@ -233,7 +214,8 @@ class Backtest:
         on_market = self.venue.on_market
         deliver = self._deliver
         progress = self.on_progress
-        to_feed = self.to_feed
+        to_feed, to_venue, to_gateway = self.to_feed, self.to_venue, self.to_gateway
+        feed_at, direct = self.feed_at, self.feed_direct
         for u in updates:
             t = u.exch_ts
             if t < self.now:
@@ -243,44 +225,40 @@ class Backtest:
                 self.first_ts = t
                 self.next_timer = t
                 self.next_sample = t
-            if to_feed and not (self.to_venue or self.to_gateway):
+            due = self.next_timer
+            if to_feed and not (to_venue or to_gateway):
                 # the common case, inline: market data on its way to our side, due
                 # before this message and before the next timer, nothing else in flight
-                nt = self.next_timer
-                while to_feed and to_feed[0][0] < t and to_feed[0][0] < nt:
+                while to_feed and to_feed[0][0] < t and to_feed[0][0] < due:
                     at, x = to_feed.popleft()
                     self.now = at
                     deliver(x)
-                    if self.to_venue or self.to_gateway:
+                    if to_venue or to_gateway:
                         break
-            if t >= self._due():
+            # when the next queued thing (or timer) falls due
+            if to_venue and to_venue[0][0] < due:
+                due = to_venue[0][0]
+            if to_gateway and to_gateway[0][0] < due:
+                due = to_gateway[0][0]
+            if to_feed and to_feed[0][0] < due:
+                due = to_feed[0][0]
+            if t >= due:
                 self._advance(t)
             self.now = t
             self.events += 1
             evs = on_market(u)
             if evs:
                 self._replies(evs)
-            if self.feed_direct and not to_feed:
+            if direct and not to_feed:
                 deliver(u)
             else:
-                to_feed.append((self.feed_at(t), u))
+                to_feed.append((feed_at(t), u))
             if progress is not None and not self.events & 0xFFFF:
                 progress(self.events, t)
         # the data ended: what is in flight arrives, the timers run one more second
         self._advance(self.now + 1_000_000_000)
         self._mark_all()
         self._sample(force=True)
-
-    def _due(self) -> int:
-        """When the next queued thing (or timer) falls due."""
-        due = self.next_timer
-        if self.to_venue and self.to_venue[0][0] < due:
-            due = self.to_venue[0][0]
-        if self.to_gateway and self.to_gateway[0][0] < due:
-            due = self.to_gateway[0][0]
-        if self.to_feed and self.to_feed[0][0] < due:
-            due = self.to_feed[0][0]
-        return due
 
     def _advance(self, until: int) -> None:
         """Everything due before `until` (the next md message's time), in time order,
@@ -363,7 +341,7 @@ class Backtest:
                 else:
                     fee = self.fees.per_share_nano(r.reason) * r.qty
                     self.fees_nano[name] += fee
-                    self.fills.append(
+                    self.results.fill(
                         Fill(
                             self.now, name, r.cl_id, r.symbol, r.side, r.qty, r.price, r.reason, fee
                         )
@@ -372,7 +350,7 @@ class Backtest:
 
     def _record(self, c: OrderCommand) -> None:
         action = "new" if c.kind == CMD_NEW else "cancel" if c.kind == CMD_CANCEL else "replace"
-        self.orders.append(
+        self.results.order(
             OrderRecord(
                 self.now,
                 c.strategy,
@@ -417,12 +395,14 @@ class Backtest:
         # not stale data (the strategy daemon stamps this on every md read).
         engine.last_md_ns = now
         engine.on_timer()  # its heartbeat reaches the gateway before the gateway's
-        self._pump()  # timer looks for a silent strategy
+        if self.commands or core.reports:  # timer looks for a silent strategy
+            self._pump()
         core.on_timer(now)
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_NS
             core.reports.append(core.heartbeat())
-        self._pump()
+        if self.commands or core.reports:
+            self._pump()
         if now >= self.next_sample:
             self._sample()
 
@@ -453,7 +433,7 @@ class Backtest:
             book = s.om.book
             pnl[s.name] = book.total()
             pos[s.name] = {sym: book.position(sym).qty for sym in sorted(book.symbols())}
-        self.samples.append(Sample(now, pnl, dict(self.fees_nano), pos, mids))
+        self.results.sample(Sample(now, pnl, dict(self.fees_nano), pos, mids))
 
     def strategy_counts(self) -> dict[str, dict[str, int]]:
         """Each instance's order manager's counters (sent, fills, rejects, held, ...)."""
