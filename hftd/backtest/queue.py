@@ -76,7 +76,11 @@ level) and a level is an insertion-ordered dict real ref -> shares: dict order
 is FIFO order (a partial cancel rewrites the value in place, a replace deletes
 and re-adds at the tail) and a delete is O(1). No sorted price lists are kept:
 only a marketable order of ours needs the levels in order, and it sorts the
-candidate prices then (rare next to the message rate). The symbol keeps our
+candidate prices then (rare next to the message rate). The real best bid and
+ask are kept as far as that is free (a new level better than them moves them;
+their level emptying makes them unknown until one of our orders asks, which
+finds them again with one min or max), so an order of ours that crosses
+nothing, most of them, learns it in one comparison. The symbol keeps our
 best resting bid and ask (`top_bid`, `top_ask`): when an event's price is
 beyond them it cannot touch an order of ours, so the common path is two or
 three dict operations and one comparison. ADD and DELETE (nine messages in ten)
@@ -214,6 +218,8 @@ class _Book:
 
     __slots__ = (
         "asks",
+        "best_ask",
+        "best_bid",
         "bids",
         "consumed",
         "halted",
@@ -237,7 +243,31 @@ class _Book:
         # the hot path that a real event cannot touch any order of ours.
         self.top_bid = NO_BID
         self.top_ask = NO_ASK
+        # The real book's best prices, None when unknown (its level went: found again
+        # when one of our orders needs it): one comparison tells most of ours that
+        # they cross nothing, without a pass over the levels.
+        self.best_bid: int | None = NO_BID
+        self.best_ask: int | None = NO_ASK
         self.halted = False
+
+    def new_level(self, side: str, price: int) -> None:
+        """A real level was made at `price` (after its dict is in place)."""
+        if side == "B":
+            if self.best_bid is not None and price > self.best_bid:
+                self.best_bid = price
+        elif self.best_ask is not None and price < self.best_ask:
+            self.best_ask = price
+
+    def drop_level(self, side: str, price: int) -> None:
+        """The real level at `price` is empty: gone."""
+        if side == "B":
+            del self.bids[price]
+            if price == self.best_bid:
+                self.best_bid = None
+        else:
+            del self.asks[price]
+            if price == self.best_ask:
+                self.best_ask = None
 
     def retop(self) -> None:
         """Recompute our best resting prices (after one of ours left)."""
@@ -284,6 +314,7 @@ class QueueVenue:
             level = levels.get(price)
             if level is None:
                 level = levels[price] = {}
+                b.new_level(side, price)
             level[ref] = qty
             orders[ref] = (side, price, level)
             if (price >= b.top_ask if side == "B" else price <= b.top_bid) and not b.halted:
@@ -303,7 +334,7 @@ class QueueVenue:
             side, price, level = o
             del level[ref]
             if not level:
-                del (b.bids if side == "B" else b.asks)[price]
+                b.drop_level(side, price)
             if b.consumed:
                 b.consumed.pop(ref, None)
             if b.top_bid >= price if side == "B" else b.top_ask <= price:
@@ -396,7 +427,7 @@ class QueueVenue:
         del b.orders[ref]
         del level[ref]
         if not level:
-            del (b.bids if side == "B" else b.asks)[price]
+            b.drop_level(side, price)
         if b.consumed:
             b.consumed.pop(ref, None)
         if b.top_bid >= price if side == "B" else b.top_ask <= price:
@@ -414,7 +445,7 @@ class QueueVenue:
         side, old_price, old_level = o
         del old_level[old]
         if not old_level:
-            del (b.bids if side == "B" else b.asks)[old_price]
+            b.drop_level(side, old_price)
         carried = b.consumed.pop(old, 0) if b.consumed else 0
         if b.top_bid >= old_price if side == "B" else b.top_ask <= old_price:
             self._left_level(b, old, side, old_price)
@@ -426,6 +457,7 @@ class QueueVenue:
         level = levels.get(price)
         if level is None:
             level = levels[price] = {}
+            b.new_level(side, price)
         level[new] = qty
         b.orders[new] = (side, price, level)
         if carried:
@@ -653,6 +685,7 @@ class QueueVenue:
                     for r in level:
                         b.orders[r] = (side, price, level)
             b.consumed = dict(bs.consumed)
+            b.best_bid = b.best_ask = None  # (found when needed)
         for loc, symbol in st.locates:
             q._by_locate[loc] = None if symbol is None else q.books[symbol]
         for ms in st.mine:
@@ -723,13 +756,24 @@ class QueueVenue:
     def _take(self, b: _Book, m: _Mine, events: list[VenueEvent]) -> None:
         """Our order `m` takes the visible, unconsumed real liquidity it crosses:
         best level first, FIFO within a level; one Executed per level."""
+        # (most of our orders cross nothing: the best real price tells)
         if m.side == "B":
             levels = b.asks
             limit = m.price
+            best = b.best_ask
+            if best is None:
+                best = b.best_ask = min(levels, default=NO_ASK)
+            if best > limit:
+                return
             prices = sorted(p for p in levels if p <= limit)
         else:
             levels = b.bids
             limit = 0 if m.price == MARKET_PRICE else m.price
+            best = b.best_bid
+            if best is None:
+                best = b.best_bid = max(levels, default=NO_BID)
+            if best < limit:
+                return
             prices = sorted((p for p in levels if p >= limit), reverse=True)
         consumed = b.consumed
         need = m.leaves
