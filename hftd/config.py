@@ -351,6 +351,7 @@ class GatewayConfig(_Base, frozen=True, kw_only=True):
 ALERT_RULES = (
     "daemon_down",
     "daemon_restarted",
+    "memory",
     "latency",
     "feed_gaps",
     "ring_drops",
@@ -383,6 +384,8 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     down_after_s: Seconds = 1.0  # a control socket silent this long: daemon down
     start_grace_s: Seconds = 30.0  # a daemon never seen up is "down" only after this
     restart_hold_s: Seconds = 60.0  # a restart stays an alert this long
+    # a daemon's memory cgroup (its systemd unit's) past this fraction of its limit
+    memory_near_limit: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.9
     link_down_after_s: Seconds = 2.0  # venue/md session or strategy heartbeat lost this long
     resync_loop_after: Positive = 1  # resyncs in a row that hit a gap again before the old one
     max_limit_hits_per_min: NonNegative = 0  # listener limits hit (refused, timed out...), 60 s

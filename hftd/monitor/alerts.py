@@ -13,7 +13,11 @@ Rules (severity; raised while):
 - daemon_down (critical): control socket silent >= down_after_s, or the
   supervisor says restarting/failed;
 - daemon_restarted (warning): a restart (supervisor count, or a new pid)
-  less than restart_hold_s ago;
+  less than restart_hold_s ago (its message says when the daemon's memory was
+  near its cgroup's limit just before: a likely OOM kill);
+- memory (warning): a daemon's memory cgroup (its systemd unit's) at or past
+  memory_near_limit of its limit (MemoryMax=, MemoryHigh=): one alert per
+  cgroup (hftd/monitor/cgroup.py);
 - latency (warning): p99 of `latency_hop` over the latency window >
   latency_p99_us (with at least latency_min_samples orders);
 - feed_gaps (warning): feed sequence gaps in the last 60 s > max_gaps_per_min;
@@ -68,6 +72,7 @@ from collections import deque
 import msgspec
 
 from hftd.config import AlertRulesConfig
+from hftd.monitor.cgroup import CgroupMemory
 from hftd.monitor.state import HOP_LABELS, Alert, HopLatency
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
@@ -82,6 +87,7 @@ class DaemonFacts(msgspec.Struct, kw_only=True):
     restarted_ago_s: float | None = None  # since the last restart the monitor saw
     last_error: str = ""
     recovery_ms: float = 0.0
+    memory: CgroupMemory | None = None  # its memory cgroup (None: not read, not answering)
 
 
 class Facts(msgspec.Struct, kw_only=True):
@@ -144,9 +150,46 @@ def _figure(f: Facts, key: str) -> str:
     return f" ({fig})" if fig else ""
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def memory_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list[Condition]:
+    """`memory`: a cgroup at or past `memory_near_limit` of its limit, once per cgroup
+    (the daemons of `hftd up` share one; under systemd each unit has its own), named
+    after its first daemon."""
+    out: list[Condition] = []
+    done: set[str] = set()
+    for d in daemons:
+        m = d.memory
+        if m is None or not m.limit or m.cgroup in done or m.fraction < cfg.memory_near_limit:
+            continue
+        done.add(m.cgroup)
+        sharing = [x.name for x in daemons if x.memory is not None and x.memory.cgroup == m.cgroup]
+        who = d.name if len(sharing) == 1 else f"{', '.join(sharing)} (one cgroup)"
+        it = "it" if len(sharing) == 1 else "one of them"
+        if m.limit_file == "memory.high":
+            then = "the kernel throttles it above that limit"
+        else:
+            then = f"the kernel's OOM killer kills {it} at that limit"
+        ooms = f"; {m.oom_kills} OOM kills in it so far" if m.oom_kills else ""
+        out.append(
+            Condition(
+                rule="memory",
+                subject=d.name,
+                severity="warning",
+                message=f"{who}: {_mib(m.used)} in use, {m.fraction * 100:.0f}% of its memory "
+                f"limit {_mib(m.limit)} ({m.limit_file} of cgroup {m.cgroup}): {then}{ooms}",
+                value=m.fraction,
+                threshold=cfg.memory_near_limit,
+            )
+        )
+    return out
+
+
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     """The conditions that hold now (disabled rules left out)."""
-    out: list[Condition] = []
+    out: list[Condition] = memory_conditions(cfg, f.daemons)
     for d in f.daemons:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
         if d.state in ("restarting", "backoff", "waiting", "failed"):

@@ -45,6 +45,7 @@ from hftd.config import COMPONENTS, HftdConfig
 from hftd.ctl.registry import VERBS, execute_async
 from hftd.ipc import control
 from hftd.monitor import http, prom
+from hftd.monitor.cgroup import read_memory
 from hftd.monitor.model import Aggregator, Poll, Reading
 from hftd.monitor.poll import Poller
 from hftd.monitor.state import SystemState, without_history
@@ -359,6 +360,7 @@ class MonitorService:
                 detail={"listeners": {**control.served_stats(), **self.listener_stats()}},
             ),
             ok_at=now,
+            memory=read_memory(os.getpid()) if poller.memory else None,
         )
         return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
 

@@ -34,6 +34,7 @@ import msgspec
 from hftd.config import PRICE_SCALE, HftdConfig
 from hftd.gateway.lifecycle import CANCEL_PENDING, PENDING
 from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
+from hftd.monitor.cgroup import CgroupMemory
 from hftd.monitor.state import (
     HOPS,
     Counters,
@@ -101,6 +102,7 @@ class Reading(msgspec.Struct, kw_only=True):
     detail: Detail | None = None  # that answer's detail, typed (`typed_detail`)
     ok_at: float = 0.0  # monotonic time of that answer (0 = never answered)
     error: str = ""  # why the latest attempt failed ("" = it answered)
+    memory: CgroupMemory | None = None  # its memory cgroup, read with that answer
 
 
 def typed_detail(name: str, info: StatusInfo) -> Detail | None:
@@ -176,6 +178,27 @@ class _DaemonTrack:
         self.restarted_at: float | None = None
         self.last_error = ""
         self.recovery_ms = 0.0
+        self.memory: CgroupMemory | None = None  # the latest reading (of the latest process)
+        self.memory_note = ""  # what that reading said about the last restart
+
+
+def memory_note(before: CgroupMemory | None, now: CgroupMemory | None, near: float) -> str:
+    """Why a restart may have been the kernel's OOM killer, from the daemon's memory
+    readings before it (the old process's last) and after: its cgroup counted an OOM
+    kill (a cgroup that outlives the process: `hftd up` in a limited one), or its
+    last reading was near the limit (systemd's per-unit cgroup goes with the process,
+    its count with it). "" when neither says so."""
+    if before is None or not before.limit:
+        return ""
+    mib = f"{before.used / 2**20:.0f}/{before.limit / 2**20:.0f} MiB"
+    if now is not None and now.cgroup == before.cgroup and now.oom_kills > before.oom_kills:
+        return f"OOM-killed at its memory limit ({before.limit_file}, {mib} when last read)"
+    if before.fraction >= near:
+        return (
+            f"its memory was at {before.fraction * 100:.0f}% of its limit ({mib}, "
+            f"{before.limit_file}) when last read: OOM-killed?"
+        )
+    return ""
 
 
 def _num(d: dict[str, Any], key: str) -> int:
@@ -457,6 +480,10 @@ class Aggregator:
             pid = info.pid if info is not None else 0
             uptime = (info.uptime_s + (poll.mono - r.ok_at)) if info is not None else 0.0
             restarts, err = tr.pid_restarts, r.error
+        if tr.restarted_at == poll.mono:  # a restart seen now: was it the memory limit?
+            tr.memory_note = memory_note(tr.memory, r.memory, acfg.memory_near_limit)
+        if r.memory is not None:
+            tr.memory = r.memory
         if not answering and state in ("ready", "down", "running"):
             state = "not answering" if tr.ever_seen else "down"
         health = DaemonHealth(
@@ -468,6 +495,8 @@ class Aggregator:
             restarts=restarts,
             last_error=err or (r.error if not answering else ""),
             limits_hit=_limits_hit(info.detail)[0] if info is not None else 0,
+            memory_bytes=r.memory.used if r.memory is not None and answering else 0,
+            memory_limit_bytes=r.memory.limit if r.memory is not None and answering else 0,
         )
         facts = DaemonFacts(
             name=name,
@@ -476,8 +505,9 @@ class Aggregator:
             silent_s=silent,
             ever_seen=tr.ever_seen,
             restarted_ago_s=(poll.mono - tr.restarted_at) if tr.restarted_at is not None else None,
-            last_error=tr.last_error,
+            last_error="; ".join(e for e in (tr.last_error, tr.memory_note) if e),
             recovery_ms=tr.recovery_ms,
+            memory=r.memory if answering else None,
         )
         return health, facts
 

@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from hftd.ipc.control import Connection, request
+from hftd.monitor.cgroup import read_memory
 from hftd.monitor.model import Reading, typed_detail
 from hftd.msg.control import DaemonStatus, Reply, Status, StatusInfo
 
@@ -41,10 +42,12 @@ class Poller:
         interval: float,
         timeout: float,
         keep_open: bool = True,
+        memory: bool = True,
     ) -> None:
         """`keep_open`: keep one connection per daemon (the monitor, asking all day);
         False connects per request (the console's fallback, which owns no task to
-        close them)."""
+        close them). `memory`: with each answer, read the daemon's memory cgroup
+        (hftd/monitor/cgroup.py; the `memory` alert)."""
         self.run_dir = run_dir
         self.interval = interval
         self.timeout = timeout
@@ -54,6 +57,7 @@ class Poller:
         self.requests = 0
         self.failures = 0
         self.keep_open = keep_open
+        self.memory = memory  # read each daemon's memory cgroup (hftd/monitor/cgroup.py)
         self.conns = {n: Connection(run_dir / f"{n}.sock") for n in [*names, "supervisor"]}
 
     async def _request(self, name: str) -> Reply:
@@ -91,6 +95,9 @@ class Poller:
             r.detail = detail
             r.ok_at = time.monotonic()
             r.error = ""
+            if self.memory:
+                # its cgroup's memory and limit (a few small reads; None: none to read)
+                r.memory = read_memory(info.pid)
 
     async def poll_supervisor(self) -> None:
         path = self.run_dir / "supervisor.sock"

@@ -225,11 +225,25 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         "evicted, request too large or too slow, slow consumer dropped).",
         labels=["daemon"],
     )
+    memory = GaugeMetricFamily(
+        "hftd_memory_bytes",
+        "Bytes charged to each daemon's memory cgroup (its systemd unit's; page cache too).",
+        labels=["daemon"],
+    )
+    memory_limit = GaugeMetricFamily(
+        "hftd_memory_limit_bytes",
+        "The lowest memory limit of that cgroup (MemoryMax=, MemoryHigh=); absent: none.",
+        labels=["daemon"],
+    )
     for d in state.daemons:
         up.add_metric([d.name], 1.0 if d.up else 0.0)
         restarts.add_metric([d.name], d.restarts)
         limits.add_metric([d.name], d.limits_hit)
-    out += [up, restarts, limits]
+        if d.memory_bytes:
+            memory.add_metric([d.name], d.memory_bytes)
+        if d.memory_limit_bytes:
+            memory_limit.add_metric([d.name], d.memory_limit_bytes)
+    out += [up, restarts, limits, memory, memory_limit]
 
     hist = HistogramMetricFamily(
         "hftd_hop_latency_seconds",

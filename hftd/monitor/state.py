@@ -87,6 +87,8 @@ class DaemonHealth(msgspec.Struct, kw_only=True):
     restarts: int
     last_error: str = ""
     limits_hit: int = 0  # its listeners' limits acted (since it started; docs/security.md)
+    memory_bytes: int = 0  # charged to its memory cgroup (0: not read; hftd/monitor/cgroup.py)
+    memory_limit_bytes: int = 0  # that cgroup's limit (0: none)
 
 
 class Alert(msgspec.Struct, kw_only=True):
