@@ -85,18 +85,19 @@ def container_binds(tmp: Path, config: Path, layout: str = "auto") -> list[tuple
     return binds
 
 
-# Runs as `sh -c LAUNCH sh NAME LIST nspawn-args...`: moves itself into a cgroup
-# of its own in every hierarchy a systemd uses (never start one in the root
-# cgroup of this machine: it would take over every process there, PID 1
-# included), writing each directory to LIST first, then becomes systemd-nspawn.
-# Exit 97: no cgroup of its own could be made.
+# Runs as `sh -c LAUNCH sh NAME LIST EXTRA nspawn-args...`: moves itself into a
+# cgroup of its own in every hierarchy a systemd uses, and in the v1 hierarchies
+# EXTRA names (never start one in the root cgroup of this machine: it would take
+# over every process there, PID 1 included), writing each directory to LIST
+# first, then becomes systemd-nspawn. Exit 97: no cgroup of its own could be made.
 LAUNCH = r"""
-name=$1 list=$2; shift 2
+name=$1 list=$2 extra=$3; shift 3
 moved=0
-for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup $extra; do
     [ -f "$h/cgroup.procs" ] || continue
     case $h in
         /sys/fs/cgroup/systemd) cur=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup) ;;
+        /sys/fs/cgroup/memory) cur=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup) ;;
         *) cur=$(sed -n 's/^0:://p' /proc/self/cgroup) ;;
     esac
     dir="$h${cur%/}/$name"
@@ -118,8 +119,11 @@ class Container:
 
     BOOT_TIMEOUT_S = 25.0
 
-    def __init__(self, tmp: Path, binds: list[tuple[Path, str]]) -> None:
+    def __init__(self, tmp: Path, binds: list[tuple[Path, str]], memory: bool = False) -> None:
+        """`memory`: the container gets a v1 memory cgroup of its own too, for
+        `enable_memory` (a cgroup v2 host gives it one anyway)."""
         self.tmp = tmp
+        self.memory = memory
         self.name = f"hftci-{os.getpid()}-{secrets.token_hex(3)}"
         self.binds = binds
         self.proc: subprocess.Popen[bytes] | None = None
@@ -158,7 +162,16 @@ class Container:
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                ["sh", "-c", LAUNCH, "sh", self.name, str(self.cgroup_list), *args],
+                [
+                    "sh",
+                    "-c",
+                    LAUNCH,
+                    "sh",
+                    self.name,
+                    str(self.cgroup_list),
+                    "/sys/fs/cgroup/memory" if self.memory else "",
+                    *args,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -205,6 +218,35 @@ class Container:
                 d.rmdir()
             if cg.is_dir():
                 cg.rmdir()
+
+    def enable_memory(self) -> str:
+        """Let the container's systemd enforce `MemoryMax=`; returns the cgroup version.
+
+        cgroup v2: nothing to do where the host delegates the memory controller.
+        v1 (a hybrid host, like the VMs these tests run on): nspawn mounts the memory hierarchy
+        read-only inside, so systemd ignores every memory setting. It is remounted
+        read-write (the container's own memory cgroup, made by the launcher) and
+        systemd re-executed to see it; it then writes `MemoryMax=` as the unit's
+        `memory.limit_in_bytes`, as it does on a v1 host (`MemoryHigh=` has no v1
+        equivalent). CannotRun (a skip) when there is no memory controller."""
+        v2 = self.sh("cat", "/sys/fs/cgroup/cgroup.controllers")
+        if v2.returncode == 0 and "memory" in v2.stdout.split():
+            return "v2"
+        v1 = self.sh("test", "-f", "/sys/fs/cgroup/memory/cgroup.procs")
+        if not self.memory or v1.returncode != 0:
+            raise CannotRun("no memory cgroup controller for the container's systemd")
+        r = self.sh("mount", "-o", "remount,bind,rw", "/sys/fs/cgroup/memory")
+        if r.returncode != 0:
+            raise CannotRun(f"cannot make the v1 memory hierarchy writable: {r.stderr}")
+        r = self.sh("systemctl", "daemon-reexec", timeout=30)
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + self.BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            state = self.sh("systemctl", "is-system-running", timeout=5).stdout.strip()
+            if state in ("running", "degraded"):
+                return "v1"
+            time.sleep(0.05)
+        raise CannotRun(f"systemd not back after daemon-reexec (state {state!r})")
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -276,14 +318,14 @@ class Container:
 
 
 @contextlib.contextmanager
-def booted(tmp: Path, binds: list[tuple[Path, str]]) -> Iterator[Container]:
+def booted(tmp: Path, binds: list[tuple[Path, str]], memory: bool = False) -> Iterator[Container]:
     """A booted container (or a skip saying why there cannot be one); no leftovers after."""
     if os.geteuid() != 0:
         pytest.skip("systemd-nspawn needs root")
     for tool in ("systemd-nspawn", "nsenter", "systemd-analyze"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (scripts/install-system-deps installs it)")
-    c = Container(tmp, binds)
+    c = Container(tmp, binds, memory)
     try:
         t0 = c.start()
         boot_s = c.wait_booted(t0)
