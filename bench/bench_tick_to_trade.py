@@ -241,6 +241,22 @@ class System:
         while b"READY=1" not in self.sock.recv(4096):
             pass
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of each process under the supervisor, by
+        component ("hotpath", "exchange", ...): per order, a figure that a shared
+        machine's noise moves much less than orders/s."""
+        out: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in _descendants(self.proc.pid):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = args[args.index(b"hftd.cli") + 1].decode() if b"hftd.cli" in args else "?"
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        return out
+
     def status(self, name: str) -> dict[str, Any]:
         reply = request_sync(self.run_dir / f"{name}.sock", Status())
         if not reply.ok:
@@ -260,6 +276,32 @@ class System:
         # deleted while a system may run): this bench's prefixes are its own
         prefix = tomllib.loads(self.config.read_text())["rings"]["prefix"]
         (Path("/dev/shm") / f"{prefix}-supervisor.lock").unlink(missing_ok=True)
+
+
+def _descendants(root: int) -> list[int]:
+    """`root`'s descendant processes, from /proc (no psutil)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def print_cpu(c0: dict[str, float], c1: dict[str, float], orders: int) -> None:
+    """CPU microseconds per acknowledged order, per component, over the window."""
+    if orders:
+        per = {k: 1e6 * (c1[k] - c0.get(k, 0.0)) / orders for k in sorted(c1)}
+        text = ", ".join(f"{k} {v:.1f}" for k, v in per.items() if k != "?")
+        print(f"  CPU µs per acknowledged order: {text}")
 
 
 def print_hops(hops: list[HopLatency]) -> None:
@@ -312,7 +354,7 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         hb = OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0)
         ring.write(enc.encode(hb))
         time.sleep(0.3)  # let the gateway see the strategy as up (heartbeat timeout path)
-        g0 = system.status("gateway")
+        g0, c0 = system.status("gateway"), system.cpu()
         cl = ids.first_id(0, ids.MAX_RUN)  # as a strategy would, in a run none claims
         t0 = time.monotonic()
         next_hb = t0
@@ -354,7 +396,7 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
                     break
         elapsed = time.monotonic() - t0
         time.sleep(1.0)
-        g1 = system.status("gateway")
+        g1, c1 = system.status("gateway"), system.cpu()
     finally:
         ring.close()
         execs.close()
@@ -367,6 +409,7 @@ def throughput_phase(tmp: Path, seconds: float) -> float:
         f"{rejects}, timeouts {g1['timeouts'] - g0['timeouts']}, waits (window or ring "
         f"full) {full}"
     )
+    print_cpu(c0, c1, acked)
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
 
@@ -384,10 +427,10 @@ def strategy_throughput_phase(tmp: Path, seconds: float) -> float:
                 raise RuntimeError("the load strategy sent nothing in 30 s")
             time.sleep(0.2)
         time.sleep(2.0)  # the books of the other symbols fill too: the whole rate runs
-        g0, s0 = system.status("gateway"), system.status("strategy")
+        g0, s0, c0 = system.status("gateway"), system.status("strategy"), system.cpu()
         t0 = time.monotonic()
         time.sleep(seconds)
-        g1, s1 = system.status("gateway"), system.status("strategy")
+        g1, s1, c1 = system.status("gateway"), system.status("strategy"), system.cpu()
         elapsed = time.monotonic() - t0
     finally:
         system.stop()
@@ -403,6 +446,7 @@ def strategy_throughput_phase(tmp: Path, seconds: float) -> float:
         f"venue rejects "
         f"{g1['venue_rejects'] - g0['venue_rejects']}, fills {g1['fills'] - g0['fills']}"
     )
+    print_cpu(c0, c1, acked)
     print_hops(summaries(g1["latency_hdr"]))
     return acked / elapsed
 

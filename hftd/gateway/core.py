@@ -154,6 +154,9 @@ class JournalSink(Protocol):
 
     def append(self, payload: bytes) -> None: ...
 
+    def commit(self) -> None:
+        """Make what `append` took durable (a deferring journal writes it now)."""
+
 
 class GatewayCore:
     def __init__(self, cfg: HftdConfig, clock: Callable[[], int], venue: v.VenueAdapter) -> None:
@@ -398,6 +401,7 @@ class GatewayCore:
         self.mode_reason = f"{op}: {reason}" if reason else op
         if self.journal is not None:
             self.journal.append(_jenc.encode(("M", op, reason)))
+            self.journal.commit()  # the operator is told once it would survive a crash
 
     def _replay_mode(self, op: str, reason: str) -> None:
         """A journaled mode change, restored without acting (its cancels and orders
@@ -604,6 +608,7 @@ class GatewayCore:
         self.venue_session = session
         if self.journal is not None:
             self.journal.append(_jenc.encode(("L", session, seq)))
+            self.journal.commit()
 
     # --- reconciliation ----------------------------------------------------------------------
 

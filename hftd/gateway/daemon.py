@@ -218,6 +218,9 @@ class GatewayAgent:
 
     def _flush(self) -> None:
         core = self.core
+        journal = self.journal
+        if journal is not None:
+            journal.commit()  # the pass's records, in one write, before anything acts on them
         if core.to_venue:
             data = b"".join(soup.unsequenced(p) for p in core.to_venue)
             core.to_venue.clear()
@@ -475,6 +478,7 @@ class GatewayService:
         gw = agent.cfg.gateway
         journal, records = Journal.recover(path, gw.journal_fsync, gw.journal_batch_s)
         agent.core.journal = agent.journal = journal
+        journal.deferred = True  # group commit: `GatewayAgent._flush` commits each pass
         if agent.fresh_ring:
             agent.core.quiet_until = QUIET_ALL
         last_seq = agent.core.replay(records, time.monotonic_ns())

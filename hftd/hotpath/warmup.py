@@ -205,6 +205,9 @@ class ScratchJournal:
         self.offset += len(rec)
         self.n += 1
 
+    def commit(self) -> None:
+        """Appends are written at once: nothing waits."""
+
     def close(self) -> None:
         os.close(self.fd)
 

@@ -28,7 +28,10 @@ Reading (`read_all`, `recover`):
   silently skipping a record that was acted upon.
 
 Durability of `append` (the record is handed to the OS with one `os.write`,
-never buffered in Python, so a killed process never loses an appended record):
+never buffered in Python, so a killed process never loses an appended record;
+with `deferred` set, records wait in a list until `commit()` writes them all
+with one `os.write`: the owner commits before anything acts on them, so a
+killed process loses only records nothing saw the effect of):
 - ``always``: fdatasync after every append (survives power loss per record);
 - ``batch``: fdatasync at most every `batch_interval_s`, done by `maybe_sync()`
   or `sync()` which the owner calls (a timer; `sync()` may run in a worker
@@ -200,6 +203,12 @@ class Journal:
         self._last_sync = time.monotonic()
         self._last_frame = b""  # the last record appended (or read), framed
         self._before: RecordRef | None = None  # the last record when nothing was read
+        # Group commit: with `deferred`, `append` frames into `_pending` and
+        # `commit` writes them in one syscall. The gateway's hot loop commits before
+        # each send and ring write: one write per pass instead of one per record
+        # (an os.write per record was a quarter of the hot thread at 22k orders/s).
+        self.deferred = False
+        self._pending: list[bytes] = []
 
     @classmethod
     def open(
@@ -292,6 +301,7 @@ class Journal:
 
     def last_record(self) -> RecordRef | None:
         """The last record in the file (None: none, or none known)."""
+        self.commit()
         rec = self._last_frame
         if not rec:
             return self._before
@@ -301,14 +311,29 @@ class Journal:
     # --- writing -------------------------------------------------------------------
 
     def append(self, payload: bytes) -> None:
-        """Append one record; on return it is as durable as the policy promises."""
+        """Append one record; on return it is as durable as the policy promises
+        (`deferred`: once `commit()` has returned)."""
         rec = frame(payload)
-        n = os.write(self._fd, rec)
-        while n < len(rec):  # regular files write whole unless the disk is full
-            n += os.write(self._fd, rec[n:])
-        self.size += n
+        self.size += len(rec)
         self.records += 1
         self._last_frame = rec
+        if self.deferred:
+            self._pending.append(rec)
+        else:
+            self._write(rec)
+
+    def commit(self) -> None:
+        """Write the deferred records (one syscall); durable per the policy on return."""
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        n = os.write(self._fd, data)
+        while n < len(data):  # regular files write whole unless the disk is full
+            n += os.write(self._fd, data[n:])
         if self.fsync == "always":
             os.fdatasync(self._fd)
             self.syncs += 1
@@ -344,6 +369,7 @@ class Journal:
         if self._fd < 0:
             return
         try:
+            self.commit()
             if self.fsync != "never":
                 self._dirty = True
                 self.sync()

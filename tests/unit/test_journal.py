@@ -114,6 +114,45 @@ def test_never_does_not_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert read_all(path) == ([b"a"], None)
 
 
+def test_deferred_appends_wait_for_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: deferred records reach the file only at `commit()`, all in one
+    write (and, under "always", one fdatasync), in order; a process killed before
+    the commit leaves the file as it was: whole records only."""
+    path = tmp_path / "j"
+    writes: list[int] = []
+    synced: list[int] = []
+    real_write = os.write
+    monkeypatch.setattr(jmod.os, "fdatasync", synced.append)
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(jmod.os, "write", counting_write)
+    j = Journal.open(path, "always")
+    j.append(b"before")  # not deferred: written at once
+    assert read_all(path) == ([b"before"], None) and len(writes) == 1
+    j.deferred = True
+    for p in PAYLOADS:
+        j.append(p)
+    assert read_all(path) == ([b"before"], None)  # nothing written yet
+    assert len(writes) == 1 and len(synced) == 1
+    assert j.size == sum(len(p) + 8 for p in [b"before", *PAYLOADS])  # the logical end
+    j.commit()
+    assert len(writes) == 2 and len(synced) == 2  # one write, one sync for the group
+    assert read_all(path) == ([b"before", *PAYLOADS], None)
+    j.commit()  # nothing pending: no write
+    assert len(writes) == 2
+    j.append(b"last")
+    ref = j.last_record()  # commits first: the reference is in the file
+    assert ref is not None and ref.end == path.stat().st_size == j.size
+    j.append(b"at close")
+    j.close()
+    assert read_all(path) == ([b"before", *PAYLOADS, b"last", b"at close"], None)
+
+
 def test_unknown_policy_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fsync policy"):
         Journal.open(tmp_path / "j", "sometimes")  # type: ignore[arg-type]

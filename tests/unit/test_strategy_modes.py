@@ -134,6 +134,9 @@ class ListJournal:
     def append(self, payload: bytes) -> None:
         self.records.append(payload)
 
+    def commit(self) -> None:
+        pass
+
 
 @pytest.mark.parametrize(
     ("steps", "mode"),
