@@ -125,7 +125,7 @@ class Runtime:
 
     async def dispatch(self, cmd: Command) -> Any:
         if isinstance(cmd, Reload) and self.parent is not None:
-            return self.parent.reload()
+            return self.parent.reload_part(self)
         if isinstance(cmd, Status):
             return StatusInfo(
                 component=self.component,
@@ -138,8 +138,29 @@ class Runtime:
             return self.reload()
         return await self.service.handle(cmd)
 
-    def reload(self) -> ReloadResult:
-        """Validate the file completely; apply only if every change can be live."""
+    def reload_part(self, part: Runtime) -> ReloadResult:
+        """A Reload sent to one part's socket (a composed process): the process
+        reloads its config (the first part asked applies it; the others find it
+        applied), and the part answers for its own keys: what changed since it last
+        answered, other daemons' sections (its siblings' too) as ignored. So each part
+        says what it applied, as the split layout's daemons do; a change the process
+        refuses is refused in every part's answer (nothing was applied in any)."""
+        whole = self.reload(quiet=True)
+        if whole.error or whole.refused:
+            return whole
+        changed = config_diff(part.cfg, self.cfg)
+        others = others_sections({part.component})
+        part.cfg = self.cfg
+        return ReloadResult(
+            [p for p in changed if not within(p, others)],
+            [],
+            "",
+            [p for p in changed if within(p, others)],
+        )
+
+    def reload(self, quiet: bool = False) -> ReloadResult:
+        """Validate the file completely; apply only if every change can be live
+        (`quiet`: no "no changes" line, for a part asking after a sibling)."""
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -167,7 +188,7 @@ class Runtime:
                 return ReloadResult([], [], str(exc))
             logging.getLogger().setLevel(new.system.log_level.upper())
             self.log.info("reloaded: %s", ", ".join(changed))
-        elif not ignored:
+        elif not ignored and not quiet:
             self.log.info("reload: no changes")
         self.cfg = new  # (ignored keys included: this daemon does not read them)
         return ReloadResult(changed, [], "", ignored)

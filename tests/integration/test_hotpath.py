@@ -3,6 +3,7 @@ shows them as the split layout does (own sockets, own Status, own log tags)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from hftd.msg.control import Status
 from tests.integration.test_trading import STRATEGIES
 from tests.support import (
     ask,
+    deep_merge,
+    dump_toml,
     hftctl,
     hftd_refused,
     make_config,
@@ -53,9 +56,16 @@ def test_the_composite_hot_path_trades_and_shows_its_components(tmp_path: Path) 
         # none of its parts can be started again beside it
         out = hftd_refused(cfg, "gateway")
         assert "already running" in out or "is running" in out, out
-        # a Reload sent to any part's socket reloads the process's config
+        # a Reload sent to any part's socket reloads the process's config, and each
+        # part answers for its own keys: a risk limit is the gateway's
+        limits = deep_merge(tomllib.loads(cfg.read_text()), {"risk": {"max_order_qty": 900}})
+        cfg.write_text(dump_toml(limits))
         reply = hftctl(cfg, "reload")
         assert reply.returncode == 0, reply.stdout + reply.stderr
+        assert "gateway: applied risk.max_order_qty" in reply.stdout, reply.stdout
+        for other in ("feed", "strategy"):
+            assert f"{other}: left to its owner risk.max_order_qty" in reply.stdout, reply.stdout
+        wait_for(lambda: "reloaded: risk.max_order_qty" in up.log, 10, "the reload applied")
     log = up.log
     for tag in ("[FEED  ]", "[STRAT ]", "[GATE  ]"):
         assert tag in log, tag

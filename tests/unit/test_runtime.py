@@ -8,7 +8,7 @@ from typing import Any
 import trio
 
 from hftd.config import HftdConfig, config_diff, load_config, within
-from hftd.msg.control import Command, ReloadResult
+from hftd.msg.control import Command, Reload, ReloadResult
 from hftd.runtime.daemon import Runtime
 from hftd.supervise.supervisor import FlapDetector
 from tests.support import DEFAULT_CONFIG
@@ -288,3 +288,47 @@ def test_reload_leaves_other_daemons_sections_to_them(tmp_path: Path) -> None:
     res = rt.reload()
     assert res.refused == ["exchange.md_port"] and res.ignored == ["risk.max_order_qty"]
     assert not svc.applied
+
+
+class FakeHotpath(FakeService):
+    """A composed process's service: parts with their own live keys."""
+
+    def __init__(self, cfg: HftdConfig) -> None:
+        super().__init__(cfg)
+        self.parts = {"feed": FakeService(cfg), "strategy": FakeService(cfg)}
+        self.parts["gateway"] = FakeService(cfg)
+
+    def live_config(self) -> tuple[str, ...]:
+        return ("risk", "strategy.instances", "feed")
+
+
+def test_reload_through_each_part_answers_for_that_parts_keys(tmp_path: Path) -> None:
+    """Composite layout: `hftctl reload` asks feed, strategy and gateway, one process.
+    A risk limit changed: the gateway says it applied it, the feed and the strategy
+    leave it to its owner (the feed used to answer "applied" for the whole process and
+    the gateway "no changes"); the process applies it once."""
+    path = tmp_path / "c.toml"
+    path.write_text(DEFAULT_CONFIG.read_text())
+    cfg = load_config(path)
+    svc = FakeHotpath(cfg)
+    rt = Runtime("hotpath", str(path), cfg, svc)
+    parts = {p.component: p for p in rt.parts}
+    path.write_text(path.read_text().replace("max_order_qty = 1000", "max_order_qty = 900"))
+
+    async def ask(name: str) -> ReloadResult:
+        res: ReloadResult = await parts[name].dispatch(Reload())
+        return res
+
+    got = {name: trio.run(ask, name) for name in ("feed", "strategy", "gateway")}
+    assert got["feed"] == ReloadResult([], [], "", ["risk.max_order_qty"])
+    assert got["strategy"] == ReloadResult([], [], "", ["risk.max_order_qty"])
+    assert got["gateway"] == ReloadResult(["risk.max_order_qty"], [], "")
+    assert len(svc.applied) == 1 and rt.cfg.risk.max_order_qty == 900
+    # asked again, nothing changed: nobody applies anything
+    assert trio.run(ask, "gateway") == ReloadResult([], [], "", [])
+    # a change the process cannot take live: refused in every part's answer
+    path.write_text(path.read_text().replace("md_port = 9001", "md_port = 9101"))
+    for name in ("feed", "gateway"):
+        res = trio.run(ask, name)
+        assert res.refused == ["exchange.md_port"] and res.applied == []
+    assert len(svc.applied) == 1
