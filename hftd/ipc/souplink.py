@@ -13,6 +13,7 @@ import logging
 import socket
 import time
 
+from hftd.runtime.notify import say_status
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import LocalProtocolError
 
@@ -166,6 +167,7 @@ class SoupLink:
     def logged_in(self) -> None:
         """The login was accepted: the next failure starts backing off from scratch."""
         self.backoff = self.backoff_min_s
+        say_status(f"{self.name}: logged in")
 
     def drop(self, why: str, *, at_once: bool = False) -> None:
         if self.sock is not None:
@@ -180,6 +182,9 @@ class SoupLink:
         self.log.warning(
             "%s: %s; reconnecting in %.2f s from sequence %d", self.name, why, wait, self.next_seq
         )
+        # STATUS=: a daemon waiting for its venue says why (a refused login), and the
+        # supervisor's "not READY" names it
+        say_status(f"{self.name}: {why}; reconnecting in {wait:.2f} s")
         if delay is None:
             self.backoff = min(self.backoff * 2, self.backoff_max_s)
 

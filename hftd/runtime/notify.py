@@ -49,6 +49,10 @@ class Notifier:
         text = " ".join(reason.split())[:400]
         self._send(f"STATUS={FAILED_PREFIX}{text}")
 
+    def status(self, text: str) -> None:
+        """STATUS=: what the daemon is doing or waiting for (one line)."""
+        self._send("STATUS=" + " ".join(text.split())[:400])
+
     def ping(self) -> None:
         self._send("WATCHDOG=1")
 
@@ -59,3 +63,16 @@ class Notifier:
         while True:
             self.ping()
             await trio.sleep(self.watchdog_interval)
+
+
+_status: Notifier | None = None
+
+
+def say_status(text: str) -> None:
+    """STATUS= from any part of a daemon, e.g. a venue link that cannot log in while
+    the daemon waits for it to become READY: `systemctl status` shows it, and the
+    embedded supervisor names it when the daemon is not READY in time."""
+    global _status
+    if _status is None:
+        _status = Notifier()
+    _status.status(text)

@@ -513,7 +513,8 @@ class Supervisor:
                 raise _Died(f"watchdog timeout ({child.dcfg.watchdog_s:g} s without WATCHDOG=1)")
             if child.state == "starting" and now - started > self.scfg.start_timeout_s:
                 proc.kill()
-                raise _Died(f"not READY within {self.scfg.start_timeout_s:g} s")
+                said = f" (it said: {child.status_text})" if child.status_text else ""
+                raise _Died(f"not READY within {self.scfg.start_timeout_s:g} s{said}")
 
     async def _stop(self, child: Child, proc: trio.Process) -> None:
         """SIGTERM, then SIGKILL after stop_timeout_s (at once after a second signal)."""
