@@ -998,7 +998,16 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
 # Config sections one daemon alone reads. A change there is that daemon's to apply
 # or refuse; the others do not read it, so they neither apply nor refuse it: they
 # report it as ignored (a reload of risk limits is not "refused" by the feed).
+# What of [exchange] the feed and the gateway read too: where the venue is, when
+# [venue] leaves it to the simulator (`HftdConfig.venue_address`).
+_EXCHANGE_SHARED = ("host", "order_port", "md_port", "session", "heartbeat_timeout_s")
+
 PRIVATE_SECTIONS: dict[str, tuple[str, ...]] = {
+    # the simulator's flow, latency injection, users...: its own (a reload that
+    # changes the flow is not refused by the feed, strategy and gateway)
+    "exchange": tuple(
+        f"exchange.{f}" for f in ExchangeConfig.__struct_fields__ if f not in _EXCHANGE_SHARED
+    ),
     "strategy": ("strategy",),
     "gateway": ("gateway", "risk", "breaker"),
     "feed": ("feed",),

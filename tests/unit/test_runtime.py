@@ -332,3 +332,18 @@ def test_reload_through_each_part_answers_for_that_parts_keys(tmp_path: Path) ->
         res = trio.run(ask, name)
         assert res.refused == ["exchange.md_port"] and res.applied == []
     assert len(svc.applied) == 1
+
+
+def test_the_simulators_own_keys_are_left_to_it(tmp_path: Path) -> None:
+    """The exchange's flow is the exchange's: the gateway (feed, strategy alike)
+    leaves a change to it instead of refusing it (`hftctl reload` exited 1 for a
+    flow change the exchange applied). Where the venue is stays theirs too: a port
+    change is refused by the gateway, which connects to it."""
+    path = tmp_path / "c.toml"
+    path.write_text(DEFAULT_CONFIG.read_text())
+    cfg = load_config(path)
+    rt = Runtime("gateway", str(path), cfg, FakeService(cfg))
+    path.write_text(path.read_text().replace("cancel_ratio = 0.3", "cancel_ratio = 0.5"))
+    assert rt.reload() == ReloadResult([], [], "", ["exchange.flow.cancel_ratio"])
+    path.write_text(path.read_text().replace("order_port = 9000", "order_port = 9100"))
+    assert rt.reload().refused == ["exchange.order_port"]
