@@ -367,6 +367,7 @@ ALERT_RULES = (
     "risk_view",
     "risk_rejects",
     "venue_silent",
+    "md_backlog",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -394,6 +395,10 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     max_risk_rejects_per_min: NonNegative = 100  # orders risk refused, last 60 s
     # a venue session up but nothing from the venue this long (it heartbeats each second)
     venue_silent_after_s: Seconds = 3.0
+    # market data unread in the feed's socket (bytes) more than this, for md_backlog_after_s:
+    # the hot path is slower than the venue's flow (a healthy one leaves ~0 there)
+    md_backlog_bytes: NonNegative = 16384
+    md_backlog_after_s: Seconds = 2.0
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

@@ -184,6 +184,13 @@ class FeedAgent:
         if n > 0:
             t1 = time.monotonic_ns()
             self.counters["bytes"] += n
+            if t1 * 1e-9 - link.last_tx >= soup.HEARTBEAT_INTERVAL:
+                # Behind the flow there is always more to read and the idle branch
+                # below never runs: the venue must still hear from us each second,
+                # or it drops the session as silent (once per read, not per message).
+                link.keepalive()
+                if not link.up:  # the heartbeat could not be sent: dropped
+                    self.live.clear()
             try:
                 return self._on_data(self.view[:n], t1)
             except RemoteProtocolError as exc:
@@ -359,6 +366,7 @@ class FeedService:
         return FeedDetail(
             link=a.state,
             venue_heard_ms_ago=a.link.heard_ms_ago(),
+            unread_bytes=a.link.unread_bytes(),
             reconnects=a.link.reconnects,
             next_sequence=a.next_seq,
             messages=c["messages"],

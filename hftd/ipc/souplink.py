@@ -9,8 +9,11 @@ Protocol decoding stays in `hftd.wire.soupbintcp.ClientSession`.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import socket
+import sys
+import termios
 import time
 
 from hftd.runtime.notify import say_status
@@ -159,10 +162,35 @@ class SoupLink:
         """Milliseconds since the venue last sent anything (since the connect, if it
         has sent nothing yet); None while no connection is up. For Status, off the
         hot path: a venue that stopped answering shows here long before `silence_s`
-        drops the link (the monitor's `venue_silent` alert)."""
+        drops the link (the monitor's `venue_silent` alert).
+
+        0 while what it sent waits unread in the socket: the venue talks, the loop
+        is behind (a hot path too slow for the flow reads seconds apart; that is the
+        feed's `md_backlog`, not a venue that stopped answering)."""
         if self.sock is None:
             return None
-        return max(0, int((time.monotonic() - self.last_rx) * 1000))
+        ago = max(0, int((time.monotonic() - self.last_rx) * 1000))
+        return 0 if ago and self.unread_bytes() else ago
+
+    def unread_bytes(self) -> int | None:
+        """Bytes the venue has sent that wait unread in this connection's socket (the
+        kernel's receive queue: ioctl FIONREAD); None while no connection is up. For
+        Status, off the hot path (one system call on the control thread): a loop
+        slower than the venue's flow leaves its backlog here, where no timestamp of
+        ours sees it (T1 is taken when the loop reads). A floor: past what the
+        receive buffer holds the backlog waits in the venue's send buffer.
+
+        Read while the hot thread may drop the link: a socket closed meanwhile reads
+        as None; one whose number was reused at once by the next connection reads
+        as that one's queue."""
+        sock = self.sock
+        if sock is None:
+            return None
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4))
+        except (OSError, ValueError):  # closed under us (fileno -1, or EBADF)
+            return None
+        return int.from_bytes(raw, sys.byteorder, signed=True)
 
     def logged_in(self) -> None:
         """The login was accepted: the next failure starts backing off from scratch."""

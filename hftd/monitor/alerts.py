@@ -62,7 +62,16 @@ Rules (severity; raised while):
   venue_silent_after_s: a venue that stopped answering. The link is declared
   down only after the venue's heartbeat timeout (15 s), and link_down after
   that; meanwhile orders get no acknowledgement (the gateway cancels them after
-  gateway.order_timeout_s) and the market data is not moving.
+  gateway.order_timeout_s) and the market data is not moving;
+- md_backlog (warning): more than md_backlog_bytes of market data wait unread
+  in the feed's socket, and have for md_backlog_after_s: the loop that reads it
+  (the composite hot path: feed, strategy and gateway in one thread; or the split
+  feed) is slower than the venue's flow. Nothing is lost (the venue's TCP stream
+  holds it), but the strategy decides on data that arrived long ago, and neither
+  the latency stamps (T1 is taken when the loop reads) nor the breaker's
+  md_stale_s (records keep coming) see it. Also while a long replay from
+  sequence 1 (a resync) is read as fast as it can be; the strategy acts on none
+  of it.
 """
 
 from __future__ import annotations
@@ -125,6 +134,8 @@ class Facts(msgspec.Struct, kw_only=True):
     venue_silent_s: float = 0.0  # gateway: order session connected, nothing from the venue
     md_silent_s: float = 0.0  # feed: md session connected, nothing from the venue
     awaiting_venue: int = 0  # gateway: orders and cancels sent, not answered yet
+    md_backlog_bytes: int = 0  # feed: market data unread in its socket
+    md_backlog_s: float = 0.0  # ... more than md_backlog_bytes of it, this long
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -148,6 +159,10 @@ def _figure(f: Facts, key: str) -> str:
     """ " (used/limit)" when the gateway said ("" from one that does not)."""
     fig = f.risk_figures.get(key, "")
     return f" ({fig})" if fig else ""
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:,.0f} KiB"
 
 
 def _mib(n: int) -> str:
@@ -426,6 +441,19 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                     threshold=cfg.venue_silent_after_s,
                 )
             )
+    if f.md_backlog_bytes > cfg.md_backlog_bytes and f.md_backlog_s >= cfg.md_backlog_after_s:
+        out.append(
+            Condition(
+                rule="md_backlog",
+                subject="feed",
+                severity="warning",
+                message=f"{_kib(f.md_backlog_bytes)} of market data unread in the feed's "
+                f"socket (more than {_kib(cfg.md_backlog_bytes)} for {f.md_backlog_s:.0f} s): "
+                "read slower than the venue sends it, the strategy acts on late data",
+                value=f.md_backlog_bytes,
+                threshold=cfg.md_backlog_bytes,
+            )
+        )
     return [c for c in out if c.rule not in cfg.disabled]
 
 

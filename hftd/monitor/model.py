@@ -357,6 +357,8 @@ class Aggregator:
         venue_up = gw.venue_up if gw else False
         strategy_up = gw.strategy_up if gw else False
         feed_link = feed.link if feed else ""
+        # unread in the feed's socket; a feed not answering says nothing (daemon_down)
+        backlog = (feed.unread_bytes or 0) if feed and feed_on else 0
         facts = Facts(
             monitor_age_s=poll.mono - self.started,
             daemons=dfacts,
@@ -399,6 +401,8 @@ class Aggregator:
             venue_silent_s=_silent_s(gw.venue_heard_ms_ago) if gw and gw_on else 0.0,
             md_silent_s=_silent_s(feed.venue_heard_ms_ago) if feed and feed_on else 0.0,
             awaiting_venue=sum(o.state in AWAITING_VENUE for o in gw.working) if gw else 0,
+            md_backlog_bytes=backlog,
+            md_backlog_s=self._down_for("md_backlog", backlog > acfg.md_backlog_bytes, poll.mono),
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -415,6 +419,7 @@ class Aggregator:
             feed_link=feed_link,
             venue_silent_s=facts.venue_silent_s,
             md_silent_s=facts.md_silent_s,
+            md_backlog_bytes=backlog,
             working_orders=len(gw.working) if gw else 0,
             next_step=next_step(gw) if gw and gw_on else "",
             resync_loop=strat is not None and strat.resync_loop and strat_on,

@@ -208,6 +208,12 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
     silent.add_metric(["md"], state.md_silent_s)
     out.append(silent)
     gauge(
+        "hftd_md_backlog_bytes",
+        "Bytes of market data the venue sent that wait unread in the feed's socket (the "
+        "kernel's receive queue; ~0 while the hot path keeps up, 0 without a session).",
+        float(state.md_backlog_bytes),
+    )
+    gauge(
         "hftd_md_resync_loop",
         "1 while the strategy is in a resync loop (backing off).",
         1.0 if state.resync_loop else 0.0,

@@ -130,6 +130,8 @@ class SystemState(msgspec.Struct, kw_only=True):
     # a venue session connected but not a byte from the venue this long (alert venue_silent)
     venue_silent_s: float = 0.0  # the gateway's order session
     md_silent_s: float = 0.0  # the feed's market-data session
+    # market data the venue sent that waits unread in the feed's socket (alert md_backlog)
+    md_backlog_bytes: int = 0
     resync_loop: bool = False  # the strategy cannot rebuild its books (alert resync_loop)
     working_orders: int = 0
     counters: Counters = msgspec.field(default_factory=Counters)

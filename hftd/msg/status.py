@@ -435,6 +435,9 @@ class FeedDetail(Detail, kw_only=True, frozen=True):
     # ms since the venue last sent anything on the market-data session (a message or
     # its heartbeat, one a second when idle); None: no session connected
     venue_heard_ms_ago: int | None
+    # bytes the venue sent that wait unread in the md socket (the kernel's receive
+    # queue): a hot path slower than the flow (alert md_backlog); None: no session
+    unread_bytes: int | None
     reconnects: int
     next_sequence: int
     messages: int

@@ -24,9 +24,15 @@ What the system does when a consumer falls behind its ring depends on the layout
   from ITCH sequence 1 rebuild its books, without acting on the replay, and it trades
   again from the live edge.
 - composite: feed, strategy and gateway share one thread, so the strategy reads each
-  record as the feed writes it and no ring can be lapped; a hot path too slow (here:
-  stopped) leaves the venue's data in the socket. It reads it when it runs again:
-  nothing dropped, no gap, no resync.
+  record as the feed writes it and no ring can be lapped; a hot path too slow leaves
+  the venue's data in the socket. It reads it when it runs again: nothing dropped,
+  no gap, no resync. Stopped, it answers nothing (`daemon_down`). Slow but running
+  (a strategy plug-in that sleeps in its callback, tests/chaos/slow_strategy.py), it
+  answers: the feed's Status says how many bytes wait unread in its socket and the
+  monitor raises `md_backlog` past `md_backlog_bytes` held for `md_backlog_after_s`
+  (the defaults), then clears it once caught up. The venue is not taken for silent
+  meanwhile (`venue_silent`: what it sent waits unread), nor does it drop the feed
+  as silent (the feed heartbeats on reads too).
 
 A venue that stops answering: its sessions stay connected, nothing comes back. The
 monitor raises `venue_silent` (orders and md) after `venue_silent_after_s`; orders get
@@ -43,6 +49,7 @@ answered, and the operator resumes.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 import tomllib
@@ -58,10 +65,12 @@ from tests.chaos.test_chaos_links import (
     active,
     halt_and_match_the_venue,
     links_config,
+    monitor,
     raised_then_cleared,
     trades_again,
     trading,
 )
+from tests.integration.test_trading import STRATEGIES
 from tests.support import (
     Daemon,
     ask,
@@ -77,6 +86,8 @@ from tests.support import (
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 MD_RING = 1 << 16  # bytes: ~1,200 md records, a few seconds of the tests' flow
+MD_BACKLOG_BYTES = 16 * 1024  # monitor.alerts.md_backlog_bytes: the default
+SLOW_US = 4000  # the slow strategy's cost per book change: fewer a second than the flow makes
 STOPPED_WATCHDOG_S = 120.0  # the stopped daemon is not killed by the supervisor meanwhile
 
 
@@ -243,6 +254,88 @@ def test_a_stalled_composite_hot_path_drops_nothing(tmp_path: Path) -> None:
         assert (strat["gaps"], strat["resyncs"]) == (strat0["gaps"], strat0["resyncs"])
         assert "ring_drops:rings" not in active(up)
         raised_then_cleared(up, "daemon_down:strategy")
+        trades_again(up)
+
+        halt_and_match_the_venue(up, cfg)
+        books_match_the_venue(up, cfg)
+
+
+def plugin_site(tmp: Path) -> Path:
+    """The slow kind (tests/chaos/slow_strategy.py) as an installed distribution: its
+    module and a dist-info whose entry point registers it (what pip would write)."""
+    site = tmp / "plugins"
+    dist = site / "hftci_slow-0.dist-info"
+    dist.mkdir(parents=True)
+    shutil.copy(Path(__file__).with_name("slow_strategy.py"), site / "hftci_slow.py")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hftci-slow\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[hftd.strategies]\nslow = hftci_slow:Slow\n")
+    return site
+
+
+@contextmanager
+def present(flag: Path) -> Iterator[None]:
+    """File `flag` exists for the block, and not after it, whatever happens inside."""
+    flag.touch()
+    try:
+        yield
+    finally:
+        flag.unlink()
+
+
+def test_a_slow_composite_hot_path_raises_md_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Composite layout: the hot path slower than the venue's flow, not stopped (a
+    strategy that sleeps in its callback): its control plane answers, so the monitor
+    hears the feed say how much market data waits unread in its socket, and raises
+    `md_backlog` at the default thresholds; it clears once the hot path has caught up.
+    Nothing dropped, nothing resynced, nothing left behind."""
+    site = plugin_site(tmp_path)
+    monkeypatch.syspath_prepend(str(site))  # this process reads the config too
+    monkeypatch.setenv("PYTHONPATH", str(site))  # hftd up, hftctl
+    flag = tmp_path / "slow"
+    symbols = ["AAPL", "MSFT", "GOOG", "AMZN"]
+    slow = {"name": "slow1", "kind": "slow", "symbols": symbols, "sleep_us": SLOW_US}
+    cfg = links_config(
+        tmp_path,
+        {
+            "hotpath": {"layout": "composite"},
+            "strategy": {"instances": [*STRATEGIES, {**slow, "slow_while": str(flag)}]},
+        },
+    )
+    with start_daemon("up", cfg, ready_timeout=60) as up:
+        trading(up)
+        strat0 = caught_up(up)
+        feed0 = status(up, "feed")
+        assert feed0["unread_bytes"] is not None and feed0["unread_bytes"] < MD_BACKLOG_BYTES
+        assert "md_backlog:feed" not in active(up)
+
+        with present(flag):
+            t0 = time.monotonic()
+            alert = wait_for(lambda: active(up).get("md_backlog:feed"), 60, "md_backlog")
+            assert alert["severity"] == "warning", alert
+            assert "unread in the feed's socket" in alert["message"], alert
+            assert alert["value"] > MD_BACKLOG_BYTES == alert["threshold"]
+            # not mistaken for a hot path that stopped (it answers), nor for a venue
+            # that stopped answering (what it sends waits unread)
+            assert not {"daemon_down:feed", "venue_silent:md", "venue_silent:orders"} & set(
+                active(up)
+            )
+            print(f"slow hot path: {alert['message']} ({time.monotonic() - t0:.1f} s)")
+
+        # Caught up by itself: the alert clears, nothing was dropped or resynced.
+        raised_then_cleared(up, "md_backlog:feed")
+        # The venue talked all along (what it sent waited unread), and heard the feed:
+        # no venue_silent, no session dropped as silent.
+        assert not [a for a in monitor(up)["alert_log"] if a["rule"] == "venue_silent"]
+        assert status(up, "feed")["reconnects"] == feed0["reconnects"]
+        strat = caught_up(up)
+        feed = status(up, "feed")
+        assert feed["unread_bytes"] < MD_BACKLOG_BYTES
+        assert feed["drops"] == feed0["drops"] == 0 and feed["gaps"] == feed0["gaps"]
+        assert feed["resets"] == feed0["resets"]
+        assert (strat["gaps"], strat["resyncs"]) == (strat0["gaps"], strat0["resyncs"])
+        assert status_of_up(up)["strategy"]["restarts"] == 0
         trades_again(up)
 
         halt_and_match_the_venue(up, cfg)

@@ -200,10 +200,12 @@ def feed(
     drops: int = 0,
     link: str = "live",
     venue_heard_ms_ago: int | None = 100,
+    unread_bytes: int | None = 0,
 ) -> dict[str, Any]:
     detail = FeedDetail(
         link=link,
         venue_heard_ms_ago=venue_heard_ms_ago,
+        unread_bytes=unread_bytes,
         reconnects=0,
         next_sequence=messages + 1,
         messages=messages,
