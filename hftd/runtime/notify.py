@@ -73,6 +73,8 @@ def say_status(text: str) -> None:
     the daemon waits for it to become READY: `systemctl status` shows it, and the
     embedded supervisor names it when the daemon is not READY in time."""
     global _status
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return  # nobody to tell (sdnotify would leave an unclosed socket behind)
     if _status is None:
         _status = Notifier()
     _status.status(text)
