@@ -15,6 +15,7 @@ from hftd.config import ConfigError, HftdConfig, load_config
 from hftd.configsource import ConfigSource
 from hftd.runtime.daemon import ServiceFactory, run_daemon
 from hftd.runtime.log import setup_logging
+from hftd.runtime.loglines import hftd_version, symbols_line, version_line
 
 CONFIG_HELP = (
     "TOML config file (default: $HFTD_CONFIG, else ./config/default.toml if it exists, "
@@ -86,7 +87,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     src = _source(args)
     cfg = _load(src)
     setup_logging("supervisor", cfg.system.log_level)
+    log.info("%s", version_line(hftd_version()))
     log.info("config: %s", src.describe())
+    log.info("%s", symbols_line(cfg.symbols))
     code: int = trio.run(partial(run_up, new_day=args.new_day), cfg, src.path)
     return code
 

@@ -82,8 +82,11 @@ from hftd.risk.breaker import CircuitBreaker
 from hftd.risk.engine import ACTIVE, HALTED, REDUCING, RiskEngine
 from hftd.risk.limits import RiskLimits
 from hftd.runtime.latency import HopRecorder
+from hftd.runtime.log import LineBudget
+from hftd.runtime.loglines import FillLines, OrderLines
 
 log = logging.getLogger("hftd.gateway")
+risk_log = logging.getLogger("hftd.risk")  # the risk lines: tagged RISK (hftd.runtime.log)
 
 
 _jenc = msgspec.msgpack.Encoder()
@@ -172,6 +175,7 @@ class GatewayCore:
         self.to_venue: list[bytes] = []
         self.sent_orders: list[GwOrder] = []  # to stamp T4 once on the wire
         self.sent_log: list[GwOrder] = []  # new orders whose "order sent" line is due
+        self.order_lines = LineBudget()  # those lines a second, at most (hftd.runtime.log)
         self.reports: list[ExecutionReport] = []
         self.venue_seq = 0  # OUCH sequence number of the reply being applied
         self.venue_session = ""  # the venue session of the latest login (journaled "L")
@@ -311,7 +315,7 @@ class GatewayCore:
         t3 = self.clock()
         if not d.ok:
             self.counters["risk_rejects"] += 1
-            log.warning(
+            risk_log.warning(
                 "risk REJECT %s %s %d @ %s: %s (%s)",
                 symbol,
                 side,
@@ -365,7 +369,7 @@ class GatewayCore:
         was = risk.loss_stopped
         risk.set_pnl(self.book.total())
         if risk.loss_stopped != was:
-            log.error(
+            risk_log.error(
                 "LOSS STOP: P&L %s reached -daily_loss_limit: only position-reducing "
                 "orders until `hftctl resume`",
                 _px(risk.pnl),
@@ -374,7 +378,9 @@ class GatewayCore:
 
     def _maybe_trip(self, reason: str | None) -> None:
         if reason:
-            log.error("CIRCUIT BREAKER tripped: %s: halting, cancelling working orders", reason)
+            risk_log.error(
+                "CIRCUIT BREAKER tripped: %s: halting, cancelling working orders", reason
+            )
             self.halt(f"circuit breaker: {reason}")
 
     def cancel_all(self) -> int:
@@ -505,7 +511,7 @@ class GatewayCore:
         d = self.risk.check_replace(old.symbol, old.side, old.leaves, c.qty, c.price, now)
         if not d.ok:
             self.counters["risk_rejects"] += 1
-            log.warning("risk REJECT replace %s: %s (%s)", old.symbol, d.check, d.reason)
+            risk_log.warning("risk REJECT replace %s: %s (%s)", old.symbol, d.check, d.reason)
             self._reject(c, f"risk {d.check}: {d.reason}", c.orig_cl_id)
             return
         ref = self.next_user_ref
@@ -648,24 +654,53 @@ class GatewayCore:
         self.sent_orders.clear()
 
     def after_send(self) -> None:
-        """The queued bytes are on the socket: log a line per new order among them.
-        Made here, not as the order is risk-checked: a log record costs tens of
-        microseconds on a cold cache, and an order's T4 must not wait for it."""
-        for o in self.sent_log:
-            market = o.price == MARKET_PRICE
-            # the price is formatted when the line is written (idle), as _px would
-            log.info(
-                "risk OK, order sent %s %s %d @ MKT (cl %d, ref %d)"
-                if market
-                else "risk OK, order sent %s %s %d @ %.4f (cl %d, ref %d)",
-                o.symbol,
-                "BUY" if o.side == "B" else "SELL",
-                o.qty,
-                *(() if market else (o.price / PRICE_SCALE,)),
-                o.cl_id,
-                o.user_ref,
-            )
-        self.sent_log.clear()
+        """The queued bytes are on the socket: a record per new order among them, its
+        risk check and "order sent" lines (hftd.runtime.loglines.OrderLines, text made
+        when written). Made here, not as the order is risk-checked: a log record costs
+        microseconds, and an order's T4 must not wait for it. At most
+        `order_lines` a second: past it they are counted, and the next says how many."""
+        sent = self.sent_log
+        if not sent:
+            return
+        if log.isEnabledFor(logging.INFO):
+            risk, budget = self.risk, self.order_lines
+            n = len(sent)
+            # What each check saw: the risk state now, less the orders sent after it
+            # on the same symbol and side (one pass may send several).
+            later = [0] * n
+            if n > 1:
+                acc: dict[tuple[str, str], int] = {}
+                for i in range(n - 1, -1, -1):
+                    o = sent[i]
+                    key = (o.symbol, o.side)
+                    later[i] = acc.get(key, 0)
+                    acc[key] = later[i] + o.qty
+            for i, o in enumerate(sent):
+                left_out = budget.take(o.t4)
+                if left_out < 0:
+                    continue
+                sym, buy = o.symbol, o.side == "B"
+                pos = risk.position(sym)
+                opened = risk.open_qty(sym, o.side) - later[i]
+                lim = risk.limits_for(sym)
+                log.info(
+                    OrderLines(
+                        sym,
+                        o.side,
+                        o.qty,
+                        o.price,
+                        o.cl_id,
+                        o.user_ref,
+                        o.strategy,
+                        pos,
+                        pos + opened if buy else pos - opened,
+                        lim.max_position,
+                        lim.max_order_notional,
+                        risk.last_price(sym),
+                        left_out,
+                    )
+                )
+        sent.clear()
 
     # --- venue -> strategy ---------------------------------------------------------------
 
@@ -972,18 +1007,29 @@ class GatewayCore:
                 pnl / min(m.qty, abs(held)) if (held < 0 if side == "B" else held > 0) else None,
             )
         )
-        if self.venue_seq > self.quiet_until:
+        if self.venue_seq > self.quiet_until and log.isEnabledFor(logging.INFO):
+            # the fill, the position and P&L against their limits, the latency: one
+            # record, its text made when it is written (hftd.runtime.loglines)
+            risk, book = self.risk, self.book
             log.info(
-                "fill %s %s %d @ %s (cl %d, %s), position %s %d, realized %s",
-                o.symbol,
-                "BUY" if side == "B" else "SELL",
-                m.qty,
-                _px(m.price),
-                o.cl_id,
-                "partial" if not done else "complete",
-                o.symbol,
-                pos.qty,
-                _px(pos.realized),
+                FillLines(
+                    o.symbol,
+                    side,
+                    m.qty,
+                    m.price,
+                    o.cl_id,
+                    o.user_ref,
+                    done,
+                    pos.qty,
+                    risk.limits_for(o.symbol).max_position,
+                    book.total(),
+                    book.realized(),
+                    risk.limits.daily_loss_limit,
+                    o.t1,
+                    o.t2,
+                    o.t4,
+                    now,
+                )
             )
         self._report(
             ExecutionReport(

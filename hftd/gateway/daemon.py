@@ -54,6 +54,7 @@ from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.daemon import StartupError
 from hftd.runtime.days import gateway_journal_path
 from hftd.runtime.journal import Journal, JournalCorrupt
+from hftd.runtime.loglines import risk_limits_line
 from hftd.wire import soupbintcp as soup
 from hftd.wire.errors import RemoteProtocolError
 
@@ -197,6 +198,8 @@ class GatewayAgent:
     def do_work(self) -> int:
         work = 0
         core = self.core
+        if core.sent_log:  # orders `pump` sent (composite): their lines before any reply's
+            core.after_send()
         link = self.link
         link.connect_if_due()
         if link.up:
@@ -214,9 +217,14 @@ class GatewayAgent:
             if not link.up:
                 core.venue_up = False
         self._flush()
+        core.after_send()
         return work
 
     def _flush(self) -> None:
+        """Send what the core queued (T4 stamped first), queue its reports. The orders'
+        log records wait for `do_work` (`after_send`): in the composite layout `pump`
+        sends each order as its strategy decides it, and the strategy's signal line,
+        made once the order has left, comes first in the log."""
         core = self.core
         journal = self.journal
         if journal is not None:
@@ -231,7 +239,6 @@ class GatewayAgent:
             core.stamp_sent(time.monotonic_ns())
             if self.link.up:
                 self.link.send(data)
-            core.after_send()
         if core.reports:
             for r in core.reports:
                 self.pending.append(self.enc.encode(core.stamp(r)))
@@ -502,6 +509,7 @@ class GatewayService:
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         md = Ring.open(ring_name(self.cfg, "risk_md"), rc.risk_md_capacity)
         agent = self.agent = GatewayAgent(self.cfg, orders, execs, md)
+        logging.getLogger("hftd.risk").info("%s", risk_limits_line(self.cfg.risk))
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.market.sync.rejoin()
         else:  # read from its start: what the feed published before now is history
@@ -613,6 +621,8 @@ class GatewayService:
         )
 
     def apply_config(self, cfg: HftdConfig) -> None:
+        if cfg.risk != self.cfg.risk:
+            logging.getLogger("hftd.risk").info("now %s", risk_limits_line(cfg.risk))
         self.cfg = cfg
         if self.loop is not None and self.agent is not None:
             agent = self.agent

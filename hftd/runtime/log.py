@@ -1,4 +1,18 @@
-"""Logging in the brief's format: ``[2024-06-15 09:30:00.000] [EXCH  ] message``.
+"""Logging in the brief's format: ``[09:30:00.015] [STRAT ] message``.
+
+The tag says which part of the system a line is about, by the logger that made
+it (`LOGGER_TAGS`, the longest prefix of its name): SYSTEM (the supervisor,
+start-up, a process's own lines), MD (the feed), STRAT, RISK, GW (the gateway),
+PERF (latency), DASH (the monitor and its dashboard), EXCH (the venue
+simulator), CTL; any other logger takes its process's tag (`TAGS`). One
+record may carry several tagged lines (`Lines`): the gateway says a risk
+check and the order sent, or a fill, its position, P&L and latency, with one
+record each, so an order costs the hot thread no more records than before.
+
+The time is local wall-clock time with milliseconds, without the date (the
+brief's form): `hftd up` says the date when it starts and again at each local
+midnight (hftd.supervise.supervisor), and under systemd the journal stamps
+every line with date and time itself. hftd writes no log file of its own.
 
 The brief wants a line per signal, risk decision, order and fill: at the
 default level those lines come from the hot loops. Formatting one and writing
@@ -9,7 +23,9 @@ idle (`flush_deferred`, a line at a time, looking for work in between),
 before it sleeps: no extra thread competing for the GIL, and an order's wire
 time no longer pays for its log line. Records keep the time they were made;
 other threads' records are written at once, so lines from a hot thread can
-appear a little after a control thread's later line.
+appear a little after a control thread's later line. Lines made once per
+order are bounded (`LineBudget`): past `ORDER_LINES_PER_S` a second they
+are counted, not made.
 """
 
 from __future__ import annotations
@@ -23,44 +39,147 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+# A process's own tag: its lines from loggers `LOGGER_TAGS` does not name.
 TAGS = {
     "exchange": "EXCH",
-    "feed": "FEED",
+    "feed": "MD",
     "strategy": "STRAT",
-    "gateway": "GATE",
-    "monitor": "MON",
-    "hotpath": "HOT",
-    "supervisor": "SUPV",
+    "gateway": "GW",
+    "monitor": "DASH",
+    "hotpath": "SYSTEM",
+    "supervisor": "SYSTEM",
     "ctl": "CTL",
 }
 
+# The brief's tags by logger name (the longest matching prefix), in every process.
+LOGGER_TAGS = {
+    "hftd.supervisor": "SYSTEM",
+    "hftd.hotpath": "SYSTEM",
+    "hftd.exchange": "EXCH",
+    "hftd.feed": "MD",
+    "hftd.strategy": "STRAT",
+    "hftd.risk": "RISK",
+    "hftd.gateway": "GW",
+    "hftd.perf": "PERF",
+    "hftd.monitor": "DASH",
+    "hftd.console": "DASH",
+    "hftd.ctl": "CTL",
+}
+
+# Lines made once per order (the strategy's signal, the gateway's risk check and
+# order sent), a second, per process; past it they are counted and the next one
+# says how many were left out. The default risk limits allow 200 orders/s; the
+# benches' 25,000/s would otherwise make a record per order (a few microseconds
+# each of the hot thread's time). Fills are always logged.
+ORDER_LINES_PER_S = 1000
+
+
+def tag_of(name: str, default: str) -> str:
+    """The tag of logger `name` (`LOGGER_TAGS`), else `default`."""
+    while name:
+        tag = LOGGER_TAGS.get(name)
+        if tag is not None:
+            return tag
+        name = name.rpartition(".")[0]
+    return default
+
+
+class Lines:
+    """A log message of several lines, each with its own tag: `lines()` gives
+    (tag, text) pairs, made when the record is written (not on the hot path).
+    Other formatters see the texts one per line (`str`)."""
+
+    __slots__ = ()
+
+    def lines(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return "\n".join(text for _, text in self.lines())
+
+
+class LineBudget:
+    """At most `per_s` lines a second (and a second's worth at once), by the
+    caller's monotonic clock in ns; `take` says whether to make this one, and
+    how many were left out since the last one made. Pure; a few attribute reads."""
+
+    __slots__ = ("interval_ns", "left_out", "limit_ns", "skipped", "tat")
+
+    def __init__(self, per_s: int = ORDER_LINES_PER_S) -> None:
+        if per_s < 1:
+            raise ValueError(f"lines per second must be >= 1, got {per_s}")
+        self.interval_ns = 1_000_000_000 // per_s
+        self.limit_ns = 1_000_000_000 - self.interval_ns  # a second's worth at once
+        self.tat = 0  # when the budget is full again (GCRA's theoretical arrival time)
+        self.skipped = 0  # left out since the last line made
+        self.left_out = 0  # in all
+
+    def take(self, now_ns: int) -> int:
+        """-1: leave this line out (counted); else make it, noting the returned
+        number of lines left out before it."""
+        tat = self.tat if self.tat > now_ns else now_ns
+        if tat - now_ns > self.limit_ns:
+            self.skipped += 1
+            self.left_out += 1
+            return -1
+        self.tat = tat + self.interval_ns
+        skipped = self.skipped
+        self.skipped = 0
+        return skipped
+
+
+def left_out_text(n: int, what: str = "order lines") -> str:
+    """What a line made after `n` were left out adds ("" if none were)."""
+    if not n:
+        return ""
+    return f" ({n:,} {what} left out before this one: over {ORDER_LINES_PER_S:,} a second)"
+
+
+def log_at(logger: logging.Logger, created: float, msg: str, *args: object) -> None:
+    """An INFO record dated `created` (a `time.time()` read earlier: when the event
+    happened), for a line made only after the work that followed it (a signal's,
+    once its order has left): its time still orders it before what the event caused,
+    across processes too."""
+    if logger.isEnabledFor(logging.INFO):
+        record = logger.makeRecord(logger.name, logging.INFO, _UNKNOWN_FILE, 0, msg, args, None)
+        record.created = created
+        record.msecs = int((created - int(created)) * 1000) + 0.0
+        record.relativeCreated = (created - _START) * 1000
+        logger.handle(record)
+
 
 class BriefFormatter(logging.Formatter):
-    """Local wall-clock time with milliseconds, then a 6-wide component tag."""
+    """``[HH:MM:SS.mmm] [TAG   ] text``: local time with milliseconds, then the
+    6-wide tag of the logger (`tag_of`), else of the process."""
 
-    def __init__(self, tag: str, by_logger: bool = False) -> None:
+    def __init__(self, tag: str) -> None:
         super().__init__()
-        self.tag = f"[{tag:<6.6}]"
-        # A process running several components (hotpath) tags each line with the
-        # component whose logger wrote it (hftd.feed -> FEED).
-        self.tags = {f"hftd.{c}": f"[{t:<6.6}]" for c, t in TAGS.items()} if by_logger else {}
+        self.default = tag
+        self._tags: dict[str, str] = {}  # logger name -> "[TAG   ]", learned once each
         # (whole second, its text): lines come many a second, so localtime + strftime
         # run once per second; one tuple, swapped whole (threads may format at once)
         self._second: tuple[int, str] = (-1, "")
+
+    def tag(self, name: str) -> str:
+        t = self._tags.get(name)
+        if t is None:
+            t = self._tags[name] = f"[{tag_of(name, self.default):<6.6}]"
+        return t
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
         cached = self._second
         if cached[0] != second:
-            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+            cached = (second, time.strftime("%H:%M:%S", time.localtime(second)))
             self._second = cached
-        ts = cached[1]
-        ms = int(record.msecs)
+        stamp = f"[{cached[1]}.{int(record.msecs):03d}]"
+        msg = record.msg
+        if isinstance(msg, Lines):
+            return "\n".join(f"{stamp} [{tag:<6.6}] {text}" for tag, text in msg.lines())
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
             text = f"{record.levelname}: {text}"
-        tag = self.tags.get(record.name, self.tag) if self.tags else self.tag
-        line = f"[{ts}.{ms:03d}] {tag} {text}"
+        line = f"{stamp} {self.tag(record.name)} {text}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -249,9 +368,7 @@ def setup_logging(component: str, level: str = "info") -> logging.Logger:
     """Configure the root logger for a daemon; returns its logger."""
     global _deferred
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        BriefFormatter(TAGS.get(component, component.upper()), by_logger=component == "hotpath")
-    )
+    handler.setFormatter(BriefFormatter(TAGS.get(component, component.upper())))
     _deferred = DeferredHandler(handler)
     # Nothing in the format needs the caller's file/line or the process name:
     # skip finding them on every record (the hot path pays for each).

@@ -12,10 +12,12 @@ before the context: a recorded session replays with the same readings).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hftd.runtime.log import LineBudget, left_out_text, log_at
 from hftd.strategy.api import BUY, DAY, PRICE_SCALE, SELL, OrderView, Strategy, StrategyParams
 from hftd.strategy.orders import LIVE, PARTIAL, SENT, OrderManager
 
@@ -37,6 +39,7 @@ class StrategyContext:
         "books",
         "clock",
         "last_order_ns",
+        "lines",
         "now_ns",
         "om",
         "params",
@@ -68,6 +71,7 @@ class StrategyContext:
         self.t1 = 0
         # signal lines logged, and orders sent without one (a load generator's)
         self.signals = 0
+        self.lines = LineBudget()  # signal lines a second, at most (hftd.runtime.log)
         self.last_order_ns: dict[str, int] = {}  # symbol -> its last order (cooldown)
 
     @property
@@ -158,12 +162,20 @@ class StrategyContext:
         self, symbol: str, side: str, qty: int, price: int, tif: str = DAY, why: str = "",
         *why_args: object,
     ) -> int | None:  # fmt: skip
+        # the signal's time: its line is made once the order has left, dated before it
+        at = time.time() if why else 0.0
         cl_id = self.om.new(symbol, side, qty, price, tif, self.t1)
-        self.last_order_ns[symbol] = self.now
+        self.last_order_ns[symbol] = now = self.now
         if why:
             self.signals += 1
-            log.info(
-                "signal %s %s %s %d @ %.4f (" + why + ") -> order %s",
+            left_out = self.lines.take(now)
+            if left_out < 0:
+                return cl_id
+            msg = "signal %s %s %s %d @ %.4f (" + why + ") -> order %s"
+            log_at(
+                log,
+                at,
+                msg + left_out_text(left_out, "signal lines"),
                 self.params.name,
                 symbol,
                 "BUY" if side == BUY else "SELL",

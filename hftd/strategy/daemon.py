@@ -51,6 +51,7 @@ from hftd.msg.status import (
 from hftd.runtime.composite import LoopHost, PartLoop, SplitHost
 from hftd.runtime.days import claim_strategy_run, current_day
 from hftd.runtime.journal import Journal
+from hftd.runtime.loglines import strategy_line
 from hftd.strategy.engine import StrategyEngine
 from hftd.strategy.record import InputRecorder, record_name
 
@@ -320,6 +321,8 @@ class StrategyService:
         run = await trio.to_thread.run_sync(claim_strategy_run, self.cfg)
         agent = self.agent = StrategyAgent(self.cfg, md, execs, orders, run)
         log.info("strategy run %d of the trading day (its order ids: hftd.msg.ids)", run)
+        for inst in self.cfg.strategy.instances:
+            log.info("%s", strategy_line(inst))
         if agent.rec is not None:
             path = current_day(self.cfg).path / record_name(run)
             agent.journal = await trio.to_thread.run_sync(lambda: Journal.open(path, fsync="never"))
@@ -430,6 +433,9 @@ class StrategyService:
         new = [(i.name, i.kind) for i in cfg.strategy.instances]
         if old != new:
             raise ValueError("strategy instances (names, kinds) change only with a restart")
+        for before, after in zip(self.cfg.strategy.instances, cfg.strategy.instances, strict=True):
+            if after != before:
+                log.info("now %s", strategy_line(after))
         self.cfg = cfg
         if self.loop is not None and self.agent is not None:
             agent = self.agent

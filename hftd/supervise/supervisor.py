@@ -48,11 +48,13 @@ from hftd.config import (
     SupervisorConfig,
     ring_name,
 )
-from hftd.ipc.control import serve_control
+from hftd.ipc.control import request, serve_control
 from hftd.ipc.ring import SHM_DIR, Ring, RingError
-from hftd.msg.control import Command, DaemonStatus, Status
+from hftd.msg.control import Command, DaemonStatus, Status, StatusInfo
+from hftd.msg.status import GatewayDetail, StatusDetailError, decode_detail, next_step
 from hftd.runtime import days
 from hftd.runtime.daemon import EXIT_REFUSED, parts_of
+from hftd.runtime.loglines import date_line, ready_line
 from hftd.runtime.notify import FAILED_PREFIX, Notifier
 from hftd.runtime.rundir import RunDirError, RunLock, ensure_private_dir, lock_holder
 
@@ -253,6 +255,7 @@ class Supervisor:
                         self.handle,
                     )
                     nursery.start_soon(self._start_all, nursery)
+                    nursery.start_soon(_say_the_date)
                     async for signum in signals:
                         log.info(
                             "%s: stopping %s (again to kill them at once)",
@@ -307,6 +310,34 @@ class Supervisor:
                     await child.first_ready.wait()
                 states = ", ".join(f"{c.name} {c.state}" for c in self.children.values())
                 self.notifier.ready(states)
+            await self._say_ready()
+
+    async def _say_ready(self) -> None:
+        """The start-up's last line: every daemon READY, and whether the gateway
+        trades (its mode and venue session, from its Status), else what to do."""
+        waiting = [c for c in self.children.values() if c.state != "ready"]
+        if waiting:
+            log.warning(
+                "Not all components ready (%s): trading waits for them",
+                "; ".join(f"{c.name} {c.state}: {c.last_error or '-'}" for c in waiting),
+            )
+            return
+        if "gateway" not in self.cfg.start_order():
+            log.info("All components ready (no gateway here: this system sends no orders).")
+            return
+        try:
+            with trio.fail_after(5):
+                reply = await request(self.run_dir / "gateway.sock", Status())
+            info = msgspec.convert(reply.result, StatusInfo) if reply.ok else None
+            detail = decode_detail(GatewayDetail, info.detail) if info is not None else None
+        except (OSError, trio.TooSlowError, msgspec.ValidationError, StatusDetailError) as exc:
+            log.warning("All components ready; the gateway's mode is unknown: %s", exc)
+            return
+        if detail is None:
+            log.warning("All components ready; the gateway's mode is unknown: no detail yet")
+            return
+        enabled, line = ready_line(detail.mode, detail.venue_up, next_step(detail))
+        log.log(logging.INFO if enabled else logging.WARNING, "%s", line)
 
     async def _start_when_ready(self, child: Child, nursery: trio.Nursery) -> None:
         for dep_name in self.deps[child.name]:
@@ -554,6 +585,17 @@ def remove_rings(cfg: HftdConfig) -> list[str]:
         except (RingError, OSError) as exc:
             log.error("cannot remove ring %s: %s", name, exc)
     return removed
+
+
+async def _say_the_date() -> None:
+    """At each local midnight, the date: log lines carry the time only (hftd.runtime.log)."""
+    while True:
+        now = time.time()
+        t = time.localtime(now)
+        # the next local midnight (mktime normalizes day 32, and finds DST by itself)
+        midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday + 1, 0, 0, 0, 0, 0, -1))
+        await trio.sleep(max(1.0, midnight - now + 0.001))
+        log.info("%s", date_line())
 
 
 async def _dismiss(child: Child, wait_s: float = 5.0) -> None:

@@ -103,7 +103,13 @@ def test_trading_loop_positions_match_the_venue(tmp_path: Path) -> None:
         assert_gateway_matches_venue(gdet, snap)
         assert gdet["sent"] >= 5
         log = gw.log
-        for line in ("risk OK, order sent", "fill ", "position "):
+        for line in (
+            "[RISK  ] check passed: ",
+            "[GW    ] order sent: ",
+            "[GW    ] fill ",
+            "[RISK  ] position ",
+            "[PERF  ] signal-to-fill ",
+        ):
             assert line in log
         # split daemons run no warming passes (only the composite hot thread does)
         for proc in (gw, st):

@@ -289,6 +289,7 @@ def test_the_order_sent_line_is_made_after_the_bytes_are_handed_over(
     assert h.core.to_venue and "order sent" not in caplog.text
     h.core.stamp_sent(h.clock.now + 1)
     h.core.after_send()
-    assert caplog.text.count("risk OK, order sent AAPL BUY 100 @ 189.5000 (cl 7, ref") == 1
+    assert caplog.text.count("order sent: AAPL BUY 100 @ 189.5000 (cl 7, ref 1, mr1)") == 1
+    assert caplog.text.count("check passed: AAPL BUY 100 @ 189.5000 (cl 7): position 0/") == 1
     h.core.after_send()
     assert caplog.text.count("order sent") == 1

@@ -44,6 +44,7 @@ PURE = [
     "hftd.backtest.runner",
     "hftd.backtest.report",
     "hftd.strategy.record",
+    "hftd.runtime.loglines",
 ]
 FORBIDDEN = ["trio", "socket", "subprocess", "selectors", "asyncio"]  # (logging brings threading)
 

@@ -262,13 +262,13 @@ def test_brief_format_of_any_second_whatever_the_order() -> None:
 
     from hftd.runtime.log import BriefFormatter
 
-    fmt = BriefFormatter("FEED")
+    fmt = BriefFormatter("MD")
     base = 1_700_000_000.0
     for t in (base + 0.25, base + 0.75, base + 1.5, base + 0.1, base + 86_400.9, base + 1.5):
         r = logging.LogRecord("hftd.feed", logging.INFO, "", 0, "x", None, None)
         r.created, r.msecs = t, int((t % 1) * 1000)
-        want = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-        assert fmt.format(r) == f"[{want}.{r.msecs:03d}] [FEED  ] x"
+        want = time.strftime("%H:%M:%S", time.localtime(t))
+        assert fmt.format(r) == f"[{want}.{r.msecs:03d}] [MD    ] x"
 
 
 def test_reload_leaves_other_daemons_sections_to_them(tmp_path: Path) -> None:
