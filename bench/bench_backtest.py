@@ -17,7 +17,9 @@ ITCH sample in tests/data.
 Memory: builds in a temp dir an ITCH 5.0 BinaryFILE of `--memory-messages`
 messages: the NASDAQ AAPL sample repeated as one AAPL day (each repetition's
 order references and timestamps shifted past the previous one's, so the
-stream stays a valid book; timestamps 1 ms apart) for one message in `--wanted-every`, and the
+stream stays a valid book; timestamps 1 ms apart; each repetition ends with
+deletes of the orders the sample leaves open, so the book does not grow with
+the file) for one message in `--wanted-every`, and the
 sample's messages under 49 other locate codes for the rest (skipped unread by
 the symbol filter). The full backtest (all configured strategies, on AAPL)
 streams it from disk, its results streamed as `hftd backtest` does (orders,
@@ -51,6 +53,7 @@ from hftd.backtest.itch_file import ItchFile  # noqa: E402
 from hftd.backtest.report import summarize, write_results  # noqa: E402
 from hftd.backtest.results import Results  # noqa: E402
 from hftd.backtest.runner import Backtest  # noqa: E402
+from hftd.book.l3 import BookBuilder  # noqa: E402
 from hftd.config import HftdConfig, parse_config  # noqa: E402
 from hftd.msg.hot import MarketDataUpdate  # noqa: E402
 from hftd.wire import itch  # noqa: E402
@@ -58,6 +61,7 @@ from hftd.wire import itch  # noqa: E402
 SAMPLE = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
 LOBSTER = ROOT.parent / "shared" / "data" / "lobster" / "LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
 REF_TYPES = frozenset(b"AFECXDUP")  # order reference at bytes 11..19 (U: new one at 19..27)
+DIRECTORY_REST = ("Q", "N", 100, "N", "C", "Z", "P", "N", "N", "1", "N", 0, "N")
 
 
 def with_instances(cfg: HftdConfig, names: list[str] | None) -> HftdConfig:
@@ -129,32 +133,27 @@ def shifted(msgs: list[bytes], k: int, start: int) -> list[bytes]:
     return out
 
 
+def left_open(aapl: list[bytes]) -> list[bytes]:
+    """Deletes of the orders the sample's AAPL messages leave in the book: each
+    repetition ends with them, so the book is empty again where the next begins
+    (else every repetition would leave its resting orders behind, and the books
+    would grow with the file for a reason of the data's)."""
+    book = BookBuilder(["AAPL"])
+    book.apply(itch.StockDirectory(13, 0, 0, "AAPL", *DIRECTORY_REST))
+    for m in aapl:
+        book.apply(itch.decode(m))
+    return [itch.encode(itch.OrderDelete(13, 0, 0, r)) for r in book.books["AAPL"].orders]
+
+
 def build(path: Path, messages: int, every: int) -> int:
     sample = [bytes(m) for m in itch.iter_binary_file(SAMPLE.read_bytes())]
     aapl = [m for m in sample if m[:1] not in b"RS"]
+    aapl += left_open(aapl)
     first = int.from_bytes(aapl[0][5:11], "big")
     codes = [c for c in range(1, 51) if c != 13]
     head = [
         itch.encode(
-            itch.StockDirectory(
-                c,
-                0,
-                0,
-                "AAPL" if c == 13 else f"SYM{c:04d}",
-                "Q",
-                "N",
-                100,
-                "N",
-                "C",
-                "Z",
-                "P",
-                "N",
-                "N",
-                "1",
-                "N",
-                0,
-                "N",
-            )
+            itch.StockDirectory(c, 0, 0, "AAPL" if c == 13 else f"SYM{c:04d}", *DIRECTORY_REST)
         )
         for c in [13, *codes]
     ]
@@ -189,6 +188,10 @@ def rss_mib() -> float:
 
 def memory(args: argparse.Namespace) -> None:
     cfg = on_symbol(Path(args.config), "AAPL")
+    # trading all along: the repeated sample's losses must not stop it (loss stop)
+    cfg = msgspec.structs.replace(
+        cfg, risk=msgspec.structs.replace(cfg.risk, daily_loss_limit=1 << 62)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "day.bin"
         t = time.perf_counter()
@@ -197,13 +200,14 @@ def memory(args: argparse.Namespace) -> None:
             f"built {n:,} messages ({path.stat().st_size / 2**20:,.0f} MiB), 1 in "
             f"{args.wanted_every} AAPL, in {time.perf_counter() - t:.0f} s"
         )
-        samples: list[tuple[int, float, int, int]] = []
+        samples: list[tuple[int, float, int, int, int]] = []
 
         def progress(events: int, _t: int) -> None:
             if events % 100_000 < 65_536:  # called every 65,536 events
                 r = bt.results
                 kept = len(r.orders) + len(r.fills) + len(r.samples) + len(r.chart)
-                samples.append((events, rss_mib(), sys.getallocatedblocks(), kept))
+                rows = r.order_count + r.fill_count
+                samples.append((events, rss_mib(), sys.getallocatedblocks(), kept, rows))
 
         logging.getLogger("hftd").setLevel(logging.ERROR)  # risk's reject lines
         out = Path(tmp) / "out"
@@ -226,7 +230,7 @@ def memory(args: argparse.Namespace) -> None:
     if len(samples) < 4:
         print("too few samples for a slope")
         return
-    for label, (events, rss, blocks, kept) in (("first", samples[0]), ("last", samples[-1])):
+    for label, (events, rss, blocks, kept, _) in (("first", samples[0]), ("last", samples[-1])):
         print(
             f"  {label} sample: {events:>10,} events  RSS {rss:.1f} MiB  blocks {blocks:,}  "
             f"rows held {kept:,}"
@@ -235,10 +239,11 @@ def memory(args: argparse.Namespace) -> None:
     de = (half[-1][0] - half[0][0]) / 1e6
     dk = half[-1][3] - half[0][3]
     db = half[-1][2] - half[0][2]
+    dr = half[-1][4] - half[0][4]
     print(
         f"  second half: RSS {(half[-1][1] - half[0][1]) / de:+.2f} MiB and {db / de:+,.0f} "
-        f"blocks per million events; rows held (orders, fills, equity and chart points) "
-        f"{dk / de:+,.0f} per million events"
+        f"blocks per million events, while {dr / de:,.0f} orders and fills a million events "
+        f"were made; rows held (orders, fills, equity and chart points) {dk / de:+,.0f}"
     )
 
 
