@@ -4,13 +4,16 @@
     python bench/bench_backtest.py [--data FILE] [--config config/backtest.toml]
                                    [--runs 3] [--memory-messages 10000000]
                                    [--wanted-every 10] [--skip-speed] [--skip-memory]
-                                   [--keep-results]
+                                   [--keep-results] [--stages]
 
 Speed: the data's updates are read into memory first (the source's own rate
 is printed apart), then played through `hftd.backtest.runner.Backtest` (queue
 model, risk's market view, the gateway core, the strategy engine and its
 books) with: no strategy instances (the loop's floor), each configured instance
 alone, and all of them. Market-data events per second, median of `--runs`.
+`--stages`: each stage alone over the same updates (the queue model, risk's
+market view, the strategy engine's book, each strategy's decisions with its
+orders refused), CPU microseconds per update: the floors under the loop.
 Default data: the LOBSTER AMZN day (../shared/data/lobster), else the NASDAQ
 ITCH sample in tests/data.
 
@@ -35,12 +38,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import resource
 import statistics
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +55,15 @@ import msgspec  # noqa: E402
 
 from hftd.backtest.detect import open_source  # noqa: E402
 from hftd.backtest.itch_file import ItchFile  # noqa: E402
+from hftd.backtest.queue import QueueVenue  # noqa: E402
 from hftd.backtest.report import summarize, write_results  # noqa: E402
 from hftd.backtest.results import Results  # noqa: E402
 from hftd.backtest.runner import Backtest  # noqa: E402
 from hftd.book.l3 import BookBuilder  # noqa: E402
 from hftd.config import HftdConfig, parse_config  # noqa: E402
 from hftd.msg.hot import MarketDataUpdate  # noqa: E402
+from hftd.risk.market import MarketView  # noqa: E402
+from hftd.strategy.engine import StrategyEngine  # noqa: E402
 from hftd.wire import itch  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "itch" / "nasdaq_itch50_20200130_AAPL_locate13_first10k.bin"
@@ -111,6 +119,52 @@ def speed(args: argparse.Namespace) -> None:
     for label, c in rows:
         r, fills = rate(c, ups, args.runs)
         print(f"  {label:<36} {r:>12,.0f} events/s   ({fills:,} fills, median of {args.runs})")
+    if args.stages:
+        stages(cfg, ups, args.runs)
+
+
+def stages(cfg: HftdConfig, ups: list[MarketDataUpdate], runs: int) -> None:
+    """Each stage of the loop alone over the same updates, CPU time per update (the
+    least of `runs`): the floor each one puts under the whole loop."""
+    symbols = [s.symbol for s in cfg.symbols]
+
+    def cost(work: Callable[[], None]) -> float:
+        best = math.inf
+        for _ in range(runs):
+            gc.collect()
+            t = time.process_time()
+            work()
+            best = min(best, time.process_time() - t)
+        return best / len(ups) * 1e6
+
+    def queue() -> None:
+        on_market = QueueVenue(symbols).on_market
+        for u in ups:
+            on_market(u)
+
+    def market() -> None:
+        on_update = MarketView(symbols, lambda: 0.0).on_update
+        for u in ups:
+            on_update(u)
+
+    def engine(c: HftdConfig) -> Callable[[], None]:
+        def work() -> None:  # orders refused: the decisions alone, no order path
+            on_update = StrategyEngine(c, lambda _cmd: False, lambda: 0).on_update
+            for u in ups:
+                on_update(u)
+
+        return work
+
+    print(f"  per update alone (CPU time, least of {runs}):")
+    print(f"    queue model (QueueVenue.on_market)          {cost(queue):6.2f} us")
+    print(f"    risk's market view (MarketView.on_update)   {cost(market):6.2f} us")
+    bare = cost(engine(with_instances(cfg, [])))
+    print(f"    strategy engine, its book, no strategy      {bare:6.2f} us")
+    for i in cfg.strategy.instances:
+        d = cost(engine(with_instances(cfg, [i.name]))) - bare
+        print(f"    + {i.name + ' (' + i.kind + ')':<26} decision {d:6.2f} us (orders refused)")
+    d = cost(engine(cfg)) - bare
+    print(f"    + all strategies, decisions                 {d:6.2f} us (orders refused)")
 
 
 def shifted(msgs: list[bytes], k: int, start: int) -> list[bytes]:
@@ -260,6 +314,7 @@ def main() -> None:
     p.add_argument("--wanted-every", type=int, default=10)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--stages", action="store_true", help="speed: each stage alone too (the floors)")
     p.add_argument(
         "--keep-results", action="store_true", help="memory: keep every row (not streamed)"
     )
