@@ -368,6 +368,7 @@ ALERT_RULES = (
     "risk_rejects",
     "venue_silent",
     "md_backlog",
+    "cpu_wait",
 )
 LatencyHop = Literal["t1_t2", "t2_t3", "t3_t4", "t4_t5", "t1_t4"]
 
@@ -399,6 +400,10 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     # the hot path is slower than the venue's flow (a healthy one leaves ~0 there)
     md_backlog_bytes: NonNegative = 16384
     md_backlog_after_s: Seconds = 2.0
+    # a daemon's most-waiting thread runnable but waiting for a CPU more than this many ms
+    # per second, on average over cpu_wait_window_s: starved of CPU (hftd/monitor/schedstat.py)
+    cpu_wait_ms_per_s: Annotated[float, msgspec.Meta(gt=0.0, le=1000.0)] = 150.0
+    cpu_wait_window_s: Annotated[float, msgspec.Meta(ge=1.0, le=300.0)] = 5.0
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

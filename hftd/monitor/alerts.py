@@ -71,7 +71,15 @@ Rules (severity; raised while):
   the latency stamps (T1 is taken when the loop reads) nor the breaker's
   md_stale_s (records keep coming) see it. Also while a long replay from
   sequence 1 (a resync) is read as fast as it can be; the strategy acts on none
-  of it.
+  of it;
+- cpu_wait (warning): a daemon's most-waiting thread was runnable but waiting
+  for a CPU more than cpu_wait_ms_per_s milliseconds per second, on average over
+  cpu_wait_window_s (the kernel's schedstat, hftd/monitor/schedstat.py): the
+  daemon is starved of CPU (competing processes, more runnable threads than
+  CPUs). The latency stamps cannot see it (T1 is stamped once the hot thread
+  runs). One alert per process (the composite hot path is one), named after its
+  first daemon; not for a daemon run at cpu_policy "idle" (the monitor), which
+  waits by design.
 """
 
 from __future__ import annotations
@@ -97,6 +105,10 @@ class DaemonFacts(msgspec.Struct, kw_only=True):
     last_error: str = ""
     recovery_ms: float = 0.0
     memory: CgroupMemory | None = None  # its memory cgroup (None: not read, not answering)
+    pid: int = 0  # its process, where its threads' wait was read (0: not read)
+    cpu_wait_ms_per_s: float | None = None  # most-waiting thread, mean over the window
+    cpu_wait_tid: int = 0  # that thread
+    cpu_idle_policy: bool = False  # run at SCHED_IDLE: waiting is what it is for
 
 
 class Facts(msgspec.Struct, kw_only=True):
@@ -202,9 +214,42 @@ def memory_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list
     return out
 
 
+def cpu_wait_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list[Condition]:
+    """`cpu_wait`: a process whose most-waiting thread waited for a CPU more than
+    `cpu_wait_ms_per_s` per second over the window, once per process (the composite
+    hot path answers as feed, strategy and gateway), named after its first daemon."""
+    out: list[Condition] = []
+    done: set[int] = set()
+    for d in daemons:
+        ms = d.cpu_wait_ms_per_s
+        if ms is None or not d.pid or d.pid in done or d.cpu_idle_policy:
+            continue
+        done.add(d.pid)
+        if ms <= cfg.cpu_wait_ms_per_s:
+            continue
+        sharing = [x.name for x in daemons if x.pid == d.pid]
+        who = d.name if len(sharing) == 1 else f"{', '.join(sharing)} (one process)"
+        thread = "its main thread" if d.cpu_wait_tid == d.pid else f"its thread {d.cpu_wait_tid}"
+        out.append(
+            Condition(
+                rule="cpu_wait",
+                subject=d.name,
+                severity="warning",
+                message=f"{who} starved of CPU: {thread} waited {ms:,.0f} ms a second for "
+                f"a CPU over the last {cfg.cpu_wait_window_s:g} s (more than "
+                f"{cfg.cpu_wait_ms_per_s:,.0f}): more runnable threads than CPUs, "
+                "every message waits before it is read",
+                value=ms,
+                threshold=cfg.cpu_wait_ms_per_s,
+            )
+        )
+    return out
+
+
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     """The conditions that hold now (disabled rules left out)."""
     out: list[Condition] = memory_conditions(cfg, f.daemons)
+    out += cpu_wait_conditions(cfg, f.daemons)
     for d in f.daemons:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
         if d.state in ("restarting", "backoff", "waiting", "failed"):

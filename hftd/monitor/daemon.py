@@ -48,6 +48,7 @@ from hftd.monitor import http, prom
 from hftd.monitor.cgroup import read_memory
 from hftd.monitor.model import Aggregator, Poll, Reading
 from hftd.monitor.poll import Poller
+from hftd.monitor.schedstat import read_waits
 from hftd.monitor.state import SystemState, without_history
 from hftd.monitor.web import WebApp, serve_web
 from hftd.msg.control import Command, Reply, StatusInfo, WebAccess
@@ -361,6 +362,7 @@ class MonitorService:
             ),
             ok_at=now,
             memory=read_memory(os.getpid()) if poller.memory else None,
+            cpu_wait=read_waits(os.getpid(), now) if poller.cpu_wait else None,
         )
         return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
 

@@ -35,6 +35,7 @@ from hftd.config import PRICE_SCALE, HftdConfig
 from hftd.gateway.lifecycle import CANCEL_PENDING, PENDING
 from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
 from hftd.monitor.cgroup import CgroupMemory
+from hftd.monitor.schedstat import ThreadWaits, WaitRate
 from hftd.monitor.state import (
     HOPS,
     Counters,
@@ -103,6 +104,7 @@ class Reading(msgspec.Struct, kw_only=True):
     ok_at: float = 0.0  # monotonic time of that answer (0 = never answered)
     error: str = ""  # why the latest attempt failed ("" = it answered)
     memory: CgroupMemory | None = None  # its memory cgroup, read with that answer
+    cpu_wait: ThreadWaits | None = None  # its threads' run-queue wait, read with that answer
 
 
 def typed_detail(name: str, info: StatusInfo) -> Detail | None:
@@ -246,6 +248,8 @@ class Aggregator:
         self.last_second = 0
         self.since_false: dict[str, float] = {}  # link flag -> when it was first seen down
         self.last_ok_at: dict[str, float] = {}
+        self.cpu_waits: dict[int, WaitRate] = {}  # pid -> its threads' readings (cpu_wait)
+        self.cpu_rate: dict[int, tuple[float, int]] = {}  # pid -> (ms/s, tid), this poll
         self.state = SystemState(source=source)
 
     def reconfigure(self, cfg: HftdConfig) -> None:
@@ -264,6 +268,7 @@ class Aggregator:
         acfg = mcfg.alerts
         sup = {d.name: d for d in poll.supervisor} if poll.supervisor is not None else None
 
+        self._cpu_waits(poll)
         daemons: list[DaemonHealth] = []
         dfacts: list[DaemonFacts] = []
         for name, r in poll.readings.items():
@@ -491,6 +496,11 @@ class Aggregator:
             tr.memory = r.memory
         if not answering and state in ("ready", "down", "running"):
             state = "not answering" if tr.ever_seen else "down"
+        # its process's wait for a CPU (the composite hot parts share one process);
+        # a daemon not answering says nothing (daemon_down)
+        cpu_pid = info.pid if info is not None and answering else 0
+        cpu = self.cpu_rate.get(cpu_pid) if cpu_pid else None
+        dcfg = self.cfg.daemons.get(name)
         health = DaemonHealth(
             name=name,
             state=state,
@@ -502,6 +512,7 @@ class Aggregator:
             limits_hit=_limits_hit(info.detail)[0] if info is not None else 0,
             memory_bytes=r.memory.used if r.memory is not None and answering else 0,
             memory_limit_bytes=r.memory.limit if r.memory is not None and answering else 0,
+            cpu_wait_ms_per_s=round(cpu[0], 1) if cpu is not None else None,
         )
         facts = DaemonFacts(
             name=name,
@@ -513,8 +524,33 @@ class Aggregator:
             last_error="; ".join(e for e in (tr.last_error, tr.memory_note) if e),
             recovery_ms=tr.recovery_ms,
             memory=r.memory if answering else None,
+            pid=cpu_pid,
+            cpu_wait_ms_per_s=cpu[0] if cpu is not None else None,
+            cpu_wait_tid=cpu[1] if cpu is not None else 0,
+            cpu_idle_policy=dcfg is not None and dcfg.cpu_policy == "idle",
         )
         return health, facts
+
+    def _cpu_waits(self, poll: Poll) -> None:
+        """Each process's newest threads' reading into its `WaitRate` (the hot parts
+        of the composite layout are one process: three readings of one pid, the
+        newest counts), and the rates over the window (`self.cpu_rate`). A process
+        no reading names any more is forgotten (a restart is a new pid)."""
+        window = self.cfg.monitor.alerts.cpu_wait_window_s
+        newest: dict[int, ThreadWaits] = {}
+        for r in poll.readings.values():
+            w = r.cpu_wait
+            if w is not None and (w.pid not in newest or w.at > newest[w.pid].at):
+                newest[w.pid] = w
+        for pid in self.cpu_waits.keys() - newest.keys():
+            del self.cpu_waits[pid]
+        self.cpu_rate = {}
+        for pid, w in newest.items():
+            tracker = self.cpu_waits.setdefault(pid, WaitRate())
+            tracker.add(w, window)
+            rate = tracker.rate(window)
+            if rate is not None:
+                self.cpu_rate[pid] = rate
 
     def _count(self, name: str, poll: Poll, counts: dict[str, int]) -> None:
         r = poll.readings.get(name)

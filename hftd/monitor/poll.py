@@ -29,6 +29,7 @@ import trio
 from hftd.ipc.control import Connection, request
 from hftd.monitor.cgroup import read_memory
 from hftd.monitor.model import Reading, typed_detail
+from hftd.monitor.schedstat import read_waits
 from hftd.msg.control import DaemonStatus, Reply, Status, StatusInfo
 
 
@@ -43,11 +44,14 @@ class Poller:
         timeout: float,
         keep_open: bool = True,
         memory: bool = True,
+        cpu_wait: bool = True,
     ) -> None:
         """`keep_open`: keep one connection per daemon (the monitor, asking all day);
         False connects per request (the console's fallback, which owns no task to
         close them). `memory`: with each answer, read the daemon's memory cgroup
-        (hftd/monitor/cgroup.py; the `memory` alert)."""
+        (hftd/monitor/cgroup.py; the `memory` alert). `cpu_wait`: with each answer,
+        read how long each of its threads has waited for a CPU
+        (hftd/monitor/schedstat.py; the `cpu_wait` alert)."""
         self.run_dir = run_dir
         self.interval = interval
         self.timeout = timeout
@@ -58,6 +62,7 @@ class Poller:
         self.failures = 0
         self.keep_open = keep_open
         self.memory = memory  # read each daemon's memory cgroup (hftd/monitor/cgroup.py)
+        self.cpu_wait = cpu_wait  # read its threads' run-queue wait (hftd/monitor/schedstat.py)
         self.conns = {n: Connection(run_dir / f"{n}.sock") for n in [*names, "supervisor"]}
 
     async def _request(self, name: str) -> Reply:
@@ -98,6 +103,9 @@ class Poller:
             if self.memory:
                 # its cgroup's memory and limit (a few small reads; None: none to read)
                 r.memory = read_memory(info.pid)
+            if self.cpu_wait:
+                # its threads' time waiting for a CPU (one small read a thread)
+                r.cpu_wait = read_waits(info.pid, time.monotonic())
 
     async def poll_supervisor(self) -> None:
         path = self.run_dir / "supervisor.sock"

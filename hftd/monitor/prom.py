@@ -241,15 +241,24 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         "The lowest memory limit of that cgroup (MemoryMax=, MemoryHigh=); absent: none.",
         labels=["daemon"],
     )
+    cpu_wait = GaugeMetricFamily(
+        "hftd_cpu_wait_ms_per_second",
+        "Milliseconds per second the daemon's most-waiting thread was runnable but "
+        "waiting for a CPU (kernel schedstat), mean over monitor.alerts.cpu_wait_window_s; "
+        "absent until a full window has been read.",
+        labels=["daemon"],
+    )
     for d in state.daemons:
         up.add_metric([d.name], 1.0 if d.up else 0.0)
+        if d.cpu_wait_ms_per_s is not None:
+            cpu_wait.add_metric([d.name], d.cpu_wait_ms_per_s)
         restarts.add_metric([d.name], d.restarts)
         limits.add_metric([d.name], d.limits_hit)
         if d.memory_bytes:
             memory.add_metric([d.name], d.memory_bytes)
         if d.memory_limit_bytes:
             memory_limit.add_metric([d.name], d.memory_limit_bytes)
-    out += [up, restarts, limits, memory, memory_limit]
+    out += [up, restarts, limits, memory, memory_limit, cpu_wait]
 
     hist = HistogramMetricFamily(
         "hftd_hop_latency_seconds",

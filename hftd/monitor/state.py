@@ -89,6 +89,9 @@ class DaemonHealth(msgspec.Struct, kw_only=True):
     limits_hit: int = 0  # its listeners' limits acted (since it started; docs/security.md)
     memory_bytes: int = 0  # charged to its memory cgroup (0: not read; hftd/monitor/cgroup.py)
     memory_limit_bytes: int = 0  # that cgroup's limit (0: none)
+    # its most-waiting thread's run-queue wait, ms per second over monitor.alerts.
+    # cpu_wait_window_s (None: not read yet, not a full window, not answering)
+    cpu_wait_ms_per_s: float | None = None
 
 
 class Alert(msgspec.Struct, kw_only=True):
