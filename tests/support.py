@@ -113,6 +113,9 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
             "system": {"run_dir": str(tmp / "run"), "journal_dir": str(tmp / "journal")},
             "exchange": dict(zip(("order_port", "md_port"), free_ports(2), strict=True)),
             "rings": {"prefix": prefix},
+            # CPU starvation is what a loaded CI machine is: off unless a test asks
+            # (tests/chaos/test_chaos_pressure.py sets default.toml's threshold)
+            "monitor": {"alerts": {"cpu_wait_ms_per_s": 1000.0}},
         },
     )
     data = deep_merge(data, overrides or {})
