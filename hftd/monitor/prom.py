@@ -242,16 +242,16 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         labels=["daemon"],
     )
     cpu_wait = GaugeMetricFamily(
-        "hftd_cpu_wait_ms_per_second",
-        "Milliseconds per second the daemon's most-waiting thread was runnable but "
-        "waiting for a CPU (kernel schedstat), mean over monitor.alerts.cpu_wait_window_s; "
-        "absent until a full window has been read.",
+        "hftd_cpu_wait_ratio",
+        "Share of the time (seconds per second) the daemon's most-waiting thread was "
+        "runnable but waiting for a CPU (kernel schedstat), mean over "
+        "monitor.alerts.cpu_wait_window_s; absent until a full window has been read.",
         labels=["daemon"],
     )
     for d in state.daemons:
         up.add_metric([d.name], 1.0 if d.up else 0.0)
         if d.cpu_wait_ms_per_s is not None:
-            cpu_wait.add_metric([d.name], d.cpu_wait_ms_per_s)
+            cpu_wait.add_metric([d.name], d.cpu_wait_ms_per_s / 1000.0)
         restarts.add_metric([d.name], d.restarts)
         limits.add_metric([d.name], d.limits_hit)
         if d.memory_bytes:

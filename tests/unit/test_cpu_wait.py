@@ -232,9 +232,9 @@ def test_from_readings_to_the_alert_the_state_and_metrics() -> None:
     )
     assert health(agg, "gateway") is None  # nothing read
     text = exposition(make_registry(lambda: (agg.state, {}))).decode()
-    assert 'hftd_cpu_wait_ms_per_second{daemon="exchange"} 250.0' in text
-    assert 'hftd_cpu_wait_ms_per_second{daemon="monitor"} 600.0' in text
-    assert 'hftd_cpu_wait_ms_per_second{daemon="gateway"}' not in text
+    assert 'hftd_cpu_wait_ratio{daemon="exchange"} 0.25' in text
+    assert 'hftd_cpu_wait_ratio{daemon="monitor"} 0.6' in text
+    assert 'hftd_cpu_wait_ratio{daemon="gateway"}' not in text
     assert 'hftd_alert_firing{alert="cpu_wait",severity="warning",subject="exchange"} 1.0' in text
 
     # The load gone: the mean over the window falls back under the threshold, cleared.
