@@ -418,8 +418,12 @@ def test_cpu_overload_keeps_trading_nothing_lost(
     with start_daemon("up", cfg, ready_timeout=60) as up:
         trading(up)
         if read_memory(os.getpid()) is not None:  # the monitor reads each daemon's cgroup
-            daemons = monitor(up)["daemons"]
-            assert all(d["memory_bytes"] > 0 for d in daemons), daemons
+            # (from its next poll of a daemon that answers: not at once after READY)
+            wait_for(
+                lambda: all(d["memory_bytes"] > 0 for d in monitor(up)["daemons"]),
+                15,
+                "the monitor's memory figure of every daemon",
+            )
         base = Stretch(up, BASE_S)
         print("\n" + base.line("quiet"))
 
