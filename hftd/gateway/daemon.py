@@ -33,7 +33,7 @@ import trio
 
 from hftd.config import HftdConfig, ring_name
 from hftd.feed.resync import feed_high_water, request_resync
-from hftd.gateway.core import GatewayCore, journal_tail
+from hftd.gateway.core import GatewayCore, journal_tail, risk_log
 from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.reconcile import StreamCheck
 from hftd.ipc.control import request
@@ -509,7 +509,7 @@ class GatewayService:
         execs = Ring.open(ring_name(self.cfg, "executions"), rc.executions_capacity)
         md = Ring.open(ring_name(self.cfg, "risk_md"), rc.risk_md_capacity)
         agent = self.agent = GatewayAgent(self.cfg, orders, execs, md)
-        logging.getLogger("hftd.risk").info("%s", risk_limits_line(self.cfg.risk))
+        risk_log.info("%s", risk_limits_line(self.cfg.risk))
         if md.tail != 0:  # not a fresh ring: the books of whoever read it are gone
             agent.market.sync.rejoin()
         else:  # read from its start: what the feed published before now is history
@@ -622,7 +622,7 @@ class GatewayService:
 
     def apply_config(self, cfg: HftdConfig) -> None:
         if cfg.risk != self.cfg.risk:
-            logging.getLogger("hftd.risk").info("now %s", risk_limits_line(cfg.risk))
+            risk_log.info("now %s", risk_limits_line(cfg.risk))
         self.cfg = cfg
         if self.loop is not None and self.agent is not None:
             agent = self.agent
