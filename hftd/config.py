@@ -404,6 +404,9 @@ class AlertRulesConfig(_Base, frozen=True, kw_only=True):
     # per second, on average over cpu_wait_window_s: starved of CPU (hftd/monitor/schedstat.py)
     cpu_wait_ms_per_s: Annotated[float, msgspec.Meta(gt=0.0, le=1000.0)] = 150.0
     cpu_wait_window_s: Annotated[float, msgspec.Meta(ge=1.0, le=300.0)] = 5.0
+    # the machine's CPU pressure (/proc/pressure/cpu "some": the share of the same window
+    # in which some runnable thread waited for a CPU) past this: short of CPU (1.0: off)
+    cpu_pressure_max: Ratio = 0.6
     disabled: list[str] = msgspec.field(default_factory=list)  # rule names switched off
 
     def problems(self) -> Iterator[str]:

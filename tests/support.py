@@ -115,7 +115,7 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
             "rings": {"prefix": prefix},
             # CPU starvation is what a loaded CI machine is: off unless a test asks
             # (tests/chaos/test_chaos_pressure.py sets default.toml's threshold)
-            "monitor": {"alerts": {"cpu_wait_ms_per_s": 1000.0}},
+            "monitor": {"alerts": {"cpu_wait_ms_per_s": 1000.0, "cpu_pressure_max": 1.0}},
         },
     )
     data = deep_merge(data, overrides or {})

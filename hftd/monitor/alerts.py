@@ -79,7 +79,11 @@ Rules (severity; raised while):
   CPUs). The latency stamps cannot see it (T1 is stamped once the hot thread
   runs). One alert per process (the composite hot path is one), named after its
   first daemon; not for a daemon run at cpu_policy "idle" (the monitor), which
-  waits by design.
+  waits by design. Also, subject "machine": the machine's CPU pressure (the
+  kernel's PSI, /proc/pressure/cpu "some": the share of the window in which some
+  runnable thread waited for a CPU) past cpu_pressure_max. The scheduler favours
+  a thread that sleeps between messages, so under a load of busy processes each
+  hftd thread's own wait grows less than the machine's pressure shows.
 """
 
 from __future__ import annotations
@@ -148,6 +152,7 @@ class Facts(msgspec.Struct, kw_only=True):
     awaiting_venue: int = 0  # gateway: orders and cancels sent, not answered yet
     md_backlog_bytes: int = 0  # feed: market data unread in its socket
     md_backlog_s: float = 0.0  # ... more than md_backlog_bytes of it, this long
+    cpu_pressure: float | None = None  # the machine's, over cpu_wait_window_s (None: no PSI)
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -214,11 +219,17 @@ def memory_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list
     return out
 
 
-def cpu_wait_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list[Condition]:
-    """`cpu_wait`: a process whose most-waiting thread waited for a CPU more than
-    `cpu_wait_ms_per_s` per second over the window, once per process (the composite
-    hot path answers as feed, strategy and gateway), named after its first daemon."""
+def cpu_wait_conditions(
+    cfg: AlertRulesConfig, daemons: list[DaemonFacts], pressure: float | None = None
+) -> list[Condition]:
+    """`cpu_wait`: the machine's CPU pressure past `cpu_pressure_max` over the window
+    (subject "machine", naming hftd's most-waiting processes); and a process whose
+    most-waiting thread waited for a CPU more than `cpu_wait_ms_per_s` per second over
+    the window, once per process (the composite hot path answers as feed, strategy and
+    gateway), named after its first daemon."""
     out: list[Condition] = []
+    if pressure is not None and pressure > cfg.cpu_pressure_max:
+        out.append(_pressure_condition(cfg, daemons, pressure))
     done: set[int] = set()
     for d in daemons:
         ms = d.cpu_wait_ms_per_s
@@ -246,10 +257,33 @@ def cpu_wait_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> li
     return out
 
 
+def _pressure_condition(
+    cfg: AlertRulesConfig, daemons: list[DaemonFacts], pressure: float
+) -> Condition:
+    waits: dict[int, tuple[str, float]] = {}  # pid -> (its first daemon, ms/s)
+    for d in daemons:
+        if d.cpu_wait_ms_per_s is not None and d.pid and d.pid not in waits:
+            waits[d.pid] = (d.name, d.cpu_wait_ms_per_s)
+    top = sorted(waits.values(), key=lambda w: -w[1])[:3]
+    ours = ", ".join(f"{name} {ms:,.0f} ms/s" for name, ms in top)
+    return Condition(
+        rule="cpu_wait",
+        subject="machine",
+        severity="warning",
+        message=f"the machine is short of CPU: some runnable thread waited for a CPU "
+        f"{_pct(pressure)} of the last {cfg.cpu_wait_window_s:g} s (more than "
+        f"{_pct(cfg.cpu_pressure_max)}; /proc/pressure/cpu): more runnable threads than "
+        "CPUs, messages wait before they are read"
+        + (f"; hftd's most-waiting threads: {ours}" if ours else ""),
+        value=pressure,
+        threshold=cfg.cpu_pressure_max,
+    )
+
+
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     """The conditions that hold now (disabled rules left out)."""
     out: list[Condition] = memory_conditions(cfg, f.daemons)
-    out += cpu_wait_conditions(cfg, f.daemons)
+    out += cpu_wait_conditions(cfg, f.daemons, f.cpu_pressure)
     for d in f.daemons:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
         if d.state in ("restarting", "backoff", "waiting", "failed"):

@@ -48,7 +48,7 @@ from hftd.monitor import http, prom
 from hftd.monitor.cgroup import read_memory
 from hftd.monitor.model import Aggregator, Poll, Reading
 from hftd.monitor.poll import Poller
-from hftd.monitor.schedstat import read_waits
+from hftd.monitor.schedstat import read_pressure, read_waits
 from hftd.monitor.state import SystemState, without_history
 from hftd.monitor.web import WebApp, serve_web
 from hftd.msg.control import Command, Reply, StatusInfo, WebAccess
@@ -364,7 +364,13 @@ class MonitorService:
             memory=read_memory(os.getpid()) if poller.memory else None,
             cpu_wait=read_waits(os.getpid(), now) if poller.cpu_wait else None,
         )
-        return Poll(mono=now, wall=time.time(), readings=readings, supervisor=poller.supervisor)
+        return Poll(
+            mono=now,
+            wall=time.time(),
+            readings=readings,
+            supervisor=poller.supervisor,
+            cpu_pressure_us=read_pressure() if poller.cpu_wait else None,
+        )
 
     def tick(self, poll: Poll, latency: bool = True) -> None:
         """Ingest a poll; with `latency=False` the latency figures are the ones

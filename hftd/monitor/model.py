@@ -35,7 +35,7 @@ from hftd.config import PRICE_SCALE, HftdConfig
 from hftd.gateway.lifecycle import CANCEL_PENDING, PENDING
 from hftd.monitor.alerts import AlertBook, DaemonFacts, Facts, evaluate
 from hftd.monitor.cgroup import CgroupMemory
-from hftd.monitor.schedstat import ThreadWaits, WaitRate
+from hftd.monitor.schedstat import PressureRate, ThreadWaits, WaitRate
 from hftd.monitor.state import (
     HOPS,
     Counters,
@@ -121,6 +121,8 @@ class Poll(msgspec.Struct, kw_only=True):
     wall: float  # time.time()
     readings: dict[str, Reading]
     supervisor: list[DaemonStatus] | None = None  # None: no embedded supervisor answers
+    # the machine's CPU pressure so far, "some" (us), read at `mono` (None: no PSI, not read)
+    cpu_pressure_us: int | None = None
 
 
 class _Totals:
@@ -250,6 +252,8 @@ class Aggregator:
         self.last_ok_at: dict[str, float] = {}
         self.cpu_waits: dict[int, WaitRate] = {}  # pid -> its threads' readings (cpu_wait)
         self.cpu_rate: dict[int, tuple[float, int]] = {}  # pid -> (ms/s, tid), this poll
+        self.pressure = PressureRate()  # the machine's CPU pressure readings (cpu_wait)
+        self.cpu_pressure: float | None = None  # its share over the window, this poll
         self.state = SystemState(source=source)
 
     def reconfigure(self, cfg: HftdConfig) -> None:
@@ -408,6 +412,7 @@ class Aggregator:
             awaiting_venue=sum(o.state in AWAITING_VENUE for o in gw.working) if gw else 0,
             md_backlog_bytes=backlog,
             md_backlog_s=self._down_for("md_backlog", backlog > acfg.md_backlog_bytes, poll.mono),
+            cpu_pressure=self.cpu_pressure,
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -425,6 +430,7 @@ class Aggregator:
             venue_silent_s=facts.venue_silent_s,
             md_silent_s=facts.md_silent_s,
             md_backlog_bytes=backlog,
+            cpu_pressure=self.cpu_pressure,
             working_orders=len(gw.working) if gw else 0,
             next_step=next_step(gw) if gw and gw_on else "",
             resync_loop=strat is not None and strat.resync_loop and strat_on,
@@ -551,6 +557,9 @@ class Aggregator:
             rate = tracker.rate(window)
             if rate is not None:
                 self.cpu_rate[pid] = rate
+        if poll.cpu_pressure_us is not None:
+            self.pressure.add(poll.mono, poll.cpu_pressure_us, window)
+        self.cpu_pressure = self.pressure.share(window)
 
     def _count(self, name: str, poll: Poll, counts: dict[str, int]) -> None:
         r = poll.readings.get(name)

@@ -259,6 +259,15 @@ def metrics(state: SystemState, hists: dict[str, SparseHistogram]) -> list[Metri
         if d.memory_limit_bytes:
             memory_limit.add_metric([d.name], d.memory_limit_bytes)
     out += [up, restarts, limits, memory, memory_limit, cpu_wait]
+    pressure = GaugeMetricFamily(
+        "hftd_cpu_pressure_ratio",
+        "Share of the time the machine had some runnable thread waiting for a CPU "
+        "(the kernel's PSI, /proc/pressure/cpu 'some'), mean over "
+        "monitor.alerts.cpu_wait_window_s; no sample without PSI or before a full window.",
+    )
+    if state.cpu_pressure is not None:
+        pressure.add_metric([], state.cpu_pressure)
+    out.append(pressure)
 
     hist = HistogramMetricFamily(
         "hftd_hop_latency_seconds",

@@ -106,3 +106,58 @@ class WaitRate:
             if ms_per_s > best or not who:
                 best, who = ms_per_s, tid
         return max(best, 0.0), who
+
+
+# --- the machine's CPU pressure (PSI) ------------------------------------------------
+#
+# Why this too: a thread that sleeps between messages is favoured by the scheduler,
+# so under a load of busy processes each hftd thread's own wait rises only ~2x (the
+# clean CI's 2-vCPU VM, 8 busy loops: 91-149 ms/s, quiet 40-60); the machine's CPU
+# pressure says it plainly: the share of wall time in which some runnable thread
+# waited for a CPU went from 12-36% to 88-96% under the same load. The kernel keeps
+# it since 4.20 (CONFIG_PSI; off with the boot option psi=0): `/proc/pressure/cpu`,
+# whose "some" line ends in total=<microseconds so far>.
+
+
+def parse_pressure_us(text: str) -> int:
+    """The "some" total (us) of a /proc/pressure/cpu text."""
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field in line.split()[1:]:
+                name, _, value = field.partition("=")
+                if name == "total":
+                    return int(value)
+    raise ValueError(f"pressure: no 'some ... total=' line in {text[:80]!r}")
+
+
+def read_pressure(proc: str = "/proc") -> int | None:
+    """The machine's CPU pressure so far ("some", us); None without PSI. Raises nothing."""
+    try:
+        with open(f"{proc}/pressure/cpu", "rb") as f:
+            return parse_pressure_us(f.read().decode("ascii"))
+    except (OSError, ValueError):
+        return None
+
+
+class PressureRate:
+    """Readings of the pressure total over the last `window_s`: the share of that
+    window in which some thread waited for a CPU. Nothing until they span 90% of it."""
+
+    def __init__(self) -> None:
+        self.readings: deque[tuple[float, int]] = deque()  # (monotonic time, total us)
+
+    def add(self, at: float, total_us: int, window_s: float) -> None:
+        if self.readings and (at <= self.readings[-1][0] or total_us < self.readings[-1][1]):
+            return
+        self.readings.append((at, total_us))
+        while len(self.readings) > 2 and at - self.readings[1][0] >= window_s:
+            self.readings.popleft()
+
+    def share(self, window_s: float) -> float | None:
+        if len(self.readings) < 2:
+            return None
+        (t0, p0), (t1, p1) = self.readings[0], self.readings[-1]
+        span = t1 - t0
+        if span < 0.9 * window_s or span <= 0:
+            return None
+        return min(max((p1 - p0) / 1e6 / span, 0.0), 1.0)

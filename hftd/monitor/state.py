@@ -135,6 +135,9 @@ class SystemState(msgspec.Struct, kw_only=True):
     md_silent_s: float = 0.0  # the feed's market-data session
     # market data the venue sent that waits unread in the feed's socket (alert md_backlog)
     md_backlog_bytes: int = 0
+    # the machine's CPU pressure: the share of monitor.alerts.cpu_wait_window_s in which
+    # some runnable thread waited for a CPU (alert cpu_wait; None: no PSI, not a window yet)
+    cpu_pressure: float | None = None
     resync_loop: bool = False  # the strategy cannot rebuild its books (alert resync_loop)
     working_orders: int = 0
     counters: Counters = msgspec.field(default_factory=Counters)

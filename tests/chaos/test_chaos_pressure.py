@@ -55,6 +55,7 @@ from typing import Any
 import pytest
 
 from hftd.monitor.cgroup import read_memory
+from hftd.monitor.schedstat import read_pressure
 from hftd.msg.control import Snapshot
 from tests.chaos.test_chaos_links import halt_and_match_the_venue, monitor, trading
 from tests.chaos.test_chaos_systemd import JOURNAL_DIR, Desk
@@ -80,9 +81,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 # 2 per CPU put the busiest daemon at ~130-200 ms/s of CPU wait here, 4 per CPU
 # ~150-300 (higher while other work runs): around the default threshold (150)
 HOGS_PER_CPU = 4
-DEFAULT_CPU_WAIT = tomllib.loads((ROOT / "config" / "default.toml").read_text())["monitor"][
-    "alerts"
-]["cpu_wait_ms_per_s"]
+# the shipped thresholds of cpu_wait (tests/support.py's configs leave the rule off)
+DEFAULT_CPU_ALERTS = {
+    k: v
+    for k, v in tomllib.loads((ROOT / "config" / "default.toml").read_text())["monitor"][
+        "alerts"
+    ].items()
+    if k in ("cpu_wait_ms_per_s", "cpu_pressure_max")
+}
 
 # --- memory pressure under systemd ---------------------------------------------------
 
@@ -367,11 +373,14 @@ class Stretch:
         self.seen: set[str] = set()
         self.p99: list[float] = []
         self.cpu_wait: dict[str, float] = {}
+        self.pressure: list[float] = []  # the machine's CPU pressure, as the monitor saw it
         gw0, m0 = status(up, "gateway"), monitor(up)
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
             m = monitor(up)
             self.seen |= {a["key"] for a in m["alerts"]}
+            if m["cpu_pressure"] is not None:
+                self.pressure.append(m["cpu_pressure"])
             for d in m["daemons"]:
                 if d["cpu_wait_ms_per_s"] is not None:
                     was = self.cpu_wait.get(d["name"], 0.0)
@@ -390,7 +399,8 @@ class Stretch:
         return (
             f"{what}: {self.fills / self.seconds:.1f} fills/s, monitor "
             f"{self.polls / self.seconds:.1f} polls/s, t1_t4 p99 (window) max {p99} us, "
-            f"alerts {sorted(self.seen) or '-'}, CPU wait (ms/s, max) "
+            f"alerts {sorted(self.seen) or '-'}, CPU pressure (max) "
+            f"{f'{max(self.pressure):.0%}' if self.pressure else '-'}, CPU wait (ms/s, max) "
             + " ".join(f"{n} {v:.0f}" for n, v in self.cpu_wait.items())
         )
 
@@ -410,8 +420,7 @@ def test_cpu_overload_keeps_trading_nothing_lost(
                 "web_port": free_port(),
                 "poll_interval_s": 0.2,
                 "latency_window_s": 5.0,  # a latency alert the load raises clears soon after
-                # the shipped threshold (tests/support.py's configs leave the rule off)
-                "alerts": {"cpu_wait_ms_per_s": DEFAULT_CPU_WAIT},
+                "alerts": DEFAULT_CPU_ALERTS,
             },
         },
     )
@@ -444,12 +453,15 @@ def test_cpu_overload_keeps_trading_nothing_lost(
         assert gw["mode"] == "active" and not gw["breaker"]["tripped"], gw["breaker"]
         assert feed["drops"] == 0 and feed["gaps"] == 0, feed
 
-        # cpu_wait at its default threshold: raised under the hogs on a machine that
-        # is busy besides, NOT reliably on an otherwise quiet one (CI, 2 vCPUs, 8 hogs:
-        # exchange 149 ms/s, the composite hot path 91, against 150: the scheduler
-        # favours a thread that sleeps between messages). Printed, not asserted.
+        # cpu_wait at its default thresholds. The machine's CPU pressure (PSI) is the
+        # signal that holds on a quiet box as on a busy one (dev VM, 8 hogs: 88-96%, quiet
+        # 12-36%, against 60%); each process's own wait is printed, not asserted: the
+        # scheduler favours a thread that sleeps between messages (clean CI, 8 hogs:
+        # exchange 149 ms/s, the composite hot path 91, against 150).
         starved = sorted(k for k in loaded.seen if k.startswith("cpu_wait:"))
         print(f"cpu_wait raised under {HOGS_PER_CPU * ncpu} hogs: {starved or 'none'}")
+        if read_pressure() is not None:  # a kernel with PSI (not booted with psi=0)
+            assert "cpu_wait:machine" in starved, loaded.line("loaded")
         # Whatever the load raised (cpu_wait; a latency alert) clears after it.
         wait_for(lambda: not monitor(up)["alerts"], 45, "every alert cleared after the load")
         log = {a["key"] for a in monitor(up)["alert_log"] if a["cleared_at"]}

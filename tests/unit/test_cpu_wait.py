@@ -30,7 +30,15 @@ from hftd.config import (
 from hftd.monitor.alerts import DaemonFacts, Facts, evaluate
 from hftd.monitor.model import Aggregator, Poll
 from hftd.monitor.prom import exposition, make_registry
-from hftd.monitor.schedstat import ThreadWaits, WaitRate, parse_wait_ns, read_waits
+from hftd.monitor.schedstat import (
+    PressureRate,
+    ThreadWaits,
+    WaitRate,
+    parse_pressure_us,
+    parse_wait_ns,
+    read_pressure,
+    read_waits,
+)
 from tests.support import DEFAULT_CONFIG
 from tests.unit import monitor_fixtures as fx
 
@@ -287,3 +295,85 @@ def test_the_window_and_threshold_apply_live() -> None:
     agg.ingest(poll_with(4.0, {"exchange": 360}))
     assert health(agg, "exchange") == pytest.approx(120.0)
     assert keys(agg) == {"cpu_wait:exchange"}
+
+
+# --- the machine's CPU pressure (PSI) ----------------------------------------------------------
+
+PSI = (
+    "some avg10=91.20 avg60=40.10 avg300=12.00 total=7782526418\n"
+    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+)
+
+
+def test_parse_and_read_the_pressure(tmp_path: Path) -> None:
+    assert parse_pressure_us(PSI) == 7782526418
+    with pytest.raises(ValueError, match=r"no 'some \.\.\. total='"):
+        parse_pressure_us("full avg10=0.00 total=5\n")
+    (tmp_path / "pressure").mkdir()
+    assert read_pressure(str(tmp_path)) is None  # no PSI in this kernel
+    (tmp_path / "pressure" / "cpu").write_text("garbage")
+    assert read_pressure(str(tmp_path)) is None
+    (tmp_path / "pressure" / "cpu").write_text(PSI)
+    assert read_pressure(str(tmp_path)) == 7782526418
+    if os.path.exists("/proc/pressure/cpu"):  # this machine's own
+        first = read_pressure()
+        assert first is not None and first >= 0
+
+
+def test_the_pressure_share_over_the_window() -> None:
+    r = PressureRate()
+    assert r.share(5.0) is None
+    for i in range(5):  # 300 ms of pressure a second
+        r.add(1.0 + i, 300_000 * i, 5.0)
+    assert r.share(5.0) is None  # 4 s of a 5 s window
+    r.add(6.0, 1_500_000, 5.0)
+    assert r.share(5.0) == pytest.approx(0.3)
+    for t in (7.0, 8.0, 9.0, 10.0, 11.0):  # then fully pressed: the window slides to it
+        r.add(t, 1_500_000 + int((t - 6.0) * 1e6), 5.0)
+    assert r.share(5.0) == pytest.approx(1.0)
+    r.add(11.0, 9_999_999_999, 5.0)  # not newer: ignored
+    r.add(12.0, 1, 5.0)  # a total that went back (not the same counter): ignored
+    assert r.share(5.0) == pytest.approx(1.0)
+
+
+def test_the_machine_rule() -> None:
+    cfg = AlertRulesConfig()
+    assert load_config(DEFAULT_CONFIG).monitor.alerts.cpu_pressure_max == 0.6
+    daemons = [dfacts("exchange", 10, 90.0), dfacts("feed", 20, 60.0), dfacts("gateway", 20, 60)]
+    (c,) = evaluate(cfg, Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.93))
+    assert (c.key, c.severity, c.value, c.threshold) == ("cpu_wait:machine", "warning", 0.93, 0.6)
+    assert c.message == (
+        "the machine is short of CPU: some runnable thread waited for a CPU 93% of the last "
+        "5 s (more than 60%; /proc/pressure/cpu): more runnable threads than CPUs, messages "
+        "wait before they are read; hftd's most-waiting threads: exchange 90 ms/s, feed 60 ms/s"
+    )
+    for pressure in (0.6, 0.2, None):  # at the threshold, under it, no PSI
+        assert evaluate(cfg, Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=pressure)) == []
+    pressed = Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.93)
+    assert evaluate(AlertRulesConfig(cpu_pressure_max=1.0), pressed) == []  # off
+    assert evaluate(AlertRulesConfig(disabled=["cpu_wait"]), pressed) == []
+    with pytest.raises(ConfigError, match="cpu_pressure_max"):
+        parse_config({"symbols": fx.SYMBOLS, "monitor": {"alerts": {"cpu_pressure_max": 1.5}}})
+
+
+def test_the_machine_pressure_from_polls_to_the_state_and_metrics() -> None:
+    agg = Aggregator(config())
+    for i in range(7):  # 800 ms of pressure a second
+        p = poll_with(1.0 + i, {})
+        p.cpu_pressure_us = 800_000 * i
+        agg.ingest(p)
+    assert keys(agg) == {"cpu_wait:machine"}
+    assert agg.state.cpu_pressure == pytest.approx(0.8)
+    text = exposition(make_registry(lambda: (agg.state, {}))).decode()
+    assert "hftd_cpu_pressure_ratio 0.8" in text
+    for i in range(7, 14):  # then none: cleared
+        p = poll_with(1.0 + i, {})
+        p.cpu_pressure_us = 800_000 * 6
+        agg.ingest(p)
+    assert keys(agg) == set() and agg.state.cpu_pressure == pytest.approx(0.0)
+    bare = Aggregator(config())  # a monitor that reads no PSI: no figure, no metric
+    for i in range(7):
+        bare.ingest(poll_with(1.0 + i, {}))
+    assert bare.state.cpu_pressure is None
+    bare_text = exposition(make_registry(lambda: (bare.state, {}))).decode()
+    assert "\nhftd_cpu_pressure_ratio " not in bare_text  # the family, without a sample
