@@ -293,3 +293,39 @@ def test_the_order_sent_line_is_made_after_the_bytes_are_handed_over(
     assert caplog.text.count("check passed: AAPL BUY 100 @ 189.5000 (cl 7): position 0/") == 1
     h.core.after_send()
     assert caplog.text.count("order sent") == 1
+
+
+def test_a_silent_strategy_cancels_its_orders_but_not_after_the_gateways_own_stall(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """strategy_timeout_s (1 s by default): a strategy that stops heartbeating has its
+    working orders cancelled. But when the gateway's own timer did not run for that
+    long (its process stopped; in the composite layout the strategy stopped with it),
+    the silence is not the strategy's: nothing cancelled then, and a whole timeout
+    more of real silence is needed."""
+    h = Harness()
+    core = h.core
+    core.on_timer(h.clock.now)
+    o = h.send("B", 100)
+    h.accept(o)
+    h.tick(0.1)
+    # The whole process stopped for 5 s (SIGSTOP, swapped out): the timer runs late.
+    h.clock.now += 5_000_000_000
+    with caplog.at_level(logging.WARNING, logger="hftd.gateway"):
+        core.on_timer(h.clock.now)
+    assert core.strategy_up and o.cl_id in core.orders and o.state == LIVE
+    assert "the gateway's own timer did not run for 5.0 s" in caplog.text
+    assert "strategy silent" not in caplog.text
+    # Then the strategy really is silent while the gateway runs: cancelled once the
+    # timeout has passed again.
+    for _ in range(9):
+        h.clock.now += 100_000_000
+        core.on_timer(h.clock.now)
+    assert core.strategy_up and o.state == LIVE
+    with caplog.at_level(logging.ERROR, logger="hftd.gateway"):
+        for _ in range(3):
+            h.clock.now += 100_000_000
+            core.on_timer(h.clock.now)
+    assert not core.strategy_up
+    assert o.state == CANCEL_PENDING
+    assert "strategy silent for 1.1 s: cancelled its 1 working orders" in caplog.text
