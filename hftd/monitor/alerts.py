@@ -22,7 +22,8 @@ Rules (severity; raised while):
   latency_p99_us (with at least latency_min_samples orders);
 - feed_gaps (warning): feed sequence gaps in the last 60 s > max_gaps_per_min;
 - ring_drops (critical): md ring drops + orders refused on a full orders
-  ring in the last 60 s > max_drops_per_min;
+  ring in the last 60 s > max_drops_per_min (the message says how many on
+  which ring: a slow strategy and a gateway behind are different problems);
 - risk_utilisation (warning): a risk limit (position per symbol, gross,
   order rate, working orders) at or past the threshold fraction;
 - pnl_stop (critical): loss >= pnl_stop_fraction of the daily loss limit;
@@ -123,7 +124,9 @@ class Facts(msgspec.Struct, kw_only=True):
     latency: HopLatency | None = None  # the configured hop, over the latency window
     latency_window_s: float = 60.0
     gaps_last_min: int = 0
-    drops_last_min: int = 0
+    drops_last_min: int = 0  # the two below together
+    md_drops_last_min: int = 0  # feed: updates dropped on the full md ring, last 60 s
+    orders_refused_last_min: int = 0  # strategy: orders refused on the full orders ring
     risk: dict[str, float] = msgspec.field(default_factory=dict)
     risk_figures: dict[str, str] = msgspec.field(default_factory=dict)  # key -> "used/limit"
     pnl_total: float = 0.0  # dollars
@@ -280,6 +283,22 @@ def _pressure_condition(
     )
 
 
+def _ring_drops_where(f: Facts) -> str:
+    """Which ring, and what it means: the operator's next step differs."""
+    parts = []
+    if f.md_drops_last_min:
+        parts.append(
+            f"{f.md_drops_last_min} market-data updates on the md ring (feed -> strategy: "
+            "the strategy reads slower than the feed writes; it resyncs its books)"
+        )
+    if f.orders_refused_last_min:
+        parts.append(
+            f"{f.orders_refused_last_min} orders refused on the orders ring (strategy -> "
+            "gateway: the gateway is behind; those orders were never sent)"
+        )
+    return "; ".join(parts) or "which ring: not reported"
+
+
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     """The conditions that hold now (disabled rules left out)."""
     out: list[Condition] = memory_conditions(cfg, f.daemons)
@@ -352,7 +371,7 @@ def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
                 subject="rings",
                 severity="critical",
                 message=f"{f.drops_last_min} messages dropped on full rings in the "
-                f"last minute (max {cfg.max_drops_per_min})",
+                f"last minute (max {cfg.max_drops_per_min}): {_ring_drops_where(f)}",
                 value=f.drops_last_min,
                 threshold=cfg.max_drops_per_min,
             )

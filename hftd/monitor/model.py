@@ -368,14 +368,17 @@ class Aggregator:
         feed_link = feed.link if feed else ""
         # unread in the feed's socket; a feed not answering says nothing (daemon_down)
         backlog = (feed.unread_bytes or 0) if feed and feed_on else 0
+        md_drops = fd.within("drops", 60.0) if fd else 0
+        orders_refused = st.within("orders_refused", 60.0) if st else 0
         facts = Facts(
             monitor_age_s=poll.mono - self.started,
             daemons=dfacts,
             latency=hop_win,
             latency_window_s=mcfg.latency_window_s,
             gaps_last_min=fd.within("gaps", 60.0) if fd else 0,
-            drops_last_min=(fd.within("drops", 60.0) if fd else 0)
-            + (st.within("orders_refused", 60.0) if st else 0),
+            drops_last_min=md_drops + orders_refused,
+            md_drops_last_min=md_drops,
+            orders_refused_last_min=orders_refused,
             risk=risk_raw,
             risk_figures={b.key: b.figure for b in bars if b.figure},
             pnl_total=totals.total if totals else 0.0,

@@ -352,3 +352,23 @@ def test_listener_limits_hit_in_the_last_minute() -> None:
     loose = Aggregator(fx.config(alerts={"max_limit_hits_per_min": 5}))
     loose.ingest(fx.poll(1.0, {"exchange": control(0)}))
     assert loose.ingest(fx.poll(2.0, {"exchange": control(5)})).alerts == []
+
+
+def test_ring_drops_says_which_ring() -> None:
+    """A strategy too slow for the md ring and a gateway behind on the orders ring are
+    different problems: the alert names each with its count."""
+    cfg = AlertRulesConfig()
+    md = Facts(monitor_age_s=1, drops_last_min=548, md_drops_last_min=548)
+    (c,) = [c for c in evaluate(cfg, md) if c.rule == "ring_drops"]
+    assert c.message == (
+        "548 messages dropped on full rings in the last minute (max 0): 548 market-data "
+        "updates on the md ring (feed -> strategy: the strategy reads slower than the feed "
+        "writes; it resyncs its books)"
+    )
+    both = Facts(monitor_age_s=1, drops_last_min=12, md_drops_last_min=5, orders_refused_last_min=7)
+    (c,) = [c for c in evaluate(cfg, both) if c.rule == "ring_drops"]
+    assert "5 market-data updates on the md ring" in c.message
+    assert c.message.endswith(
+        "; 7 orders refused on the orders ring (strategy -> gateway: the gateway is behind; "
+        "those orders were never sent)"
+    )

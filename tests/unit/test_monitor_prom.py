@@ -161,3 +161,11 @@ def test_rules_only_use_metrics_the_monitor_exports() -> None:
     used = set(re.findall(r"\b(hftd_[a-z_]+)", rules))
     bases = {u.removesuffix("_total").removesuffix("_bucket") for u in used}
     assert bases <= exported | {"hftd_hop_latency_seconds"}, bases - exported
+
+
+def test_the_ring_drops_alert_counts_each_ring_from_the_daemons() -> None:
+    _, agg = exposition()  # the feed dropped 2 on the md ring, the strategy had 3 refused
+    (a,) = [a for a in agg.state.alerts if a.rule == "ring_drops"]
+    assert "5 messages dropped on full rings" in a.message
+    assert "2 market-data updates on the md ring" in a.message
+    assert "3 orders refused on the orders ring" in a.message
