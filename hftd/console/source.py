@@ -25,6 +25,7 @@ from hftd.ipc.control import request
 from hftd.monitor.daemon import watched
 from hftd.monitor.model import Aggregator, Poll
 from hftd.monitor.poll import Poller
+from hftd.monitor.schedstat import read_pressure
 from hftd.monitor.state import SystemState
 from hftd.msg.control import Status
 
@@ -68,6 +69,7 @@ class StateSource:
                 wall=time.time(),
                 readings=dict(self.poller.readings),
                 supervisor=self.poller.supervisor,
+                cpu_pressure_us=read_pressure() if self.poller.cpu_wait else None,
             )
         )
 

@@ -182,7 +182,6 @@ class GatewayCore:
         self.quiet_until = 0  # replies up to this sequence were already reported
         self.strategy_seen_ns = 0
         self.strategy_up = False
-        self.timer_ns = 0  # the last on_timer: a gateway that did not run cannot judge
         self.venue_up = False
         self.breaker = CircuitBreaker(cfg.breaker)
         self.paused = False
@@ -1241,22 +1240,8 @@ class GatewayCore:
                     if o.sent_ns < oldest:
                         oldest = o.sent_ns
             self.oldest_sent_ns = oldest
-        strategy_limit = self.cfg.gateway.strategy_timeout_s * 1e9
-        if self.timer_ns and now - self.timer_ns > strategy_limit and self.strategy_up:
-            # The gateway itself did not run for longer than the strategy may be silent
-            # (its process stopped or starved; in the composite layout the strategy
-            # stopped with it): the strategy's silence over that time says nothing of
-            # the strategy. Its clock starts again; still silent after a whole timeout,
-            # it is declared silent then.
-            log.warning(
-                "the gateway's own timer did not run for %.1f s: the strategy's silence "
-                "over that time is not held against it",
-                (now - self.timer_ns) / 1e9,
-            )
-            self.strategy_seen_ns = max(self.strategy_seen_ns, now)
-        self.timer_ns = now
         silent = now - self.strategy_seen_ns
-        if self.strategy_up and silent > strategy_limit:
+        if self.strategy_up and silent > self.cfg.gateway.strategy_timeout_s * 1e9:
             self.strategy_up = False
             n = self.cancel_all()
             log.error(
@@ -1267,6 +1252,23 @@ class GatewayCore:
             )
         if self.flattening:
             self._flatten_step(now)
+
+    def excuse_stall(self, stalled_ns: int, now: int) -> None:
+        """The gateway itself did not run for `stalled_ns` (its process stopped or
+        starved; in the composite layout the strategy stopped with it): the strategy's
+        silence over that time says nothing of the strategy, and is not counted. Only
+        the stall is credited: silence before or after it still counts. The daemon's
+        loop calls this when its 10 ms timer ran that late; a backtest, whose clock
+        jumps over idle stretches, does not."""
+        if not self.strategy_up or stalled_ns <= 0:
+            return
+        self.strategy_seen_ns = min(now, self.strategy_seen_ns + stalled_ns)
+        if stalled_ns > self.cfg.gateway.strategy_timeout_s * 1e9:
+            log.warning(
+                "the gateway did not run for %.1f s: the strategy's silence over that "
+                "time is not held against it",
+                stalled_ns / 1e9,
+            )
 
     def heartbeat(self) -> ExecutionReport:
         """Alive, and the trading mode (reason): what the strategy may send."""

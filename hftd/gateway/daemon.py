@@ -68,6 +68,9 @@ log = logging.getLogger("hftd.gateway")
 
 BATCH = 256
 TIMER_NS = 10_000_000
+# The timer that late: this loop itself did not run (stopped, starved), and the
+# strategy's silence over that time is not the strategy's (GatewayCore.excuse_stall).
+STALL_NS = 100_000_000
 STRATEGY_HEARTBEAT_NS = 100_000_000
 
 
@@ -208,6 +211,8 @@ class GatewayAgent:
         work += self._market()
         now = time.monotonic_ns()
         if now >= self.next_timer:
+            if self.next_timer and now - self.next_timer > STALL_NS:
+                core.excuse_stall(now - self.next_timer, now)  # this loop did not run
             self.next_timer = now + TIMER_NS
             core.on_timer(now)
             if now >= self.next_hb:

@@ -98,6 +98,7 @@ from hftd.monitor.cgroup import CgroupMemory
 from hftd.monitor.state import HOP_LABELS, Alert, HopLatency
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
+PRESSURE_CLEAR = 0.8  # cpu_wait:machine, once raised, holds down to this x cpu_pressure_max
 
 
 class DaemonFacts(msgspec.Struct, kw_only=True):
@@ -126,7 +127,7 @@ class Facts(msgspec.Struct, kw_only=True):
     gaps_last_min: int = 0
     drops_last_min: int = 0  # the two below together
     md_drops_last_min: int = 0  # feed: updates dropped on the full md ring, last 60 s
-    orders_refused_last_min: int = 0  # strategy: orders refused on the full orders ring
+    orders_refused_last_min: int = 0  # strategy: commands refused on the full orders ring
     risk: dict[str, float] = msgspec.field(default_factory=dict)
     risk_figures: dict[str, str] = msgspec.field(default_factory=dict)  # key -> "used/limit"
     pnl_total: float = 0.0  # dollars
@@ -156,6 +157,7 @@ class Facts(msgspec.Struct, kw_only=True):
     md_backlog_bytes: int = 0  # feed: market data unread in its socket
     md_backlog_s: float = 0.0  # ... more than md_backlog_bytes of it, this long
     cpu_pressure: float | None = None  # the machine's, over cpu_wait_window_s (None: no PSI)
+    cpu_pressure_raised: bool = False  # cpu_wait:machine is up: it clears below 80% of the max
 
 
 class Condition(msgspec.Struct, kw_only=True):
@@ -223,15 +225,21 @@ def memory_conditions(cfg: AlertRulesConfig, daemons: list[DaemonFacts]) -> list
 
 
 def cpu_wait_conditions(
-    cfg: AlertRulesConfig, daemons: list[DaemonFacts], pressure: float | None = None
+    cfg: AlertRulesConfig,
+    daemons: list[DaemonFacts],
+    pressure: float | None = None,
+    raised: bool = False,
 ) -> list[Condition]:
     """`cpu_wait`: the machine's CPU pressure past `cpu_pressure_max` over the window
     (subject "machine", naming hftd's most-waiting processes); and a process whose
     most-waiting thread waited for a CPU more than `cpu_wait_ms_per_s` per second over
     the window, once per process (the composite hot path answers as feed, strategy and
-    gateway), named after its first daemon."""
+    gateway), named after its first daemon. The machine's alert, once raised, clears
+    only below PRESSURE_CLEAR of the max: a window sliding off a load hovers near it."""
     out: list[Condition] = []
-    if pressure is not None and pressure > cfg.cpu_pressure_max:
+    if pressure is not None and pressure > cfg.cpu_pressure_max * (
+        PRESSURE_CLEAR if raised else 1.0
+    ):
         out.append(_pressure_condition(cfg, daemons, pressure))
     done: set[int] = set()
     for d in daemons:
@@ -264,9 +272,9 @@ def _pressure_condition(
     cfg: AlertRulesConfig, daemons: list[DaemonFacts], pressure: float
 ) -> Condition:
     waits: dict[int, tuple[str, float]] = {}  # pid -> (its first daemon, ms/s)
-    for d in daemons:
-        if d.cpu_wait_ms_per_s is not None and d.pid and d.pid not in waits:
-            waits[d.pid] = (d.name, d.cpu_wait_ms_per_s)
+    for d in daemons:  # not a daemon at SCHED_IDLE (the monitor): it waits by design
+        if d.cpu_wait_ms_per_s is not None and d.pid and not d.cpu_idle_policy:
+            waits.setdefault(d.pid, (d.name, d.cpu_wait_ms_per_s))
     top = sorted(waits.values(), key=lambda w: -w[1])[:3]
     ours = ", ".join(f"{name} {ms:,.0f} ms/s" for name, ms in top)
     return Condition(
@@ -276,8 +284,8 @@ def _pressure_condition(
         message=f"the machine is short of CPU: some runnable thread waited for a CPU "
         f"{_pct(pressure)} of the last {cfg.cpu_wait_window_s:g} s (more than "
         f"{_pct(cfg.cpu_pressure_max)}; /proc/pressure/cpu): more runnable threads than "
-        "CPUs, messages wait before they are read"
-        + (f"; hftd's most-waiting threads: {ours}" if ours else ""),
+        "CPUs; hftd's threads wait too unless they have cores of their own"
+        + (f" (its most-waiting processes: {ours})" if ours else ""),
         value=pressure,
         threshold=cfg.cpu_pressure_max,
     )
@@ -293,8 +301,9 @@ def _ring_drops_where(f: Facts) -> str:
         )
     if f.orders_refused_last_min:
         parts.append(
-            f"{f.orders_refused_last_min} orders refused on the orders ring (strategy -> "
-            "gateway: the gateway is behind; those orders were never sent)"
+            f"{f.orders_refused_last_min} commands refused on the orders ring (strategy -> "
+            "gateway: the gateway is behind; orders, cancels, replaces and heartbeats not "
+            "sent: a refused cancel leaves its order working)"
         )
     return "; ".join(parts) or "which ring: not reported"
 
@@ -302,7 +311,7 @@ def _ring_drops_where(f: Facts) -> str:
 def evaluate(cfg: AlertRulesConfig, f: Facts) -> list[Condition]:
     """The conditions that hold now (disabled rules left out)."""
     out: list[Condition] = memory_conditions(cfg, f.daemons)
-    out += cpu_wait_conditions(cfg, f.daemons, f.cpu_pressure)
+    out += cpu_wait_conditions(cfg, f.daemons, f.cpu_pressure, f.cpu_pressure_raised)
     for d in f.daemons:
         never = not d.ever_seen and f.monitor_age_s < cfg.start_grace_s
         if d.state in ("restarting", "backoff", "waiting", "failed"):

@@ -416,6 +416,7 @@ class Aggregator:
             md_backlog_bytes=backlog,
             md_backlog_s=self._down_for("md_backlog", backlog > acfg.md_backlog_bytes, poll.mono),
             cpu_pressure=self.cpu_pressure,
+            cpu_pressure_raised="cpu_wait:machine" in self.book.active,
         )
         self.book.update(evaluate(acfg, facts), poll.wall)
         self._history(poll, rates, totals)
@@ -560,7 +561,9 @@ class Aggregator:
             rate = tracker.rate(window)
             if rate is not None:
                 self.cpu_rate[pid] = rate
-        if poll.cpu_pressure_us is not None:
+        if poll.cpu_pressure_us is None:  # no reading: no figure (not the last one, frozen)
+            self.pressure.clear()
+        else:
             self.pressure.add(poll.mono, poll.cpu_pressure_us, window)
         self.cpu_pressure = self.pressure.share(window)
 

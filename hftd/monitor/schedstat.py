@@ -114,7 +114,7 @@ class WaitRate:
 # so under a load of busy processes each hftd thread's own wait rises only ~2x (the
 # clean CI's 2-vCPU VM, 8 busy loops: 91-149 ms/s, quiet 40-60); the machine's CPU
 # pressure says it plainly: the share of wall time in which some runnable thread
-# waited for a CPU went from 12-36% to 88-96% under the same load. The kernel keeps
+# waited for a CPU went from 8-36% to 88-97% under the same load. The kernel keeps
 # it since 4.20 (CONFIG_PSI; off with the boot option psi=0): `/proc/pressure/cpu`,
 # whose "some" line ends in total=<microseconds so far>.
 
@@ -147,11 +147,16 @@ class PressureRate:
         self.readings: deque[tuple[float, int]] = deque()  # (monotonic time, total us)
 
     def add(self, at: float, total_us: int, window_s: float) -> None:
-        if self.readings and (at <= self.readings[-1][0] or total_us < self.readings[-1][1]):
+        if self.readings and at <= self.readings[-1][0]:
             return
+        if self.readings and total_us < self.readings[-1][1]:
+            self.readings.clear()  # not the same counter (another kernel, a container move)
         self.readings.append((at, total_us))
         while len(self.readings) > 2 and at - self.readings[1][0] >= window_s:
             self.readings.popleft()
+
+    def clear(self) -> None:
+        self.readings.clear()
 
     def share(self, window_s: float) -> float | None:
         if len(self.readings) < 2:

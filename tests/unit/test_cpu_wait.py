@@ -332,21 +332,35 @@ def test_the_pressure_share_over_the_window() -> None:
         r.add(t, 1_500_000 + int((t - 6.0) * 1e6), 5.0)
     assert r.share(5.0) == pytest.approx(1.0)
     r.add(11.0, 9_999_999_999, 5.0)  # not newer: ignored
-    r.add(12.0, 1, 5.0)  # a total that went back (not the same counter): ignored
     assert r.share(5.0) == pytest.approx(1.0)
+    r.add(12.0, 1, 5.0)  # a total that went back (not the same counter): starts again
+    assert r.share(5.0) is None
+    r.add(17.0, 1 + 2_500_000, 5.0)
+    assert r.share(5.0) == pytest.approx(0.5)
 
 
 def test_the_machine_rule() -> None:
     cfg = AlertRulesConfig()
     assert load_config(DEFAULT_CONFIG).monitor.alerts.cpu_pressure_max == 0.6
-    daemons = [dfacts("exchange", 10, 90.0), dfacts("feed", 20, 60.0), dfacts("gateway", 20, 60)]
+    daemons = [
+        dfacts("exchange", 10, 90.0),
+        dfacts("feed", 20, 60.0),
+        dfacts("gateway", 20, 60),  # the same process as the feed (composite): once
+        dfacts("monitor", 30, 850.0, cpu_idle_policy=True),  # waits by design: not named
+    ]
     (c,) = evaluate(cfg, Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.93))
     assert (c.key, c.severity, c.value, c.threshold) == ("cpu_wait:machine", "warning", 0.93, 0.6)
     assert c.message == (
         "the machine is short of CPU: some runnable thread waited for a CPU 93% of the last "
-        "5 s (more than 60%; /proc/pressure/cpu): more runnable threads than CPUs, messages "
-        "wait before they are read; hftd's most-waiting threads: exchange 90 ms/s, feed 60 ms/s"
+        "5 s (more than 60%; /proc/pressure/cpu): more runnable threads than CPUs; hftd's "
+        "threads wait too unless they have cores of their own (its most-waiting processes: "
+        "exchange 90 ms/s, feed 60 ms/s)"
     )
+    # Raised, it holds down to 80% of the max (a window sliding off a load hovers there).
+    held = Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.5, cpu_pressure_raised=True)
+    assert [c.key for c in evaluate(cfg, held)] == ["cpu_wait:machine"]
+    below = Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.47, cpu_pressure_raised=True)
+    assert evaluate(cfg, below) == []
     for pressure in (0.6, 0.2, None):  # at the threshold, under it, no PSI
         assert evaluate(cfg, Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=pressure)) == []
     pressed = Facts(monitor_age_s=100, daemons=daemons, cpu_pressure=0.93)
@@ -371,6 +385,13 @@ def test_the_machine_pressure_from_polls_to_the_state_and_metrics() -> None:
         p.cpu_pressure_us = 800_000 * 6
         agg.ingest(p)
     assert keys(agg) == set() and agg.state.cpu_pressure == pytest.approx(0.0)
+    for i in range(14, 21):  # pressed again, raised; then a poll with no reading
+        p = poll_with(1.0 + i, {})
+        p.cpu_pressure_us = 800_000 * 6 + 900_000 * (i - 13)
+        agg.ingest(p)
+    assert keys(agg) == {"cpu_wait:machine"}
+    agg.ingest(poll_with(22.0, {}))  # PSI gone (not read): no figure, not a frozen one
+    assert agg.state.cpu_pressure is None and keys(agg) == set()
     bare = Aggregator(config())  # a monitor that reads no PSI: no figure, no metric
     for i in range(7):
         bare.ingest(poll_with(1.0 + i, {}))

@@ -369,6 +369,7 @@ def test_ring_drops_says_which_ring() -> None:
     (c,) = [c for c in evaluate(cfg, both) if c.rule == "ring_drops"]
     assert "5 market-data updates on the md ring" in c.message
     assert c.message.endswith(
-        "; 7 orders refused on the orders ring (strategy -> gateway: the gateway is behind; "
-        "those orders were never sent)"
+        "; 7 commands refused on the orders ring (strategy -> gateway: the gateway is behind; "
+        "orders, cancels, replaces and heartbeats not sent: a refused cancel leaves its order "
+        "working)"
     )

@@ -168,4 +168,4 @@ def test_the_ring_drops_alert_counts_each_ring_from_the_daemons() -> None:
     (a,) = [a for a in agg.state.alerts if a.rule == "ring_drops"]
     assert "5 messages dropped on full rings" in a.message
     assert "2 market-data updates on the md ring" in a.message
-    assert "3 orders refused on the orders ring" in a.message
+    assert "3 commands refused on the orders ring" in a.message
