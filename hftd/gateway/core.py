@@ -167,6 +167,11 @@ class GatewayCore:
         self.clock = clock
         self.venue = venue  # the venue's protocol (hftd.gateway.venue): the core speaks none
         self.risk = RiskEngine(cfg.risk)
+        # Until the market view has a quote or a trade (start of day; a restart before
+        # it caught up), the band's reference is each symbol's configured reference
+        # price (its previous close): an order at any price must not pass unchecked.
+        for s in cfg.symbols:
+            self.risk.on_trade_price(s.symbol, s.reference_price_fp)
         self.book = PositionBook()
         self.latency = HopRecorder()
         self.orders: dict[int, GwOrder] = {}  # live orders by cl_id

@@ -16,6 +16,7 @@ from hftd.gateway.ouch_adapter import OuchAdapter
 from hftd.gateway.positions import PositionBook
 from hftd.msg.hot import (
     CMD_CANCEL,
+    CMD_HEARTBEAT,
     CMD_NEW,
     EX_CANCELED,
     EX_FILL,
@@ -331,3 +332,23 @@ def test_a_silent_strategy_cancels_its_orders_but_not_for_the_gateways_own_stall
     # A strategy that is not up is not excused (nothing to hold against it).
     core.excuse_stall(5_000_000_000, h.clock.now + 5_000_000_000)
     assert not core.strategy_up
+
+
+def test_before_any_market_data_the_band_uses_the_configured_reference_price() -> None:
+    """A gateway just started (start of day, or restarted before its market view caught
+    up) has no quote or trade yet: the band is checked against each symbol's configured
+    reference_price (its previous close), not skipped."""
+    cfg = load_config(DEFAULT_CONFIG)
+    core = GatewayCore(cfg, lambda: 1_000_000_000, OuchAdapter())
+    aapl = next(s for s in cfg.symbols if s.symbol == "AAPL")
+    ref, band = aapl.reference_price_fp, cfg.risk.price_band_bps
+    core.venue_up = True
+    core.on_command(OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0), 1)
+    far = ref * (10_000 + band + 100) // 10_000  # 1% past the band
+    core.on_command(OrderCommand(CMD_NEW, 1, "AAPL", "B", 100, far, "0", 0, "mr1", 0, 0), 2)
+    assert 1 not in core.orders and core.counters["risk_rejects"] == 1
+    (r,) = core.reports
+    assert "price_band" in r.reason and "outside" in r.reason, r.reason
+    near = ref + 100
+    core.on_command(OrderCommand(CMD_NEW, 2, "AAPL", "B", 100, near, "0", 0, "mr1", 0, 0), 3)
+    assert 2 in core.orders and core.counters["risk_rejects"] == 1

@@ -43,6 +43,8 @@ class Day:
     def __init__(self, journal: Journal | None) -> None:
         self.now = 1_000_000_000
         self.core = GatewayCore(load_config(DEFAULT_CONFIG), lambda: self.now, OuchAdapter())
+        for sym in SYMBOLS:  # one price for all four: each its reference (price_band)
+            self.core.risk.on_trade_price(sym, PX)
         self.core.journal = journal
         self.core.venue_up = True
         self.seq = 0
