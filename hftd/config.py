@@ -339,6 +339,9 @@ class GatewayConfig(_Base, frozen=True, kw_only=True):
     password: Alpha10 = "hftd-pass"
     order_timeout_s: Seconds = 2.0  # no acknowledgement in this time: cancel it
     strategy_timeout_s: Seconds = 1.0  # no strategy heartbeat: cancel its orders, hold new ones
+    # a new trading day starts paused: new orders held until `hftctl resume` (a restart
+    # within the day keeps the journaled mode)
+    start_paused: bool = False
     journal_fsync: FsyncPolicy = "batch"  # the journal is the trading day's (system.journal_dir)
     journal_batch_s: Seconds = 0.05  # batch policy: fdatasync at most this often
     reconnect_min_s: Seconds = 0.05

@@ -434,6 +434,13 @@ class GatewayCore:
             self.paused = False
             self.flattening = True
 
+    def start_paused(self) -> None:
+        """A new trading day with gateway.start_paused: paused before anything is sent,
+        journaled as an operator's pause would be (a restart keeps it until resume)."""
+        self._journal_mode("pause", "gateway.start_paused: `hftctl resume` to trade")
+        self.paused = True
+        log.warning("started PAUSED (gateway.start_paused): new orders held until resume")
+
     def pause(self) -> dict[str, object]:
         self._journal_mode("pause")
         self.paused = True

@@ -494,6 +494,8 @@ class GatewayService:
         if agent.fresh_ring:
             agent.core.quiet_until = QUIET_ALL
         last_seq = agent.core.replay(records, time.monotonic_ns())
+        if gw.start_paused and not records:  # a new day (a restart keeps its mode)
+            agent.core.start_paused()
         if agent.fresh_ring:
             agent.core.quiet_until = last_seq  # every later reply is reported
         first = max(1, last_seq + 1 - gw.reconcile_overlap)

@@ -12,9 +12,11 @@ rebuilds the books with the same code as the strategy (`hftd.book.l3`,
 
 The reference of a symbol is its BBO mid while both sides are quoted, else
 the price of its last trade (an execution or a hidden-order print); none
-before either. `on_update` says which symbol's reference moved, so the caller
-re-marks only that one. While the view is out of sync (a gap, a drop on a
-full ring, a book error) references are not changed: the last good ones stay
+before either (the gateway core then checks against the symbol's configured
+reference_price: `GatewayCore.__init__`). `on_update` says which symbol's
+reference moved, so the caller re-marks only that one. While the view is out
+of sync (a gap, a drop on a full ring, a book error) references are not
+changed: the last good ones stay
 (the band is a sanity check, and a reference that stops moving for the
 seconds a resync takes is safer than none), and the view asks for a resync
 as the strategy does.

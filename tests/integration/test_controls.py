@@ -132,3 +132,31 @@ def test_verbs_need_confirmation_and_a_running_system(tmp_path: Path) -> None:
         assert reply.ok
         assert hftctl(cfg, "resume").returncode == 0
         assert status(gw, "gateway")["mode"] == "active"
+
+
+def test_a_new_day_started_paused_sends_nothing_until_resume(tmp_path: Path) -> None:
+    """gateway.start_paused: the day begins paused (the operator checks, then resumes);
+    a gateway restart within the day keeps it paused; resume trades."""
+    cfg = trading_config(tmp_path, {"gateway": {"start_paused": True}})
+    with start_daemon("exchange", cfg), start_daemon("feed", cfg):
+        with start_daemon("gateway", cfg) as gw, start_daemon("strategy", cfg) as st:
+            s = status(gw, "gateway")
+            assert s["mode"] == "paused" and "start_paused" in s["mode_reason"], s
+
+            # the strategies decide, the gateway holds them: nothing reaches the venue
+            def held() -> int:  # the strategies hold what the mode would refuse
+                per = status(st, "strategy")["strategies"].values()
+                return sum(s["held"] for s in per) + int(status(gw, "gateway")["held"])
+
+            wait_for(lambda: held() >= 3, 60, "orders held")
+            assert status(gw, "gateway")["sent"] == 0
+            js = json.loads(hftctl(cfg, "status", "--json").stdout)
+            assert js["trading"]["mode"] == "paused" and "resume" in js["trading"]["next"], js
+            assert "started PAUSED (gateway.start_paused)" in gw.log
+        # A restart within the day: the journal's pause holds, not a fresh start.
+        with start_daemon("gateway", cfg) as gw, start_daemon("strategy", cfg):
+            assert status(gw, "gateway")["mode"] == "paused"
+            assert "started PAUSED" not in gw.log  # restored from the journal
+            assert hftctl(cfg, "resume").returncode == 0
+            wait_for(lambda: status(gw, "gateway")["sent"] > 0, 60, "orders after resume")
+            assert status(gw, "gateway")["mode"] == "active"
