@@ -208,6 +208,7 @@ class GatewayCore:
         self.last_unusable = ""  # the latest message not applied, and why (Status)
         self._unusable_log_ns = 0  # no line about unusable messages before this
         self._unusable_skipped = 0  # ... and how many were left out since the last one
+        self._bad_log_ns = 0  # no line about bad commands before this
         self.counters = {
             "commands": 0,
             "sent": 0,
@@ -230,6 +231,7 @@ class GatewayCore:
             "modified": 0,
             "restated": 0,
             "marks_ignored": 0,  # CMD_MARK from a strategy: not a reference (on_reference)
+            "bad_commands": 0,  # orders-ring records that were no order command (bad_command)
         }
 
     # --- strategy -> venue ------------------------------------------------------------
@@ -256,6 +258,19 @@ class GatewayCore:
             self._cancel(c)
         elif kind == CMD_REPLACE:
             self._replace(c, now)
+
+    def bad_command(self, why: str, now: int) -> None:
+        """An orders-ring record that is not an order command (a strategy's bug, or
+        not a strategy: the ring is a boundary): dropped and counted, never acted
+        on, never the end of the gateway. One line a second at most."""
+        self.counters["bad_commands"] += 1
+        if now >= self._bad_log_ns:
+            self._bad_log_ns = now + 1_000_000_000
+            log.error(
+                "orders ring: a record that is not an order command, dropped (%d so far): %s",
+                self.counters["bad_commands"],
+                why,
+            )
 
     def on_reference(self, symbol: str, price: int) -> None:
         """The market moved (the gateway's own view, `hftd.risk.market`): the price

@@ -184,7 +184,12 @@ class GatewayAgent:
             if raw is None:
                 break
             n += 1
-            core.on_command(dec.decode(raw), time.monotonic_ns())
+            try:
+                c = dec.decode(raw)
+            except msgspec.DecodeError as exc:  # ValidationError included
+                core.bad_command(str(exc), time.monotonic_ns())
+                continue
+            core.on_command(c, time.monotonic_ns())
         if n:
             orders.commit()
         return n
@@ -194,9 +199,25 @@ class GatewayAgent:
         market-data message (`hftd.runtime.composite`); the venue's replies and the
         timers wait for the loop's next pass."""
         n = self._orders()
-        if n:
+        core = self.core
+        if n or core.to_venue or core.reports:  # ring's, or a burst `take` queued
             self._flush()
         return n
+
+    def take(self, cmd: OrderCommand, send: bool) -> bool:
+        """The composite layout's hand-off: a strategy's order command as the object
+        it made, without the orders ring's msgpack and shared memory (the same
+        thread, so no one else reads it), sent at once if `send` (else by the
+        `pump` that ends the strategy's unit of work: one send for a burst).
+        False, and the command goes through the ring, while the ring holds
+        commands not yet taken (they go first) or before reconciliation (orders
+        wait in the ring for it)."""
+        if not self.reconciled or self.orders.readable():
+            return False
+        self.core.on_command(cmd, time.monotonic_ns())
+        if send:
+            self._flush()
+        return True
 
     def do_work(self) -> int:
         work = 0

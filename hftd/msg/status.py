@@ -214,6 +214,8 @@ class GatewayDetail(Detail, kw_only=True, frozen=True):
     # the figures behind `risk`: limit -> used and limit (RiskEngine.figures); the
     # same keys. Empty from a gateway that did not send them (older than this field).
     risk_figures: dict[str, RiskFigure] = msgspec.field(default_factory=dict)
+    # orders-ring records that were not an order command (dropped, GatewayCore)
+    bad_commands: int = 0
 
 
 def next_step(d: GatewayDetail) -> str:

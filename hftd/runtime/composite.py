@@ -110,6 +110,8 @@ class CompositeAgent:
                     if hasattr(b, "downstream"):
                         break
                 a.downstream = _run_all(pumps) if pumps else None
+            if hasattr(a, "direct"):  # the strategy: its orders to the gateway's `take`
+                a.direct = next((b.take for b in self.agents[i + 1 :] if hasattr(b, "take")), None)
 
     def do_work(self) -> int:
         work = 0

@@ -97,6 +97,10 @@ class StrategyAgent:
         # are pumped together when the unit ends, in one send, not one each.
         # None in the split layout.
         self.downstream: Callable[[], object] | None = None
+        # Composite layout with the gateway composed: an order command handed to it
+        # as the object it is (`GatewayAgent.take`: no msgpack, no ring), True if
+        # taken, and whether to send at once; None in the split layout.
+        self.direct: Callable[[OrderCommand, bool], bool] | None = None
         self.unit_orders = 0
         self.deferred = False
         self.counters = {
@@ -113,6 +117,12 @@ class StrategyAgent:
         return self.sync.last_seq
 
     def _send(self, cmd: OrderCommand) -> bool:
+        direct = self.direct
+        if direct is not None and direct(cmd, self.unit_orders == 0):
+            if self.unit_orders:
+                self.deferred = True  # a burst: the rest go together (_end_unit)
+            self.unit_orders += 1
+            return True
         if self.orders.try_write(self.enc.encode(cmd)):
             if self.downstream is not None:  # composite layout
                 if self.unit_orders == 0:

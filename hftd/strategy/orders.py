@@ -28,6 +28,7 @@ from hftd.msg.hot import (
     EX_FILL,
     EX_REJECTED,
     EX_REPLACED,
+    PRICE_SCALE,
     ExecutionReport,
     OrderCommand,
 )
@@ -164,6 +165,7 @@ class OrderManager:
     def new(self, symbol: str, side: str, qty: int, price: int, tif: str, t1: int) -> int | None:
         """Send a new order; its cl_id, or None if it could not be queued or the
         gateway's mode does not allow it (`held`)."""
+        _check_types(symbol, side, qty, price, tif)
         if not self.allows(symbol, side, qty):
             self._hold()
             return None
@@ -196,6 +198,7 @@ class OrderManager:
         return True
 
     def replace(self, cl_id: int, qty: int, price: int, t1: int = 0) -> int | None:
+        _check_types("", "", qty, price, "")
         o = self.orders.get(cl_id)
         if o is None or o.state not in (LIVE, PARTIAL):
             return None
@@ -331,3 +334,16 @@ class OrderManager:
         caps. Several instances on one symbol each keep to their own cap; the
         account's total is risk's to limit."""
         return self.book.qty(symbol)
+
+
+def _check_types(symbol: object, side: object, qty: object, price: object, tif: object) -> None:
+    """A strategy's order of the types an order command carries, or TypeError
+    naming the field: the composite layout hands the command to the gateway as it
+    is (no msgpack decoding to refuse a float size there)."""
+    if type(qty) is not int or type(price) is not int:
+        raise TypeError(
+            f"order qty and price must be int (price in 1/{PRICE_SCALE}s), "
+            f"not qty {qty!r} and price {price!r}"
+        )
+    if type(symbol) is not str or type(side) is not str or type(tif) is not str:
+        raise TypeError(f"order symbol, side and tif must be str: {symbol!r}, {side!r}, {tif!r}")

@@ -3,13 +3,19 @@ and how a composite loop runs its parts (pure: config and agents, no daemons).""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from hftd.config import RING_EDGES, HftdConfig, parse_config
+from hftd.gateway.daemon import GatewayAgent
+from hftd.ipc.ring import Ring
+from hftd.msg.hot import CMD_NEW, OrderCommand
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
+from hftd.strategy.daemon import StrategyAgent
 from tests.support import DEFAULT_CONFIG
 
 
@@ -272,51 +278,166 @@ def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> Non
     assert strat.downstream is None and feed.downstream is not None
 
 
+@pytest.fixture
+def rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
+    """The default config's hot-path rings (md, risk_md, orders, executions)."""
+    from hftd.config import load_config, ring_name
+    from tests.support import make_config
+
+    c = load_config(make_config(tmp_path))
+    rc = c.rings
+    caps = {
+        "md": rc.md_capacity,
+        "risk_md": rc.risk_md_capacity,
+        "orders": rc.orders_capacity,
+        "executions": rc.executions_capacity,
+    }
+    opened = {e: Ring.open(ring_name(c, e), n) for e, n in caps.items()}
+    try:
+        yield c, opened
+    finally:
+        for r in opened.values():
+            r.close()
+
+
+CMD = OrderCommand(CMD_NEW, 1, "AAPL", "B", 100, 1_895_000, "3", 0, "mr1", 0, 0)
+
+
 def test_a_burst_of_orders_goes_to_the_gateway_together_after_its_first(
-    tmp_path: Path,
+    rings: tuple[HftdConfig, dict[str, Ring]],
 ) -> None:
     """The first order of a unit of work (a message, a timer) is pumped at once; the
     rest of a burst (the load generator's hundreds per timer) wait for the unit's
     end and go in one gateway pass (one send), not one pass and one send each."""
-    from hftd.config import load_config, ring_name
-    from hftd.ipc.ring import Ring
-    from hftd.msg.hot import CMD_NEW, OrderCommand
-    from hftd.strategy.daemon import StrategyAgent
-    from tests.support import make_config
+    c, r = rings
+    orders = r["orders"]
+    agent = StrategyAgent(c, r["md"], r["executions"], orders)
+    pumped: list[int] = []
 
-    cfg = load_config(make_config(tmp_path))
-    rc = cfg.rings
-    rings = [
-        Ring.open(ring_name(cfg, e), c)
-        for e, c in (
-            ("md", rc.md_capacity),
-            ("executions", rc.executions_capacity),
-            ("orders", rc.orders_capacity),
-        )
+    def gateway_pump() -> int:  # what the gateway's pump does: drain the ring
+        n = 0
+        while orders.read() is not None:
+            n += 1
+        orders.commit()
+        pumped.append(n)
+        return n
+
+    agent.downstream = gateway_pump
+    for _ in range(5):
+        assert agent._send(CMD)
+    assert pumped == [1]  # the first at once, the rest held
+    agent._end_unit()
+    assert pumped == [1, 4]  # together
+    agent._end_unit()
+    assert pumped == [1, 4]  # nothing held: no empty pass
+    assert agent._send(CMD) and pumped == [1, 4, 1]  # a new unit: at once again
+
+
+def test_a_composed_gateway_takes_the_strategys_orders_as_objects() -> None:
+    """The strategy's `direct` hook is the composed gateway's `take` (no msgpack, no
+    ring), and is gone with the gateway."""
+
+    class Strategy(Agent):
+        downstream: Any = None
+        direct: Any = None
+
+        def pump(self) -> int:
+            return 0
+
+    class Gateway(Agent):
+        def pump(self) -> int:
+            return 0
+
+        def take(self, cmd: OrderCommand, send: bool) -> bool:
+            return True
+
+    comp = CompositeAgent()
+    strat, gw = Strategy("strategy", [], 1.0, []), Gateway("gateway", [], 1.0, [])
+    comp.add(1, "strategy", strat)
+    assert strat.direct is None  # no gateway composed (yet): the ring
+    comp.add(2, "gateway", gw)
+    assert strat.direct == gw.take
+    comp.remove("gateway")
+    assert strat.direct is None
+
+
+def test_a_burst_handed_over_directly_is_sent_together_after_its_first(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """Through `direct` as through the ring: the first order of a unit is sent at
+    once, the rest queued and sent by the unit's end (the gateway's pump); an order
+    the gateway does not take goes into the ring."""
+    c, r = rings
+    agent = StrategyAgent(c, r["md"], r["executions"], r["orders"])
+    taken: list[bool] = []
+    pumps: list[int] = []
+    accept = True
+
+    def take(cmd: OrderCommand, send: bool) -> bool:
+        if accept:
+            taken.append(send)
+        return accept
+
+    agent.direct = take
+    agent.downstream = lambda: pumps.append(1)
+    for _ in range(3):
+        assert agent._send(CMD)
+    assert taken == [True, False, False] and pumps == []
+    agent._end_unit()
+    assert pumps == [1]  # the burst's rest: one pump, one send
+    assert not r["orders"].readable()  # nothing went through the ring
+    accept = False
+    assert agent._send(CMD)  # not taken: written to the ring, pumped from there
+    assert r["orders"].readable() and pumps == [1, 1]
+
+
+def test_the_gateway_takes_a_command_only_when_the_ring_could_not_overtake_it(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """GatewayAgent.take: refused before reconciliation (orders wait in the ring for
+    it) and while the ring holds commands (they go first); taken, the command is
+    the core's at once (here: held, no venue session) and its report queued."""
+    c, r = rings
+    gw = GatewayAgent(c, r["orders"], r["executions"], r["risk_md"])
+    assert not gw.take(CMD, True)  # not reconciled
+    gw.reconciled = True
+    assert r["orders"].try_write(msgspec.msgpack.encode(CMD))
+    assert not gw.take(CMD, True)  # one in the ring first
+    assert gw.pump() == 1 and gw.core.counters["commands"] == 1
+    assert gw.take(CMD, True)
+    assert gw.core.counters["commands"] == 2 and gw.core.counters["held"] == 2
+    reports = [r["executions"].read() for _ in range(2)]
+    assert all(x is not None for x in reports)  # both held reports reached the strategy
+
+
+def test_a_record_on_the_orders_ring_that_is_no_command_is_dropped_not_fatal(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """The orders ring is a boundary: a record that does not decode as an order
+    command (a float size, not msgpack) is counted and dropped; the next is taken."""
+    c, r = rings
+    gw = GatewayAgent(c, r["orders"], r["executions"], r["risk_md"])
+    gw.reconciled = True
+    bad = [
+        b"not msgpack \xc1",
+        msgspec.msgpack.encode(msgspec.structs.replace(CMD, qty=1.5)),  # type: ignore[arg-type]
+        msgspec.msgpack.encode({"kind": 1}),
     ]
-    md, execs, orders = rings
-    try:
-        agent = StrategyAgent(cfg, md, execs, orders)
-        pumped: list[int] = []
+    for raw in [*bad, msgspec.msgpack.encode(CMD)]:
+        assert r["orders"].try_write(raw)
+    assert gw.pump() == 4
+    assert gw.core.counters["bad_commands"] == 3 and gw.core.counters["commands"] == 1
 
-        def gateway_pump() -> int:  # what the gateway's pump does: drain the ring
-            n = 0
-            while orders.read() is not None:
-                n += 1
-            orders.commit()
-            pumped.append(n)
-            return n
 
-        agent.downstream = gateway_pump
-        cmd = OrderCommand(CMD_NEW, 1, "AAPL", "B", 100, 1_895_000, "3", 0, "mr1", 0, 0)
-        for _ in range(5):
-            assert agent._send(cmd)
-        assert pumped == [1]  # the first at once, the rest held
-        agent._end_unit()
-        assert pumped == [1, 4]  # together
-        agent._end_unit()
-        assert pumped == [1, 4]  # nothing held: no empty pass
-        assert agent._send(cmd) and pumped == [1, 4, 1]  # a new unit: at once again
-    finally:
-        for r in rings:
-            r.close()
+def test_a_strategys_order_of_the_wrong_types_is_its_own_error() -> None:
+    """The order manager refuses a size or price that is not an int (TypeError naming
+    them) before anything is sent: the composite hand-off has no decoder to."""
+    from hftd.strategy.orders import OrderManager
+
+    sent: list[OrderCommand] = []
+    om = OrderManager("mr1", 1, lambda cmd: sent.append(cmd) is None, lambda: 0)
+    with pytest.raises(TypeError, match="qty and price must be int"):
+        om.new("AAPL", "B", 1.5, 1_895_000, "0", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="symbol, side and tif must be str"):
+        om.new(b"AAPL", "B", 1, 1_895_000, "0", 0)  # type: ignore[arg-type]
+    assert sent == [] and om.orders == {}
