@@ -10,8 +10,11 @@ gateway, so a market-data message read from the venue's socket reaches the
 strategy and its order leaves on the order socket without any wake-up in
 between. The rings between the parts stay (a crash keeps what they committed,
 as in the split layout); nobody sleeps on their doorbells, because their
-producer is the same thread. A ring whose producer runs elsewhere (a part not
-composed) is still waited on.
+producer is the same thread. Order commands skip theirs: the strategy hands
+each to the gateway's `take` as the object it made (no msgpack, no shared
+memory; nothing to recover, the two die together), except while the ring holds
+commands or the gateway has not reconciled. A ring whose producer runs
+elsewhere (a part not composed) is still waited on.
 
 One thread means one failure domain: an exception in any part ends the shared
 loop, every part's service sees `alive` false and the process exits, to be
