@@ -85,6 +85,10 @@ def resume_sequence(ring: Ring) -> int:
     return 1 if u.kind == MD_RESET else u.seq + 1  # a heartbeat carries the last sequence
 
 
+def _ignore(_rec: bytes) -> None:
+    """`FeedAgent.took` with no strategy composed."""
+
+
 class FeedAgent:
     """Socket -> normalize -> ring; all in the hot thread."""
 
@@ -121,6 +125,12 @@ class FeedAgent:
         # Composite layout: run the strategy and the gateway on each message as soon
         # as it is in the ring (`hftd.runtime.composite`); None in the split layout.
         self.downstream: Callable[[], object] | None = None
+        # Composite layout with the strategy composed: each update handed to it as
+        # the object it is (`StrategyAgent.take`, True if taken) before it is
+        # encoded into the md ring, then the record written (`took`: the strategy
+        # skips it there). None otherwise.
+        self.handoff: Callable[[MarketDataUpdate], bool] | None = None
+        self.took: Callable[[bytes], object] = _ignore
         self.problems_logged = 0  # norm.problems when the last warning went out
         self.next_problem_log = 0.0  # monotonic s: no warning before (one per 5 s)
         self.counters = {
@@ -240,14 +250,25 @@ class FeedAgent:
                 link.next_seq = seq + 1
                 self.counters["messages"] += 1
                 # Exactly one record per sequence number, whatever the message.
-                rec = enc.encode(norm.update(ev.payload, seq, t1))
-                if ring.try_write(rec):
-                    self.counters["published"] += 1
-                    self.last_publish = link.last_rx
-                    if self.downstream is not None:
-                        self.downstream()
+                u = norm.update(ev.payload, seq, t1)
+                handoff = self.handoff
+                if handoff is not None and handoff(u):  # composite: the strategy acts first
+                    rec = enc.encode(u)
+                    if ring.try_write(rec):  # the ring keeps it all the same
+                        self.counters["published"] += 1
+                        self.last_publish = link.last_rx
+                        self.took(rec)
+                    else:
+                        self.counters["drops"] += 1
                 else:
-                    self.counters["drops"] += 1
+                    rec = enc.encode(u)
+                    if ring.try_write(rec):
+                        self.counters["published"] += 1
+                        self.last_publish = link.last_rx
+                        if self.downstream is not None:
+                            self.downstream()
+                    else:
+                        self.counters["drops"] += 1
                 self._to_risk(rec)
             elif isinstance(ev, soup.LoginAccepted):
                 self._on_login(ev)

@@ -104,6 +104,13 @@ class CompositeAgent:
         (its log line, the other strategies). A chain stops at the first agent
         after it that has a hook of its own: that one pumps the rest itself."""
         self.agents = [a for _, _, a in self.parts]
+        by_name: dict[str, Any] = {n: a for _, n, a in self.parts}
+        feed, strategy = by_name.get("feed"), by_name.get("strategy")
+        if feed is not None and hasattr(feed, "handoff"):  # market data handed over
+            if strategy is not None and hasattr(strategy, "took"):
+                feed.handoff, feed.took = strategy.take, strategy.took
+            else:
+                feed.handoff = None
         for i, a in enumerate(self.agents):
             if hasattr(a, "downstream"):
                 pumps: list[Callable[[], int]] = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,9 @@ class StrategyAgent:
         self.direct: Callable[[OrderCommand, bool], bool] | None = None
         self.unit_orders = 0
         self.deferred = False
+        # Composite layout: md records applied when the feed handed their update over
+        # (`take`), in the ring's order; `pump` skips them there, once each.
+        self.taken: deque[bytes] = deque()
         self.counters = {
             "reports": 0,
             "orders_refused": 0,
@@ -155,16 +159,39 @@ class StrategyAgent:
         rest of the feed's read."""
         work = 0
         md = self.md
+        taken = self.taken
         for _ in range(BATCH):
             raw = md.read()
             if raw is None:
                 break
             work += 1
+            if taken and raw == taken[0]:
+                taken.popleft()  # applied when the feed handed it over (`take`)
+                continue
             self._on_update(self.md_dec.decode(raw), raw)
             self._end_unit()
         if work:
             md.commit()
         return work
+
+    def take(self, u: MarketDataUpdate) -> bool:
+        """Composite layout: the feed hands an update over as soon as it is
+        normalized, before it encodes it into the md ring (no encode, ring write,
+        read and decode before the decision); it then tells `took` the record it
+        wrote. What the ring holds that this agent has not seen (a heartbeat, a
+        reset, records from before it was composed) is applied first: the stream's
+        order is the ring's. False (the ring's way) while inputs are recorded:
+        the record is the recording."""
+        if self.rec is not None:
+            return False
+        self.pump()
+        self._on_update(u)
+        self._end_unit()
+        return True
+
+    def took(self, rec: bytes) -> None:
+        """The feed wrote the update last taken into the md ring as `rec`."""
+        self.taken.append(rec)
 
     def _end_unit(self) -> None:
         """A unit of work is done: pump the orders it deferred (composite layout)."""

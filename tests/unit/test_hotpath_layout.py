@@ -13,7 +13,7 @@ import pytest
 from hftd.config import RING_EDGES, HftdConfig, parse_config
 from hftd.gateway.daemon import GatewayAgent
 from hftd.ipc.ring import Ring
-from hftd.msg.hot import CMD_NEW, OrderCommand
+from hftd.msg.hot import CMD_NEW, MD_ADD, MD_HEARTBEAT, MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
 from hftd.strategy.daemon import StrategyAgent
 from tests.support import DEFAULT_CONFIG
@@ -441,3 +441,95 @@ def test_a_strategys_order_of_the_wrong_types_is_its_own_error() -> None:
     with pytest.raises(TypeError, match="symbol, side and tif must be str"):
         om.new(b"AAPL", "B", 1, 1_895_000, "0", 0)  # type: ignore[arg-type]
     assert sent == [] and om.orders == {}
+
+
+class MdParts:
+    """A feed and a strategy agent on real rings; `seen`: the updates the strategy
+    applied, as (kind, seq), in order."""
+
+    def __init__(self, c: HftdConfig, r: dict[str, Ring]) -> None:
+        from hftd.feed.daemon import FeedAgent
+        from hftd.wire import soupbintcp as soup
+
+        self.md = r["md"]
+        self.feed = FeedAgent(c, r["md"], r["risk_md"])
+        self.feed.link.session.state = soup.State.ESTABLISHED
+        self.feed.link.session.next_sequence = 1
+        self.strategy = StrategyAgent(c, r["md"], r["executions"], r["orders"])
+        self.seen: list[tuple[int, int]] = []
+        apply = self.strategy._on_update
+
+        def spy(u: MarketDataUpdate, raw: bytes | memoryview = b"") -> None:
+            self.seen.append((u.kind, u.seq))
+            apply(u, raw)
+
+        self.strategy._on_update = spy  # type: ignore[method-assign]
+        self.comp = CompositeAgent()
+        self.ref = 100
+
+    def add_orders(self, n: int) -> None:
+        """n ITCH Add Orders in one read, as the venue sends them."""
+        from hftd.wire import itch
+        from hftd.wire import soupbintcp as soup
+
+        data = b""
+        for _ in range(n):
+            self.ref += 1
+            msg = itch.AddOrder(1, 0, 0, self.ref, "B", 100, "AAPL", 1_890_000)
+            data += soup.sequenced(itch.encode(msg))
+        self.feed._on_data(memoryview(data), 1)
+
+
+ADDS = [(MD_ADD, s) for s in range(1, 5)]
+
+
+def test_market_data_is_handed_to_the_strategy_once_each_in_the_rings_order(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """Composite: the feed hands each update to the strategy before it encodes it into
+    the md ring; the ring keeps it (recovery) and the strategy skips it there. A
+    record only the ring has (a heartbeat) is applied before the update after it."""
+    p = MdParts(*rings)
+    p.comp.add(0, "feed", p.feed)
+    p.comp.add(1, "strategy", p.strategy)
+    assert p.feed.handoff == p.strategy.take
+    p.add_orders(3)
+    assert p.seen == ADDS[:3]  # applied as handed over, before any ring read
+    assert p.md.readable()  # ... and the ring has them
+    p.feed._publish_heartbeat(0.0)  # the ring only: nobody hands it over
+    p.add_orders(1)
+    p.strategy.pump()
+    assert p.seen == [*ADDS[:3], (MD_HEARTBEAT, 3), ADDS[3]]
+    assert not p.md.readable() and not p.strategy.taken  # all read, none applied twice
+    assert p.strategy.sync.last_seq == 4 and p.strategy.synced
+    assert p.feed.counters["published"] == 4 and p.feed.counters["drops"] == 0
+
+
+def test_a_backlog_from_before_the_strategy_was_composed_comes_first(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    p = MdParts(*rings)
+    p.comp.add(0, "feed", p.feed)  # the strategy attaches last
+    assert p.feed.handoff is None
+    p.add_orders(2)  # into the ring only
+    assert p.seen == []
+    p.comp.add(1, "strategy", p.strategy)
+    p.add_orders(1)
+    assert p.seen == ADDS[:3]
+    p.comp.remove("strategy")
+    assert p.feed.handoff is None  # gone: the ring alone again
+    p.add_orders(1)
+    assert p.seen == ADDS[:3]
+    p.strategy.pump()  # the same agent reading the ring later: 4 once, 3 not again
+    assert p.seen == ADDS
+
+
+def test_a_strategy_recording_its_inputs_reads_market_data_from_the_ring(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """The recording holds each md record as the ring has it: no hand-over then."""
+    p = MdParts(*rings)
+    p.strategy.rec = object()  # type: ignore[assignment]
+    hb = MarketDataUpdate(1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, 0)
+    assert not p.strategy.take(hb)
+    assert p.seen == []
