@@ -164,9 +164,9 @@ class FeedAgent:
     def wait_fds(self) -> list[int]:
         return self.link.fds()
 
-    def warm(self, _upstream: object = None) -> bytes:
-        """A warming pass of this stage on a canned packet; the md record it made
-        (hftd.hotpath.warmup)."""
+    def warm(self, _upstream: object = None) -> MarketDataUpdate:
+        """A warming pass of this stage on a canned packet; the update it made, as
+        `handoff` passes it on (hftd.hotpath.warmup)."""
         if self._warm is None:
             from hftd.hotpath.warmup import FeedWarm  # only a composite process warms
 

@@ -129,7 +129,7 @@ class GatewayAgent:
     def wait_fds(self) -> list[int]:
         return self.link.fds()
 
-    def warm(self, command: bytes | None = None) -> None:
+    def warm(self, command: OrderCommand | None = None) -> None:
         """A warming pass of this stage: `command` (the strategy's, in the composite
         layout) through a scratch core and a canned venue (hftd.hotpath.warmup)."""
         if self._warm is None:
@@ -137,7 +137,7 @@ class GatewayAgent:
 
             self._warm = GatewayWarm(self.cfg)
         self._warm.attach_journal(self.journal)
-        self._warm.run(command, self.dec, self.enc)
+        self._warm.run(command)
 
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)

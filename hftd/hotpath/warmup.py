@@ -9,12 +9,13 @@ stage of it cost 5-15x its warm figure (docs/performance.md, "Cold caches").
 
 What: when the hot thread has had nothing to do for `[hotpath] warm_us`, it
 runs one warming pass (`hftd.runtime.hotloop`): the feed frames and
-normalizes a canned ITCH message and encodes it; the strategy decodes it and
-runs it through a scratch `StrategyEngine` (books and strategies of the same
-classes and config), making an order command; the gateway decodes that and
-runs it through a scratch `GatewayCore` (risk, order book-keeping, OUCH
-encode, SoupBinTCP framing, T4 stamp), cancelled at once by a canned venue
-(an IOC's Canceled) so that nothing accumulates. One pass flows through the
+normalizes a canned ITCH message and encodes it (the md ring's record); the
+strategy takes the update, as the composite layout hands it over, through a
+scratch `StrategyEngine` (books and strategies of the same classes and
+config), making an order command; the gateway takes that command object
+through a scratch `GatewayCore` (risk, order book-keeping, OUCH encode,
+SoupBinTCP framing, T4 stamp), cancelled at once by a canned venue (an IOC's
+Canceled) so that nothing accumulates. One pass flows through the
 three parts of the composite layout; a part whose upstream is not attached
 warms on canned input of its own. The split layout does not warm
 (hftd.runtime.composite.SplitHost).
@@ -110,13 +111,16 @@ class FeedWarm:
         self.packets = _canned_itch(cfg)
         self.ring = ScratchRing(cfg.rings.prefix)
 
-    def run(self, norm: Normalizer, enc: msgspec.msgpack.Encoder) -> bytes:
-        """The md record of the next canned message, through a ring of its own."""
-        out = b""
+    def run(self, norm: Normalizer, enc: msgspec.msgpack.Encoder) -> MarketDataUpdate:
+        """The update of the next canned message, as the feed hands it over; its md
+        record written and read through a ring of its own."""
+        u: MarketDataUpdate | None = None
         for ev in self.session.iter_events(next(self.packets)):
             if type(ev) is soup.SequencedData:
-                out = enc.encode(norm.update(ev.payload, ev.sequence, time.monotonic_ns()))
-        return self.ring.through(out)
+                u = norm.update(ev.payload, ev.sequence, time.monotonic_ns())
+                self.ring.through(enc.encode(u))
+        assert u is not None  # every canned packet is one sequenced message
+        return u
 
 
 class StrategyWarm:
@@ -129,7 +133,6 @@ class StrategyWarm:
         self.cfg = cfg
         self.feed: FeedWarm | None = None  # its own input, made if no feed hands one over
         self.norm = Normalizer()
-        self.ring = ScratchRing(cfg.rings.prefix)
         self.order_at = {s.symbol: s.reference_price_fp for s in cfg.symbols}
 
     def _send(self, cmd: OrderCommand) -> bool:
@@ -139,18 +142,12 @@ class StrategyWarm:
     def _clock(self) -> int:
         return self.now
 
-    def run(
-        self,
-        md: bytes | None,
-        dec: msgspec.msgpack.Decoder[MarketDataUpdate],
-        enc: msgspec.msgpack.Encoder,
-    ) -> bytes | None:
-        """The order command this pass made, encoded as for the orders ring."""
-        if md is None:
+    def run(self, u: MarketDataUpdate | None, enc: msgspec.msgpack.Encoder) -> OrderCommand | None:
+        """The order command this pass made, as the strategy hands it to the gateway."""
+        if u is None:
             if self.feed is None:
                 self.feed = FeedWarm(self.cfg)
-            md = self.feed.run(self.norm, enc)
-        u = dec.decode(md)
+            u = self.feed.run(self.norm, enc)
         self.now += 1_000_000_000  # a second a pass: no cooldown holds an order back
         engine = self.engine
         engine.on_update(u)
@@ -166,7 +163,7 @@ class StrategyWarm:
         out = None
         for c in sent:
             if c.kind == CMD_NEW:
-                out = self.ring.through(enc.encode(c))
+                out = c
                 # the order is gone at once: nothing accumulates in the scratch engine
                 engine.on_report(
                     ExecutionReport(
@@ -259,19 +256,12 @@ class GatewayWarm:
                 self.journal = None
             self.core.journal = self.journal
 
-    def run(
-        self,
-        cmd: bytes | None,
-        dec: msgspec.msgpack.Decoder[OrderCommand],
-        enc: msgspec.msgpack.Encoder,
-    ) -> None:
+    def run(self, c: OrderCommand | None) -> None:
         core = self.core
         now = time.monotonic_ns()
-        if cmd is None:
+        if c is None:
             self.cl_id += 1
             c = msgspec.structs.replace(next(self.commands), cl_id=self.cl_id, t1=now, t2=now)
-            cmd = enc.encode(c)
-        c = dec.decode(cmd)
         core.on_command(c, now)
         if core.to_venue:
             b"".join(soup.unsequenced(p) for p in core.to_venue)

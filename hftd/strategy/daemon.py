@@ -141,14 +141,14 @@ class StrategyAgent:
     def wait_fds(self) -> list[int]:
         return []
 
-    def warm(self, md: bytes | None = None) -> bytes | None:
+    def warm(self, md: MarketDataUpdate | None = None) -> OrderCommand | None:
         """A warming pass of this stage: `md` (the feed's, in the composite layout)
         through a scratch engine; the order command it made (hftd.hotpath.warmup)."""
         if self._warm is None:
             from hftd.hotpath.warmup import StrategyWarm  # only a composite process warms
 
             self._warm = StrategyWarm(self.cfg)
-        return self._warm.run(md, self.md_dec, self.enc)
+        return self._warm.run(md, self.enc)
 
     def next_timer_s(self) -> float:
         return max(0.0, (self.next_timer - time.monotonic_ns()) / 1e9)

@@ -19,7 +19,6 @@ from hftd.feed.normalize import Normalizer
 from hftd.gateway.daemon import GatewayAgent
 from hftd.hotpath.warmup import FeedWarm, GatewayWarm, StrategyWarm
 from hftd.ipc.ring import Ring
-from hftd.msg.hot import MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import CompositeAgent
 from hftd.runtime.hotloop import HotLoop
 from hftd.runtime.log import DeferredHandler, warming
@@ -27,8 +26,6 @@ from hftd.strategy.daemon import StrategyAgent
 from tests.support import DEFAULT_CONFIG, make_config
 
 ENC = msgspec.msgpack.Encoder()
-MD = msgspec.msgpack.Decoder(MarketDataUpdate)
-CMD = msgspec.msgpack.Decoder(OrderCommand)
 
 
 def scratch_is_empty(s: StrategyWarm, g: GatewayWarm) -> None:
@@ -44,7 +41,7 @@ def test_a_pass_runs_the_order_path_and_leaves_nothing_behind() -> None:
     f, s, g, norm = FeedWarm(cfg), StrategyWarm(cfg), GatewayWarm(cfg), Normalizer()
     with warming():
         for _ in range(300):  # composite: each stage's output is the next one's input
-            g.run(s.run(f.run(norm, ENC), MD, ENC), CMD, ENC)
+            g.run(s.run(f.run(norm, ENC), ENC))
     assert g.core.counters["sent"] == 300  # every pass reached OUCH and the T4 stamp
     books = s.engine.builder.books
     assert {sym for sym, b in books.items() if b.best_bid() and b.best_ask()} == {
@@ -53,8 +50,8 @@ def test_a_pass_runs_the_order_path_and_leaves_nothing_behind() -> None:
     scratch_is_empty(s, g)
     with warming():
         for _ in range(300):  # split: each stage on its own canned input
-            assert s.run(None, MD, ENC) is not None
-            g.run(None, CMD, ENC)
+            assert s.run(None, ENC) is not None
+            g.run(None)
     assert g.core.counters["sent"] == 600
     scratch_is_empty(s, g)
 
@@ -239,7 +236,7 @@ def test_journal_appends_are_warmed_on_a_file_nobody_sees(tmp_path: Path) -> Non
         assert g.journal is not None
         with warming():
             for _ in range(600):
-                g.run(s.run(None, MD, ENC), CMD, ENC)
+                g.run(s.run(None, ENC))
         assert journal.size == size and (day / "gateway.journal").stat().st_size == size
         assert sorted(p.name for p in day.iterdir()) == listing
         assert g.journal.n == 600 and 0 < g.journal.offset <= g.journal.SIZE
