@@ -179,12 +179,17 @@ class StrategyAgent:
         normalized, before it encodes it into the md ring (no encode, ring write,
         read and decode before the decision); it then tells `took` the record it
         wrote. What the ring holds that this agent has not seen (a heartbeat, a
-        reset, records from before it was composed) is applied first: the stream's
-        order is the ring's. False (the ring's way) while inputs are recorded:
-        the record is the recording."""
+        reset) is applied first: the stream's order is the ring's. False (the
+        ring's way) while more than a pass of it is unread (a backlog from before
+        this agent was composed, a burst it fell behind on), and while inputs are
+        recorded (the record is the recording)."""
         if self.rec is not None:
             return False
-        self.pump()
+        md = self.md
+        if md.readable():
+            self.pump()
+            if md.readable():
+                return False
         self._on_update(u)
         self._end_unit()
         return True

@@ -533,3 +533,24 @@ def test_a_strategy_recording_its_inputs_reads_market_data_from_the_ring(
     hb = MarketDataUpdate(1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, 0)
     assert not p.strategy.take(hb)
     assert p.seen == []
+
+
+def test_a_backlog_longer_than_a_pass_is_read_from_the_ring_first(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """The feed may have published thousands of records before the strategy joins (it
+    attaches last): nothing is handed over until the ring is read to its end, so no
+    update overtakes the backlog (a gap, then a resync, was the result)."""
+    from hftd.strategy.daemon import BATCH
+
+    p = MdParts(*rings)
+    p.comp.add(0, "feed", p.feed)
+    n = 3 * BATCH + 10
+    p.add_orders(n)  # into the ring only
+    p.comp.add(1, "strategy", p.strategy)
+    for _ in range(5):
+        p.add_orders(1)
+    p.strategy.pump()
+    assert p.seen == [(MD_ADD, s) for s in range(1, n + 6)]
+    assert p.strategy.sync.counters["gaps"] == 0 and not p.strategy.taken
+    assert not p.md.readable()
