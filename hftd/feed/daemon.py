@@ -252,23 +252,28 @@ class FeedAgent:
                 # Exactly one record per sequence number, whatever the message.
                 u = norm.update(ev.payload, seq, t1)
                 handoff = self.handoff
-                if handoff is not None and handoff(u):  # composite: the strategy acts first
+                taken = False
+                if handoff is None:
                     rec = enc.encode(u)
-                    if ring.try_write(rec):  # the ring keeps it all the same
-                        self.counters["published"] += 1
-                        self.last_publish = link.last_rx
-                        self.took(rec)
-                    else:
-                        self.counters["drops"] += 1
+                    written = ring.try_write(rec)
                 else:
-                    rec = enc.encode(u)
-                    if ring.try_write(rec):
-                        self.counters["published"] += 1
-                        self.last_publish = link.last_rx
-                        if self.downstream is not None:
-                            self.downstream()
-                    else:
-                        self.counters["drops"] += 1
+                    try:
+                        taken = handoff(u)  # composite: the strategy acts first
+                    finally:
+                        # into the ring even if the strategy raised: the restart then
+                        # knows it as published and replays it as history, never as
+                        # news to act on (and raise on) again
+                        rec = enc.encode(u)
+                        written = ring.try_write(rec)
+                if written:
+                    self.counters["published"] += 1
+                    self.last_publish = link.last_rx
+                    if taken:
+                        self.took(rec)  # the strategy skips it when it reads the ring
+                    elif self.downstream is not None:
+                        self.downstream()
+                else:
+                    self.counters["drops"] += 1
                 self._to_risk(rec)
             elif isinstance(ev, soup.LoginAccepted):
                 self._on_login(ev)

@@ -340,10 +340,14 @@ def _check_types(symbol: object, side: object, qty: object, price: object, tif: 
     """A strategy's order of the types an order command carries, or TypeError
     naming the field: the composite layout hands the command to the gateway as it
     is (no msgpack decoding to refuse a float size there)."""
-    if type(qty) is not int or type(price) is not int:
+    if (
+        not (isinstance(qty, int) and isinstance(price, int))
+        or isinstance(qty, bool)
+        or isinstance(price, bool)
+    ):
         raise TypeError(
             f"order qty and price must be int (price in 1/{PRICE_SCALE}s), "
             f"not qty {qty!r} and price {price!r}"
         )
-    if type(symbol) is not str or type(side) is not str or type(tif) is not str:
+    if not (isinstance(symbol, str) and isinstance(side, str) and isinstance(tif, str)):
         raise TypeError(f"order symbol, side and tif must be str: {symbol!r}, {side!r}, {tif!r}")

@@ -13,7 +13,7 @@ import pytest
 from hftd.config import RING_EDGES, HftdConfig, parse_config
 from hftd.gateway.daemon import GatewayAgent
 from hftd.ipc.ring import Ring
-from hftd.msg.hot import CMD_NEW, MD_ADD, MD_HEARTBEAT, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import CMD_NEW, MD_ADD, MD_HEARTBEAT, MD_RESET, MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
 from hftd.strategy.daemon import StrategyAgent
 from tests.support import DEFAULT_CONFIG
@@ -554,3 +554,80 @@ def test_a_backlog_longer_than_a_pass_is_read_from_the_ring_first(
     assert p.seen == [(MD_ADD, s) for s in range(1, n + 6)]
     assert p.strategy.sync.counters["gaps"] == 0 and not p.strategy.taken
     assert not p.md.readable()
+
+
+def test_a_restarted_strategy_reads_the_reset_before_the_replay_it_is_handed(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """A restart: the ring holds the day's last 300 records, the strategy rejoins
+    (resync) and the feed replays from 1 behind an MD_RESET. The replay's updates
+    are history (catching up), never news, and no gap or failed resync follows.
+    (Handed over before the reset was read, sequence 1 synced the books as live.)"""
+    from hftd.wire import soupbintcp as soup
+
+    p = MdParts(*rings)
+    p.comp.add(0, "feed", p.feed)
+    p.feed.link.session.next_sequence = 1001
+    p.add_orders(300)  # the feed is live before the strategy attaches
+    p.strategy.sync.rejoin()  # what a strategy does on a ring another run read
+    p.comp.add(1, "strategy", p.strategy)
+    assert p.strategy.sync.take_resync()
+    p.feed.resync()  # MD_RESET, then a replay from 1
+    p.feed.link.session.state = soup.State.ESTABLISHED
+    p.feed.link.session.next_sequence = 1
+    p.feed.link.requested = 1
+    p.feed._on_login(soup.LoginAccepted("S", 1))
+    p.ref = 100
+    for _ in range(10):
+        p.add_orders(1)
+    p.strategy.pump()
+    assert p.seen[300] == (MD_RESET, 1300)
+    assert p.seen[301:] == [(MD_ADD, s) for s in range(1, 11)]
+    sync = p.strategy.sync
+    assert sync.catching_up and sync.replay_to == 1300 and sync.last_seq == 10
+    assert sync.counters["gaps"] == 0 and sync.counters["resync_failures"] == 0
+
+
+def test_an_update_the_strategy_raised_on_is_in_the_ring_all_the_same(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """The strategy raises while it acts on a handed-over update (the hot thread will
+    end): the feed has written the update into the md ring on the way out, so the
+    restart knows it as published and replays it as history, not as news."""
+    p = MdParts(*rings)
+    p.comp.add(0, "feed", p.feed)
+    p.comp.add(1, "strategy", p.strategy)
+
+    def boom(u: MarketDataUpdate, raw: bytes | memoryview = b"") -> None:
+        raise RuntimeError("strategy bug")
+
+    p.strategy._on_update = boom  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="strategy bug"):
+        p.add_orders(1)
+    raw = p.md.last_committed()
+    assert raw is not None and msgspec.msgpack.decode(raw, type=MarketDataUpdate).seq == 1
+
+
+def test_a_burst_the_gateway_took_goes_out_with_the_units_pump(
+    rings: tuple[HftdConfig, dict[str, Ring]],
+) -> None:
+    """`take(cmd, send=False)` queues the burst's later orders; the pump that ends
+    the strategy's unit sends them, with nothing in the orders ring."""
+    from hftd.msg.hot import CMD_HEARTBEAT
+
+    c, r = rings
+    gw = GatewayAgent(c, r["orders"], r["executions"], r["risk_md"])
+    gw.reconciled = True
+    core = gw.core
+    core.venue_up = True
+    core.on_command(OrderCommand(CMD_HEARTBEAT, 0, "", "", 0, 0, "", 0, "", 0, 0), 1)
+    ref = c.symbols[0]
+    for i in range(2):
+        cmd = msgspec.structs.replace(
+            CMD, cl_id=i + 1, symbol=ref.symbol, price=ref.reference_price_fp
+        )
+        assert gw.take(cmd, False)
+    assert len(core.to_venue) == 2 and core.counters["sent"] == 2  # queued, not sent
+    assert gw.pump() == 0  # nothing from the ring ...
+    assert not core.to_venue  # ... and the burst is on its way
+    assert all(o.t4 for o in core.orders.values())  # T4 stamped at the hand-off
