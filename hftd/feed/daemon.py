@@ -64,6 +64,8 @@ MD_HEARTBEAT_S = 0.1  # idle this long: publish MD_HEARTBEAT
 # the feed stops saying the market data is fresh (the breaker's md_stale_s then
 # sees it age) long before the link's own silence timeout (15 s) drops it.
 MD_VOUCH_S = 2 * soup.HEARTBEAT_INTERVAL
+# A reset waiting for room in the md ring: no longer than this (see FeedAgent._write_reset)
+RESET_WAIT_S = 5.0
 PROBLEM_LOG_INTERVAL_S = 5.0  # unreadable ITCH messages: at most one warning this often
 
 _md_decoder = msgspec.msgpack.Decoder(MarketDataUpdate)
@@ -315,6 +317,21 @@ class FeedAgent:
         self.pending_reset = True
         self._drop("resync requested", at_once=True)
 
+    def _write_reset(self, rec: bytes) -> bool:
+        """A reset must not be dropped: wait for the strategy to make room. In the
+        composite layout the strategy reads on this very thread, so waiting alone
+        would wait forever: its pump runs here meanwhile. No strategy reading (not
+        composed yet, or a split one that stopped) ends the wait after RESET_WAIT_S."""
+        deadline = time.monotonic() + RESET_WAIT_S
+        while not self.ring.try_write(rec):
+            if time.monotonic() > deadline:
+                return False
+            if self.downstream is not None:
+                self.downstream()
+            else:
+                time.sleep(0.001)
+        return True
+
     def _on_login(self, ev: soup.LoginAccepted) -> None:
         if ev.sequence != self.link.requested:
             # The venue cannot serve what we need: rebuild everything from 1.
@@ -340,8 +357,13 @@ class FeedAgent:
                 self.high_water, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
             )
             rec = self.encoder.encode(reset)
-            while not self.ring.try_write(rec):
-                time.sleep(0.001)  # a reset must not be dropped: wait for the strategy
+            if not self._write_reset(rec):
+                self.counters["drops"] += 1
+                log.error(
+                    "md ring full for %.0f s: the reset before the replay is dropped (the "
+                    "strategy sees the replay's sequence 1 as a gap and resyncs)",
+                    RESET_WAIT_S,
+                )
             # Not waited for: a gateway that is down must not stop the strategy's data.
             # One that missed the reset sees the replay's sequence 1 as a gap: resync.
             self._to_risk(rec)

@@ -3,6 +3,7 @@ and how a composite loop runs its parts (pure: config and agents, no daemons).""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -278,13 +279,15 @@ def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> Non
     assert strat.downstream is None and feed.downstream is not None
 
 
-@pytest.fixture
-def rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
-    """The default config's hot-path rings (md, risk_md, orders, executions)."""
+@contextlib.contextmanager
+def open_rings(
+    tmp_path: Path, over: dict[str, Any] | None = None
+) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
+    """A config's hot-path rings (md, risk_md, orders, executions), closed after."""
     from hftd.config import load_config, ring_name
     from tests.support import make_config
 
-    c = load_config(make_config(tmp_path))
+    c = load_config(make_config(tmp_path, over))
     rc = c.rings
     caps = {
         "md": rc.md_capacity,
@@ -298,6 +301,13 @@ def rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
     finally:
         for r in opened.values():
             r.close()
+
+
+@pytest.fixture
+def rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
+    """The default config's hot-path rings."""
+    with open_rings(tmp_path) as r:
+        yield r
 
 
 CMD = OrderCommand(CMD_NEW, 1, "AAPL", "B", 100, 1_895_000, "3", 0, "mr1", 0, 0)
@@ -631,3 +641,52 @@ def test_a_burst_the_gateway_took_goes_out_with_the_units_pump(
     assert gw.pump() == 0  # nothing from the ring ...
     assert not core.to_venue  # ... and the burst is on its way
     assert all(o.t4 for o in core.orders.values())  # T4 stamped at the hand-off
+
+
+def fill(p: MdParts) -> int:
+    """Add Orders into the md ring until it is full (the strategy not reading)."""
+    n = 0
+    while p.feed.counters["drops"] == 0:
+        p.add_orders(50)
+        n += 50
+    return n
+
+
+def login_with_reset(p: MdParts) -> None:
+    from hftd.wire import soupbintcp as soup
+
+    p.feed.pending_reset = True
+    p.feed.link.requested = 1
+    p.feed._on_login(soup.LoginAccepted("S", 1))
+
+
+def test_a_reset_waiting_for_room_lets_a_composed_strategy_make_it(tmp_path: Path) -> None:
+    """Composite: the strategy reads the md ring on the feed's own thread, so a reset
+    that waited for room by sleeping waited forever (the hot thread hung). Its
+    pump runs meanwhile: the ring drains and the reset goes in."""
+    with open_rings(tmp_path, {"rings": {"md_capacity": 1 << 16}}) as r:
+        p = MdParts(*r)
+        p.comp.add(0, "feed", p.feed)
+        fill(p)  # before the strategy is composed: nobody reads
+        p.comp.add(1, "strategy", p.strategy)
+        login_with_reset(p)
+        assert p.feed.counters["resets"] == 1 and not p.feed.pending_reset
+        while p.strategy.pump():
+            pass
+        assert p.seen[-1][0] == MD_RESET
+
+
+def test_a_reset_nobody_makes_room_for_is_dropped_after_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No strategy reading at all: the wait ends (RESET_WAIT_S), the reset is counted
+    as a drop and logged; the feed goes on (the strategy resyncs on the gap)."""
+    import hftd.feed.daemon as fd
+
+    monkeypatch.setattr(fd, "RESET_WAIT_S", 0.05)
+    with open_rings(tmp_path, {"rings": {"md_capacity": 1 << 16}}) as r:
+        p = MdParts(*r)
+        fill(p)
+        drops = p.feed.counters["drops"]
+        login_with_reset(p)
+        assert p.feed.counters["drops"] == drops + 1 and p.feed.live.is_set()
