@@ -12,7 +12,11 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hftd.config import HftdConfig
+    from hftd.ipc.ring import Ring
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
@@ -122,6 +126,32 @@ def make_config(tmp: Path, overrides: dict[str, Any] | None = None) -> Path:
     path = tmp / "hftd.toml"
     path.write_text(dump_toml(data))
     return path
+
+
+@contextmanager
+def open_rings(
+    tmp: Path, overrides: dict[str, Any] | None = None
+) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
+    """A config made in `tmp` (make_config) and its hot-path rings (md, risk_md,
+    orders, executions) opened for agents built in the test; closed after
+    (conftest removes them from /dev/shm)."""
+    from hftd.config import load_config, ring_name
+    from hftd.ipc.ring import Ring
+
+    cfg = load_config(make_config(tmp, overrides))
+    rc = cfg.rings
+    caps = {
+        "md": rc.md_capacity,
+        "risk_md": rc.risk_md_capacity,
+        "orders": rc.orders_capacity,
+        "executions": rc.executions_capacity,
+    }
+    rings = {e: Ring.open(ring_name(cfg, e), c) for e, c in caps.items()}
+    try:
+        yield cfg, rings
+    finally:
+        for r in rings.values():
+            r.close()
 
 
 class Daemon:

@@ -3,7 +3,6 @@ and how a composite loop runs its parts (pure: config and agents, no daemons).""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from hftd.ipc.ring import Ring
 from hftd.msg.hot import CMD_NEW, MD_ADD, MD_HEARTBEAT, MD_RESET, MarketDataUpdate, OrderCommand
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
 from hftd.strategy.daemon import StrategyAgent
-from tests.support import DEFAULT_CONFIG
+from tests.support import DEFAULT_CONFIG, open_rings
 
 
 def cfg(over: dict[str, Any] | None = None) -> HftdConfig:
@@ -277,30 +276,6 @@ def test_an_order_reaches_the_gateway_as_soon_as_the_strategy_writes_it() -> Non
     ]
     comp.remove("gateway")
     assert strat.downstream is None and feed.downstream is not None
-
-
-@contextlib.contextmanager
-def open_rings(
-    tmp_path: Path, over: dict[str, Any] | None = None
-) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
-    """A config's hot-path rings (md, risk_md, orders, executions), closed after."""
-    from hftd.config import load_config, ring_name
-    from tests.support import make_config
-
-    c = load_config(make_config(tmp_path, over))
-    rc = c.rings
-    caps = {
-        "md": rc.md_capacity,
-        "risk_md": rc.risk_md_capacity,
-        "orders": rc.orders_capacity,
-        "executions": rc.executions_capacity,
-    }
-    opened = {e: Ring.open(ring_name(c, e), n) for e, n in caps.items()}
-    try:
-        yield c, opened
-    finally:
-        for r in opened.values():
-            r.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from hftd.book.sync import APPLY, LIVE, LOST, QUIET, REBUILD, SKIP, MdSync
-from hftd.config import HftdConfig, load_config, ring_name
+from hftd.config import HftdConfig
 from hftd.feed.daemon import FeedAgent, ring_high_water
 from hftd.gateway.daemon import GatewayAgent
 from hftd.ipc.ring import Ring
@@ -38,7 +38,7 @@ from hftd.msg.status import MarketStatus, StrategyDetail
 from hftd.risk.market import MarketView
 from hftd.strategy.daemon import StrategyAgent, StrategyService
 from hftd.wire import soupbintcp as soup
-from tests.support import make_config
+from tests.support import open_rings
 from tests.unit.gateway_fixtures import Harness
 
 LOC = 7
@@ -164,20 +164,8 @@ def test_a_high_water_mark_already_passed_changes_nothing() -> None:
 @pytest.fixture
 def cfg_rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
     mm = {"name": "mm", "kind": "market_maker", "symbols": ["AAPL"]}
-    cfg = load_config(make_config(tmp_path, {"strategy": {"instances": [mm]}}))
-    rc = cfg.rings
-    caps = {
-        "md": rc.md_capacity,
-        "risk_md": rc.risk_md_capacity,
-        "orders": rc.orders_capacity,
-        "executions": rc.executions_capacity,
-    }
-    rings = {e: Ring.open(ring_name(cfg, e), c) for e, c in caps.items()}
-    try:
-        yield cfg, rings
-    finally:
-        for r in rings.values():
-            r.close()
+    with open_rings(tmp_path, {"strategy": {"instances": [mm]}}) as r:
+        yield r
 
 
 def last_reset(ring: Ring) -> MarketDataUpdate:

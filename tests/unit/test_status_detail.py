@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hftd.config import HftdConfig, load_config, ring_name
+from hftd.config import HftdConfig, load_config
 from hftd.feed.daemon import FeedAgent, FeedService
 from hftd.gateway.daemon import GatewayAgent, GatewayService, gateway_detail
 from hftd.ipc.ring import Ring
@@ -37,7 +37,7 @@ from hftd.risk.market import MarketView
 from hftd.runtime.daemon import _as_map
 from hftd.strategy.daemon import StrategyAgent, StrategyService
 from hftd.strategy.engine import StrategyEngine
-from tests.support import DEFAULT_CONFIG, make_config
+from tests.support import DEFAULT_CONFIG, open_rings
 from tests.unit.gateway_fixtures import PX
 from tests.unit.test_gateway_core import Harness
 
@@ -226,20 +226,8 @@ def test_a_starting_daemons_detail_is_none() -> None:
 
 @pytest.fixture
 def cfg_rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
-    cfg = load_config(make_config(tmp_path))
-    rc = cfg.rings
-    caps = {
-        "md": rc.md_capacity,
-        "risk_md": rc.risk_md_capacity,
-        "orders": rc.orders_capacity,
-        "executions": rc.executions_capacity,
-    }
-    rings = {e: Ring.open(ring_name(cfg, e), c) for e, c in caps.items()}
-    try:
-        yield cfg, rings
-    finally:
-        for r in rings.values():
-            r.close()
+    with open_rings(tmp_path) as r:
+        yield r
 
 
 def test_each_service_makes_the_detail_its_readers_decode(

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hftd.config import ALERT_RULES, AlertRulesConfig, HftdConfig, load_config, ring_name
+from hftd.config import ALERT_RULES, AlertRulesConfig, HftdConfig, load_config
 from hftd.feed.daemon import MD_HEARTBEAT_S, MD_VOUCH_S, FeedAgent, FeedService
 from hftd.gateway.daemon import GatewayAgent, GatewayService
 from hftd.ipc.ring import Ring
@@ -36,7 +36,7 @@ from hftd.monitor.model import Aggregator
 from hftd.monitor.prom import exposition, make_registry
 from hftd.msg.hot import MD_HEARTBEAT, MarketDataUpdate
 from hftd.wire import soupbintcp as soup
-from tests.support import DEFAULT_CONFIG, make_config
+from tests.support import DEFAULT_CONFIG, open_rings
 from tests.unit import monitor_fixtures as fx
 
 # --- the rule ------------------------------------------------------------------------------
@@ -177,20 +177,8 @@ def test_heard_ms_ago_is_none_without_a_connection() -> None:
 
 @pytest.fixture
 def cfg_rings(tmp_path: Path) -> Iterator[tuple[HftdConfig, dict[str, Ring]]]:
-    cfg = load_config(make_config(tmp_path))
-    rc = cfg.rings
-    caps = {
-        "md": rc.md_capacity,
-        "risk_md": rc.risk_md_capacity,
-        "orders": rc.orders_capacity,
-        "executions": rc.executions_capacity,
-    }
-    rings = {e: Ring.open(ring_name(cfg, e), c) for e, c in caps.items()}
-    try:
-        yield cfg, rings
-    finally:
-        for r in rings.values():
-            r.close()
+    with open_rings(tmp_path) as r:
+        yield r
 
 
 def test_the_gateway_and_the_feed_report_when_they_last_heard_the_venue(
