@@ -114,6 +114,10 @@ class FeedAgent:
         self.link.next_seq = resume_sequence(ring)
         self.live = threading.Event()
         self.pending_reset = False
+        # An MD_RESET the md ring had no room for: owed to its consumers before any
+        # later record (they are dropped meanwhile), written as soon as it fits
+        # (`_pay_reset`). A replay without its reset in front is read as live data.
+        self.owed_reset: bytes | None = None
         # The venue's stream as far as we had it before the latest replay from 1:
         # the replay's end, which the MD_RESET tells the consumers. A restart
         # mid-replay knows only what the ring holds (a reset: the end it carried).
@@ -190,6 +194,8 @@ class FeedAgent:
 
     def do_work(self) -> int:
         link = self.link
+        if self.owed_reset is not None:
+            self._pay_reset()
         if link.connect_if_due():
             return 1
         n = link.recv_into(self.buf)
@@ -226,7 +232,8 @@ class FeedAgent:
             self.link.next_seq - 1, MD_HEARTBEAT, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
         )
         rec = self.encoder.encode(hb)
-        self.ring.try_write(rec)
+        if self.owed_reset is None or self._pay_reset():
+            self.ring.try_write(rec)
         self._to_risk(rec)
         self.last_publish = now
 
@@ -255,7 +262,10 @@ class FeedAgent:
                 u = norm.update(ev.payload, seq, t1)
                 handoff = self.handoff
                 taken = False
-                if handoff is None:
+                if self.owed_reset is not None and not self._pay_reset():
+                    rec = enc.encode(u)  # nothing goes before the reset: dropped
+                    written = False
+                elif handoff is None:
                     rec = enc.encode(u)
                     written = ring.try_write(rec)
                 else:
@@ -317,19 +327,29 @@ class FeedAgent:
         self.pending_reset = True
         self._drop("resync requested", at_once=True)
 
-    def _write_reset(self, rec: bytes) -> bool:
-        """A reset must not be dropped: wait for the strategy to make room. In the
-        composite layout the strategy reads on this very thread, so waiting alone
-        would wait forever: its pump runs here meanwhile. No strategy reading (not
-        composed yet, or a split one that stopped) ends the wait after RESET_WAIT_S."""
+    def _pay_reset(self, wait: bool = False) -> bool:
+        """Write the owed reset into the md ring if it fits; True once it is there.
+        With `wait`, make room first: in the composite layout the strategy reads
+        on this very thread (sleeping would wait forever), so its pump runs here
+        while it frees space; a split strategy in its own process is waited for,
+        RESET_WAIT_S at most; a composite one not attached yet cannot read (a wait
+        would only hold its attach up). Still owed after that, the reset goes
+        before the next record that fits, and those in between are dropped."""
+        rec = self.owed_reset
+        assert rec is not None
         deadline = time.monotonic() + RESET_WAIT_S
         while not self.ring.try_write(rec):
-            if time.monotonic() > deadline:
+            if not wait:
                 return False
-            if self.downstream is not None:
-                self.downstream()
+            if self.handoff is not None and self.downstream is not None:
+                if not self.downstream():  # the composed strategy read nothing more
+                    return False
+            elif self.downstream is not None or time.monotonic() > deadline:
+                return False
             else:
                 time.sleep(0.001)
+        self.owed_reset = None
+        self.counters["resets"] += 1
         return True
 
     def _on_login(self, ev: soup.LoginAccepted) -> None:
@@ -357,17 +377,16 @@ class FeedAgent:
                 self.high_water, MD_RESET, 0, "", 0, "", 0, 0, 0, 0, time.monotonic_ns()
             )
             rec = self.encoder.encode(reset)
-            if not self._write_reset(rec):
-                self.counters["drops"] += 1
+            self.owed_reset = rec  # replaces one still owed: this replay supersedes it
+            if not self._pay_reset(wait=True):
                 log.error(
-                    "md ring full for %.0f s: the reset before the replay is dropped (the "
-                    "strategy sees the replay's sequence 1 as a gap and resyncs)",
-                    RESET_WAIT_S,
+                    "md ring full: the reset before the replay waits for room; the "
+                    "replay's records are dropped until it is written (the strategy "
+                    "then resyncs past the gap)"
                 )
             # Not waited for: a gateway that is down must not stop the strategy's data.
             # One that missed the reset sees the replay's sequence 1 as a gap: resync.
             self._to_risk(rec)
-            self.counters["resets"] += 1
             self.pending_reset = False
         self.link.logged_in()
         self.live.set()

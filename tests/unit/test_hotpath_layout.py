@@ -3,6 +3,7 @@ and how a composite loop runs its parts (pure: config and agents, no daemons).""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -645,23 +646,50 @@ def test_a_reset_waiting_for_room_lets_a_composed_strategy_make_it(tmp_path: Pat
         fill(p)  # before the strategy is composed: nobody reads
         p.comp.add(1, "strategy", p.strategy)
         login_with_reset(p)
-        assert p.feed.counters["resets"] == 1 and not p.feed.pending_reset
+        assert p.feed.owed_reset is None and p.feed.counters["resets"] == 1
         while p.strategy.pump():
             pass
         assert p.seen[-1][0] == MD_RESET
 
 
-def test_a_reset_nobody_makes_room_for_is_dropped_after_a_while(
+def test_a_reset_with_no_room_is_owed_before_any_later_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No strategy reading at all: the wait ends (RESET_WAIT_S), the reset is counted
-    as a drop and logged; the feed goes on (the strategy resyncs on the gap)."""
+    """Split: nobody made room within RESET_WAIT_S. The reset is not dropped (a
+    replay without it in front reads as live data): the records after it are, until
+    it fits; then it goes first."""
     import hftd.feed.daemon as fd
 
     monkeypatch.setattr(fd, "RESET_WAIT_S", 0.05)
     with open_rings(tmp_path, {"rings": {"md_capacity": 1 << 16}}) as r:
         p = MdParts(*r)
         fill(p)
-        drops = p.feed.counters["drops"]
         login_with_reset(p)
-        assert p.feed.counters["drops"] == drops + 1 and p.feed.live.is_set()
+        assert p.feed.owed_reset is not None and p.feed.counters["resets"] == 0
+        drops = p.feed.counters["drops"]
+        p.add_orders(3)
+        p.feed._publish_heartbeat(0.0)
+        assert p.feed.counters["drops"] == drops + 3
+        while p.strategy.pump():  # the strategy makes room at last
+            pass
+        n = len(p.seen)
+        p.add_orders(2)
+        p.strategy.pump()
+        kinds = [k for k, _ in p.seen[n:]]
+        assert kinds == [MD_RESET, MD_ADD, MD_ADD] and p.feed.owed_reset is None
+
+
+def test_a_reset_waits_for_no_strategy_that_is_not_composed_yet(tmp_path: Path) -> None:
+    """Composite, the strategy not attached yet (the feed's downstream is the
+    gateway's pump): nobody on this thread can make room, and waiting would hold
+    the strategy's attach up. The reset is owed at once."""
+    with open_rings(tmp_path, {"rings": {"md_capacity": 1 << 16}}) as r:
+        c, rr = r
+        p = MdParts(c, rr)
+        p.comp.add(0, "feed", p.feed)
+        p.comp.add(2, "gateway", GatewayAgent(c, rr["orders"], rr["executions"], rr["risk_md"]))
+        assert p.feed.downstream is not None and p.feed.handoff is None
+        fill(p)
+        t0 = time.monotonic()
+        login_with_reset(p)
+        assert time.monotonic() - t0 < 1.0 and p.feed.owed_reset is not None
