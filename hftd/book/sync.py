@@ -58,6 +58,9 @@ LIVE: Final = 5  # caught up with this update: apply it (unless MD_SEQUENCE), th
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
+# Asked for a resync and no reset came in this long (a feed restarted before its
+# reset was written, a request lost): ask again.
+RESYNC_RETRY_S = 10.0
 
 
 class MdSync:
@@ -75,6 +78,7 @@ class MdSync:
         self.want_resync = False
         self.resync_at = 0.0  # clock(): the wanted resync not before this
         self.hole = 0  # the sequence number sync was last lost at (0: none open)
+        self.asked_at = 0.0  # clock() of the resync asked and not answered yet (0: none)
         self.failures = 0  # consecutive resyncs that lost sync again before the hole
         self.last_loss = ""
         # The stream up to this sequence number repeats what was published before:
@@ -106,13 +110,16 @@ class MdSync:
                     return LOST
             elif u.seq == 0:
                 # The venue has sequenced nothing yet: empty books are in sync.
+                self.asked_at = 0.0
                 self.synced = True
                 self.last_seq = 0
                 self.catching_up = self.replay_to > 0  # what follows, if `catch_up_to` said
                 return REBUILD
+            self._overdue()
             return SKIP
         if kind == MD_RESET:
             self.counters["resets"] += 1
+            self.asked_at = 0.0
             self.synced = True
             self.want_resync = False
             self.last_seq = 0
@@ -125,7 +132,9 @@ class MdSync:
         if not self.synced:
             if seq != 1:
                 self.counters["skipped"] += 1
+                self._overdue()
                 return SKIP
+            self.asked_at = 0.0
             self.synced = True
             self.catching_up = self.replay_to > 0
         if seq != self.last_seq + 1:
@@ -199,8 +208,24 @@ class MdSync:
         if not self.want_resync or self.clock() < self.resync_at:
             return False
         self.want_resync = False
+        self.asked_at = self.clock()
         self.counters["resyncs"] += 1
         return True
+
+    def _overdue(self) -> None:
+        """Out of sync, a resync asked RESYNC_RETRY_S ago and no reset since: the
+        request or the reset was lost (a feed restarted with its reset still owed to
+        a full ring forgets it). Ask again rather than stay blind."""
+        if self.asked_at and not self.want_resync:
+            now = self.clock()
+            if now - self.asked_at > RESYNC_RETRY_S:
+                self.asked_at = 0.0
+                self.want_resync = True
+                self.resync_at = now
+                self.last_loss = (
+                    f"no reset came within {RESYNC_RETRY_S:.0f} s of asking for a resync: "
+                    "asking again"
+                )
 
     def status(self) -> dict[str, object]:
         return {

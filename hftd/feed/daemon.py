@@ -64,7 +64,7 @@ MD_HEARTBEAT_S = 0.1  # idle this long: publish MD_HEARTBEAT
 # the feed stops saying the market data is fresh (the breaker's md_stale_s then
 # sees it age) long before the link's own silence timeout (15 s) drops it.
 MD_VOUCH_S = 2 * soup.HEARTBEAT_INTERVAL
-# A reset waiting for room in the md ring: no longer than this (see FeedAgent._write_reset)
+# A reset waiting for room in the md ring: no longer than this (FeedAgent._pay_reset)
 RESET_WAIT_S = 5.0
 PROBLEM_LOG_INTERVAL_S = 5.0  # unreadable ITCH messages: at most one warning this often
 
@@ -379,7 +379,7 @@ class FeedAgent:
             rec = self.encoder.encode(reset)
             self.owed_reset = rec  # replaces one still owed: this replay supersedes it
             if not self._pay_reset(wait=True):
-                log.error(
+                log.warning(
                     "md ring full: the reset before the replay waits for room; the "
                     "replay's records are dropped until it is written (the strategy "
                     "then resyncs past the gap)"

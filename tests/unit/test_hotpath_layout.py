@@ -673,10 +673,11 @@ def test_a_reset_with_no_room_is_owed_before_any_later_record(
         while p.strategy.pump():  # the strategy makes room at last
             pass
         n = len(p.seen)
-        p.add_orders(2)
+        p.feed._publish_heartbeat(0.0)  # the first record after: the reset goes before it
+        p.add_orders(1)
         p.strategy.pump()
         kinds = [k for k, _ in p.seen[n:]]
-        assert kinds == [MD_RESET, MD_ADD, MD_ADD] and p.feed.owed_reset is None
+        assert kinds == [MD_RESET, MD_HEARTBEAT, MD_ADD] and p.feed.owed_reset is None
 
 
 def test_a_reset_waits_for_no_strategy_that_is_not_composed_yet(tmp_path: Path) -> None:
@@ -693,3 +694,12 @@ def test_a_reset_waits_for_no_strategy_that_is_not_composed_yet(tmp_path: Path) 
         t0 = time.monotonic()
         login_with_reset(p)
         assert time.monotonic() - t0 < 1.0 and p.feed.owed_reset is not None
+        # the strategy attaches and reads the ring; the next update is handed over
+        # only after the reset is in the ring, and the strategy reads that first
+        p.comp.add(1, "strategy", p.strategy)
+        assert p.feed.handoff is not None
+        while p.strategy.pump():
+            pass
+        n = len(p.seen)
+        p.add_orders(1)
+        assert [k for k, _ in p.seen[n:]] == [MD_RESET, MD_ADD] and p.feed.owed_reset is None

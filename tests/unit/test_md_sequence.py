@@ -115,6 +115,27 @@ def test_a_joined_stream_waits_for_its_start_or_a_reset() -> None:
     assert s.on_update(RESET) == REBUILD and s.synced
 
 
+def test_a_resync_no_reset_answers_is_asked_again() -> None:
+    """Asked for a resync, and the reset never came (a feed restarted with its reset
+    still owed to a full ring forgets it): out of sync, skipping records or
+    heartbeats, the sync asks again after RESYNC_RETRY_S instead of staying blind.
+    A reset in time ends the wait."""
+    from hftd.book.sync import RESYNC_RETRY_S
+
+    clock = Clock()
+    s = MdSync(clock)
+    s.rejoin()
+    assert s.take_resync()
+    clock.now += RESYNC_RETRY_S - 1
+    assert s.on_update(upd(2049)) == SKIP and not s.want_resync  # not yet
+    clock.now += 2
+    assert s.on_update(hb(2049)) == SKIP and s.want_resync  # asks again
+    assert "no reset came" in s.last_loss and s.take_resync()
+    assert s.on_update(RESET) == REBUILD and s.synced
+    clock.now += 3 * RESYNC_RETRY_S
+    assert s.on_update(upd(1)) == APPLY and not s.want_resync  # answered: no more asking
+
+
 def test_a_gap_wants_one_resync_at_once_and_the_replay_heals_it() -> None:
     clock = Clock()
     s = MdSync(clock)
