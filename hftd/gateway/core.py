@@ -259,11 +259,26 @@ class GatewayCore:
         elif kind == CMD_REPLACE:
             self._replace(c, now)
 
-    def bad_command(self, why: str, now: int) -> None:
+    def bad_command(self, why: str, now: int, fields: object = None) -> None:
         """An orders-ring record that is not an order command (a strategy's bug, or
         not a strategy: the ring is a boundary): dropped and counted, never acted
-        on, never the end of the gateway. One line a second at most."""
+        on, never the end of the gateway. One line a second at most. A NEW whose
+        `cl_id` can still be read (`fields`: the record decoded as plain msgpack)
+        is rejected back, so its strategy does not wait for an answer forever;
+        symbol left empty, so that no position is touched by the report."""
         self.counters["bad_commands"] += 1
+        if (
+            isinstance(fields, list)
+            and len(fields) > 1
+            and fields[0] == CMD_NEW
+            and type(fields[1]) is int
+            and fields[1] > 0
+        ):
+            self.reports.append(
+                ExecutionReport(
+                    EX_REJECTED, fields[1], 0, "", "", 0, 0, 0, 0, f"malformed order: {why}", 0
+                )
+            )
         if now >= self._bad_log_ns:
             self._bad_log_ns = now + 1_000_000_000
             log.error(

@@ -74,6 +74,15 @@ STALL_NS = 100_000_000
 STRATEGY_HEARTBEAT_NS = 100_000_000
 
 
+def _plain(raw: bytes | memoryview) -> object:
+    """A record as plain msgpack (what of a malformed command can still be read),
+    or None."""
+    try:
+        return msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
 class GatewayAgent:
     def __init__(self, cfg: HftdConfig, orders: Ring, execs: Ring, md: Ring) -> None:
         self.cfg = cfg
@@ -187,7 +196,7 @@ class GatewayAgent:
             try:
                 c = dec.decode(raw)
             except msgspec.DecodeError as exc:  # ValidationError included
-                core.bad_command(str(exc), time.monotonic_ns())
+                core.bad_command(str(exc), time.monotonic_ns(), _plain(raw))
                 continue
             core.on_command(c, time.monotonic_ns())
         if n:

@@ -14,7 +14,16 @@ import pytest
 from hftd.config import RING_EDGES, HftdConfig, parse_config
 from hftd.gateway.daemon import GatewayAgent
 from hftd.ipc.ring import Ring
-from hftd.msg.hot import CMD_NEW, MD_ADD, MD_HEARTBEAT, MD_RESET, MarketDataUpdate, OrderCommand
+from hftd.msg.hot import (
+    CMD_NEW,
+    EX_REJECTED,
+    MD_ADD,
+    MD_HEARTBEAT,
+    MD_RESET,
+    ExecutionReport,
+    MarketDataUpdate,
+    OrderCommand,
+)
 from hftd.runtime.composite import PRODUCER, CompositeAgent, CompositeHost
 from hftd.strategy.daemon import StrategyAgent
 from tests.support import DEFAULT_CONFIG, open_rings
@@ -413,6 +422,15 @@ def test_a_record_on_the_orders_ring_that_is_no_command_is_dropped_not_fatal(
         assert r["orders"].try_write(raw)
     assert gw.pump() == 4
     assert gw.core.counters["bad_commands"] == 3 and gw.core.counters["commands"] == 1
+    # the NEW with a float size still names its cl_id: rejected back to its strategy
+    # (no symbol: no position touched), so it does not wait for an answer forever
+    reports = []
+    while (raw := r["executions"].read()) is not None:
+        reports.append(msgspec.msgpack.decode(raw, type=ExecutionReport))
+    first = reports[0]
+    assert (first.kind, first.cl_id, first.symbol) == (EX_REJECTED, CMD.cl_id, "")
+    assert first.reason.startswith("malformed order: Expected `int`, got `float`")
+    assert [x.reason.split(":")[0] for x in reports[1:]] == ["held"]  # the valid one
 
 
 def test_a_strategys_order_of_the_wrong_types_is_its_own_error() -> None:
