@@ -134,7 +134,7 @@ class FeedAgent:
         # Composite layout with the strategy composed: each update handed to it as
         # the object it is (`StrategyAgent.take`, True if taken) before it is
         # encoded into the md ring, then the record written (`took`: the strategy
-        # skips it there). None otherwise.
+        # consumes it there unapplied). None otherwise.
         self.handoff: Callable[[MarketDataUpdate], bool] | None = None
         self.took: Callable[[bytes], object] = _ignore
         self.problems_logged = 0  # norm.problems when the last warning went out
@@ -281,7 +281,7 @@ class FeedAgent:
                     self.counters["published"] += 1
                     self.last_publish = link.last_rx
                     if taken:
-                        self.took(rec)  # the strategy skips it when it reads the ring
+                        self.took(rec)  # the strategy consumes it there, applied already
                     elif self.downstream is not None:
                         self.downstream()
                 else:

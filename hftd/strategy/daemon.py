@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -104,9 +103,6 @@ class StrategyAgent:
         self.direct: Callable[[OrderCommand, bool], bool] | None = None
         self.unit_orders = 0
         self.deferred = False
-        # Composite layout: md records applied when the feed handed their update over
-        # (`take`), in the ring's order; `pump` skips them there, once each.
-        self.taken: deque[bytes] = deque()
         self.counters = {
             "reports": 0,
             "orders_refused": 0,
@@ -121,22 +117,22 @@ class StrategyAgent:
         return self.sync.last_seq
 
     def _send(self, cmd: OrderCommand) -> bool:
+        first = self.unit_orders == 0
         direct = self.direct
-        if direct is not None and direct(cmd, self.unit_orders == 0):
-            if self.unit_orders:
-                self.deferred = True  # a burst: the rest go together (_end_unit)
-            self.unit_orders += 1
-            return True
-        if self.orders.try_write(self.enc.encode(cmd)):
-            if self.downstream is not None:  # composite layout
-                if self.unit_orders == 0:
-                    self.downstream()  # the gateway sends it now
-                else:
-                    self.deferred = True  # a burst: the rest go together (_end_unit)
-                self.unit_orders += 1
-            return True
-        self.counters["orders_refused"] += 1
-        return False
+        if direct is not None and direct(cmd, first):
+            pass  # the gateway took it (and sent it, if first)
+        elif self.orders.try_write(self.enc.encode(cmd)):
+            if self.downstream is None:  # split layout: the gateway's own loop reads it
+                return True
+            if first:
+                self.downstream()  # the gateway sends it now
+        else:
+            self.counters["orders_refused"] += 1
+            return False
+        if not first:
+            self.deferred = True  # a burst: the rest go together (_end_unit)
+        self.unit_orders += 1
+        return True
 
     def wait_fds(self) -> list[int]:
         return []
@@ -159,15 +155,11 @@ class StrategyAgent:
         rest of the feed's read."""
         work = 0
         md = self.md
-        taken = self.taken
         for _ in range(BATCH):
             raw = md.read()
             if raw is None:
                 break
             work += 1
-            if taken and raw == taken[0]:
-                taken.popleft()  # applied when the feed handed it over (`take`)
-                continue
             self._on_update(self.md_dec.decode(raw), raw)
             self._end_unit()
         if work:
@@ -195,8 +187,17 @@ class StrategyAgent:
         return True
 
     def took(self, rec: bytes) -> None:
-        """The feed wrote the update last taken into the md ring as `rec`."""
-        self.taken.append(rec)
+        """The feed wrote the update `take` applied into the md ring as `rec`: the
+        ring's next record (`take` read the ring to its end first), consumed here so
+        that it is never applied twice. Another record there (a bug) is left
+        unread."""
+        md = self.md
+        pos = md.position
+        raw = md.read()
+        if raw is not None and raw == rec:
+            md.commit()
+        else:
+            md.seek(pos)
 
     def _end_unit(self) -> None:
         """A unit of work is done: pump the orders it deferred (composite layout)."""
